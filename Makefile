@@ -1,0 +1,63 @@
+# The local platform and its checks. `make start` and `make test` are all a new machine
+# with Python 3.11 needs; everything else is installed by these files.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | sha1sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR)
+export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
+PYTEST_ARGS ?=
+
+.PHONY: help install start stop restart status logs parse pytest test lint bench settings-env airflow-env clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@echo "[platform] creating $(VENV) and installing the pinned requirements"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt -c constraints.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create the virtualenv from the project's files
+
+start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	@$(BIN)/python -m devplatform start
+
+stop:  ## stop exactly what `make start` started
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m devplatform stop; fi
+
+restart: stop start  ## stop, then start
+
+status:  ## what is running
+	@$(BIN)/python -m devplatform status
+
+logs:  ## follow every component's log
+	@tail -n 50 -F .local/logs/*.log
+
+parse:  ## parse every bundle in its own process, like the dag-processor
+	@$(BIN)/python -m devplatform parse
+
+lint: install  ## ruff, including the Airflow (AIR) rules
+	@$(BIN)/ruff check .
+
+pytest: install  ## the test suite only (PYTEST_ARGS=... to narrow)
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test: install lint  ## lint, then every test on a real embedded PostgreSQL
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times
+	@$(BIN)/python -m benchmarks.bulk_upsert
+	@$(BIN)/python -m benchmarks.parse_times
+
+settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines (e.g. for Astro's .env)
+	@$(BIN)/python -m devplatform settings-env
+
+airflow-env:  ## `eval $$(make -s airflow-env)` to use the airflow CLI against the local platform
+	@$(BIN)/python -m devplatform airflow-env
+
+clean: stop  ## stop and delete all local state (database, logs, mail)
+	rm -rf .local

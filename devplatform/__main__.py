@@ -1,0 +1,136 @@
+"""``python -m devplatform <command>``: the local platform's commands (see the Makefile)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+
+def cmd_start(args) -> None:
+    from devplatform.platform import LocalPlatform
+
+    p = LocalPlatform()
+    p.start()
+    logins = p.logins()
+    print()
+    print(f"Airflow UI and REST API: {p.config.api_url}")
+    print("Logins (generated on first start, kept in .local/airflow/, never committed):")
+    for user, pw in sorted(logins.items()):
+        print(f"  {user:24s} {pw}")
+    print(f"Mail sink: {p.config.mail_dir} (SMTP on 127.0.0.1:{p.config.smtp_port})")
+    print(f"OpenLineage events: {p.config.lineage_file}")
+    for d, spec in p.standin_specs():
+        print(f"Stand-in {d}/{spec['name']}: http://127.0.0.1:{spec['port']}")
+
+
+def cmd_stop(args) -> None:
+    from devplatform.platform import LocalPlatform
+
+    stopped = LocalPlatform().stop()
+    print(f"[platform] stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def cmd_status(args) -> None:
+    from devplatform.platform import LocalPlatform
+
+    for name, up in LocalPlatform().status().items():
+        print(f"{name:40s} {'running' if up else 'stopped'}")
+
+
+def cmd_apply_settings(args) -> None:
+    from devplatform import settings
+    from devplatform.config import PlatformConfig
+
+    cfg = PlatformConfig()
+    counts = settings.apply(cfg.domains, cfg.settings_vars())
+    print(json.dumps(counts) if args.json else f"applied {counts}")
+
+
+def cmd_settings_env(args) -> None:
+    """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env."""
+    from devplatform import settings
+    from devplatform.config import PlatformConfig
+
+    cfg = PlatformConfig()
+    values = cfg.settings_vars()
+    for k, v in settings.as_env(cfg.domains, values).items():
+        print(f"{k}={shlex.quote(v)}")
+
+
+def cmd_airflow_env(args) -> None:
+    from devplatform.config import PlatformConfig
+
+    for k, v in PlatformConfig().airflow_env().items():
+        print(f"export {k}={shlex.quote(v)}")
+
+
+def cmd_smtp_sink(args) -> None:
+    from pathlib import Path
+
+    from devplatform.smtp_sink import MailSink
+
+    sink = MailSink(Path(args.dir), port=args.port).start()
+    print(f"SMTP sink on 127.0.0.1:{sink.port}, writing to {args.dir}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        sink.stop()
+
+
+def cmd_serve_standin(args) -> None:
+    import uvicorn
+
+    from devplatform import settings
+    from devplatform.config import PlatformConfig
+    from devplatform.standin import load_factory
+
+    cfg = PlatformConfig()
+    spec = next(s for s in settings.load(args.domain, cfg.settings_vars())["standins"] if s["name"] == args.name)
+    app = load_factory(spec["app"])(**(spec.get("kwargs") or {}))
+    uvicorn.run(app, host="127.0.0.1", port=int(spec["port"]), log_level="info")
+
+
+def cmd_parse(args) -> None:
+    from devplatform.parse import parse_all_bundles
+
+    report = parse_all_bundles()
+    bad = False
+    for domain, r in report.items():
+        print(f"{domain}: {len(r['dags'])} DAG(s) {sorted(r['dags'])}; import errors: {len(r['import_errors'])}")
+        for f, e in r["import_errors"].items():
+            bad = True
+            print(f"  {f}:\n{e}")
+    sys.exit(1 if bad else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m devplatform")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("start").set_defaults(fn=cmd_start)
+    sub.add_parser("stop").set_defaults(fn=cmd_stop)
+    sub.add_parser("status").set_defaults(fn=cmd_status)
+    sub.add_parser("parse").set_defaults(fn=cmd_parse)
+    sub.add_parser("airflow-env").set_defaults(fn=cmd_airflow_env)
+    s = sub.add_parser("apply-settings")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_apply_settings)
+    s = sub.add_parser("settings-env")
+    s.set_defaults(fn=cmd_settings_env)
+    s = sub.add_parser("smtp-sink")
+    s.add_argument("--port", type=int, default=1025)
+    s.add_argument("--dir", required=True)
+    s.set_defaults(fn=cmd_smtp_sink)
+    s = sub.add_parser("serve-standin")
+    s.add_argument("domain")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_serve_standin)
+    args = ap.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

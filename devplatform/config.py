@@ -1,0 +1,171 @@
+"""The one place that decides how the local platform's Airflow is configured.
+
+Every component (api-server, scheduler, dag-processor, triggerer, the CLI, tests) is
+started with ``airflow_env(...)``. The Astro image sets the same switches in the
+``Dockerfile``; ``tests/test_astro_project.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
+
+DEFAULT_PG_PORT = 54320
+DEFAULT_API_PORT = 8080
+OPENLINEAGE_NAMESPACE = "looklyy-platform-local"
+
+
+def bundle_config(root: Path = ROOT, domains: list[str] | None = None, paths: dict[str, Path] | None = None) -> list[dict]:
+    """One LocalDagBundle per domain, owned by the team of the same name."""
+    paths = paths or {}
+    return [
+        {
+            "name": d,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(paths.get(d, bundle_dir(d, root)))},
+            "team_name": d,
+        }
+        for d in (domains or domain_names())
+    ]
+
+
+def simple_auth_users(domains: list[str] | None = None) -> str:
+    """One admin, then per team an ``op`` user and a ``viewer`` user."""
+    users = ["admin:admin"]
+    for d in domains or domain_names():
+        users += [f"{d}_op:op:{d}", f"{d}_viewer:viewer:{d}"]
+    return ",".join(users)
+
+
+def domain_db_role(domain: str) -> str:
+    return domain
+
+
+@dataclass
+class Secrets:
+    """Generated on first start, kept in the ignored state folder, never committed."""
+
+    jwt_secret: str
+    fernet_key: str
+    airflow_db_password: str
+    domain_db_passwords: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load_or_create(cls, path: Path, domains: list[str]) -> Secrets:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        changed = not data
+        data.setdefault("jwt_secret", secrets.token_urlsafe(64))
+        data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
+        pw = data.setdefault("domain_db_passwords", {})
+        for d in domains:
+            if d not in pw:
+                pw[d] = secrets.token_urlsafe(24)
+                changed = True
+        if changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(data, indent=2))
+        return cls(**data)
+
+
+@dataclass
+class PlatformConfig:
+    """Ports and folders of one local platform instance (make start, or a test's own)."""
+
+    state: Path = field(default_factory=state_dir)
+    pg_port: int = int(os.environ.get("PLATFORM_PG_PORT", DEFAULT_PG_PORT))
+    api_port: int = int(os.environ.get("PLATFORM_API_PORT", DEFAULT_API_PORT))
+    smtp_port: int = int(os.environ.get("PLATFORM_SMTP_PORT", 1025))
+    domains: list[str] = field(default_factory=domain_names)
+    bundle_paths: dict[str, Path] = field(default_factory=dict)
+    parallelism: int = 4
+
+    def bundle_path(self, domain: str) -> Path:
+        return self.bundle_paths.get(domain, bundle_dir(domain))
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state / "airflow"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state / "pgdata"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.state / "mail"
+
+    @property
+    def lineage_file(self) -> Path:
+        return self.state / "openlineage" / "events.jsonl"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets.load_or_create(self.state / "secrets.json", self.domains)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def settings_vars(self) -> dict[str, str]:
+        """Values that ``${...}`` placeholders in the domains' settings files resolve to."""
+        s = self.secrets
+        out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port)}
+        for d, pw in s.domain_db_passwords.items():
+            out[f"{d.upper()}_DB_PASSWORD"] = pw
+        return out
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment for every Airflow process of this platform instance."""
+        s = self.secrets
+        env = {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "PYTHONPATH": str(ROOT),
+            "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", f"/tmp/platform-runtime-{os.getuid()}"),
+            "AIRFLOW__CORE__MULTI_TEAM": "True",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains),
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": s.jwt_secret,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://airflow:{s.airflow_db_password}@127.0.0.1:{self.pg_port}/airflow"
+            ),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+                bundle_config(domains=self.domains, paths=self.bundle_paths)
+            ),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": OPENLINEAGE_NAMESPACE,
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
+            ),
+            # Platform-owned global connection: the SMTP sink (the platform's mail relay).
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": self.smtp_port,
+                    "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@platform.local"},
+                }
+            ),
+        }
+        return env

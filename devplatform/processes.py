@@ -1,0 +1,82 @@
+"""Start and stop the platform's background processes, tracked by pid file.
+
+Each process runs in its own session (so its children, e.g. LocalExecutor workers, share
+its process group). Its pid file records pid and start time; ``stop`` signals only a
+process whose start time still matches (a recycled pid is not ours), so nothing else is
+ever touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+
+
+class Proc:
+    def __init__(self, name: str, run_dir: Path, log_dir: Path) -> None:
+        self.name = name
+        self.pidfile = run_dir / f"{name}.pid"
+        self.logfile = log_dir / f"{name}.log"
+
+    def _record(self) -> dict | None:
+        if not self.pidfile.exists():
+            return None
+        try:
+            return json.loads(self.pidfile.read_text())
+        except ValueError:
+            return None
+
+    def process(self) -> psutil.Process | None:
+        rec = self._record()
+        if not rec:
+            return None
+        try:
+            p = psutil.Process(rec["pid"])
+            if abs(p.create_time() - rec.get("started", -1)) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
+                return p
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+        return None
+
+    def running(self) -> bool:
+        return self.process() is not None
+
+    def start(self, cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.logfile, "ab")
+        p = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        started = psutil.Process(p.pid).create_time()
+        self.pidfile.write_text(json.dumps({"pid": p.pid, "started": started, "cmd": cmd}))
+        return p.pid
+
+    def stop(self, timeout: float = 20) -> bool:
+        p = self.process()
+        if p is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        try:
+            group = [p] + p.children(recursive=True)
+        except psutil.NoSuchProcess:
+            group = [p]
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        _, alive = psutil.wait_procs(group, timeout=timeout)
+        for q in alive:
+            try:
+                q.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self.pidfile.unlink(missing_ok=True)
+        return True

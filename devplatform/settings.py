@@ -1,0 +1,155 @@
+"""Each domain's connections, variables and pools, from ``domains/<d>/settings.yaml``.
+
+The files use the Astro CLI's ``airflow_settings.yaml`` field names under ``airflow:``.
+String values may hold ``${NAME}`` or ``${NAME:-default}`` placeholders: they are filled
+from the environment first, then from the platform (generated passwords, ports), so real
+secrets never sit in a committed file.
+
+Applying is team-scoped (``team_name`` = the domain) through Airflow's models, because
+Airflow 3.3's CLI has no ``--team-name`` and ``variables import`` drops the team.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devplatform.paths import DOMAINS_DIR
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _expand(value: Any, values: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, values, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, values, where) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name in values:
+            return values[name]
+        if default is not None:
+            return default
+        raise SettingsError(f"{where}: ${{{name}}} is not set in the environment or by the platform")
+
+    return _PLACEHOLDER.sub(sub, value)
+
+
+def settings_file(domain: str) -> Path:
+    return DOMAINS_DIR / domain / "settings.yaml"
+
+
+def load(domain: str, values: Mapping[str, str] | None = None) -> dict:
+    """The domain's settings with placeholders filled: {connections, variables, pools, standins}."""
+    path = settings_file(domain)
+    raw = yaml.safe_load(path.read_text()) or {}
+    airflow = raw.get("airflow") or {}
+    data = {
+        "connections": airflow.get("connections") or [],
+        "variables": airflow.get("variables") or [],
+        "pools": airflow.get("pools") or [],
+        "standins": raw.get("standins") or [],
+    }
+    data = _expand(data, values or {}, str(path))
+    prefix = f"{domain}_"
+    for kind, key in (("connections", "conn_id"), ("variables", "variable_name"), ("pools", "pool_name")):
+        for item in data[kind]:
+            if not str(item.get(key, "")).startswith(prefix):
+                raise SettingsError(f"{path}: {kind} entry {item.get(key)!r} must start with {prefix!r}")
+    return data
+
+
+def connection_fields(c: dict) -> dict:
+    """Astro connection fields -> Airflow's JSON connection form."""
+    extra = c.get("conn_extra") or {}
+    out = {
+        "conn_type": c["conn_type"],
+        "host": c.get("conn_host"),
+        "schema": c.get("conn_schema"),
+        "login": c.get("conn_login"),
+        "password": c.get("conn_password"),
+        "port": int(c["conn_port"]) if c.get("conn_port") not in (None, "") else None,
+        "extra": extra if isinstance(extra, dict) else json.loads(extra),
+    }
+    return {k: v for k, v in out.items() if v not in (None, "", {})}
+
+
+def _env_name(kind: str, team: str, key: str) -> str:
+    return f"AIRFLOW_{kind}__{team.upper()}___{key.upper()}"
+
+
+def as_env(domains: list[str], values: Mapping[str, str] | None = None, team_scoped: bool = True) -> dict[str, str]:
+    """Environment variables for Astro deployments (or ``.env`` for ``astro dev start``)."""
+    env: dict[str, str] = {}
+    for d in domains:
+        s = load(d, values)
+        for c in s["connections"]:
+            name = _env_name("CONN", d, c["conn_id"]) if team_scoped else f"AIRFLOW_CONN_{c['conn_id'].upper()}"
+            env[name] = json.dumps(connection_fields(c))
+        for v in s["variables"]:
+            name = _env_name("VAR", d, v["variable_name"]) if team_scoped else f"AIRFLOW_VAR_{v['variable_name'].upper()}"
+            val = v["variable_value"]
+            env[name] = val if isinstance(val, str) else json.dumps(val)
+    return env
+
+
+def apply(domains: list[str], values: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Create or update every domain's connections, variables and pools, team-scoped. Idempotent."""
+    from airflow.models import Connection, Pool, Variable
+    from airflow.utils.session import create_session
+
+    counts = {"connections": 0, "variables": 0, "pools": 0}
+    with create_session() as session:
+        for d in domains:
+            s = load(d, values)
+            for c in s["connections"]:
+                f = connection_fields(c)
+                conn = session.query(Connection).filter(Connection.conn_id == c["conn_id"]).one_or_none()
+                if conn is None:
+                    conn = Connection(conn_id=c["conn_id"], team_name=d)
+                    session.add(conn)
+                conn.team_name = d
+                conn.conn_type = f["conn_type"]
+                conn.host = f.get("host")
+                conn.schema = f.get("schema")
+                conn.login = f.get("login")
+                conn.set_password(f.get("password"))
+                conn.port = f.get("port")
+                conn.set_extra(json.dumps(f["extra"]) if f.get("extra") else None)
+                counts["connections"] += 1
+            for v in s["variables"]:
+                val = v["variable_value"]
+                Variable.set(
+                    v["variable_name"],
+                    val if isinstance(val, str) else json.dumps(val),
+                    description=v.get("variable_description"),
+                    team_name=d,
+                    session=session,
+                )
+                counts["variables"] += 1
+            for p in s["pools"]:
+                Pool.create_or_update_pool(
+                    p["pool_name"],
+                    int(p["pool_slot"]),
+                    p.get("pool_description") or "",
+                    include_deferred=bool(p.get("pool_include_deferred", False)),
+                    team_name=d,
+                    session=session,
+                )
+                counts["pools"] += 1
+    return counts

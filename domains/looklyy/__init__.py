@@ -1,0 +1,1 @@
+"""The looklyy domain: its DAGs (bundle folder dags/), hooks, operators, settings and tests."""

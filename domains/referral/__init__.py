@@ -1,0 +1,1 @@
+"""The referral domain: its DAGs (bundle folder dags/), hooks, operators, settings and tests."""

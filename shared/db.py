@@ -1,0 +1,215 @@
+"""Database access for the domains: their own connection, migrations and bulk upserts.
+
+- :func:`domain_hook` -> ``PostgresHook`` on ``<domain>_postgres`` (each domain has its own
+  database and login role).
+- :func:`migrate` applies a folder of ordered ``NNNN_name.sql`` files once each, recorded in
+  ``schema_migrations`` with a checksum, under an advisory lock: safe to run concurrently
+  and again; an applied file that was edited afterwards is refused.
+- :func:`bulk_upsert` loads rows or a DataFrame with ``COPY`` into a temporary table and
+  merges with ``INSERT ... ON CONFLICT`` in one transaction: a retried load never
+  duplicates, a killed one leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+def domain_conn_id(domain: str) -> str:
+    return f"{domain}_postgres"
+
+
+def domain_hook(domain: str) -> PostgresHook:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=domain_conn_id(domain))
+
+
+# -- migrations ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations_in(folder: Path) -> list[Migration]:
+    files = sorted(p for p in Path(folder).glob("*.sql") if p.name[:4].isdigit())
+    versions = [p.stem for p in files]
+    if len({v[:4] for v in versions}) != len(versions):
+        raise ValueError(f"{folder}: two migrations share a number: {versions}")
+    return [Migration(p.stem, p) for p in files]
+
+
+def migrate(conn: Any, folder: Path, lock_name: str | None = None) -> list[str]:
+    """Apply pending migrations from ``folder`` on a DB-API connection. Returns versions applied."""
+    folder = Path(folder)
+    lock_key = int(hashlib.sha256((lock_name or str(folder.name)).encode()).hexdigest()[:15], 16)
+    applied_now: list[str] = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+            " version text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur.execute(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}")
+        done = dict(cur.fetchall())
+        for m in migrations_in(folder):
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise RuntimeError(
+                        f"migration {m.path} was edited after it was applied; add a new migration instead"
+                    )
+                continue
+            cur.execute(m.sql)
+            cur.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (version, checksum) VALUES (%s, %s)", (m.version, m.checksum)
+            )
+            applied_now.append(m.version)
+    conn.commit()
+    return applied_now
+
+
+def migrate_domain(domain: str, folder: Path) -> list[str]:
+    hook = domain_hook(domain)
+    conn = hook.get_conn()
+    try:
+        return migrate(conn, folder, lock_name=f"{domain}-migrations")
+    finally:
+        conn.close()
+
+
+# -- bulk upsert --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpsertResult:
+    inserted: int
+    updated: int
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+
+class _CsvStream(io.RawIOBase):
+    """A read-only file over CSV lines made lazily from rows (for ``COPY FROM STDIN``)."""
+
+    def __init__(self, rows: Iterable[Sequence[Any]]) -> None:
+        self._rows = iter(rows)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, n: int) -> None:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        size = 0
+        for row in self._rows:
+            writer.writerow(["\\N" if v is None else v for v in row])
+            size = out.tell()
+            if size >= n:
+                break
+        self._buf += out.getvalue().encode()
+
+    def read(self, n: int = -1) -> bytes:
+        n = 1 << 16 if n is None or n < 0 else n
+        if len(self._buf) < n:
+            self._fill(max(n, 1 << 16))
+        chunk, self._buf = self._buf[:n], self._buf[n:]
+        return chunk
+
+    def readinto(self, b) -> int:  # pragma: no cover - psycopg2 uses read()
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: str) -> str:
+    return ".".join(_ident(p) for p in table.split("."))
+
+
+def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:
+    """``COPY table (columns) FROM STDIN`` from an iterable of rows or a DataFrame, streamed."""
+    cols = ", ".join(_ident(c) for c in columns)
+    sql = f"COPY {_qualified(table)} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+    if hasattr(rows, "to_csv"):
+        buf = io.StringIO()
+        rows[list(columns)].to_csv(buf, header=False, index=False, na_rep="\\N")
+        buf.seek(0)
+        cur.copy_expert(sql, buf, size=1 << 20)
+    else:
+        cur.copy_expert(sql, _CsvStream(rows), size=1 << 20)
+
+
+def bulk_upsert(
+    conn: Any,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]] | pd.DataFrame,
+    key: Sequence[str],
+    *,
+    update: Sequence[str] | None = None,
+    only_changed: bool = True,
+    commit: bool = True,
+) -> UpsertResult:
+    """Upsert ``rows`` into ``table`` by ``key`` in one transaction (COPY, then merge).
+
+    ``update`` defaults to every non-key column; with ``only_changed`` a row whose values
+    are all equal is left alone (not counted, not rewritten). Rows with the same key in
+    one load: the last one wins. ``commit=False`` leaves the transaction to the caller, so
+    the load can commit together with other writes (e.g. a watermark).
+    """
+    update = [c for c in (update if update is not None else columns) if c not in key]
+    tmp = "_upsert_" + hashlib.sha1(table.encode()).hexdigest()[:10]
+    cols = ", ".join(_ident(c) for c in columns)
+    keys = ", ".join(_ident(c) for c in key)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {_qualified(table)} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        cur.execute(f"ALTER TABLE {tmp} ADD COLUMN IF NOT EXISTS _ord bigserial")
+        copy_rows(cur, tmp, columns, rows)
+        if update:
+            sets = ", ".join(f"{_ident(c)} = EXCLUDED.{_ident(c)}" for c in update)
+            action = f"DO UPDATE SET {sets}"
+            if only_changed:
+                old = ", ".join(f"t.{_ident(c)}" for c in update)
+                new = ", ".join(f"EXCLUDED.{_ident(c)}" for c in update)
+                action += f" WHERE ({old}) IS DISTINCT FROM ({new})"
+        else:
+            action = "DO NOTHING"
+        cur.execute(
+            f"WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _ord DESC),"
+            f" ins AS (INSERT INTO {_qualified(table)} AS t ({cols}) SELECT {cols} FROM src"
+            f" ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted)"
+            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
+        )
+        inserted, updated = cur.fetchone()
+        cur.execute(f"DROP TABLE {tmp}")
+    if commit:
+        conn.commit()
+    return UpsertResult(int(inserted), int(updated))

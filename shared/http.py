@@ -1,0 +1,306 @@
+"""JSON services over HTTP, configured entirely by an Airflow connection.
+
+``JsonApiHook`` extends the http provider's ``HttpHook`` (base URL, session, TLS and
+proxy handling, extras) with what every domain needs:
+
+- auth from the connection: ``login``/``password`` = basic auth; extra
+  ``{"auth_type": "api_key", "api_key_header": "X-API-Key"}`` or ``{"auth_type":
+  "bearer"}`` take the key or token from the connection's password;
+- retries (tenacity) with exponential backoff and jitter on connection errors, timeouts,
+  truncated bodies, 429 (honouring Retry-After, capped) and 5xx; any other 4xx fails at
+  once with :class:`PermanentApiError` naming method, path, status and a body excerpt;
+- an ``Idempotency-Key`` on every POST made inside a task, derived from the DAG run, task
+  and map index, so the retried call of a retried task is recognisable by the service;
+- :meth:`JsonApiHook.paginate` for ``{total, start, count, data}`` envelopes, one page at
+  a time;
+- response validation with pydantic: a wrong shape names the field.
+
+Connection extras understood here (others go to the provider as usual, i.e. headers):
+``auth_type``, ``api_key_header``, ``max_attempts`` (default 5), ``backoff_initial``
+(0.5 s), ``backoff_max`` (30 s), ``retry_after_max`` (60 s), ``timeout`` (provider: s or
+[connect, read]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+from pydantic import BaseModel, ValidationError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+try:  # Airflow's base exception, so task failures read like any provider's
+    from airflow.sdk.exceptions import AirflowException
+except ImportError:  # pragma: no cover
+    from airflow.exceptions import AirflowException
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+OWN_EXTRAS = ("auth_type", "api_key_header", "max_attempts", "backoff_initial", "backoff_max", "retry_after_max")
+EXCERPT = 200
+
+
+class ApiError(AirflowException):
+    """An HTTP call failed. ``status`` is None for network errors."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientApiError(ApiError):
+    """Worth retrying: network error, timeout, 429, 5xx, truncated body."""
+
+
+class PermanentApiError(ApiError):
+    """Not worth retrying: the request or the response breaks the contract."""
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + "…"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import datetime as dt
+
+        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def idempotency_key(context: Mapping[str, Any] | None = None, suffix: str = "") -> str | None:
+    """A key stable across the retries of one task instance, different for every run.
+
+    Uses the current task's context when none is given; outside a task returns None.
+    """
+    if context is None:
+        try:
+            from airflow.sdk import get_current_context
+
+            context = get_current_context()
+        except Exception:  # not inside a running task
+            return None
+    ti = context["ti"]
+    raw = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{getattr(ti, 'map_index', -1)}/{suffix}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class _WaitRetryAfter:
+    """Wait what a 429's Retry-After says (capped), else exponential backoff with jitter."""
+
+    def __init__(self, initial: float, maximum: float, retry_after_max: float) -> None:
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.retry_after_max = retry_after_max
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.retry_after_max)
+        return self.backoff(state)
+
+
+class JsonApiHook(HttpHook):
+    """A JSON service behind an Airflow HTTP connection. See the module docstring."""
+
+    conn_name_attr = "http_conn_id"
+    default_conn_name = "http_default"
+    conn_type = "http"
+    hook_name = "JSON API (platform)"
+
+    def __init__(self, http_conn_id: str, *, sleep: Callable[[float], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(method="GET", http_conn_id=http_conn_id, **kwargs)
+        self._session: requests.Session | None = None
+        self._extras: dict[str, Any] = {}
+        self._sleep = sleep
+
+    # -- session ------------------------------------------------------------------------
+    def _extract_auth(self, connection):
+        extras = connection.extra_dejson
+        auth_type = extras.get("auth_type", "basic")
+        if auth_type in ("api_key", "bearer"):
+            return None  # header set in get_conn
+        return super()._extract_auth(connection)
+
+    def _configure_session_from_extra(self, session, connection, extra_options):
+        # Keep this hook's own extras out of the request headers.
+        own = {k: v for k, v in connection.extra_dejson.items() if k not in OWN_EXTRAS}
+        shim = SimpleNamespace(extra_dejson=own, host=connection.host)
+        return super()._configure_session_from_extra(session, shim, extra_options)
+
+    def get_conn(self, headers: dict | None = None, extra_options: dict | None = None) -> requests.Session:
+        if self._session is not None and headers is None and extra_options is None:
+            return self._session
+        session = super().get_conn(headers, extra_options)
+        conn = self.get_connection(self.http_conn_id)
+        self._extras = conn.extra_dejson
+        auth_type = self._extras.get("auth_type", "basic")
+        if auth_type == "api_key":
+            session.headers[self._extras.get("api_key_header", "X-API-Key")] = conn.password or ""
+        elif auth_type == "bearer":
+            session.headers["Authorization"] = f"Bearer {conn.password or ''}"
+        session.headers.setdefault("Accept", "application/json")
+        self._session = session
+        return session
+
+    @property
+    def timeout(self) -> Any:
+        value = self.merged_extra.get("timeout", 30)
+        return tuple(value) if isinstance(value, list) else value
+
+    # -- requests -----------------------------------------------------------------------
+    def _retrying(self, attempts: int | None = None) -> Retrying:
+        e = self._extras
+        kwargs: dict[str, Any] = {}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        return Retrying(
+            stop=stop_after_attempt(int(attempts or e.get("max_attempts", 5))),
+            wait=_WaitRetryAfter(
+                float(e.get("backoff_initial", 0.5)),
+                float(e.get("backoff_max", 30)),
+                float(e.get("retry_after_max", 60)),
+            ),
+            retry=retry_if_exception_type(TransientApiError),
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "Attempt %d failed (%s); retrying in %.1f s", s.attempt_number, s.outcome.exception(), s.upcoming_sleep
+            ),
+            **kwargs,
+        )
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency: bool | str = True,
+        expected: tuple[int, ...] = (200, 201, 202, 204),
+        parse_json: bool = False,
+    ) -> requests.Response:
+        """One logical call, retried as above. With ``parse_json`` a truncated body is retried too,
+        and the parsed body is available as ``response.parsed``."""
+        session = self.get_conn()
+        method = method.upper()
+        url = self.url_from_endpoint(path)
+        hdrs = dict(headers or {})
+        if method == "POST" and idempotency:
+            key = idempotency if isinstance(idempotency, str) else idempotency_key(suffix=f"{method} {path}")
+            if key:
+                hdrs["Idempotency-Key"] = key
+        where = f"{method} {path}"
+
+        def attempt() -> requests.Response:
+            try:
+                resp = session.request(
+                    method, url, params=params, json=json_body, headers=hdrs, timeout=self.timeout,
+                    allow_redirects=True,
+                )
+            except requests.Timeout as exc:
+                raise TransientApiError(f"{where}: timed out ({type(exc).__name__})") from None
+            except requests.ConnectionError as exc:
+                raise TransientApiError(f"{where}: connection failed ({type(exc).__name__})") from None
+            if resp.status_code not in expected:
+                self.raise_for_status(where, resp)
+            resp.parsed = None
+            if parse_json and resp.status_code != 204 and resp.content:
+                try:
+                    resp.parsed = resp.json()
+                except ValueError:
+                    raise TransientApiError(f"{where}: body is not JSON: {_excerpt(resp.text)}") from None
+            return resp
+
+        return self._retrying()(attempt)
+
+    @staticmethod
+    def raise_for_status(where: str, resp: requests.Response) -> None:
+        status = resp.status_code
+        msg = f"{where} answered {status}: {_excerpt(resp.text)}"
+        if status == 429 or status >= 500:
+            raise TransientApiError(msg, status=status, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        raise PermanentApiError(msg, status=status)
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        model: type[M] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency: bool | str = True,
+    ) -> Any:
+        """Send, parse the JSON body and validate it against ``model`` when given."""
+        resp = self.send(
+            method, path, params=params, json_body=json_body, headers=headers, idempotency=idempotency, parse_json=True
+        )
+        where = f"{method.upper()} {path}"
+        return validate(resp.parsed, model, where) if model is not None else resp.parsed
+
+    def get_json(self, path: str, **kwargs: Any) -> Any:
+        return self.request_json("GET", path, **kwargs)
+
+    def post_json(self, path: str, json_body: Any = None, **kwargs: Any) -> Any:
+        return self.request_json("POST", path, json_body=json_body, **kwargs)
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        page_size: int = 500,
+        start: int = 0,
+    ) -> Iterator[Page]:
+        """Yield ``{total, start, count, data}`` pages until ``start + count >= total``."""
+        while True:
+            body = self.get_json(path, params={**(params or {}), "start": start, "count": page_size}, model=Page)
+            yield body
+            start = body.start + body.count
+            if body.count == 0 or start >= body.total:
+                return
+
+
+class Page(BaseModel):
+    """The offset/count envelope shared by Bullhorn-style APIs."""
+
+    total: int
+    start: int
+    count: int
+    data: list[dict[str, Any]]
+
+
+def validate(body: Any, model: type[M], where: str) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise PermanentApiError(f"{where}: unexpected response body ({problems})") from None
