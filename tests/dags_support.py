@@ -1,0 +1,29 @@
+"""Task logic of the fixture DAG ``platform_shared_check`` (kept out of the DAG file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.db import bulk_upsert, domain_hook, migrate
+from shared.http import JsonApiHook
+from shared.lineage import record_postgres_io, record_service_io
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def load_items_from_catalog(domain: str) -> int:
+    pg = domain_hook(domain)
+    api = JsonApiHook(f"{domain}_api")
+    conn = pg.get_conn()
+    try:
+        migrate(conn, MIGRATIONS, lock_name=domain)
+        total = 0
+        for page in api.paginate("/items", page_size=10):
+            rows = [(r["id"], r["name"], r["price"]) for r in page.data]
+            bulk_upsert(conn, "items", ["id", "name", "price"], rows, key=["id"])
+            total += len(rows)
+    finally:
+        conn.close()
+    record_service_io(api, "catalog", inputs=["items"])
+    record_postgres_io(pg, outputs=["items"])
+    return total
