@@ -62,7 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "no-dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{pg.port}/airflow",
-        "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "platform-tests",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(tmp / "openlineage.jsonl"), "append": True}
+        ),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         # dag.test() loads DAGs from bundles: the domains' own plus the tests' fixture DAGs.
@@ -115,6 +118,22 @@ def domain_db(pg: PgServer, request) -> Callable[[str], dict]:
     yield make
     for db in made:
         pg.drop_database(db)
+
+
+@pytest.fixture
+def lineage_events() -> Callable[[], list[dict]]:
+    """Read back the OpenLineage events emitted since the test started."""
+    path = _STATE["tmp"] / "openlineage.jsonl"
+    offset = path.stat().st_size if path.exists() else 0
+
+    def read() -> list[dict]:
+        if not path.exists():
+            return []
+        with open(path) as f:
+            f.seek(offset)
+            return [json.loads(line) for line in f if line.strip()]
+
+    return read
 
 
 @pytest.fixture

@@ -153,16 +153,24 @@ def _qualified(table: str) -> str:
 
 
 def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:
-    """``COPY table (columns) FROM STDIN`` from an iterable of rows or a DataFrame, streamed."""
+    """``COPY table (columns) FROM STDIN`` from an iterable of rows or a DataFrame, streamed.
+
+    Works with psycopg 3 cursors (the postgres provider's default driver) and psycopg2's.
+    """
     cols = ", ".join(_ident(c) for c in columns)
     sql = f"COPY {_qualified(table)} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
     if hasattr(rows, "to_csv"):
         buf = io.StringIO()
         rows[list(columns)].to_csv(buf, header=False, index=False, na_rep="\\N")
-        buf.seek(0)
-        cur.copy_expert(sql, buf, size=1 << 20)
+        stream: io.RawIOBase | io.BytesIO = io.BytesIO(buf.getvalue().encode())
     else:
-        cur.copy_expert(sql, _CsvStream(rows), size=1 << 20)
+        stream = _CsvStream(rows)
+    if hasattr(cur, "copy_expert"):  # psycopg2
+        cur.copy_expert(sql, stream, size=1 << 20)
+        return
+    with cur.copy(sql) as copy:  # psycopg 3
+        while chunk := stream.read(1 << 20):
+            copy.write(chunk)
 
 
 def bulk_upsert(

@@ -11,6 +11,10 @@
 collector, so they appear as inputs/outputs on the task's own OpenLineage events (the
 provider's SQL parser only sees queries sent through ``hook.run``).
 
+Known limit (OpenLineage provider 2.20.3): only asset schemes with a registered converter
+(``postgres``, ``file``) become OpenLineage datasets; HTTP-service assets are kept as
+Airflow Assets (cross-DAG scheduling, the Assets view) but do not appear on OL events.
+
 OpenLineage itself is configured per deployment through the environment, never in code:
 ``AIRFLOW__OPENLINEAGE__NAMESPACE`` and ``AIRFLOW__OPENLINEAGE__TRANSPORT`` (a file
 locally, HTTP to Marquez or Astro in production); see ``devplatform/config.py`` and the
@@ -78,6 +82,7 @@ def record_postgres_io(
 
 
 def record_service_io(hook: Any, service: str, *, inputs: list[str] = (), outputs: list[str] = ()) -> None:
+    """Report a service's resources read/written (Airflow asset lineage; see the known limit)."""
     from airflow.sdk.lineage import get_hook_lineage_collector
 
     collector = get_hook_lineage_collector()

@@ -1,0 +1,147 @@
+"""shared.db on a real PostgreSQL: migrations, bulk upsert, atomicity under a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from shared.db import bulk_upsert, migrate
+
+
+@pytest.fixture
+def dbf(domain_db) -> dict:
+    return domain_db("platform_tests")
+
+
+@pytest.fixture
+def conn(dbf):
+    c = connect(dbf)
+    yield c
+    c.close()
+
+
+def connect(f):
+    return psycopg2.connect(host=f["host"], port=f["port"], dbname=f["schema"], user=f["login"], password=f["password"])
+
+
+@pytest.fixture
+def migrations(tmp_path) -> Path:
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "0001_people.sql").write_text(
+        "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, score numeric, note text);"
+    )
+    (d / "0002_index.sql").write_text("CREATE INDEX people_name ON people (name);")
+    return d
+
+
+def rows(conn, sql="SELECT id, name, score, note FROM people ORDER BY id"):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def test_migrations_apply_once_and_in_order(conn, migrations):
+    assert migrate(conn, migrations) == ["0001_people", "0002_index"]
+    assert migrate(conn, migrations) == []
+    (migrations / "0003_more.sql").write_text("ALTER TABLE people ADD COLUMN email text;")
+    assert migrate(conn, migrations) == ["0003_more"]
+
+
+def test_edited_migration_is_refused(conn, migrations):
+    migrate(conn, migrations)
+    (migrations / "0001_people.sql").write_text("CREATE TABLE people (id int);")
+    with pytest.raises(RuntimeError, match="was edited after it was applied"):
+        migrate(conn, migrations)
+
+
+def test_concurrent_migrations_apply_each_file_once(dbf, migrations):
+    results, errors = [], []
+
+    def run():
+        c = connect(dbf)
+        try:
+            results.append(migrate(c, migrations, lock_name="people"))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(results, key=len) == [[], [], [], ["0001_people", "0002_index"]]
+
+
+def test_upsert_inserts_updates_only_changes_and_is_idempotent(conn, migrations):
+    migrate(conn, migrations)
+    cols = ["id", "name", "score", "note"]
+    data = [(1, "ann", 1.5, None), (2, "bob", None, "x,\"quoted\"\nline"), (3, "cy", 3, "")]
+    r = bulk_upsert(conn, "people", cols, data, key=["id"])
+    assert (r.inserted, r.updated) == (3, 0)
+    again = bulk_upsert(conn, "people", cols, data, key=["id"])
+    assert (again.inserted, again.updated) == (0, 0)
+    changed = bulk_upsert(conn, "people", cols, [(2, "bob", 9, "x,\"quoted\"\nline"), (4, "dee", 4, None)], key=["id"])
+    assert (changed.inserted, changed.updated) == (1, 1)
+    got = rows(conn)
+    assert [g[0] for g in got] == [1, 2, 3, 4]
+    assert got[1][2] == 9 and got[1][3] == "x,\"quoted\"\nline"
+    assert got[0][3] is None and got[2][3] == ""
+
+
+def test_duplicate_keys_in_one_load_last_wins(conn, migrations):
+    migrate(conn, migrations)
+    r = bulk_upsert(conn, "people", ["id", "name"], [(1, "first"), (1, "second")], key=["id"])
+    assert r.inserted == 1
+    assert rows(conn, "SELECT name FROM people") == [("second",)]
+
+
+def test_dataframe_input(conn, migrations):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    df = pd.DataFrame({"id": [1, 2], "name": ["a", "b"], "score": [0.5, None]})
+    r = bulk_upsert(conn, "people", ["id", "name", "score"], df, key=["id"])
+    assert r.inserted == 2
+    assert rows(conn, "SELECT id, score FROM people ORDER BY id")[1] == (2, None)
+
+
+KILL_SCRIPT = """
+import sys, psycopg2
+from shared.db import bulk_upsert
+f = dict(host=sys.argv[1], port=int(sys.argv[2]), dbname=sys.argv[3], user=sys.argv[4], password=sys.argv[5])
+conn = psycopg2.connect(**f)
+def gen():
+    for i in range(10_000_000):
+        if i == 50_000:
+            print("halfway", flush=True)
+        yield (i, "n%d" % i, i, None)
+bulk_upsert(conn, "people", ["id", "name", "score", "note"], gen(), key=["id"])
+"""
+
+
+def test_killed_load_leaves_nothing_half_written(conn, dbf, migrations):
+    migrate(conn, migrations)
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "kept")], key=["id"])
+    f = dbf
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, f["host"], str(f["port"]), f["schema"], f["login"], f["password"]],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.stdout.readline().strip() == "halfway"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert rows(conn, "SELECT id, name FROM people") == [(1, "kept")]
