@@ -2,7 +2,7 @@
 
     from shared.dag_defaults import dag_kwargs
 
-    @dag(**dag_kwargs("referral", doc_md=__doc__, schedule="0 */6 * * *", default_args={"retries": 3}))
+    @dag(schedule="0 */6 * * *", **dag_kwargs("referral", doc_md=__doc__, default_args={"retries": 3}))
     def bullhorn_sync_optimized(): ...
 
 Defaults: owner ``<domain>``, retries 2 with exponential backoff from 1 minute (capped at

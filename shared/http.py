@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pydantic import BaseModel, ValidationError
 from tenacity import (
     RetryCallState,
@@ -40,8 +41,6 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
-
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from shared.dag_defaults import dag_kwargs
 DOMAIN = "platform_tests"
 
 
-@dag(**dag_kwargs(DOMAIN, doc_md=__doc__, schedule=None, default_args={"retries": 0}))
+@dag(schedule=None, **dag_kwargs(DOMAIN, doc_md=__doc__, default_args={"retries": 0}))
 def platform_shared_check():
     @task
     def load_items() -> int:

@@ -3,9 +3,6 @@ common-sql, OpenLineage events read back, summary mail read back from the SMTP s
 
 from __future__ import annotations
 
-import json
-import os
-
 import psycopg2
 import pytest
 

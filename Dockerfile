@@ -1,0 +1,17 @@
+# Astro Runtime 3.3-2 = Apache Airflow 3.3. The same platform as `make start`: multi-team,
+# one DAG bundle per domain owned by the team of the same name, the project root importable
+# (shared/ and domains.*), OpenLineage on. tests/test_astro_project.py keeps this in step
+# with devplatform/config.py.
+FROM astrocrpublic.azurecr.io/runtime:3.3-2
+
+ENV PYTHONPATH=/usr/local/airflow \
+    AIRFLOW__CORE__MULTI_TEAM=True \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    AIRFLOW__CORE__PARALLELISM=16 \
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \
+    AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
+    AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
+# OpenLineage transport (HTTP to Marquez or Astro's lineage backend), SMTP and every
+# connection/variable are set per Deployment (Astro environment variables or a secrets
+# backend), e.g. AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "http", "url": "..."}' and the
+# team-scoped lines from `make settings-env`.

@@ -1,0 +1,42 @@
+"""Platform policy for every DAG, as code (checked by tests/test_bundles.py).
+
+Each rule reads a parse report (``devplatform.parse``) and returns violations as text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+MIN_RETRIES = 2
+# Seeds may fix a different number of retries for a DAG: dag_id -> minimum.
+RETRY_EXCEPTIONS: dict[str, int] = {}
+
+
+def violations(report: dict[str, dict]) -> list[str]:
+    """All violations across bundles: ``{domain: parse report}``."""
+    out: list[str] = []
+    ids = Counter(dag_id for r in report.values() for dag_id in r["dags"])
+    for domain, r in report.items():
+        for f, err in r["import_errors"].items():
+            out.append(f"{domain}/{f}: import error: {err.strip().splitlines()[-1]}")
+        for w in r["warnings"]:
+            out.append(f"{domain}: warning at parse time: {w}")
+        for m in r["heavy_modules"]:
+            out.append(f"{domain}: parsing imported heavy module {m!r}")
+        for dag_id, d in r["dags"].items():
+            where = f"{domain}/{d['file']}:{dag_id}"
+            if ids[dag_id] > 1:
+                out.append(f"{where}: dag_id is not unique across the deployment")
+            if domain not in d["tags"]:
+                out.append(f"{where}: tags {d['tags']} do not name the domain {domain!r}")
+            if not d["owner"] or d["owner"] == "airflow":
+                out.append(f"{where}: no owner")
+            if not d["doc_md"]:
+                out.append(f"{where}: no doc_md")
+            floor = RETRY_EXCEPTIONS.get(dag_id, MIN_RETRIES)
+            for t in d["tasks"]:
+                if (t["retries"] or 0) < floor:
+                    out.append(f"{where}.{t['task_id']}: retries {t['retries']} < {floor}")
+                if not t["failure_callback"]:
+                    out.append(f"{where}.{t['task_id']}: no failure notification")
+    return out

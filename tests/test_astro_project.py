@@ -1,0 +1,62 @@
+"""The Astro project files stay in the Astro CLI's formats and in step with the local platform."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from devplatform import settings
+from devplatform.config import bundle_config, simple_auth_users
+from devplatform.paths import ROOT, domain_names
+
+
+def dockerfile_env() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text()
+    return {m.group(1): m.group(2) or m.group(3) for m in re.finditer(r"(\w+)=(?:'([^']*)'|\"?([^\"\s\\]*)\"?)", text)}
+
+
+def test_dockerfile_is_on_astro_runtime_for_airflow_3_3():
+    assert re.search(r"^FROM astrocrpublic\.azurecr\.io/runtime:3\.3-\d+$", (ROOT / "Dockerfile").read_text(), re.M)
+
+
+def test_image_configures_what_the_local_platform_configures():
+    env = dockerfile_env()
+    assert env["AIRFLOW__CORE__MULTI_TEAM"] == "True"
+    assert env["PYTHONPATH"] == "/usr/local/airflow"
+    assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
+    assert env["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+
+
+def test_requirements_are_pinned():
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            assert "==" in line, line
+
+
+def test_airflow_settings_uses_the_astro_schema():
+    data = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+    assert set(data) == {"airflow"} and set(data["airflow"]) == {"connections", "pools", "variables"}
+
+
+def test_each_domain_declares_prefixed_settings_and_they_emit_team_scoped_env():
+    values = {f"{d.upper()}_DB_PASSWORD": "pw" for d in domain_names()}
+    env = settings.as_env(domain_names(), values)
+    for d in domain_names():
+        s = settings.load(d, values)
+        assert any(c["conn_id"] == f"{d}_postgres" for c in s["connections"])
+        key = f"AIRFLOW_CONN__{d.upper()}___{d.upper()}_POSTGRES"
+        assert json.loads(env[key])["schema"] == d
+    assert all("___" in k for k in env)
+
+
+def test_missing_secret_placeholder_is_a_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.delenv("REFERRAL_DB_PASSWORD", raising=False)
+    with pytest.raises(settings.SettingsError, match=r"REFERRAL_DB_PASSWORD\} is not set"):
+        settings.load("referral", {})

@@ -1,0 +1,65 @@
+"""Every bundle parses like the dag-processor parses it, and every DAG follows policy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devplatform.parse import parse_all_bundles, parse_in_subprocess
+from devplatform.paths import ROOT, bundle_dir, domain_names
+from devplatform.policy import violations
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, dict]:
+    return parse_all_bundles()
+
+
+def test_five_domains_each_own_a_bundle():
+    assert domain_names() == ["aurora", "ecommerce_ml", "hss_workflow", "looklyy", "referral"]
+    for d in domain_names():
+        assert bundle_dir(d).is_dir()
+        assert (ROOT / "domains" / d / "tests").is_dir()
+
+
+def test_every_bundle_parses_with_zero_import_errors(report):
+    assert {d: r["import_errors"] for d, r in report.items() if r["import_errors"]} == {}
+
+
+def test_every_dag_follows_platform_policy(report):
+    assert violations(report) == []
+
+
+def test_dag_files_parse_fast(report):
+    slow = {f: s for r in report.values() for f, s in r["file_parse_seconds"].items() if s > 2.0}
+    assert slow == {}, "a DAG file does work at parse time"
+
+
+def test_policy_catches_a_dag_that_breaks_the_rules(report):
+    bad = parse_in_subprocess("referral", FIXTURES / "bad_bundle")
+    problems = violations({"referral": report["referral"], "platform_fixture": bad})
+    text = "\n".join(problems)
+    assert "broken.py: import error" in text
+    assert "bullhorn_sync_optimized: tags ['misc'] do not name the domain 'platform_fixture'" in text
+    assert "bullhorn_sync_optimized: no doc_md" in text
+    assert "bullhorn_sync_optimized: no owner" in text
+    assert "bullhorn_sync_optimized.work: retries 0 < 2" in text
+    assert "bullhorn_sync_optimized.work: no failure notification" in text
+    assert "parsing imported heavy module 'pandas'" in text
+
+
+def test_policy_flags_a_dag_id_used_twice():
+    good = parse_in_subprocess("platform_tests", FIXTURES / "good_bundle")
+    assert violations({"platform_tests": good}) == []
+    assert any("not unique" in v for v in violations({"platform_tests": good, "other": good}))
+
+
+def test_ruff_with_airflow_rules_is_clean():
+    out = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--select", "AIR", str(ROOT)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
