@@ -35,9 +35,9 @@ def bundle_config(root: Path = ROOT, domains: list[str] | None = None, paths: di
     ]
 
 
-def simple_auth_users(domains: list[str] | None = None) -> str:
+def simple_auth_users(domains: list[str] | None = None, extra: tuple[str, ...] = ()) -> str:
     """One admin, then per team an ``op`` user and a ``viewer`` user."""
-    users = ["admin:admin"]
+    users = ["admin:admin", *extra]
     for d in domains or domain_names():
         users += [f"{d}_op:op:{d}", f"{d}_viewer:viewer:{d}"]
     return ",".join(users)
@@ -85,6 +85,7 @@ class PlatformConfig:
     smtp_port: int = int(os.environ.get("PLATFORM_SMTP_PORT", 1025))
     domains: list[str] = field(default_factory=domain_names)
     bundle_paths: dict[str, Path] = field(default_factory=dict)
+    extra_users: tuple[str, ...] = ()
     parallelism: int = 4
 
     def bundle_path(self, domain: str) -> Path:
@@ -139,7 +140,7 @@ class PlatformConfig:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains, self.extra_users),
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.api_url,

@@ -173,6 +173,16 @@ def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Seque
             copy.write(chunk)
 
 
+def _roomy_temp_buffers(cur: Any) -> None:
+    """Keep the staging table in memory (possible until the session first uses a temp table)."""
+    cur.execute("SAVEPOINT temp_buffers")
+    try:
+        cur.execute("SET temp_buffers = '256MB'")
+        cur.execute("RELEASE SAVEPOINT temp_buffers")
+    except Exception:  # already fixed for this session: keep the current size
+        cur.execute("ROLLBACK TO SAVEPOINT temp_buffers")
+
+
 def bulk_upsert(
     conn: Any,
     table: str,
@@ -195,11 +205,16 @@ def bulk_upsert(
     tmp = "_upsert_" + hashlib.sha1(table.encode()).hexdigest()[:10]
     cols = ", ".join(_ident(c) for c in columns)
     keys = ", ".join(_ident(c) for c in key)
+    is_frame = hasattr(rows, "drop_duplicates")
+    if is_frame:  # vectorised de-duplication; the merge below then needs no sort
+        rows = rows.drop_duplicates(subset=list(key), keep="last")
     with conn.cursor() as cur:
+        _roomy_temp_buffers(cur)
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {_qualified(table)} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        cur.execute(f"ALTER TABLE {tmp} ADD COLUMN IF NOT EXISTS _ord bigserial")
+        if not is_frame:
+            cur.execute(f"ALTER TABLE {tmp} ADD COLUMN IF NOT EXISTS _ord bigserial")
         copy_rows(cur, tmp, columns, rows)
         if update:
             sets = ", ".join(f"{_ident(c)} = EXCLUDED.{_ident(c)}" for c in update)
@@ -210,9 +225,12 @@ def bulk_upsert(
                 action += f" WHERE ({old}) IS DISTINCT FROM ({new})"
         else:
             action = "DO NOTHING"
+        source = (
+            f"SELECT {cols} FROM {tmp}" if is_frame
+            else f"SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _ord DESC"
+        )
         cur.execute(
-            f"WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _ord DESC),"
-            f" ins AS (INSERT INTO {_qualified(table)} AS t ({cols}) SELECT {cols} FROM src"
+            f"WITH ins AS (INSERT INTO {_qualified(table)} AS t ({cols}) {source}"
             f" ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted)"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
         )
