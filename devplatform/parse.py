@@ -72,7 +72,8 @@ def parse_bundle(domain: str, path: Path) -> dict:
     }
 
 
-def parse_env() -> dict[str, str]:
+def parse_env(domain: str, path: Path) -> dict[str, str]:
+    """The dag-processor's view: multi-team on, this bundle configured and owned by its team."""
     env = dict(os.environ)
     home = Path(tempfile.gettempdir()) / "platform-parse-home"
     home.mkdir(exist_ok=True)
@@ -81,6 +82,9 @@ def parse_env() -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__MULTI_TEAM": "True",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([{
+            "name": domain, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(path)}, "team_name": domain}]),
     })
     return env
 
@@ -88,7 +92,7 @@ def parse_env() -> dict[str, str]:
 def parse_in_subprocess(domain: str, path: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "devplatform.parse", domain, str(path)],
-        env=parse_env(), cwd=ROOT, capture_output=True, text=True, check=False,
+        env=parse_env(domain, path), cwd=ROOT, capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"parsing bundle {domain} at {path} crashed:\n{out.stderr[-4000:]}")

@@ -3,7 +3,8 @@
 ``JsonApiHook`` extends the http provider's ``HttpHook`` (base URL, session, TLS and
 proxy handling, extras) with what every domain needs:
 
-- auth from the connection: ``login``/``password`` = basic auth; extra
+- auth from the connection: ``login``/``password`` = basic auth (``"auth_type": "none"``
+  for services whose hook logs in itself); extra
   ``{"auth_type": "api_key", "api_key_header": "X-API-Key"}`` or ``{"auth_type":
   "bearer"}`` take the key or token from the connection's password;
 - retries (tenacity) with exponential backoff and jitter on connection errors, timeouts,
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
@@ -139,8 +141,8 @@ class JsonApiHook(HttpHook):
     def _extract_auth(self, connection):
         extras = connection.extra_dejson
         auth_type = extras.get("auth_type", "basic")
-        if auth_type in ("api_key", "bearer"):
-            return None  # header set in get_conn
+        if auth_type in ("api_key", "bearer", "none"):
+            return None  # header set in get_conn, or the hook authenticates itself
         return super()._extract_auth(connection)
 
     def _configure_session_from_extra(self, session, connection, extra_options):
@@ -201,12 +203,17 @@ class JsonApiHook(HttpHook):
         idempotency: bool | str = True,
         expected: tuple[int, ...] = (200, 201, 202, 204),
         parse_json: bool = False,
+        allow_redirects: bool = True,
     ) -> requests.Response:
         """One logical call, retried as above. With ``parse_json`` a truncated body is retried too,
-        and the parsed body is available as ``response.parsed``."""
+        and the parsed body is available as ``response.parsed``. ``path`` may be an absolute URL
+        (services that hand out their own URLs at login); errors name only its path."""
         session = self.get_conn()
         method = method.upper()
-        url = self.url_from_endpoint(path)
+        absolute = path.startswith(("http://", "https://"))
+        url = path if absolute else self.url_from_endpoint(path)
+        if absolute:
+            path = urlsplit(path).path
         hdrs = dict(headers or {})
         if method == "POST" and idempotency:
             key = idempotency if isinstance(idempotency, str) else idempotency_key(suffix=f"{method} {path}")
@@ -218,7 +225,7 @@ class JsonApiHook(HttpHook):
             try:
                 resp = session.request(
                     method, url, params=params, json=json_body, headers=hdrs, timeout=self.timeout,
-                    allow_redirects=True,
+                    allow_redirects=allow_redirects,
                 )
             except requests.Timeout as exc:
                 raise TransientApiError(f"{where}: timed out ({type(exc).__name__})") from None
