@@ -52,6 +52,7 @@ test: install lint  ## lint, then every test on a real embedded PostgreSQL
 bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
+	@$(BIN)/python -m benchmarks.referral_sync
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines (e.g. for Astro's .env)
 	@$(BIN)/python -m devplatform settings-env

@@ -10,8 +10,8 @@ proxy handling, extras) with what every domain needs:
 - retries (tenacity) with exponential backoff and jitter on connection errors, timeouts,
   truncated bodies, 429 (honouring Retry-After, capped) and 5xx; any other 4xx fails at
   once with :class:`PermanentApiError` naming method, path, status and a body excerpt;
-- an ``Idempotency-Key`` on every POST made inside a task, derived from the DAG run, task
-  and map index, so the retried call of a retried task is recognisable by the service;
+- an ``Idempotency-Key`` on every POST made inside a task, derived from the run (its logical
+  date, else its run_id), task and map index, so a retried or rerun call is recognisable;
 - :meth:`JsonApiHook.paginate` for ``{total, start, count, data}`` envelopes, one page at
   a time;
 - response validation with pydantic: a wrong shape names the field.
@@ -92,20 +92,36 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def idempotency_key(context: Mapping[str, Any] | None = None, suffix: str = "") -> str | None:
-    """A key stable across the retries of one task instance, different for every run.
+def _context(context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if context is not None:
+        return context
+    try:
+        from airflow.sdk import get_current_context
 
-    Uses the current task's context when none is given; outside a task returns None.
-    """
+        return get_current_context()
+    except Exception:  # not inside a running task
+        return None
+
+
+def run_key(context: Mapping[str, Any] | None = None) -> str | None:
+    """What identifies a run's unit of work: its logical date when it has one (a rerun of the
+    same logical date is the same work), else its run_id. None outside a task."""
+    context = _context(context)
     if context is None:
-        try:
-            from airflow.sdk import get_current_context
-
-            context = get_current_context()
-        except Exception:  # not inside a running task
-            return None
+        return None
     ti = context["ti"]
-    raw = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{getattr(ti, 'map_index', -1)}/{suffix}"
+    logical_date = context.get("logical_date")
+    return f"{ti.dag_id}@{logical_date.isoformat()}" if logical_date else f"{ti.dag_id}/{ti.run_id}"
+
+
+def idempotency_key(context: Mapping[str, Any] | None = None, suffix: str = "") -> str | None:
+    """A key stable across the retries and reruns of one task for one run (see ``run_key``),
+    different for every other run. Uses the current task's context when none is given."""
+    context = _context(context)
+    if context is None:
+        return None
+    ti = context["ti"]
+    raw = f"{run_key(context)}/{ti.task_id}/{getattr(ti, 'map_index', -1)}/{suffix}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 

@@ -115,6 +115,16 @@ class _TI:
     dag_id, run_id, task_id, map_index = "d", "manual__1", "t", -1
 
 
+def test_run_key_is_the_logical_date_when_there_is_one():
+    import pendulum
+
+    from shared.http import run_key
+
+    when = pendulum.datetime(2026, 11, 20, 2, tz="UTC")
+    assert run_key({"ti": _TI(), "logical_date": when}) == "d@2026-11-20T02:00:00+00:00"
+    assert run_key({"ti": _TI(), "logical_date": None}) == "d/manual__1"
+
+
 def test_idempotency_key_is_stable_across_retries_and_runs_differ(catalog, monkeypatch):
     import shared.http as http
 
