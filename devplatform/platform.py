@@ -22,6 +22,8 @@ from devplatform.pg import PgServer
 from devplatform.processes import Proc
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
+# In multi-team mode a triggerer runs only the triggers of its own team (or, without a
+# team, of team-less DAGs): every team gets one, as it will get its own workers.
 
 
 def _say(msg: str) -> None:
@@ -53,7 +55,13 @@ class LocalPlatform:
 
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
-        return names + list(AIRFLOW_COMPONENTS)
+        return names + list(self.airflow_components())
+
+    def airflow_components(self) -> dict[str, list[str]]:
+        """Process name -> airflow CLI arguments."""
+        out = {c: [c] for c in AIRFLOW_COMPONENTS}
+        out.update({f"triggerer-{d}": ["triggerer", "--team-name", d] for d in self.config.domains})
+        return out
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -68,7 +76,7 @@ class LocalPlatform:
             sub.mkdir(parents=True, exist_ok=True)
         Path(self.env()["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         secrets = cfg.secrets
-        airflow_up = all(self.proc(c).running() for c in AIRFLOW_COMPONENTS)
+        airflow_up = all(self.proc(c).running() for c in self.airflow_components())
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
         self.pg.start()
@@ -95,8 +103,8 @@ class LocalPlatform:
                 f"standin-{d}-{spec['name']}",
                 [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"]],
             )
-        for c in AIRFLOW_COMPONENTS:
-            self._start_proc(c, [venv_bin("airflow"), c])
+        for name, args in self.airflow_components().items():
+            self._start_proc(name, [venv_bin("airflow"), *args])
         self.wait_ready(wait_timeout)
         self.say(f"ready in {time.monotonic() - t0:.1f} s")
 
@@ -201,7 +209,7 @@ class LocalPlatform:
             time.sleep(1)
 
     def _check_alive(self) -> None:
-        for c in AIRFLOW_COMPONENTS:
+        for c in self.airflow_components():
             if not self.proc(c).running():
                 log = self.proc(c).logfile
                 tail = log.read_text()[-3000:] if log.exists() else ""

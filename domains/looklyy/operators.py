@@ -1,6 +1,13 @@
-"""WaitForReviewOperator: waits for the admin review of a run's session on the triggerer
-(deferrable: no worker slot is held while waiting). A timeout is not a failure: the
-operator returns ``{"status": "timed_out"}`` and the pipeline carries on."""
+"""WaitForReviewOperator: waits for the admin review of a run's session, deferrable.
+
+Between checks the task is deferred to a timer on its team's triggerer, so no worker slot
+is held while waiting. Each check runs in the worker, where the team's ``looklyy_api``
+connection resolves (Airflow 3.3's triggerer cannot resolve team-scoped connections, and
+a secret passed in trigger kwargs would be readable through the task-instance API).
+The deadline is absolute and kept in the task's XCom (``review_wait``), which survives
+resumes and triggerer restarts (``dag.test()`` drops deferral kwargs). A timeout is not a
+failure: the operator returns ``{"status": "timed_out"}`` and the pipeline carries on.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from shared.http import run_key
 
@@ -26,30 +32,42 @@ class WaitForReviewOperator(BaseOperator):
         self.session_id, self.conn_id = session_id, conn_id
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
 
-    def execute(self, context) -> None:
+    def execute(self, context) -> dict[str, Any] | None:
         from airflow.sdk import Variable
-
-        from domains.looklyy.triggers import ReviewCompletedTrigger
 
         timeout = self.timeout_seconds or float(Variable.get(TIMEOUT_VAR, default=str(6 * 3600)))
         poll = self.poll_seconds or float(Variable.get(POLL_VAR, default="60"))
-        now = time.time()
-        self.log.info("Waiting up to %.0f s for review %s (polling every %.0f s)", timeout, self.session_id, poll)
-        self.defer(trigger=ReviewCompletedTrigger(self.session_id, deadline=now + timeout, started=now,
-                                                  conn_id=self.conn_id, poll_interval=poll),
-                   method_name="execute_complete", timeout=timedelta(seconds=timeout + 600))
+        started = time.time()
+        self.log.info("Waiting up to %.0f s for review %s (checking every %.0f s)", timeout, self.session_id, poll)
+        context["ti"].xcom_push(key="review_wait", value={"deadline": started + timeout, "started": started, "poll": poll})
+        return self.check(context)
 
-    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+    def check(self, context, event: Any = None) -> dict[str, Any] | None:
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        from domains.looklyy.api import LooklyyApiHook
+
+        wait = context["ti"].xcom_pull(task_ids=self.task_id, key="review_wait")
+        deadline, started, poll = wait["deadline"], wait["started"], wait["poll"]
+        status = LooklyyApiHook(self.conn_id).review_status(self.session_id)
+        now = time.time()
+        if status.status == "completed":
+            return self._finish(context, {"status": "completed", "decisions": status.decisions}, started)
+        if now >= deadline:
+            return self._finish(context, {"status": "timed_out"}, started)
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=min(poll, deadline - now))), method_name="check")
+        return None
+
+    def _finish(self, context, outcome: dict[str, Any], started: float) -> dict[str, Any]:
         from domains.looklyy.db import connect, log_step
 
-        if event["status"] == "error":
-            raise AirflowFailException(event["message"])
+        event = {**outcome, "session_id": self.session_id, "waited_seconds": round(time.time() - started, 3)}
         finished = datetime.now(UTC)
         conn = connect()
         try:
             log_step(conn, run_key(context), self.task_id, "success", event,
-                 finished - timedelta(seconds=event["waited_seconds"]), finished)
+                     finished - timedelta(seconds=event["waited_seconds"]), finished)
         finally:
             conn.close()
-        self.log.info("Review %s: %s", event["session_id"], event["status"])
+        self.log.info("Review %s: %s", self.session_id, event["status"])
         return event

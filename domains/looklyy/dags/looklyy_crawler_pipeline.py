@@ -10,7 +10,7 @@ Daily at 02:00: the 24-hour Looklyy training cycle.
 2. Each user's database keeps only heart-marked images.
 3. Open a review session for this run (Training Dashboard).
 4. Wait for the admin's review, up to 6 hours (`looklyy_review_timeout_seconds`), on the
-   triggerer. A timeout does not stop the pipeline: the previous learning patterns are
+   triggerer (timer) between checks. A timeout does not stop the pipeline: the previous learning patterns are
    applied and the summary says so.
 5. Apply the learning; 6. email the summary. Every step is recorded in `pipeline_logs`.
 
