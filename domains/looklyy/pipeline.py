@@ -45,7 +45,8 @@ def apply_model_learning(review: dict[str, Any]) -> dict[str, Any]:
 
 def review_outcome(review: dict[str, Any]) -> str:
     if review["status"] == "completed":
-        return f"completed with {review['decisions']} decisions"
+        n = review["decisions"]
+        return f"completed with {n} decision{'' if n == 1 else 's'}"
     return f"timed out after {review['waited_seconds']:.0f} s: previous learning patterns applied"
 
 

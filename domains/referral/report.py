@@ -29,5 +29,6 @@ def summary_facts(results: dict[str, dict]) -> dict[str, object]:
 
 
 def send_run_summary(run_id: str, results: dict[str, dict]) -> list[str]:
-    return send_summary(DOMAIN, f"Bullhorn sync {run_id}", summary_facts(results),
-                        {"Top new matches": results["matches"]["top"]})
+    top = [{"candidate": t["candidate"], "position": t["position"], "score": t["score"]}
+           for t in results["matches"]["top"]]  # column order for people (XCom sorts keys)
+    return send_summary(DOMAIN, f"Bullhorn sync {run_id}", summary_facts(results), {"Top new matches": top})

@@ -55,7 +55,7 @@ def test_first_run_syncs_everything_exactly_and_mails_a_summary(referral):
     assert "candidates synced    1100 (1100 new, 0 updated, 0 deleted)" in text
     assert "positions synced     14 (14 new, 0 updated, 0 deleted)" in text
     assert f"new matches          {len(expected)}" in text
-    assert "Top new matches" in text
+    assert "Top new matches" in text and "candidate | position | score" in text
 
 
 def test_reruns_change_nothing_then_only_the_changes_are_touched(referral):
