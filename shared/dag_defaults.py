@@ -25,9 +25,9 @@ PLATFORM_DEFAULT_ARGS: dict[str, Any] = {
 
 
 def task_defaults(domain: str, **overrides: Any) -> dict[str, Any]:
-    from shared.notifications import failure_notifier
+    from shared.notifications import OnFailure
 
-    args = {**PLATFORM_DEFAULT_ARGS, "owner": domain, "on_failure_callback": failure_notifier(domain)}
+    args = {**PLATFORM_DEFAULT_ARGS, "owner": domain, "on_failure_callback": OnFailure(domain)}
     args.update(overrides)
     return args
 

@@ -24,7 +24,6 @@ Connection extras understood here (others go to the provider as usual, i.e. head
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
@@ -43,6 +42,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from shared.runs import idempotency_key, run_key  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -90,39 +91,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
-
-
-def _context(context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    if context is not None:
-        return context
-    try:
-        from airflow.sdk import get_current_context
-
-        return get_current_context()
-    except Exception:  # not inside a running task
-        return None
-
-
-def run_key(context: Mapping[str, Any] | None = None) -> str | None:
-    """What identifies a run's unit of work: its logical date when it has one (a rerun of the
-    same logical date is the same work), else its run_id. None outside a task."""
-    context = _context(context)
-    if context is None:
-        return None
-    ti = context["ti"]
-    logical_date = context.get("logical_date")
-    return f"{ti.dag_id}@{logical_date.isoformat()}" if logical_date else f"{ti.dag_id}/{ti.run_id}"
-
-
-def idempotency_key(context: Mapping[str, Any] | None = None, suffix: str = "") -> str | None:
-    """A key stable across the retries and reruns of one task for one run (see ``run_key``),
-    different for every other run. Uses the current task's context when none is given."""
-    context = _context(context)
-    if context is None:
-        return None
-    ti = context["ti"]
-    raw = f"{run_key(context)}/{ti.task_id}/{getattr(ti, 'map_index', -1)}/{suffix}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 class _WaitRetryAfter:

@@ -39,6 +39,20 @@ def failure_notifier(domain: str):
     )
 
 
+class OnFailure:
+    """Task failure callback that builds the domain's ``SmtpNotifier`` only when a task fails,
+    keeping the SMTP provider out of DAG parsing."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+
+    def __call__(self, context) -> None:
+        failure_notifier(self.domain)(context)
+
+    def __repr__(self) -> str:
+        return f"OnFailure({self.domain!r})"
+
+
 def recipients(domain: str) -> list[str]:
     from airflow.sdk import Variable
 

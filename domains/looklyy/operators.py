@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from shared.http import run_key
+from shared.runs import run_key
 
 TIMEOUT_VAR = "looklyy_review_timeout_seconds"
 POLL_VAR = "looklyy_review_poll_seconds"

@@ -10,8 +10,8 @@ from typing import Any
 
 from domains.looklyy.api import LooklyyApiHook
 from domains.looklyy.db import pipeline_step, run_log
-from shared.http import run_key
 from shared.notifications import send_summary
+from shared.runs import run_key
 
 DOMAIN = "looklyy"
 
