@@ -90,6 +90,22 @@ def test_each_team_op_sees_only_its_own_dags(platform, tokens):
         assert own == dag_ids(platform, tokens[f"{team}_viewer"])
 
 
+def test_every_dag_is_registered_under_its_bundle_and_team(platform, tokens):
+    import psycopg2
+
+    with psycopg2.connect(platform.pg.admin_dsn("airflow")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT dag_bundle_name, team_name FROM dag_bundle_team")
+        assert dict(cur.fetchall()) == {t: t for t in TEAMS}
+        cur.execute("SELECT dag_id, bundle_name FROM dag WHERE NOT is_stale")
+        by_bundle = {}
+        for dag_id, bundle in cur.fetchall():
+            by_bundle.setdefault(bundle, set()).add(dag_id)
+    for team in TEAMS:
+        assert by_bundle[team] == dag_ids(platform, tokens[f"{team}_op"])
+    assert "bullhorn_sync_optimized" in by_bundle["referral"]
+    assert "looklyy_crawler_pipeline" in by_bundle["looklyy"]
+
+
 def test_a_viewer_without_a_team_sees_nothing(platform, tokens):
     assert dag_ids(platform, tokens["nobody"]) == set()
 

@@ -253,15 +253,16 @@ def create_bullhorn_app(seed_candidates: int = 0, seed_positions: int = 0, **sta
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
-    @app.get("/rest-services/loginInfo")
-    def login_info(request: Request, username: str):
-        if state.redirect_login_info:
-            return RedirectResponse(f"/dc2/rest-services/loginInfo?{urlencode({'username': username})}", 307)
-        return {"oauthUrl": f"{base(request)}/oauth", "restUrl": f"{base(request)}/rest-services"}
-
     @app.get("/dc2/rest-services/loginInfo")
     def login_info_dc(request: Request, username: str):
         return {"oauthUrl": f"{base(request)}/oauth", "restUrl": f"{base(request)}/rest-services"}
+
+    @app.get("/rest-services/loginInfo")
+    def login_info(request: Request, username: str):
+        """The wrong data centre answers 307 to the right one (dc2)."""
+        if state.redirect_login_info:
+            return RedirectResponse(f"/dc2/rest-services/loginInfo?{urlencode({'username': username})}", 307)
+        return login_info_dc(request, username)
 
     @app.get("/oauth/authorize")
     def authorize(request: Request, client_id: str, response_type: str, username: str, password: str,

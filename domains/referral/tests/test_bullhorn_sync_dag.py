@@ -77,21 +77,28 @@ def test_reruns_change_nothing_then_only_the_changes_are_touched(referral):
         referral.state.modify("Candidate", rid, skillSet="python, airflow, sql, postgres")
     closed = referral.query("SELECT position_id FROM matches WHERE status = 'active' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0][0]
     referral.state.modify("JobOrder", closed, isOpen=False)
+    gone = referral.query("SELECT candidate_id FROM matches WHERE status = 'active' AND position_id <> %s"
+                          " AND candidate_id <> ALL(%s) LIMIT 1", (closed, changed))[0][0]
+    referral.state.delete("Candidate", gone)
 
     dr, states = run(referral)
     c, ce, p, pe, m = (xcom(dr, t) for t in ("sync_candidates", "generate_candidate_embeddings", "sync_positions",
                                              "generate_position_embeddings", "find_matches"))
-    assert (c["received"], c["updated"], c["inserted"]) == (3, 3, 0)
+    assert (c["received"], c["updated"], c["inserted"], c["deleted"]) == (4, 4, 0, 1)
+    assert referral.query("SELECT is_deleted FROM candidates WHERE id = %s", (gone,)) == [(True,)]
+    assert referral.query("SELECT DISTINCT status, retired_reason FROM matches WHERE candidate_id = %s", (gone,)) == [
+        ("retired", "candidate deleted")]
     assert (p["received"], p["updated"]) == (1, 1)
     assert ce["embedded"] == 3 and pe["embedded"] == 0
-    assert m["pairs_scored"] == 3 * 9  # three changed candidates x the nine positions still open
+    assert m["pairs_scored"] == 3 * 9  # three changed candidates x the nine positions still open (not the deleted one)
     retired = referral.query("SELECT DISTINCT position_id, retired_reason FROM matches WHERE status = 'retired'"
                              " AND retired_reason = 'position closed'")
     assert retired == [(closed, "position closed")]
     assert referral.query("SELECT count(*) FROM matches WHERE position_id = %s AND status = 'active'", (closed,)) == [(0,)]
-    untouched = [r for r in matches_before if r[0] not in changed and r[1] != closed]
+    touched = set(changed) | {gone}
+    untouched = [r for r in matches_before if r[0] not in touched and r[1] != closed]
     assert [r for r in referral.query("SELECT candidate_id, position_id, score, status, run_id FROM matches ORDER BY 1, 2")
-            if r[0] not in changed and r[1] != closed] == untouched
+            if r[0] not in touched and r[1] != closed] == untouched
 
 
 def test_session_expiry_429s_and_ml_503s_are_survived_without_loss_or_duplicates(referral):
