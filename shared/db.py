@@ -173,6 +173,24 @@ def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Seque
             copy.write(chunk)
 
 
+def _load_into_empty(conn: Any, table: str, columns: Sequence[str], frame: pd.DataFrame) -> bool:
+    """An initial load (the table is empty) needs no merge: COPY straight in.
+
+    The table is locked against other writers (readers go on) and checked again under the
+    lock, so a concurrent load cannot slip in between the check and the COPY.
+    """
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_qualified(table)})")
+        if not cur.fetchone()[0]:
+            return False
+        cur.execute(f"LOCK TABLE {_qualified(table)} IN SHARE ROW EXCLUSIVE MODE")
+        cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_qualified(table)})")
+        if not cur.fetchone()[0]:
+            return False
+        copy_rows(cur, table, columns, frame)
+    return True
+
+
 def _roomy_temp_buffers(cur: Any) -> None:
     """Keep the staging table in memory (possible until the session first uses a temp table)."""
     cur.execute("SAVEPOINT temp_buffers")
@@ -196,6 +214,8 @@ def bulk_upsert(
 ) -> UpsertResult:
     """Upsert ``rows`` into ``table`` by ``key`` in one transaction (COPY, then merge).
 
+    A DataFrame loaded into an empty table is copied straight in (no merge needed).
+
     ``update`` defaults to every non-key column; with ``only_changed`` a row whose values
     are all equal is left alone (not counted, not rewritten). Rows with the same key in
     one load: the last one wins. ``commit=False`` leaves the transaction to the caller, so
@@ -208,6 +228,10 @@ def bulk_upsert(
     is_frame = hasattr(rows, "drop_duplicates")
     if is_frame:  # vectorised de-duplication; the merge below then needs no sort
         rows = rows.drop_duplicates(subset=list(key), keep="last")
+        if _load_into_empty(conn, table, columns, rows):
+            if commit:
+                conn.commit()
+            return UpsertResult(len(rows), 0)
     with conn.cursor() as cur:
         _roomy_temp_buffers(cur)
         cur.execute(

@@ -107,6 +107,17 @@ def test_duplicate_keys_in_one_load_last_wins(conn, migrations):
     assert rows(conn, "SELECT name FROM people") == [("second",)]
 
 
+def test_dataframe_into_an_empty_table_is_copied_then_merged_after(conn, migrations):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    df = pd.DataFrame({"id": [1, 2, 2], "name": ["a", "b", "b2"]})
+    assert bulk_upsert(conn, "people", ["id", "name"], df, key=["id"]).inserted == 2  # straight COPY, de-duplicated
+    r = bulk_upsert(conn, "people", ["id", "name"], pd.DataFrame({"id": [2, 3], "name": ["B", "c"]}), key=["id"])
+    assert (r.inserted, r.updated) == (1, 1)
+    assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "a"), (2, "B"), (3, "c")]
+
+
 def test_dataframe_input(conn, migrations):
     import pandas as pd
 
