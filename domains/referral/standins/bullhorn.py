@@ -185,21 +185,19 @@ def _jpql(where: str):
             raise ValueError(f"bad operator {op!r}")
         return lambda r: (v := _field(r, field)) is not None and ops[op](v, value)
 
-    def conj():
-        e = atom()
-        while peek() == "AND":
-            take()
-            left, right = e, atom()
-            e = lambda r, left=left, right=right: left(r) and right(r)  # noqa: E731
-        return e
+    def chain(word, operand, combine):
+        """``operand (word operand)*``, folded left with ``combine``."""
+        def parse():
+            e = operand()
+            while peek() == word:
+                take()
+                left, right = e, operand()
+                e = lambda r, left=left, right=right: combine(left, right, r)  # noqa: E731
+            return e
+        return parse
 
-    def expr():
-        e = conj()
-        while peek() == "OR":
-            take()
-            left, right = e, conj()
-            e = lambda r, left=left, right=right: left(r) or right(r)  # noqa: E731
-        return e
+    conj = chain("AND", atom, lambda left, right, r: left(r) and right(r))
+    expr = chain("OR", conj, lambda left, right, r: left(r) or right(r))
 
     result = expr()
     if pos != len(tokens):
