@@ -86,6 +86,7 @@ class PlatformConfig:
     domains: list[str] = field(default_factory=domain_names)
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
+    trigger_log_port: int = int(os.environ.get("PLATFORM_TRIGGER_LOG_PORT", 8794))
     parallelism: int = 4
 
     def bundle_path(self, domain: str) -> Path:

@@ -63,6 +63,14 @@ class LocalPlatform:
         out.update({f"triggerer-{d}": ["triggerer", "--team-name", d] for d in self.config.domains})
         return out
 
+    def component_env(self, name: str) -> dict[str, str]:
+        """Per-process settings: each triggerer serves its logs on a port of its own."""
+        env = self.env()
+        triggerers = [c for c in self.airflow_components() if c.startswith("triggerer")]
+        if name in triggerers:
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.config.trigger_log_port + triggerers.index(name))
+        return env
+
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             [venv_bin("airflow"), *args], env=self.env(), cwd=ROOT, check=check, capture_output=True, text=True
@@ -104,16 +112,16 @@ class LocalPlatform:
                 [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"]],
             )
         for name, args in self.airflow_components().items():
-            self._start_proc(name, [venv_bin("airflow"), *args])
+            self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
         self.wait_ready(wait_timeout)
         self.say(f"ready in {time.monotonic() - t0:.1f} s")
 
-    def _start_proc(self, name: str, cmd: list[str]) -> None:
+    def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         p = self.proc(name)
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        pid = p.start(cmd, self.env(), ROOT)
+        pid = p.start(cmd, env or self.env(), ROOT)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
     def apply_settings(self) -> dict:

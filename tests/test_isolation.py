@@ -50,7 +50,7 @@ def platform(tmp_path_factory):
         bundles[team] = folder
     cfg = PlatformConfig(
         state=state, pg_port=free_port(), api_port=free_port(), smtp_port=free_port(),
-        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4,
+        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, trigger_log_port=free_port(),
     )
     p = LocalPlatform(cfg, quiet=True)
     p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own
@@ -163,6 +163,11 @@ def test_a_task_resolves_its_own_teams_connection_and_not_another_teams(platform
             runs.append((token, dag_id, r.json()["dag_run_id"], conn_id, expected))
     results = {(dag_id, conn_id): wait_run(platform, token, dag_id, run_id) for token, dag_id, run_id, conn_id, _ in runs}
     assert results == {(d, c): e for _, d, _, c, e in runs}
+
+
+def test_every_component_started_cleanly(platform):
+    logs = {name: platform.proc(name).logfile.read_text() for name in platform.airflow_components()}
+    assert {name: "address already in use" in text for name, text in logs.items()} == {n: False for n in logs}
 
 
 def test_stop_stops_exactly_what_start_started(platform):

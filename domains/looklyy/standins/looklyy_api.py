@@ -47,14 +47,36 @@ class FavoriteIn(BaseModel):
     hearted: bool = True
 
 
-def create_looklyy_app(dsn: str | None = None, api_key: str = "looklyy-dev-key"):
-    """``dsn``: libpq DSN of the looklyy database (default: the ``LOOKLYY_STANDIN_DSN`` env)."""
+def seed_demo_users(dsn: str) -> None:
+    """For people watching the local platform: a few images and users' heart marks (once)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        setup_tables(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM user_favorites")
+            if cur.fetchone()[0]:
+                return
+            cur.execute("INSERT INTO global_images (source, url, title) SELECT 'seed', 'https://looklyy.app/seed/' || g,"
+                        " 'Seed look ' || g FROM generate_series(1, 8) g ON CONFLICT (url) DO NOTHING")
+            cur.execute("INSERT INTO user_favorites (user_id, image_id, hearted) SELECT u, i.id, (i.id + length(u)) % 3 <> 0"
+                        " FROM global_images i, unnest(array['ana', 'ben', 'chloe']) u WHERE i.source = 'seed'")
+            cur.execute("INSERT INTO user_database (user_id, image_id) SELECT user_id, image_id FROM user_favorites")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def create_looklyy_app(dsn: str | None = None, api_key: str = "looklyy-dev-key", seed_demo: bool = False):
+    """``dsn``: libpq DSN of the looklyy database (default: the ``LOOKLYY_STANDIN_DSN`` env);
+    ``seed_demo``: add demo users' heart marks on start (the local platform does)."""
     import os
 
     app = create_app("looklyy-api")
     dsn = dsn or os.environ["LOOKLYY_STANDIN_DSN"]
     lock = threading.Lock()
     app.state.dsn = dsn
+    if seed_demo:
+        seed_demo_users(dsn)
 
     def db():
         return psycopg2.connect(dsn)
