@@ -59,7 +59,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "AIRFLOW_HOME": str(home),
         "PYTHONPATH": str(ROOT),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "no-dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{pg.port}/airflow",
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "platform-tests",

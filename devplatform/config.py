@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
@@ -112,7 +113,7 @@ class PlatformConfig:
     def run_dir(self) -> Path:
         return self.state / "run"
 
-    @property
+    @cached_property
     def secrets(self) -> Secrets:
         return Secrets.load_or_create(self.state / "secrets.json", self.domains)
 

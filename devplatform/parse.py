@@ -8,6 +8,7 @@ also pays for loading Airflow's DAG-authoring machinery once), and again once lo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -62,8 +63,6 @@ def parse_bundle(domain: str, path: Path) -> dict:
     heavy_after = {m for m in HEAVY_MODULES if m in sys.modules}
     reparse = {}
     for f in sorted({Path(d.fileloc) for d in bag.dags.values()}):
-        import importlib.util
-
         t0 = time.perf_counter()
         spec = importlib.util.spec_from_file_location(f"_reparse_{f.stem}", f)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))

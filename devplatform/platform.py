@@ -42,7 +42,12 @@ class LocalPlatform:
 
     # -- environment ----------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """The caller's environment without any Airflow setting, plus the platform's own.
+
+        An inherited ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` would be a global connection or
+        variable that every team could read: the platform's configuration is only its own.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         env.update(self.config.airflow_env())
         return env
 

@@ -54,11 +54,23 @@ def platform(tmp_path_factory):
     )
     p = LocalPlatform(cfg, quiet=True)
     p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own
+    # A global connection in the starter's environment must not leak into the platform
+    # (every team could read it): the cross-team probe below would then succeed.
+    import os
+
+    stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
+    saved = {k: os.environ.get(k) for k in stray}
+    os.environ.update(stray)
     try:
         p.start(wait_timeout=300)
         yield p
     finally:
         p.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

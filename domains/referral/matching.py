@@ -60,10 +60,6 @@ def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None)
         keep = [(c, p, round(s, 2), model_version, run_id, "active", None, datetime.now(UTC))
                 for (c, p), s in scores.items() if s >= threshold]
         below = [(c, p) for (c, p), s in scores.items() if s < threshold]
-        with conn.cursor() as cur:
-            cur.execute("SELECT candidate_id, position_id FROM matches")
-            existing = {tuple(r) for r in cur.fetchall()}
-        new = sum(1 for k in keep if (k[0], k[1]) not in existing)
         result = bulk_upsert(
             conn, "matches",
             ["candidate_id", "position_id", "score", "model_version", "run_id", "status", "retired_reason", "updated_at"],
@@ -103,5 +99,5 @@ def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None)
         conn.close()
     record_postgres_io(pg, inputs=["candidate_embeddings", "position_embeddings", "candidates", "positions"],
                        outputs=["matches"])
-    return {"pairs_scored": len(scores), "new_matches": new, "updated_matches": result.updated,
+    return {"pairs_scored": len(scores), "new_matches": result.inserted, "updated_matches": result.updated,
             "retired_matches": retired, "threshold": threshold, "model_version": model_version, "top": top}
