@@ -142,3 +142,10 @@ def test_get_by_ids_batches_and_skips_ids_bullhorn_does_not_have(referral):
     calls = referral.bullhorn.faults.calls_to("/rest-services/corp7/entity/Candidate/")
     assert [c.path.rsplit("/", 1)[1] for c in calls] == [f"{ids[0]},{ids[1]}", f"{ids[2]},{ids[3]}", f"{ids[4]},424242"]
     assert list(hook.get_by_ids("Candidate", [424242, 424243], ["id"])) == [[]]  # 404: none found
+
+
+def test_get_by_ids_asks_for_the_whole_batch_not_the_default_count_of_20(referral):
+    referral.state.seed(candidates=30, positions=0)
+    ids = [c["id"] for c in referral.state.visible("Candidate")]
+    assert [len(b) for b in BullhornHook().get_by_ids("Candidate", ids, ["id"], batch=25)] == [25, 5]
+    assert len(BullhornHook().rest_get(f"entity/Candidate/{','.join(map(str, ids))}", {"fields": "id"})["data"]) == 20
