@@ -23,7 +23,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIVE_CANDIDATES = ("SELECT c.id, e.vector, e.embedded_at FROM candidates c"
                      " JOIN candidate_embeddings e ON e.candidate_id = c.id WHERE NOT c.is_deleted")
 OPEN_POSITIONS = ("SELECT p.id, e.vector, e.embedded_at FROM positions p"
-                  " JOIN position_embeddings e ON e.position_id = p.id WHERE p.is_open AND NOT p.is_deleted")
+                  " JOIN position_embeddings e ON e.position_id = p.id WHERE p.is_open IS TRUE AND NOT p.is_deleted")
 
 
 def _blocks(items: list, size: int):
@@ -77,10 +77,10 @@ def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None)
             cur.execute(
                 "UPDATE matches m SET status = 'retired', run_id = %s, updated_at = now(),"
                 " retired_reason = CASE WHEN p.is_deleted THEN 'position deleted'"
-                "   WHEN NOT p.is_open THEN 'position closed' ELSE 'candidate deleted' END"
+                "   WHEN p.is_open IS NOT TRUE THEN 'position closed' ELSE 'candidate deleted' END"
                 " FROM positions p, candidates c"
                 " WHERE m.status = 'active' AND p.id = m.position_id AND c.id = m.candidate_id"
-                "   AND (p.is_deleted OR NOT p.is_open OR c.is_deleted)", (run_id,))
+                "   AND (p.is_deleted OR p.is_open IS NOT TRUE OR c.is_deleted)", (run_id,))
             retired += cur.rowcount
             c_new = max((at for _, _, at in candidates), default=c_through)
             p_new = max((at for _, _, at in positions), default=p_through)

@@ -10,6 +10,7 @@ DOMAIN = "referral"
 def changed_anything(results: dict[str, dict]) -> bool:
     c, p, m = results["candidates"], results["positions"], results["matches"]
     return bool(c["changed"] or p["changed"] or c["rejected"] or p["rejected"]
+                or c["resolved"] or p["resolved"]
                 or results["candidate_embeddings"]["embedded"] or results["position_embeddings"]["embedded"]
                 or m["new_matches"] or m["retired_matches"] or m["updated_matches"])
 
@@ -20,6 +21,8 @@ def summary_facts(results: dict[str, dict]) -> dict[str, object]:
         "candidates synced": f"{c['changed']} ({c['inserted']} new, {c['updated']} updated, {c['deleted']} deleted)",
         "positions synced": f"{p['changed']} ({p['inserted']} new, {p['updated']} updated, {p['deleted']} deleted)",
         "records rejected": c["rejected"] + p["rejected"],
+        "rejected now loaded": c["resolved"] + p["resolved"],
+        "rejected still open": c["unresolved"] + p["unresolved"],
         "candidates embedded": results["candidate_embeddings"]["embedded"],
         "positions embedded": results["position_embeddings"]["embedded"],
         "new matches": m["new_matches"],

@@ -24,6 +24,7 @@ from shared.http import JsonApiHook, Page, PermanentApiError, validate
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
+IDS_PER_CALL = 100  # ids in one entity/<Entity>/<id,id,...> call (keeps the URL short)
 
 
 class BullhornHook(JsonApiHook):
@@ -123,3 +124,30 @@ class BullhornHook(JsonApiHook):
                 raise PermanentApiError(
                     f"GET query/{entity}: a full page without a usable (dateLastModified, id); cannot page on")
             dlm, rid = max(keys)
+
+    def get_by_ids(self, entity: str, ids: Sequence[int], fields: Sequence[str],
+                   batch: int = IDS_PER_CALL) -> Iterator[list[dict]]:
+        """The current records with these ids, ``batch`` ids per ``entity/<Entity>/<id,id,...>`` call.
+
+        Bullhorn answers one id with ``{"data": {...}}`` and several with ``{"data": [...]}``
+        holding those it found (404 when it finds none). Ids it does not return are simply
+        absent from what is yielded.
+        """
+        if not 0 < batch <= MAX_PAGE:
+            raise ValueError(f"batch must be 1..{MAX_PAGE}")
+        for i in range(0, len(ids), batch):
+            chunk = [int(x) for x in ids[i:i + batch]]
+            path = f"entity/{entity}/{','.join(map(str, chunk))}"
+            try:
+                body = self.rest_get(path, {"fields": ",".join(fields), "count": len(chunk)})
+            except PermanentApiError as exc:
+                if exc.status == 404:  # none of these ids exists (any more)
+                    yield []
+                    continue
+                raise
+            data = body.get("data") if isinstance(body, dict) else None
+            if isinstance(data, dict):
+                data = [data]
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise PermanentApiError(f"GET {path}: expected {{\"data\": {{...}}}} or {{\"data\": [...]}}")
+            yield data

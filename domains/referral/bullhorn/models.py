@@ -4,36 +4,67 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from enum import IntEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+# Bullhorn's entity reference (https://bullhorn.github.io/rest-api-docs/entityref.html) types,
+# as they arrive in JSON. "Not null" there means the field is always present with a value.
+Integer = StrictInt
+Timestamp = StrictInt  # milliseconds since the Unix epoch
+
+
+String50 = Annotated[StrictStr, Field(max_length=50)]  # "String (50)"
+String100 = Annotated[StrictStr, Field(max_length=100)]
+Text = Annotated[StrictStr, Field(max_length=2147483647)]  # "String (2147483647)"
+
+
+class PublishingStatus(IntEnum):
+    """``JobOrder.isPublic``: an Integer with three allowed values (not a boolean)."""
+
+    PUBLISHED_SUBMITTED = -1  # submitted for publishing, awaiting approval
+    NOT_PUBLISHED = 0
+    PUBLISHED_APPROVED = 1  # on the job board
+
+    @property
+    def label(self) -> str:
+        return {-1: "published-submitted", 0: "not published", 1: "published-approved"}[self.value]
+
+
+IsPublic = Annotated[StrictInt, Field(ge=-1, le=1)]
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: StrictInt
-    dateAdded: StrictInt | None = None  # noqa: N815 (Bullhorn's field names)
-    dateLastModified: StrictInt  # noqa: N815
-    isDeleted: StrictBool = False  # noqa: N815
+    id: Integer
+    dateAdded: Timestamp  # noqa: N815 (Bullhorn's field names)
+    dateLastModified: Timestamp  # noqa: N815
 
 
 class Candidate(_Record):
-    firstName: str | None = None  # noqa: N815
-    lastName: str | None = None  # noqa: N815
-    email: str | None = None
-    skillSet: str | None = None  # noqa: N815
-    description: str | None = None
-    status: str | None = None
+    firstName: String50  # noqa: N815
+    lastName: String50  # noqa: N815
+    email: String100 | None = None
+    skillSet: Text | None = None  # noqa: N815
+    description: Text | None = None
+    status: String100
+    isDeleted: StrictBool  # noqa: N815
 
 
 class JobOrder(_Record):
-    title: str | None = None
-    description: str | None = None
-    publicDescription: str | None = None  # noqa: N815
-    skillList: str | None = None  # noqa: N815
-    isOpen: StrictBool = True  # noqa: N815
-    isPublic: StrictBool | None = None  # noqa: N815
+    title: String100 | None = None
+    description: Text | None = None
+    publicDescription: Text | None = None  # noqa: N815
+    skillList: Text | None = None  # noqa: N815
+    isOpen: StrictBool | None = None  # noqa: N815  (null: unknown; only true counts as open)
+    isDeleted: StrictBool | None = None  # noqa: N815  (null: not marked deleted)
+    isPublic: IsPublic | None = None  # noqa: N815
+
+    @property
+    def publishing_status(self) -> PublishingStatus | None:
+        return None if self.isPublic is None else PublishingStatus(self.isPublic)
 
 
 def _ts(ms: int | None) -> datetime | None:
@@ -65,7 +96,7 @@ def candidate_row(c: Candidate) -> tuple:
 
 def position_row(j: JobOrder) -> tuple:
     return (j.id, j.title, j.description, j.publicDescription, j.skillList, j.isOpen, j.isPublic,
-            j.isDeleted, _ts(j.dateAdded), _ts(j.dateLastModified), _hash(position_text(j)))
+            bool(j.isDeleted), _ts(j.dateAdded), _ts(j.dateLastModified), _hash(position_text(j)))
 
 
 def problems(exc: ValidationError) -> str:

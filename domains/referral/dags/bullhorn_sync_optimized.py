@@ -8,13 +8,15 @@ what changed, matches from the ML service, and a summary email.
 `generate_position_embeddings` → `find_matches` → `notify`
 
 - Incremental on the stored `(dateLastModified, id)` watermark, 500 records a page;
-  contract-breaking records go to `rejected_records`.
+  contract-breaking records go to `rejected_records` and are re-read by id every run until
+  they load. The sync task fails (after storing the valid records) when more than
+  `referral_max_rejected_share` (default 0.05) of an entity's records, or a whole page, are rejected.
 - Matches at or above `referral_matching_score_threshold` (default 70) are kept; matches of
   closed/deleted positions and deleted candidates are retired.
 - `notify` is skipped when the run changed nothing.
 
 Connections: `referral_postgres`, `referral_bullhorn`, `referral_ml_service`.
-Variables: `referral_matching_score_threshold`, `referral_alert_emails`.
+Variables: `referral_matching_score_threshold`, `referral_max_rejected_share`, `referral_alert_emails`.
 """
 
 from datetime import timedelta
@@ -45,9 +47,12 @@ from shared.dag_defaults import dag_kwargs
 def bullhorn_sync_optimized():
     @task
     def sync_candidates(run_id=None) -> dict:
+        from airflow.sdk import Variable
+
         from domains.referral.sync import sync_entity
 
-        return sync_entity("Candidate", run_id)
+        limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
+        return sync_entity("Candidate", run_id, max_rejected_share=limit)
 
     @task
     def generate_candidate_embeddings() -> dict:
@@ -57,9 +62,12 @@ def bullhorn_sync_optimized():
 
     @task
     def sync_positions(run_id=None) -> dict:
+        from airflow.sdk import Variable
+
         from domains.referral.sync import sync_entity
 
-        return sync_entity("JobOrder", run_id)
+        limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
+        return sync_entity("JobOrder", run_id, max_rejected_share=limit)
 
     @task
     def generate_position_embeddings() -> dict:

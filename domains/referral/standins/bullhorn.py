@@ -3,19 +3,25 @@
 Login (loginInfo with a data-centre 307, OAuth authorization code, token refresh that
 retires the old refresh token, REST login -> BhRestToken + restUrl), ``search`` (Lucene)
 and ``query`` (JPQL ``where``) for Candidate and JobOrder with the ``{total, start, count,
-data}`` envelope, ``ping``; sessions that expire (401), and records that tests create,
+data}`` envelope, ``entity/<Entity>/<id>[,<id>...]``, ``ping``; sessions that expire (401), and records that tests create,
 modify, delete or corrupt (``app.state.bullhorn`` or the ``/_admin`` routes). 429s, 5xx,
 timeouts and malformed bodies come from the shared fault injection.
+
+Records follow Bullhorn's documented field types (``tests/contract/entityref.json``, from
+the entity reference): ``create`` and ``modify`` refuse anything else; only ``corrupt``
+breaks the contract on purpose.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import secrets
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,14 +30,38 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from devplatform.standin import create_app
 
-FIELDS = {
-    "Candidate": ["id", "firstName", "lastName", "email", "skillSet", "description", "status",
-                  "dateAdded", "dateLastModified", "isDeleted"],
-    "JobOrder": ["id", "title", "description", "publicDescription", "skillList", "isOpen", "isDeleted",
-                 "isPublic", "dateAdded", "dateLastModified"],
-}
+ENTITYREF_PATH = Path(__file__).resolve().parents[1] / "tests" / "contract" / "entityref.json"
+ENTITYREF: dict[str, dict[str, dict]] = {
+    name: spec["fields"] for name, spec in json.loads(ENTITYREF_PATH.read_text())["entities"].items()}
+FIELDS = {entity: list(fields) for entity, fields in ENTITYREF.items()}
 SKILLS = ["python", "airflow", "sql", "postgres", "spark", "kafka", "java", "react", "typescript", "aws",
           "docker", "kubernetes", "ml", "nlp", "golang", "terraform"]
+
+
+def violations(entity: str, record: dict) -> list[str]:
+    """How ``record`` departs from Bullhorn's documented field types (entityref.json)."""
+    out = []
+    for name, value in record.items():
+        spec = ENTITYREF[entity].get(name)
+        if spec is None:
+            out.append(f"{name}: not a documented {entity} field")
+        elif value is None:
+            if spec.get("not_null"):
+                out.append(f"{name}: documented Not null")
+        elif spec["type"] in ("Integer", "Timestamp"):
+            if type(value) is not int:
+                out.append(f"{name}: {spec['type']} must be a JSON integer, not {value!r}")
+            elif "values" in spec and value not in spec["values"]:
+                out.append(f"{name}: only {spec['values']} are allowed, not {value!r}")
+        elif spec["type"] == "Boolean":
+            if type(value) is not bool:
+                out.append(f"{name}: Boolean must be true or false, not {value!r}")
+        elif spec["type"] == "String":
+            if not isinstance(value, str) or len(value) > spec["length"]:
+                out.append(f"{name}: String ({spec['length']}) expected, not {value!r}")
+        else:
+            out.append(f"{name}: type {spec['type']} has no check here")
+    return out
 
 
 class Record:
@@ -88,9 +118,10 @@ class BullhornState:
             now = self._tick()
             data = {f: None for f in FIELDS[entity]}
             data.update({"id": rid, "dateAdded": now, "dateLastModified": now, "isDeleted": False})
-            if entity == "JobOrder":
-                data.update({"isOpen": True, "isPublic": True})
+            if entity == "JobOrder":  # Bullhorn's defaults for a new job: open, not published
+                data.update({"isOpen": True, "isPublic": 0})
             data.update(fields)
+            self._check(entity, data)
             self._put(entity, Record(rid, now, data))
             return dict(data)
 
@@ -100,8 +131,14 @@ class BullhornState:
             data = {**rec.data, **fields}
             now = self._tick()
             data["dateLastModified"] = now
+            self._check(entity, data)
             self._put(entity, Record(rid, now, data))
             return dict(data)
+
+    @staticmethod
+    def _check(entity: str, data: dict) -> None:
+        if problems := violations(entity, data):
+            raise ValueError(f"{entity} {data.get('id')}: {'; '.join(problems)} (use corrupt() to break the contract)")
 
     def delete(self, entity: str, rid: int) -> dict:
         return self.modify(entity, rid, isDeleted=True)
@@ -121,7 +158,8 @@ class BullhornState:
         for i in range(positions):
             skills = rng.sample(SKILLS, 4)
             self.create("JobOrder", title=f"{skills[0].title()} engineer #{i}", skillList=",".join(skills),
-                        description=f"We need {', '.join(skills)}.", publicDescription=f"{skills[0]} role")
+                        description=f"We need {', '.join(skills)}.", publicDescription=f"{skills[0]} role",
+                        isPublic=(1, 0, -1)[i % 3])
         for i in range(candidates):
             skills = rng.sample(SKILLS, 4)
             self.create("Candidate", firstName=f"First{i}", lastName=f"Last{i}", email=f"c{i}@example.com",
@@ -357,14 +395,49 @@ def create_bullhorn_app(seed_candidates: int = 0, seed_positions: int = 0, **sta
             raise HTTPException(400, {"errorMessage": f"Invalid where clause: {exc}"}) from None
         return envelope(entity, match, orderBy, fields, start, count, lower=lower)
 
+    @app.get("/rest-services/{corp}/entity/{entity}/{ids}")
+    def entity_get(request: Request, corp: str, entity: str, ids: str, fields: str | None = None,
+                   start: int = 0, count: int = 20):
+        """One id: ``{"data": {...}}``; several (``123,456``): ``{"data": [...]}`` with the found
+        ones (``start``/``count`` as in ``query``); 404 when none is found."""
+        state.check_session(session_token(request))
+        if entity not in FIELDS:
+            raise HTTPException(404, {"errorMessage": f"Unknown entity {entity}"})
+        if not fields:
+            raise HTTPException(400, {"errorMessage": "fields or layout is required"})
+        wanted = ["id", *(f for f in fields.split(",") if f != "id")]
+        unknown = [f for f in wanted if f not in FIELDS[entity]]
+        if unknown:
+            raise HTTPException(400, {"errorMessage": f"Invalid field(s): {', '.join(unknown)}"})
+        if count > 500:
+            raise HTTPException(400, {"errorMessage": "count must be at most 500"})
+        try:
+            wanted_ids = [int(i) for i in ids.split(",")]
+        except ValueError:
+            raise HTTPException(400, {"errorMessage": f"Invalid entity id(s): {ids}"}) from None
+        with state.lock:
+            found = [state.records[entity][i] for i in wanted_ids if i in state.records[entity]]
+        if not found:
+            raise HTTPException(404, {"errorMessage": f"No {entity} with id(s) {ids}"})
+        rows = [{f: r.data.get(f) for f in wanted if f in r.data} for r in found]
+        if len(wanted_ids) == 1:
+            return {"data": rows[0]}
+        return {"data": rows[start:start + count]}
+
     # -- admin routes for people watching the local platform -------------------------------
     @app.post("/_admin/{entity}")
     def admin_create(entity: str, fields: dict):
-        return state.create(entity, **fields)
+        try:
+            return state.create(entity, **fields)
+        except ValueError as exc:
+            raise HTTPException(400, {"errorMessage": str(exc)}) from None
 
     @app.patch("/_admin/{entity}/{rid}")
     def admin_modify(entity: str, rid: int, fields: dict):
-        return state.modify(entity, rid, **fields)
+        try:
+            return state.modify(entity, rid, **fields)
+        except ValueError as exc:
+            raise HTTPException(400, {"errorMessage": str(exc)}) from None
 
     @app.delete("/_admin/{entity}/{rid}")
     def admin_delete(entity: str, rid: int):

@@ -141,5 +141,8 @@ def test_malformed_records_are_rejected_and_the_rest_load(referral):
     assert referral.query("SELECT count(*) FROM candidates") == [(48,)]
     assert xcom(dr, "sync_candidates")["rejected"] == 2
     assert "records rejected     2" in body_text(referral.mail.messages()[0])
-    run(referral)  # a rerun keeps the rejected rows once
-    assert referral.query("SELECT count(*) FROM rejected_records") == [(2,)]
+    second, _ = run(referral)  # a rerun re-reads the one with an id, still rejected: its row is kept once
+    assert referral.query("SELECT record_id, attempts, last_run_id, resolved_at FROM rejected_records ORDER BY id") == [
+        (None, 1, dr.run_id, None), (str(ids[7]), 2, second.run_id, None)]
+    assert [c.path for c in referral.bullhorn.faults.calls_to("/rest-services/corp7/entity/")] == [
+        f"/rest-services/corp7/entity/Candidate/{ids[7]}"]
