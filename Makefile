@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
+MODE ?= deploy
 
 .PHONY: help install start stop restart status logs parse pytest test lint bench settings-env airflow-env clean
 
@@ -54,8 +55,8 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
 
-settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines (e.g. for Astro's .env)
-	@$(BIN)/python -m devplatform settings-env
+settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
+	@$(BIN)/python -m devplatform settings-env --$(MODE)
 
 airflow-env:  ## `eval $$(make -s airflow-env)` to use the airflow CLI against the local platform
 	@$(BIN)/python -m devplatform airflow-env

@@ -68,5 +68,6 @@ def test_missing_secret_placeholder_is_a_clear_error(tmp_path, monkeypatch):
     import pytest
 
     monkeypatch.delenv("REFERRAL_DB_PASSWORD", raising=False)
-    with pytest.raises(settings.SettingsError, match=r"REFERRAL_DB_PASSWORD\} is not set"):
+    with pytest.raises(settings.SettingsError, match=r"not set in the environment or by the platform:\n"
+                       r"  REFERRAL_DB_PASSWORD  domains/referral/settings.yaml"):
         settings.load("referral", {})
