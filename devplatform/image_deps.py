@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from devplatform.config import bundle_config
@@ -120,18 +121,25 @@ def parse_bundles(python: Path, home: Path, bundles: dict[str, Path]) -> tuple[d
     return dags, problems
 
 
-def list_dags(python: Path, home: Path, bundles: dict[str, Path], parsed: dict[str, set[str]]) -> list[str]:
-    airflow = python.parent / "airflow"
+def airflow_env(home: Path, bundles: dict[str, Path]) -> dict[str, str]:
     env = clean_env(home)
     env.update({
         "AIRFLOW__CORE__MULTI_TEAM": "True",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
             bundle_config(domains=list(bundles), paths=bundles)),
     })
-    out = _run([airflow, "db", "migrate"], env)
-    if out.returncode != 0:
-        return [f"airflow db migrate failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"]
-    cmd = [airflow, "dags", "list", "--local", "--output", "json"]
+    return env
+
+
+def migrate_db(python: Path, home: Path, bundles: dict[str, Path]) -> list[str]:
+    """The throwaway SQLite metadata database in ``home`` that ``dags list`` reads."""
+    out = _run([python.parent / "airflow", "db", "migrate"], airflow_env(home, bundles))
+    return [] if out.returncode == 0 else [f"airflow db migrate failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"]
+
+
+def list_dags(python: Path, home: Path, bundles: dict[str, Path], parsed: dict[str, set[str]]) -> list[str]:
+    env = airflow_env(home, bundles)
+    cmd = [python.parent / "airflow", "dags", "list", "--local", "--output", "json"]
     for team in bundles:
         cmd += ["--bundle-name", team]
     out = _run(cmd, env)
@@ -156,12 +164,15 @@ def check(python: Path, bundles: dict[str, Path], modules: list[str] | None = No
     """Every problem found with the environment of ``python``; empty when the image would work."""
     with tempfile.TemporaryDirectory(prefix="image-deps-home-") as home:
         home = Path(home)
-        problems = check_imports(python, home, runtime_modules() if modules is None else modules)
-        parsed, parse_problems = parse_bundles(python, home, bundles)
-        for team, ids in parsed.items():
-            print(f"[image-deps] parsed bundle {team}: {sorted(ids)}", flush=True)
-        problems += parse_problems
-        problems += list_dags(python, home, bundles, parsed)
+        with ThreadPoolExecutor(1) as pool:  # the database migrates while the bundles parse
+            migrated = pool.submit(migrate_db, python, home, bundles)
+            problems = check_imports(python, home, runtime_modules() if modules is None else modules)
+            parsed, parse_problems = parse_bundles(python, home, bundles)
+            for team, ids in parsed.items():
+                print(f"[image-deps] parsed bundle {team}: {sorted(ids)}", flush=True)
+            problems += parse_problems
+            migrate_problems = migrated.result()
+        problems += migrate_problems or list_dags(python, home, bundles, parsed)
     return problems
 
 
