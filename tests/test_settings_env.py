@@ -38,7 +38,8 @@ def deploy_values() -> dict[str, str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in deployed_placeholders()}
+    skip = {*deployed_placeholders(), "MODE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}  # e.g. `make pytest MODE=local`
+    env = {k: v for k, v in os.environ.items() if k not in skip}
     env.update(extra)
     return env
 
