@@ -1,7 +1,8 @@
 # Astro Runtime 3.3-2 = Apache Airflow 3.3. The same platform as `make start`: multi-team,
 # one DAG bundle per domain owned by the team of the same name, the project root importable
 # (shared/ and domains.*), OpenLineage on. tests/test_astro_project.py keeps this in step
-# with devplatform/config.py.
+# with devplatform/config.py. AIRFLOW__OPENLINEAGE__NAMESPACE below is the one source of
+# the namespace: devplatform/config.py reads it from here for the local platform and tests.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 ENV PYTHONPATH=/usr/local/airflow \

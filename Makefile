@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
+MODE ?= deploy
 
-.PHONY: help install start stop restart status logs parse pytest test lint bench settings-env airflow-env clean
+.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench settings-env airflow-env clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -40,13 +41,16 @@ logs:  ## follow every component's log
 parse:  ## parse every bundle in its own process, like the dag-processor
 	@$(BIN)/python -m devplatform parse
 
+image-deps: install  ## the image's dependencies alone (Airflow 3.3.2 + requirements.txt, constraints.txt) import, parse and list every bundle
+	@$(BIN)/python -m devplatform.image_deps --python $(PYTHON)
+
 lint: install  ## ruff, including the Airflow (AIR) rules
 	@$(BIN)/ruff check .
 
 pytest: install  ## the test suite only (PYTEST_ARGS=... to narrow)
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-test: install lint  ## lint, then every test on a real embedded PostgreSQL
+test: install lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times
@@ -54,8 +58,8 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
 
-settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines (e.g. for Astro's .env)
-	@$(BIN)/python -m devplatform settings-env
+settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
+	@$(BIN)/python -m devplatform settings-env --$(MODE)
 
 airflow-env:  ## `eval $$(make -s airflow-env)` to use the airflow CLI against the local platform
 	@$(BIN)/python -m devplatform airflow-env

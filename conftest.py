@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from devplatform.config import openlineage_namespace  # noqa: E402
 from devplatform.pg import PgServer  # noqa: E402
 from devplatform.standin import StandInServer, free_port  # noqa: E402
 
@@ -61,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "no-dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{pg.port}/airflow",
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "platform-tests",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),  # the image's, from the Dockerfile
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
             {"type": "file", "log_file_path": str(tmp / "openlineage.jsonl"), "append": True}
         ),

@@ -50,13 +50,26 @@ def cmd_apply_settings(args) -> None:
 
 
 def cmd_settings_env(args) -> None:
-    """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env."""
-    from devplatform import settings
-    from devplatform.config import PlatformConfig
+    """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env.
 
-    cfg = PlatformConfig()
-    values = cfg.settings_vars()
-    for k, v in settings.as_env(cfg.domains, values).items():
+    Deploy mode (the default) takes every value from the environment and stops, printing
+    nothing on stdout, if any is missing; ``--local`` gives the local platform's values."""
+    from devplatform import settings
+    from devplatform.paths import domain_names
+
+    if args.local:
+        from devplatform.config import PlatformConfig
+
+        cfg = PlatformConfig()
+        domains, values = cfg.domains, cfg.settings_vars()
+    else:
+        domains, values = domain_names(), None
+    try:
+        env = settings.as_env(domains, values, deploy=not args.local)
+    except settings.MissingSettings as e:
+        print(f"settings-env: {e}", file=sys.stderr)
+        sys.exit(2)
+    for k, v in env.items():
         print(f"{k}={shlex.quote(v)}")
 
 
@@ -119,7 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_apply_settings)
     s = sub.add_parser("settings-env")
-    s.set_defaults(fn=cmd_settings_env)
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--deploy", dest="local", action="store_false",
+                      help="values from the environment only; stop on any missing name (default)")
+    mode.add_argument("--local", dest="local", action="store_true",
+                      help="the local platform's values and the files' development defaults")
+    s.set_defaults(fn=cmd_settings_env, local=False)
     s = sub.add_parser("smtp-sink")
     s.add_argument("--port", type=int, default=1025)
     s.add_argument("--dir", required=True)

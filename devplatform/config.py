@@ -2,7 +2,9 @@
 
 Every component (api-server, scheduler, dag-processor, triggerer, the CLI, tests) is
 started with ``airflow_env(...)``. The Astro image sets the same switches in the
-``Dockerfile``; ``tests/test_astro_project.py`` keeps the two in step.
+``Dockerfile``; ``tests/test_astro_project.py`` keeps the two in step. Values that must be
+the same everywhere (the OpenLineage namespace) are read from the ``Dockerfile``'s ``ENV``,
+their one source.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import json
 import os
 import secrets
+import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +22,35 @@ from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
 
 DEFAULT_PG_PORT = 54320
 DEFAULT_API_PORT = 8080
-OPENLINEAGE_NAMESPACE = "looklyy-platform-local"
+DEFAULT_SMTP_PORT = 1025
+DEFAULT_TRIGGER_LOG_PORT = 8794
+
+
+def dockerfile_env(text: str | None = None) -> dict[str, str]:
+    """The ``ENV key=value ...`` pairs of the project's ``Dockerfile``, as Docker reads them
+    (continuation lines joined, quotes removed)."""
+    text = (ROOT / "Dockerfile").read_text() if text is None else text
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    env: dict[str, str] = {}
+    for line in "\n".join(lines).replace("\\\n", " ").splitlines():
+        if line.split(maxsplit=1)[:1] in (["ENV"], ["env"]):
+            for word in shlex.split(line)[1:]:
+                key, sep, value = word.partition("=")
+                if not sep:
+                    raise ValueError(f"Dockerfile: ENV {word!r} is not key=value")
+                env[key] = value
+    return env
+
+
+def openlineage_namespace() -> str:
+    """The OpenLineage namespace of every job: the image's ``AIRFLOW__OPENLINEAGE__NAMESPACE``
+    (the key the OpenLineage provider reads), so local, test and deployed events agree."""
+    return dockerfile_env()["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+
+
+def _env_int(name: str, default: int):
+    """A dataclass default read from the environment when an instance is made."""
+    return field(default_factory=lambda: int(os.environ.get(name, default)))
 
 
 def bundle_config(root: Path = ROOT, domains: list[str] | None = None, paths: dict[str, Path] | None = None) -> list[dict]:
@@ -78,16 +109,22 @@ class Secrets:
 
 @dataclass
 class PlatformConfig:
-    """Ports and folders of one local platform instance (make start, or a test's own)."""
+    """Ports and folders of one local platform instance (make start, or a test's own).
+
+    Fields not given are read from the environment (``PLATFORM_STATE_DIR``,
+    ``PLATFORM_PG_PORT``, ``PLATFORM_API_PORT``, ``PLATFORM_SMTP_PORT``,
+    ``PLATFORM_TRIGGER_LOG_PORT``) when the instance is made, so configs built with
+    different environments can live side by side in one process.
+    """
 
     state: Path = field(default_factory=state_dir)
-    pg_port: int = int(os.environ.get("PLATFORM_PG_PORT", DEFAULT_PG_PORT))
-    api_port: int = int(os.environ.get("PLATFORM_API_PORT", DEFAULT_API_PORT))
-    smtp_port: int = int(os.environ.get("PLATFORM_SMTP_PORT", 1025))
+    pg_port: int = _env_int("PLATFORM_PG_PORT", DEFAULT_PG_PORT)
+    api_port: int = _env_int("PLATFORM_API_PORT", DEFAULT_API_PORT)
+    smtp_port: int = _env_int("PLATFORM_SMTP_PORT", DEFAULT_SMTP_PORT)
     domains: list[str] = field(default_factory=domain_names)
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
-    trigger_log_port: int = int(os.environ.get("PLATFORM_TRIGGER_LOG_PORT", 8794))
+    trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
     parallelism: int = 4
 
     def bundle_path(self, domain: str) -> Path:
@@ -157,7 +194,7 @@ class PlatformConfig:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": OPENLINEAGE_NAMESPACE,
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
                 {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
             ),

@@ -1,9 +1,15 @@
 """Each domain's connections, variables and pools, from ``domains/<d>/settings.yaml``.
 
 The files use the Astro CLI's ``airflow_settings.yaml`` field names under ``airflow:``.
-String values may hold ``${NAME}`` or ``${NAME:-default}`` placeholders: they are filled
-from the environment first, then from the platform (generated passwords, ports), so real
-secrets never sit in a committed file.
+String values may hold ``${NAME}`` or ``${NAME:-default}`` placeholders, so real secrets
+never sit in a committed file. Two modes fill them:
+
+- local (``make start``, tests, ``make settings-env MODE=local``): the environment first,
+  then the local platform's values (generated passwords, ports), then the default;
+- deploy (``make settings-env``, the default there): the environment only. The defaults
+  are development values (``127.0.0.1``, stand-in passwords), so every ``NAME`` that is
+  unset or empty is missing, and all missing names are reported at once
+  (:class:`MissingSettings`). Stand-ins are not deployed: their placeholders are not read.
 
 Applying is team-scoped (``team_name`` = the domain) through Airflow's models, because
 Airflow 3.3's CLI has no ``--team-name`` and ``variables import`` drops the team.
@@ -14,13 +20,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from devplatform.paths import DOMAINS_DIR
+from devplatform.paths import DOMAINS_DIR, ROOT
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -29,33 +35,72 @@ class SettingsError(ValueError):
     pass
 
 
-def _expand(value: Any, values: Mapping[str, str], where: str) -> Any:
+class MissingSettings(SettingsError):
+    """Placeholders with no value: ``missing`` maps each NAME to the files that use it."""
+
+    def __init__(self, missing: Mapping[str, Iterable[str]], deploy: bool) -> None:
+        self.missing = {name: sorted(set(files)) for name, files in sorted(missing.items())}
+        self.deploy = deploy
+        width = max(len(n) for n in self.missing)
+        where = "in the environment" if deploy else "in the environment or by the platform"
+        lines = [f"{len(self.missing)} setting(s) not set {where}:"]
+        lines += [f"  {name:{width}s}  {', '.join(files)}" for name, files in self.missing.items()]
+        if deploy:
+            lines.append("Deploy mode uses no development defaults: set each name above "
+                         "(MODE=local gives the local platform's values).")
+        super().__init__("\n".join(lines))
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _expand(value: Any, resolve: Callable[[str, str | None], str | None], missing: set[str]) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(v, values, where) for k, v in value.items()}
+        return {k: _expand(v, resolve, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, values, where) for v in value]
+        return [_expand(v, resolve, missing) for v in value]
     if not isinstance(value, str):
         return value
 
     def sub(m: re.Match) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if name in values:
-            return values[name]
-        if default is not None:
-            return default
-        raise SettingsError(f"{where}: ${{{name}}} is not set in the environment or by the platform")
+        found = resolve(m.group(1), m.group(2))
+        if found is None:
+            missing.add(m.group(1))
+            return m.group(0)
+        return found
 
     return _PLACEHOLDER.sub(sub, value)
+
+
+def _resolver(values: Mapping[str, str] | None, deploy: bool) -> Callable[[str, str | None], str | None]:
+    environ = os.environ
+    if deploy:
+        return lambda name, default: environ.get(name) or None
+
+    def local(name: str, default: str | None) -> str | None:
+        if name in environ:
+            return environ[name]
+        if values and name in values:
+            return values[name]
+        return default
+
+    return local
 
 
 def settings_file(domain: str) -> Path:
     return DOMAINS_DIR / domain / "settings.yaml"
 
 
-def load(domain: str, values: Mapping[str, str] | None = None) -> dict:
-    """The domain's settings with placeholders filled: {connections, variables, pools, standins}."""
+def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool = False) -> dict:
+    """The domain's settings with placeholders filled: {connections, variables, pools, standins}.
+
+    ``deploy=True`` fills from the environment only and leaves the stand-ins out; any
+    placeholder left without a value raises :class:`MissingSettings` naming all of them.
+    """
     path = settings_file(domain)
     raw = yaml.safe_load(path.read_text()) or {}
     airflow = raw.get("airflow") or {}
@@ -63,9 +108,12 @@ def load(domain: str, values: Mapping[str, str] | None = None) -> dict:
         "connections": airflow.get("connections") or [],
         "variables": airflow.get("variables") or [],
         "pools": airflow.get("pools") or [],
-        "standins": raw.get("standins") or [],
+        "standins": [] if deploy else raw.get("standins") or [],
     }
-    data = _expand(data, values or {}, str(path))
+    missing: set[str] = set()
+    data = _expand(data, _resolver(values, deploy), missing)
+    if missing:
+        raise MissingSettings({name: [_relative(path)] for name in missing}, deploy)
     prefix = f"{domain}_"
     for kind, key in (("connections", "conn_id"), ("variables", "variable_name"), ("pools", "pool_name")):
         for item in data[kind]:
@@ -93,11 +141,27 @@ def _env_name(kind: str, team: str, key: str) -> str:
     return f"AIRFLOW_{kind}__{team.upper()}___{key.upper()}"
 
 
-def as_env(domains: list[str], values: Mapping[str, str] | None = None, team_scoped: bool = True) -> dict[str, str]:
-    """Environment variables for Astro deployments (or ``.env`` for ``astro dev start``)."""
+def as_env(
+    domains: list[str],
+    values: Mapping[str, str] | None = None,
+    team_scoped: bool = True,
+    *,
+    deploy: bool = False,
+) -> dict[str, str]:
+    """Environment variables for Astro deployments (or ``.env`` for ``astro dev start``).
+
+    With ``deploy=True`` every domain is read before failing, so :class:`MissingSettings`
+    lists every name still to provide, across all domains, at once.
+    """
     env: dict[str, str] = {}
+    missing: dict[str, list[str]] = {}
     for d in domains:
-        s = load(d, values)
+        try:
+            s = load(d, values, deploy=deploy)
+        except MissingSettings as e:
+            for name, files in e.missing.items():
+                missing.setdefault(name, []).extend(files)
+            continue
         for c in s["connections"]:
             name = _env_name("CONN", d, c["conn_id"]) if team_scoped else f"AIRFLOW_CONN_{c['conn_id'].upper()}"
             env[name] = json.dumps(connection_fields(c))
@@ -105,6 +169,8 @@ def as_env(domains: list[str], values: Mapping[str, str] | None = None, team_sco
             name = _env_name("VAR", d, v["variable_name"]) if team_scoped else f"AIRFLOW_VAR_{v['variable_name'].upper()}"
             val = v["variable_value"]
             env[name] = val if isinstance(val, str) else json.dumps(val)
+    if missing:
+        raise MissingSettings(missing, deploy)
     return env
 
 

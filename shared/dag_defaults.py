@@ -7,7 +7,8 @@
 
 Defaults: owner ``<domain>``, retries 2 with exponential backoff from 1 minute (capped at
 15), 30-minute execution timeout, the failure notification to the domain's recipients,
-catchup off, tags that include the domain, and the run timeout of 6 hours.
+catchup off, one active run at a time, tags that include the domain, and a run timeout
+of 12 hours (longer than the longest wait a pipeline has: looklyy's 6-hour review).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from devplatform import settings
-from devplatform.config import bundle_config, simple_auth_users
+from devplatform.config import PlatformConfig, bundle_config, simple_auth_users
 from devplatform.paths import ROOT, domain_names
 
 
@@ -28,7 +28,17 @@ def test_image_configures_what_the_local_platform_configures():
     assert env["PYTHONPATH"] == "/usr/local/airflow"
     assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
-    assert env["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+
+
+def test_image_local_platform_and_tests_share_one_openlineage_namespace(tmp_path):
+    from airflow.providers.openlineage import conf as openlineage_conf
+
+    image = dockerfile_env()["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+    local = PlatformConfig(state=tmp_path).airflow_env()["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+    assert image
+    assert local == image
+    # what the OpenLineage provider of this test session puts on every event it emits
+    assert openlineage_conf.namespace() == image
 
 
 def test_requirements_are_pinned():
@@ -58,5 +68,6 @@ def test_missing_secret_placeholder_is_a_clear_error(tmp_path, monkeypatch):
     import pytest
 
     monkeypatch.delenv("REFERRAL_DB_PASSWORD", raising=False)
-    with pytest.raises(settings.SettingsError, match=r"REFERRAL_DB_PASSWORD\} is not set"):
+    with pytest.raises(settings.SettingsError, match=r"not set in the environment or by the platform:\n"
+                       r"  REFERRAL_DB_PASSWORD  domains/referral/settings.yaml"):
         settings.load("referral", {})

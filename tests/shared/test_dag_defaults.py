@@ -1,0 +1,17 @@
+"""The module's documentation states the defaults the code sets."""
+
+from __future__ import annotations
+
+import shared.dag_defaults as dag_defaults
+
+
+def test_docstring_states_the_timeouts_the_code_sets():
+    doc = " ".join(dag_defaults.__doc__.split())
+    kwargs = dag_defaults.dag_kwargs("referral", doc_md=None)
+    run_hours = kwargs["dagrun_timeout"].total_seconds() / 3600
+    task_minutes = kwargs["default_args"]["execution_timeout"].total_seconds() / 60
+    assert f"run timeout of {run_hours:g} hours" in doc
+    assert f"{task_minutes:g}-minute execution timeout" in doc
+    assert f"retries {kwargs['default_args']['retries']}" in doc
+    assert kwargs["catchup"] is False and "catchup off" in doc
+    assert kwargs["max_active_runs"] == 1 and "one active run at a time" in doc

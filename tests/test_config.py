@@ -1,0 +1,60 @@
+"""PlatformConfig reads its environment when an instance is made; the Dockerfile's ENV is read as Docker reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devplatform.config import PlatformConfig, dockerfile_env
+
+PORT_VARS = {
+    "pg_port": "PLATFORM_PG_PORT",
+    "api_port": "PLATFORM_API_PORT",
+    "smtp_port": "PLATFORM_SMTP_PORT",
+    "trigger_log_port": "PLATFORM_TRIGGER_LOG_PORT",
+}
+
+
+def test_configs_built_with_different_environments_in_one_process_differ(monkeypatch, tmp_path):
+    for i, var in enumerate(PORT_VARS.values()):
+        monkeypatch.setenv(var, str(41000 + i))
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "first"))
+    first = PlatformConfig()
+    for i, var in enumerate(PORT_VARS.values()):
+        monkeypatch.setenv(var, str(42000 + i))
+    monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "second"))
+    second = PlatformConfig()
+
+    assert [getattr(first, f) for f in PORT_VARS] == [41000, 41001, 41002, 41003]
+    assert [getattr(second, f) for f in PORT_VARS] == [42000, 42001, 42002, 42003]
+    assert (first.state, second.state) == ((tmp_path / "first").resolve(), (tmp_path / "second").resolve())
+    assert first.airflow_env()["AIRFLOW__API__PORT"] == "41001"
+    assert second.airflow_env()["AIRFLOW__API__PORT"] == "42001"
+
+
+def test_explicit_fields_win_over_the_environment_and_defaults_apply_without_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLATFORM_PG_PORT", "41000")
+    assert PlatformConfig(state=tmp_path, pg_port=43000).pg_port == 43000
+    for var in PORT_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    cfg = PlatformConfig(state=tmp_path)
+    assert (cfg.pg_port, cfg.api_port, cfg.smtp_port, cfg.trigger_log_port) == (54320, 8080, 1025, 8794)
+
+
+def test_dockerfile_env_reads_docker_syntax():
+    text = (
+        "# ENV COMMENTED=out\n"
+        "FROM image:1\n"
+        "ENV A=1 \\\n"
+        "    B=\"two words\" \\\n"
+        "# a comment inside the continuation\n"
+        "    C='[{\"k\": \"v\"}]'\n"
+        "RUN echo 'ENV D=no'\n"
+        "env E=5\n"
+    )
+    assert dockerfile_env(text) == {"A": "1", "B": "two words", "C": '[{"k": "v"}]', "E": "5"}
+
+
+def test_dockerfile_env_reads_the_project_dockerfile():
+    env = dockerfile_env()
+    assert env["PYTHONPATH"] == "/usr/local/airflow"
+    assert Path(env["PYTHONPATH"]).is_absolute()
