@@ -210,6 +210,80 @@ def test_upsert_inserts_updates_only_changes_and_is_idempotent(conn, migrations)
     assert got[0][3] is None and got[2][3] == ""
 
 
+def xmins(conn) -> dict[int, str]:
+    return dict(rows(conn, "SELECT id, xmin::text FROM people ORDER BY id"))
+
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_unchanged_rows_are_not_rewritten(conn, migrations, as_frame):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    cols = ["id", "name", "score"]
+    first = [(1, "ann", 1.5), (2, "bob", None), (3, "cy", 3.0)]
+    bulk_upsert(conn, "people", cols, [(0, "zero", 0.0)], key=["id"])  # not empty: the merge path
+    bulk_upsert(conn, "people", cols, first, key=["id"])
+    before = xmins(conn)
+    second = [(1, "ann", 1.5), (2, "bob", None), (3, "cy", 4.0)]
+    load = pd.DataFrame(second, columns=cols) if as_frame else second
+    r = bulk_upsert(conn, "people", cols, load, key=["id"])
+    assert (r.inserted, r.updated) == (0, 1)
+    after = xmins(conn)
+    assert after[1] == before[1] and after[2] == before[2]  # equal values (NULL included): same row version
+    assert after[3] != before[3]
+
+
+def test_without_commit_the_load_is_part_of_the_callers_transaction(conn, migrations):
+    migrate(conn, migrations)
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "kept")], key=["id"])
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "changed"), (2, "new")], key=["id"], commit=False)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO people (id, name) VALUES (3, 'the caller''s write')")
+    conn.rollback()
+    assert rows(conn, "SELECT id, name FROM people") == [(1, "kept")]
+
+
+def test_concurrent_loads_of_the_same_new_keys_neither_fail_nor_duplicate(conn, dbf, migrations):
+    migrate(conn, migrations)
+    bulk_upsert(conn, "people", ["id", "name"], [(0, "zero")], key=["id"])
+    first = connect(dbf)
+    second = connect(dbf)
+    try:
+        bulk_upsert(first, "people", ["id", "name"], [(i, "first") for i in range(1, 101)], key=["id"], commit=False)
+        with second.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            second_pid = cur.fetchone()[0]
+        second.commit()
+        outcome: list = []
+
+        def load_second():
+            try:
+                outcome.append(bulk_upsert(second, "people", ["id", "name"],
+                                           [(i, "second") for i in range(50, 151)], key=["id"]))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                outcome.append(exc)
+
+        t = threading.Thread(target=load_second)
+        t.start()
+        waiting = False
+        for _ in range(600):  # until the second load waits for the first one's uncommitted keys
+            (waiting,), = rows(conn, f"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = {second_pid}")
+            conn.commit()
+            if waiting or not t.is_alive():
+                break
+            time.sleep(0.05)
+        assert waiting, "the second load never waited for the first"
+        first.commit()
+        t.join(60)
+        assert not t.is_alive()
+        assert [(o.inserted, o.updated) for o in outcome] == [(50, 51)], outcome
+    finally:
+        first.close()
+        second.close()
+    assert rows(conn, "SELECT count(*), count(DISTINCT id) FROM people") == [(151, 151)]
+    assert rows(conn, "SELECT count(*) FROM people WHERE name = 'second'") == [(101,)]
+
+
 def test_duplicate_keys_in_one_load_last_wins(conn, migrations):
     migrate(conn, migrations)
     r = bulk_upsert(conn, "people", ["id", "name"], [(1, "first"), (1, "second")], key=["id"])
