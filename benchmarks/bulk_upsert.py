@@ -23,6 +23,7 @@ TO_SQL_ROWS rows (default ROWS/5) and scaled to ROWS (it is linear: 1,000 rows a
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -286,6 +287,7 @@ def main(n: int = 1_000_000, rounds: int = 3, to_sql_rows: int | None = None) ->
         print("\nTargets: bulk_upsert >= 0.7x COPY and >= 10x to_sql.")
     finally:
         pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
