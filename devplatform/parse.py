@@ -42,6 +42,8 @@ def _dag_report(dag, bundle_path: Path) -> dict:
                 "task_id": t.task_id,
                 "owner": t.owner,
                 "retries": t.retries,
+                "pool": t.pool,
+                "pool_slots": t.pool_slots,
                 "failure_callback": bool(t.on_failure_callback),
                 "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
             }

@@ -7,9 +7,24 @@ from __future__ import annotations
 
 from collections import Counter
 
+import yaml
+
+from devplatform.settings import settings_file
+
 MIN_RETRIES = 2
+# The global pool every Airflow deployment has; a team may use it, or its own pools.
+DEFAULT_POOL = "default_pool"
 # Seeds may fix a different number of retries for a DAG: dag_id -> minimum.
 RETRY_EXCEPTIONS: dict[str, int] = {}
+
+
+def team_pools(domain: str) -> dict[str, int | str]:
+    """The pools a team declares in ``domains/<domain>/settings.yaml``: name -> slots."""
+    path = settings_file(domain)
+    if not path.exists():
+        return {}
+    pools = ((yaml.safe_load(path.read_text()) or {}).get("airflow") or {}).get("pools") or []
+    return {p["pool_name"]: p.get("pool_slot") for p in pools}
 
 
 def violations(report: dict[str, dict]) -> list[str]:
@@ -23,6 +38,7 @@ def violations(report: dict[str, dict]) -> list[str]:
             out.append(f"{domain}: warning at parse time: {w}")
         for m in r["heavy_modules"]:
             out.append(f"{domain}: parsing imported heavy module {m!r}")
+        pools = team_pools(domain)
         for dag_id, d in r["dags"].items():
             where = f"{domain}/{d['file']}:{dag_id}"
             if ids[dag_id] > 1:
@@ -39,4 +55,13 @@ def violations(report: dict[str, dict]) -> list[str]:
                     out.append(f"{where}.{t['task_id']}: retries {t['retries']} < {floor}")
                 if not t["failure_callback"]:
                     out.append(f"{where}.{t['task_id']}: no failure notification")
+                if t["owner"] != domain:
+                    out.append(f"{where}.{t['task_id']}: owner {t['owner']!r} is not the team {domain!r}")
+                pool = t.get("pool") or DEFAULT_POOL
+                if pool != DEFAULT_POOL and pool not in pools:
+                    out.append(f"{where}.{t['task_id']}: pool {pool!r} is not a pool of team {domain!r}"
+                               f" (its settings.yaml declares {sorted(pools)})")
+                elif pool in pools and str(pools[pool]).isdigit() and (t.get("pool_slots") or 1) > int(pools[pool]):
+                    out.append(f"{where}.{t['task_id']}: needs {t['pool_slots']} slots of pool {pool!r},"
+                               f" which has {pools[pool]}")
     return out

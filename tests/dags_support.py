@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.db import bulk_upsert, domain_hook, migrate
+from shared.db import DomainDatabase, bulk_upsert
 from shared.http import JsonApiHook
 from shared.lineage import record_postgres_io, record_service_io
 
@@ -12,11 +12,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def load_items_from_catalog(domain: str) -> int:
-    pg = domain_hook(domain)
+    database = DomainDatabase(domain, MIGRATIONS)
+    pg = database.hook()
     api = JsonApiHook(f"{domain}_api")
-    conn = pg.get_conn()
+    conn = database.connect(pg)
     try:
-        migrate(conn, MIGRATIONS, lock_name=domain)
         total = 0
         for page in api.paginate("/items", page_size=10):
             rows = [(r["id"], r["name"], r["price"]) for r in page.data]

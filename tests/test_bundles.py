@@ -46,6 +46,29 @@ def test_policy_catches_a_dag_that_breaks_the_rules(report):
     assert "bullhorn_sync_optimized.work: retries 0 < 2" in text
     assert "bullhorn_sync_optimized.work: no failure notification" in text
     assert "parsing imported heavy module 'pandas'" in text
+    assert "foreign_owner_and_pools.undeclared_pool: owner 'referral-system' is not the team 'platform_fixture'" in text
+    assert "foreign_owner_and_pools.undeclared_pool: pool 'platform_fixture_heavy' is not a pool of team" in text
+    assert "foreign_owner_and_pools.another_teams_pool: pool 'referral_default' is not a pool of team" in text
+
+
+def test_policy_checks_owner_and_pools_against_the_team():
+    from devplatform.policy import team_pools
+
+    assert team_pools("referral") == {"referral_default": 4}
+    task = {"task_id": "t", "owner": "referral", "retries": 2, "failure_callback": True, "pool_slots": 1}
+    dag = {"file": "d.py", "tags": ["referral"], "owner": "referral", "doc_md": True}
+    report = {"referral": {"import_errors": {}, "warnings": [], "heavy_modules": [], "dags": {"d": {**dag, "tasks": [
+        {**task, "pool": "default_pool"},
+        {**task, "task_id": "heavy", "pool": "referral_default"},
+        {**task, "task_id": "greedy", "pool": "referral_default", "pool_slots": 5},
+        {**task, "task_id": "foreign", "owner": "referral-system", "pool": "looklyy_default"},
+    ]}}}}
+    assert violations(report) == [
+        "referral/d.py:d.greedy: needs 5 slots of pool 'referral_default', which has 4",
+        "referral/d.py:d.foreign: owner 'referral-system' is not the team 'referral'",
+        "referral/d.py:d.foreign: pool 'looklyy_default' is not a pool of team 'referral'"
+        " (its settings.yaml declares ['referral_default'])",
+    ]
 
 
 def test_policy_flags_a_dag_id_used_twice():

@@ -1,4 +1,5 @@
-"""The looklyy database: connection, schema (the seed's tables) and the pipeline log."""
+"""The looklyy database (``looklyy_postgres``, the seed's tables in ``migrations/``) and the
+pipeline log. Open it with ``DATABASE.connect()`` (see :class:`shared.db.DomainDatabase`)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.db import domain_hook, migrate
+from shared.db import DomainDatabase
 
-DOMAIN = "looklyy"
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def setup_tables(conn: Any) -> list[str]:
-    """The seed's /api/setup-airflow-tables: create the tables once, idempotently."""
-    return migrate(conn, MIGRATIONS, lock_name=f"{DOMAIN}-migrations")
-
-
-def connect():
-    conn = domain_hook(DOMAIN).get_conn()
-    setup_tables(conn)
-    return conn
+DATABASE = DomainDatabase("looklyy", Path(__file__).parent / "migrations")
 
 
 @contextmanager
@@ -33,7 +22,7 @@ def pipeline_step(run_id: str, step: str):
     """
     details: dict[str, Any] = {}
     started = datetime.now(UTC)
-    conn = connect()
+    conn = DATABASE.connect()
     try:
         log_step(conn, run_id, step, "running", details, started, None)
         try:
@@ -58,7 +47,7 @@ def log_step(conn, run_id, step, status, details, started, finished) -> None:
 
 
 def run_log(run_id: str) -> list[dict]:
-    conn = connect()
+    conn = DATABASE.connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT step, status, details, extract(epoch FROM finished_at - started_at)"

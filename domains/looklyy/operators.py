@@ -59,11 +59,11 @@ class WaitForReviewOperator(BaseOperator):
         return None
 
     def _finish(self, context, outcome: dict[str, Any], started: float) -> dict[str, Any]:
-        from domains.looklyy.db import connect, log_step
+        from domains.looklyy.db import DATABASE, log_step
 
         event = {**outcome, "session_id": self.session_id, "waited_seconds": round(time.time() - started, 3)}
         finished = datetime.now(UTC)
-        conn = connect()
+        conn = DATABASE.connect()
         try:
             log_step(conn, run_key(context), self.task_id, "success", event,
                      finished - timedelta(seconds=event["waited_seconds"]), finished)

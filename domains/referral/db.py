@@ -1,18 +1,12 @@
-"""The referral database: its connection and schema."""
+"""The referral database: ``referral_postgres`` with the schema in ``migrations/``.
+
+Open it with ``DATABASE.connect()`` (see :class:`shared.db.DomainDatabase`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shared.db import domain_hook, migrate
+from shared.db import DomainDatabase
 
-DOMAIN = "referral"
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def connect():
-    """A psycopg connection to the referral database with the schema up to date."""
-    hook = domain_hook(DOMAIN)
-    conn = hook.get_conn()
-    migrate(conn, MIGRATIONS, lock_name=f"{DOMAIN}-migrations")
-    return hook, conn
+DATABASE = DomainDatabase("referral", Path(__file__).parent / "migrations")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from domains.referral.db import connect
+from domains.referral.db import DATABASE
 from domains.referral.ml import EMBED_BATCH, MlServiceHook
 from shared.db import bulk_upsert
 from shared.lineage import record_postgres_io
@@ -24,7 +24,8 @@ KINDS = {
 def generate_embeddings(kind: str, batch_size: int = EMBED_BATCH, ml: MlServiceHook | None = None) -> dict:
     source, target, key, text = KINDS[kind]
     ml = ml or MlServiceHook()
-    pg, conn = connect()
+    pg = DATABASE.hook()
+    conn = DATABASE.connect(pg)
     embedded, batches, model_version = 0, 0, None
     try:
         with conn.cursor() as cur:

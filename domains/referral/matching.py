@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from domains.referral.db import connect
+from domains.referral.db import DATABASE
 from domains.referral.ml import MATCH_BLOCK, MlServiceHook
 from shared.db import bulk_upsert
 from shared.lineage import record_postgres_io
@@ -33,7 +33,8 @@ def _blocks(items: list, size: int):
 
 def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None) -> dict:
     ml = ml or MlServiceHook()
-    pg, conn = connect()
+    pg = DATABASE.hook()
+    conn = DATABASE.connect(pg)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT candidates_through, positions_through FROM matching_state")

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from domains.referral.bullhorn import models
 from domains.referral.bullhorn.hook import BullhornHook
-from domains.referral.db import connect
+from domains.referral.db import DATABASE
 from shared.db import bulk_upsert
 from shared.lineage import record_postgres_io, record_service_io
 
@@ -171,7 +171,8 @@ def sync_entity(entity: str, run_id: str, page_size: int = 500, bullhorn: Bullho
                 max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE) -> dict:
     spec = SPECS[entity]
     bullhorn = bullhorn or BullhornHook()
-    pg, conn = connect()
+    pg = DATABASE.hook()
+    conn = DATABASE.connect(pg)
     result = SyncResult(entity)
     fields = list(spec.model.model_fields)
     try:

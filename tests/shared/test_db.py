@@ -1,4 +1,4 @@
-"""shared.db on a real PostgreSQL: migrations, bulk upsert, atomicity under a kill."""
+"""shared.db on a real PostgreSQL: migrations, a domain's database, bulk upsert, atomicity under a kill."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from shared.db import bulk_upsert, migrate
+import shared.db
+from shared.db import DomainDatabase, bulk_upsert, migrate
 
 
 @pytest.fixture
@@ -84,6 +85,115 @@ def test_concurrent_migrations_apply_each_file_once(dbf, migrations):
     assert sorted(results, key=len) == [[], [], [], ["0001_people", "0002_index"]]
 
 
+@pytest.fixture
+def migrate_calls(monkeypatch) -> list[str]:
+    """Every run of shared.db.migrate in this process (the database it ran on)."""
+    calls: list[str] = []
+    real = shared.db.migrate
+
+    def counting(conn, folder, lock_name=None):
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            calls.append(cur.fetchone()[0])
+        return real(conn, folder, lock_name)
+
+    monkeypatch.setattr(shared.db, "migrate", counting)
+    return calls
+
+
+def applied(conn) -> list[str]:
+    return [v for (v,) in rows(conn, "SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def test_domain_database_migrates_once_per_process_however_many_connects(dbf, migrations, migrate_calls):
+    database = DomainDatabase("platform_tests", migrations)
+    for _ in range(5):
+        c = database.connect()
+        try:
+            assert applied(c) == ["0001_people", "0002_index"]
+        finally:
+            c.close()
+    errors: list[BaseException] = []
+
+    def connect_in_thread():
+        try:
+            database.connect().close()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=connect_in_thread) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert migrate_calls == [dbf["schema"]]
+
+
+def test_domain_database_migrates_again_for_new_files_and_for_another_database(
+        domain_db, dbf, migrations, migrate_calls):
+    database = DomainDatabase("platform_tests", migrations)
+    database.connect().close()
+    (migrations / "0003_more.sql").write_text("ALTER TABLE people ADD COLUMN email text;")
+    c = database.connect()
+    try:
+        assert applied(c)[-1] == "0003_more"
+    finally:
+        c.close()
+    other = domain_db("platform_tests")  # the same connection id now names another database
+    c = database.connect()
+    try:
+        assert applied(c) == ["0001_people", "0002_index", "0003_more"]
+    finally:
+        c.close()
+    assert migrate_calls == [dbf["schema"], dbf["schema"], other["schema"]]
+
+
+CONNECT_SCRIPT = """
+import sys
+from pathlib import Path
+from shared.db import DomainDatabase
+DomainDatabase("platform_tests", Path(sys.argv[1])).connect().close()
+print("connected")
+"""
+
+
+def connect_in_new_process(migrations: Path) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-c", CONNECT_SCRIPT, str(migrations)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+
+
+def test_a_new_process_verifies_and_applies_again(conn, dbf, migrations):
+    database = DomainDatabase("platform_tests", migrations)
+    database.connect().close()
+    with conn.cursor() as cur:  # the database changes behind this process's back
+        cur.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = '0001_people'")
+        cur.execute("DELETE FROM schema_migrations WHERE version = '0002_index'")
+        cur.execute("DROP INDEX people_name")
+    conn.commit()
+    database.connect().close()  # this process migrated already: no check on every connect
+    refused = connect_in_new_process(migrations)
+    assert refused.returncode != 0 and "was edited after it was applied" in refused.stderr
+    with conn.cursor() as cur:
+        cur.execute("UPDATE schema_migrations SET checksum = %s WHERE version = '0001_people'",
+                    (shared.db.migrations_in(migrations)[0].checksum,))
+    conn.commit()
+    done = connect_in_new_process(migrations)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert applied(conn) == ["0001_people", "0002_index"]
+    assert rows(conn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'people_name'") == [(1,)]
+
+
+def test_a_failed_migration_is_not_remembered(dbf, migrations, migrate_calls):
+    (migrations / "0003_broken.sql").write_text("ALTER TABLE nowhere ADD COLUMN x int;")
+    database = DomainDatabase("platform_tests", migrations)
+    for _ in range(2):
+        with pytest.raises(Exception, match="nowhere"):
+            database.connect()
+    assert len(migrate_calls) == 2
+
+
 def test_upsert_inserts_updates_only_changes_and_is_idempotent(conn, migrations):
     migrate(conn, migrations)
     cols = ["id", "name", "score", "note"]
@@ -98,6 +208,80 @@ def test_upsert_inserts_updates_only_changes_and_is_idempotent(conn, migrations)
     assert [g[0] for g in got] == [1, 2, 3, 4]
     assert got[1][2] == 9 and got[1][3] == "x,\"quoted\"\nline"
     assert got[0][3] is None and got[2][3] == ""
+
+
+def xmins(conn) -> dict[int, str]:
+    return dict(rows(conn, "SELECT id, xmin::text FROM people ORDER BY id"))
+
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_unchanged_rows_are_not_rewritten(conn, migrations, as_frame):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    cols = ["id", "name", "score"]
+    first = [(1, "ann", 1.5), (2, "bob", None), (3, "cy", 3.0)]
+    bulk_upsert(conn, "people", cols, [(0, "zero", 0.0)], key=["id"])  # not empty: the merge path
+    bulk_upsert(conn, "people", cols, first, key=["id"])
+    before = xmins(conn)
+    second = [(1, "ann", 1.5), (2, "bob", None), (3, "cy", 4.0)]
+    load = pd.DataFrame(second, columns=cols) if as_frame else second
+    r = bulk_upsert(conn, "people", cols, load, key=["id"])
+    assert (r.inserted, r.updated) == (0, 1)
+    after = xmins(conn)
+    assert after[1] == before[1] and after[2] == before[2]  # equal values (NULL included): same row version
+    assert after[3] != before[3]
+
+
+def test_without_commit_the_load_is_part_of_the_callers_transaction(conn, migrations):
+    migrate(conn, migrations)
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "kept")], key=["id"])
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "changed"), (2, "new")], key=["id"], commit=False)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO people (id, name) VALUES (3, 'the caller''s write')")
+    conn.rollback()
+    assert rows(conn, "SELECT id, name FROM people") == [(1, "kept")]
+
+
+def test_concurrent_loads_of_the_same_new_keys_neither_fail_nor_duplicate(conn, dbf, migrations):
+    migrate(conn, migrations)
+    bulk_upsert(conn, "people", ["id", "name"], [(0, "zero")], key=["id"])
+    first = connect(dbf)
+    second = connect(dbf)
+    try:
+        bulk_upsert(first, "people", ["id", "name"], [(i, "first") for i in range(1, 101)], key=["id"], commit=False)
+        with second.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            second_pid = cur.fetchone()[0]
+        second.commit()
+        outcome: list = []
+
+        def load_second():
+            try:
+                outcome.append(bulk_upsert(second, "people", ["id", "name"],
+                                           [(i, "second") for i in range(50, 151)], key=["id"]))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                outcome.append(exc)
+
+        t = threading.Thread(target=load_second)
+        t.start()
+        waiting = False
+        for _ in range(600):  # until the second load waits for the first one's uncommitted keys
+            (waiting,), = rows(conn, f"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = {second_pid}")
+            conn.commit()
+            if waiting or not t.is_alive():
+                break
+            time.sleep(0.05)
+        assert waiting, "the second load never waited for the first"
+        first.commit()
+        t.join(60)
+        assert not t.is_alive()
+        assert [(o.inserted, o.updated) for o in outcome] == [(50, 51)], outcome
+    finally:
+        first.close()
+        second.close()
+    assert rows(conn, "SELECT count(*), count(DISTINCT id) FROM people") == [(151, 151)]
+    assert rows(conn, "SELECT count(*) FROM people WHERE name = 'second'") == [(101,)]
 
 
 def test_duplicate_keys_in_one_load_last_wins(conn, migrations):

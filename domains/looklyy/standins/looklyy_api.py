@@ -26,7 +26,7 @@ from fastapi import Header, HTTPException, Request
 from pydantic import BaseModel
 
 from devplatform.standin import create_app
-from domains.looklyy.db import setup_tables
+from domains.looklyy.db import DATABASE
 
 CRAWL_BATCH = 12
 PATTERNS = ["silhouette", "palette", "texture", "layering", "accessories", "footwear"]
@@ -51,7 +51,7 @@ def seed_demo_users(dsn: str) -> None:
     """For people watching the local platform: a few images and users' heart marks (once)."""
     conn = psycopg2.connect(dsn)
     try:
-        setup_tables(conn)
+        DATABASE.migrate(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM user_favorites")
             if cur.fetchone()[0]:
@@ -103,7 +103,7 @@ def create_looklyy_app(dsn: str | None = None, api_key: str = "looklyy-dev-key",
         check(x_api_key)
         conn = db()
         try:
-            applied = setup_tables(conn)
+            applied = DATABASE.migrate(conn)
         finally:
             conn.close()
         return {"ok": True, "applied": applied}

@@ -14,6 +14,11 @@ what changed, matches from the ML service, and a summary email.
 - Matches at or above `referral_matching_score_threshold` (default 70) are kept; matches of
   closed/deleted positions and deleted candidates are retired.
 - `notify` is skipped when the run changed nothing.
+- The heavy tasks (both embedding tasks and `find_matches`: they call the ML service and
+  hold the vectors in memory) run in the team's pool `referral_default` (settings.yaml),
+  which caps how many of them the team runs at once across its DAGs and backfills.
+- Differs from the platform defaults (`shared/dag_defaults.py`): 3 retries from a
+  5-minute delay.
 
 Connections: `referral_postgres`, `referral_bullhorn`, `referral_ml_service`.
 Variables: `referral_matching_score_threshold`, `referral_max_rejected_share`, `referral_alert_emails`.
@@ -25,6 +30,8 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
+HEAVY = "referral_default"  # the team's pool (domains/referral/settings.yaml)
+
 
 @dag(
     schedule="0 */6 * * *",
@@ -33,19 +40,11 @@ from shared.dag_defaults import dag_kwargs
         doc_md=__doc__,
         description="Sync Bullhorn data and run matching",
         tags=["etl", "bullhorn", "production"],
-        max_active_runs=1,
-        max_active_tasks=16,
-        default_args={
-            "owner": "referral-system",
-            "depends_on_past": False,
-            "retries": 3,
-            "retry_delay": timedelta(minutes=5),
-            "execution_timeout": timedelta(minutes=30),
-        },
+        default_args={"retries": 3, "retry_delay": timedelta(minutes=5)},
     ),
 )
 def bullhorn_sync_optimized():
-    @task
+    @task(multiple_outputs=False)
     def sync_candidates(run_id=None) -> dict:
         from airflow.sdk import Variable
 
@@ -54,13 +53,13 @@ def bullhorn_sync_optimized():
         limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
         return sync_entity("Candidate", run_id, max_rejected_share=limit)
 
-    @task
+    @task(pool=HEAVY, multiple_outputs=False)
     def generate_candidate_embeddings() -> dict:
         from domains.referral.embeddings import generate_embeddings
 
         return generate_embeddings("candidates")
 
-    @task
+    @task(multiple_outputs=False)
     def sync_positions(run_id=None) -> dict:
         from airflow.sdk import Variable
 
@@ -69,13 +68,13 @@ def bullhorn_sync_optimized():
         limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
         return sync_entity("JobOrder", run_id, max_rejected_share=limit)
 
-    @task
+    @task(pool=HEAVY, multiple_outputs=False)
     def generate_position_embeddings() -> dict:
         from domains.referral.embeddings import generate_embeddings
 
         return generate_embeddings("positions")
 
-    @task
+    @task(pool=HEAVY, multiple_outputs=False)
     def find_matches(run_id=None) -> dict:
         from airflow.sdk import Variable
 
