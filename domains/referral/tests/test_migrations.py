@@ -7,7 +7,7 @@ import shutil
 import psycopg2
 import pytest
 
-from domains.referral.db import MIGRATIONS
+from domains.referral.db import DATABASE
 from shared.db import migrate
 
 
@@ -20,7 +20,7 @@ def conn(domain_db):
 
 
 def test_0002_converts_is_public_and_keeps_one_open_rejection_per_record(conn, tmp_path):
-    shutil.copy(MIGRATIONS / "0001_bullhorn_sync.sql", tmp_path)
+    shutil.copy(DATABASE.migrations / "0001_bullhorn_sync.sql", tmp_path)
     assert migrate(conn, tmp_path) == ["0001_bullhorn_sync"]
     with conn.cursor() as cur:
         cur.execute("INSERT INTO positions (id, is_public, date_last_modified, content_hash) VALUES"
@@ -32,7 +32,7 @@ def test_0002_converts_is_public_and_keeps_one_open_rejection_per_record(conn, t
                     " ('Candidate', NULL, 'id: Input should be a valid integer', '{}', 'd', 'run-2')")
     conn.commit()
 
-    assert migrate(conn, MIGRATIONS) == ["0002_bullhorn_documented_types"]
+    assert migrate(conn, DATABASE.migrations) == ["0002_bullhorn_documented_types"]
     with conn.cursor() as cur:
         cur.execute("SELECT id, is_public, publishing_status, is_open FROM positions ORDER BY id")
         assert cur.fetchall() == [(1, 1, "published-approved", True), (2, 0, "not published", True), (3, None, None, True)]
