@@ -159,3 +159,21 @@ def test_auth_comes_from_the_connection(standin, extra, login, header, expected)
     server = standin(app)
     set_connection("echo_api", conn_type="http", host=server.url, login=login, password="s3cret", extra=extra)
     assert JsonApiHook("echo_api").get_json("/echo")["value"] == expected
+
+
+def test_own_extras_are_settings_not_headers_and_other_extras_are_headers(standin):
+    from devplatform.standin import create_app
+
+    app = create_app("echo")
+
+    @app.get("/headers")
+    def headers(request: Request):
+        return dict(request.headers)
+
+    server = standin(app)
+    set_connection("echo_api", conn_type="http", host=server.url, login="user", password="s3cret",
+                   extra={"auth_type": "bearer", "max_attempts": 2, "backoff_initial": 0.01, "timeout": 5,
+                          "X-Team": "referral"})
+    got = JsonApiHook("echo_api").get_json("/headers")
+    assert got["x-team"] == "referral" and got["authorization"] == "Bearer s3cret"  # bearer, not the login's basic auth
+    assert not {"auth_type", "max_attempts", "backoff_initial", "timeout"} & set(got), got
