@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -122,26 +121,23 @@ class JsonApiHook(HttpHook):
         self._sleep = sleep
 
     # -- session ------------------------------------------------------------------------
-    def _extract_auth(self, connection):
-        extras = connection.extra_dejson
-        auth_type = extras.get("auth_type", "basic")
-        if auth_type in ("api_key", "bearer", "none"):
-            return None  # header set in get_conn, or the hook authenticates itself
-        return super()._extract_auth(connection)
-
-    def _configure_session_from_extra(self, session, connection, extra_options):
-        # Keep this hook's own extras out of the request headers.
-        own = {k: v for k, v in connection.extra_dejson.items() if k not in OWN_EXTRAS}
-        shim = SimpleNamespace(extra_dejson=own, host=connection.host)
-        return super()._configure_session_from_extra(session, shim, extra_options)
-
     def get_conn(self, headers: dict | None = None, extra_options: dict | None = None) -> requests.Session:
+        """The provider's session (base URL, TLS, proxies, keep-alive, extras as headers), then
+        this hook's auth and settings applied to it through the session's public attributes."""
         if self._session is not None and headers is None and extra_options is None:
             return self._session
         session = super().get_conn(headers, extra_options)
         conn = self.get_connection(self.http_conn_id)
         self._extras = conn.extra_dejson
+        # The provider sends every extra it does not know as a header; this hook's own extras
+        # are settings, not headers.
+        for name in OWN_EXTRAS:
+            session.headers.pop(name, None)
+        if headers:
+            session.headers.update(headers)
         auth_type = self._extras.get("auth_type", "basic")
+        if auth_type in ("api_key", "bearer", "none"):
+            session.auth = None  # no basic auth: a header below, or the hook authenticates itself
         if auth_type == "api_key":
             session.headers[self._extras.get("api_key_header", "X-API-Key")] = conn.password or ""
         elif auth_type == "bearer":

@@ -60,29 +60,19 @@ def recipients(domain: str) -> list[str]:
     return [r.strip() for r in raw.split(",") if r.strip()]
 
 
-def render_summary(title: str, facts: Mapping[str, Any], tables: Mapping[str, Sequence[Mapping[str, Any]]] = {}) -> tuple[str, str]:
-    """Plain text and simple HTML for a summary: key facts, then optional small tables."""
+def render_summary(title: str, facts: Mapping[str, Any], tables: Mapping[str, Sequence[Mapping[str, Any]]] = {}) -> str:
+    """A fixed-width report: key facts aligned, then optional small tables, one row a line."""
     width = max((len(k) for k in facts), default=0)
     lines = [title, "=" * len(title), ""] + [f"{k.ljust(width)}  {v}" for k, v in facts.items()]
-    parts = [f"<h2>{html.escape(title)}</h2>", "<table>"]
-    parts += [f"<tr><th align='left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()]
-    parts.append("</table>")
     for name, rows in tables.items():
         lines += ["", name, "-" * len(name)]
         if not rows:
             lines.append("(none)")
-            parts.append(f"<h3>{html.escape(name)}</h3><p>(none)</p>")
             continue
         cols = list(rows[0].keys())
         lines.append(" | ".join(cols))
         lines += [" | ".join(str(r.get(c, "")) for c in cols) for r in rows]
-        parts.append(f"<h3>{html.escape(name)}</h3><table border='1' cellpadding='4'><tr>")
-        parts += [f"<th>{html.escape(c)}</th>" for c in cols]
-        parts.append("</tr>")
-        for r in rows:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>")
-        parts.append("</table>")
-    return "\n".join(lines) + "\n", "\n".join(parts)
+    return "\n".join(lines) + "\n"
 
 
 def send_summary(
@@ -92,23 +82,21 @@ def send_summary(
     tables: Mapping[str, Sequence[Mapping[str, Any]]] = {},
     to: Sequence[str] | None = None,
 ) -> list[str]:
-    """Send a plain-text + HTML summary to the domain's recipients. Returns the recipients."""
-    from email.mime.multipart import MIMEMultipart
-    from email.mime.text import MIMEText
+    """Mail a summary to the domain's recipients through ``SmtpHook.send_email_smtp``, the
+    provider's public sender (connection, TLS, login and retries are the provider's). Returns
+    the recipients.
 
+    The provider sends HTML only, so the report goes as preformatted HTML: columns stay
+    aligned in every mail client."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     to = list(to or recipients(domain))
-    text, html_body = render_summary(subject, facts, tables)
+    report = render_summary(subject, facts, tables)
     with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
-        sender = hook.from_email or "airflow@platform.local"
-        msg = MIMEMultipart("alternative")
-        msg["Subject"] = f"[{domain}] {subject}"
-        msg["From"] = sender
-        msg["To"] = ", ".join(to)
-        msg.attach(MIMEText(text, "plain", "utf-8"))
-        msg.attach(MIMEText(html_body, "html", "utf-8"))
-        # The hook's send_email_smtp builds HTML-only messages; a text+HTML alternative goes
-        # through the client the hook opened (connection, TLS and login handled by the hook).
-        hook._smtp_client.sendmail(sender, to, msg.as_string())
+        hook.send_email_smtp(
+            to=to,
+            subject=f"[{domain}] {subject}",
+            html_content=f"<pre>{html.escape(report, quote=False)}</pre>",
+            from_email=hook.from_email or "airflow@platform.local",
+        )
     return to

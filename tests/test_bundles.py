@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devplatform.config import bundle_config
 from devplatform.parse import parse_all_bundles, parse_in_subprocess
 from devplatform.paths import ROOT, bundle_dir, domain_names
 from devplatform.policy import violations
@@ -29,6 +30,33 @@ def test_five_domains_each_own_a_bundle():
 
 def test_every_bundle_parses_with_zero_import_errors(report):
     assert {d: r["import_errors"] for d, r in report.items() if r["import_errors"]} == {}
+
+
+def test_the_parsed_bundles_are_the_configured_bundles(report):
+    """What the dag-processors are configured with (the Dockerfile's list, see test_astro_project)."""
+    configured = {b["name"]: Path(b["kwargs"]["path"]) for b in bundle_config()}
+    assert configured == {d: bundle_dir(d) for d in report}
+    assert all(b["team_name"] == b["name"] for b in bundle_config())
+
+
+def test_every_dag_file_yields_dags_or_an_import_error(report):
+    """No DAG file is skipped without a word (e.g. by the dag-processor's safe-mode heuristic)."""
+    silent = {}
+    for d, r in report.items():
+        files = {p.name for p in bundle_dir(d).glob("*.py")}
+        seen = {Path(dag["file"]).name for dag in r["dags"].values()} | {Path(f).name for f in r["import_errors"]}
+        if files - seen:
+            silent[d] = sorted(files - seen)
+    assert silent == {}
+    assert sum(len(r["dags"]) for r in report.values()) >= 2  # the referral and looklyy DAGs at least
+
+
+def test_a_file_without_a_dag_is_reported_by_that_check(tmp_path):
+    (tmp_path / "helper.py").write_text("VALUE = 1\n")
+    (tmp_path / "follows_rules.py").write_text((FIXTURES / "good_bundle" / "follows_rules.py").read_text())
+    parsed = parse_in_subprocess("platform_tests", tmp_path)
+    assert [Path(dag["file"]).name for dag in parsed["dags"].values()] == ["follows_rules.py"]
+    assert parsed["import_errors"] == {}  # helper.py yields neither: the check above would name it
 
 
 def test_every_dag_follows_platform_policy(report):

@@ -316,27 +316,68 @@ KILL_SCRIPT = """
 import sys, psycopg2
 from shared.db import bulk_upsert
 f = dict(host=sys.argv[1], port=int(sys.argv[2]), dbname=sys.argv[3], user=sys.argv[4], password=sys.argv[5])
-conn = psycopg2.connect(**f)
+conn = psycopg2.connect(application_name="kill-test", **f)
+total, block_after = int(sys.argv[6]), int(sys.argv[7])
 def gen():
-    for i in range(10_000_000):
-        if i == 50_000:
-            print("halfway", flush=True)
+    for i in range(total):
+        if i == block_after:
+            sys.stdin.readline()  # blocks: the test never writes, it kills
         yield (i, "n%d" % i, i, None)
 bulk_upsert(conn, "people", ["id", "name", "score", "note"], gen(), key=["id"])
 """
+LOCKED_ID = 40_000
 
 
-def test_killed_load_leaves_nothing_half_written(conn, dbf, migrations):
+def wait_for(conn, sql: str, proc: subprocess.Popen, what: str) -> None:
+    """Poll until ``sql`` returns a row (the loader reached a known point); no sleeps to guess."""
+    deadline = time.monotonic() + 120
+    with conn.cursor() as cur:
+        while True:
+            cur.execute(sql)
+            if cur.fetchone() is not None:
+                return
+            assert proc.poll() is None, f"the loader exited ({proc.returncode}) before {what}"
+            assert time.monotonic() < deadline, f"the loader never reached: {what}"
+            time.sleep(0.02)
+
+
+LOADER_BACKEND = "SELECT pid FROM pg_stat_activity WHERE application_name = 'kill-test'"
+
+
+@pytest.mark.parametrize("phase", ["copy", "merge"])
+def test_killed_load_leaves_nothing_half_written(conn, dbf, migrations, phase):
+    """Kill the loader at a point it is known to have reached, inside its transaction:
+    ``copy``: rows have reached the server and the row source blocks; ``merge``: the upsert
+    waits for a row lock this test holds, after writing the rows before it."""
     migrate(conn, migrations)
-    bulk_upsert(conn, "people", ["id", "name"], [(1, "kept")], key=["id"])
+    bulk_upsert(conn, "people", ["id", "name"], [(1, "kept"), (LOCKED_ID, "kept")], key=["id"])
+    conn.autocommit = True
+    holder = connect(dbf)
+    if phase == "merge":
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM people WHERE id = %s FOR UPDATE", (LOCKED_ID,))
     f = dbf
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, f["host"], str(f["port"]), f["schema"], f["login"], f["password"]],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+        [sys.executable, "-c", KILL_SCRIPT, f["host"], str(f["port"]), f["schema"], f["login"], f["password"],
+         *(("50000", "-1") if phase == "merge" else ("300000", "200000"))],  # copy: blocks after ~5 MB sent
+        stdin=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
     )
-    assert proc.stdout.readline().strip() == "halfway"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert rows(conn, "SELECT id, name FROM people") == [(1, "kept")]
+    try:
+        if phase == "copy":
+            wait_for(conn, "SELECT 1 FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
+                           " WHERE a.application_name = 'kill-test' AND p.tuples_processed > 0", proc, "rows copied")
+        else:
+            wait_for(conn, "SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted"
+                           " WHERE a.application_name = 'kill-test' AND a.wait_event_type = 'Lock'", proc,
+                     f"waiting for the lock on row {LOCKED_ID}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        holder.rollback()  # the loader's backend goes on, finds its client gone, and rolls back
+        holder.close()
+    deadline = time.monotonic() + 120
+    while rows(conn, LOADER_BACKEND):  # the backend has ended: its transaction is over
+        assert time.monotonic() < deadline, "the killed loader's backend never ended"
+        time.sleep(0.02)
+    assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "kept"), (LOCKED_ID, "kept")]

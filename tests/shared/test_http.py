@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi import Request
 
@@ -76,10 +78,32 @@ def test_wrong_credentials_are_a_permanent_401(catalog):
         hook().get_json("/items")
 
 
-def test_timeout_is_retried(catalog):
-    catalog.faults.add(hang=2.5, times=1)
-    assert hook().get_json("/items")["total"] == 25
-    assert len(catalog.faults.calls_to("/items")) == 2
+def test_timeout_is_retried(standin):
+    """The first request is held by the server until the test lets it go: the client's read
+    timeout, not a race between a sleep and a timeout, decides the retry."""
+    from devplatform.standin import create_app
+
+    got_first, release = threading.Event(), threading.Event()
+    seen: list[bool] = []  # per request: was the first one still held when it arrived?
+    app = create_app("slow")
+
+    @app.get("/items")
+    def items():  # a sync route: FastAPI runs it in a worker thread, so waiting blocks only this request
+        seen.append(got_first.is_set() and not release.is_set())
+        if not got_first.is_set():
+            got_first.set()
+            release.wait(60)
+            return {"total": -1}
+        return {"total": 25}
+
+    server = standin(app)
+    set_connection("slow_api", conn_type="http", host=server.url, password="k",
+                   extra={"auth_type": "api_key", "backoff_initial": 0.01, "timeout": [5, 1]})
+    try:
+        assert JsonApiHook("slow_api").get_json("/items")["total"] == 25
+    finally:
+        release.set()
+    assert seen[0] is False and len(seen) >= 2 and all(seen[1:])  # retried while the first was still unanswered
 
 
 def test_malformed_body_is_retried(catalog):
@@ -159,3 +183,21 @@ def test_auth_comes_from_the_connection(standin, extra, login, header, expected)
     server = standin(app)
     set_connection("echo_api", conn_type="http", host=server.url, login=login, password="s3cret", extra=extra)
     assert JsonApiHook("echo_api").get_json("/echo")["value"] == expected
+
+
+def test_own_extras_are_settings_not_headers_and_other_extras_are_headers(standin):
+    from devplatform.standin import create_app
+
+    app = create_app("echo")
+
+    @app.get("/headers")
+    def headers(request: Request):
+        return dict(request.headers)
+
+    server = standin(app)
+    set_connection("echo_api", conn_type="http", host=server.url, login="user", password="s3cret",
+                   extra={"auth_type": "bearer", "max_attempts": 2, "backoff_initial": 0.01, "timeout": 5,
+                          "X-Team": "referral"})
+    got = JsonApiHook("echo_api").get_json("/headers")
+    assert got["x-team"] == "referral" and got["authorization"] == "Bearer s3cret"  # bearer, not the login's basic auth
+    assert not {"auth_type", "max_attempts", "backoff_initial", "timeout"} & set(got), got
