@@ -69,11 +69,20 @@ class LocalPlatform:
         return out
 
     def component_env(self, name: str) -> dict[str, str]:
-        """Per-process settings: each triggerer serves its logs on a port of its own."""
+        """Per-process settings: each triggerer serves its logs on a port of its own.
+
+        A team's triggerer also gets its team's connections, in the global form: Airflow
+        3.3's triggerer resolves connections without a team (its in-process Execution API
+        has no task to take the team from), and it runs only its own team's triggers.
+        """
         env = self.env()
         triggerers = [c for c in self.airflow_components() if c.startswith("triggerer")]
         if name in triggerers:
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.config.trigger_log_port + triggerers.index(name))
+        team = name.removeprefix("triggerer-") if name.startswith("triggerer-") else None
+        if team:
+            team_env = domain_settings.as_env([team], self.config.settings_vars(), team_scoped=False)
+            env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
         return env
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,12 +1,19 @@
-"""WaitForReviewOperator: waits for the admin review of a run's session, deferrable.
+"""WaitForReviewOperator: waits for the admin review of a run's session on the team's triggerer.
 
-Between checks the task is deferred to a timer on its team's triggerer, so no worker slot
-is held while waiting. Each check runs in the worker, where the team's ``looklyy_api``
-connection resolves (Airflow 3.3's triggerer cannot resolve team-scoped connections, and
-a secret passed in trigger kwargs would be readable through the task-instance API).
-The deadline is absolute and kept in the task's XCom (``review_wait``), which survives
-resumes and triggerer restarts (``dag.test()`` drops deferral kwargs). A timeout is not a
-failure: the operator returns ``{"status": "timed_out"}`` and the pipeline carries on.
+``execute`` reads the wait (``looklyy_review_timeout_seconds``, default 6 h, and
+``looklyy_review_poll_seconds``) and defers at once to ``shared.triggers.HttpPollTrigger``,
+which polls ``GET /api/training/review-status`` from the looklyy triggerer until the review
+is completed or the deadline passes: no worker slot is held for the whole wait. The task
+comes back to a worker once, in :meth:`WaitForReviewOperator.execute_complete`, to record
+the outcome. A timeout is not a failure: the operator returns ``{"status": "timed_out"}``
+and the pipeline carries on with the previous learning patterns; an answer that retrying
+cannot fix (a wrong API key: 401) fails the task with the service's message.
+
+Timeouts: in Airflow 3.3 ``execution_timeout`` bounds only the time on a worker (the task
+runner does not apply it to a deferral), so the wait itself is bounded twice: by the
+trigger's deadline (it fires ``timed_out``), and by the deferral timeout, the deadline plus
+``DEFERRAL_MARGIN``, a backstop for when no triggerer ran the trigger. The worker parts are
+short; their ``execution_timeout`` stays the platform's.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from shared.runs import run_key
+from shared.triggers import HttpPollTrigger
 
 TIMEOUT_VAR = "looklyy_review_timeout_seconds"
 POLL_VAR = "looklyy_review_poll_seconds"
+DEFAULT_TIMEOUT = 6 * 3600
+DEFERRAL_MARGIN = timedelta(minutes=10)
+REVIEW_STATUS = "/api/training/review-status"
 
 
 class WaitForReviewOperator(BaseOperator):
@@ -32,31 +43,35 @@ class WaitForReviewOperator(BaseOperator):
         self.session_id, self.conn_id = session_id, conn_id
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
 
-    def execute(self, context) -> dict[str, Any] | None:
+    def execute(self, context) -> None:
         from airflow.sdk import Variable
 
-        timeout = self.timeout_seconds or float(Variable.get(TIMEOUT_VAR, default=str(6 * 3600)))
+        timeout = self.timeout_seconds or float(Variable.get(TIMEOUT_VAR, default=str(DEFAULT_TIMEOUT)))
         poll = self.poll_seconds or float(Variable.get(POLL_VAR, default="60"))
         started = time.time()
-        self.log.info("Waiting up to %.0f s for review %s (checking every %.0f s)", timeout, self.session_id, poll)
-        context["ti"].xcom_push(key="review_wait", value={"deadline": started + timeout, "started": started, "poll": poll})
-        return self.check(context)
+        self.log.info("Waiting up to %.0f s for review %s (checking every %.0f s on the triggerer)",
+                      timeout, self.session_id, poll)
+        self.defer(
+            trigger=HttpPollTrigger(
+                conn_id=self.conn_id, endpoint=REVIEW_STATUS, params={"session_id": self.session_id},
+                done_field="status", done_values=["completed"], deadline=started + timeout, poll_seconds=poll,
+                started=started,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=timeout) + DEFERRAL_MARGIN,
+        )
 
-    def check(self, context, event: Any = None) -> dict[str, Any] | None:
-        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
 
-        from domains.looklyy.api import LooklyyApiHook
-
-        wait = context["ti"].xcom_pull(task_ids=self.task_id, key="review_wait")
-        deadline, started, poll = wait["deadline"], wait["started"], wait["poll"]
-        status = LooklyyApiHook(self.conn_id).review_status(self.session_id)
-        now = time.time()
-        if status.status == "completed":
-            return self._finish(context, {"status": "completed", "decisions": status.decisions}, started)
-        if now >= deadline:
-            return self._finish(context, {"status": "timed_out"}, started)
-        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=min(poll, deadline - now))), method_name="check")
-        return None
+        if event["status"] == "error":
+            raise AirflowFailException(f"review {self.session_id}: {event['message']}")
+        outcome: dict[str, Any] = {"status": "timed_out"}
+        if event["status"] == "done":
+            outcome = {"status": "completed", "decisions": event["body"]["decisions"]}
+        elif event.get("last_error"):
+            outcome["last_error"] = event["last_error"]
+        return self._finish(context, {**outcome, "polls": event["polls"]}, event["started"])
 
     def _finish(self, context, outcome: dict[str, Any], started: float) -> dict[str, Any]:
         from domains.looklyy.db import DATABASE, log_step
@@ -69,5 +84,5 @@ class WaitForReviewOperator(BaseOperator):
                      finished - timedelta(seconds=event["waited_seconds"]), finished)
         finally:
             conn.close()
-        self.log.info("Review %s: %s", self.session_id, event["status"])
+        self.log.info("Review %s: %s after %d poll(s)", self.session_id, event["status"], event["polls"])
         return event

@@ -9,9 +9,10 @@ Daily at 02:00: the 24-hour Looklyy training cycle.
 1. Crawl Harper's Bazaar into the global image database.
 2. Each user's database keeps only heart-marked images.
 3. Open a review session for this run (Training Dashboard).
-4. Wait for the admin's review, up to 6 hours (`looklyy_review_timeout_seconds`), on the
-   triggerer (timer) between checks. A timeout does not stop the pipeline: the previous learning patterns are
-   applied and the summary says so.
+4. Wait for the admin's review, up to 6 hours (`looklyy_review_timeout_seconds`): the review
+   status is polled every `looklyy_review_poll_seconds` from the looklyy team's triggerer, so no
+   worker is held while waiting. A timeout does not stop the pipeline: the previous learning
+   patterns are applied and the summary says so.
 5. Apply the learning; 6. email the summary. Every step is recorded in `pipeline_logs`.
 
 Connections: `looklyy_api`, `looklyy_postgres`. Variables: `looklyy_alert_emails`,

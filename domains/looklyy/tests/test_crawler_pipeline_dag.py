@@ -164,3 +164,15 @@ def test_rerun_of_the_same_logical_date_changes_nothing(looklyy):
     assert dr2.state == "success"
     assert snapshot() == first
     assert looklyy.query("SELECT count(*) FROM api_idempotency") == [(3,)]
+
+
+def test_review_status_401_fails_the_wait_with_the_services_answer(looklyy):
+    looklyy.api.faults.add(status=401, times=1, path="/api/training/review-status")
+    dr, states = run_dag(DAG_ID)
+    assert dr.state == "failed"
+    assert states["wait_for_manual_review"] == "failed"
+    assert states["apply_model_learning"] == "upstream_failed"
+    assert [c.status for c in looklyy.api.faults.calls_to("/api/training/review-status")] == [401]  # not retried
+    mails = looklyy.mail.messages()
+    assert mails[0]["Subject"].startswith("[looklyy] FAILED looklyy_crawler_pipeline.wait_for_manual_review")
+    assert "GET /api/training/review-status answered 401" in body_text(mails[0])

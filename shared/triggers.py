@@ -1,0 +1,197 @@
+"""Deferrable waits on a JSON service: poll an endpoint on the triggerer until a field says done.
+
+``HttpPollTrigger`` is what a task defers to when it waits on a long-running service call
+(a review, a training job): no worker slot is held between polls, for hours if need be.
+
+    self.defer(
+        trigger=HttpPollTrigger(conn_id="looklyy_api", endpoint="/api/training/review-status",
+                                params={"session_id": sid}, done_field="status", done_values=["completed"],
+                                deadline=time.time() + 6 * 3600, poll_seconds=30),
+        method_name="execute_complete",
+        timeout=timedelta(hours=6, minutes=10),  # backstop if no triggerer ran the trigger at all
+    )
+
+The trigger fires once, with one of:
+
+- ``{"status": "done", "body": <last JSON body>, "polls": n, ...}`` when ``done_field``
+  (a dotted path into the body) holds one of ``done_values``;
+- ``{"status": "timed_out", "body": <last body or None>, "polls": n, "last_error": ...}``
+  when ``deadline`` (epoch seconds) passes first;
+- ``{"status": "error", "message": ...}`` on an answer that retrying cannot fix (401, 403,
+  404, other 4xx, a connection that does not resolve): the task should fail with that message.
+
+Transient faults (connection errors, timeouts, 408/425/429, 5xx, a truncated body) are retried inside the poll
+loop: after ``Retry-After`` when the service sends one (capped by the extra
+``retry_after_max``, 60 s), else with exponential backoff from ``backoff_initial`` (0.5 s) up
+to ``backoff_max`` (30 s) and never beyond the poll interval; the deadline still applies.
+
+The connection is read in :meth:`run`, on the triggerer, with the same extras as
+``shared.http.JsonApiHook`` (``auth_type`` basic / api_key / bearer / none,
+``api_key_header``, ``timeout``); the serialized kwargs (stored in the metadata database)
+hold only the connection id. Airflow 3.3's triggerer resolves only global connections (its
+in-process Execution API has no task, hence no team): the local platform therefore gives
+each team's triggerer (``airflow triggerer --team-name <team>``) its own team's connections
+in its environment, as a deployment gives a team's workers theirs (``devplatform/platform.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from shared.http import OWN_EXTRAS, parse_retry_after
+
+TRANSIENT_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+EXCERPT = 200
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Permanent(Exception):
+    pass
+
+
+def field_at(body: Any, path: str) -> Any:
+    """``field_at({"a": {"b": 1}}, "a.b") == 1``; None when any step is missing."""
+    for part in path.split(".") if path else []:
+        if not isinstance(body, dict) or part not in body:
+            return None
+        body = body[part]
+    return body
+
+
+def _timeout(value: Any) -> aiohttp.ClientTimeout:
+    if isinstance(value, list | tuple):
+        connect, read = (float(v) for v in value)
+        return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
+    return aiohttp.ClientTimeout(total=float(value))
+
+
+class HttpPollTrigger(BaseTrigger):
+    """Poll ``GET endpoint`` of connection ``conn_id`` until done or ``deadline``. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        endpoint: str,
+        done_field: str,
+        done_values: Sequence[Any],
+        deadline: float,
+        poll_seconds: float,
+        params: dict[str, Any] | None = None,
+        started: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.conn_id, self.endpoint, self.params = conn_id, endpoint, dict(params or {})
+        self.done_field, self.done_values = done_field, list(done_values)
+        self.deadline, self.poll_seconds = float(deadline), float(poll_seconds)
+        self.started = float(started if started is not None else time.time())
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "endpoint": self.endpoint,
+                "params": self.params,
+                "done_field": self.done_field,
+                "done_values": self.done_values,
+                "deadline": self.deadline,
+                "poll_seconds": self.poll_seconds,
+                "started": self.started,
+            },
+        )
+
+    async def _session_settings(self) -> tuple[str, dict[str, str], aiohttp.BasicAuth | None, dict[str, Any]]:
+        from airflow.sdk import BaseHook
+
+        conn = await BaseHook.aget_connection(self.conn_id)
+        extras = await conn.aextra_dejson()
+        host = conn.host or ""
+        base = host if "://" in host else f"{conn.schema or 'http'}://{host}"
+        if conn.port:
+            base += f":{conn.port}"
+        headers = {"Accept": "application/json"}
+        auth = None
+        auth_type = extras.get("auth_type", "basic")
+        if auth_type == "api_key":
+            headers[extras.get("api_key_header", "X-API-Key")] = conn.password or ""
+        elif auth_type == "bearer":
+            headers["Authorization"] = f"Bearer {conn.password or ''}"
+        elif auth_type == "basic" and conn.login:
+            auth = aiohttp.BasicAuth(conn.login, conn.password or "")
+        settings = {
+            "timeout": extras.get("timeout", 30),
+            "backoff_initial": float(extras.get("backoff_initial", 0.5)),
+            "backoff_max": float(extras.get("backoff_max", 30)),
+            "retry_after_max": float(extras.get("retry_after_max", 60)),
+        }
+        headers.update({k: str(v) for k, v in extras.items() if k not in OWN_EXTRAS and k not in ("timeout", "verify")})
+        return base.rstrip("/"), headers, auth, settings
+
+    async def _poll(self, session: aiohttp.ClientSession, url: str) -> Any:
+        where = f"GET {self.endpoint}"
+        try:
+            async with session.get(url, params=self.params) as resp:
+                text = await resp.text()
+                if resp.status in TRANSIENT_STATUS:
+                    raise _Transient(f"{where} answered {resp.status}: {text[:EXCERPT]}",
+                                     parse_retry_after(resp.headers.get("Retry-After")))
+                if resp.status >= 400:
+                    raise _Permanent(f"{where} answered {resp.status}: {text[:EXCERPT]}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _Transient(f"{where}: {type(exc).__name__} {exc}".strip()) from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise _Transient(f"{where}: body is not JSON: {text[:EXCERPT]}") from None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        base = {"started": self.started, "deadline": self.deadline}
+        try:
+            root, headers, auth, settings = await self._session_settings()
+        except Exception as exc:  # a missing connection: say so instead of retrying for hours
+            yield TriggerEvent({**base, "status": "error", "polls": 0,
+                                "message": f"connection {self.conn_id!r}: {type(exc).__name__}: {exc}"})
+            return
+        url = root + "/" + self.endpoint.lstrip("/")
+        polls, failures, body, last_error = 0, 0, None, None
+        async with aiohttp.ClientSession(headers=headers, auth=auth, timeout=_timeout(settings["timeout"])) as session:
+            while True:
+                if time.time() >= self.deadline:
+                    self.log.info("%s: not done after %d poll(s); deadline passed", self.endpoint, polls)
+                    yield TriggerEvent({**base, "status": "timed_out", "body": body, "polls": polls,
+                                        "last_error": last_error})
+                    return
+                polls += 1
+                try:
+                    body = await self._poll(session, url)
+                except _Permanent as exc:
+                    yield TriggerEvent({**base, "status": "error", "polls": polls, "message": str(exc)})
+                    return
+                except _Transient as exc:
+                    failures += 1
+                    last_error = str(exc)
+                    backoff = min(settings["backoff_initial"] * 2 ** (failures - 1), settings["backoff_max"])
+                    wait = (min(exc.retry_after, settings["retry_after_max"]) if exc.retry_after is not None
+                            else min(backoff, self.poll_seconds))
+                    self.log.warning("Poll %d failed (%s); next try in %.1f s", polls, exc, wait)
+                else:
+                    failures = 0
+                    if field_at(body, self.done_field) in self.done_values:
+                        self.log.info("%s: done after %d poll(s)", self.endpoint, polls)
+                        yield TriggerEvent({**base, "status": "done", "body": body, "polls": polls})
+                        return
+                    wait = self.poll_seconds
+                await asyncio.sleep(max(0.0, min(wait, self.deadline - time.time())))
