@@ -31,19 +31,19 @@ from shared.dag_defaults import dag_kwargs
                  tags=["crawler", "training"]),
 )
 def looklyy_crawler_pipeline():
-    @task
+    @task(multiple_outputs=False)
     def global_database_refresh() -> dict:
         from domains.looklyy import pipeline
 
         return pipeline.global_database_refresh()
 
-    @task
+    @task(multiple_outputs=False)
     def user_database_sync() -> dict:
         from domains.looklyy import pipeline
 
         return pipeline.user_database_sync()
 
-    @task
+    @task(multiple_outputs=False)
     def surface_for_manual_review() -> dict:
         from domains.looklyy import pipeline
 
@@ -54,7 +54,7 @@ def looklyy_crawler_pipeline():
         session_id="{{ ti.xcom_pull(task_ids='surface_for_manual_review')['session_id'] }}",
     )
 
-    @task
+    @task(multiple_outputs=False)
     def apply_model_learning(review: dict) -> dict:
         from domains.looklyy import pipeline
 
