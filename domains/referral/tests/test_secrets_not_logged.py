@@ -41,7 +41,7 @@ def hits(needles: set[str], name: str, data: bytes) -> list[str]:
 
 
 @pytest.fixture
-def planted(standin, domain_db, mail_sink, tmp_path):
+def planted(standin, domain_db, mail_sink, tmp_path, monkeypatch):
     password, client_secret, ml_key = (f"{p}-{secrets.token_hex(16)}" for p in ("pw", "cs", "mlk"))
     bullhorn = standin(create_bullhorn_app(client_secret=client_secret, password=password))
     ml = standin(create_ml_app(api_key=ml_key))
@@ -65,10 +65,15 @@ def planted(standin, domain_db, mail_sink, tmp_path):
     for lg in loggers:
         lg.addHandler(handler)
         lg.setLevel(logging.INFO)
+        # In `make start` each stand-in is a process of its own and keeps its log handlers; here
+        # the in-process task runner reconfigures logging (dictConfig drops every logger's
+        # handlers), which would silence the stand-ins' log instead of testing it.
+        monkeypatch.setattr(lg, "removeHandler", lambda h, lg=lg, keep=handler: None if h is keep
+                            else logging.Logger.removeHandler(lg, h))
     yield {"bullhorn": bullhorn, "ml": ml, "secrets": {password, client_secret, ml_key}, "mail": mail_sink,
            "standin_log": standin_log}
     for lg, level in zip(loggers, levels, strict=True):
-        lg.removeHandler(handler)
+        logging.Logger.removeHandler(lg, handler)
         lg.setLevel(level)
     handler.close()
 
@@ -97,7 +102,9 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
     out = capfd.readouterr()
     found = hits(needles, "task/process stdout", out.out.encode()) + hits(needles, "stderr", out.err.encode())
     found += hits(needles, "task/process log records", caplog.text.encode())
-    found += hits(needles, "stand-in access log", planted["standin_log"].read_bytes())
+    access_log = planted["standin_log"].read_bytes()
+    assert b"/oauth/token?" in access_log and b"/rest-services/corp7/query/Candidate?" in access_log
+    found += hits(needles, "stand-in access log", access_log)
     for name, server in (("bullhorn", bullhorn), ("ml", ml)):
         calls = requests.get(f"{server.url}/_standin/calls", timeout=10)
         assert calls.status_code == 200 and len(calls.json()) > 3
