@@ -78,7 +78,7 @@ def planted(standin, domain_db, mail_sink, tmp_path, monkeypatch):
     handler.close()
 
 
-def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, tmp_path):
+def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, tmp_path, monkeypatch):
     bullhorn, ml = planted["bullhorn"], planted["ml"]
     state = bullhorn.app.state.bullhorn
     state.seed(candidates=600, positions=5)
@@ -90,7 +90,8 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
     bullhorn.faults.add(drop_after_apply=True, times=1, path="/oauth/token")  # a lost answer: a new code
     bullhorn.faults.add(status=429, retry_after=0.01, times=1, path="/rest-services/corp7/query")
 
-    caplog.set_level(logging.INFO)  # the platform's task log level
+    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")  # the platform's level (tests run at WARNING)
+    caplog.set_level(logging.INFO)
     dr, states = run_dag(DAG_ID)
     assert dr.state == "success", states
     assert state.logins >= 2 and len(issued) >= 3 and state.codes.ever
@@ -100,6 +101,7 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
     assert all(len(n) >= 16 for n in needles)
 
     out = capfd.readouterr()
+    assert "Logged in to Bullhorn" in out.out  # the task logs were captured, at INFO
     found = hits(needles, "task/process stdout", out.out.encode()) + hits(needles, "stderr", out.err.encode())
     found += hits(needles, "task/process log records", caplog.text.encode())
     access_log = planted["standin_log"].read_bytes()
