@@ -10,7 +10,9 @@ logs, the metadata database's files), and the mail sink's messages.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,24 @@ class Recorded(set):
         super().add(value)
 
 
+@contextmanager
+def task_logs_at(level: str, monkeypatch):
+    """Airflow configures task logging once per process (``configure_logging`` is cached);
+    redo it at ``level`` for the block, then back at the session's level."""
+    from airflow.sdk.log import configure_logging
+
+    before = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", level)
+    configure_logging.cache_clear()
+    configure_logging()
+    try:
+        yield
+    finally:
+        monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", before)
+        configure_logging.cache_clear()
+        configure_logging()
+
+
 def hits(needles: set[str], name: str, data: bytes) -> list[str]:
     return [f"{name}: {n[:6]}…" for n in needles if n.encode() in data]
 
@@ -50,8 +70,6 @@ def planted(standin, domain_db, mail_sink, tmp_path, monkeypatch):
                           **FAST_RETRIES})
     set_connection("referral_ml_service", conn_type="http", host=ml.url, password=ml_key,
                    extra={"auth_type": "api_key", "api_key_header": "X-API-Key", **FAST_RETRIES})
-    import os
-
     os.environ["AIRFLOW_VAR_REFERRAL_MATCHING_SCORE_THRESHOLD"] = "70"
     os.environ["AIRFLOW_VAR_REFERRAL_ALERT_EMAILS"] = "recruiting@platform.local"
     domain_db("referral")
@@ -90,9 +108,9 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
     bullhorn.faults.add(drop_after_apply=True, times=1, path="/oauth/token")  # a lost answer: a new code
     bullhorn.faults.add(status=429, retry_after=0.01, times=1, path="/rest-services/corp7/query")
 
-    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")  # the platform's level (tests run at WARNING)
     caplog.set_level(logging.INFO)
-    dr, states = run_dag(DAG_ID)
+    with task_logs_at("INFO", monkeypatch):  # the platform's level (tests run at WARNING)
+        dr, states = run_dag(DAG_ID)
     assert dr.state == "success", states
     assert state.logins >= 2 and len(issued) >= 3 and state.codes.ever
 
