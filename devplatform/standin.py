@@ -10,11 +10,21 @@ of them, and is switched on over HTTP (``POST /_standin/faults``) or directly fr
 (``server.faults.add(...)``):
 
 - ``status``: answer with this status (``retry_after`` adds a Retry-After header);
-- ``delay``: wait this many seconds, then answer normally;
-- ``hang``: wait this many seconds before answering (a client timeout);
-- ``malformed``: answer 200 with a body that is not JSON.
+  the request is not applied;
+- ``delay``: wait this many seconds, then apply the request and answer normally (a slow server);
+- ``hang``: apply the request, then hold the answer this many seconds (a client timeout
+  after the server has acted);
+- ``drop_after_apply``: apply the request (the handler runs, its effects persist), then
+  close the connection without sending any response (a response lost on the way back);
+- ``malformed``: answer 200 with a body that is not JSON; the request is not applied.
 
-``GET /_standin/calls`` lists the calls received (method, path, query, idempotency key).
+``GET /_standin/calls`` lists the calls received (method, path, query, idempotency key,
+status; ``status`` 0 = no response was sent).
+
+Secrets: query parameters and headers named like a secret (the names Airflow's secrets
+masker hides, e.g. ``password``, ``client_secret``, ``*token*``, ``Authorization``,
+``api_key``, plus OAuth's ``code``) are replaced by ``***`` in the call records and in the
+server's access log, so ``/_standin/calls`` and the stand-in logs never repeat a credential.
 Stand-ins are development and test tooling: no production connection points at one.
 """
 
@@ -22,16 +32,83 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from pydantic import BaseModel
+
+MASK = "***"
+# Airflow's DEFAULT_SENSITIVE_FIELDS (airflow.sdk secrets masker), matched the same way: a
+# name is secret when it contains one of these, case-insensitively, with "-" read as "_".
+SENSITIVE_PARTS = frozenset({
+    "access_key", "access_token", "api_key", "apikey", "auth_header", "authorization", "bearer",
+    "connection_string", "dsn", "passphrase", "passwd", "password", "private_key", "proxy",
+    "proxy_password", "proxies", "secret", "service_account", "service_key", "token",
+    "keyfile_dict", "webhook_url",
+    # beyond Airflow's list: session cookies and OAuth's one-time authorization code
+    "cookie",
+})
+SENSITIVE_NAMES = frozenset({"code"})
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter, header or field of this name carries a secret."""
+    n = name.lower().replace("-", "_")
+    return n in SENSITIVE_NAMES or any(part in n for part in SENSITIVE_PARTS)
+
+
+def mask_query(query: str) -> str:
+    """A query string with the values of secret parameters replaced by ``***``."""
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(is_secret_name(k) for k, _ in pairs):
+        return query
+    return urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*,:/")
+
+
+def mask_mapping(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Headers or a JSON body with secret fields masked (nested dicts and lists too)."""
+    items = values.items() if isinstance(values, Mapping) else values
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return mask_mapping(v)
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return {k: MASK if is_secret_name(str(k)) else walk(v) for k, v in items}
+
+
+def mask_url(url: str) -> str:
+    """``/path?query`` with the query masked (what the access log prints)."""
+    path, sep, query = url.partition("?")
+    return f"{path}{sep}{mask_query(query)}" if sep else url
+
+
+class _MaskAccessLog(logging.Filter):
+    """Masks the request line uvicorn's access log prints (``client, method, path?query, ...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(mask_url(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        return True
+
+
+def mask_access_log() -> None:
+    """Install the masking filter on uvicorn's access logger (once per process)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _MaskAccessLog) for f in logger.filters):
+        logger.addFilter(_MaskAccessLog())
 
 
 class Fault(BaseModel):
@@ -39,6 +116,7 @@ class Fault(BaseModel):
     retry_after: float | None = None
     delay: float = 0.0
     hang: float = 0.0
+    drop_after_apply: bool = False
     malformed: bool = False
     times: int | None = 1
     fraction: float | None = None
@@ -51,10 +129,11 @@ class Fault(BaseModel):
 class Call:
     method: str
     path: str
-    query: str
+    query: str  # masked
     idempotency_key: str | None
-    status: int = 0
+    status: int = 0  # 0: no response sent (dropped)
     at: float = field(default_factory=time.time)
+    headers: dict[str, str] = field(default_factory=dict)  # masked
 
 
 class FaultInjector:
@@ -80,6 +159,10 @@ class FaultInjector:
     def reset_calls(self) -> None:
         with self._lock:
             self.calls.clear()
+
+    def record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
 
     def pick(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -108,47 +191,111 @@ class FaultInjector:
             ]
 
 
+def drop_connection(scope: Mapping[str, Any]) -> bool:
+    """Close the TCP connection this request came on, without a response.
+
+    ASGI has no "abort": find this process's socket whose local and remote addresses are the
+    request's (``server``, ``client``) and shut it down; the server then sees the client gone.
+    Returns False when no such socket is found."""
+    import psutil
+
+    server, client = tuple(scope.get("server") or ()), tuple(scope.get("client") or ())
+    for c in psutil.Process().net_connections(kind="tcp"):
+        if c.fd >= 0 and c.laddr and c.raddr and tuple(c.laddr) == server and tuple(c.raddr) == client:
+            sock = socket.fromfd(c.fd, c.family, c.type)  # a duplicate descriptor of the same socket
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+            return True
+    return False
+
+
+class FaultMiddleware:
+    """Pure ASGI: records every call (masked) and applies the armed faults."""
+
+    def __init__(self, app, injector: FaultInjector) -> None:
+        self.app, self.injector = app, injector
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_standin"):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        call = Call(
+            scope["method"],
+            scope["path"],
+            mask_query(scope.get("query_string", b"").decode("latin-1")),
+            next((v for k, v in headers if k.lower() == "idempotency-key"), None),
+            headers=mask_mapping(headers),
+        )
+        self.injector.record(call)
+        fault = self.injector.pick(scope["method"], scope["path"])
+
+        async def send_recording(message) -> None:
+            if message["type"] == "http.response.start":
+                call.status = message["status"]
+            await send(message)
+
+        if fault is None:
+            await self.app(scope, receive, send_recording)
+            return
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status:
+            headers_out = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            body = f'{{"errorMessage":"injected fault {fault.status}","errorCode":{fault.status}}}'
+            await self._answer(send_recording, fault.status, body, headers_out)
+            return
+        if fault.malformed:
+            await self._answer(send_recording, 200, '{"data": [{"id": 1, "trunc')
+            return
+        if not (fault.hang or fault.drop_after_apply):
+            await self.app(scope, receive, send_recording)
+            return
+        # apply the request in full, keeping its answer back
+        answer: list[dict] = []
+
+        async def hold(message) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, hold)
+        if fault.drop_after_apply:
+            if drop_connection(scope):
+                await self._until_disconnected(receive)
+                return
+            raise RuntimeError(f"stand-in could not find the connection of {scope['method']} {scope['path']} to drop")
+        await asyncio.sleep(fault.hang)
+        for message in answer:
+            await send_recording(message)
+
+    @staticmethod
+    async def _answer(send, status: int, body: str, headers: Mapping[str, str] | None = None) -> None:
+        raw = body.encode()
+        hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+        hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": raw})
+
+    @staticmethod
+    async def _until_disconnected(receive, timeout: float = 10) -> None:
+        async def wait() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            pass
+
+
 def create_app(title: str) -> FastAPI:
-    """A FastAPI app with fault injection and the ``/_standin`` admin routes."""
+    """A FastAPI app with fault injection, masked call records and the ``/_standin`` admin routes."""
     app = FastAPI(title=f"{title} (local stand-in)")
     injector = FaultInjector()
     app.state.faults = injector
-
-    @app.middleware("http")
-    async def inject(request: Request, call_next):
-        path = request.url.path
-        if path.startswith("/_standin"):
-            return await call_next(request)
-        call = Call(
-            request.method,
-            path,
-            request.url.query,
-            request.headers.get("idempotency-key"),
-        )
-        with injector._lock:
-            injector.calls.append(call)
-        fault = injector.pick(request.method, path)
-        response: Response | None = None
-        if fault is not None:
-            if fault.hang:
-                await asyncio.sleep(fault.hang)
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.status:
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                response = JSONResponse(
-                    {"errorMessage": f"injected fault {fault.status}", "errorCode": fault.status},
-                    status_code=fault.status,
-                    headers=headers,
-                )
-            elif fault.malformed:
-                response = Response('{"data": [{"id": 1, "trunc', status_code=200, media_type="application/json")
-        if response is None:
-            response = await call_next(request)
-        call.status = response.status_code
-        return response
+    app.add_middleware(FaultMiddleware, injector=injector)
+    mask_access_log()
 
     @app.post("/_standin/faults", include_in_schema=False)
     def add_fault(fault: Fault) -> dict:

@@ -50,7 +50,7 @@ class BullhornHook(JsonApiHook):
                 " (Bullhorn needs login, password and extra client_id/client_secret)")
         return conn.login, conn.password, extra["client_id"], extra["client_secret"]
 
-    def _tokens(self, oauth_url: str) -> dict:
+    def _tokens(self, oauth_url: str, retry_code: bool = True) -> dict:
         username, password, client_id, client_secret = self._credentials()
         if self.refresh_token:
             try:
@@ -65,17 +65,33 @@ class BullhornHook(JsonApiHook):
         code = parse_qs(urlsplit(resp.headers.get("Location", "")).query).get("code")
         if not code:
             raise PermanentApiError("GET /oauth/authorize: the redirect carries no authorization code")
-        return self.post_json(f"{oauth_url}/token", idempotency=False, params={
-            "grant_type": "authorization_code", "code": code[0], "client_id": client_id,
-            "client_secret": client_secret})
+        try:
+            return self.post_json(f"{oauth_url}/token", idempotency=False, params={
+                "grant_type": "authorization_code", "code": code[0], "client_id": client_id,
+                "client_secret": client_secret})
+        except PermanentApiError as exc:
+            # The code is single-use: when the answer to its exchange was lost, the retry is
+            # refused with invalid_grant. Ask for a new code once.
+            if exc.status != 400 or "invalid_grant" not in str(exc) or not retry_code:
+                raise
+            log.warning("Bullhorn refused the authorization code (already used); asking for a new one")
+            return self._tokens(oauth_url, retry_code=False)
 
     def login(self) -> None:
         username = self._credentials()[0]
         info = self.get_json("/rest-services/loginInfo", params={"username": username})
-        tokens = self._tokens(info["oauthUrl"].rstrip("/"))
-        self.refresh_token = tokens["refresh_token"]  # the previous one no longer works
-        session = self.post_json(f"{info['restUrl'].rstrip('/')}/login", idempotency=False,
-                                 params={"version": "*", "access_token": tokens["access_token"]})
+        for attempt in (1, 2):
+            tokens = self._tokens(info["oauthUrl"].rstrip("/"))
+            self.refresh_token = tokens["refresh_token"]  # the previous one no longer works
+            try:
+                session = self.post_json(f"{info['restUrl'].rstrip('/')}/login", idempotency=False,
+                                         params={"version": "*", "access_token": tokens["access_token"]})
+                break
+            except PermanentApiError as exc:
+                # The access token is single-use: a retry after a lost answer is refused (401).
+                if exc.status != 401 or attempt == 2:
+                    raise
+                log.warning("Bullhorn REST login refused a fresh access token; getting a new one")
         self.bh_rest_token, self.rest_url = session["BhRestToken"], session["restUrl"]
         self.logins += 1
         log.info("Logged in to Bullhorn (login %d)", self.logins)

@@ -1,0 +1,121 @@
+"""The stand-in mechanism itself: faults that act after the request is applied, masked records and logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import threading
+
+import pytest
+import requests
+from fastapi import Request
+
+from devplatform.standin import MASK, create_app, is_secret_name, mask_query
+
+
+@pytest.fixture
+def counter(standin):
+    """A stand-in whose POST /count adds one to a counter (the request's effect)."""
+    app = create_app("counter")
+    app.state.count = 0
+    lock = threading.Lock()
+
+    @app.post("/count")
+    def count() -> dict:
+        with lock:
+            app.state.count += 1
+            return {"count": app.state.count}
+
+    @app.get("/echo")
+    def echo(request: Request) -> dict:
+        return {"query": str(request.query_params)}
+
+    return standin(app)
+
+
+def test_drop_after_apply_applies_the_request_then_closes_without_a_response(counter):
+    counter.faults.add(drop_after_apply=True, times=1, path="/count")
+    with pytest.raises(requests.ConnectionError, match="without response|Connection aborted|reset"):
+        requests.post(f"{counter.url}/count", timeout=5)
+    assert counter.app.state.count == 1  # the server acted
+    assert [c.status for c in counter.faults.calls_to("/count")] == [0]  # and answered nothing
+    # the next call is answered as usual, on a new connection
+    assert requests.post(f"{counter.url}/count", timeout=5).json() == {"count": 2}
+    assert [c.status for c in counter.faults.calls_to("/count")] == [0, 200]
+
+
+def test_drop_after_apply_on_a_kept_alive_connection(counter):
+    with requests.Session() as s:
+        assert s.post(f"{counter.url}/count", timeout=5).json() == {"count": 1}
+        counter.faults.add(drop_after_apply=True, times=1)
+        with pytest.raises(requests.ConnectionError):
+            s.post(f"{counter.url}/count", timeout=5)
+        assert counter.app.state.count == 2
+        assert s.post(f"{counter.url}/count", timeout=5).json() == {"count": 3}
+
+
+def test_hang_applies_the_request_and_holds_the_answer_past_the_client_timeout(counter):
+    counter.faults.add(hang=3, times=1)
+    with pytest.raises(requests.Timeout):
+        requests.post(f"{counter.url}/count", timeout=1)
+    assert counter.app.state.count == 1  # applied before the client gave up
+
+
+def test_status_and_malformed_faults_do_not_apply_the_request(counter):
+    counter.faults.add(status=503, retry_after=2, times=1)
+    r = requests.post(f"{counter.url}/count", timeout=5)
+    assert (r.status_code, r.headers["Retry-After"], r.json()["errorCode"]) == (503, "2", 503)
+    counter.faults.add(malformed=True, times=1)
+    r = requests.post(f"{counter.url}/count", timeout=5)
+    assert r.status_code == 200
+    with pytest.raises(ValueError):
+        r.json()
+    assert counter.app.state.count == 0
+
+
+@pytest.mark.parametrize("name", ["password", "client_secret", "refresh_token", "access_token", "BhRestToken",
+                                  "Authorization", "X-API-Key", "api_key", "apikey", "Cookie", "code", "passwd",
+                                  "private_key", "proxy-authorization"])
+def test_secret_names(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["username", "grant_type", "client_id", "where", "fields", "Idempotency-Key",
+                                  "zipcode", "count", "version"])
+def test_names_that_are_not_secret(name):
+    assert not is_secret_name(name)
+
+
+def test_mask_query_keeps_order_and_plain_values():
+    assert mask_query("grant_type=refresh_token&refresh_token=abc&client_id=c1&client_secret=s3") == (
+        "grant_type=refresh_token&refresh_token=***&client_id=c1&client_secret=***")
+    assert mask_query("where=id > 5&fields=id,email") == "where=id > 5&fields=id,email"  # untouched
+
+
+def test_secrets_never_reach_call_records_or_the_access_log(counter):
+    secret = "planted-" + secrets.token_hex(12)
+    access = logging.getLogger("uvicorn.access")
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)  # as `make start` serves stand-ins
+    try:
+        r = requests.get(f"{counter.url}/echo", timeout=5, params={
+            "username": "api.user", "password": secret, "client_secret": secret, "refresh_token": secret,
+            "access_token": secret, "BhRestToken": secret, "code": secret},
+            headers={"Authorization": f"Bearer {secret}", "X-API-Key": secret, "BhRestToken": secret,
+                     "Cookie": f"BhRestToken={secret}"})
+        assert r.status_code == 200 and secret in r.json()["query"]  # the handler still sees the real values
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    calls = requests.get(f"{counter.url}/_standin/calls", timeout=5)
+    assert secret not in calls.text
+    assert secret not in buf.getvalue()
+    (call,) = counter.faults.calls_to("/echo")
+    assert call.query.startswith(f"username=api.user&password={MASK}&client_secret={MASK}")
+    assert call.headers["authorization"] == call.headers["x-api-key"] == call.headers["cookie"] == MASK
+    assert "GET /echo?username=api.user&password=***" in buf.getvalue()  # the line is still logged, masked
