@@ -113,6 +113,9 @@ class JsonApiHook(HttpHook):
     default_conn_name = "http_default"
     conn_type = "http"
     hook_name = "JSON API (platform)"
+    # Connection extras that are this hook's settings, not request headers (the provider sends
+    # every extra it does not know as a header). Subclasses add their own.
+    own_extras: tuple[str, ...] = OWN_EXTRAS
 
     def __init__(self, http_conn_id: str, *, sleep: Callable[[float], None] | None = None, **kwargs: Any) -> None:
         super().__init__(method="GET", http_conn_id=http_conn_id, **kwargs)
@@ -131,7 +134,7 @@ class JsonApiHook(HttpHook):
         self._extras = conn.extra_dejson
         # The provider sends every extra it does not know as a header; this hook's own extras
         # are settings, not headers.
-        for name in OWN_EXTRAS:
+        for name in self.own_extras:
             session.headers.pop(name, None)
         if headers:
             session.headers.update(headers)

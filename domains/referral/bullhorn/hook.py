@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from airflow.sdk.log import mask_secret
+
 from shared.http import JsonApiHook, Page, PermanentApiError, validate
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ class BullhornHook(JsonApiHook):
     conn_name_attr = "bullhorn_conn_id"
     default_conn_name = "referral_bullhorn"
     hook_name = "Bullhorn REST (referral)"
+    # OAuth client credentials are settings of this hook, never request headers.
+    own_extras = (*JsonApiHook.own_extras, "client_id", "client_secret")
 
     def __init__(self, bullhorn_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(bullhorn_conn_id, **kwargs)
@@ -93,6 +97,8 @@ class BullhornHook(JsonApiHook):
                     raise
                 log.warning("Bullhorn REST login refused a fresh access token; getting a new one")
         self.bh_rest_token, self.rest_url = session["BhRestToken"], session["restUrl"]
+        for issued in (tokens["access_token"], tokens["refresh_token"], self.bh_rest_token):
+            mask_secret(issued)  # issued credentials: redacted from task logs like the connection's
         self.logins += 1
         log.info("Logged in to Bullhorn (login %d)", self.logins)
 

@@ -56,3 +56,14 @@ def test_search_supports_lucene_date_ranges(referral):
     body = hook.rest_get("search/Candidate", {"query": "isDeleted:0 AND dateLastModified:[20000101000000 TO *]",
                                               "fields": "id,firstName", "sort": "dateLastModified,id", "count": 10})
     assert body["total"] == 30 and body["count"] == 10 and "_score" in body["data"][0]
+
+
+def test_client_credentials_are_never_sent_as_headers(referral):
+    # The http provider sends every connection extra it does not know as a header; the OAuth
+    # client id and secret are the hook's settings and go only where Bullhorn asks for them.
+    referral.state.seed(candidates=3, positions=0)
+    list(BullhornHook().iter_modified("Candidate", ["id", "dateLastModified"]))
+    calls = referral.bullhorn.faults.calls
+    assert calls
+    sent = {name.lower() for call in calls for name in call.headers}
+    assert not sent & {"client_id", "client_secret", "auth_type"}, sent
