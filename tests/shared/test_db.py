@@ -64,24 +64,35 @@ def test_edited_migration_is_refused(conn, migrations):
         migrate(conn, migrations)
 
 
+def in_threads(fn, n: int) -> list[BaseException]:
+    """Run ``fn`` in ``n`` threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def test_concurrent_migrations_apply_each_file_once(dbf, migrations):
-    results, errors = [], []
+    results = []
 
     def run():
         c = connect(dbf)
         try:
             results.append(migrate(c, migrations, lock_name="people"))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
-            errors.append(exc)
         finally:
             c.close()
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(run, 4)
     assert sorted(results, key=len) == [[], [], [], ["0001_people", "0002_index"]]
 
 
@@ -113,20 +124,7 @@ def test_domain_database_migrates_once_per_process_however_many_connects(dbf, mi
             assert applied(c) == ["0001_people", "0002_index"]
         finally:
             c.close()
-    errors: list[BaseException] = []
-
-    def connect_in_thread():
-        try:
-            database.connect().close()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=connect_in_thread) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(lambda: database.connect().close(), 6)
     assert migrate_calls == [dbf["schema"]]
 
 
