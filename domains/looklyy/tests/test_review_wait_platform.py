@@ -28,7 +28,7 @@ import requests
 from devplatform.config import PlatformConfig
 from devplatform.platform import LocalPlatform
 from devplatform.smtp_sink import body_text, read_mailbox
-from devplatform.standin import StandInServer, free_port
+from devplatform.standin import StandInServer, free_port_range, free_ports
 from domains.looklyy.operators import DEFERRAL_MARGIN, REVIEW_STATUS
 from domains.looklyy.standins.looklyy_api import create_looklyy_app
 
@@ -124,9 +124,10 @@ def env():
     # PostgreSQL runs as its own user: the state folder must be reachable (pytest's tmp is 0700)
     state = Path(tempfile.mkdtemp(prefix="looklyy-wait-platform-"))
     os.chmod(state, 0o755)
-    cfg = PlatformConfig(state=state, pg_port=free_port(), api_port=free_port(), smtp_port=free_port(),
-                         trigger_log_port=free_port(), parallelism=4)
-    api_port = free_port()
+    pg, airflow_api, smtp, worker_log, api_port = ports = free_ports(5)  # api_port: the Looklyy stand-in
+    cfg = PlatformConfig(state=state, pg_port=pg, api_port=airflow_api, smtp_port=smtp, worker_log_port=worker_log,
+                         parallelism=4)
+    cfg.trigger_log_port = free_port_range(len(cfg.domains) + 1, exclude=ports)  # one per triggerer
     # Read by the settings' placeholders (the team's looklyy_api connection) and by the
     # `apply-settings` subprocess, which builds its own PlatformConfig from the environment.
     pinned = {"LOOKLYY_API_URL": f"http://127.0.0.1:{api_port}", "LOOKLYY_API_KEY": KEY,
