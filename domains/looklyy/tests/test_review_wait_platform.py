@@ -4,10 +4,17 @@ instance of its own (state folder, ports). The Looklyy API stand-in runs in the 
 platform's looklyy database; the wait's deadline and poll interval are the team's variables,
 set to seconds, so the 6-hour path runs in a few seconds.
 
-What the tests prove, from the stand-in's call record and the Airflow API: several polls of the
-review status happened while the task instance stayed ``deferred`` (no worker held between
-polls), the deferral's timeout is the deadline plus the margin, and the pipeline ends with the
+What the tests prove, from the stand-in's call record, the task instance's state in the
+metadata DB read as each poll arrived, and the Airflow API: the worker checked once (task
+running), then every later poll came from the trigger while the task instance was
+``deferred`` in its one try (no worker held between polls), the deferral's timeout is the
+deadline (counted from the review's opening) plus the margin, and the pipeline ends with the
 review's learning (completed) or the previous patterns (timed out), as the summary mail says.
+The proof needs no sampling in time: the stand-in holds the trigger's first poll until the
+scheduler has read the executor's report for the worker that deferred (see
+``deferral_exit_seen``). One assumption is left: the timed-out case's 30 s must outlast the
+run's way from opening the review to the wait (else the wait ends on its worker at once,
+without deferring, and the test fails saying no trigger was seen). ``KEEP_PLATFORM_STATE=1`` keeps the platform's folder (every log).
 """
 
 from __future__ import annotations
