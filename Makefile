@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 
-.PHONY: help install start stop restart status logs parse pytest test lint bench settings-env airflow-env clean
+.PHONY: help install start stop restart status logs parse pytest test lint bench bench-executors settings-env airflow-env clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 
 install: $(STAMP)  ## create the virtualenv from the project's files
 
-start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow)
+start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery/Flower)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	@$(BIN)/python -m devplatform start
 
@@ -53,6 +53,9 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
+
+bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
+	@$(BIN)/python -m benchmarks.executors
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines (e.g. for Astro's .env)
 	@$(BIN)/python -m devplatform settings-env

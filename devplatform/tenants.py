@@ -221,7 +221,7 @@ class TeamRuntime:
         # workers need no log-server signing secret (one that would open every team's logs).
         return [
             tenant_python(self.config.state), "-m", "airflow", "celery", "worker",
-            "--concurrency", str(worker_concurrency(self.team)),
+            "--concurrency", str(worker_concurrency(self.team)), "--celery-hostname", f"{self.team}@%h",
             "--skip-serve-logs", "--without-mingle", "--without-gossip",
         ]
 

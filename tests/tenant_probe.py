@@ -22,6 +22,19 @@ PEM = re.compile(r"-----BEGIN PRIVATE KEY-----[A-Za-z0-9+/=\s]+-----END PRIVATE 
 JSON_SECRET_KEYS = ("fernet_key", "jwt_secret", "airflow_db_password")
 CFG_LINE = re.compile(r"^\s*(fernet_key|jwt_secret|sql_alchemy_conn|secret_key)\s*=\s*(\S+)\s*$", re.M)
 MAX_FILE = 2_000_000
+ATTEMPTS = (
+    "read platform secrets from own environment",
+    "read platform secrets from /proc of other processes",
+    "read platform secrets from state files",
+    "connect to the metadata database",
+    "read another team's connection (task SDK)",
+    "read another team's variable (task SDK)",
+    "use another team's broker",
+    "read another team's logs or files",
+    "sign a token accepted by /api/v2",
+    "sign a token accepted by /execution",
+    "trigger another team's DAG",  # a TriggerDagRunOperator task next to the probe task
+)
 
 
 def sha(value: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from devplatform import settings
-from devplatform.config import bundle_config, simple_auth_users
+from devplatform.config import PlatformConfig, bundle_config, simple_auth_users
 from devplatform.paths import ROOT, domain_names
 
 
@@ -29,6 +29,7 @@ def test_image_configures_what_the_local_platform_configures():
     assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
     assert env["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == PlatformConfig(executor="celery").executor_setting()
 
 
 def test_requirements_are_pinned():

@@ -322,7 +322,9 @@ def forbidden_hashes(platform, team: str) -> set[str]:
 
 def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]:
     """{attempt: {team: succeeded}}, secrets judged against the platform's real ones."""
-    matrix: dict[str, dict[str, bool]] = {}
+    from tests.tenant_probe import ATTEMPTS
+
+    matrix: dict[str, dict[str, bool]] = {a: {} for a in ATTEMPTS}
     for team, run in runs.items():
         assert run["rows"], f"{team}: the attack task returned nothing ({run['states']})"
         forbidden = forbidden_hashes(platform, team)
@@ -330,8 +332,8 @@ def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]
             if attempt == "runtime":
                 continue
             leaked = bool(forbidden & set(r.get("found", [])))
-            matrix.setdefault(attempt, {})[team] = r["succeeded"] or leaked
-        matrix.setdefault("trigger another team's DAG", {})[team] = (
+            matrix[attempt][team] = r["succeeded"] or leaked
+        matrix["trigger another team's DAG"][team] = (
             run["triggered_other"] or run["states"].get("trigger_other_team") == "success"
         )
     return matrix
@@ -354,6 +356,34 @@ def test_attack_matrix_every_attempt_fails(platform, attack_runs):
     total = print_matrix("attack matrix, per-team Celery workers", matrix)
     details = {t: {a: r["detail"] for a, r in run["rows"].items() if a != "runtime"} for t, run in attack_runs.items()}
     assert total == 0, json.dumps(details, indent=1)
+    for team, run in attack_runs.items():  # refused by the api-server's guard, not by accident
+        log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=trigger_other_team/*.log"))
+        assert f"may not trigger or clear DAG '{run['other']}_conn_probe' of another team" in log.read_text(), team
+
+
+def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
+    s = platform.config.secrets
+    for i, team in enumerate(TEAMS):
+        url = f"{platform.team_runtime(team).flower_url()}/api/workers"
+        assert requests.get(url, timeout=30).status_code == 401
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        assert requests.get(url, auth=(other, s.flower_passwords[other]), timeout=30).status_code == 401
+        r = requests.get(url, auth=(team, s.flower_passwords[team]), params={"refresh": "true"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json() and all(name.startswith(f"{team}@") for name in r.json()), (team, list(r.json()))
+
+
+def test_task_logs_from_the_workers_are_readable_by_the_team_only(platform, tokens, attack_runs):
+    for i, team in enumerate(TEAMS):
+        path = f"/dags/{team}_attack_probe/dagRuns/{attack_runs[team]['run_id']}/taskInstances/attack/logs/1"
+        r = api(platform, tokens[f"{team}_viewer"], "GET", path)
+        assert r.status_code == 200, r.text
+        content = json.dumps(r.json()["content"])
+        # read from the file the team's worker wrote (no worker log server involved)
+        assert str(platform.config.task_log_dir / f"dag_id={team}_attack_probe") in content, content[:2000]
+        assert len(r.json()["content"]) > 3, content[:2000]
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        assert api(platform, tokens[f"{other}_op"], "GET", path).status_code == 403
 
 
 def test_every_component_started_cleanly(platform):
