@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import statistics
 import tempfile
 import time
@@ -24,7 +25,6 @@ import requests
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import free_port
 
 SIX_TASKS = '''"""Benchmark DAG: six no-op tasks in a chain (trigger -> success latency)."""
 from airflow.sdk import chain, dag, task
@@ -43,6 +43,17 @@ bench_six_tasks()
 '''
 
 
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def make(executor: str) -> LocalPlatform:
     teams = domain_names()
     state = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
@@ -55,10 +66,11 @@ def make(executor: str) -> LocalPlatform:
     for p in (state / "bundles", folder):
         os.chmod(p, 0o755)
     os.chmod(folder / "bench_six_tasks.py", 0o644)
+    ports = free_ports(5 + 2 * len(teams))
     cfg = PlatformConfig(
-        state=state, pg_port=free_port(), api_port=free_port(), smtp_port=free_port(), trigger_log_port=free_port(),
-        worker_log_port=free_port(), bundle_paths={"referral": folder}, executor=executor,
-        redis_ports={t: free_port() for t in teams}, flower_ports={t: free_port() for t in teams},
+        state=state, pg_port=ports.pop(), api_port=ports.pop(), smtp_port=ports.pop(), trigger_log_port=ports.pop(),
+        worker_log_port=ports.pop(), bundle_paths={"referral": folder}, executor=executor,
+        redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},
     )
     return LocalPlatform(cfg, quiet=True)
 

@@ -72,7 +72,7 @@ def _reachable_by_others(path: Path) -> bool:
     return os.stat(path).st_mode & 0o001 != 0 and all(os.stat(p).st_mode & 0o001 for p in path.parents)
 
 
-def tenant_python(state: Path) -> str:
+def tenant_python(state: Path, create: bool = False) -> str:
     """The interpreter for the team users' processes.
 
     The project's virtualenv may be built on an interpreter that other users cannot reach
@@ -84,6 +84,8 @@ def tenant_python(state: Path) -> str:
         return sys.executable
     venv = state / "tenant-python"
     python = venv / "bin" / "python"
+    if not create:
+        return str(python)
     if not python.exists():
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         system = next((p for p in (Path("/usr/local/bin") / version, Path("/usr/bin") / version)
@@ -141,6 +143,7 @@ class TeamRuntime:
     def prepare(self) -> None:
         """Create the team's folders; as root, owned by the team's user and closed to others."""
         cfg = self.config
+        tenant_python(cfg.state, create=True)
         self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.redis_dir.parent, 0o700)
         for own in (self.home, self.flower_home):
@@ -226,16 +229,23 @@ class TeamRuntime:
         ]
 
     def flower_env(self) -> dict[str, str]:
-        env = self.base_env(self.flower_home)
-        env["FLOWER_BASIC_AUTH"] = f"{self.team}:{self.config.secrets.flower_passwords[self.team]}"
-        env["FLOWER_PERSISTENT"] = "False"
-        return env
+        """Plain Celery's Flower (no Airflow import: lighter and faster to start): the
+        team's broker and a password, both from the environment, not the command line."""
+        cfg = self.config
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.flower_home),
+            "LANG": "C.UTF-8",
+            "BROKER_URL": cfg.broker_url(self.team, 0),
+            "RESULT_BACKEND": cfg.broker_url(self.team, 1),
+            "FLOWER_BASIC_AUTH": f"{self.team}:{cfg.secrets.flower_passwords[self.team]}",
+            "FLOWER_PERSISTENT": "False",
+            "FLOWER_ADDRESS": "127.0.0.1",
+            "FLOWER_PORT": str(cfg.flower_port(self.team)),
+        }
 
     def flower_command(self) -> list[str]:
-        return [
-            tenant_python(self.config.state), "-m", "airflow", "celery", "flower",
-            "--hostname", "127.0.0.1", "--port", str(self.config.flower_port(self.team)),
-        ]
+        return [tenant_python(self.config.state), "-m", "celery", "flower"]
 
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.config.flower_port(self.team)}"

@@ -22,7 +22,6 @@ import requests
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import free_port
 
 TEAMS = domain_names()
 
@@ -75,6 +74,20 @@ attack_probe()
 '''
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """n free ports, all different (each socket stays bound until all are chosen)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def make_platform(executor: str = "celery") -> LocalPlatform:
     """A platform of its own under a fresh folder that team users may traverse (mode 0711)."""
     state = Path(tempfile.mkdtemp(prefix="isolation-platform-"))
@@ -90,11 +103,12 @@ def make_platform(executor: str = "celery") -> LocalPlatform:
         bundles[team] = folder
     for path in (state / "bundles", *bundles.values(), *(f for b in bundles.values() for f in b.iterdir())):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    ports = distinct_free_ports(5 + 2 * len(TEAMS))
     cfg = PlatformConfig(
-        state=state, pg_port=free_port(), api_port=free_port(), smtp_port=free_port(),
-        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, trigger_log_port=free_port(),
-        worker_log_port=free_port(), executor=executor,
-        redis_ports={t: free_port() for t in TEAMS}, flower_ports={t: free_port() for t in TEAMS},
+        state=state, pg_port=ports.pop(), api_port=ports.pop(), smtp_port=ports.pop(),
+        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, trigger_log_port=ports.pop(),
+        worker_log_port=ports.pop(), executor=executor,
+        redis_ports={t: ports.pop() for t in TEAMS}, flower_ports={t: ports.pop() for t in TEAMS},
     )
     return LocalPlatform(cfg, quiet=True)
 
