@@ -9,6 +9,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__MULTI_TEAM=True \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     AIRFLOW__CORE__PARALLELISM=16 \
+    AIRFLOW__CORE__EXECUTOR="LocalExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
     AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
@@ -16,3 +17,14 @@ ENV PYTHONPATH=/usr/local/airflow \
 # connection/variable are set per Deployment (Astro environment variables or a secrets
 # backend), e.g. AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "http", "url": "..."}' and the
 # team-scoped lines from `make settings-env`.
+# Per-team runtime (README "Security"): one image, started per process with only what that
+# process needs. api-server: DB URL, Fernet key, AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH (an
+# Ed25519 key, AIRFLOW__API_AUTH__JWT_ALGORITHM=EdDSA) and no jwt_secret; scheduler: the same
+# plus AIRFLOW__<TEAM>___CELERY__BROKER_URL/RESULT_BACKEND and
+# AIRFLOW__<TEAM>___CORE__EXECUTION_API_SERVER_URL for every team; dag-processor and
+# `triggerer --team-name <team>`: DB URL and Fernet key; per team `airflow celery worker`
+# (and Flower): ONLY its team's AIRFLOW__CELERY__BROKER_URL/RESULT_BACKEND (a managed Redis
+# per team), AIRFLOW__CORE__EXECUTION_API_SERVER_URL, its own bundle in
+# AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST, --skip-serve-logs, and remote logging
+# credentials scoped to its team. plugins/tenant_guard.py (api-server) and
+# airflow_local_settings.py (cluster policy) ship in the image with the project.

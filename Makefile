@@ -9,7 +9,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench settings-env airflow-env clean
+.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 
 install: $(STAMP)  ## create the virtualenv from the project's files
 
-start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow)
+start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery/Flower)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	@$(BIN)/python -m devplatform start
 
@@ -57,6 +57,9 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
+
+bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
+	@$(BIN)/python -m benchmarks.executors
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)

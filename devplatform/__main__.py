@@ -20,6 +20,11 @@ def cmd_start(args) -> None:
     print("Logins (generated on first start, kept in .local/airflow/, never committed):")
     for user, pw in sorted(logins.items()):
         print(f"  {user:24s} {pw}")
+    if p.config.celery:
+        print("Celery: one worker pool per team, each with its own Redis; Flower per team (login team:password):")
+        for d in p.celery_teams():
+            rt = p.team_runtime(d)
+            print(f"  {d:14s} {rt.flower_url():28s} {d}:{p.config.secrets.flower_passwords[d]}")
     print(f"Mail sink: {p.config.mail_dir} (SMTP on 127.0.0.1:{p.config.smtp_port})")
     print(f"OpenLineage events: {p.config.lineage_file}")
     for d, spec in p.standin_specs():

@@ -25,6 +25,8 @@ DEFAULT_API_PORT = 8080
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_TRIGGER_LOG_PORT = 8794
 DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
+DEFAULT_REDIS_PORT = 16390
+DEFAULT_FLOWER_PORT = 5560
 
 
 def dockerfile_env(text: str | None = None) -> dict[str, str]:
@@ -84,28 +86,57 @@ def domain_db_role(domain: str) -> str:
 class Secrets:
     """Generated on first start, kept in the ignored state folder, never committed."""
 
-    jwt_secret: str
     fernet_key: str
     airflow_db_password: str
     domain_db_passwords: dict[str, str] = field(default_factory=dict)
+    # Per team: the password of its own Redis (Celery broker + result backend) and of its Flower.
+    redis_passwords: dict[str, str] = field(default_factory=dict)
+    flower_passwords: dict[str, str] = field(default_factory=dict)
+    # Only the pre-Celery set-up (``PLATFORM_EXECUTOR=local``) signs task tokens with a
+    # shared secret; the Celery set-up signs with an Ed25519 key (``jwt_private_key``).
+    jwt_secret: str = ""
 
     @classmethod
     def load_or_create(cls, path: Path, domains: list[str]) -> Secrets:
         data = json.loads(path.read_text()) if path.exists() else {}
         changed = not data
-        data.setdefault("jwt_secret", secrets.token_urlsafe(64))
         data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
-        pw = data.setdefault("domain_db_passwords", {})
-        for d in domains:
-            if d not in pw:
-                pw[d] = secrets.token_urlsafe(24)
-                changed = True
+        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords"):
+            pw = data.setdefault(key, {})
+            for d in domains:
+                if d not in pw:
+                    pw[d] = secrets.token_urlsafe(24)
+                    changed = True
         if changed:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
             path.write_text(json.dumps(data, indent=2))
         return cls(**data)
+
+    def with_jwt_secret(self, path: Path) -> str:
+        """The legacy shared task-token secret (LocalExecutor set-up only), made once."""
+        if not self.jwt_secret:
+            data = json.loads(path.read_text())
+            self.jwt_secret = data.setdefault("jwt_secret", secrets.token_urlsafe(64))
+            path.write_text(json.dumps(data, indent=2))
+        return self.jwt_secret
+
+
+def ensure_ed25519_key(path: Path) -> Path:
+    """The api-server's task-token signing key (PEM, mode 0600), generated once."""
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    return path
 
 
 @dataclass
@@ -127,8 +158,15 @@ class PlatformConfig:
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
+    # The scheduler's (global LocalExecutor's) log server; team workers serve none.
     worker_log_port: int = _env_int("PLATFORM_WORKER_LOG_PORT", DEFAULT_WORKER_LOG_PORT)
     parallelism: int = 4
+    # "celery": each team's tasks on its own Celery workers (issue 11). "local": the earlier
+    # set-up, every task inside the scheduler (LocalExecutor, shared JWT secret): kept as
+    # the baseline of the benchmarks and of the attack matrix, it isolates nothing at runtime.
+    executor: str = field(default_factory=lambda: os.environ.get("PLATFORM_EXECUTOR", "celery"))
+    redis_ports: dict[str, int] = field(default_factory=dict)
+    flower_ports: dict[str, int] = field(default_factory=dict)
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -152,6 +190,35 @@ class PlatformConfig:
     @property
     def run_dir(self) -> Path:
         return self.state / "run"
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "celery"
+
+    def redis_port(self, domain: str) -> int:
+        base = int(os.environ.get("PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT))
+        return self.redis_ports.get(domain, base + self.domains.index(domain))
+
+    def flower_port(self, domain: str) -> int:
+        base = int(os.environ.get("PLATFORM_FLOWER_PORT", DEFAULT_FLOWER_PORT))
+        return self.flower_ports.get(domain, base + self.domains.index(domain))
+
+    def broker_url(self, domain: str, db: int = 0) -> str:
+        """The team's own Redis: database 0 is the Celery broker, 1 the result backend."""
+        return f"redis://:{self.secrets.redis_passwords[domain]}@127.0.0.1:{self.redis_port(domain)}/{db}"
+
+    @property
+    def jwt_private_key(self) -> Path:
+        return self.state / "jwt-ed25519.pem"
+
+    @property
+    def task_log_dir(self) -> Path:
+        """Task logs: written by the workers (one OS user per team), read by the api-server."""
+        return self.state / "task-logs"
+
+    def tenant_dir(self, domain: str) -> Path:
+        """The only state folder a team's worker and Flower can read or write."""
+        return self.state / "tenants" / domain
 
     @cached_property
     def secrets(self) -> Secrets:
@@ -177,24 +244,26 @@ class PlatformConfig:
             "PYTHONPATH": str(ROOT),
             "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", f"/tmp/platform-runtime-{os.getuid()}"),
             "AIRFLOW__CORE__MULTI_TEAM": "True",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # plugins/: the api-server's tenant guard (devplatform.tenant_guard)
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains, self.extra_users),
             "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API_AUTH__JWT_SECRET": s.jwt_secret,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
                 f"postgresql+psycopg2://airflow:{s.airflow_db_password}@127.0.0.1:{self.pg_port}/airflow"
             ),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
                 bundle_config(domains=self.domains, paths=self.bundle_paths)
             ),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
@@ -212,4 +281,36 @@ class PlatformConfig:
                 }
             ),
         }
+        if self.celery:
+            for d in self.domains:
+                # Per-team settings do not fall back to the global ones.
+                env[f"AIRFLOW__{d.upper()}___CORE__EXECUTION_API_SERVER_URL"] = f"{self.api_url}/execution/"
+        else:
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] = s.with_jwt_secret(self.state / "secrets.json")
         return env
+
+    def executor_setting(self) -> str:
+        """``[core] executor``: a global LocalExecutor (for team-less DAGs; there are none)
+        first, then one CeleryExecutor per team."""
+        if not self.celery:
+            return "LocalExecutor"
+        return ";".join(["LocalExecutor", *(f"{d}=CeleryExecutor" for d in self.domains)])
+
+    def scheduler_celery_env(self) -> dict[str, str]:
+        """Only the scheduler (which sends the tasks) holds every team's broker URL."""
+        env = {}
+        for d in self.domains:
+            team = d.upper()
+            env[f"AIRFLOW__{team}___CELERY__BROKER_URL"] = self.broker_url(d, 0)
+            env[f"AIRFLOW__{team}___CELERY__RESULT_BACKEND"] = self.broker_url(d, 1)
+        return env
+
+    def token_signing_env(self) -> dict[str, str]:
+        """For the api-server (signs and checks tokens) and the scheduler (signs the tokens
+        its executors hand to the workers): the Ed25519 private key, nothing shared."""
+        if not self.celery:
+            return {}
+        return {
+            "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH": str(ensure_ed25519_key(self.jwt_private_key)),
+            "AIRFLOW__API_AUTH__JWT_ALGORITHM": "EdDSA",
+        }

@@ -20,6 +20,7 @@ from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.paths import ROOT
 from devplatform.pg import PgServer
 from devplatform.processes import Proc
+from devplatform.tenants import TeamRuntime, can_switch_users
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
@@ -60,7 +61,24 @@ class LocalPlatform:
 
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
-        return names + list(self.airflow_components())
+        names += [f"redis-{d}" for d in self.celery_teams()]
+        return names + list(self.airflow_components()) + list(self.team_components())
+
+    # -- per-team runtime (Celery) ---------------------------------------------------
+    def celery_teams(self) -> list[str]:
+        return self.config.domains if self.config.celery else []
+
+    def team_runtime(self, team: str) -> TeamRuntime:
+        return TeamRuntime(self.config, team)
+
+    def team_components(self) -> dict[str, tuple[list[str], dict[str, str], str]]:
+        """Process name -> (command, environment, team) of every team's worker and Flower."""
+        out = {}
+        for d in self.celery_teams():
+            rt = self.team_runtime(d)
+            out[f"worker-{d}"] = (rt.worker_command(), rt.worker_env(), d)
+            out[f"flower-{d}"] = (rt.flower_command(), rt.flower_env(), d)
+        return out
 
     def airflow_components(self) -> dict[str, list[str]]:
         """Process name -> airflow CLI arguments."""
@@ -83,6 +101,10 @@ class LocalPlatform:
         if team:
             team_env = domain_settings.as_env([team], self.config.settings_vars(), team_scoped=False)
             env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
+        if name in ("api-server", "scheduler"):
+            env.update(self.config.token_signing_env())
+        if name == "scheduler" and self.config.celery:
+            env.update(self.config.scheduler_celery_env())
         return env
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -94,10 +116,13 @@ class LocalPlatform:
     def start(self, wait_timeout: float = 240) -> None:
         t0 = time.monotonic()
         cfg = self.config
-        for sub in (cfg.state, cfg.run_dir, cfg.airflow_home, cfg.mail_dir, cfg.lineage_file.parent):
+        for sub in (cfg.state, cfg.run_dir, cfg.airflow_home, cfg.mail_dir, cfg.lineage_file.parent, cfg.state / "logs"):
             sub.mkdir(parents=True, exist_ok=True)
         Path(self.env()["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         secrets = cfg.secrets
+        if cfg.celery and not can_switch_users():
+            self.say("not root: every team's worker runs as this same OS user, so a task can read other "
+                     "processes' /proc and state files of this user (run as root for per-team OS users)")
         airflow_up = all(self.proc(c).running() for c in self.airflow_components())
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
@@ -106,6 +131,8 @@ class LocalPlatform:
         self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
         for d in cfg.domains:
             self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+        if self.celery_teams() and can_switch_users():
+            self.lock_state()  # after PostgreSQL, which opens the path to its data folder
         self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
 
         if not airflow_up:
@@ -125,17 +152,37 @@ class LocalPlatform:
                 f"standin-{d}-{spec['name']}",
                 [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"]],
             )
+        for d in self.celery_teams():
+            rt = self.team_runtime(d)
+            rt.prepare()
+            self._start_proc(f"redis-{d}", rt.redis_command())
         for name, args in self.airflow_components().items():
             self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
+        for name, (cmd, env, team) in self.team_components().items():
+            user = self.team_runtime(team).user
+            self._start_proc(name, cmd, env=env, user=(user.uid, user.gid) if user else None,
+                             cwd=self.team_runtime(team).home)
         self.wait_ready(wait_timeout)
         self.say(f"ready in {time.monotonic() - t0:.1f} s")
 
-    def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    def lock_state(self) -> None:
+        """As root: the platform's state folders are the platform's (mode 0700); team users
+        may only pass through the state folder to their own tenant folder and the task logs."""
+        state = self.config.state
+        os.chmod(state, 0o711)
+        shared = {"tenants", "tenant-python", self.config.task_log_dir.name}
+        shared |= {p.relative_to(state).parts[0] for p in self.config.bundle_paths.values() if p.is_relative_to(state)}
+        for child in state.iterdir():
+            if child.is_dir() and not child.is_symlink() and child.name not in shared and child != self.config.pgdata:
+                os.chmod(child, 0o700)
+
+    def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+                    user: tuple[int, int] | None = None, cwd: Path = ROOT) -> None:
         p = self.proc(name)
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        pid = p.start(cmd, env or self.env(), ROOT)
+        pid = p.start(cmd, env or self.env(), cwd, user=user)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
     def apply_settings(self) -> dict:
@@ -150,10 +197,13 @@ class LocalPlatform:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def stop(self) -> list[str]:
-        stopped = []
-        for name in reversed(self.process_names()):
-            if self.proc(name).stop():
-                stopped.append(name)
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(reversed(self.process_names()))
+        # every process gets SIGTERM at once (a Celery worker may take seconds to shut down)
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            done = list(pool.map(lambda n: self.proc(n).stop(), names))
+        stopped = [n for n, ok in zip(names, done, strict=True) if ok]
         # anything left from a stand-in that is no longer declared
         for pidfile in self.config.run_dir.glob("*.pid"):
             if self.proc(pidfile.stem).stop():
@@ -231,7 +281,7 @@ class LocalPlatform:
             time.sleep(1)
 
     def _check_alive(self) -> None:
-        for c in self.airflow_components():
+        for c in [*self.airflow_components(), *self.team_components()]:
             if not self.proc(c).running():
                 log = self.proc(c).logfile
                 tail = log.read_text()[-3000:] if log.exists() else ""

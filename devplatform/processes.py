@@ -46,12 +46,14 @@ class Proc:
     def running(self) -> bool:
         return self.process() is not None
 
-    def start(self, cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    def start(self, cmd: list[str], env: dict[str, str], cwd: Path, user: tuple[int, int] | None = None) -> int:
+        """Start ``cmd``; with ``user=(uid, gid)`` (root only) as that user, no extra groups, umask 077."""
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         p = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            **({"user": user[0], "group": user[1], "extra_groups": [], "umask": 0o077} if user else {}),
         )
         log.close()
         started = psutil.Process(p.pid).create_time()

@@ -28,6 +28,7 @@ def test_image_configures_what_the_local_platform_configures():
     assert env["PYTHONPATH"] == "/usr/local/airflow"
     assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == PlatformConfig(executor="celery").executor_setting()
 
 
 def test_image_local_platform_and_tests_share_one_openlineage_namespace(tmp_path):

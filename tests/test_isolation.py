@@ -1,12 +1,20 @@
-"""Team isolation through a real api-server, scheduler and dag-processor (REST API).
+"""Team isolation through a real api-server, scheduler, dag-processor and per-team Celery workers.
 
 A platform instance of its own (state folder, ports) runs every domain's real bundle plus,
-per team, a probe DAG that resolves a connection named in its conf.
+per team, a probe DAG that resolves a connection named in its conf and an attack probe
+(``tests/tenant_probe.py``) that tries, from a task, everything a tenant must not reach.
+One platform start serves every test of this module.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -36,10 +44,41 @@ def probe():
 probe()
 '''
 
+ATTACK_PROBE = '''"""Attack probe (test-only): tries what a tenant's task must not reach; see tests/tenant_probe.py."""
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    state = tmp_path_factory.mktemp("isolation-platform")
+
+@dag(dag_id="{team}_attack_probe", schedule=None, params={{"args": {{}}, "target": "none"}}, tags=["{team}"], doc_md=__doc__)
+def attack_probe():
+    @task(retries=0)
+    def attack(params=None, ti=None):
+        import os
+        import pwd
+
+        from tests.tenant_probe import attack
+
+        rows = attack(ti_id=str(ti.id), **params["args"])
+        rows["runtime"] = {{"user": pwd.getpwuid(os.getuid()).pw_name, "airflow_home": os.environ.get("AIRFLOW_HOME"),
+                           # the task runner itself sets the DB URL to a blocker ("airflow-db-not-allowed:///")
+                           "env_keys": sorted(k for k, v in os.environ.items() if not v.startswith("airflow-db-not-allowed"))}}
+        return rows
+
+    attack()
+    TriggerDagRunOperator(
+        task_id="trigger_other_team", trigger_dag_id="{{{{ params.target }}}}", trigger_run_id="cross_team__{{{{ run_id }}}}",
+        retries=0,
+    )
+
+
+attack_probe()
+'''
+
+
+def make_platform(executor: str = "celery") -> LocalPlatform:
+    """A platform of its own under a fresh folder that team users may traverse (mode 0711)."""
+    state = Path(tempfile.mkdtemp(prefix="isolation-platform-"))
+    os.chmod(state, 0o711)
     bundles = {}
     for team in TEAMS:
         folder = state / "bundles" / team
@@ -47,27 +86,37 @@ def platform(tmp_path_factory):
         for f in dag_files(bundle_dir(team)):
             (folder / f.name).symlink_to(f)
         (folder / f"{team}_conn_probe.py").write_text(PROBE.format(team=team))
+        (folder / f"{team}_attack_probe.py").write_text(ATTACK_PROBE.format(team=team))
         bundles[team] = folder
-    pg, api, smtp, worker_log = ports = free_ports(4)
+    for path in (state / "bundles", *bundles.values(), *(f for b in bundles.values() for f in b.iterdir())):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    ports = free_ports(4 + 2 * len(TEAMS))
+    pg, api, smtp, worker_log = ports[:4]
     cfg = PlatformConfig(
         state=state, pg_port=pg, api_port=api, smtp_port=smtp, worker_log_port=worker_log,
-        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4,
+        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, executor=executor,
         trigger_log_port=free_port_range(len(TEAMS) + 1, exclude=ports),  # one per triggerer
+        redis_ports=dict(zip(TEAMS, ports[4:4 + len(TEAMS)], strict=True)),
+        flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):], strict=True)),
     )
-    p = LocalPlatform(cfg, quiet=True)
+    return LocalPlatform(cfg, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def platform():
+    p = make_platform("celery")
     p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own
     # A global connection in the starter's environment must not leak into the platform
     # (every team could read it): the cross-team probe below would then succeed.
-    import os
-
     stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
     saved = {k: os.environ.get(k) for k in stray}
     os.environ.update(stray)
     try:
-        p.start(wait_timeout=300)
+        p.start(wait_timeout=400)
         yield p
     finally:
         p.stop()
+        shutil.rmtree(p.config.state, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -179,8 +228,170 @@ def test_a_task_resolves_its_own_teams_connection_and_not_another_teams(platform
     assert results == {(d, c): e for _, d, _, c, e in runs}
 
 
+def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
+    """Run every team's attack probe at once; {team: {"rows": matrix rows, "run": ..., "states": ...}}."""
+    cfg = platform.config
+    started = {}
+    for i, team in enumerate(TEAMS):
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        token, dag_id = tokens["admin"], f"{team}_attack_probe"
+        assert api(platform, token, "PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        args = {"team": team, "other": other, "state": str(cfg.state), "pg_port": cfg.pg_port, "api_url": cfg.api_url,
+                "other_redis_port": cfg.redis_port(other)}
+        r = api(platform, token, "POST", f"/dags/{dag_id}/dagRuns",
+                json={"logical_date": None, "conf": {"args": args, "target": f"{other}_conn_probe"}})
+        assert r.status_code == 200, r.text
+        started[team] = (dag_id, r.json()["dag_run_id"], other)
+    out = {}
+    for team, (dag_id, run_id, other) in started.items():
+        wait_run(platform, tokens["admin"], dag_id, run_id, timeout=400)
+        tis = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
+        xcom = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/attack/xcomEntries/return_value")
+        triggered = api(platform, tokens["admin"], "GET", f"/dags/{other}_conn_probe/dagRuns/cross_team__{run_id}")
+        out[team] = {
+            "states": {t["task_id"]: t["state"] for t in tis["task_instances"]},
+            "rows": xcom.json()["value"] if xcom.status_code == 200 else {},
+            "run_id": run_id,
+            "other": other,
+            "triggered_other": triggered.status_code == 200,
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def attack_runs(platform, tokens):
+    return trigger_attack_probes(platform, tokens)
+
+
+def test_every_team_runs_its_tasks_on_its_own_celery_worker(platform, attack_runs):
+    from devplatform.tenants import team_user
+
+    for team, run in attack_runs.items():
+        assert run["states"]["attack"] == "success", (team, run["states"])
+        runtime = run["rows"]["runtime"]
+        assert runtime["airflow_home"] == str(platform.team_runtime(team).home)
+        user = team_user(team)
+        if user:
+            assert runtime["user"] == user.name
+        worker_log = platform.proc(f"worker-{team}").logfile.read_text()
+        assert f"{team}_attack_probe" in worker_log
+        others = [platform.proc(f"worker-{o}").logfile.read_text() for o in TEAMS if o != team]
+        assert not any(f"{team}_attack_probe" in text for text in others)
+        log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=attack/*.log"))
+        if user:
+            assert (log.stat().st_uid, log.stat().st_mode & 0o777) == (user.uid, 0o600)
+
+
+def test_a_worker_environment_holds_nothing_of_the_platform_or_other_teams(platform, attack_runs):
+    cfg = platform.config
+    secret_values = [cfg.secrets.fernet_key, cfg.secrets.airflow_db_password, str(cfg.jwt_private_key)]
+    for team in TEAMS:
+        cmd, env, _ = platform.team_components()[f"worker-{team}"]
+        seen_by_task = attack_runs[team]["rows"]["runtime"]["env_keys"]
+        for keys in (list(env), seen_by_task):
+            assert not [k for k in keys if re.search("DATABASE|FERNET|JWT|SECRET|_CONN_|_VAR_", k)], (team, keys)
+        assert set(seen_by_task) >= set(env) - {"PYTHONPATH"}
+        values = "\n".join(env.values())
+        assert [v for v in secret_values if v in values] == [], team
+        assert [o for o in TEAMS if o != team and cfg.secrets.redis_passwords[o] in values] == [], team
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == cfg.broker_url(team, 0)
+        assert env["AIRFLOW_HOME"] == str(platform.team_runtime(team).home)
+        assert [b["name"] for b in json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])] == [team]
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        env = platform.component_env(name)
+        assert "AIRFLOW__API_AUTH__JWT_SECRET" not in env, name
+        assert ("AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH" in env) == (name in ("api-server", "scheduler")), name
+        assert any("___CELERY__BROKER_URL" in k for k in env) == (name == "scheduler"), name
+
+
+def forbidden_hashes(platform, team: str) -> set[str]:
+    """SHA-256 of every secret a task of ``team`` must not obtain (as tests/tenant_probe.py hashes)."""
+    from tests.tenant_probe import sha
+
+    cfg = platform.config
+    s = cfg.secrets
+    values = [cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], s.airflow_db_password, s.fernet_key]
+    if s.jwt_secret:
+        values.append(s.jwt_secret)
+    if cfg.jwt_private_key.exists():
+        values.append(cfg.jwt_private_key.read_text())
+    for other in TEAMS:
+        if other != team:
+            values += [s.redis_passwords[other], s.flower_passwords[other], s.domain_db_passwords[other]]
+            if cfg.celery:
+                values += [cfg.broker_url(other, 0), cfg.broker_url(other, 1)]
+    return {sha(v) for v in values}
+
+
+def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]:
+    """{attempt: {team: succeeded}}, secrets judged against the platform's real ones."""
+    from tests.tenant_probe import ATTEMPTS
+
+    matrix: dict[str, dict[str, bool]] = {a: {} for a in ATTEMPTS}
+    for team, run in runs.items():
+        assert run["rows"], f"{team}: the attack task returned nothing ({run['states']})"
+        forbidden = forbidden_hashes(platform, team)
+        for attempt, r in run["rows"].items():
+            if attempt == "runtime":
+                continue
+            leaked = bool(forbidden & set(r.get("found", [])))
+            matrix[attempt][team] = r["succeeded"] or leaked
+        matrix["trigger another team's DAG"][team] = (
+            run["triggered_other"] or run["states"].get("trigger_other_team") == "success"
+        )
+    return matrix
+
+
+def print_matrix(title: str, matrix: dict[str, dict[str, bool]]) -> int:
+    width = max(len(a) for a in matrix)
+    print(f"\n{title}")
+    print(" " * width + " | " + " | ".join(f"{t[:12]:12s}" for t in TEAMS))
+    for attempt, by_team in matrix.items():
+        print(f"{attempt:{width}s} | " + " | ".join(f"{'SUCCEEDED' if by_team[t] else 'refused':12s}" for t in TEAMS))
+    total = sum(v for by_team in matrix.values() for v in by_team.values())
+    print(f"{total} of {len(matrix) * len(TEAMS)} attempts succeeded")
+    return total
+
+
+def test_attack_matrix_every_attempt_fails(platform, attack_runs):
+    matrix = attack_matrix(platform, attack_runs)
+    assert len(matrix) == 11
+    total = print_matrix("attack matrix, per-team Celery workers", matrix)
+    details = {t: {a: r["detail"] for a, r in run["rows"].items() if a != "runtime"} for t, run in attack_runs.items()}
+    assert total == 0, json.dumps(details, indent=1)
+    for team, run in attack_runs.items():  # refused by the api-server's guard, not by accident
+        log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=trigger_other_team/*.log"))
+        assert f"may not trigger or clear DAG '{run['other']}_conn_probe' of another team" in log.read_text(), team
+
+
+def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
+    s = platform.config.secrets
+    for i, team in enumerate(TEAMS):
+        url = f"{platform.team_runtime(team).flower_url()}/api/workers"
+        assert requests.get(url, timeout=30).status_code == 401
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        assert requests.get(url, auth=(other, s.flower_passwords[other]), timeout=30).status_code == 401
+        r = requests.get(url, auth=(team, s.flower_passwords[team]), params={"refresh": "true"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json() and all(name.startswith(f"{team}@") for name in r.json()), (team, list(r.json()))
+
+
+def test_task_logs_from_the_workers_are_readable_by_the_team_only(platform, tokens, attack_runs):
+    for i, team in enumerate(TEAMS):
+        path = f"/dags/{team}_attack_probe/dagRuns/{attack_runs[team]['run_id']}/taskInstances/attack/logs/1"
+        r = api(platform, tokens[f"{team}_viewer"], "GET", path)
+        assert r.status_code == 200, r.text
+        content = json.dumps(r.json()["content"])
+        # read from the file the team's worker wrote (no worker log server involved)
+        assert str(platform.config.task_log_dir / f"dag_id={team}_attack_probe") in content, content[:2000]
+        assert len(r.json()["content"]) > 3, content[:2000]
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        assert api(platform, tokens[f"{other}_op"], "GET", path).status_code == 403
+
+
 def test_every_component_started_cleanly(platform):
-    logs = {name: platform.proc(name).logfile.read_text() for name in platform.airflow_components()}
+    names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
+    logs = {name: platform.proc(name).logfile.read_text() for name in names}
     assert {name: "address already in use" in text for name, text in logs.items()} == {n: False for n in logs}
 
 
@@ -199,3 +410,23 @@ def test_stop_stops_exactly_what_start_started(platform):
     assert [p.pid for p in started + [postgres] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert bystander.is_running()
     bystander.kill()
+
+
+def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
+    """The matrix can fail: with every task inside the scheduler (LocalExecutor, shared JWT
+    secret, one OS user), the same probe reaches the platform's secrets."""
+    p = make_platform("local")
+    p.standin_specs = lambda: []
+    try:
+        p.start(wait_timeout=400)
+        logins = p.logins()
+        r = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": logins["admin"]}, timeout=10)
+        matrix = attack_matrix(p, trigger_attack_probes(p, {"admin": r.json()["access_token"]}))
+    finally:
+        p.stop()
+        shutil.rmtree(p.config.state, ignore_errors=True)
+    total = print_matrix("attack matrix, old set-up (LocalExecutor in the scheduler)", matrix)
+    assert total > 0
+    for attempt in ("read platform secrets from own environment", "read platform secrets from /proc of other processes",
+                    "connect to the metadata database", "sign a token accepted by /api/v2"):
+        assert all(matrix[attempt].values()), attempt

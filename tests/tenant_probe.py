@@ -1,0 +1,266 @@
+"""The attack probe: what a task of one team can reach at runtime (test-only, never deployed).
+
+``tests/test_isolation.py`` writes a probe DAG into each team's test bundle; its task calls
+``attack(...)`` and returns one row per attempt. Where the probe itself cannot tell success
+(a secret found or not), it returns the SHA-256 of every candidate it found and the test
+compares them with the platform's real secrets, so a worker's own generated settings never
+count as a leak and no secret is ever written to XCom or a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+SECRET_ENV_KEYS = re.compile(r"SQL_ALCHEMY_CONN|FERNET_KEY|JWT_SECRET|JWT_PRIVATE_KEY|SECRET_KEY|BROKER_URL|RESULT_BACKEND")
+DB_URL = re.compile(r"postgresql(?:\+\w+)?://[^\s\"'\\]+")
+REDIS_URL = re.compile(r"redis://:([^@\s\"'\\]+)@[^\s\"'\\]+")
+PEM = re.compile(r"-----BEGIN PRIVATE KEY-----[A-Za-z0-9+/=\s]+-----END PRIVATE KEY-----")
+JSON_SECRET_KEYS = ("fernet_key", "jwt_secret", "airflow_db_password")
+CFG_LINE = re.compile(r"^\s*(fernet_key|jwt_secret|sql_alchemy_conn|secret_key)\s*=\s*(\S+)\s*$", re.M)
+MAX_FILE = 2_000_000
+ATTEMPTS = (
+    "read platform secrets from own environment",
+    "read platform secrets from /proc of other processes",
+    "read platform secrets from state files",
+    "connect to the metadata database",
+    "read another team's connection (task SDK)",
+    "read another team's variable (task SDK)",
+    "use another team's broker",
+    "read another team's logs or files",
+    "sign a token accepted by /api/v2",
+    "sign a token accepted by /execution",
+    "trigger another team's DAG",  # a TriggerDagRunOperator task next to the probe task
+)
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.strip().encode()).hexdigest()
+
+
+class Loot:
+    """Candidate secrets found in text, kept as hashes; raw values only in memory."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.sources: set[str] = set()
+
+    def scan_text(self, text: str, source: str) -> None:
+        before = len(self.values)
+        self.values.update(m.group(0) for m in DB_URL.finditer(text))
+        self.values.update(m.group(0) for m in PEM.finditer(text))
+        self.values.update(m.group(0) for m in REDIS_URL.finditer(text))
+        self.values.update(m.group(2) for m in CFG_LINE.finditer(text))
+        if text.lstrip().startswith("{"):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                self.values.update(str(data[k]) for k in JSON_SECRET_KEYS if data.get(k))
+                for k in ("redis_passwords", "domain_db_passwords", "flower_passwords"):
+                    self.values.update(str(v) for v in (data.get(k) or {}).values())
+        if len(self.values) > before:
+            self.sources.add(source)
+
+    def scan_env(self, env: dict[str, str], source: str) -> None:
+        before = len(self.values)
+        self.values.update(v for k, v in env.items() if SECRET_ENV_KEYS.search(k) and v)
+        self.scan_text("\n".join(env.values()), source)
+        if len(self.values) > before:
+            self.sources.add(source)
+
+    def hashes(self) -> list[str]:
+        return sorted(sha(v) for v in self.values)
+
+    def private_keys(self) -> list[str]:
+        return [v for v in self.values if v.startswith("-----BEGIN PRIVATE KEY")]
+
+    def shared_secrets(self) -> list[str]:
+        return [v for v in self.values if not v.startswith(("-----", "postgresql", "redis://"))]
+
+    def db_urls(self) -> list[str]:
+        return [v for v in self.values if v.startswith("postgresql")]
+
+    def redis_passwords(self) -> list[str]:
+        return [m.group(1) for v in self.values for m in [REDIS_URL.match(v)] if m]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_FILE:
+            return path.read_text(errors="ignore")
+    except OSError:
+        return None
+    return None
+
+
+def _environ(pid: str) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    out = {}
+    for item in raw.split(b"\0"):
+        k, _, v = item.decode(errors="ignore").partition("=")
+        if k:
+            out[k] = v
+    return out
+
+
+def _walk(root: Path, skip: tuple[Path, ...] = ()):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d not in skip]
+        for f in filenames:
+            yield here / f
+
+
+def row(succeeded: bool, detail: str, found: list[str] | None = None) -> dict:
+    return {"succeeded": succeeded, "detail": detail, **({"found": found} if found is not None else {})}
+
+
+def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_redis_port: int, ti_id: str) -> dict:
+    """Every attempt of the matrix, from inside a task of ``team`` against ``other``."""
+    state_dir = Path(state)
+    out: dict[str, dict] = {}
+
+    own = Loot()
+    own.scan_env(dict(os.environ), "own environment")
+    out["read platform secrets from own environment"] = row(False, f"{len(own.values)} candidate(s)", own.hashes())
+
+    procs = Loot()
+    readable = 0
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        env = _environ(pid)
+        if env is None:
+            continue
+        readable += 1
+        procs.scan_env(env, f"/proc/{pid}")
+    out["read platform secrets from /proc of other processes"] = row(
+        False, f"{readable} environ(s) readable, {len(procs.values)} candidate(s)", procs.hashes()
+    )
+
+    files = Loot()
+    read_files = 0
+    for path in _walk(state_dir, skip=(state_dir / "pgdata",)):
+        text = _read(path)
+        if text is not None:
+            read_files += 1
+            files.scan_text(text, str(path))
+    out["read platform secrets from state files"] = row(
+        False, f"{read_files} file(s) readable, {len(files.values)} candidate(s)", files.hashes()
+    )
+
+    loot = Loot()
+    for source in (own, procs, files):
+        loot.values |= source.values
+
+    out["connect to the metadata database"] = _try_database(loot, state_dir, pg_port)
+    out["read another team's connection (task SDK)"] = _try_sdk_connection(f"{other}_postgres")
+    out["read another team's variable (task SDK)"] = _try_sdk_variable(f"{other}_alert_emails")
+    out["use another team's broker"] = _try_broker(other_redis_port, loot)
+    out["read another team's logs or files"] = _try_other_files(state_dir, other)
+    out["sign a token accepted by /api/v2"], out["sign a token accepted by /execution"] = _try_tokens(
+        loot, api_url, ti_id, f"{other}_alert_emails"
+    )
+    return out
+
+
+def _try_database(loot: Loot, state_dir: Path, pg_port: int) -> dict:
+    import psycopg2
+
+    attempts = [f"host={state_dir / 'pgdata'} port={pg_port} user=postgres dbname=airflow connect_timeout=3"]
+    attempts += [f"host=127.0.0.1 port={pg_port} user={u} dbname=airflow connect_timeout=3" for u in ("postgres", "airflow")]
+    for url in loot.db_urls():
+        attempts.append(url.replace("postgresql+psycopg2://", "postgresql://") + "?connect_timeout=3" * ("?" not in url))
+    errors = []
+    for dsn in attempts:
+        try:
+            psycopg2.connect(dsn).close()
+            return row(True, f"connected ({len(attempts)} attempt(s))")
+        except psycopg2.Error as e:
+            errors.append(str(e).strip().splitlines()[0][:80])
+    return row(False, f"{len(attempts)} attempt(s) refused: {sorted(set(errors))[:3]}")
+
+
+def _try_sdk_connection(conn_id: str) -> dict:
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+        return row(True, f"{conn_id} resolved")
+    except Exception as e:  # the SDK raises AirflowNotFoundException; any failure is a refusal
+        return row(False, f"{type(e).__name__}")
+
+
+def _try_sdk_variable(key: str) -> dict:
+    from airflow.sdk import Variable
+
+    try:
+        Variable.get(key)
+        return row(True, f"{key} resolved")
+    except Exception as e:  # KeyError / AirflowRuntimeError: refused
+        return row(False, f"{type(e).__name__}")
+
+
+def _try_broker(port: int, loot: Loot) -> dict:
+    import redis
+
+    own = [m.group(1) for v in os.environ.values() for m in [REDIS_URL.search(v)] if m]
+    errors = []
+    for password in [None, *own, *loot.redis_passwords()]:
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=3)
+            client.llen("default")
+            return row(True, "broker answered")
+        except redis.RedisError as e:
+            errors.append(type(e).__name__)
+    return row(False, f"refused: {sorted(set(errors))}")
+
+
+def _try_other_files(state_dir: Path, other: str) -> dict:
+    targets = [state_dir / "tenants" / other, state_dir / "task-logs"]
+    read = []
+    for root in targets:
+        for path in _walk(root):
+            if other not in str(path):
+                continue
+            if _read(path):
+                read.append(str(path.relative_to(state_dir)))
+    return row(bool(read), f"{len(read)} file(s) of {other} read" + (f", e.g. {read[0]}" if read else ""))
+
+
+def _try_tokens(loot: Loot, api_url: str, ti_id: str, other_var: str) -> tuple[dict, dict]:
+    import requests
+    from airflow.api_fastapi.auth.tokens import JWTGenerator
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    signers = []
+    for pem in loot.private_keys():
+        signers.append(("private key", {"private_key": load_pem_private_key(pem.encode(), password=None)}))
+    for secret in loot.shared_secrets():
+        signers.append(("shared secret", {"secret_key": secret, "algorithm": "HS512", "private_key": None}))
+    api_ok, exe_ok = [], []
+    for kind, args in signers:
+        try:
+            admin = JWTGenerator(valid_for=300, audience="apache-airflow", **args).generate(
+                {"sub": "admin", "role": "admin", "teams": None}
+            )
+            task = JWTGenerator(valid_for=300, audience="urn:airflow.apache.org:task", **args).generate({"sub": ti_id})
+        except Exception:  # not a usable key for this algorithm
+            continue
+        r = requests.get(f"{api_url}/api/v2/dags", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        if r.status_code == 200:
+            api_ok.append(kind)
+        r = requests.get(f"{api_url}/execution/variables/{other_var}", headers={"Authorization": f"Bearer {task}"}, timeout=10)
+        if r.status_code not in (401, 403):
+            exe_ok.append(f"{kind} ({r.status_code})")
+    detail = f"{len(signers)} signing key(s) found"
+    return (
+        row(bool(api_ok), f"{detail}; accepted: {api_ok}"),
+        row(bool(exe_ok), f"{detail}; accepted: {exe_ok}"),
+    )

@@ -1,0 +1,66 @@
+"""Parse-time refusal of operators that name another team's DAG (devplatform.tenant_guard).
+
+The run-time guard (the api-server middleware) is exercised by the attack probe in
+tests/test_isolation.py on a real platform.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+DAG_FILE = '''
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG
+
+with DAG("{dag_id}", schedule=None):
+    TriggerDagRunOperator(task_id="trigger", trigger_dag_id="{target}")
+'''
+
+
+@pytest.fixture
+def two_bundles(tmp_path, monkeypatch):
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.utils.session import create_session
+
+    own, other = tmp_path / "own", tmp_path / "other"
+    own.mkdir()
+    other.mkdir()
+    bundles = [
+        {"name": "guard_own", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(own)}},
+        {"name": "guard_other", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(other)}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    with create_session() as session:
+        for name in ("guard_own", "guard_other"):
+            if session.get(DagBundleModel, name) is None:
+                session.add(DagBundleModel(name=name))
+        session.flush()
+        for dag_id, bundle in (("guard_other_dag", "guard_other"), ("guard_own_sibling", "guard_own")):
+            if session.get(DagModel, dag_id) is None:
+                session.add(DagModel(dag_id=dag_id, bundle_name=bundle, fileloc=f"/x/{dag_id}.py"))
+    return own
+
+
+def parse(folder, name, dag_id, target):
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    (folder / name).write_text(DAG_FILE.format(dag_id=dag_id, target=target))
+    return BundleDagBag(dag_folder=folder / name, bundle_path=folder, bundle_name="guard_own")
+
+
+def test_an_operator_naming_another_teams_dag_is_an_import_error(two_bundles):
+    bag = parse(two_bundles, "bad.py", "guard_own_bad", "guard_other_dag")
+    assert bag.dags == {}
+    [error] = bag.import_errors.values()
+    assert "names another team's DAG: guard_other_dag (bundle guard_other)" in error
+
+
+@pytest.mark.parametrize("target", ["guard_own_sibling", "not_parsed_yet", "{{ params.target }}"])
+def test_own_unknown_and_templated_targets_parse(two_bundles, target):
+    # unknown and templated ids are left to the run-time guard on the api-server
+    bag = parse(two_bundles, "ok.py", "guard_own_ok", target)
+    assert bag.import_errors == {}
+    assert list(bag.dags) == ["guard_own_ok"]
