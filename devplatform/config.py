@@ -24,6 +24,7 @@ DEFAULT_PG_PORT = 54320
 DEFAULT_API_PORT = 8080
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_TRIGGER_LOG_PORT = 8794
+DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 
 
 def dockerfile_env(text: str | None = None) -> dict[str, str]:
@@ -113,7 +114,8 @@ class PlatformConfig:
 
     Fields not given are read from the environment (``PLATFORM_STATE_DIR``,
     ``PLATFORM_PG_PORT``, ``PLATFORM_API_PORT``, ``PLATFORM_SMTP_PORT``,
-    ``PLATFORM_TRIGGER_LOG_PORT``) when the instance is made, so configs built with
+    ``PLATFORM_TRIGGER_LOG_PORT``, the first of one port per triggerer, and
+    ``PLATFORM_WORKER_LOG_PORT``, the scheduler's LocalExecutor log server) when the instance is made, so configs built with
     different environments can live side by side in one process.
     """
 
@@ -125,6 +127,7 @@ class PlatformConfig:
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
+    worker_log_port: int = _env_int("PLATFORM_WORKER_LOG_PORT", DEFAULT_WORKER_LOG_PORT)
     parallelism: int = 4
 
     def bundle_path(self, domain: str) -> Path:
@@ -181,6 +184,7 @@ class PlatformConfig:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains, self.extra_users),
             "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__WORKERS": "1",

@@ -11,6 +11,13 @@
         timeout=timedelta(hours=6, minutes=10),  # backstop if no triggerer ran the trigger at all
     )
 
+``first_poll_at`` (epoch seconds) delays the first poll: a task that checked the service itself
+just before deferring passes ``time.time() + poll_seconds``. It also keeps the trigger from
+firing within moments of the deferral, which Airflow 3.3.2's scheduler mishandles: the
+executor's late "success" for the worker that deferred, read after the resumed task instance
+is queued again with the same try number, marks it ``up_for_retry``
+(apache/airflow#72716, #71580).
+
 The trigger fires once, with one of:
 
 - ``{"status": "done", "body": <last JSON body>, "polls": n, ...}`` when ``done_field``
@@ -91,12 +98,14 @@ class HttpPollTrigger(BaseTrigger):
         poll_seconds: float,
         params: dict[str, Any] | None = None,
         started: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.conn_id, self.endpoint, self.params = conn_id, endpoint, dict(params or {})
         self.done_field, self.done_values = done_field, list(done_values)
         self.deadline, self.poll_seconds = float(deadline), float(poll_seconds)
         self.started = float(started if started is not None else time.time())
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -110,6 +119,7 @@ class HttpPollTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "poll_seconds": self.poll_seconds,
                 "started": self.started,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -167,6 +177,8 @@ class HttpPollTrigger(BaseTrigger):
             return
         url = root + "/" + self.endpoint.lstrip("/")
         polls, failures, body, last_error = 0, 0, None, None
+        if self.first_poll_at is not None:  # the task checked just before deferring
+            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
         async with aiohttp.ClientSession(headers=headers, auth=auth, timeout=_timeout(settings["timeout"])) as session:
             while True:
                 if time.time() >= self.deadline:

@@ -11,6 +11,7 @@ PORT_VARS = {
     "api_port": "PLATFORM_API_PORT",
     "smtp_port": "PLATFORM_SMTP_PORT",
     "trigger_log_port": "PLATFORM_TRIGGER_LOG_PORT",
+    "worker_log_port": "PLATFORM_WORKER_LOG_PORT",
 }
 
 
@@ -24,11 +25,12 @@ def test_configs_built_with_different_environments_in_one_process_differ(monkeyp
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "second"))
     second = PlatformConfig()
 
-    assert [getattr(first, f) for f in PORT_VARS] == [41000, 41001, 41002, 41003]
-    assert [getattr(second, f) for f in PORT_VARS] == [42000, 42001, 42002, 42003]
+    assert [getattr(first, f) for f in PORT_VARS] == [41000, 41001, 41002, 41003, 41004]
+    assert [getattr(second, f) for f in PORT_VARS] == [42000, 42001, 42002, 42003, 42004]
     assert (first.state, second.state) == ((tmp_path / "first").resolve(), (tmp_path / "second").resolve())
     assert first.airflow_env()["AIRFLOW__API__PORT"] == "41001"
     assert second.airflow_env()["AIRFLOW__API__PORT"] == "42001"
+    assert second.airflow_env()["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "42004"
 
 
 def test_explicit_fields_win_over_the_environment_and_defaults_apply_without_it(monkeypatch, tmp_path):
@@ -37,7 +39,8 @@ def test_explicit_fields_win_over_the_environment_and_defaults_apply_without_it(
     for var in PORT_VARS.values():
         monkeypatch.delenv(var, raising=False)
     cfg = PlatformConfig(state=tmp_path)
-    assert (cfg.pg_port, cfg.api_port, cfg.smtp_port, cfg.trigger_log_port) == (54320, 8080, 1025, 8794)
+    assert (cfg.pg_port, cfg.api_port, cfg.smtp_port, cfg.trigger_log_port, cfg.worker_log_port) == (
+        54320, 8080, 1025, 8794, 8793)
 
 
 def test_dockerfile_env_reads_docker_syntax():

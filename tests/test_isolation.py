@@ -14,7 +14,7 @@ import requests
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import free_port
+from devplatform.standin import free_port_range, free_ports
 
 TEAMS = domain_names()
 
@@ -48,9 +48,11 @@ def platform(tmp_path_factory):
             (folder / f.name).symlink_to(f)
         (folder / f"{team}_conn_probe.py").write_text(PROBE.format(team=team))
         bundles[team] = folder
+    pg, api, smtp, worker_log = ports = free_ports(4)
     cfg = PlatformConfig(
-        state=state, pg_port=free_port(), api_port=free_port(), smtp_port=free_port(),
-        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, trigger_log_port=free_port(),
+        state=state, pg_port=pg, api_port=api, smtp_port=smtp, worker_log_port=worker_log,
+        bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4,
+        trigger_log_port=free_port_range(len(TEAMS) + 1, exclude=ports),  # one per triggerer
     )
     p = LocalPlatform(cfg, quiet=True)
     p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own

@@ -11,7 +11,7 @@ import pytest
 import requests
 from fastapi import Request
 
-from devplatform.standin import MASK, create_app, is_secret_name, mask_query
+from devplatform.standin import MASK, create_app, free_port_range, free_ports, is_secret_name, mask_query
 
 
 @pytest.fixture
@@ -119,3 +119,19 @@ def test_secrets_never_reach_call_records_or_the_access_log(counter):
     assert call.query.startswith(f"username=api.user&password={MASK}&client_secret={MASK}")
     assert call.headers["authorization"] == call.headers["x-api-key"] == call.headers["cookie"] == MASK
     assert "GET /echo?username=api.user&password=***" in buf.getvalue()  # the line is still logged, masked
+
+
+def test_free_ports_are_distinct_and_a_range_is_free_and_avoids_the_excluded():
+    import socket
+
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
+    base = free_port_range(6, exclude=ports)
+    assert not set(range(base, base + 6)) & set(ports)
+    socks = [socket.socket() for _ in range(6)]
+    try:
+        for port, s in zip(range(base, base + 6), socks, strict=True):
+            s.bind(("127.0.0.1", port))  # each port of the range can be bound
+    finally:
+        for s in socks:
+            s.close()

@@ -1,9 +1,11 @@
 """WaitForReviewOperator: waits for the admin review of a run's session on the team's triggerer.
 
-``execute`` reads the wait (``looklyy_review_timeout_seconds``, default 6 h, and
-``looklyy_review_poll_seconds``) and defers at once to ``shared.triggers.HttpPollTrigger``,
-which polls ``GET /api/training/review-status`` from the looklyy triggerer until the review
-is completed or the deadline passes: no worker slot is held for the whole wait. The task
+``execute`` reads the wait (``looklyy_review_timeout_seconds``, default 6 h, counted from the
+session's opening, and ``looklyy_review_poll_seconds``), checks the review once and, unless it
+is already completed or past its deadline, defers to ``shared.triggers.HttpPollTrigger``,
+which polls ``GET /api/training/review-status`` from the looklyy triggerer (first poll one
+interval later) until the review is completed or the deadline passes: no worker slot is held
+for the whole wait. The task
 comes back to a worker once, in :meth:`WaitForReviewOperator.execute_complete`, to record
 the outcome. A timeout is not a failure: the operator returns ``{"status": "timed_out"}``
 and the pipeline carries on with the previous learning patterns; an answer that retrying
@@ -35,31 +37,48 @@ REVIEW_STATUS = "/api/training/review-status"
 
 
 class WaitForReviewOperator(BaseOperator):
-    template_fields = ("session_id",)
+    """Wait for review ``session_id``; the deadline is ``opened_at`` (epoch seconds when the
+    session was opened, from the task that opened it) plus the timeout, so a retry of the wait
+    keeps the original deadline instead of starting a new one."""
 
-    def __init__(self, *, session_id: str, conn_id: str = "looklyy_api", timeout_seconds: float | None = None,
-                 poll_seconds: float | None = None, **kwargs: Any) -> None:
+    template_fields = ("session_id", "opened_at")
+
+    def __init__(self, *, session_id: str, opened_at: float | str | None = None, conn_id: str = "looklyy_api",
+                 timeout_seconds: float | None = None, poll_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.session_id, self.conn_id = session_id, conn_id
+        self.session_id, self.opened_at, self.conn_id = session_id, opened_at, conn_id
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
 
-    def execute(self, context) -> None:
+    def execute(self, context) -> dict[str, Any] | None:
         from airflow.sdk import Variable
+
+        from domains.looklyy.api import LooklyyApiHook
 
         timeout = self.timeout_seconds or float(Variable.get(TIMEOUT_VAR, default=str(DEFAULT_TIMEOUT)))
         poll = self.poll_seconds or float(Variable.get(POLL_VAR, default="60"))
-        started = time.time()
-        self.log.info("Waiting up to %.0f s for review %s (checking every %.0f s on the triggerer)",
-                      timeout, self.session_id, poll)
+        now = time.time()
+        started = float(self.opened_at) if self.opened_at not in (None, "", "None") else now
+        deadline = started + timeout
+        # One check here before deferring: a review already completed (or a deadline already
+        # passed, on a retry) ends the wait without a deferral, and the trigger's first poll
+        # comes one interval later (see shared.triggers on why it must not fire at once).
+        status = LooklyyApiHook(conn_id=self.conn_id).review_status(self.session_id)
+        if status.status == "completed":
+            return self._finish(context, {"status": "completed", "decisions": status.decisions, "polls": 1}, started)
+        if now >= deadline:
+            return self._finish(context, {"status": "timed_out", "polls": 1}, started)
+        self.log.info("Waiting up to %.0f s more for review %s (checking every %.0f s on the triggerer)",
+                      deadline - now, self.session_id, poll)
         self.defer(
             trigger=HttpPollTrigger(
                 conn_id=self.conn_id, endpoint=REVIEW_STATUS, params={"session_id": self.session_id},
-                done_field="status", done_values=["completed"], deadline=started + timeout, poll_seconds=poll,
-                started=started,
+                done_field="status", done_values=["completed"], deadline=deadline, poll_seconds=poll,
+                started=started, first_poll_at=min(now + poll, deadline),
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=timeout) + DEFERRAL_MARGIN,
+            timeout=timedelta(seconds=deadline - now) + DEFERRAL_MARGIN,
         )
+        return None
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -71,7 +90,7 @@ class WaitForReviewOperator(BaseOperator):
             outcome = {"status": "completed", "decisions": event["body"]["decisions"]}
         elif event.get("last_error"):
             outcome["last_error"] = event["last_error"]
-        return self._finish(context, {**outcome, "polls": event["polls"]}, event["started"])
+        return self._finish(context, {**outcome, "polls": 1 + event["polls"]}, event["started"])
 
     def _finish(self, context, outcome: dict[str, Any], started: float) -> dict[str, Any]:
         from domains.looklyy.db import DATABASE, log_step

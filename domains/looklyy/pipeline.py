@@ -6,6 +6,7 @@ a rerun of the same logical date reuses its review session, log rows and idempot
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from domains.looklyy.api import LooklyyApiHook
@@ -32,6 +33,7 @@ def surface_for_manual_review() -> dict[str, Any]:
     key = run_key()
     with pipeline_step(key, "surface_for_manual_review") as details:
         details.update(LooklyyApiHook().setup_review(key).model_dump())
+        details["opened_at"] = time.time()  # the review wait's deadline counts from here
     return details
 
 

@@ -114,3 +114,21 @@ def test_field_at():
     assert field_at({"a": {"b": 1}}, "a.b") == 1
     assert field_at({"a": 1}, "a.b") is None
     assert field_at({"a": 1}, "x") is None
+
+
+def test_no_poll_before_first_poll_at(standin):
+    server = standin(job_app())
+    server.app.state.done_after = 1
+    first = time.time() + 0.5
+    [event] = events(make(server, first_poll_at=first))
+    assert event["status"] == "done" and event["polls"] == 1
+    [call] = server.faults.calls_to("/jobs/42")
+    assert call.at >= first  # a lower bound only: asyncio.sleep never wakes early
+
+
+def test_first_poll_at_past_the_deadline_times_out_without_polling(standin):
+    server = standin(job_app())
+    now = time.time()
+    [event] = events(make(server, deadline=now + 0.2, first_poll_at=now + 60))
+    assert event["status"] == "timed_out" and event["polls"] == 0
+    assert server.faults.calls_to("/jobs/42") == []

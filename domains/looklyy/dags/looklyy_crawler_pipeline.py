@@ -52,6 +52,7 @@ def looklyy_crawler_pipeline():
     wait_for_manual_review = WaitForReviewOperator(
         task_id="wait_for_manual_review",
         session_id="{{ ti.xcom_pull(task_ids='surface_for_manual_review')['session_id'] }}",
+        opened_at="{{ ti.xcom_pull(task_ids='surface_for_manual_review')['opened_at'] }}",
     )
 
     @task(multiple_outputs=False)
