@@ -176,3 +176,50 @@ def test_review_status_401_fails_the_wait_with_the_services_answer(looklyy):
     mails = looklyy.mail.messages()
     assert mails[0]["Subject"].startswith("[looklyy] FAILED looklyy_crawler_pipeline.wait_for_manual_review")
     assert "GET /api/training/review-status answered 401" in body_text(mails[0])
+
+
+def open_review(looklyy, run: str, complete: bool = False) -> str:
+    import requests
+
+    headers = {"X-API-Key": "looklyy-test-key"}
+    sid = requests.post(f"{looklyy.api.url}/api/training/setup-review", json={"run_id": run}, headers=headers,
+                        timeout=5).json()["session_id"]
+    if complete:
+        requests.post(f"{looklyy.api.url}/api/admin/review/{sid}/complete", params={"decisions": 2},
+                      headers=headers, timeout=5).raise_for_status()
+    return sid
+
+
+@pytest.mark.parametrize(("complete", "opened_ago", "status"), [(True, 0, "completed"), (False, 3600, "timed_out")])
+def test_wait_ends_on_its_worker_when_the_review_is_done_or_its_original_deadline_passed(
+        looklyy, complete, opened_ago, status):
+    """A review already completed, or a retry after the deadline counted from the review's
+    opening: one check, no deferral (a TaskDeferred would fail this test)."""
+    from types import SimpleNamespace
+
+    from domains.looklyy.operators import WaitForReviewOperator
+
+    sid = open_review(looklyy, "retry-run", complete)
+    op = WaitForReviewOperator(task_id="wait_for_manual_review", session_id=sid, opened_at=time.time() - opened_ago,
+                               timeout_seconds=60, poll_seconds=1)
+    out = op.execute({"ti": SimpleNamespace(dag_id=DAG_ID, run_id="retry-run"), "logical_date": None})
+    assert out["status"] == status and out["polls"] == 1
+    assert len(looklyy.api.faults.calls_to("/api/training/review-status")) == 1
+
+
+def test_wait_defers_with_the_deadline_from_the_reviews_opening(looklyy):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from domains.looklyy.operators import DEFERRAL_MARGIN, WaitForReviewOperator
+
+    sid = open_review(looklyy, "wait-run")
+    opened = time.time() - 20
+    op = WaitForReviewOperator(task_id="wait_for_manual_review", session_id=sid, opened_at=str(opened),
+                               timeout_seconds=60, poll_seconds=5)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    trigger = deferred.value.trigger
+    assert trigger.deadline == opened + 60 and trigger.started == opened
+    assert trigger.first_poll_at >= before + 5  # the worker just checked; the trigger waits an interval
+    assert deferred.value.timeout <= pendulum.duration(seconds=40) + DEFERRAL_MARGIN
