@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import importlib.metadata as md
 import importlib.util
 import os
@@ -82,9 +83,25 @@ def file_owners() -> dict[str, str]:
     return owners
 
 
+def spec_of(module: str) -> importlib.machinery.ModuleSpec | None:
+    """``module``'s spec, found on the path when an earlier import left ``__spec__`` None in sys.modules.
+
+    ``importlib.util.find_spec`` returns ``sys.modules[module].__spec__`` for an imported module and
+    raises ValueError when that is None (some libraries install modules built by hand, and which ones
+    are imported depends on the tests run before): then the path finder locates it from its parent.
+    """
+    try:
+        return importlib.util.find_spec(module)
+    except ValueError:
+        parent, _, _ = module.rpartition(".")
+        parent_spec = spec_of(parent) if parent else None
+        locations = parent_spec.submodule_search_locations if parent_spec else None
+        return importlib.machinery.PathFinder.find_spec(module, locations)
+
+
 def distribution_of(module: str) -> str:
     """The installed distribution whose files hold ``module`` (namespace packages included)."""
-    spec = importlib.util.find_spec(module)
+    spec = spec_of(module)
     assert spec is not None, f"{module} is imported but not installed"
     candidates = [spec.origin] if spec.origin and spec.origin not in ("built-in", "frozen") else []
     if not candidates:  # a namespace package: any file below it names its owner
