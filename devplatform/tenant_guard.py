@@ -78,14 +78,54 @@ def _has_metadata_db() -> bool:
     return not conf.get("database", "sql_alchemy_conn", fallback="sqlite").startswith("sqlite")
 
 
-def task_policy(task) -> None:
-    """Cluster policy: refuse an operator that names another team's DAG."""
-    if not named_dag_ids(task) or not _has_metadata_db():
+def team_of_bundle(bundle: str | None, bundles: list[dict]) -> str | None:
+    return next((b.get("team_name") for b in bundles if b["name"] == bundle), None) if bundle else None
+
+
+def team_default_executor(team: str | None, executor_names: list) -> str | None:
+    """The name of a team's own default executor (the first configured for it), if it has one."""
+    own = [n for n in executor_names if team is not None and n.team_name == team]
+    return (own[0].alias or own[0].module_path) if own else None
+
+
+def pin_team_executor(task, bundles: list[dict]) -> None:
+    """Name the team's default executor on a team task that names none.
+
+    Airflow 3.3.2 with a global LocalExecutor and a CeleryExecutor per team gives a task
+    queued with ``executor`` unset a fresh Celery task id only when the *global* default
+    executor is one that pre-assigns ids (``SchedulerJobRunner`` builds a CASE on
+    ``task_instance.executor``). Otherwise a task resumed after a deferral is sent again
+    under its first Celery task id, whose result (the deferring exit's SUCCESS) is already
+    in the backend: the executor reports the resumed try finished at once, the scheduler
+    sees a queued task "finished externally" and marks it up_for_retry. Named, the team's
+    CeleryExecutor is in the CASE and every queueing gets a new id. Routing is unchanged:
+    the scheduler picks the executor of that name configured for the task's team.
+    """
+    if task.executor is not None or task.dag is None:
         return
+    from airflow.executors.executor_loader import ExecutorLoader
+
+    team = team_of_bundle(bundle_of_file(task.dag.fileloc, bundles), bundles)
+    name = team_default_executor(team, ExecutorLoader.get_executor_names(validate_teams=False))
+    if name is None:
+        return
+    if isinstance(getattr(task, "partial_kwargs", None), dict):  # a mapped task: its executor is read-only
+        task.partial_kwargs["executor"] = name
+    else:
+        task.executor = name
+
+
+def task_policy(task) -> None:
+    """Cluster policy: pin a team task to its team's executor; refuse an operator that names
+    another team's DAG."""
     from airflow.configuration import conf
-    from airflow.exceptions import AirflowClusterPolicyViolation
 
     bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
+    pin_team_executor(task, bundles)
+    if not named_dag_ids(task) or not _has_metadata_db():
+        return
+    from airflow.exceptions import AirflowClusterPolicyViolation
+
     own = bundle_of_file(task.dag.fileloc, bundles) if task.dag else None
     foreign = foreign_targets(task, own, _metadata_bundle_of_dag)
     if foreign:

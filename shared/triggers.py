@@ -16,7 +16,9 @@ just before deferring passes ``time.time() + poll_seconds``. It also keeps the t
 firing within moments of the deferral, which Airflow 3.3.2's scheduler mishandles: the
 executor's late "success" for the worker that deferred, read after the resumed task instance
 is queued again with the same try number, marks it ``up_for_retry``
-(apache/airflow#72716, #71580).
+(apache/airflow#72716, #71580). On the per-team CeleryExecutor a resumed task is also sent
+again under its first Celery task id unless it names its executor, and that id's result is the
+deferring exit's SUCCESS: ``devplatform.tenant_guard.pin_team_executor`` names it.
 
 The trigger fires once, with one of:
 

@@ -64,3 +64,53 @@ def test_own_unknown_and_templated_targets_parse(two_bundles, target):
     bag = parse(two_bundles, "ok.py", "guard_own_ok", target)
     assert bag.import_errors == {}
     assert list(bag.dags) == ["guard_own_ok"]
+
+
+TEAM_DAG_FILE = '''
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+
+with DAG("guard_team_dag", schedule=None):
+    EmptyOperator(task_id="plain")
+    EmptyOperator(task_id="named", executor="LocalExecutor")
+    EmptyOperator.partial(task_id="mapped").expand(doc_md=["a", "b"])
+'''
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("LocalExecutor;guard_team=CeleryExecutor;other=CeleryExecutor", "CeleryExecutor"),
+    ("LocalExecutor", None),  # no executor of the team's own: the global default runs it
+])
+def test_a_team_task_names_its_teams_executor(tmp_path, monkeypatch, setting, expected):
+    """A task resumed after a deferral must get a fresh Celery task id; Airflow 3.3.2 gives
+    one only to tasks that name an executor which pre-assigns ids (see pin_team_executor)."""
+    from airflow.executors.executor_loader import ExecutorName
+
+    from devplatform.tenant_guard import pin_team_executor, team_default_executor
+
+    names = [ExecutorName("airflow.executors.local_executor.LocalExecutor", "LocalExecutor")]
+    for part in setting.split(";")[1:]:
+        team, alias = part.split("=")
+        names.append(ExecutorName("airflow.providers.celery.executors.celery_executor.CeleryExecutor", alias,
+                                  team_name=team))
+    assert team_default_executor("guard_team", names) == expected
+    assert team_default_executor(None, names) is None
+
+    from airflow.executors import executor_loader
+
+    monkeypatch.setattr(executor_loader.ExecutorLoader, "get_executor_names",
+                        classmethod(lambda cls, validate_teams=True: names))
+    folder = tmp_path / "team"
+    folder.mkdir()
+    (folder / "team_dag.py").write_text(TEAM_DAG_FILE)
+    bundles = [{"name": "guard_team_bundle", "kwargs": {"path": str(folder)}, "team_name": "guard_team"}]
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dag_folder=folder / "team_dag.py", bundle_path=folder, bundle_name="guard_team_bundle")
+    assert bag.import_errors == {}
+    dag = bag.dags["guard_team_dag"]
+    for task in dag.tasks:
+        pin_team_executor(task, bundles)
+    assert dag.get_task("plain").executor == expected
+    assert dag.get_task("mapped").executor == expected
+    assert dag.get_task("named").executor == "LocalExecutor"  # an executor the author named stays

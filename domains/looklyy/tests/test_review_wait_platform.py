@@ -1,8 +1,9 @@
-"""The review wait on the real platform: api-server, dag-processor, scheduler, LocalExecutor and
-the looklyy team's own triggerer (``airflow triggerer --team-name looklyy``), on a platform
-instance of its own (state folder, ports). The Looklyy API stand-in runs in the test on the
-platform's looklyy database; the wait's deadline and poll interval are the team's variables,
-set to seconds, so the 6-hour path runs in a few seconds.
+"""The review wait on the real platform: api-server, dag-processor, scheduler, the looklyy
+team's own Celery worker (its own Redis broker, OS user and environment, issue 11) and triggerer
+(``airflow triggerer --team-name looklyy``), on a platform instance of its own (state folder,
+ports). The Looklyy API stand-in runs in the test, on the platform's looklyy database; the
+worker reaches it through the team's ``looklyy_api`` connection (Execution API); the wait's
+deadline and poll interval are the team's variables, set to seconds, so the 6-hour path runs in a few seconds.
 
 What the tests prove, from the stand-in's call record, the task instance's state in the
 metadata DB read as each poll arrived, and the Airflow API: the worker checked once (task
@@ -92,7 +93,7 @@ class Env:
 
     def try_logs(self, run_id: str) -> str:
         """The wait's task log of every try so far, read from the log files the workers wrote."""
-        folder = self.platform.config.airflow_home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={TASK}"
+        folder = self.platform.config.task_log_dir / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={TASK}"
         files = sorted(folder.glob("attempt=*.log")) if folder.is_dir() else []
         return "\n".join(f"--- {f.name}\n{f.read_text()[-4000:]}" for f in files) or f"no task log under {folder}"
 
@@ -131,10 +132,14 @@ def env():
     # PostgreSQL runs as its own user: the state folder must be reachable (pytest's tmp is 0700)
     state = Path(tempfile.mkdtemp(prefix="looklyy-wait-platform-"))
     os.chmod(state, 0o755)
-    pg, airflow_api, smtp, worker_log, api_port = ports = free_ports(5)  # api_port: the Looklyy stand-in
-    cfg = PlatformConfig(state=state, pg_port=pg, api_port=airflow_api, smtp_port=smtp, worker_log_port=worker_log,
-                         parallelism=4)
-    cfg.trigger_log_port = free_port_range(len(cfg.domains) + 1, exclude=ports)  # one per triggerer
+    cfg = PlatformConfig(state=state, parallelism=4, executor="celery")  # the looklyy team's Celery worker
+    n = len(cfg.domains)
+    ports = free_ports(5 + 2 * n)
+    pg, airflow_api, smtp, worker_log, api_port = ports[:5]  # api_port: the Looklyy stand-in
+    cfg.pg_port, cfg.api_port, cfg.smtp_port, cfg.worker_log_port = pg, airflow_api, smtp, worker_log
+    cfg.redis_ports = dict(zip(cfg.domains, ports[5:5 + n], strict=True))  # each team's broker
+    cfg.flower_ports = dict(zip(cfg.domains, ports[5 + n:], strict=True))
+    cfg.trigger_log_port = free_port_range(n + 1, exclude=ports)  # one per triggerer
     # Read by the settings' placeholders (the team's looklyy_api connection) and by the
     # `apply-settings` subprocess, which builds its own PlatformConfig from the environment.
     pinned = {"LOOKLYY_API_URL": f"http://127.0.0.1:{api_port}", "LOOKLYY_API_KEY": KEY,
@@ -179,7 +184,8 @@ def deferral_exit_seen(scheduler_log: Path, run_id: str) -> bool:
     trigger fired and the task was queued again (apache/airflow#72716); the stand-in holds
     the trigger's first poll until then, so the tests cannot hit that race whatever the load."""
     key = f"TaskInstanceKey(dag_id='{DAG_ID}', task_id='{TASK}', run_id='{run_id}', try_number=1"
-    return key in scheduler_log.read_text()
+    # the exit's report, not the CeleryExecutor's "queued" event for the same key
+    return f"Received executor event with state success for task instance {key}" in scheduler_log.read_text()
 
 
 def record_polls(app, airflow_dsn: str, scheduler_log: Path, seen: list) -> None:
