@@ -1,7 +1,7 @@
 """Cluster policies of the platform (Airflow imports this module from the project root).
 
-``task_policy`` refuses operators that name another team's DAG (see
-``devplatform.tenant_guard``).
+``task_policy`` names a team task's executor (the team's own) and refuses operators that
+name another team's DAG (see ``devplatform.tenant_guard``).
 """
 
 from devplatform.tenant_guard import task_policy
