@@ -231,19 +231,29 @@ class MLTrainingOperator(WorkflowServiceOperator):
     the task defers to ``shared.triggers.HttpPollTrigger`` on ``GET /train/status/{job_id}``
     (the looklyy review wait's pattern): no worker slot is held between polls. The job's final
     status (``completed``: metrics of the five models) is validated and returned; ``failed``
-    fails the task with the service's error. ``timeout_seconds`` bounds the wait (the trigger's
-    deadline, and the deferral's timeout a margin later as a backstop)."""
+    fails the task with the service's error. ``timeout_seconds`` (default: Variable
+    ``hss_workflow_training_timeout_seconds``, 6 h) bounds the wait (the trigger's deadline, and
+    the deferral's timeout a margin later as a backstop); ``poll_seconds`` (Variable
+    ``hss_workflow_training_poll_seconds``, 30 s) is the status poll interval.
+    ``execute_complete`` does not rely on ``self`` keeping values set in ``execute`` (dag.test
+    and a resumed task build a fresh operator): what it needs is in the event."""
 
     conn_id = "hss_workflow_ml_training"
     endpoint = "/train/smart_ensemble"
     status_endpoint = "/train/status/{job_id}"
     response_model = TrainingJob
 
-    def __init__(self, *, timeout_seconds: float = 6 * 3600, poll_seconds: float = 30, **kwargs: Any) -> None:
+    def __init__(self, *, timeout_seconds: float | None = None, poll_seconds: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
 
     def execute(self, context) -> None:
+        from airflow.sdk import Variable
+
+        self.timeout_seconds = self.timeout_seconds or float(
+            Variable.get("hss_workflow_training_timeout_seconds", default=str(6 * 3600)))
+        self.poll_seconds = self.poll_seconds or float(Variable.get("hss_workflow_training_poll_seconds", default="30"))
         job = self.call()
         started = time.time()
         self.log.info("Training job %s submitted (%s); waiting on the triggerer", job["job_id"], job["status"])
@@ -264,7 +274,7 @@ class MLTrainingOperator(WorkflowServiceOperator):
         if event["status"] == "error":
             raise AirflowFailException(f"training status: {event['message']}")
         if event["status"] == "timed_out":
-            raise AirflowException(f"training not finished after {self.timeout_seconds:.0f} s"
+            raise AirflowException(f"training not finished by its deadline"
                                    f" ({event['polls']} polls; last error: {event.get('last_error')})")
         status = validate(event["body"], TrainingStatus, f"GET {self.status_endpoint}")
         if status.status == "failed":
