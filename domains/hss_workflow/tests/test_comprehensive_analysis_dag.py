@@ -16,6 +16,7 @@ from conftest import run_dag, set_connection
 from devplatform.smtp_sink import body_text
 from devplatform.standin import create_app
 from domains.hss_workflow.db import DATABASE
+from domains.hss_workflow.standins.samples import LYRICS, click_track
 from domains.hss_workflow.standins.services import (
     audio_features,
     create_audio_app,
@@ -30,16 +31,6 @@ SERVICES = {"audio": create_audio_app, "content": create_content_app, "ml_predic
             "intelligence": create_intelligence_app}
 TASKS = ["validate_request", "audio_analysis", "content_analysis", "hit_prediction", "ai_insights",
          "aggregate_results"]
-
-
-def click_track(path, bpm: float, seconds: float = 6, rate: int = 22050, fmt: str | None = None) -> None:
-    t = np.arange(int(seconds * rate)) / rate
-    y = 0.1 * np.sin(2 * np.pi * 220 * t)
-    burst = 0.8 * np.random.default_rng(0).standard_normal(800) * np.exp(-np.arange(800) / 150)
-    for start in np.arange(0, seconds - 0.1, 60 / bpm):
-        i = int(start * rate)
-        y[i:i + 800] += burst
-    sf.write(str(path), y.astype("float32"), rate, format=fmt)
 
 
 class Hss:
@@ -69,7 +60,7 @@ def hss(standin, domain_db, mail_sink, tmp_path, monkeypatch):
                        extra={"auth_type": "api_key", "api_key_header": "X-API-Key", "timeout": 1,
                               "max_attempts": 4, "backoff_initial": 0.01, "backoff_max": 0.05})
     click_track(root / "example.mp3", 128, fmt="MP3")
-    (root / "example.txt").write_text("love love the sun\ndance with me\nlove love the sun\n")
+    (root / "example.txt").write_text(LYRICS)
     hss = Hss(services, db, root)
     hss.mail = mail_sink
     return hss

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_dag, set_connection
 from domains.hss_workflow.db import DATABASE
-from domains.hss_workflow.tests.test_ml_training_dag import write_dataset
+from domains.hss_workflow.standins.samples import write_dataset
 
 DAG_ID = "daily_model_training"
 

@@ -3,7 +3,6 @@ concurrency limit answering 429, an asynchronous job), the embedded PostgreSQL, 
 
 from __future__ import annotations
 
-import csv
 import random
 from contextlib import closing
 
@@ -15,23 +14,11 @@ import requests
 from conftest import run_dag, set_connection, set_variable
 from devplatform.smtp_sink import body_text
 from domains.hss_workflow.db import DATABASE
+from domains.hss_workflow.standins.samples import write_dataset
 from domains.hss_workflow.standins.training import MODELS, create_training_app
 
 DAG_ID = "ml_training_smart_ensemble"
 KEY = "hss-test-key"
-
-
-def write_dataset(path, rows: int, bad: int = 0, seed: int = 1) -> None:
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["song_id", "tempo_bpm", "energy", "spectral_centroid_hz", "is_hit"])
-        for i in range(rows):
-            hit = rng.random() < 0.4
-            w.writerow([f"song_{i}", round(rng.gauss(125 if hit else 100, 12), 2),
-                        round(rng.gauss(0.7 if hit else 0.45, 0.12), 3), round(rng.gauss(2200, 500), 1), int(hit)])
-        for i in range(bad):
-            w.writerow([f"bad_{i}", "fast", "0.5", "2000", "1"])
 
 
 @pytest.fixture
