@@ -144,13 +144,14 @@ def load_result(value: dict[str, Any]) -> dict[str, Any]:
     return row[0]
 
 
-def _resolve_refs(value: Any) -> Any:
+def resolve_refs(value: Any) -> Any:
+    """``value`` with every stored-result reference inside it replaced by the stored answer."""
     if isinstance(value, dict):
         if set(value) == {"ref", "size"}:
             return load_result(value)
-        return {k: _resolve_refs(v) for k, v in value.items()}
+        return {k: resolve_refs(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_refs(v) for v in value]
+        return [resolve_refs(v) for v in value]
     return value
 
 
@@ -178,7 +179,7 @@ class WorkflowServiceOperator(BaseOperator):
         return JsonApiHook(self.conn_id)
 
     def call(self) -> dict[str, Any]:
-        body = self.hook().post_json(self.endpoint, _resolve_refs(self.payload), model=self.response_model)
+        body = self.hook().post_json(self.endpoint, resolve_refs(self.payload), model=self.response_model)
         return body.model_dump(mode="json")
 
     def execute(self, context) -> dict[str, Any]:
