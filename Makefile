@@ -57,6 +57,7 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
+	@$(BIN)/python -m benchmarks.hss_fanout
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)
