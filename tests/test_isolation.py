@@ -6,7 +6,11 @@ per team, a probe DAG that resolves a connection named in its conf.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -38,8 +42,11 @@ probe()
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    state = tmp_path_factory.mktemp("isolation-platform")
+def platform():
+    # PostgreSQL runs as its own user, so the state folder must be reachable; pytest's
+    # basetemp is not (it is 0700, and every pytest session started meanwhile resets it).
+    state = Path(tempfile.mkdtemp(prefix="isolation-platform-"))
+    os.chmod(state, 0o755)
     bundles = {}
     for team in TEAMS:
         folder = state / "bundles" / team
@@ -58,8 +65,6 @@ def platform(tmp_path_factory):
     p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own
     # A global connection in the starter's environment must not leak into the platform
     # (every team could read it): the cross-team probe below would then succeed.
-    import os
-
     stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
     saved = {k: os.environ.get(k) for k in stray}
     os.environ.update(stray)
@@ -68,6 +73,7 @@ def platform(tmp_path_factory):
         yield p
     finally:
         p.stop()
+        shutil.rmtree(state, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
