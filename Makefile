@@ -57,6 +57,7 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
+	@$(BIN)/python -m benchmarks.hss_fanout
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors

@@ -389,6 +389,41 @@ def test_task_logs_from_the_workers_are_readable_by_the_team_only(platform, toke
         assert api(platform, tokens[f"{other}_op"], "GET", path).status_code == 403
 
 
+HSS_BAD_CONF = [  # (dag_id, conf, the field the refusal must name)
+    ("comprehensive_analysis", {"song_path": "example.mp3"}, "song_id"),
+    ("comprehensive_analysis", {"song_id": 123, "song_path": "example.mp3"}, "song_id"),
+    ("comprehensive_analysis", {"song_id": "s1", "song_path": "../../etc/passwd"}, "song_path"),
+    ("comprehensive_analysis", {"song_id": "s1", "song_path": "/etc/passwd"}, "song_path"),
+    ("ml_training_smart_ensemble", {"dataset_path": "a.csv", "training_id": "t1", "batch_size": "400"}, "batch_size"),
+    ("ml_training_smart_ensemble", {"dataset_path": "a.csv", "training_id": "t1", "batch_size": 0}, "batch_size"),
+    ("ml_training_smart_ensemble", {"dataset_path": "a.csv", "training_id": "t1", "max_concurrent_requests": 500},
+     "max_concurrent_requests"),
+    ("ml_training_smart_ensemble", {"dataset_path": "/app/data/training_data/../x.csv", "training_id": "t1"},
+     "dataset_path"),
+    ("ml_training_smart_ensemble", {"training_id": "t1"}, "dataset_path"),
+]
+
+
+def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run_exists(platform):
+    """The gateway's way in (domains/hss_workflow/gateway.py, apache-airflow-client) as hss_workflow_op."""
+    from domains.hss_workflow.gateway import ConfRefused, HssAirflowClient
+
+    client = HssAirflowClient(platform.config.api_url, "hss_workflow_op", platform.logins()["hss_workflow_op"])
+    refused = []
+    for dag_id, conf, field in HSS_BAD_CONF:
+        with pytest.raises(ConfRefused) as info:
+            client.trigger(dag_id, conf)
+        refused.append((dag_id, field, info.value.status, field in str(info.value)))
+    assert refused == [(d, f, 400, True) for d, _, f in HSS_BAD_CONF]
+    # the seed's own example conf is accepted (paths under the default roots) and makes one run
+    run_id = client.trigger("comprehensive_analysis", {"song_id": "example_song_123",
+                                                      "song_path": "/app/songs/example.mp3"})
+    assert client.state("comprehensive_analysis", run_id) in ("queued", "running", "failed", "success")
+    for dag_id in ("comprehensive_analysis", "ml_training_smart_ensemble"):
+        runs = client.runs.get_dag_runs(dag_id).dag_runs
+        assert [r.dag_run_id for r in runs] == ([run_id] if dag_id == "comprehensive_analysis" else [])
+
+
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
     logs = {name: platform.proc(name).logfile.read_text() for name in names}

@@ -1,0 +1,104 @@
+"""ml_training_smart_ensemble run for real with dag.test(): the training stand-in (its
+concurrency limit answering 429, an asynchronous job), the embedded PostgreSQL, the mail sink."""
+
+from __future__ import annotations
+
+import random
+from contextlib import closing
+
+import pendulum
+import psycopg2
+import pytest
+import requests
+
+from conftest import run_dag, set_connection, set_variable
+from devplatform.smtp_sink import body_text
+from domains.hss_workflow.db import DATABASE
+from domains.hss_workflow.standins.samples import write_dataset
+from domains.hss_workflow.standins.training import MODELS, create_training_app
+
+DAG_ID = "ml_training_smart_ensemble"
+KEY = "hss-test-key"
+
+
+@pytest.fixture
+def training(standin, domain_db, mail_sink, tmp_path, monkeypatch):
+    root = tmp_path / "training_data"
+    (root / "filtered").mkdir(parents=True)
+    monkeypatch.setenv("HSS_WORKFLOW_TRAINING_ROOT", str(root))
+    db = domain_db("hss_workflow")
+    with closing(DATABASE.connect()):
+        pass
+    server = standin(create_training_app(api_key=KEY, max_concurrent=3, latency=0.05, train_seconds=0.3))
+    set_connection("hss_workflow_ml_training", conn_type="http", host=server.url, password=KEY,
+                   extra={"auth_type": "api_key", "api_key_header": "X-API-Key", "timeout": 2, "max_attempts": 8,
+                          "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 0.2})
+    set_variable("hss_workflow_training_poll_seconds", "0.2")
+    set_variable("hss_workflow_training_timeout_seconds", "60")
+    set_variable("hss_workflow_alert_emails", "hss-ops@platform.local")
+
+    def query(sql, params=()):
+        with psycopg2.connect(host=db["host"], port=db["port"], dbname=db["schema"], user=db["login"],
+                              password=db["password"]) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    return server, root, query, mail_sink
+
+
+CONF = {"dataset_path": "filtered/filtered_audio_only_corrected_20250621_180350.csv",
+        "training_id": "airflow_smart_training_1", "batch_size": 100, "max_concurrent_requests": 6}
+
+
+def test_training_end_to_end_throttled_fan_out_and_rerun(training):
+    server, root, query, mail = training
+    write_dataset(root / CONF["dataset_path"], 1000, bad=10)
+    server.faults.add(status=503, times=2, path="/train/smart_ensemble/batches")
+    when = pendulum.datetime(2026, 6, 21, 18, 3, 50, tz="UTC")
+    dr, states = run_dag(DAG_ID, CONF, logical_date=when)
+    assert dr.state == "success", states
+    state = server.app.state.training
+    assert sorted(state["batches"][CONF["training_id"]]) == list(range(10))
+    assert sum(len(b) for b in state["batches"][CONF["training_id"]].values()) == 1000
+    assert state["load"]["peak"] <= 3  # the service's limit held
+    calls = server.faults.calls_to("/train/smart_ensemble/batches")
+    assert sum(c.status == 429 for c in calls) > 0 and sum(c.status == 503 for c in calls) == 2
+    assert len({c.idempotency_key for c in calls}) == 10  # one key per batch, reused by its retries
+    assert query("SELECT rows, rejected, batches, job_id IS NOT NULL FROM training_runs") == [(1000, 10, 10, True)]
+    metrics = query("SELECT model, accuracy, f1, weight FROM training_model_metrics ORDER BY model")
+    assert [m[0] for m in metrics] == sorted(MODELS)
+    assert max(m[1] for m in metrics) > 0.7 and abs(sum(m[3] for m in metrics) - 1) < 0.01
+    mails = mail.messages()
+    assert len(mails) == 1 and mails[0]["To"] == "hss-ops@platform.local"
+    text = " ".join(body_text(mails[0]).split())
+    assert "rows trained 1000" in text and "rows rejected 10" in text and "logistic_regression |" in text
+
+    work = dict(server.app.state.work)
+    dr2, states2 = run_dag(DAG_ID, CONF, logical_date=when)
+    assert dr2.state == "success", states2
+    assert dict(server.app.state.work) == work  # every batch and the job: the service did nothing again
+    assert query("SELECT count(*) FROM training_rows") == [(1000,)]
+    assert query("SELECT model, accuracy, f1, weight FROM training_model_metrics ORDER BY model") == metrics
+
+
+def test_a_file_with_too_many_bad_rows_fails_before_any_call(training):
+    server, root, query, mail = training
+    write_dataset(root / CONF["dataset_path"], 100, bad=20)
+    dr, states = run_dag(DAG_ID, CONF)
+    assert dr.state == "failed" and states["process_training_dataset"] == "failed", states
+    assert server.faults.calls == []
+    assert "20 of 120 rows rejected" in body_text(mail.messages()[0])
+
+
+def test_the_training_service_refuses_jobs_beyond_its_limit(standin):
+    server = standin(create_training_app(api_key=KEY, max_jobs=1, train_seconds=2))
+    h = {"X-API-Key": KEY}
+    batch = {"training_id": "t", "batch_index": 0,
+             "rows": [{"song_id": f"s{i}", "is_hit": i % 2, "features": {"x": i % 2 + random.random()}} for i in range(20)]}
+    assert requests.post(f"{server.url}/train/smart_ensemble/batches", json=batch, headers=h, timeout=5).ok
+    first = requests.post(f"{server.url}/train/smart_ensemble", json={"training_id": "t"}, headers=h, timeout=5)
+    assert first.status_code == 202 and first.json()["status"] == "running"
+    second = requests.post(f"{server.url}/train/smart_ensemble", json={"training_id": "t"}, headers=h, timeout=5)
+    assert second.status_code == 429 and second.headers["Retry-After"] == "1"
+    status = requests.get(f"{server.url}/train/status/{first.json()['job_id']}", headers=h, timeout=5).json()
+    assert status["status"] == "running" and status["rows"] == 20
