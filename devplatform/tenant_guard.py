@@ -6,9 +6,8 @@ Airflow 3.3's Execution API scopes connections and variables by the task's team,
 
 - Parse time (``task_policy``, loaded by ``airflow_local_settings.py``): an operator that
   names a DAG id literally (``TriggerDagRunOperator.trigger_dag_id``,
-  ``ExternalTaskMarker.external_dag_id``) must name a DAG of its own bundle; where the
-  process has the metadata database (the dag-processor), a DAG id that the database
-  records under another bundle is a policy violation, i.e. an import error.
+  ``ExternalTaskMarker.external_dag_id``) must name a DAG of its own bundle; a DAG id that
+  another bundle's files define is a policy violation, i.e. an import error.
 - Run time (``TenantGuardMiddleware``, an api-server plugin): every trigger or clear call
   on the Execution API is refused (403) unless the calling task's DAG and the target DAG
   are in the same bundle. This holds for ids built at run time and for task code that
@@ -62,20 +61,21 @@ def foreign_targets(task, own_bundle: str | None, bundle_of_dag: Callable[[str],
     return out
 
 
-def _metadata_bundle_of_dag(dag_id: str) -> str | None:
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        dm = session.get(DagModel, dag_id)
-        return dm.bundle_name if dm is not None else None
-
-
-def _has_metadata_db() -> bool:
-    """Workers and other tenant processes have no database URL (Airflow's sqlite default)."""
-    from airflow.configuration import conf
-
-    return not conf.get("database", "sql_alchemy_conn", fallback="sqlite").startswith("sqlite")
+def defining_bundle(dag_id: str, bundles: list[dict]) -> str | None:
+    """The bundle whose files define ``dag_id`` (``dag_id="..."``, ``DAG("...")`` or an
+    ``@dag``-decorated ``def <dag_id>(``), read from the files: DAG parsing in Airflow 3 has
+    no metadata database (the ORM is refused there), and dag ids are unique per deployment."""
+    quoted = re.escape(dag_id)
+    pattern = re.compile(rf"""(\bdag_id\s*=\s*|DAG\(\s*)["']{quoted}["']|^\s*def\s+{quoted}\s*\(""", re.M)
+    for b in bundles:
+        root = Path(b.get("kwargs", {}).get("path", "/nonexistent"))
+        for f in sorted(root.rglob("*.py")) if root.is_dir() else []:
+            try:
+                if pattern.search(f.read_text(errors="replace")):
+                    return b["name"]
+            except OSError:
+                continue
+    return None
 
 
 def team_of_bundle(bundle: str | None, bundles: list[dict]) -> str | None:
@@ -122,12 +122,12 @@ def task_policy(task) -> None:
 
     bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
     pin_team_executor(task, bundles)
-    if not named_dag_ids(task) or not _has_metadata_db():
+    if not named_dag_ids(task):
         return
     from airflow.exceptions import AirflowClusterPolicyViolation
 
     own = bundle_of_file(task.dag.fileloc, bundles) if task.dag else None
-    foreign = foreign_targets(task, own, _metadata_bundle_of_dag)
+    foreign = foreign_targets(task, own, lambda dag_id: defining_bundle(dag_id, bundles))
     if foreign:
         raise AirflowClusterPolicyViolation(
             f"Task {task.task_id!r} of DAG {task.dag.dag_id!r} (bundle {own}) names another team's DAG: "

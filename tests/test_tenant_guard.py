@@ -21,10 +21,6 @@ with DAG("{dag_id}", schedule=None):
 
 @pytest.fixture
 def two_bundles(tmp_path, monkeypatch):
-    from airflow.models.dag import DagModel
-    from airflow.models.dagbundle import DagBundleModel
-    from airflow.utils.session import create_session
-
     own, other = tmp_path / "own", tmp_path / "other"
     own.mkdir()
     other.mkdir()
@@ -33,14 +29,8 @@ def two_bundles(tmp_path, monkeypatch):
         {"name": "guard_other", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(other)}},
     ]
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-    with create_session() as session:
-        for name in ("guard_own", "guard_other"):
-            if session.get(DagBundleModel, name) is None:
-                session.add(DagBundleModel(name=name))
-        session.flush()
-        for dag_id, bundle in (("guard_other_dag", "guard_other"), ("guard_own_sibling", "guard_own")):
-            if session.get(DagModel, dag_id) is None:
-                session.add(DagModel(dag_id=dag_id, bundle_name=bundle, fileloc=f"/x/{dag_id}.py"))
+    (other / "other.py").write_text('from airflow.sdk import dag\n\n\n@dag(schedule=None)\ndef guard_other_dag():\n    ...\n')
+    (own / "sibling.py").write_text('from airflow.sdk import DAG\n\nDAG(dag_id="guard_own_sibling", schedule=None)\n')
     return own
 
 
