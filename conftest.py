@@ -164,18 +164,23 @@ def standin() -> Iterator[Callable]:
         s.__exit__(None, None, None)
 
 
-def run_dag(dag_id: str, conf: dict | None = None, logical_date=None):
-    """Run a DAG from its bundle with ``dag.test()``; returns (dag_run, {task_id: state})."""
+def load_dag(dag_id: str):
+    """The DAG ``dag_id`` as its bundle defines it (e.g. to shorten a sensor's poke interval
+    in a test before ``run_dag(dag=...)``)."""
     from airflow.dag_processing.dagbag import BundleDagBag
 
     for b in test_bundles():
         path = Path(b["kwargs"]["path"])
         bag = BundleDagBag(dag_folder=path, bundle_path=path, bundle_name=b["name"])
         if dag_id in bag.dags:
-            dag = bag.dags[dag_id]
-            break
-    else:
-        raise LookupError(f"no DAG {dag_id} in any bundle")
+            return bag.dags[dag_id]
+    raise LookupError(f"no DAG {dag_id} in any bundle")
+
+
+def run_dag(dag_id: str, conf: dict | None = None, logical_date=None, dag=None):
+    """Run a DAG from its bundle (or ``dag``, from :func:`load_dag`) with ``dag.test()``;
+    returns (dag_run, {task_id: state})."""
+    dag = dag or load_dag(dag_id)
     kwargs = {"run_conf": conf}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date

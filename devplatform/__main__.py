@@ -109,7 +109,7 @@ def cmd_serve_standin(args) -> None:
     cfg = PlatformConfig()
     spec = next(s for s in settings.load(args.domain, cfg.settings_vars())["standins"] if s["name"] == args.name)
     app = load_factory(spec["app"])(**(spec.get("kwargs") or {}))
-    uvicorn.run(app, host="127.0.0.1", port=int(spec["port"]), log_level="info")
+    uvicorn.run(app, host="127.0.0.1", port=args.port or int(spec["port"]), log_level="info")
 
 
 def cmd_parse(args) -> None:
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("serve-standin")
     s.add_argument("domain")
     s.add_argument("name")
+    s.add_argument("--port", type=int, help="instead of the settings' port (benchmarks on a shared machine)")
     s.set_defaults(fn=cmd_serve_standin)
     args = ap.parse_args(argv)
     args.fn(args)

@@ -234,6 +234,8 @@ class PlatformConfig:
         out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port)}
         for d, pw in s.domain_db_passwords.items():
             out[f"{d.upper()}_DB_PASSWORD"] = pw
+        for d in self.domains:  # the team's data (e.g. hss_workflow's songs), readable by its worker
+            out[f"{d.upper()}_DATA_DIR"] = str(self.tenant_dir(d) / "data")
         return out
 
     def airflow_env(self) -> dict[str, str]:

@@ -40,6 +40,8 @@ class LocalPlatform:
         self.config = config or PlatformConfig()
         self.pg = PgServer(self.config.pgdata, self.config.pg_port)
         self.say = (lambda m: None) if quiet else _say
+        self.timings: dict[str, float] = {}  # the last start's phases, in seconds
+        self._mark = time.monotonic()
 
     # -- environment ----------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -58,6 +60,23 @@ class LocalPlatform:
     def standin_specs(self) -> list[tuple[str, dict]]:
         values = self.config.settings_vars()
         return [(d, s) for d in self.config.domains for s in domain_settings.load(d, values)["standins"]]
+
+    def local_env(self, team: str) -> dict[str, str]:
+        return self.team_runtime(team).local_env()
+
+    def start_setups(self) -> list[tuple[str, subprocess.Popen]]:
+        """Each domain's ``local.setup`` (e.g. hss_workflow's sample song and training CSV),
+        started in the background; :meth:`start` waits for them before it reports ready."""
+        out = []
+        for d in self.config.domains:
+            args = domain_settings.load(d, self.config.settings_vars())["local"]["setup"]
+            if args:
+                log = self.proc(f"setup-{d}").logfile
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "ab") as f:
+                    out.append((d, subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env(), stdout=f,
+                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
+        return out
 
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
@@ -101,6 +120,10 @@ class LocalPlatform:
         if team:
             team_env = domain_settings.as_env([team], self.config.settings_vars(), team_scoped=False)
             env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
+            env.update(self.local_env(team))
+        if name == "dag-processor":  # DAGs read e.g. their allowed roots while parsing (Params' schema)
+            for d in self.config.domains:
+                env.update(self.local_env(d))
         if name in ("api-server", "scheduler"):
             env.update(self.config.token_signing_env())
         if name == "scheduler" and self.config.celery:
@@ -113,8 +136,16 @@ class LocalPlatform:
         )
 
     # -- lifecycle ------------------------------------------------------------------
+    def phase(self, name: str) -> None:
+        """Log the time since the previous phase ended (``make start``'s timings, per phase)."""
+        now = time.monotonic()
+        self.timings[name] = now - self._mark
+        self._mark = now
+        self.say(f"{name}: {self.timings[name]:.1f} s")
+
     def start(self, wait_timeout: float = 240) -> None:
-        t0 = time.monotonic()
+        t0 = self._mark = time.monotonic()
+        self.timings = {}
         cfg = self.config
         for sub in (cfg.state, cfg.run_dir, cfg.airflow_home, cfg.mail_dir, cfg.lineage_file.parent, cfg.state / "logs"):
             sub.mkdir(parents=True, exist_ok=True)
@@ -124,6 +155,7 @@ class LocalPlatform:
             self.say("not root: every team's worker runs as this same OS user, so a task can read other "
                      "processes' /proc and state files of this user (run as root for per-team OS users)")
         airflow_up = all(self.proc(c).running() for c in self.airflow_components())
+        setups = self.start_setups()
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
         self.pg.start()
@@ -134,14 +166,17 @@ class LocalPlatform:
         if self.celery_teams() and can_switch_users():
             self.lock_state()  # after PostgreSQL, which opens the path to its data folder
         self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
+        self.phase("postgres and databases")
 
         if not airflow_up:
             self.say("migrating the metadata database")
             self.airflow("db", "migrate")
             self.airflow("teams", "sync")
             self.say(f"teams: {', '.join(cfg.domains)}")
+            self.phase("db migrate and teams sync")
         counts = self.apply_settings()
         self.say(f"team-scoped settings applied: {counts}")
+        self.phase("settings applied")
 
         self._start_proc(
             "smtp-sink",
@@ -150,7 +185,7 @@ class LocalPlatform:
         for d, spec in self.standin_specs():
             self._start_proc(
                 f"standin-{d}-{spec['name']}",
-                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"]],
+                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
             )
         for d in self.celery_teams():
             rt = self.team_runtime(d)
@@ -162,8 +197,13 @@ class LocalPlatform:
             user = self.team_runtime(team).user
             self._start_proc(name, cmd, env=env, user=(user.uid, user.gid) if user else None,
                              cwd=self.team_runtime(team).home)
+        for d, setup in setups:
+            if setup.wait() != 0:
+                raise RuntimeError(f"{d}'s local setup failed; see {self.proc(f'setup-{d}').logfile}")
+        self.phase("processes started")
         self.wait_ready(wait_timeout)
-        self.say(f"ready in {time.monotonic() - t0:.1f} s")
+        self.timings["total"] = time.monotonic() - t0
+        self.say(f"ready in {self.timings['total']:.1f} s")
 
     def lock_state(self) -> None:
         """As root: the platform's state folders are the platform's (mode 0700); team users
@@ -263,6 +303,7 @@ class LocalPlatform:
                 raise TimeoutError(f"API not healthy at {self.config.api_url}; see {self.config.state / 'logs'}")
             time.sleep(0.5)
         self.say(f"API healthy at {self.config.api_url}")
+        self.phase("api-server healthy")
         while True:
             self._check_alive()
             state = self.bundle_state()
@@ -275,6 +316,7 @@ class LocalPlatform:
             if not pending:
                 for d, s in state.items():
                     self.say(f"bundle {d} (team {d}): {len(s['parsed'])} DAG file(s) parsed, 0 import errors")
+                self.phase("bundles parsed")
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bundles not parsed in time: {pending}")

@@ -96,22 +96,35 @@ def settings_file(domain: str) -> Path:
 
 
 def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool = False) -> dict:
-    """The domain's settings with placeholders filled: {connections, variables, pools, standins}.
+    """The domain's settings with placeholders filled: {connections, variables, pools, standins, local}.
 
-    ``deploy=True`` fills from the environment only and leaves the stand-ins out; any
+    ``local`` is the local platform's part (``env``: non-secret environment for the team's
+    components, e.g. the allowed data roots a deployment sets; ``setup``: a command
+    ``make start`` runs before they start, e.g. writing sample data).
+    ``deploy=True`` fills from the environment only and leaves the stand-ins and ``local`` out; any
     placeholder left without a value raises :class:`MissingSettings` naming all of them.
     """
     path = settings_file(domain)
     raw = yaml.safe_load(path.read_text()) or {}
     airflow = raw.get("airflow") or {}
+    missing: set[str] = set()
+    local: dict[str, Any] = {"env": {}, "setup": []}
+    if not deploy:
+        # The local platform's values of the deployment's environment: resolved first, so the
+        # rest of the file (e.g. a connection's path) can use them; the environment wins.
+        raw_local = raw.get("local") or {}
+        env = _expand(raw_local.get("env") or {}, _resolver(values, deploy), missing)
+        local["env"] = {k: os.environ.get(k) or str(v) for k, v in env.items()}
+        values = {**(values or {}), **local["env"]}
+        local["setup"] = _expand(raw_local.get("setup") or [], _resolver(values, deploy), missing)
     data = {
         "connections": airflow.get("connections") or [],
         "variables": airflow.get("variables") or [],
         "pools": airflow.get("pools") or [],
         "standins": [] if deploy else raw.get("standins") or [],
     }
-    missing: set[str] = set()
     data = _expand(data, _resolver(values, deploy), missing)
+    data["local"] = local
     if missing:
         raise MissingSettings({name: [_relative(path)] for name in missing}, deploy)
     prefix = f"{domain}_"

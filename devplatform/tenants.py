@@ -213,11 +213,18 @@ class TeamRuntime:
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
+            **self.local_env(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
                 {"type": "file", "log_file_path": str(self.root / "openlineage.jsonl"), "append": True}
             ),
         })
         return env
+
+    def local_env(self) -> dict[str, str]:
+        """The team's own non-secret settings (its settings.yaml ``local.env``, e.g. data roots)."""
+        from devplatform import settings
+
+        return settings.load(self.team, self.config.settings_vars())["local"]["env"]
 
     def worker_command(self) -> list[str]:
         # --skip-serve-logs: the api-server reads task logs from the shared log folder, so

@@ -13,6 +13,7 @@ Contract (header ``X-API-Key``; POSTs honour ``Idempotency-Key``):
   ``max_jobs`` jobs run at once (``429`` beyond). 404 when no batch was received.
 - ``GET /train/status/{job_id}`` -> ``{"job_id", "training_id", "status": "running" |
   "completed" | "failed", "rows", "models": [{"model", "accuracy", "f1", "weight"}], "error"}``.
+  A job fails (``status`` ``failed``, ``error`` says why) when its rows hold one class only.
 
 The five models are real and small (numpy): logistic regression, nearest centroid, a
 decision stump, Gaussian naive Bayes and 5-nearest-neighbours, trained on 80% of the rows
@@ -168,6 +169,8 @@ def create_training_app(api_key: str = DEV_KEY, max_concurrent: int = 200, max_j
         job = jobs[job_id]
         try:
             time.sleep(train_seconds)
+            if len({r["is_hit"] for r in rows}) < 2:
+                raise ValueError("the training set holds one class only (is_hit all 0 or all 1): nothing to learn")
             job["models"] = train_ensemble(rows)
             job["status"] = "completed"
         except Exception as exc:  # the job's failure is its status, as the real service reports it

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import run_dag, set_connection, set_variable
+from conftest import load_dag, run_dag, set_connection, set_variable
 from devplatform.smtp_sink import body_text
 from domains.hss_workflow.db import DATABASE
 from domains.hss_workflow.standins.samples import write_dataset
@@ -102,3 +102,52 @@ def test_the_training_service_refuses_jobs_beyond_its_limit(standin):
     assert second.status_code == 429 and second.headers["Retry-After"] == "1"
     status = requests.get(f"{server.url}/train/status/{first.json()['job_id']}", headers=h, timeout=5).json()
     assert status["status"] == "running" and status["rows"] == 20
+
+
+def write_one_class(path, rows: int) -> None:
+    """A valid training CSV whose songs are all non-hits: the service cannot train on it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["song_id,tempo_bpm,energy,spectral_centroid_hz,is_hit"]
+    lines += [f"song_{i},{100 + i % 30},{0.3 + (i % 7) / 20},{1800 + i % 400},0" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_failed_training_job_fails_the_task_with_the_services_error(training):
+    server, root, query, mail = training
+    write_one_class(root / CONF["dataset_path"], 200)
+    dr, states = run_dag(DAG_ID, CONF)
+    assert dr.state == "failed", states
+    assert states["send_training_batches"] == "success" and states["smart_ensemble_training"] == "failed", states
+    assert states["aggregate_training_results"] == "upstream_failed"
+    [job] = server.app.state.training["jobs"].values()
+    assert job["status"] == "failed"
+    polls = server.faults.calls_to("/train/status/")
+    assert len(polls) >= 1 and {c.status for c in polls} == {200}
+    submits = [c for c in server.faults.calls if c.path == "/train/smart_ensemble"]
+    assert len(submits) == 1  # a failed job is not submitted again: retrying cannot fix it
+    assert query("SELECT count(*) FROM training_model_metrics") == [(0,)]
+    [msg] = mail.messages()
+    assert msg["Subject"].startswith("[hss_workflow] FAILED ml_training_smart_ensemble.smart_ensemble_training ")
+    text = " ".join(body_text(msg).split())
+    assert f"training job {job['job_id']} failed: ValueError: the training set holds one class only" in text, text
+
+
+def test_a_training_job_past_its_deadline_fails_the_wait_clearly(training, standin):
+    server, root, query, mail = training
+    slow = standin(create_training_app(api_key=KEY, latency=0.0, train_seconds=60))
+    set_connection("hss_workflow_ml_training", conn_type="http", host=slow.url, password=KEY,
+                   extra={"auth_type": "api_key", "api_key_header": "X-API-Key", "timeout": 2, "max_attempts": 3,
+                          "backoff_initial": 0.01, "backoff_max": 0.05})
+    set_variable("hss_workflow_training_timeout_seconds", "2")
+    write_dataset(root / CONF["dataset_path"], 200)
+    dag = load_dag(DAG_ID)
+    dag.get_task("smart_ensemble_training").retries = 0  # one try: the test reads its failure
+    dr, states = run_dag(DAG_ID, CONF, dag=dag)
+    assert dr.state == "failed" and states["smart_ensemble_training"] == "failed", states
+    [job] = slow.app.state.training["jobs"].values()
+    assert job["status"] == "running"  # the service is still training: the wait gave up, on time
+    polls = slow.faults.calls_to("/train/status/")
+    assert len(polls) >= 3  # polled every 0.2 s until the 2 s deadline
+    [msg] = mail.messages()
+    text = " ".join(body_text(msg).split())
+    assert "training not finished by its deadline" in text and f"({len(polls)} polls" in text, text

@@ -1,0 +1,67 @@
+"""Benchmark (not a test): ``make start``'s wall time, phase by phase.
+
+Starts the whole platform as ``make start`` does (every stand-in, per-team Redis, Celery
+workers and Flower, every Airflow component), cold (fresh state folder) on free ports, and
+prints the time of each phase as ``LocalPlatform.start`` logs it; then stops it.
+
+``python -m benchmarks.start_time [RUNS]``
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from devplatform.config import PlatformConfig
+from devplatform.paths import domain_names
+from devplatform.platform import LocalPlatform
+from devplatform.standin import free_port_range, free_ports
+
+
+def make() -> LocalPlatform:
+    """A cold platform of its own; the stand-ins moved to free ports (their settings' ports
+    belong to `make start`)."""
+    teams = domain_names()
+    state = Path(tempfile.mkdtemp(prefix="bench-start-"))
+    os.chmod(state, 0o711)
+    ports = free_ports(4 + 2 * len(teams))
+    cfg = PlatformConfig(
+        state=state, pg_port=ports.pop(), api_port=ports.pop(), smtp_port=ports.pop(), worker_log_port=ports.pop(),
+        trigger_log_port=free_port_range(len(teams) + 1, exclude=ports),
+        redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},
+    )
+    p = LocalPlatform(cfg, quiet=False)
+    specs = p.standin_specs()
+    moved = free_ports(len(specs))
+    p.standin_specs = lambda: [(d, {**s, "port": port}) for (d, s), port in zip(specs, moved, strict=True)]
+    return p
+
+
+def main(runs: int = 1) -> None:
+    results = []
+    for _ in range(runs):
+        p = make()
+        saved = os.environ.get("PLATFORM_STATE_DIR")
+        os.environ["PLATFORM_STATE_DIR"] = str(p.config.state)  # for the apply-settings subprocess
+        try:
+            p.start(wait_timeout=600)
+            results.append(dict(p.timings))
+        finally:
+            p.stop()
+            shutil.rmtree(p.config.state, ignore_errors=True)
+            if saved is None:
+                os.environ.pop("PLATFORM_STATE_DIR", None)
+            else:
+                os.environ["PLATFORM_STATE_DIR"] = saved
+    print(f"\nmake start, cold, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}")
+    for phase in results[0]:
+        values = [r[phase] for r in results]
+        print(f"  {phase:32s} median {statistics.median(values):6.1f} s   runs {[round(v, 1) for v in values]}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
