@@ -3,7 +3,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell (cat requirements.txt requirements-dev.txt constraints.txt; echo bytecode) | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
@@ -19,6 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
 	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt -c constraints.txt
+	@# bytecode once, as pip does by default (uv does not): every platform process imports
+	@# Airflow, and the team users' workers cannot write it into the virtualenv themselves
+	@$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create the virtualenv from the project's files

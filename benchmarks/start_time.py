@@ -41,8 +41,27 @@ def make() -> LocalPlatform:
     return p
 
 
+def cpu_seconds(p: LocalPlatform) -> dict[str, float]:
+    """CPU time (user + system, children included) each kind of process used until ready."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name in p.process_names():
+        proc = p.proc(name).process()
+        if proc is None:
+            continue
+        kind = name.split("-")[0]
+        for q in [proc, *proc.children(recursive=True)]:
+            try:
+                t = q.cpu_times()
+                out[kind] = out.get(kind, 0.0) + t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return out
+
+
 def main(runs: int = 1) -> None:
-    results = []
+    results, cpu = [], []
     for _ in range(runs):
         p = make()
         saved = os.environ.get("PLATFORM_STATE_DIR")
@@ -50,6 +69,7 @@ def main(runs: int = 1) -> None:
         try:
             p.start(wait_timeout=600)
             results.append(dict(p.timings))
+            cpu.append(cpu_seconds(p))
         finally:
             p.stop()
             shutil.rmtree(p.config.state, ignore_errors=True)
@@ -60,7 +80,10 @@ def main(runs: int = 1) -> None:
     print(f"\nmake start, cold, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}")
     for phase in results[0]:
         values = [r[phase] for r in results]
-        print(f"  {phase:32s} median {statistics.median(values):6.1f} s   runs {[round(v, 1) for v in values]}")
+        print(f"  {phase:42s} median {statistics.median(values):6.1f} s   runs {[round(v, 1) for v in values]}")
+    print("CPU seconds until ready, by kind of process (first run):")
+    for kind, seconds in sorted(cpu[0].items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:42s} {seconds:6.1f}")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,24 @@ def cmd_apply_settings(args) -> None:
     print(json.dumps(counts) if args.json else f"applied {counts}")
 
 
+def cmd_prepare_db(args) -> None:
+    """``make start``'s metadata-database step in one process (one Airflow import instead of
+    three CLI runs): ``--migrate`` migrates (``airflow db migrate``) and creates the teams
+    (``airflow teams sync``); then every domain's settings are applied, team-scoped."""
+    from devplatform import settings
+    from devplatform.config import PlatformConfig
+
+    cfg = PlatformConfig()
+    out: dict = {}
+    if args.migrate:
+        from airflow.utils.db import upgradedb
+
+        upgradedb()
+        out["teams_added"] = settings.sync_teams(cfg.domains)
+    out.update(settings.apply(cfg.domains, cfg.settings_vars()))
+    print(json.dumps(out))
+
+
 def cmd_settings_env(args) -> None:
     """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env.
 
@@ -136,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("apply-settings")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_apply_settings)
+    s = sub.add_parser("prepare-db")
+    s.add_argument("--migrate", action="store_true")
+    s.set_defaults(fn=cmd_prepare_db)
     s = sub.add_parser("settings-env")
     mode = s.add_mutually_exclusive_group()
     mode.add_argument("--deploy", dest="local", action="store_false",

@@ -100,9 +100,17 @@ class LocalPlatform:
         return out
 
     def airflow_components(self) -> dict[str, list[str]]:
-        """Process name -> airflow CLI arguments."""
+        """Process name -> airflow CLI arguments.
+
+        The scheduler and the triggerers serve no logs (``--skip-serve-logs``), like the
+        workers: every component writes into the one local log folder, which the api-server
+        reads directly (trigger logs included), so a log server per process (each a process
+        importing Airflow) would serve nothing the api-server cannot read itself."""
         out = {c: [c] for c in AIRFLOW_COMPONENTS}
         out.update({f"triggerer-{d}": ["triggerer", "--team-name", d] for d in self.config.domains})
+        for name in out:
+            if name == "scheduler" or name.startswith("triggerer"):
+                out[name].append("--skip-serve-logs")
         return out
 
     def component_env(self, name: str) -> dict[str, str]:
@@ -155,29 +163,11 @@ class LocalPlatform:
             self.say("not root: every team's worker runs as this same OS user, so a task can read other "
                      "processes' /proc and state files of this user (run as root for per-team OS users)")
         airflow_up = all(self.proc(c).running() for c in self.airflow_components())
+
+        # What needs no metadata database starts first, while PostgreSQL starts and the
+        # database is migrated (one process, mostly one core): each domain's local setup, the
+        # mail sink, the stand-ins, and per team its Redis, Celery worker and Flower.
         setups = self.start_setups()
-
-        self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
-        self.pg.start()
-        self.pg.wait_ready()
-        self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
-        for d in cfg.domains:
-            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
-        if self.celery_teams() and can_switch_users():
-            self.lock_state()  # after PostgreSQL, which opens the path to its data folder
-        self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
-        self.phase("postgres and databases")
-
-        if not airflow_up:
-            self.say("migrating the metadata database")
-            self.airflow("db", "migrate")
-            self.airflow("teams", "sync")
-            self.say(f"teams: {', '.join(cfg.domains)}")
-            self.phase("db migrate and teams sync")
-        counts = self.apply_settings()
-        self.say(f"team-scoped settings applied: {counts}")
-        self.phase("settings applied")
-
         self._start_proc(
             "smtp-sink",
             [sys.executable, "-m", "devplatform", "smtp-sink", "--port", str(cfg.smtp_port), "--dir", str(cfg.mail_dir)],
@@ -191,16 +181,35 @@ class LocalPlatform:
             rt = self.team_runtime(d)
             rt.prepare()
             self._start_proc(f"redis-{d}", rt.redis_command())
-        for name, args in self.airflow_components().items():
-            self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
         for name, (cmd, env, team) in self.team_components().items():
             user = self.team_runtime(team).user
             self._start_proc(name, cmd, env=env, user=(user.uid, user.gid) if user else None,
                              cwd=self.team_runtime(team).home)
+        self.phase("stand-ins, Redis, workers, Flower started")
+
+        self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
+        self.pg.start()
+        self.pg.wait_ready()
+        self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
+        for d in cfg.domains:
+            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+        if self.celery_teams() and can_switch_users():
+            self.lock_state()  # after PostgreSQL, which opens the path to its data folder
+        self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
+        self.phase("postgres and databases")
+
+        if not airflow_up:
+            self.say("migrating the metadata database, creating the teams, applying the settings")
+        counts = self.prepare_db(migrate=not airflow_up)
+        self.say(f"teams: {', '.join(cfg.domains)}; team-scoped settings applied: {counts}")
+        self.phase("metadata database prepared")
+
+        for name, args in self.airflow_components().items():
+            self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
         for d, setup in setups:
             if setup.wait() != 0:
                 raise RuntimeError(f"{d}'s local setup failed; see {self.proc(f'setup-{d}').logfile}")
-        self.phase("processes started")
+        self.phase("Airflow components started")
         self.wait_ready(wait_timeout)
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
@@ -225,15 +234,16 @@ class LocalPlatform:
         pid = p.start(cmd, env or self.env(), cwd, user=user)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
-    def apply_settings(self) -> dict:
+    def prepare_db(self, migrate: bool) -> dict:
+        """Migrate, create the teams (``migrate``) and apply every domain's settings, in one
+        process (``python -m devplatform prepare-db``): Airflow is imported once, not per step."""
+        env = {**self.env(), "PLATFORM_STATE_DIR": str(self.config.state), "PLATFORM_PG_PORT": str(self.config.pg_port)}
         out = subprocess.run(
-            [sys.executable, "-m", "devplatform", "apply-settings", "--json"],
-            env=self.env(),
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
+            [sys.executable, "-m", "devplatform", "prepare-db", *(["--migrate"] if migrate else [])],
+            env=env, cwd=ROOT, capture_output=True, text=True,
         )
+        if out.returncode != 0:
+            raise RuntimeError(f"prepare-db failed ({out.returncode}):\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def stop(self) -> list[str]:
@@ -317,10 +327,21 @@ class LocalPlatform:
                 for d, s in state.items():
                     self.say(f"bundle {d} (team {d}): {len(s['parsed'])} DAG file(s) parsed, 0 import errors")
                 self.phase("bundles parsed")
-                return
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bundles not parsed in time: {pending}")
             time.sleep(1)
+
+        # a task triggered now runs at once: every team's Celery worker has connected
+        waiting = [f"worker-{d}" for d in self.celery_teams()]
+        while waiting:
+            self._check_alive()
+            waiting = [w for w in waiting if " ready." not in self.proc(w).logfile.read_text(errors="replace")]
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"Celery workers not ready in time: {waiting}")
+            time.sleep(0.5)
+        if self.celery_teams():
+            self.phase("Celery workers ready")
 
     def _check_alive(self) -> None:
         for c in [*self.airflow_components(), *self.team_components()]:

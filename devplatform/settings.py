@@ -232,3 +232,14 @@ def apply(domains: list[str], values: Mapping[str, str] | None = None) -> dict[s
                 )
                 counts["pools"] += 1
     return counts
+
+
+def sync_teams(teams: list[str]) -> int:
+    """Create the teams the bundles name (what ``airflow teams sync`` does); the number added."""
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        missing = sorted(set(teams) - Team.get_all_team_names(session=session))
+        session.add_all(Team(name=t) for t in missing)
+    return len(missing)
