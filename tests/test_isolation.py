@@ -22,7 +22,7 @@ import requests
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import free_port_range, free_ports
+from devplatform.standin import StandInServer, free_port_range, free_ports
 
 TEAMS = domain_names()
 
@@ -102,20 +102,37 @@ def make_platform(executor: str = "celery") -> LocalPlatform:
     return LocalPlatform(cfg, quiet=True)
 
 
+def hss_standins() -> tuple[dict[str, StandInServer], dict[str, str]]:
+    """hss_workflow's five service stand-ins, in this process on free ports (the settings' ports
+    belong to `make start`), and the environment that points the team's connections at them."""
+    from domains.hss_workflow.standins import services, training
+
+    factories = {"AUDIO": services.create_audio_app, "CONTENT": services.create_content_app,
+                 "ML_PREDICTION": services.create_prediction_app, "INTELLIGENCE": services.create_intelligence_app,
+                 "ML_TRAINING": training.create_training_app}
+    servers = {name: StandInServer(f(), port=port).__enter__()
+               for (name, f), port in zip(factories.items(), free_ports(len(factories)), strict=True)}
+    return servers, {f"HSS_WORKFLOW_{name}_URL": s.url for name, s in servers.items()}
+
+
 @pytest.fixture(scope="module")
 def platform():
     p = make_platform("celery")
-    p.standin_specs = lambda: []  # the matrix needs no stand-ins; domain tests run their own
+    p.standin_specs = lambda: []  # the matrix needs no stand-ins but hss_workflow's, started here
+    servers, hss_env = hss_standins()
     # A global connection in the starter's environment must not leak into the platform
     # (every team could read it): the cross-team probe below would then succeed.
     stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
-    saved = {k: os.environ.get(k) for k in stray}
-    os.environ.update(stray)
+    saved = {k: os.environ.get(k) for k in {**stray, **hss_env}}
+    os.environ.update({**stray, **hss_env})
     try:
         p.start(wait_timeout=400)
+        p.hss_standins = servers
         yield p
     finally:
         p.stop()
+        for server in servers.values():
+            server.__exit__(None, None, None)
         shutil.rmtree(p.config.state, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
@@ -404,8 +421,10 @@ HSS_BAD_CONF = [  # (dag_id, conf, the field the refusal must name)
 ]
 
 
-def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run_exists(platform):
+def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run_exists(platform, tokens):
     """The gateway's way in (domains/hss_workflow/gateway.py, apache-airflow-client) as hss_workflow_op."""
+    import psycopg2
+
     from domains.hss_workflow.gateway import ConfRefused, HssAirflowClient
 
     client = HssAirflowClient(platform.config.api_url, "hss_workflow_op", platform.logins()["hss_workflow_op"])
@@ -415,13 +434,29 @@ def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run
             client.trigger(dag_id, conf)
         refused.append((dag_id, field, info.value.status, field in str(info.value)))
     assert refused == [(d, f, 400, True) for d, _, f in HSS_BAD_CONF]
-    # the seed's own example conf is accepted (paths under the default roots) and makes one run
-    run_id = client.trigger("comprehensive_analysis", {"song_id": "example_song_123",
-                                                      "song_path": "/app/songs/example.mp3"})
-    assert client.state("comprehensive_analysis", run_id) in ("queued", "running", "failed", "success")
     for dag_id in ("comprehensive_analysis", "ml_training_smart_ensemble"):
-        runs = client.runs.get_dag_runs(dag_id).dag_runs
-        assert [r.dag_run_id for r in runs] == ([run_id] if dag_id == "comprehensive_analysis" else [])
+        assert client.runs.get_dag_runs(dag_id).dag_runs == []
+
+    # The seed's own example conf, its path under the songs root `make start` sets (and fills
+    # with the sample song), runs to success on the team's worker against the stand-ins.
+    songs = Path(platform.team_runtime("hss_workflow").local_env()["HSS_WORKFLOW_SONGS_ROOT"])
+    assert (songs / "example.mp3").is_file()
+    assert api(platform, tokens["hss_workflow_op"], "PATCH", "/dags/comprehensive_analysis",
+               json={"is_paused": False}).status_code == 200
+    run_id = client.trigger("comprehensive_analysis", {"song_id": "example_song_123",
+                                                      "song_path": str(songs / "example.mp3")})
+    state = client.wait(run_id, "comprehensive_analysis", timeout=300, poll=1)
+    tis = api(platform, tokens["hss_workflow_op"], "GET", f"/dags/comprehensive_analysis/dagRuns/{run_id}/taskInstances")
+    assert state == "success", {ti["task_id"]: ti["state"] for ti in tis.json()["task_instances"]}
+    result = client.result("comprehensive_analysis", run_id)
+    assert result["song_id"] == "example_song_123" and result["run_key"] == f"comprehensive_analysis/{run_id}"
+    assert 0 < result["hit_probability"] < 1 and abs(result["tempo_bpm"] - 128) < 2 and result["rows_written"] == 1
+    with psycopg2.connect(platform.pg.admin_dsn("hss_workflow")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT song_id, song_path FROM song_analyses WHERE run_key = %s", (result["run_key"],))
+        assert cur.fetchall() == [("example_song_123", str((songs / "example.mp3").resolve()))]
+    work = {name: sum(server.app.state.work.values()) for name, server in platform.hss_standins.items()}
+    assert work == {"AUDIO": 1, "CONTENT": 1, "ML_PREDICTION": 1, "INTELLIGENCE": 1, "ML_TRAINING": 0}, work
+    assert [r.dag_run_id for r in client.runs.get_dag_runs("comprehensive_analysis").dag_runs] == [run_id]
 
 
 def test_every_component_started_cleanly(platform):

@@ -45,3 +45,12 @@ def test_a_permanent_error_fails_naming_the_batch_and_status(standin):
     server.faults.add(status=400, times=1, path="/train/smart_ensemble/batches")
     with pytest.raises(FanOutError, match=r"batch \d\) answered 400"):
         asyncio.run(post_all(endpoint(server), batches(3), 1))
+
+
+def test_a_batch_breaking_the_contract_is_refused_with_422_naming_the_field(standin):
+    server = standin(create_training_app(api_key=KEY))
+    bad = batches(2)
+    bad[1]["rows"][0]["is_hit"] = 2
+    with pytest.raises(FanOutError, match=r"batch 1\) answered 422: .*is_hit"):
+        asyncio.run(post_all(endpoint(server), bad, 1))
+    assert server.app.state.training["batches"]["t"].keys() == {0}
