@@ -81,7 +81,7 @@ class HssAirflowClient:
         """The aggregated result of a finished run (the last task's XCom)."""
         entry = self.xcoms.get_xcom_entry(dag_id, RESULT_TASK[dag_id], run_id, "return_value", deserialize=True,
                                           _request_timeout=self.timeout)
-        value = entry.value
+        value = entry.to_dict()["value"]  # the generated client's anyOf wrapper (native or string form)
         return json.loads(value) if isinstance(value, str) else value
 
 
