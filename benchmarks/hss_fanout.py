@@ -2,7 +2,8 @@
 stand-in with a fixed service time.
 
 20,000 rows in batches of 400 (50 batches) go through ``domains.hss_workflow.fanout.post_all``
-(what ``send_training_batches`` runs) to the training stand-in, served by uvicorn in a process
+(what ``send_training_batches`` runs, with each body JSON text as PostgreSQL builds it) to
+the training stand-in, served by uvicorn in a process
 of its own with ``latency=0.2`` s per batch and no concurrency limit below 200, at 10, 50 and
 100 requests in flight, interleaved over ROUNDS rounds (medians reported).
 
@@ -18,6 +19,7 @@ Two ratios:
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import statistics
@@ -63,10 +65,11 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        bodies = [{"training_id": "bench", "batch_index": b,
-                   "rows": [{"song_id": f"s{i}", "is_hit": i % 2, "features": {"tempo_bpm": 100 + i % 40,
-                                                                              "energy": (i % 10) / 10}}
-                            for i in range(b * batch, min(rows, (b + 1) * batch))]}
+        # JSON text, as send_training_batches gets each body from PostgreSQL (training.load_batches)
+        bodies = [json.dumps({"training_id": "bench", "batch_index": b,
+                              "rows": [{"song_id": f"s{i}", "is_hit": i % 2,
+                                        "features": {"tempo_bpm": 100 + i % 40, "energy": (i % 10) / 10}}
+                                       for i in range(b * batch, min(rows, (b + 1) * batch))]}).encode()
                   for b in range(math.ceil(rows / batch))]
         endpoint = Endpoint(url=f"http://127.0.0.1:{port}/train/smart_ensemble/batches",
                             headers={"X-API-Key": "bench"}, timeout=30, backoff_initial=0.05)

@@ -1,7 +1,8 @@
 """Send many batches to a service with at most N requests in flight, from one task (asyncio).
 
 One Airflow task, one event loop, one aiohttp session: ``max_in_flight`` requests at a time
-(an ``asyncio.Semaphore``), not one task per request. Each batch is POSTed with its own
+(an ``asyncio.Semaphore``), not one task per request. A body is a JSON-able object, or JSON
+already encoded (``bytes``/``str``: sent as is, so the event loop spends no time encoding it). Each batch is POSTed with its own
 ``Idempotency-Key`` (the run's key for the task plus the batch index: a retry of the task
 resends the same keys, the service stores each batch once). Per batch, transient answers
 are retried: 429 after its ``Retry-After`` (capped by ``retry_after_max``), 5xx, timeouts and
@@ -94,6 +95,11 @@ async def post_all(endpoint: Endpoint, bodies: Sequence[Any], max_in_flight: int
     async def one(session: aiohttp.ClientSession, i: int, body: Any) -> None:
         key = key_for(i)
         headers = {"Idempotency-Key": key} if key else {}
+        if isinstance(body, bytes | str):  # already JSON (e.g. built by PostgreSQL): sent as it is
+            payload: dict[str, Any] = {"data": body}
+            headers["Content-Type"] = "application/json"
+        else:
+            payload = {"json": body}
         for attempt in range(1, endpoint.max_attempts + 1):
             wait, error, throttled = None, "", False
             async with gate:
@@ -101,7 +107,7 @@ async def post_all(endpoint: Endpoint, bodies: Sequence[Any], max_in_flight: int
                 stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
                 stats.attempts += 1
                 try:
-                    async with session.post(endpoint.url, json=body, headers=headers) as resp:
+                    async with session.post(endpoint.url, **payload, headers=headers) as resp:
                         text = await resp.text()
                         if resp.status < 300:
                             stats.sent += 1

@@ -97,14 +97,16 @@ def process_dataset(config: dict[str, Any]) -> dict[str, Any]:
     return {"training_id": training_id, "rows": len(rows), "rejected": rejected, "batches": batches}
 
 
-def load_batches(training_id: str) -> list[dict[str, Any]]:
+def load_batches(training_id: str) -> list[bytes]:
+    """Each batch's request body, ``{"training_id", "batch_index", "rows"}``, as JSON text built
+    by PostgreSQL in batch order: the fan-out sends it as is (no row is decoded or encoded here)."""
     with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT batch_index, song_id, is_hit, features FROM training_rows WHERE training_id = %s"
-                    " ORDER BY row_index", (training_id,))
-        out: dict[int, list[dict]] = {}
-        for batch, song_id, is_hit, features in cur:
-            out.setdefault(batch, []).append({"song_id": song_id, "is_hit": is_hit, "features": features})
-    return [{"training_id": training_id, "batch_index": b, "rows": out[b]} for b in sorted(out)]
+        cur.execute(
+            "SELECT json_build_object('training_id', training_id, 'batch_index', batch_index, 'rows',"
+            " json_agg(json_build_object('song_id', song_id, 'is_hit', is_hit, 'features', features)"
+            " ORDER BY row_index))::text FROM training_rows WHERE training_id = %s"
+            " GROUP BY training_id, batch_index ORDER BY batch_index", (training_id,))
+        return [row[0].encode() for row in cur]
 
 
 def send_batches(config: dict[str, Any], conn_id: str = "hss_workflow_ml_training") -> dict[str, Any]:
