@@ -110,14 +110,16 @@ def referral_sync(p: LocalPlatform, headers: dict, runs: int = 2) -> list[float]
     """The first sync loads the stand-in's data (not timed); then ``runs`` syncs with no change."""
     api, dag_id = f"{p.config.api_url}/api/v2", "bullhorn_sync_optimized"
     requests.patch(f"{api}/dags/{dag_id}", json={"is_paused": False}, headers=headers, timeout=30).raise_for_status()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:  # unpausing may start the latest scheduled run: let it finish
+    started = time.monotonic()
+    while True:  # unpausing may start the latest scheduled run: let it finish, else run a first sync
         listed = requests.get(f"{api}/dags/{dag_id}/dagRuns", headers=headers, timeout=30).json()["dag_runs"]
         if listed and all(r["state"] in ("success", "failed") for r in listed):
             break
-        if not listed and time.monotonic() > deadline - 570:
+        if not listed and time.monotonic() - started > 30:
             run_once(p, headers, dag_id)
             break
+        if time.monotonic() - started > 600:
+            raise TimeoutError(f"{dag_id}: the first sync did not finish")
         time.sleep(1)
     return [run_once(p, headers, dag_id) for _ in range(runs)]
 

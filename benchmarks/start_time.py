@@ -4,7 +4,7 @@ Starts the whole platform as ``make start`` does (every stand-in, per-team Redis
 workers and Flower, every Airflow component), cold (fresh state folder) on free ports, and
 prints the time of each phase as ``LocalPlatform.start`` logs it; then stops it.
 
-``python -m benchmarks.start_time [RUNS]``
+``python -m benchmarks.start_time [RUNS] [--no-standins]``
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from devplatform.config import PlatformConfig
@@ -22,7 +23,7 @@ from devplatform.platform import LocalPlatform
 from devplatform.standin import free_port_range, free_ports
 
 
-def make() -> LocalPlatform:
+def make(standins: bool = True) -> LocalPlatform:
     """A cold platform of its own; the stand-ins moved to free ports (their settings' ports
     belong to `make start`)."""
     teams = domain_names()
@@ -35,7 +36,7 @@ def make() -> LocalPlatform:
         redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},
     )
     p = LocalPlatform(cfg, quiet=False)
-    specs = p.standin_specs()
+    specs = p.standin_specs() if standins else []
     moved = free_ports(len(specs))
     p.standin_specs = lambda: [(d, {**s, "port": port}) for (d, s), port in zip(specs, moved, strict=True)]
     return p
@@ -60,15 +61,16 @@ def cpu_seconds(p: LocalPlatform) -> dict[str, float]:
     return out
 
 
-def main(runs: int = 1) -> None:
+def main(runs: int = 1, standins: bool = True) -> None:
     results, cpu = [], []
     for _ in range(runs):
-        p = make()
+        p = make(standins)
         saved = os.environ.get("PLATFORM_STATE_DIR")
         os.environ["PLATFORM_STATE_DIR"] = str(p.config.state)  # for the apply-settings subprocess
         try:
+            t0 = time.monotonic()
             p.start(wait_timeout=600)
-            results.append(dict(p.timings))
+            results.append({**getattr(p, "timings", {}), "wall": time.monotonic() - t0})
             cpu.append(cpu_seconds(p))
         finally:
             p.stop()
@@ -77,7 +79,8 @@ def main(runs: int = 1) -> None:
                 os.environ.pop("PLATFORM_STATE_DIR", None)
             else:
                 os.environ["PLATFORM_STATE_DIR"] = saved
-    print(f"\nmake start, cold, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"\nmake start, cold, {'with' if standins else 'without'} stand-ins, {os.cpu_count()} cores,"
+          f" load average at the end {os.getloadavg()[0]:.1f}")
     for phase in results[0]:
         values = [r[phase] for r in results]
         print(f"  {phase:42s} median {statistics.median(values):6.1f} s   runs {[round(v, 1) for v in values]}")
@@ -87,4 +90,4 @@ def main(runs: int = 1) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, "--no-standins" not in sys.argv)

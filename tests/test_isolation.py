@@ -421,10 +421,8 @@ HSS_BAD_CONF = [  # (dag_id, conf, the field the refusal must name)
 ]
 
 
-def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run_exists(platform, tokens):
+def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run_exists(platform):
     """The gateway's way in (domains/hss_workflow/gateway.py, apache-airflow-client) as hss_workflow_op."""
-    import psycopg2
-
     from domains.hss_workflow.gateway import ConfRefused, HssAirflowClient
 
     client = HssAirflowClient(platform.config.api_url, "hss_workflow_op", platform.logins()["hss_workflow_op"])
@@ -437,8 +435,16 @@ def test_hss_workflow_bad_conf_is_refused_at_the_api_naming_the_field_and_no_run
     for dag_id in ("comprehensive_analysis", "ml_training_smart_ensemble"):
         assert client.runs.get_dag_runs(dag_id).dag_runs == []
 
-    # The seed's own example conf, its path under the songs root `make start` sets (and fills
-    # with the sample song), runs to success on the team's worker against the stand-ins.
+
+def test_hss_workflow_seed_conf_runs_to_success_through_the_gateway(platform, tokens):
+    """The seed's own example conf, its path under the songs root `make start` sets (and fills
+    with the sample song), triggered through the gateway client as hss_workflow_op, runs to
+    success on the team's Celery worker against the five stand-ins; the result is read back."""
+    import psycopg2
+
+    from domains.hss_workflow.gateway import HssAirflowClient
+
+    client = HssAirflowClient(platform.config.api_url, "hss_workflow_op", platform.logins()["hss_workflow_op"])
     songs = Path(platform.team_runtime("hss_workflow").local_env()["HSS_WORKFLOW_SONGS_ROOT"])
     assert (songs / "example.mp3").is_file()
     assert api(platform, tokens["hss_workflow_op"], "PATCH", "/dags/comprehensive_analysis",
