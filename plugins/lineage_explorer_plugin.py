@@ -4,8 +4,7 @@
 from airflow.plugins_manager import AirflowPlugin
 
 from lineage_explorer.api import create_app
-
-URL_PREFIX = "/lineage-explorer"
+from lineage_explorer.config import URL_PREFIX
 
 
 class LineageExplorerPlugin(AirflowPlugin):

@@ -49,8 +49,8 @@ Path segments are taken from the raw, percent-encoded request path, so a namespa
 ``postgres://127.0.0.1:5432`` is passed as ``postgres%3A%2F%2F127.0.0.1%3A5432``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI must see the dependency annotations
+# of the endpoints defined inside ``create_app`` as objects, not strings.
 import gzip
 import hmac
 import json

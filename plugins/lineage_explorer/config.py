@@ -21,6 +21,9 @@ import json
 from dataclasses import dataclass
 
 SECTION = "lineage_explorer"
+# Where the api-server mounts the plugin's app (plugins/lineage_explorer_plugin.py).
+URL_PREFIX = "/lineage-explorer"
+INGEST_ENDPOINT = URL_PREFIX.lstrip("/") + "/api/v1/lineage"
 DEFAULT_RETENTION_DAYS = 90
 
 
@@ -53,3 +56,16 @@ class Settings:
             namespace=conf.get(SECTION, "namespace", fallback=None)
             or conf.get("openlineage", "namespace", fallback="default"),
         )
+
+
+def transport_config(api_url: str, key: str) -> dict:
+    """``AIRFLOW__OPENLINEAGE__TRANSPORT`` for a process that reports to this store: the
+    provider's own ``http`` transport (openlineage-python ``HttpConfig``), which POSTs to
+    ``urljoin(url, endpoint)`` with ``Authorization: Bearer <apiKey>``."""
+    return {
+        "type": "http",
+        "url": api_url.rstrip("/") + "/",
+        "endpoint": INGEST_ENDPOINT,
+        "timeout": 5,
+        "auth": {"type": "api_key", "apiKey": key},
+    }

@@ -88,6 +88,8 @@ def explorer(lineage_dsn, monkeypatch) -> Iterator:
 
         def __init__(self) -> None:
             self.client = client
+            self.app = app
+            self.sub = sub
             self._tokens: dict[str, str] = {}
 
         def token(self, user: str) -> str:
