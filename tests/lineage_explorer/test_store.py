@@ -116,3 +116,45 @@ def test_retention_setting_drives_purge(store, lineage_dsn):
 def test_invalid_events_are_refused(bad):
     with pytest.raises(InvalidEvent):
         RunEvent.parse(bad)
+
+
+def test_load_file_resolves_owners_and_skips_what_is_stored(store, lineage_dsn, tmp_path):
+    from lineage_explorer.load import load_file
+    from lineage_explorer.ownership import OwnerResolver
+
+    lines = REAL_EVENTS.read_text().splitlines()
+    f = tmp_path / "events.jsonl"
+    f.write_text("\n".join([*lines, "", "{not json", json.dumps({"eventType": "START"})]) + "\n")
+    resolver = OwnerResolver(lookup=lambda c: {d: "platform_tests" for d in c if d == "platform_shared_check"})
+    report = load_file(f, store, resolver, batch=7)
+    assert (report.stored, report.duplicates) == (len(lines), 0)
+    assert [r.split(":")[0] for r in report.invalid] == [f"line {len(lines) + 2}", f"line {len(lines) + 3}"]
+    assert set(rows(lineage_dsn, "SELECT DISTINCT dag_id, team FROM lineage_job")) == {("platform_shared_check", "platform_tests")}
+    again = load_file(f, store, resolver)
+    assert (again.stored, again.duplicates) == (0, len(lines))
+
+
+def test_load_command_uses_the_metadata_database(lineage_dsn, tmp_path):
+    """``python -m lineage_explorer load`` (what ``make lineage-load`` runs) in a process of
+    its own: settings from the environment, job owners from the real metadata database."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.lineage_explorer.conftest import seed_metadata
+    from tests.lineage_explorer.events import NAMESPACE
+
+    seed_metadata(three_teams())
+    f = tmp_path / "events.jsonl"
+    f.write_text("".join(json.dumps(e) + "\n" for e in events_for(three_teams())))
+    env = {**os.environ, "AIRFLOW__LINEAGE_EXPLORER__SQL_ALCHEMY_CONN": lineage_dsn,
+           "AIRFLOW__LINEAGE_EXPLORER__NAMESPACE": NAMESPACE,
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), str(Path(__file__).parents[2] / "plugins")])}
+    out = subprocess.run([sys.executable, "-m", "lineage_explorer", "load", str(f)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "16 event(s) stored, 0 already stored, 0 invalid" in out.stdout
+    assert set(rows(lineage_dsn, "SELECT name, dag_id, team FROM lineage_job WHERE name LIKE '%.%'")) == {
+        ("bullhorn_sync.extract", "bullhorn_sync", "referral"), ("bullhorn_sync.match", "bullhorn_sync", "referral"),
+        ("looklyy_crawler.crawl", "looklyy_crawler", "looklyy"), ("looklyy_crawler.enrich", "looklyy_crawler", "looklyy"),
+        ("aurora_stream.consume", "aurora_stream", "aurora")}
