@@ -121,3 +121,40 @@ def events_for(dags: list[Dag], start: datetime | None = None) -> list[dict]:
     for i, dag in enumerate(dags):
         out += run_events(dag, start + timedelta(minutes=i))
     return out
+
+
+DOMAINS = ("aurora", "ecommerce_ml", "hss_workflow", "looklyy", "referral")
+SERVICES = {"aurora": ("kafka://broker:9092", "events"), "ecommerce_ml": ("https://ml-service", "predict"),
+            "hss_workflow": ("https://hss-api", "cases"), "looklyy": ("https://looklyy-api", "products"),
+            "referral": ("https://bullhorn", "Candidate")}
+
+
+def platform_dags(dags_per_domain: int = 8, tasks_per_dag: int = 6, port: int = 5432, seed: int = 7) -> list[Dag]:
+    """A platform-sized set: per domain ``dags_per_domain`` DAGs, each a chain of tasks from
+    the domain's external service through its tables to a lake file or a Redis key space;
+    one task in four also reads a table of another domain (the shared datasets)."""
+    import random
+
+    rng = random.Random(seed)
+    tables = {d: [[pg(port, d, f"dag{i}_t{t}", "id", "value", "updated_at") for t in range(tasks_per_dag)]
+                  for i in range(dags_per_domain)] for d in DOMAINS}
+    dags = []
+    for d in DOMAINS:
+        svc_ns, resource = SERVICES[d]
+        for i in range(dags_per_domain):
+            chain = tables[d][i]
+            tasks = []
+            for t in range(tasks_per_dag):
+                inputs = [service(svc_ns.split("://")[1], f"{resource}/{i}") if svc_ns.startswith("https")
+                          else Ds(svc_ns, f"{d}.{resource}.{i}")] if t == 0 else [chain[t - 1]]
+                if t and rng.random() < 0.25:
+                    other = rng.choice([o for o in DOMAINS if o != d])
+                    inputs.append(rng.choice(rng.choice(tables[other])))
+                outputs = [chain[t]]
+                if t == tasks_per_dag - 1:
+                    outputs.append(Ds("file", f"/lake/{d}/dag{i}/part.parquet") if i % 2
+                                   else Ds("redis://cache:6379", f"{d}:dag{i}:*"))
+                tasks.append(Task(f"t{t}", tuple(inputs), tuple(outputs),
+                                  f"INSERT INTO {chain[t].name} SELECT * FROM {inputs[0].name}" if t else None))
+            dags.append(Dag(f"{d}_dag{i}", d, tuple(tasks)))
+    return dags
