@@ -136,9 +136,16 @@ def cmd_lineage(args) -> None:
     os.environ.update(cfg.airflow_env())
     os.environ.update(cfg.lineage_explorer_env())
     lineage_explorer_config()  # plugins/ on sys.path
+    import psycopg2
+
     from lineage_explorer.__main__ import main as lineage_main
 
-    sys.exit(lineage_main(args.args))
+    try:
+        sys.exit(lineage_main(args.args))
+    except psycopg2.OperationalError as e:
+        print(f"lineage: the platform's PostgreSQL (127.0.0.1:{cfg.pg_port}) is not reachable; "
+              f"is it running (make start)? {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
