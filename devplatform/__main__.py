@@ -10,6 +10,8 @@ import time
 
 
 def cmd_start(args) -> None:
+    import os
+
     from devplatform.platform import LocalPlatform
 
     p = LocalPlatform()
@@ -26,7 +28,10 @@ def cmd_start(args) -> None:
             rt = p.team_runtime(d)
             print(f"  {d:14s} {rt.flower_url():28s} {d}:{p.config.secrets.flower_passwords[d]}")
     print(f"Mail sink: {p.config.mail_dir} (SMTP on 127.0.0.1:{p.config.smtp_port})")
-    print(f"OpenLineage events: {p.config.lineage_file}")
+    if os.environ.get("PLATFORM_OPENLINEAGE") == "file":
+        print(f"OpenLineage events: {p.config.lineage_file}")
+    else:
+        print(f"OpenLineage events: the lineage explorer, {p.config.api_url}/lineage-explorer/api/v1/ (Marquez API)")
     for d, spec in p.standin_specs():
         print(f"Stand-in {d}/{spec['name']}: http://127.0.0.1:{spec['port']}")
 
@@ -143,6 +148,29 @@ def cmd_parse(args) -> None:
     sys.exit(1 if bad else 0)
 
 
+def cmd_lineage(args) -> None:
+    """The lineage explorer's own command (``load FILE`` | ``purge``) with the local
+    platform's settings: its ``lineage`` database and its metadata database (job owners)."""
+    import os
+
+    from devplatform.config import PlatformConfig, lineage_explorer_config
+
+    cfg = PlatformConfig()
+    os.environ.update(cfg.airflow_env())
+    os.environ.update(cfg.lineage_explorer_env())
+    lineage_explorer_config()  # plugins/ on sys.path
+    import psycopg2
+
+    from lineage_explorer.__main__ import main as lineage_main
+
+    try:
+        sys.exit(lineage_main(args.args))
+    except psycopg2.OperationalError as e:
+        print(f"lineage: the platform's PostgreSQL (127.0.0.1:{cfg.pg_port}) is not reachable; "
+              f"is it running (make start)? {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m devplatform")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -173,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("name")
     s.add_argument("--port", type=int, help="instead of the settings' port (benchmarks on a shared machine)")
     s.set_defaults(fn=cmd_serve_standin)
+    s = sub.add_parser("lineage", help="the lineage explorer's commands: load FILE | purge")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_lineage)
     args = ap.parse_args(argv)
     args.fn(args)
 
