@@ -54,6 +54,13 @@ def cmd_apply_settings(args) -> None:
     print(json.dumps(counts) if args.json else f"applied {counts}")
 
 
+def cmd_generate_data(args) -> None:
+    from devplatform.platform import LocalPlatform
+
+    if not LocalPlatform().generate_data(args.domain, args.generator_args):
+        raise SystemExit(f"domain {args.domain!r} has no generator (domains/{args.domain}/generator.py)")
+
+
 def cmd_settings_env(args) -> None:
     """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env.
 
@@ -151,6 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--local", dest="local", action="store_true",
                       help="the local platform's values and the files' development defaults")
     s.set_defaults(fn=cmd_settings_env, local=False)
+    s = sub.add_parser("generate-data", help="load a domain's generated dataset into its local database")
+    s.add_argument("domain")
+    s.add_argument("generator_args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_generate_data)
     s = sub.add_parser("smtp-sink")
     s.add_argument("--port", type=int, default=1025)
     s.add_argument("--dir", required=True)

@@ -176,6 +176,8 @@ class LocalPlatform:
         self.start_domain_services()
         counts = self.apply_settings()
         self.say(f"team-scoped settings applied: {counts}")
+        for d in cfg.domains:
+            self.generate_data(d)
 
         self._start_proc(
             "smtp-sink",
@@ -229,6 +231,22 @@ class LocalPlatform:
             text=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def generate_data(self, domain: str, args: list[str] | tuple[str, ...] = ()) -> bool:
+        """Fill a domain's database with its generated dataset, if the domain has a generator
+        (``domains/<domain>/generator.py``, run as a module with the domain's connections; it
+        does nothing when the same dataset is already loaded). True if there was one."""
+        if not (ROOT / "domains" / domain / "generator.py").exists():
+            return False
+        env = self.env()
+        team_env = domain_settings.as_env([domain], self.config.settings_vars(), team_scoped=False)
+        env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
+        self.say(f"{domain}: generating its dataset (domains/{domain}/generator.py)")
+        out = subprocess.run([sys.executable, "-m", f"domains.{domain}.generator", *args], env=env, cwd=ROOT,
+                             check=True, capture_output=True, text=True)
+        for line in out.stdout.strip().splitlines():
+            self.say(line)
+        return True
 
     def stop(self) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor
