@@ -224,8 +224,8 @@ def generate(
                 + 0.7 * np.exp(-((x - 18.5) ** 2) / 4) - 0.35 * np.maximum(x - 20.0, 0) ** 1.3)
 
     # sleep quality (per night) ---------------------------------------------------------------
-    q = (8.0 + 1.3 * (dur - need[:, None]) / 60 - 0.9 * np.abs(bed_dev) - 1.4 * bed_spread
-         - 0.25 * np.maximum(debt, 0) / 60 + 0.012 * ex_minutes - 0.12 * np.maximum(count - 5, 0)
+    q = (8.5 + 1.3 * (dur - need[:, None]) / 60 - 0.9 * np.abs(bed_dev) - 1.8 * bed_spread
+         - 0.45 * np.maximum(debt, 0) / 60 + 0.012 * ex_minutes - 0.12 * np.maximum(count - 5, 0)
          + rng.normal(0, 0.6, (n, nd)))
     quality = np.clip(np.round(q), 1, 10)
     last_q = np.concatenate([np.full((n, 1), 6.0), quality[:, :-1]], axis=1)
