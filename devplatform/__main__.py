@@ -119,6 +119,14 @@ def cmd_serve_standin(args) -> None:
     uvicorn.run(app, host="127.0.0.1", port=int(spec["port"]), log_level="info")
 
 
+def cmd_kafka_standin(args) -> None:
+    from pathlib import Path
+
+    from devplatform.kafka_standin import serve
+
+    serve(Path(args.bootstrap_file))
+
+
 def cmd_parse(args) -> None:
     from devplatform.parse import parse_all_bundles
 
@@ -162,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("domain")
     s.add_argument("name")
     s.set_defaults(fn=cmd_serve_standin)
+    s = sub.add_parser("kafka-standin")
+    s.add_argument("--bootstrap-file", required=True)
+    s.set_defaults(fn=cmd_kafka_standin)
     args = ap.parse_args(argv)
     args.fn(args)
 

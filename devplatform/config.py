@@ -27,6 +27,7 @@ DEFAULT_TRIGGER_LOG_PORT = 8794
 DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
+DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
 
 
 def dockerfile_env(text: str | None = None) -> dict[str, str]:
@@ -92,6 +93,10 @@ class Secrets:
     # Per team: the password of its own Redis (Celery broker + result backend) and of its Flower.
     redis_passwords: dict[str, str] = field(default_factory=dict)
     flower_passwords: dict[str, str] = field(default_factory=dict)
+    # The domains' Redis (devplatform.domain_redis): its admin (``default`` user) password and
+    # each domain's ACL user's password.
+    domain_redis_admin_password: str = ""
+    domain_redis_passwords: dict[str, str] = field(default_factory=dict)
     # Only the pre-Celery set-up (``PLATFORM_EXECUTOR=local``) signs task tokens with a
     # shared secret; the Celery set-up signs with an Ed25519 key (``jwt_private_key``).
     jwt_secret: str = ""
@@ -102,7 +107,10 @@ class Secrets:
         changed = not data
         data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
-        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords"):
+        if not data.get("domain_redis_admin_password"):
+            data["domain_redis_admin_password"] = secrets.token_urlsafe(24)
+            changed = True
+        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords", "domain_redis_passwords"):
             pw = data.setdefault(key, {})
             for d in domains:
                 if d not in pw:
@@ -199,6 +207,24 @@ class PlatformConfig:
         base = int(os.environ.get("PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT))
         return self.redis_ports.get(domain, base + self.domains.index(domain))
 
+    @property
+    def domain_redis_port(self) -> int:
+        """The domains' Redis (one server, one ACL user per domain): ``PLATFORM_DOMAIN_REDIS_PORT``."""
+        return int(os.environ.get("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT))
+
+    @property
+    def domain_redis_dir(self) -> Path:
+        return self.state / "redis" / "_domains"
+
+    @property
+    def kafka_bootstrap_file(self) -> Path:
+        """Where the Kafka stand-in publishes the address librdkafka chose for it."""
+        return self.run_dir / "kafka-bootstrap"
+
+    def kafka_bootstrap(self) -> str | None:
+        path = self.kafka_bootstrap_file
+        return path.read_text().strip() or None if path.exists() else None
+
     def flower_port(self, domain: str) -> int:
         base = int(os.environ.get("PLATFORM_FLOWER_PORT", DEFAULT_FLOWER_PORT))
         return self.flower_ports.get(domain, base + self.domains.index(domain))
@@ -234,6 +260,14 @@ class PlatformConfig:
         out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port)}
         for d, pw in s.domain_db_passwords.items():
             out[f"{d.upper()}_DB_PASSWORD"] = pw
+        out["PLATFORM_REDIS_HOST"] = "127.0.0.1"
+        out["PLATFORM_REDIS_PORT"] = str(self.domain_redis_port)
+        for d, pw in s.domain_redis_passwords.items():
+            out[f"{d.upper()}_REDIS_PASSWORD"] = pw
+        bootstrap = self.kafka_bootstrap()
+        if bootstrap:
+            for d in self.domains:
+                out[f"{d.upper()}_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         return out
 
     def airflow_env(self) -> dict[str, str]:

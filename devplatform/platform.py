@@ -15,8 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devplatform import kafka_standin
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
+from devplatform.domain_redis import DomainRedis, declared_services, redis_domains
 from devplatform.paths import ROOT
 from devplatform.pg import PgServer
 from devplatform.processes import Proc
@@ -62,7 +64,38 @@ class LocalPlatform:
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
         names += [f"redis-{d}" for d in self.celery_teams()]
+        names += [n for n, on in (("redis-domains", self.redis_domains()), ("kafka-standin", self.kafka_domains())) if on]
         return names + list(self.airflow_components()) + list(self.team_components())
+
+    # -- the domains' Redis and the Kafka stand-in ----------------------------------
+    def redis_domains(self) -> list[str]:
+        return redis_domains(self.config.domains)
+
+    def kafka_domains(self) -> list[str]:
+        return [d for d in self.config.domains if "kafka" in declared_services(d)]
+
+    def domain_redis(self) -> DomainRedis:
+        """One server; per domain that declares ``services: [redis]`` an ACL user on its prefix."""
+        cfg = self.config
+        users = {d: cfg.secrets.domain_redis_passwords[d] for d in self.redis_domains()}
+        return DomainRedis(cfg.domain_redis_port, cfg.domain_redis_dir, cfg.secrets.domain_redis_admin_password, users)
+
+    def start_domain_services(self) -> None:
+        """Before the settings are applied: the Kafka connections need the stand-in's address."""
+        cfg = self.config
+        if self.redis_domains():
+            r = self.domain_redis()
+            r.prepare()
+            self._start_proc("redis-domains", r.command())
+            r.wait_ready()
+            self.say(f"domain Redis on 127.0.0.1:{r.port}, ACL users: {', '.join(sorted(r.users))}")
+        if self.kafka_domains():
+            proc = self.proc("kafka-standin")
+            if not proc.running():
+                cfg.kafka_bootstrap_file.unlink(missing_ok=True)
+            self._start_proc("kafka-standin", kafka_standin.command(cfg.kafka_bootstrap_file))
+            bootstrap = kafka_standin.wait_bootstrap(cfg.kafka_bootstrap_file, alive=proc.running)
+            self.say(f"Kafka stand-in (librdkafka mock cluster) at {bootstrap}, for: {', '.join(self.kafka_domains())}")
 
     # -- per-team runtime (Celery) ---------------------------------------------------
     def celery_teams(self) -> list[str]:
@@ -140,6 +173,7 @@ class LocalPlatform:
             self.airflow("db", "migrate")
             self.airflow("teams", "sync")
             self.say(f"teams: {', '.join(cfg.domains)}")
+        self.start_domain_services()
         counts = self.apply_settings()
         self.say(f"team-scoped settings applied: {counts}")
         for d in cfg.domains:
