@@ -21,7 +21,8 @@ rows, and ``mae_vs_baseline`` (1 - MAE / baseline MAE: the share of the baseline
 removed).
 
 Registry (table ``model_registry``): every version is stored with its artifact, metrics and
-decision; a version is promoted (``is_current``) only when it beats the naive baseline and
+decision, and reported by an ``aurora.model.trained`` event on topic ``aurora.training``
+written to the outbox in the same transaction; a version is promoted (``is_current``) only when it beats the naive baseline and
 the current version on the hold-out. One version per model and run key: a rerun of the same
 run returns the stored version and trains nothing.
 
@@ -73,12 +74,19 @@ from domains.aurora.features import (
     read_history,
     user_features,
 )
+from shared.outbox import Event, add_events
 
 MODEL_NAMES = {"energy": "aurora_energy", "mood": "aurora_mood", "sleep_quality": "aurora_sleep_quality"}
 ALGORITHMS = {"energy": "xgboost", "mood": "lightgbm", "sleep_quality": "sklearn-hgb"}
 FORMATS = {"xgboost": "xgboost-ubj", "lightgbm": "lightgbm-text", "sklearn-hgb": "sklearn-joblib"}
 PREDICTION_COLUMNS = {"energy": "predicted_energy", "mood": "predicted_mood", "sleep_quality": "predicted_sleep_quality"}
 HOLDOUT_DAYS = 14
+# Every registered version is reported on this topic (shared/outbox.py envelope), written in the
+# registry's own transaction: data.model_name, version, promoted, is_current, decision, metrics,
+# baseline_metrics, current_metrics, run_key, as_of, holdout_from, training_rows, holdout_rows.
+TRAINING_TOPIC = "aurora.training"
+TRAINING_EVENT = "aurora.model.trained"
+TRAINING_SOURCE = "aurora/ml_training_pipeline"
 ENERGY_STEP_HOURS = 2
 ENERGY_STEPS = 12  # 24 hours ahead
 THREADS = 2
@@ -338,6 +346,13 @@ def register(conn, target: str, result: TrainingResult, run_key: str, as_of) -> 
              None if current_metrics is None else json.dumps(current_metrics), result.training_rows,
              result.holdout_rows, result.holdout_from.to_pydatetime(), promoted, decision, promoted),
         )
+        add_events(cur, [Event(TRAINING_TOPIC, TRAINING_EVENT, key=name, dedup_key=f"{name}|v{version}", data={
+            "model_name": name, "version": version, "target": target, "promoted": promoted, "is_current": promoted,
+            "decision": decision, "metrics": m, "baseline_metrics": b, "current_metrics": current_metrics,
+            "run_key": run_key, "as_of": _ts(as_of).isoformat(), "holdout_from": result.holdout_from.isoformat(),
+            "training_rows": result.training_rows, "holdout_rows": result.holdout_rows,
+            "algorithm": result.model.algorithm, "artifact_format": result.model.artifact_format,
+        })], source=TRAINING_SOURCE)
     conn.commit()
     return RegistryEntry(name, version, run_key, promoted, promoted, decision, m, b, current_metrics)
 
