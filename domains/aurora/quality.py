@@ -32,6 +32,7 @@ the other groups over all their rows. Critical findings are mailed (``alert``).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,6 +51,8 @@ from domains.aurora.app import (
     SUBSCRIPTION_TIERS,
     XP_PER_LEVEL_UNIT,
 )
+
+log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "error", "warning")
 GROUPS = ("life_events", "users", "integrations", "gamification")
@@ -309,3 +312,54 @@ def mark_alerted(conn, run_key: str, to: list[str]) -> None:
     with conn.cursor() as cur:
         cur.execute("UPDATE quality_runs SET alert_sent_at = now(), alert_to = %s WHERE run_key = %s", (to, run_key))
     conn.commit()
+
+
+# -- the DAG's steps ----------------------------------------------------------------------------------
+def check_group(group: str, as_of) -> list[dict[str, Any]]:
+    """One check group against ``aurora_postgres``: a finding per check."""
+    from contextlib import closing
+
+    from domains.aurora.db import DATABASE
+
+    with closing(DATABASE.connect()) as conn:
+        findings = run_group(conn, group, as_of)
+    for f in findings:
+        if not f["passed"]:
+            log.warning("%s [%s]: %d of %d rows fail (%s), e.g. %s", f["check_name"], f["severity"],
+                        f["failed_rows"], f["checked_rows"], f["description"], f["sample_ids"])
+    return findings
+
+
+def store_quality_report(run_key: str, as_of, groups: list[list[dict]]) -> dict[str, Any]:
+    from contextlib import closing
+
+    from domains.aurora.db import DATABASE
+    from shared.lineage import record_postgres_io
+
+    findings = [f for g in groups for f in g]
+    hook = DATABASE.hook()
+    with closing(DATABASE.connect(hook)) as conn:
+        summary = store_report(conn, run_key, as_of, findings)
+    record_postgres_io(hook, outputs=["quality_runs", "quality_results"])
+    log.info("quality report %s: %s", run_key, summary)
+    return {"run_key": run_key, **summary, "findings": [f for f in findings if not f["passed"]]}
+
+
+def send_critical_alerts(report: dict[str, Any], as_of, context) -> dict[str, Any]:
+    """Mail the critical findings (check, count, sample ids), once per run; nothing otherwise."""
+    from contextlib import closing
+
+    from domains.aurora.db import DATABASE
+    from shared.notifications import send_alert
+
+    crit = critical_findings(report["findings"])
+    if not crit:
+        return {"sent": False, "reason": "no critical finding"}
+    run_key = report["run_key"]
+    with closing(DATABASE.connect()) as conn:
+        if not alert_pending(conn, run_key):
+            return {"sent": False, "reason": "already sent for this run"}
+        facts, tables = alert_facts(run_key, as_of, crit)
+        to = send_alert("aurora", f"data quality: {len(crit)} critical check(s) failed", facts, tables, context)
+        mark_alerted(conn, run_key, to)
+    return {"sent": True, "to": to, "checks": [f["check_name"] for f in crit]}

@@ -18,6 +18,8 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
+from domains.aurora.app import as_of_of  # noqa: F401  (the DAG's tasks import it from here)
+
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 90
@@ -26,12 +28,6 @@ KAFKA_CONN_ID = "aurora_kafka"
 MODEL_KEY = "aurora:models:{target}"  # hash: the current version's metadata
 ARTIFACT_KEY = "aurora:models:{target}:v{version}"  # the version's artifact (native format), immutable
 SNAPSHOT_TABLES = ("users", "events", "sleep", "exercise", "friends")
-
-
-def as_of_of(context) -> datetime:
-    """What a run covers up to: the end of its data interval, else its logical date, else when
-    it was triggered (a manual run without a logical date)."""
-    return context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
 
 
 def extract_training_data(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) -> dict[str, Any]:
