@@ -80,12 +80,15 @@ def test_every_planted_defect_is_reported_and_only_critical_ones_are_mailed_once
 
 
 def test_errors_and_warnings_are_reported_without_a_mail(domain_db, mail_sink):
+    """The DAG's steps called directly (no scheduler run needed): no critical finding, no mail."""
+    from domains.aurora import quality
+
     db = domain_db("aurora")
     kinds = [k for k, check in DEFECT_KINDS.items() if CHECKS_BY_NAME[check].severity != "critical"]
     expected = load_with(kinds)
-    dr, states = run_dag(DAG_ID, logical_date=AS_OF)
-    assert dr.state == "success", states
-    failed = {r[0]: r[1] for r in query(db, "SELECT check_name, severity FROM quality_results WHERE NOT passed")}
-    assert set(failed) == set(expected) and "critical" not in failed.values()
-    assert query(db, "SELECT status, alert_sent_at FROM quality_runs") == [("error", None)]
+    groups = [quality.check_group(g, AS_OF) for g in quality.GROUPS]
+    report = quality.store_quality_report("manual", AS_OF, groups)
+    assert {f["check_name"] for f in report["findings"]} == set(expected)
+    assert quality.send_critical_alerts(report, AS_OF, {}) == {"sent": False, "reason": "no critical finding"}
+    assert query(db, "SELECT status, critical, alert_sent_at FROM quality_runs") == [("error", 0, None)]
     assert mail_sink.messages() == []

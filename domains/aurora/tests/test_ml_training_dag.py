@@ -117,3 +117,13 @@ def test_models_beat_the_baseline_are_published_and_a_rerun_changes_nothing(auro
     stored = query(db, "SELECT version, promoted, is_current, metrics ? 'mae', current_metrics->>'version'"
                        " FROM model_registry WHERE model_name = 'aurora_mood' ORDER BY version")
     assert stored[:2] == [(1, True, not better.promoted, True, None), (2, False, False, True, "1")]
+
+
+def test_redis_down_fails_the_publish_clearly_for_a_retry(domain_db, domain_redis):
+    from domains.aurora.training import publish_training_results
+    from shared.redis_store import RedisUnavailable
+
+    domain_db("aurora")
+    domain_redis.stop()
+    with pytest.raises(RedisUnavailable, match="unreachable.*retries"):
+        publish_training_results("a-run", [])
