@@ -28,3 +28,23 @@ def query(db: dict, sql: str, params=()) -> list[tuple]:
             return cur.fetchall()
     finally:
         conn.close()
+
+
+# small models: the tests check the pipelines, not the models' quality (aurora-data's tests do)
+FAST_PARAMS = {"energy": {"n_estimators": 40}, "mood": {"n_estimators": 40}, "sleep_quality": {"max_iter": 40}}
+
+
+def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> dict:
+    """Train and register (promote) the three models on the loaded data, as ml_training_pipeline does."""
+    import pandas as pd
+
+    from domains.aurora import models
+    from domains.aurora.db import DATABASE
+    from domains.aurora.features import read_history, training_sets
+
+    as_of = pd.Timestamp(end, tz="UTC")
+    with closing(DATABASE.connect()) as conn:
+        history = read_history(conn, as_of - pd.Timedelta(days=60), as_of)
+        sets = training_sets(history)
+        return {t: models.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
+                for t in models.MODEL_NAMES}
