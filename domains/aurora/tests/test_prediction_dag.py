@@ -108,7 +108,7 @@ def test_predictions_saved_cached_published_once_and_a_rerun_changes_nothing(aur
                      " predicted_at FROM predictions") == rows or sorted(rows) == sorted(
         query(db, "SELECT user_id, target, target_date, horizon_hours, target_time, predicted_value, as_of,"
                   " predicted_at FROM predictions"))
-    assert query(db, "SELECT count(*) FROM event_outbox") == [(3 * len(cohort),)]
+    assert query(db, "SELECT count(*) FROM event_outbox WHERE topic = 'aurora.predictions'") == [(3 * len(cohort),)]
     assert xcom(dr, "publish_prediction_events")["published"] == 0
 
 
