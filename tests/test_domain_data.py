@@ -3,6 +3,11 @@ gets its dataset loaded into its own database through its own connection, once p
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import psycopg2
 
 from devplatform.config import PlatformConfig, domain_db_role
@@ -10,9 +15,12 @@ from devplatform.platform import LocalPlatform
 from devplatform.standin import free_ports
 
 
-def test_generate_data_loads_the_domains_dataset_once(tmp_path):
+def test_generate_data_loads_the_domains_dataset_once():
     (pg_port,) = free_ports(1)
-    platform = LocalPlatform(PlatformConfig(state=tmp_path / "state", pg_port=pg_port), quiet=True)
+    # its own folder that PostgreSQL's system user may traverse (pytest's tmp_path is 0700)
+    state = Path(tempfile.mkdtemp(prefix="domain-data-platform-"))
+    os.chmod(state, 0o711)
+    platform = LocalPlatform(PlatformConfig(state=state, pg_port=pg_port), quiet=True)
     said: list[str] = []
     platform.say = said.append
     try:
@@ -37,3 +45,4 @@ def test_generate_data_loads_the_domains_dataset_once(tmp_path):
         assert not platform.generate_data("referral")  # no generator: nothing run
     finally:
         platform.stop()
+        shutil.rmtree(state, ignore_errors=True)
