@@ -162,9 +162,19 @@ def publish_outbox(
     with the count; nothing is raised for that, the rows wait for the next publish.
     """
     from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
-    from confluent_kafka import KafkaException
 
     producer = KafkaProducerHook(kafka_config_id=kafka_conn_id).get_producer()
+    try:
+        return _publish(conn, producer, kafka_conn_id, batch_size, probe_timeout, flush_timeout)
+    finally:
+        producer.purge()  # nothing is left after the flushes; a failed batch's rows stay unpublished
+        producer.close()  # no client left reconnecting to a broker that is down
+
+
+def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, probe_timeout: float,
+             flush_timeout: float) -> PublishResult:
+    from confluent_kafka import KafkaException
+
     try:
         producer.list_topics(timeout=probe_timeout)
     except KafkaException as e:

@@ -35,9 +35,7 @@ FAST_PARAMS = {"energy": {"n_estimators": 40}, "mood": {"n_estimators": 40}, "sl
 
 
 def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> dict:
-    """Train and register (promote) the three models on the loaded data, as ml_training_pipeline does,
-    and publish the registry's ``aurora.model.trained`` events (as its last task does), so the
-    outbox holds only what the pipeline under test adds."""
+    """Train and register (promote) the three models on the loaded data, as ml_training_pipeline does."""
     import pandas as pd
 
     from domains.aurora import models
@@ -48,9 +46,5 @@ def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> 
     with closing(DATABASE.connect()) as conn:
         history = read_history(conn, as_of - pd.Timedelta(days=60), as_of)
         sets = training_sets(history)
-        entries = {t: models.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
-                   for t in models.MODEL_NAMES}
-        from shared.outbox import publish_outbox
-
-        assert publish_outbox(conn, "aurora_kafka").waiting == 0
-        return entries
+        return {t: models.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
+                for t in models.MODEL_NAMES}
