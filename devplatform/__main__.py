@@ -77,6 +77,13 @@ def cmd_prepare_db(args) -> None:
     print(json.dumps(out))
 
 
+def cmd_generate_data(args) -> None:
+    from devplatform.platform import LocalPlatform
+
+    if not LocalPlatform().generate_data(args.domain, args.generator_args):
+        raise SystemExit(f"domain {args.domain!r} has no generator (domains/{args.domain}/generator.py)")
+
+
 def cmd_settings_env(args) -> None:
     """Team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines, e.g. for Astro's .env.
 
@@ -133,6 +140,14 @@ def cmd_serve_standin(args) -> None:
     spec = next(s for s in settings.load(args.domain, cfg.settings_vars())["standins"] if s["name"] == args.name)
     app = load_factory(spec["app"])(**(spec.get("kwargs") or {}))
     uvicorn.run(app, host="127.0.0.1", port=args.port or int(spec["port"]), log_level="info")
+
+
+def cmd_kafka_standin(args) -> None:
+    from pathlib import Path
+
+    from devplatform.kafka_standin import serve
+
+    serve(Path(args.bootstrap_file))
 
 
 def cmd_parse(args) -> None:
@@ -192,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--local", dest="local", action="store_true",
                       help="the local platform's values and the files' development defaults")
     s.set_defaults(fn=cmd_settings_env, local=False)
+    s = sub.add_parser("generate-data", help="load a domain's generated dataset into its local database")
+    s.add_argument("domain")
+    s.add_argument("generator_args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_generate_data)
     s = sub.add_parser("smtp-sink")
     s.add_argument("--port", type=int, default=1025)
     s.add_argument("--dir", required=True)
@@ -204,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("lineage", help="the lineage explorer's commands: load FILE | purge")
     s.add_argument("args", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_lineage)
+    s = sub.add_parser("kafka-standin")
+    s.add_argument("--bootstrap-file", required=True)
+    s.set_defaults(fn=cmd_kafka_standin)
     args = ap.parse_args(argv)
     args.fn(args)
 

@@ -27,6 +27,7 @@ DEFAULT_TRIGGER_LOG_PORT = 8794
 DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
+DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
 
 
 def dockerfile_env(text: str | None = None) -> dict[str, str]:
@@ -104,6 +105,10 @@ class Secrets:
     # Per team: the password of its own Redis (Celery broker + result backend) and of its Flower.
     redis_passwords: dict[str, str] = field(default_factory=dict)
     flower_passwords: dict[str, str] = field(default_factory=dict)
+    # The domains' Redis (devplatform.domain_redis): its admin (``default`` user) password and
+    # each domain's ACL user's password.
+    domain_redis_admin_password: str = ""
+    domain_redis_passwords: dict[str, str] = field(default_factory=dict)
     # Only the pre-Celery set-up (``PLATFORM_EXECUTOR=local``) signs task tokens with a
     # shared secret; the Celery set-up signs with an Ed25519 key (``jwt_private_key``).
     jwt_secret: str = ""
@@ -120,11 +125,12 @@ class Secrets:
         changed = not data
         data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
-        for key in ("lineage_db_password", "lineage_platform_key"):
+        for key in ("lineage_db_password", "lineage_platform_key", "domain_redis_admin_password"):
             if not data.get(key):
                 data[key] = secrets.token_urlsafe(32)
                 changed = True
-        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords", "lineage_ingest_keys"):
+        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords", "lineage_ingest_keys",
+                    "domain_redis_passwords"):
             pw = data.setdefault(key, {})
             for d in domains:
                 if d not in pw:
@@ -247,6 +253,24 @@ class PlatformConfig:
         base = int(os.environ.get("PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT))
         return self.redis_ports.get(domain, base + self.domains.index(domain))
 
+    @property
+    def domain_redis_port(self) -> int:
+        """The domains' Redis (one server, one ACL user per domain): ``PLATFORM_DOMAIN_REDIS_PORT``."""
+        return int(os.environ.get("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT))
+
+    @property
+    def domain_redis_dir(self) -> Path:
+        return self.state / "redis" / "_domains"
+
+    @property
+    def kafka_bootstrap_file(self) -> Path:
+        """Where the Kafka stand-in publishes the address librdkafka chose for it."""
+        return self.run_dir / "kafka-bootstrap"
+
+    def kafka_bootstrap(self) -> str | None:
+        path = self.kafka_bootstrap_file
+        return path.read_text().strip() or None if path.exists() else None
+
     def flower_port(self, domain: str) -> int:
         base = int(os.environ.get("PLATFORM_FLOWER_PORT", DEFAULT_FLOWER_PORT))
         return self.flower_ports.get(domain, base + self.domains.index(domain))
@@ -284,6 +308,14 @@ class PlatformConfig:
             out[f"{d.upper()}_DB_PASSWORD"] = pw
         for d in self.domains:  # the team's data (e.g. hss_workflow's songs), readable by its worker
             out[f"{d.upper()}_DATA_DIR"] = str(self.tenant_dir(d) / "data")
+        out["PLATFORM_REDIS_HOST"] = "127.0.0.1"
+        out["PLATFORM_REDIS_PORT"] = str(self.domain_redis_port)
+        for d, pw in s.domain_redis_passwords.items():
+            out[f"{d.upper()}_REDIS_PASSWORD"] = pw
+        bootstrap = self.kafka_bootstrap()
+        if bootstrap:
+            for d in self.domains:
+                out[f"{d.upper()}_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         return out
 
     def airflow_env(self) -> dict[str, str]:

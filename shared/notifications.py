@@ -100,3 +100,28 @@ def send_summary(
             from_email=hook.from_email or "airflow@platform.local",
         )
     return to
+
+
+def send_alert(
+    domain: str,
+    subject: str,
+    facts: Mapping[str, Any],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] = {},
+    context: Mapping[str, Any] | None = None,
+    to: Sequence[str] | None = None,
+) -> list[str]:
+    """Mail an alert (a summary, as :func:`send_summary` lays it out) to the domain's
+    recipients through the SMTP provider's ``SmtpNotifier``, with the task's ``context``.
+    The report's text is sent verbatim (never rendered as a template). Returns the recipients."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    to = list(to or recipients(domain))
+    report = html.escape(render_summary(subject, facts, tables), quote=False)
+    notifier = SmtpNotifier(
+        smtp_conn_id=SMTP_CONN_ID,
+        to=to,
+        subject=f"{{% raw %}}[{domain}] ALERT {subject}{{% endraw %}}",
+        html_content=f"{{% raw %}}<pre>{report}</pre>{{% endraw %}}",
+    )
+    notifier(dict(context or {}))
+    return to

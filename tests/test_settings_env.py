@@ -33,7 +33,7 @@ def deployed_placeholders() -> dict[str, list[str]]:
 def deploy_values() -> dict[str, str]:
     """A distinct, recognisable production value for every placeholder."""
     values = {name: f"prod-{name.lower()}" for name in deployed_placeholders()}
-    values.update(PLATFORM_PG_HOST="db.prod.internal", PLATFORM_PG_PORT="6432")
+    values.update(PLATFORM_PG_HOST="db.prod.internal", PLATFORM_PG_PORT="6432", PLATFORM_REDIS_PORT="6380")
     return values
 
 

@@ -1,0 +1,152 @@
+"""Benchmark (not a test): aurora's feature engineering and predictions at scale.
+
+One process, on its own embedded PostgreSQL 18, domain Redis (ACL user ``aurora``) and Kafka
+stand-in, all on free ports: a generated dataset of USERS users and DAYS days is loaded, the
+three models are trained on a sample of users (not timed: ml_training_pipeline's job), then
+the task bodies of ``feature_engineering_pipeline`` and ``prediction_pipeline`` run one
+after the other, as their tasks would (the four feature groups, the feature store, the
+cohort, the three predictions, save + outbox, Redis cache, publish). For each step: wall
+time, rows out and rows/s, and the process's peak RSS so far (``ru_maxrss``: it only grows,
+so a step's figure is the peak of everything up to it).
+
+``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from devplatform.domain_redis import DomainRedis
+from devplatform.kafka_standin import KafkaStandIn
+from devplatform.pg import PgServer
+from devplatform.standin import free_port
+
+END = date(2026, 11, 30)
+AS_OF_FEATURES = pd.Timestamp("2026-11-30T06:00:00Z")
+AS_OF_PREDICTIONS = pd.Timestamp("2026-11-30T06:00:00Z")
+TRAIN_SAMPLE_USERS = 3000
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def set_connection(conn_id: str, **fields) -> None:
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
+
+
+def step(results: list, name: str, fn, rows_of=lambda r: r):
+    t0 = time.perf_counter()
+    out = fn()
+    took = time.perf_counter() - t0
+    rows = rows_of(out)
+    results.append((name, took, rows, peak_mb()))
+    print(f"  {name:34s} {took:8.1f} s  {rows:>10,} rows  {rows / took if took else 0:>10,.0f} rows/s"
+          f"  peak RSS {peak_mb():8.0f} MB", flush=True)
+    return out
+
+
+def main(users: int = 100_000, days: int = 31) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="aurora-bench-"))
+    os.environ.setdefault("AIRFLOW_HOME", str(tmp / "airflow"))
+    pg = PgServer(tmp / "pgdata", free_port())
+    redis_proc = None
+    kafka = KafkaStandIn(tmp / "kafka")
+    try:
+        pg.start()
+        pg.wait_ready()
+        password = secrets.token_urlsafe(12)
+        pg.ensure_database("aurora", "aurora", password)
+        set_connection("aurora_postgres", conn_type="postgres", host="127.0.0.1", port=pg.port, schema="aurora",
+                       login="aurora", password=password)
+        redis_pw = secrets.token_urlsafe(12)
+        redis = DomainRedis(free_port(), tmp / "redis", secrets.token_urlsafe(12), {"aurora": redis_pw})
+        redis.prepare()
+        redis_proc = subprocess.Popen(redis.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis.wait_ready()
+        set_connection("aurora_redis", conn_type="redis", host="127.0.0.1", port=redis.port, login="aurora",
+                       password=redis_pw)
+        bootstrap = kafka.start()
+        set_connection("aurora_kafka", conn_type="kafka",
+                       extra={"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 60000})
+
+        from domains.aurora import feature_store, models, predictions
+        from domains.aurora.db import DATABASE
+        from domains.aurora.features import read_history, training_sets
+        from domains.aurora.generator import generate, load
+
+        print(f"aurora benchmark: {users:,} users, {days} days ending {END} (PostgreSQL {pg.port}, Redis {redis.port},"
+              f" Kafka {bootstrap})", flush=True)
+        t0 = time.perf_counter()
+        ds = generate(users=users, days=days, end=END)
+        counts = ds.row_counts()
+        with closing(DATABASE.connect()) as conn:
+            load(conn, ds)
+        del ds
+        shown = {k: counts[k] for k in ("users", "life_events", "sleep_records", "exercise_sessions")}
+        print(f"  data generated and loaded in {time.perf_counter() - t0:.0f} s (not timed below): {json.dumps(shown)}",
+              flush=True)
+        t0 = time.perf_counter()
+        with closing(DATABASE.connect()) as conn:
+            as_of = pd.Timestamp(END, tz="UTC")
+            sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
+            sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
+            for target in models.MODEL_NAMES:
+                entry = models.train_target(conn, target, sets[target], "bench", as_of)
+                if not entry.is_current:
+                    raise SystemExit(f"{target}: the trained model was not promoted: {entry.decision}")
+        print(f"  models trained on {len(sample):,} users in {time.perf_counter() - t0:.0f} s (not timed below)",
+              flush=True)
+
+        results: list = []
+        t_all = time.perf_counter()
+        print("feature_engineering_pipeline", flush=True)
+        for group in feature_store.FEATURE_GROUPS:
+            step(results, f"compute_group({group})",
+                 lambda g=group: feature_store.compute_group(g, AS_OF_FEATURES), lambda r: r["users"])
+        step(results, "update_feature_store", lambda: feature_store.update_feature_store(AS_OF_FEATURES),
+             lambda r: r["users"])
+        t_features = time.perf_counter() - t_all
+        print("prediction_pipeline", flush=True)
+        t1 = time.perf_counter()
+        step(results, "get_active_users", lambda: predictions.select_users(AS_OF_PREDICTIONS), lambda r: r["users"])
+        for target in predictions.TARGETS:
+            step(results, f"predict_target({target})",
+                 lambda t=target: predictions.predict_target(t, AS_OF_PREDICTIONS), lambda r: r["rows"])
+        step(results, "save_predictions (+ outbox)", lambda: predictions.save_predictions(AS_OF_PREDICTIONS),
+             lambda r: r["rows"])
+        step(results, "cache_predictions", lambda: predictions.cache_predictions(AS_OF_PREDICTIONS),
+             lambda r: r["users"])
+        step(results, "publish_prediction_events", predictions.publish_events, lambda r: r["published"])
+        t_predictions = time.perf_counter() - t1
+        feature_users = next(r[2] for r in results if r[0] == "update_feature_store")
+        prediction_rows = next(r[2] for r in results if r[0].startswith("save_predictions"))
+        print(f"feature engineering: {t_features:.1f} s for {feature_users:,} users "
+              f"({feature_users / t_features:,.0f} users/s)")
+        print(f"predictions: {t_predictions:.1f} s for {prediction_rows:,} prediction rows "
+              f"({prediction_rows / t_predictions:,.0f} rows/s)")
+        print(f"peak RSS of the whole run: {peak_mb():,.0f} MB")
+    finally:
+        kafka.stop()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))

@@ -1,0 +1,230 @@
+"""``prediction_pipeline``'s steps: who gets predictions, the three predictions, where they go.
+
+1. :func:`select_users`: active premium and pro users at the run (kept under the run's key).
+2. :func:`predict_target` (one task per target, in parallel), with the current model of
+   :mod:`domains.aurora.models`: energy 24 hours ahead at 2-hour steps (12 rows a user),
+   the day's mood, tonight's sleep quality.
+3. :func:`save_predictions`: upsert into ``predictions`` (key: user, target, target day,
+   horizon) and, in the SAME transaction, one event per user and target into the outbox
+   (:mod:`shared.outbox`). A rerun with the same data and models changes no row and adds no
+   event (the event id is derived from the prediction itself).
+4. :func:`cache_predictions`: each user's predictions of the day as one Redis hash
+   ``aurora:predictions:<user_id>`` (replaced atomically, TTL ``CACHE_TTL_SECONDS``).
+5. :func:`publish_events`: the outbox to Kafka (``aurora_kafka``); with the broker down the
+   events wait in the outbox and the task still succeeds.
+
+Event ``aurora.prediction.created`` on topic ``aurora.predictions`` (envelope: shared/outbox.py),
+``key`` = the user id, ``data``::
+
+    {"user_id": 42, "target": "energy", "target_date": "2026-11-30", "as_of": "...",
+     "model_name": "aurora_energy", "model_version": 3,
+     "predictions": [{"horizon_hours": 2, "target_time": "2026-11-30T08:00:00+00:00", "value": 6.41}, ...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from contextlib import closing
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("energy", "mood", "sleep_quality")
+TOPIC = "aurora.predictions"
+EVENT_TYPE = "aurora.prediction.created"
+SOURCE = "aurora/prediction_pipeline"
+KAFKA_CONN_ID = "aurora_kafka"
+REDIS_CONN_ID = "aurora_redis"
+KEY_PREFIX = "aurora:predictions:"
+CACHE_TTL_SECONDS = 36 * 3600  # until well after the next daily run
+CHUNK_USERS = 10_000
+COLUMNS = ["user_id", "target", "target_date", "horizon_hours", "target_time", "predicted_value", "model_name",
+           "model_version", "as_of"]
+KEY = ["user_id", "target", "target_date", "horizon_hours"]
+
+
+def _utc(as_of) -> pd.Timestamp:
+    ts = pd.Timestamp(as_of)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def run_key(as_of) -> str:
+    return f"predictions:{_utc(as_of).isoformat()}"
+
+
+# -- 1. the cohort --------------------------------------------------------------------------------
+def select_users(as_of) -> dict:
+    """Active premium and pro users (the app's ``PREDICTION_TIERS``), kept for the next tasks."""
+    from domains.aurora.app import PREDICTION_TIERS
+    from domains.aurora.datasets import save_frame
+    from domains.aurora.db import DATABASE
+
+    with closing(DATABASE.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM users WHERE is_active AND subscription_tier = ANY(%s) ORDER BY id",
+                        (list(PREDICTION_TIERS),))
+            ids = [r[0] for r in cur.fetchall()]
+        save_frame(conn, run_key(as_of), "cohort", _utc(as_of).to_pydatetime(),
+                   pd.DataFrame({"user_id": np.asarray(ids, dtype="int64")}))
+    log.info("%d active premium/pro user(s) get predictions at %s", len(ids), _utc(as_of))
+    return {"users": len(ids), "as_of": _utc(as_of).isoformat()}
+
+
+def cohort(conn, as_of) -> list[int]:
+    from domains.aurora.datasets import load_frame
+
+    return [int(u) for u in load_frame(conn, run_key(as_of), "cohort")["user_id"]]
+
+
+# -- 2. predictions ----------------------------------------------------------------------------------
+def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
+    """A ``models.predict`` frame as ``predictions`` rows."""
+    from domains.aurora.models import PREDICTION_COLUMNS
+
+    as_of = _utc(as_of)
+    out = pd.DataFrame({"user_id": frame["user_id"].astype("int64").to_numpy(), "target": target})
+    if target == "energy":
+        out["target_date"] = as_of.date()
+        out["horizon_hours"] = frame["horizon_hours"].astype(int).to_numpy()
+        out["target_time"] = pd.to_datetime(frame["target_time"], utc=True).to_numpy()
+    else:
+        out["target_date"] = pd.to_datetime(frame["target_date"]).dt.date.to_numpy()
+        out["horizon_hours"] = 0  # a daily target: no target_time (NULL)
+    out["predicted_value"] = frame[PREDICTION_COLUMNS[target]].astype(float).round(6).to_numpy()
+    out["model_name"] = frame["model_name"].to_numpy()
+    out["model_version"] = frame["model_version"].astype(int).to_numpy()
+    out["as_of"] = as_of
+    return out[[c for c in COLUMNS if c in out.columns]]
+
+
+def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
+    """Task body: the target's predictions for the cohort with the current model."""
+    from domains.aurora import models
+    from domains.aurora.datasets import save_frame
+    from domains.aurora.db import DATABASE
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
+    with closing(DATABASE.connect()) as conn:
+        users = cohort(conn, as_of)
+        model = models.load_current(conn, target)  # NoCurrentModel: train first (clear message)
+        parts = [to_rows(target, models.predict(conn, target, _utc(as_of), users[i:i + chunk], model=model), as_of)
+                 for i in range(0, len(users), chunk)]
+        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+        save_frame(conn, run_key(as_of), f"predictions:{target}", _utc(as_of).to_pydatetime(), rows)
+    log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
+             model.version)
+    return {"target": target, "users": len(users), "rows": len(rows), "model_name": model.name,
+            "model_version": model.version}
+
+
+# -- 3. PostgreSQL + outbox, one transaction -------------------------------------------------------
+def events_for(rows: pd.DataFrame):
+    """One outbox event per (user, target, target day); its id changes only when the prediction does."""
+    from shared.outbox import Event
+
+    rows = rows.sort_values(["user_id", "target", "target_date", "horizon_hours"], kind="stable")
+    for (uid, target, day), g in rows.groupby(["user_id", "target", "target_date"], sort=False):
+        preds = [{"horizon_hours": int(h), "target_time": None if pd.isna(t) else pd.Timestamp(t).isoformat(),
+                  "value": float(v)}
+                 for h, t, v in zip(g["horizon_hours"], g["target_time"], g["predicted_value"], strict=True)]
+        first = g.iloc[0]
+        data = {"user_id": int(uid), "target": target, "target_date": str(day),
+                "as_of": pd.Timestamp(first["as_of"]).isoformat(), "model_name": first["model_name"],
+                "model_version": int(first["model_version"]), "predictions": preds}
+        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds],
+                                           sort_keys=True).encode()).hexdigest()[:16]
+        yield Event(TOPIC, EVENT_TYPE, str(int(uid)), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
+
+
+def save_predictions(as_of) -> dict:
+    """Task body: the three targets' rows upserted and their events added, committed together."""
+    from domains.aurora.datasets import load_frame
+    from domains.aurora.db import DATABASE
+    from shared.db import bulk_upsert
+    from shared.outbox import add_events
+
+    with closing(DATABASE.connect()) as conn:
+        rows = pd.concat([load_frame(conn, run_key(as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
+        if rows.empty:
+            conn.commit()
+            return {"rows": 0, "inserted": 0, "updated": 0, "events": 0}
+        rows = rows.reindex(columns=COLUMNS)
+        rows["target_time"] = pd.to_datetime(rows["target_time"], utc=True)
+        for col in ("user_id", "horizon_hours", "model_version"):  # stored as numbers: back to integers
+            rows[col] = rows[col].astype("int64")
+        result = bulk_upsert(conn, "predictions", COLUMNS, rows, key=KEY, commit=False)
+        with conn.cursor() as cur:
+            added = add_events(cur, events_for(rows), source=SOURCE)
+        conn.commit()
+    log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",
+             len(rows), result.inserted, result.updated, added)
+    return {"rows": len(rows), "inserted": result.inserted, "updated": result.updated, "events": added}
+
+
+# -- 4. Redis -----------------------------------------------------------------------------------------
+def cache_predictions(as_of) -> dict:
+    """Task body: per cohort user one hash of the day's predictions (as saved in PostgreSQL)."""
+    from domains.aurora.db import DATABASE
+    from shared.redis_store import connect, replace_hashes
+
+    as_of = _utc(as_of)
+    client = connect(REDIS_CONN_ID)  # fails clearly before any work when Redis is down
+    with closing(DATABASE.connect()) as conn:
+        users = cohort(conn, as_of)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT user_id, target, target_date, target_time, predicted_value, model_version"
+                " FROM predictions WHERE as_of = %s AND user_id = ANY(%s) ORDER BY user_id, target, horizon_hours",
+                (as_of.to_pydatetime(), users),
+            )
+            rows = cur.fetchall()
+        conn.commit()
+    hashes: dict[str, dict] = {}
+    for uid, target, day, t, value, version in rows:
+        h = hashes.setdefault(f"{KEY_PREFIX}{uid}", {"as_of": as_of.isoformat(), "models": {}})
+        h["models"][target] = version
+        if target == "energy":
+            h.setdefault("energy", []).append([t.isoformat(), value])
+            h["energy_date"] = day.isoformat()
+        else:
+            h[target] = value
+            h[f"{target}_date"] = day.isoformat()
+    encoded = {k: {f: (json.dumps(v) if isinstance(v, list | dict) else v) for f, v in h.items()}
+               for k, h in hashes.items()}
+    written = replace_hashes(client, encoded, ttl=CACHE_TTL_SECONDS)
+    log.info("cached the predictions of %d user(s) in Redis (TTL %d s)", written, CACHE_TTL_SECONDS)
+    return {"users": written, "ttl_seconds": CACHE_TTL_SECONDS}
+
+
+def read_cached(client, user_id: int) -> dict:
+    raw = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in client.hgetall(f"{KEY_PREFIX}{user_id}").items()}
+    out: dict = dict(raw)
+    for field in ("energy", "models"):
+        if field in out:
+            out[field] = json.loads(out[field])
+    for field in ("mood", "sleep_quality"):
+        if field in out:
+            out[field] = float(out[field])
+    return out
+
+
+# -- 5. Kafka --------------------------------------------------------------------------------------------
+def publish_events() -> dict:
+    """Task body: every waiting outbox event to Kafka; a broker outage leaves them waiting."""
+    from domains.aurora.db import DATABASE
+    from shared.outbox import publish_outbox
+
+    with closing(DATABASE.connect()) as conn:
+        result = publish_outbox(conn, KAFKA_CONN_ID)
+    return {"published": result.published, "waiting": result.waiting, "broker_reachable": result.broker_reachable}
+
+
+def as_of_of(context) -> datetime:
+    return context["data_interval_end"] or context["logical_date"]

@@ -1,0 +1,92 @@
+"""Redis for the domains: a checked connection through the provider's RedisHook, and hashes
+replaced atomically so a reader never sees a half-written key.
+
+    client = connect("aurora_redis")          # RedisUnavailable (clear message) if unreachable
+    replace_hashes(client, {"aurora:features:42": {"activity_count_7d": 31, ...}}, ttl=None)
+
+The connection's login is the domain's Redis ACL user (``devplatform/domain_redis.py``):
+the provider's ``RedisHook`` passes it as the username. Keys must carry the domain's prefix;
+any other key is refused by the server (``NOPERM``).
+
+:func:`replace_hashes` sends ``DEL key`` + ``HSET key ...`` (+ ``EXPIRE``) for a batch of keys
+inside one ``MULTI``/``EXEC`` transaction: Redis runs the batch as one step, so a reader sees
+either a key's old hash or its new one, never a mix and never fields left from the old one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+BATCH = 1000
+
+
+class RedisUnavailable(RuntimeError):
+    """The domain's Redis could not be reached: transient, the task's retries try again."""
+
+
+def connect(conn_id: str) -> Any:
+    """A ``redis.Redis`` client from the provider's hook, checked with ``PING``."""
+    import redis
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    hook = RedisHook(redis_conn_id=conn_id)
+    client = hook.get_conn()
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        raise RedisUnavailable(
+            f"Redis of connection {conn_id!r} at {hook.host}:{hook.port} is unreachable ({e}); "
+            "nothing was written, the task's retries try again"
+        ) from e
+    return client
+
+
+def _fields(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Redis stores strings: None and NaN are left out (a missing field means unknown)."""
+    out = {}
+    for k, v in mapping.items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        out[k] = v.item() if hasattr(v, "item") else v
+    return out
+
+
+def _batches(items: Iterable[tuple[str, Mapping[str, Any]]], size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def replace_hashes(client: Any, hashes: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]],
+                   ttl: int | None = None, batch_size: int = BATCH) -> int:
+    """Replace each key's hash (old fields removed), ``batch_size`` keys per transaction.
+
+    Returns the number of keys written. A connection failure raises :class:`RedisUnavailable`;
+    batches already written are complete (each one is all-or-nothing)."""
+    import redis
+
+    items = hashes.items() if isinstance(hashes, Mapping) else hashes
+    written = 0
+    try:
+        for batch in _batches(items, batch_size):
+            with client.pipeline(transaction=True) as pipe:
+                for key, mapping in batch:
+                    fields = _fields(mapping)
+                    pipe.delete(key)
+                    if fields:
+                        pipe.hset(key, mapping=fields)
+                        if ttl:
+                            pipe.expire(key, ttl)
+                pipe.execute()
+            written += len(batch)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        raise RedisUnavailable(f"Redis became unreachable after {written} key(s) were written ({e}); "
+                               "the task's retries write them again") from e
+    return written
