@@ -55,7 +55,7 @@ def test_airflow_settings_uses_the_astro_schema():
 
 
 def test_each_domain_declares_prefixed_settings_and_they_emit_team_scoped_env():
-    values = {f"{d.upper()}_DB_PASSWORD": "pw" for d in domain_names()}
+    values = {f"{d.upper()}_{kind}_PASSWORD": "pw" for d in domain_names() for kind in ("DB", "REDIS")}
     env = settings.as_env(domain_names(), values)
     for d in domain_names():
         s = settings.load(d, values)
