@@ -224,7 +224,8 @@ class LocalPlatform:
     def apply_settings(self) -> dict:
         out = subprocess.run(
             [sys.executable, "-m", "devplatform", "apply-settings", "--json"],
-            env=self.env(),
+            # the domains' Redis port of this platform (its connections name it)
+            env={**self.env(), "PLATFORM_DOMAIN_REDIS_PORT": str(self.config.domain_redis_port)},
             cwd=ROOT,
             check=True,
             capture_output=True,
