@@ -56,9 +56,10 @@ def make(executor: str) -> LocalPlatform:
     for p in (state / "bundles", folder):
         os.chmod(p, 0o755)
     os.chmod(folder / "bench_six_tasks.py", 0o644)
-    ports = free_ports(4 + 2 * len(teams))
+    ports = free_ports(5 + 2 * len(teams))
     cfg = PlatformConfig(
         state=state, pg_port=ports.pop(), api_port=ports.pop(), smtp_port=ports.pop(), worker_log_port=ports.pop(),
+        domain_redis_port=ports.pop(),
         trigger_log_port=free_port_range(len(teams) + 1, exclude=ports),  # one per triggerer
         bundle_paths={"referral": folder}, executor=executor,
         redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},

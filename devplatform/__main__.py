@@ -27,6 +27,11 @@ def cmd_start(args) -> None:
         for d in p.celery_teams():
             rt = p.team_runtime(d)
             print(f"  {d:14s} {rt.flower_url():28s} {d}:{p.config.secrets.flower_passwords[d]}")
+    if p.redis_domains():
+        print(f"Domain Redis: 127.0.0.1:{p.config.domain_redis_port}, one ACL user per domain "
+              f"({', '.join(p.redis_domains())}), passwords in .local/secrets.json")
+    if p.kafka_domains():
+        print(f"Kafka stand-in (librdkafka mock cluster): {p.config.kafka_bootstrap()}")
     print(f"Mail sink: {p.config.mail_dir} (SMTP on 127.0.0.1:{p.config.smtp_port})")
     if os.environ.get("PLATFORM_OPENLINEAGE") == "file":
         print(f"OpenLineage events: {p.config.lineage_file}")

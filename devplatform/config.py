@@ -173,7 +173,7 @@ class PlatformConfig:
 
     Fields not given are read from the environment (``PLATFORM_STATE_DIR``,
     ``PLATFORM_PG_PORT``, ``PLATFORM_API_PORT``, ``PLATFORM_SMTP_PORT``,
-    ``PLATFORM_TRIGGER_LOG_PORT``, the first of one port per triggerer, and
+    ``PLATFORM_TRIGGER_LOG_PORT``, the first of one port per triggerer, ``PLATFORM_DOMAIN_REDIS_PORT``, and
     ``PLATFORM_WORKER_LOG_PORT``, the scheduler's LocalExecutor log server) when the instance is made, so configs built with
     different environments can live side by side in one process.
     """
@@ -195,6 +195,8 @@ class PlatformConfig:
     executor: str = field(default_factory=lambda: os.environ.get("PLATFORM_EXECUTOR", "celery"))
     redis_ports: dict[str, int] = field(default_factory=dict)
     flower_ports: dict[str, int] = field(default_factory=dict)
+    # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
+    domain_redis_port: int = _env_int("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT)
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -252,11 +254,6 @@ class PlatformConfig:
     def redis_port(self, domain: str) -> int:
         base = int(os.environ.get("PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT))
         return self.redis_ports.get(domain, base + self.domains.index(domain))
-
-    @property
-    def domain_redis_port(self) -> int:
-        """The domains' Redis (one server, one ACL user per domain): ``PLATFORM_DOMAIN_REDIS_PORT``."""
-        return int(os.environ.get("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT))
 
     @property
     def domain_redis_dir(self) -> Path:

@@ -278,7 +278,9 @@ class LocalPlatform:
     def prepare_db(self, migrate: bool) -> dict:
         """Migrate, create the teams (``migrate``) and apply every domain's settings, in one
         process (``python -m devplatform prepare-db``): Airflow is imported once, not per step."""
-        env = {**self.env(), "PLATFORM_STATE_DIR": str(self.config.state), "PLATFORM_PG_PORT": str(self.config.pg_port)}
+        env = {**self.env(), "PLATFORM_STATE_DIR": str(self.config.state), "PLATFORM_PG_PORT": str(self.config.pg_port),
+               # the domains' Redis port of this platform (its connections name it)
+               "PLATFORM_DOMAIN_REDIS_PORT": str(self.config.domain_redis_port)}
         out = subprocess.run(
             [sys.executable, "-m", "devplatform", "prepare-db", *(["--migrate"] if migrate else [])],
             env=env, cwd=ROOT, capture_output=True, text=True,

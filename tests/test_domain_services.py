@@ -15,10 +15,10 @@ from devplatform.standin import free_ports
 
 def test_start_serves_redis_and_kafka_and_fills_the_connections(tmp_path, monkeypatch):
     redis_port, pg_port = free_ports(2)
-    monkeypatch.setenv("PLATFORM_DOMAIN_REDIS_PORT", str(redis_port))
     monkeypatch.delenv("AURORA_KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.delenv("AURORA_REDIS_PASSWORD", raising=False)
-    platform = LocalPlatform(PlatformConfig(state=tmp_path / "state", pg_port=pg_port), quiet=True)
+    platform = LocalPlatform(PlatformConfig(state=tmp_path / "state", pg_port=pg_port, domain_redis_port=redis_port),
+                             quiet=True)
     try:
         platform.start_domain_services()
         assert {"redis-domains", "kafka-standin"} <= {n for n, up in platform.status().items() if up}

@@ -90,14 +90,15 @@ def make_platform(executor: str = "celery") -> LocalPlatform:
         bundles[team] = folder
     for path in (state / "bundles", *bundles.values(), *(f for b in bundles.values() for f in b.iterdir())):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    ports = free_ports(4 + 2 * len(TEAMS))
+    ports = free_ports(5 + 2 * len(TEAMS))
     pg, api, smtp, worker_log = ports[:4]
     cfg = PlatformConfig(
         state=state, pg_port=pg, api_port=api, smtp_port=smtp, worker_log_port=worker_log,
+        domain_redis_port=ports[-1],
         bundle_paths=bundles, extra_users=("nobody:viewer",), parallelism=4, executor=executor,
         trigger_log_port=free_port_range(len(TEAMS) + 1, exclude=ports),  # one per triggerer
         redis_ports=dict(zip(TEAMS, ports[4:4 + len(TEAMS)], strict=True)),
-        flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):], strict=True)),
+        flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):4 + 2 * len(TEAMS)], strict=True)),
     )
     return LocalPlatform(cfg, quiet=True)
 

@@ -134,11 +134,12 @@ def env():
     os.chmod(state, 0o755)
     cfg = PlatformConfig(state=state, parallelism=4, executor="celery")  # the looklyy team's Celery worker
     n = len(cfg.domains)
-    ports = free_ports(5 + 2 * n)
+    ports = free_ports(6 + 2 * n)
     pg, airflow_api, smtp, worker_log, api_port = ports[:5]  # api_port: the Looklyy stand-in
     cfg.pg_port, cfg.api_port, cfg.smtp_port, cfg.worker_log_port = pg, airflow_api, smtp, worker_log
+    cfg.domain_redis_port = ports[-1]  # the domains' Redis
     cfg.redis_ports = dict(zip(cfg.domains, ports[5:5 + n], strict=True))  # each team's broker
-    cfg.flower_ports = dict(zip(cfg.domains, ports[5 + n:], strict=True))
+    cfg.flower_ports = dict(zip(cfg.domains, ports[5 + n:5 + 2 * n], strict=True))
     cfg.trigger_log_port = free_port_range(n + 1, exclude=ports)  # one per triggerer
     # Read by the settings' placeholders (the team's looklyy_api connection) and by the
     # `apply-settings` subprocess, which builds its own PlatformConfig from the environment.
