@@ -23,7 +23,7 @@ def frame_to_bytes(frame: pd.DataFrame) -> bytes:
         key = f"c{i}"
         if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
             ts = pd.to_datetime(col, utc=True)
-            arrays[key] = ts.to_numpy().astype("datetime64[ns]").astype("int64")
+            arrays[key] = ts.dt.tz_localize(None).to_numpy("datetime64[ns]").astype("int64")
             arrays[key + "_na"] = ts.isna().to_numpy()
             kind = "ts"
         elif pd.api.types.is_bool_dtype(col) and not col.isna().any():
