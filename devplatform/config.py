@@ -51,6 +51,11 @@ def openlineage_namespace() -> str:
     return dockerfile_env()["AIRFLOW__OPENLINEAGE__NAMESPACE"]
 
 
+def openlineage_extractors() -> str:
+    """The image's ``AIRFLOW__OPENLINEAGE__EXTRACTORS`` (``shared.lineage``'s TaskFlow extractor)."""
+    return dockerfile_env()["AIRFLOW__OPENLINEAGE__EXTRACTORS"]
+
+
 def _env_int(name: str, default: int):
     """A dataclass default read from the environment when an instance is made."""
     return field(default_factory=lambda: int(os.environ.get(name, default)))
@@ -268,6 +273,7 @@ class PlatformConfig:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
+            "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
                 {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
             ),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from devplatform.config import PlatformConfig, openlineage_namespace
+from devplatform.config import PlatformConfig, openlineage_extractors, openlineage_namespace
 from devplatform.paths import DOMAINS_DIR, ROOT
 
 USER_PREFIX = "tenant-"
@@ -213,6 +213,7 @@ class TeamRuntime:
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
+            "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
                 {"type": "file", "log_file_path": str(self.root / "openlineage.jsonl"), "append": True}
             ),
