@@ -121,6 +121,26 @@ def domain_db(pg: PgServer, request) -> Callable[[str], dict]:
         pg.drop_database(db)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_hook_lineage_per_task() -> Iterator[None]:
+    """dag.test() runs every task in this one process, where Airflow's hook-lineage collector
+    is a process-wide singleton: without a fresh one per task, each task's OpenLineage events
+    would also carry what the tasks before it recorded. A deployed task runs in a process of
+    its own; this listener gives dag.test() the same start (it runs before any other
+    listener's ``on_task_instance_running``, the OpenLineage one included)."""
+    from airflow.listeners import hookimpl
+    from airflow.sdk.lineage import get_hook_lineage_collector
+    from airflow.sdk.listener import get_listener_manager
+
+    class FreshHookLineagePerTask:
+        @hookimpl(tryfirst=True)
+        def on_task_instance_running(self, previous_state, task_instance):
+            get_hook_lineage_collector.cache_clear()
+
+    get_listener_manager().add_listener(FreshHookLineagePerTask())  # for the whole session
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _openlineage_events_follow_the_spec() -> Iterator[None]:
     """Every OpenLineage event a test's DAG runs emitted validates against the vendored spec
