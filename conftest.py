@@ -221,3 +221,11 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date=None):
         kwargs["logical_date"] = logical_date
     dr = dag.test(**kwargs)
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def lineage_io(events: list[dict], job: str) -> tuple[set, set]:
+    """(inputs, outputs) as {(namespace, name)} of job ``job``'s last COMPLETE event."""
+    done = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == job]
+    assert done, f"no COMPLETE event of {job}: {sorted({e['job']['name'] for e in events})}"
+    return ({(d["namespace"], d["name"]) for d in done[-1]["inputs"]},
+            {(d["namespace"], d["name"]) for d in done[-1]["outputs"]})

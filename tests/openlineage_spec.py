@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urldefrag
 
 import airflow.providers.openlineage.facets as provider_facets
+import openlineage.common.schema as common_schemas
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
@@ -25,8 +26,21 @@ SPEC_DIR = Path(__file__).parent / "fixtures" / "openlineage"
 # schema still says boolean), and the task runner's task instance has no ``pool`` for the
 # facet (the schema still requires it). Only these exact messages are accepted.
 KNOWN_PROVIDER_SCHEMA_LAG = {
-    ("airflow", "$.airflow.task.retry_exponential_backoff", "is not of type 'boolean'"),
-    ("airflow", "$.airflow.taskInstance", "'pool' is a required property"),
+    ("airflow", "$.task.retry_exponential_backoff", "is not of type 'boolean'"),
+    ("airflow", "$.taskInstance", "'pool' is a required property"),
+}
+
+_PROVIDER = Path(provider_facets.__file__).parent
+_COMMON = Path(common_schemas.__file__).parent
+# (event part, facet key) -> (schema file, its $defs entry)
+CUSTOM_FACETS = {
+    ("run", "airflow"): (_PROVIDER / "AirflowRunFacet.json", "AirflowRunFacet"),
+    ("run", "airflowDagRun"): (_PROVIDER / "AirflowDagRunFacet.json", "AirflowDagRunFacet"),
+    ("run", "airflowState"): (_PROVIDER / "AirflowStateRunFacet.json", "AirflowStateRunFacet"),
+    ("run", "debug"): (_PROVIDER / "AirflowDebugRunFacet.json", "AirflowDebugRunFacet"),
+    ("job", "airflow"): (_PROVIDER / "AirflowJobFacet.json", "AirflowJobFacet"),
+    ("run", "unknownSourceAttribute"): (_COMMON / "unknown-source-attribute-run-facet.json",
+                                        "UnknownSourceAttributeRunFacet"),
 }
 CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
@@ -35,9 +49,10 @@ CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 def _schemas() -> dict[str, dict]:
     """File name -> schema, for the spec's facets and the provider's."""
     out: dict[str, dict] = {}
-    for folder in (SPEC_DIR / "facets", Path(provider_facets.__file__).parent):
-        for f in sorted(folder.glob("*.json")):
-            out[f.name] = json.loads(f.read_text())
+    for f in sorted((SPEC_DIR / "facets").glob("*.json")):
+        out[f.name] = json.loads(f.read_text())
+    for f, _ in CUSTOM_FACETS.values():
+        out[f.name] = json.loads(f.read_text())
     return out
 
 
@@ -45,7 +60,10 @@ def _schemas() -> dict[str, dict]:
 def _registry() -> Registry:
     core = json.loads((SPEC_DIR / "OpenLineage.json").read_text())
     assert core["$id"] == CORE, core["$id"]
-    resources = [(CORE, Resource.from_contents(core))]
+    # integration-common's unknownSourceAttribute schema builds on 1-0-2's RunFacet, whose
+    # definition (_producer and _schemaURL, both required) 2-0-2 keeps unchanged.
+    resources = [(CORE, Resource.from_contents(core)),
+                 ("https://openlineage.io/spec/1-0-2/OpenLineage.json", Resource.from_contents(core))]
     for name, schema in _schemas().items():
         uri = schema.get("$id") or f"urn:provider-facet:{name}"
         resources.append((uri, Resource.from_contents(schema)))
@@ -64,17 +82,15 @@ def _facet_ref(schema_url: str) -> str | None:
     return f"{schema.get('$id') or 'urn:provider-facet:' + url.rsplit('/', 1)[-1]}#{fragment}"
 
 
-def _provider_schema(kind: str, key: str) -> dict | None:
-    """The Airflow provider's schema for its facet ``key`` of ``kind`` (run/job): the provider
-    labels its facets with the core's generic ``#/$defs/RunFacet`` / ``JobFacet`` URL and ships
-    their real schemas as ``Airflow*<Kind>Facet.json``, a ``properties`` map by facet key."""
-    suffix = "RunFacet.json" if kind == "run" else "JobFacet.json"
-    folder = Path(provider_facets.__file__).parent
-    for f in sorted(folder.glob(f"Airflow*{suffix}")):
-        schema = _schemas()[f.name]
-        if key in schema.get("properties", {}):
-            return schema
-    return None
+def _custom_schema_ref(kind: str, key: str) -> str | None:
+    """The schema of a custom facet: the Airflow provider and ``openlineage-integration-common``
+    label theirs with the core's generic ``#/$defs/RunFacet`` / ``JobFacet`` URL and ship the
+    real schemas next to their code (see ``CUSTOM_FACETS``)."""
+    found = CUSTOM_FACETS.get((kind, key))
+    if found is None:
+        return None
+    file, definition = found
+    return f"{_schemas()[file.name].get('$id') or 'urn:provider-facet:' + file.name}#/$defs/{definition}"
 
 
 def _facet_errors(where: str, kind: str, key: str, facet: object) -> list[str]:
@@ -85,11 +101,10 @@ def _facet_errors(where: str, kind: str, key: str, facet: object) -> list[str]:
         return [f"{where} facet {key!r}: no vendored schema for {url!r}"]
     errors = [f"{where} facet {key!r}: {e.json_path}: {e.message}" for e in _validator(ref).iter_errors(facet)]
     if generic:  # a custom facet: its own schema must be known too
-        schema = _provider_schema(kind, key)
-        if schema is None:
+        custom = _custom_schema_ref(kind, key)
+        if custom is None:
             return [*errors, f"{where} facet {key!r}: custom facet with no schema (only {url!r})"]
-        validator = Draft202012Validator(schema, registry=_registry())
-        errors += [f"{where} facet {key!r}: {e.json_path}: {e.message}" for e in validator.iter_errors({key: facet})
+        errors += [f"{where} facet {key!r}: {e.json_path}: {e.message}" for e in _validator(custom).iter_errors(facet)
                    if not any(k == key and e.json_path == path and e.message.endswith(msg)
                               for k, path, msg in KNOWN_PROVIDER_SCHEMA_LAG)]
     return errors

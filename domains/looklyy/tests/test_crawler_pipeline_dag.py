@@ -100,7 +100,7 @@ def test_review_completed_run(looklyy, lineage_events):
 
     # OpenLineage: each step's API resource (namespace = the API's scheme://host:port) and the pipeline log
     api = looklyy.api.url.rstrip("/")
-    logs = ("postgres://127.0.0.1:%d" % looklyy.db["port"], f"{looklyy.db['schema']}.public.pipeline_logs")
+    logs = (f"postgres://127.0.0.1:{looklyy.db['port']}", f"{looklyy.db['schema']}.public.pipeline_logs")
     done = {e["job"]["name"].removeprefix(DAG_ID + "."): e for e in lineage_events() if e["eventType"] == "COMPLETE"}
 
     def io(step):
