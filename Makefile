@@ -9,7 +9,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean
+.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -61,6 +61,9 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors
+
+lineage-load: install  ## load an OpenLineage events file into the running platform's lineage explorer (FILE=.local/openlineage/events.jsonl)
+	@$(BIN)/python -m devplatform lineage load $(or $(FILE),.local/openlineage/events.jsonl)
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)

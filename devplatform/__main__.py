@@ -125,6 +125,22 @@ def cmd_parse(args) -> None:
     sys.exit(1 if bad else 0)
 
 
+def cmd_lineage(args) -> None:
+    """The lineage explorer's own command (``load FILE`` | ``purge``) with the local
+    platform's settings: its ``lineage`` database and its metadata database (job owners)."""
+    import os
+
+    from devplatform.config import PlatformConfig, lineage_explorer_config
+
+    cfg = PlatformConfig()
+    os.environ.update(cfg.airflow_env())
+    os.environ.update(cfg.lineage_explorer_env())
+    lineage_explorer_config()  # plugins/ on sys.path
+    from lineage_explorer.__main__ import main as lineage_main
+
+    sys.exit(lineage_main(args.args))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m devplatform")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -151,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("domain")
     s.add_argument("name")
     s.set_defaults(fn=cmd_serve_standin)
+    s = sub.add_parser("lineage", help="the lineage explorer's commands: load FILE | purge")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_lineage)
     args = ap.parse_args(argv)
     args.fn(args)
 

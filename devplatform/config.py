@@ -56,6 +56,18 @@ def openlineage_extractors() -> str:
     return dockerfile_env()["AIRFLOW__OPENLINEAGE__EXTRACTORS"]
 
 
+def lineage_explorer_config():
+    """``plugins/lineage_explorer/config.py``: plugins/ is on every Airflow process's
+    sys.path (Airflow appends it); the platform's own commands append it the same way."""
+    import importlib
+    import sys
+
+    plugins = str(ROOT / "plugins")
+    if plugins not in sys.path:
+        sys.path.append(plugins)
+    return importlib.import_module("lineage_explorer.config")
+
+
 def _env_int(name: str, default: int):
     """A dataclass default read from the environment when an instance is made."""
     return field(default_factory=lambda: int(os.environ.get(name, default)))
@@ -100,6 +112,12 @@ class Secrets:
     # Only the pre-Celery set-up (``PLATFORM_EXECUTOR=local``) signs task tokens with a
     # shared secret; the Celery set-up signs with an Ed25519 key (``jwt_private_key``).
     jwt_secret: str = ""
+    # The lineage explorer (plugins/lineage_explorer): its database role's password, one
+    # ingest key per team (its workers' OpenLineage transport) and the platform's key
+    # (scheduler, dag-processor, api-server: DAG-level events of every team).
+    lineage_db_password: str = ""
+    lineage_ingest_keys: dict[str, str] = field(default_factory=dict)
+    lineage_platform_key: str = ""
 
     @classmethod
     def load_or_create(cls, path: Path, domains: list[str]) -> Secrets:
@@ -107,7 +125,11 @@ class Secrets:
         changed = not data
         data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
-        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords"):
+        for key in ("lineage_db_password", "lineage_platform_key"):
+            if not data.get(key):
+                data[key] = secrets.token_urlsafe(32)
+                changed = True
+        for key in ("domain_db_passwords", "redis_passwords", "flower_passwords", "lineage_ingest_keys"):
             pw = data.setdefault(key, {})
             for d in domains:
                 if d not in pw:
@@ -193,6 +215,32 @@ class PlatformConfig:
         return self.state / "openlineage" / "events.jsonl"
 
     @property
+    def lineage_dsn(self) -> str:
+        """The lineage explorer's database (role ``lineage``): only the api-server gets it."""
+        return f"postgresql://lineage:{self.secrets.lineage_db_password}@127.0.0.1:{self.pg_port}/lineage"
+
+    def openlineage_transport(self, team: str | None = None) -> str:
+        """``AIRFLOW__OPENLINEAGE__TRANSPORT``: the provider's ``http`` transport to the
+        api-server's lineage explorer, with the team's ingest key (``None``: the platform's).
+        ``PLATFORM_OPENLINEAGE=file`` writes JSON lines to ``lineage_file`` instead (debugging)."""
+        if os.environ.get("PLATFORM_OPENLINEAGE") == "file":
+            path = self.lineage_file if team is None else self.tenant_dir(team) / "openlineage.jsonl"
+            return json.dumps({"type": "file", "log_file_path": str(path), "append": True})
+        transport_config = lineage_explorer_config().transport_config
+        s = self.secrets
+        key = s.lineage_platform_key if team is None else s.lineage_ingest_keys[team]
+        return json.dumps(transport_config(self.api_url, key))
+
+    def lineage_explorer_env(self) -> dict[str, str]:
+        """The api-server's ``[lineage_explorer]`` settings (database, every ingest key)."""
+        s = self.secrets
+        return {
+            "AIRFLOW__LINEAGE_EXPLORER__SQL_ALCHEMY_CONN": self.lineage_dsn,
+            "AIRFLOW__LINEAGE_EXPLORER__INGEST_KEYS": json.dumps({d: s.lineage_ingest_keys[d] for d in self.domains}),
+            "AIRFLOW__LINEAGE_EXPLORER__PLATFORM_INGEST_KEY": s.lineage_platform_key,
+        }
+
+    @property
     def run_dir(self) -> Path:
         return self.state / "run"
 
@@ -274,9 +322,7 @@ class PlatformConfig:
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-                {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
-            ),
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport(),
             # Platform-owned global connection: the SMTP sink (the platform's mail relay).
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
                 {

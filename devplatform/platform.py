@@ -101,6 +101,9 @@ class LocalPlatform:
         if team:
             team_env = domain_settings.as_env([team], self.config.settings_vars(), team_scoped=False)
             env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
+            env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = self.config.openlineage_transport(team)
+        if name == "api-server":
+            env.update(self.config.lineage_explorer_env())
         if name in ("api-server", "scheduler"):
             env.update(self.config.token_signing_env())
         if name == "scheduler" and self.config.celery:
@@ -131,9 +134,10 @@ class LocalPlatform:
         self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
         for d in cfg.domains:
             self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+        self.pg.ensure_database("lineage", "lineage", secrets.lineage_db_password)
         if self.celery_teams() and can_switch_users():
             self.lock_state()  # after PostgreSQL, which opens the path to its data folder
-        self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")
+        self.say(f"databases: airflow, lineage + one per domain ({', '.join(cfg.domains)}), one login role each")
 
         if not airflow_up:
             self.say("migrating the metadata database")

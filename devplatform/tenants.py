@@ -214,9 +214,8 @@ class TeamRuntime:
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-                {"type": "file", "log_file_path": str(self.root / "openlineage.jsonl"), "append": True}
-            ),
+            # the team's own ingest key: the lineage explorer accepts it only for this team's DAGs
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": cfg.openlineage_transport(self.team),
         })
         return env
 

@@ -1,0 +1,251 @@
+"""Reads of the lineage store, always through a :class:`Visibility`.
+
+A user sees the jobs of the DAGs it may read, and the datasets those jobs touch. A
+dataset that a hidden job also touches is a *boundary* dataset: it is shown, flagged
+``boundary``, without the hidden job, its edges or its runs. Nothing here knows about
+Airflow's auth manager: ``api.py`` turns a user into a :class:`Visibility`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2.extras
+
+from lineage_explorer.store import LineageStore
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which jobs a caller may see: the jobs of the DAG ids in ``dag_ids``, plus jobs of no
+    DAG the metadata database knows (platform-key events, deleted DAGs), i.e. whose
+    ``dag_id`` is NULL or not in ``known_dag_ids``, when their recorded team is in
+    ``teams`` (``""`` standing for "no team")."""
+
+    dag_ids: frozenset[str] = field(default_factory=frozenset)
+    known_dag_ids: frozenset[str] = field(default_factory=frozenset)
+    teams: frozenset[str] = field(default_factory=frozenset)
+
+    def predicate(self, alias: str) -> tuple[str, dict]:
+        """SQL condition on a ``lineage_job`` row and its parameters."""
+        return (
+            f"({alias}.dag_id = ANY(%(vis_dags)s) OR ((({alias}.dag_id = ANY(%(vis_known)s)) IS NOT TRUE)"
+            f" AND coalesce({alias}.team, '') = ANY(%(vis_teams)s)))",
+            {"vis_dags": sorted(self.dag_ids), "vis_known": sorted(self.known_dag_ids), "vis_teams": sorted(self.teams)},
+        )
+
+
+def job_node_id(namespace: str, name: str) -> str:
+    return f"job:{namespace}:{name}"
+
+
+def dataset_node_id(namespace: str, name: str) -> str:
+    return f"dataset:{namespace}:{name}"
+
+
+class Reader:
+    """Read-only queries; every method takes the caller's :class:`Visibility`."""
+
+    def __init__(self, store: LineageStore) -> None:
+        self.store = store
+
+    def _all(self, sql: str, params: dict) -> list[dict]:
+        with self.store.connection() as conn:
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    cur.execute(sql, params)
+                    return [dict(r) for r in cur.fetchall()]
+            finally:
+                conn.rollback()
+
+    @staticmethod
+    def _ctes(vis: Visibility) -> tuple[str, dict]:
+        pred, params = vis.predicate("j")
+        pred2, _ = vis.predicate("j2")
+        sql = (
+            f"WITH vj AS (SELECT j.* FROM lineage_job j WHERE {pred}),"
+            " vd AS (SELECT DISTINCT e.dataset_namespace AS namespace, e.dataset_name AS name FROM lineage_edge e"
+            "        JOIN vj ON vj.namespace = e.job_namespace AND vj.name = e.job_name),"
+            " hidden_edge AS (SELECT e.* FROM lineage_edge e JOIN lineage_job j2"
+            f"        ON j2.namespace = e.job_namespace AND j2.name = e.job_name WHERE NOT {pred2}) "
+        )
+        return sql, params
+
+    def job_teams(self) -> list[str]:
+        """Every team recorded on a job (for the auth manager's per-team check)."""
+        return [r["team"] for r in self._all("SELECT DISTINCT team FROM lineage_job WHERE team IS NOT NULL ORDER BY 1", {})]
+
+    # -- namespaces ---------------------------------------------------------------
+    def namespaces(self, vis: Visibility) -> list[dict]:
+        ctes, params = self._ctes(vis)
+        return self._all(
+            ctes + "SELECT namespace AS name, min(created_at) AS created_at, max(updated_at) AS updated_at FROM ("
+            " SELECT namespace, created_at, updated_at FROM vj UNION ALL"
+            " SELECT d.namespace, d.created_at, d.updated_at FROM lineage_dataset d"
+            "  JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name) x GROUP BY namespace ORDER BY namespace",
+            params,
+        )
+
+    # -- jobs ---------------------------------------------------------------------
+    def jobs(self, vis: Visibility, namespace: str | None, limit: int, offset: int,
+             keys: list[tuple[str, str]] | None = None) -> tuple[list[dict], int]:
+        ctes, params = self._ctes(vis)
+        where, extra = ["TRUE"], {"limit": limit, "offset": offset}
+        if namespace is not None:
+            where.append("vj.namespace = %(ns)s")
+            extra["ns"] = namespace
+        if keys is not None:
+            where.append("(vj.namespace, vj.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
+            extra.update(kns=[k[0] for k in keys], kn=[k[1] for k in keys])
+        cond = " AND ".join(where)
+        rows = self._all(
+            ctes + "SELECT vj.*, count(*) OVER () AS total,"
+            " (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', e.dataset_namespace, 'name', e.dataset_name)"
+            "   ORDER BY e.dataset_namespace, e.dataset_name), '[]') FROM lineage_edge e"
+            "   WHERE e.job_namespace = vj.namespace AND e.job_name = vj.name AND e.direction = 'in') AS inputs,"
+            " (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', e.dataset_namespace, 'name', e.dataset_name)"
+            "   ORDER BY e.dataset_namespace, e.dataset_name), '[]') FROM lineage_edge e"
+            "   WHERE e.job_namespace = vj.namespace AND e.job_name = vj.name AND e.direction = 'out') AS outputs,"
+            " (SELECT to_jsonb(r) FROM lineage_run r WHERE r.job_namespace = vj.namespace AND r.job_name = vj.name"
+            "   ORDER BY r.created_at DESC LIMIT 1) AS latest_run"
+            f" FROM vj WHERE {cond} ORDER BY vj.namespace, vj.name LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, **extra},
+        )
+        total = rows[0].pop("total") if rows else 0
+        for r in rows[1:]:
+            r.pop("total")
+        return rows, total
+
+    def job(self, vis: Visibility, namespace: str, name: str) -> dict | None:
+        rows, _ = self.jobs(vis, namespace, 1, 0, keys=[(namespace, name)])
+        return rows[0] if rows else None
+
+    def runs(self, vis: Visibility, namespace: str, name: str, limit: int, offset: int) -> tuple[list[dict], int]:
+        ctes, params = self._ctes(vis)
+        rows = self._all(
+            ctes + "SELECT r.*, count(*) OVER () AS total FROM lineage_run r JOIN vj"
+            " ON vj.namespace = r.job_namespace AND vj.name = r.job_name"
+            " WHERE r.job_namespace = %(ns)s AND r.job_name = %(name)s"
+            " ORDER BY r.created_at DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "ns": namespace, "name": name, "limit": limit, "offset": offset},
+        )
+        total = rows[0]["total"] if rows else 0
+        return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
+
+    def run(self, vis: Visibility, run_id: str) -> dict | None:
+        ctes, params = self._ctes(vis)
+        rows = self._all(
+            ctes + "SELECT r.* FROM lineage_run r JOIN vj ON vj.namespace = r.job_namespace AND vj.name = r.job_name"
+            " WHERE r.run_id = %(id)s::uuid",
+            {**params, "id": run_id},
+        )
+        return rows[0] if rows else None
+
+    # -- datasets -----------------------------------------------------------------
+    def datasets(self, vis: Visibility, namespace: str | None, limit: int, offset: int,
+                 keys: list[tuple[str, str]] | None = None) -> tuple[list[dict], int]:
+        ctes, params = self._ctes(vis)
+        where, extra = ["TRUE"], {"limit": limit, "offset": offset}
+        if namespace is not None:
+            where.append("d.namespace = %(ns)s")
+            extra["ns"] = namespace
+        if keys is not None:
+            where.append("(d.namespace, d.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
+            extra.update(kns=[k[0] for k in keys], kn=[k[1] for k in keys])
+        rows = self._all(
+            ctes + "SELECT d.*, count(*) OVER () AS total,"
+            " EXISTS (SELECT 1 FROM hidden_edge h WHERE h.dataset_namespace = d.namespace"
+            "         AND h.dataset_name = d.name) AS boundary"
+            " FROM lineage_dataset d JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name"
+            f" WHERE {' AND '.join(where)} ORDER BY d.namespace, d.name LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, **extra},
+        )
+        total = rows[0]["total"] if rows else 0
+        return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
+
+    def dataset(self, vis: Visibility, namespace: str, name: str) -> dict | None:
+        rows, _ = self.datasets(vis, namespace, 1, 0, keys=[(namespace, name)])
+        return rows[0] if rows else None
+
+    # -- search -------------------------------------------------------------------
+    def search(self, vis: Visibility, q: str, kind: str | None, sort: str, limit: int,
+               namespace: str | None = None) -> tuple[list[dict], int]:
+        ctes, params = self._ctes(vis)
+        like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        parts = []
+        if kind in (None, "JOB"):
+            parts.append("SELECT 'JOB' AS type, name, updated_at, namespace FROM vj WHERE lower(name) LIKE %(like)s")
+        if kind in (None, "DATASET"):
+            parts.append(
+                "SELECT 'DATASET' AS type, d.name, d.updated_at, d.namespace FROM lineage_dataset d"
+                " JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name WHERE lower(d.name) LIKE %(like)s"
+            )
+        order = "updated_at DESC, name" if sort == "UPDATE_AT" else "name, namespace"
+        rows = self._all(
+            ctes + "SELECT *, count(*) OVER () AS total FROM (" + " UNION ALL ".join(parts) + ") x"
+            + (" WHERE namespace = %(ns)s" if namespace else "")
+            + f" ORDER BY {order} LIMIT %(limit)s",
+            {**params, "like": like, "limit": limit, "ns": namespace},
+        )
+        total = rows[0]["total"] if rows else 0
+        return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
+
+    # -- lineage graph ------------------------------------------------------------
+    def graph(self, vis: Visibility, kind: str, namespace: str, name: str, depth: int) -> dict[str, Any] | None:
+        """Jobs within ``depth`` job-to-job hops of the node (through datasets), every
+        dataset those jobs read or write, and the edges between them, all visible to the
+        caller. Returns None when the start node does not exist or is not visible.
+
+        Result: ``{"jobs": [job rows], "datasets": [dataset rows], "edges": [(job_ns, job_name,
+        direction, ds_ns, ds_name)]}``.
+        """
+        pred, params = vis.predicate("j")
+        with self.store.connection() as conn:
+            try:
+                with conn.cursor() as cur:
+                    def visible_job_edges(column_ns: str, column_name: str, keys: set[tuple[str, str]]) -> list[tuple]:
+                        cur.execute(
+                            "SELECT e.job_namespace, e.job_name, e.direction, e.dataset_namespace, e.dataset_name"
+                            " FROM lineage_edge e JOIN lineage_job j ON j.namespace = e.job_namespace"
+                            f" AND j.name = e.job_name WHERE {pred} AND (e.{column_ns}, e.{column_name}) IN"
+                            " (SELECT * FROM unnest(%(a)s::text[], %(b)s::text[]))",
+                            {**params, "a": [k[0] for k in keys], "b": [k[1] for k in keys]},
+                        )
+                        return cur.fetchall()
+
+                    jobs: set[tuple[str, str]] = set()
+                    datasets: set[tuple[str, str]] = set()
+                    edges: set[tuple] = set()
+                    if kind == "job":
+                        cur.execute(f"SELECT 1 FROM lineage_job j WHERE j.namespace = %(ns)s AND j.name = %(n)s AND {pred}",
+                                    {**params, "ns": namespace, "n": name})
+                        if cur.fetchone() is None:
+                            return None
+                        frontier = {(namespace, name)}
+                    else:
+                        found = visible_job_edges("dataset_namespace", "dataset_name", {(namespace, name)})
+                        if not found:
+                            return None
+                        datasets.add((namespace, name))
+                        edges.update(found)
+                        frontier = {(e[0], e[1]) for e in found}
+                    for hop in range(depth + 1):
+                        frontier -= jobs
+                        if not frontier:
+                            break
+                        jobs |= frontier
+                        found = visible_job_edges("job_namespace", "job_name", frontier)
+                        edges.update(found)
+                        new_ds = {(e[3], e[4]) for e in found} - datasets
+                        datasets |= new_ds
+                        if hop == depth or not new_ds:
+                            break
+                        found = visible_job_edges("dataset_namespace", "dataset_name", new_ds)
+                        frontier = {(e[0], e[1]) for e in found}
+                    edges = {e for e in edges if (e[0], e[1]) in jobs}
+            finally:
+                conn.rollback()
+        job_rows, _ = self.jobs(vis, None, max(len(jobs), 1), 0, keys=sorted(jobs))
+        ds_rows, _ = self.datasets(vis, None, max(len(datasets), 1), 0, keys=sorted(datasets))
+        return {"jobs": job_rows, "datasets": ds_rows, "edges": sorted(edges)}
