@@ -25,22 +25,40 @@ import requests
 
 from conftest import ROOT
 from devplatform.standin import free_port
-from tests.lineage_explorer.events import NAMESPACE, events_for, three_teams
+from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / ".local" / "screenshots"
 USERS = {"admin": "admin", "referral_op": "op:referral", "looklyy_op": "op:looklyy", "aurora_op": "op:aurora"}
-DAGS = three_teams()
+API = Ds("http://127.0.0.1:8081", "/api/crawler/harper-bazaar")
+LOGS = pg(5432, "looklyy", "pipeline_logs", "run_id", "step", "status")
+# The real looklyy DAG (serialized into the metadata database, so the UI has its DAG page and tab)
+PIPELINE = Dag("looklyy_crawler_pipeline", "looklyy", (
+    Task("global_database_refresh", (), (API, LOGS)),
+    Task("send_completion_notification", (LOGS,), (LOGS,)),
+))
+DAGS = [*three_teams(), PIPELINE]
 TEAM_OF = {d.dag_id: d.team for d in DAGS}
-JOBS = {d.team: {f"{d.dag_id}.{t.task_id}" for t in d.tasks} for d in DAGS}
+JOBS: dict[str, set] = {}
+for _d in DAGS:
+    JOBS.setdefault(_d.team, set()).update(f"{_d.dag_id}.{t.task_id}" for t in _d.tasks)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser`")
 
 
 def seed_dags() -> None:
+    """Teams, bundles and DAGs as the dag-processor records them; the real looklyy DAG parsed
+    from its bundle and written with its serialized form into the looklyy team's bundle."""
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    from devplatform.paths import bundle_dir
     from tests.lineage_explorer.conftest import seed_metadata
 
-    seed_metadata(DAGS)
+    seed_metadata([d for d in DAGS if d is not PIPELINE])
+    folder = bundle_dir("looklyy")
+    bag = BundleDagBag(dag_folder=folder, bundle_path=folder, bundle_name="lineage_tests_looklyy")
+    assert PIPELINE.dag_id in bag.dags, bag.import_errors
+    sync_bag_to_db(bag, "lineage_tests_looklyy", None)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +133,8 @@ def browser():
             executable_path=str(CHROMIUM), headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
+        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
         yield b
         b.close()
 
@@ -134,10 +154,16 @@ def logged_in(browser, platform, user):
 
 def lineage_frame(page):
     """The page's iframe once it has drawn its graph (or said why not)."""
-    page.wait_for_selector("iframe", timeout=30_000)
-    frame = next(f for f in page.frames if "/lineage-explorer-page/" in f.url)
-    frame.wait_for_function("() => window.lineageGraph && (window.lineageGraph.nodes().length > 0"
-                            " || document.getElementById('status').className === 'error')", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while not (frames := [f for f in page.frames if "/lineage-explorer-page/" in f.url]):
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(SHOTS / "lineage-no-frame.png"))
+            raise AssertionError(f"no Lineage iframe on {page.url}: {[f.url for f in page.frames]}")
+        page.wait_for_timeout(200)
+    frame = frames[0]
+    frame.wait_for_function("() => window.lineageGraph && /jobs?,|error/.test("
+                            "document.getElementById('status').textContent + document.getElementById('status').className)",
+                            timeout=30_000)
     return frame
 
 
@@ -200,17 +226,22 @@ def test_a_team_user_sees_its_own_lineage_and_nothing_of_other_teams(platform, b
 
     page.wait_for_timeout(300)
     text = frame.locator("body").inner_text() + "\n".join(fetched)
-    others = JOBS["looklyy"] | JOBS["aurora"] | {"looklyy_crawler", "aurora_stream"}
+    others = JOBS["looklyy"] | JOBS["aurora"] | {"looklyy_crawler", "aurora_stream", "looklyy_crawler_pipeline"}
     assert [name for name in others if name in text] == []
     context.close()
 
 
 def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, browser):
     context, page = logged_in(browser, platform, "looklyy_op")
-    page.goto(platform["url"] + "/dags/looklyy_crawler/plugin/lineage_dag")
+    page.goto(platform["url"] + f"/dags/{PIPELINE.dag_id}/plugin/lineage_dag")
     frame = lineage_frame(page)
-    assert "dag_id=looklyy_crawler" in frame.url
-    assert drawn(frame)["job"] == JOBS["looklyy"]
+    assert f"dag_id={PIPELINE.dag_id}" in frame.url
+    jobs = frame.evaluate("() => fetch('/lineage-explorer/api/v1/jobs').then(r => r.json())")
+    assert frame.locator("#status").inner_text() == f"2 jobs, 2 datasets of DAG {PIPELINE.dag_id}", jobs
+    assert drawn(frame)["job"] == {f"{PIPELINE.dag_id}.{t.task_id}" for t in PIPELINE.tasks}
+    assert drawn(frame)["dataset"] == {(API.namespace, API.name), (LOGS.namespace, LOGS.name)}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "lineage-dag-tab-looklyy_op.png"))
     context.close()
 
     context, page = logged_in(browser, platform, "admin")

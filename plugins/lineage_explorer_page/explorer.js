@@ -12,8 +12,8 @@ const cy = cytoscape({
   container: $("graph"),
   wheelSensitivity: 0.3,
   style: [
-    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 220, "font-size": 11,
-      "text-valign": "center", "text-halign": "center", width: 230, height: 46, "border-width": 1 } },
+    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 170, "font-size": 12,
+      "text-valign": "center", "text-halign": "center", width: 180, height: 44, "border-width": 1 } },
     { selector: "node.job", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0" } },
     { selector: "node.dataset", style: { shape: "barrel", "background-color": "#f0fff4", "border-color": "#2f855a" } },
     { selector: "node.boundary", style: { "border-style": "dashed", "background-color": "#f7fafc", "border-color": "#a0aec0" } },
@@ -64,8 +64,9 @@ function draw(nodes, edges, focus) {
     const [source, target] = key.split("\u0000");
     return { group: "edges", data: { id: key, source, target } };
   }));
-  cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 90 }).run();
+  cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 50 }).run();
   cy.fit(undefined, 24);
+  if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
   const jobs = nodes.filter((n) => n.type === "job").length;
   status(`${jobs} job${jobs === 1 ? "" : "s"}, ${nodes.length - jobs} dataset${nodes.length - jobs === 1 ? "" : "s"}` +
          (DAG_ID ? ` of DAG ${DAG_ID}` : "") + (focus ? ` around ${focus}` : ""));
