@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest"}
+# plugins/ holds the project's own plugin modules and packages (on sys.path in every Airflow process)
+FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest",
+               *(p.stem for p in (Path(__file__).resolve().parents[1] / "plugins").iterdir()
+                 if p.suffix == ".py" or (p / "__init__.py").exists())}
 SKIP_DIRS = {".venv", ".local", ".git", "__pycache__"}
 # The Astro Runtime image is Airflow: these distributions are the image's, fixed by its FROM line.
 RUNTIME_IMAGE_DISTS = {"apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk"}

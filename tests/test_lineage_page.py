@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -37,6 +38,7 @@ PIPELINE = Dag("looklyy_crawler_pipeline", "looklyy", (
     Task("global_database_refresh", (), (API, LOGS)),
     Task("send_completion_notification", (LOGS,), (LOGS,)),
 ))
+PIPELINE_RUN = "scheduled__2026-12-01T02:00:00+00:00"
 DAGS = [*three_teams(), PIPELINE]
 TEAM_OF = {d.dag_id: d.team for d in DAGS}
 JOBS: dict[str, set] = {}
@@ -109,6 +111,10 @@ def platform(pg, tmp_path_factory):
             time.sleep(0.5)
         for event in events_for(DAGS):  # each worker reports with its team's key
             name = event["job"]["name"]
+            if name.startswith(PIPELINE.dag_id + "."):  # the provider's airflow facet names the Airflow run
+                event["run"]["facets"]["airflow"] = {
+                    "_producer": event["producer"], "dagRun": {"dag_id": PIPELINE.dag_id, "run_id": PIPELINE_RUN},
+                    "_schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"}
             key = keys[TEAM_OF[name.split(".")[0]]] if "." in name else platform_key
             r = requests.post(f"{url}/lineage-explorer/api/v1/lineage", json=event,
                               headers={"Authorization": f"Bearer {key}"}, timeout=10)
@@ -240,8 +246,19 @@ def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, br
     assert frame.locator("#status").inner_text() == f"2 jobs, 2 datasets of DAG {PIPELINE.dag_id}", jobs
     assert drawn(frame)["job"] == {f"{PIPELINE.dag_id}.{t.task_id}" for t in PIPELINE.tasks}
     assert drawn(frame)["dataset"] == {(API.namespace, API.name), (LOGS.namespace, LOGS.name)}
+    # the job's last run links to its task instance page, its DAG to the DAG page (in the whole window)
+    click_node(page, frame, f"job:{NAMESPACE}:{PIPELINE.dag_id}.global_database_refresh")
+    panel = frame.locator("#panel")
+    panel.get_by_text("Last runs").wait_for()
+    run_link = panel.locator("td a")
+    assert run_link.get_attribute("href") == (
+        f"/dags/{PIPELINE.dag_id}/runs/{quote(PIPELINE_RUN, safe='')}/tasks/global_database_refresh")
+    assert run_link.get_attribute("target") == "_top"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "lineage-dag-tab-looklyy_op.png"))
+    panel.get_by_role("link", name=f"DAG {PIPELINE.dag_id}").click()
+    page.wait_for_url(lambda u: "/plugin/" not in u, wait_until="commit")  # the UI itself, out of the tab
+    assert page.url.startswith(f"{platform['url']}/dags/{PIPELINE.dag_id}"), page.url
     context.close()
 
     context, page = logged_in(browser, platform, "admin")

@@ -39,6 +39,24 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A link to a page of the Airflow UI. The UI shows this page in an iframe sandboxed without
+// allow-top-navigation, so a target=_top link is blocked; the frame is same-origin, so the
+// link is followed as one of the UI's own document (standalone, it is an ordinary link).
+function uiLink(href, text) {
+  const a = el("a", { href, target: "_top" }, text);
+  a.addEventListener("click", (evt) => {
+    if (window.top === window) return;
+    evt.preventDefault();
+    const top = window.top.document;
+    const link = top.createElement("a");
+    link.href = href;
+    top.body.append(link);
+    link.click();
+    link.remove();
+  });
+  return a;
+}
+
 function status(text, error = false) {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
@@ -113,7 +131,7 @@ function airflowRunId(run) {
 async function showJob(d) {
   const job = d.payload || await api(`/namespaces/${seg(d.ns)}/jobs/${seg(d.name)}`);
   const panel = $("panel");
-  const dagLink = job.dagId ? el("a", { href: `/dags/${seg(job.dagId)}`, target: "_top" }, `DAG ${job.dagId}`) : null;
+  const dagLink = job.dagId ? uiLink(`/dags/${seg(job.dagId)}`, `DAG ${job.dagId}`) : null;
   panel.replaceChildren(el("h2", {}, job.name), el("div", { class: "meta" }, `job · ${job.namespace}`),
                         el("p", {}, dagLink, job.team ? ` · team ${job.team}` : ""));
   const sql = job.facets?.sql?.query;
@@ -122,8 +140,9 @@ async function showJob(d) {
   const rows = runs.map((r) => {
     const runId = airflowRunId(r);
     const when = (r.startedAt || r.createdAt || "").replace("T", " ").slice(0, 19);
-    const link = runId && job.dagId
-      ? el("a", { href: `/dags/${seg(job.dagId)}/runs/${seg(runId)}`, target: "_top" }, when) : when;
+    const task = job.dagId && job.name.startsWith(`${job.dagId}.`) ? job.name.slice(job.dagId.length + 1) : null;
+    const href = `/dags/${seg(job.dagId)}/runs/${seg(runId)}` + (task ? `/tasks/${seg(task)}` : "");
+    const link = runId && job.dagId ? uiLink(href, when) : when;
     return el("tr", {}, el("td", {}, link), el("td", { class: `state-${r.state}` }, r.state),
               el("td", {}, r.durationMs == null ? "" : `${(r.durationMs / 1000).toFixed(1)} s`));
   });
