@@ -15,10 +15,12 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
-# OpenLineage transport (HTTP to Marquez or Astro's lineage backend), SMTP and every
-# connection/variable are set per Deployment (Astro environment variables or a secrets
-# backend), e.g. AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "http", "url": "..."}' and the
-# team-scoped lines from `make settings-env`.
+# OpenLineage transport, SMTP and every connection/variable are set per Deployment (Astro
+# environment variables or a secrets backend), e.g. the team-scoped lines from `make settings-env`.
+# Lineage goes to the api-server's lineage explorer (plugins/lineage_explorer/README.md):
+# AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "http", "url": "<api-server>/", "endpoint":
+# "lineage-explorer/api/v1/lineage", "auth": {"type": "api_key", "apiKey": "<key>"}}' with each
+# team's worker queue's own ingest key; the api-server alone gets AIRFLOW__LINEAGE_EXPLORER__*.
 # Per-team runtime (README "Security"): one image, started per process with only what that
 # process needs. api-server: DB URL, Fernet key, AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH (an
 # Ed25519 key, AIRFLOW__API_AUTH__JWT_ALGORITHM=EdDSA) and no jwt_secret; scheduler: the same

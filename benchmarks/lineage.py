@@ -18,6 +18,7 @@ services, Kafka, Redis, lake files; RUNS runs per DAG, the provider's event shap
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import sys
@@ -48,7 +49,10 @@ def main(dags_per_domain: int = 8, runs: int = 20, http_events: int = 2000, quer
     events = []
     for r in range(runs):
         events += events_for(dags, start + timedelta(hours=r))
-    http_set = events_for(dags, start - timedelta(days=1))[:http_events]
+    http_set: list[dict] = []
+    while len(http_set) < http_events:  # runs not in the store yet (earlier days)
+        http_set += events_for(dags, start - timedelta(days=1 + len(http_set)))
+    http_set = http_set[:http_events]
     tmp = Path(tempfile.mkdtemp(prefix="bench-lineage-"))
     pg = PgServer(tmp / "pgdata", free_port())
     pg.start()
@@ -64,6 +68,7 @@ def main(dags_per_domain: int = 8, runs: int = 20, http_events: int = 2000, quer
         parsed = [RunEvent.parse(e) for e in events]
         owners = {}
         resolver = OwnerResolver(lookup=lookup, all_dag_ids=lambda: team_of)
+        print(f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         t0 = time.perf_counter()
         for ev in parsed:
             owner = owners.get(ev.job_name) or owners.setdefault(ev.job_name, resolver.owner(ev))
@@ -109,6 +114,7 @@ def main(dags_per_domain: int = 8, runs: int = 20, http_events: int = 2000, quer
                 size = len(g["graph"])
             print(f"3. lineage graph depth 5 from {node.name} as {who}: {size} nodes, "
                   f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms ({queries} queries)")
+        print(f"machine load average after: {os.getloadavg()[0]:.1f}")
         store.close()
     finally:
         pg.stop()

@@ -10,6 +10,8 @@ import time
 
 
 def cmd_start(args) -> None:
+    import os
+
     from devplatform.platform import LocalPlatform
 
     p = LocalPlatform()
@@ -26,7 +28,10 @@ def cmd_start(args) -> None:
             rt = p.team_runtime(d)
             print(f"  {d:14s} {rt.flower_url():28s} {d}:{p.config.secrets.flower_passwords[d]}")
     print(f"Mail sink: {p.config.mail_dir} (SMTP on 127.0.0.1:{p.config.smtp_port})")
-    print(f"OpenLineage events: {p.config.lineage_file}")
+    if os.environ.get("PLATFORM_OPENLINEAGE") == "file":
+        print(f"OpenLineage events: {p.config.lineage_file}")
+    else:
+        print(f"OpenLineage events: the lineage explorer, {p.config.api_url}/lineage-explorer/api/v1/ (Marquez API)")
     for d, spec in p.standin_specs():
         print(f"Stand-in {d}/{spec['name']}: http://127.0.0.1:{spec['port']}")
 
@@ -136,9 +141,16 @@ def cmd_lineage(args) -> None:
     os.environ.update(cfg.airflow_env())
     os.environ.update(cfg.lineage_explorer_env())
     lineage_explorer_config()  # plugins/ on sys.path
+    import psycopg2
+
     from lineage_explorer.__main__ import main as lineage_main
 
-    sys.exit(lineage_main(args.args))
+    try:
+        sys.exit(lineage_main(args.args))
+    except psycopg2.OperationalError as e:
+        print(f"lineage: the platform's PostgreSQL (127.0.0.1:{cfg.pg_port}) is not reachable; "
+              f"is it running (make start)? {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # plugins/ holds the project's own plugin modules and packages (on sys.path in every Airflow process)
-FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest",
+FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins",
                *(p.stem for p in (Path(__file__).resolve().parents[1] / "plugins").iterdir()
                  if p.suffix == ".py" or (p / "__init__.py").exists())}
 SKIP_DIRS = {".venv", ".local", ".git", "__pycache__"}
@@ -126,14 +126,14 @@ def files_under(*tops: str) -> list[Path]:
 
 
 def image_files() -> list[Path]:
-    """Code that runs in the image: shared/ and the domains, less their tests and stand-ins."""
-    return [f for f in files_under("shared", "domains") if not {"tests", "standins"} & set(f.relative_to(ROOT).parts)]
+    """Code that runs in the image: shared/, the domains and plugins/, less tests and stand-ins."""
+    return [f for f in files_under("shared", "domains", "plugins") if not {"tests", "standins"} & set(f.relative_to(ROOT).parts)]
 
 
 def test_every_imported_distribution_is_pinned_at_the_installed_version():
     pinned = pins("constraints.txt", "requirements.txt", "requirements-dev.txt")
     problems = []
-    for path in files_under("shared", "domains", "devplatform", "benchmarks", "tests", "conftest.py", ".astro"):
+    for path in files_under("shared", "domains", "plugins", "devplatform", "benchmarks", "tests", "conftest.py", ".astro"):
         for module in sorted(imports(path, runtime_only=False)):
             dist = distribution_of(module)
             where = f"{path.relative_to(ROOT)}: import {module} ({dist})"

@@ -64,6 +64,7 @@ from urllib.parse import unquote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from lineage_explorer.config import Settings
 from lineage_explorer.ownership import OwnerResolver
@@ -234,17 +235,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        """The api-server enters mounted apps' lifespans: retention runs there, hourly."""
-        try:
-            settings = services()[0]
-        except RuntimeError as e:
-            log.warning("lineage explorer not configured, no retention: %s", e)
-            loop = None
-        else:
-            loop = PurgeLoop(lambda: services()[1], settings.retention_days).start()
+        """The api-server enters mounted apps' lifespans: retention runs there, hourly. The
+        database is not touched here, so the api-server starts even when it is down."""
+        def retention_target() -> tuple[LineageStore, int]:
+            settings, store, _, _ = services()
+            return store, settings.retention_days
+
+        loop = PurgeLoop(retention_target).start()
         yield
-        if loop:
-            loop.stop()
+        loop.stop()
 
     app = FastAPI(title="Lineage explorer (Marquez-compatible)", version="1", lifespan=lifespan)
 
@@ -272,7 +271,7 @@ def create_app(
             event = RunEvent.parse(json.loads(body))
         except (InvalidEvent, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not an OpenLineage run event: {e}") from None
-        owner = resolver.owner(event)
+        owner = await run_in_threadpool(resolver.owner, event)
         if team != PLATFORM:
             if event.job_namespace != settings.namespace or owner.team != team:
                 log.warning("lineage ingest refused: team %s key for job %s:%s (team %s)",
@@ -282,7 +281,7 @@ def create_app(
                     f"the ingest key of team {team!r} may only report jobs of its own DAGs in namespace "
                     f"{settings.namespace!r}; job {event.job_name!r} is not one",
                 )
-        stored = store.ingest(event, owner, None if team == PLATFORM else team)
+        stored = await run_in_threadpool(store.ingest, event, owner, None if team == PLATFORM else team)
         return JSONResponse({"stored": stored}, status_code=201)
 
     # -- reads ----------------------------------------------------------------------

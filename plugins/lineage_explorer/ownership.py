@@ -66,7 +66,9 @@ class OwnerResolver:
             return hit[1]
         candidates = dag_id_candidates(name)
         found = self.lookup(candidates)
-        owner = next((Owner(c, found[c]) for c in candidates if c in found), Owner(None, None))
+        owner = next((Owner(c, found[c]) for c in candidates if c in found), None)
+        if owner is None:  # not cached: a DAG parsed a moment later is found on the next event
+            return Owner(None, None)
         with self._lock:
             self._cache[name] = (now, owner)
         return owner

@@ -8,6 +8,8 @@ Airflow's auth manager: ``api.py`` turns a user into a :class:`Visibility`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +52,23 @@ class Reader:
     def __init__(self, store: LineageStore) -> None:
         self.store = store
 
-    def _all(self, sql: str, params: dict) -> list[dict]:
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A pooled connection in autocommit for plain reads (no BEGIN/ROLLBACK round trips)."""
         with self.store.connection() as conn:
+            conn.autocommit = True
             try:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                    cur.execute(sql, params)
-                    return [dict(r) for r in cur.fetchall()]
+                yield conn
             finally:
-                conn.rollback()
+                conn.autocommit = False
+
+    def _all(self, sql: str, params: dict, conn: Any = None) -> list[dict]:
+        if conn is None:
+            with self._reading() as c:
+                return self._all(sql, params, c)
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            return [dict(r) for r in cur.fetchall()]
 
     @staticmethod
     def _ctes(vis: Visibility) -> tuple[str, dict]:
@@ -89,7 +100,7 @@ class Reader:
 
     # -- jobs ---------------------------------------------------------------------
     def jobs(self, vis: Visibility, namespace: str | None, limit: int, offset: int,
-             keys: list[tuple[str, str]] | None = None) -> tuple[list[dict], int]:
+             keys: list[tuple[str, str]] | None = None, conn: Any = None) -> tuple[list[dict], int]:
         ctes, params = self._ctes(vis)
         where, extra = ["TRUE"], {"limit": limit, "offset": offset}
         if namespace is not None:
@@ -110,7 +121,7 @@ class Reader:
             " (SELECT to_jsonb(r) FROM lineage_run r WHERE r.job_namespace = vj.namespace AND r.job_name = vj.name"
             "   ORDER BY r.created_at DESC LIMIT 1) AS latest_run"
             f" FROM vj WHERE {cond} ORDER BY vj.namespace, vj.name LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, **extra},
+            {**params, **extra}, conn,
         )
         total = rows[0].pop("total") if rows else 0
         for r in rows[1:]:
@@ -144,8 +155,7 @@ class Reader:
 
     # -- datasets -----------------------------------------------------------------
     def datasets(self, vis: Visibility, namespace: str | None, limit: int, offset: int,
-                 keys: list[tuple[str, str]] | None = None) -> tuple[list[dict], int]:
-        ctes, params = self._ctes(vis)
+                 keys: list[tuple[str, str]] | None = None, conn: Any = None) -> tuple[list[dict], int]:
         where, extra = ["TRUE"], {"limit": limit, "offset": offset}
         if namespace is not None:
             where.append("d.namespace = %(ns)s")
@@ -153,13 +163,17 @@ class Reader:
         if keys is not None:
             where.append("(d.namespace, d.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
             extra.update(kns=[k[0] for k in keys], kn=[k[1] for k in keys])
+        pred, params = vis.predicate("j")
+        pred2, _ = vis.predicate("j2")
+        touches = ("SELECT 1 FROM lineage_edge e JOIN lineage_job {j} ON {j}.namespace = e.job_namespace"
+                   " AND {j}.name = e.job_name WHERE e.dataset_namespace = d.namespace AND e.dataset_name = d.name AND ")
         rows = self._all(
-            ctes + "SELECT d.*, count(*) OVER () AS total,"
-            " EXISTS (SELECT 1 FROM hidden_edge h WHERE h.dataset_namespace = d.namespace"
-            "         AND h.dataset_name = d.name) AS boundary"
-            " FROM lineage_dataset d JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name"
-            f" WHERE {' AND '.join(where)} ORDER BY d.namespace, d.name LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, **extra},
+            "SELECT d.*, count(*) OVER () AS total,"
+            f" EXISTS ({touches.format(j='j2')} NOT {pred2}) AS boundary"
+            " FROM lineage_dataset d"
+            f" WHERE {' AND '.join(where)} AND EXISTS ({touches.format(j='j')} {pred})"
+            " ORDER BY d.namespace, d.name LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, **extra}, conn,
         )
         total = rows[0]["total"] if rows else 0
         return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
@@ -201,51 +215,47 @@ class Reader:
         direction, ds_ns, ds_name)]}``.
         """
         pred, params = vis.predicate("j")
-        with self.store.connection() as conn:
-            try:
-                with conn.cursor() as cur:
-                    def visible_job_edges(column_ns: str, column_name: str, keys: set[tuple[str, str]]) -> list[tuple]:
-                        cur.execute(
-                            "SELECT e.job_namespace, e.job_name, e.direction, e.dataset_namespace, e.dataset_name"
-                            " FROM lineage_edge e JOIN lineage_job j ON j.namespace = e.job_namespace"
-                            f" AND j.name = e.job_name WHERE {pred} AND (e.{column_ns}, e.{column_name}) IN"
-                            " (SELECT * FROM unnest(%(a)s::text[], %(b)s::text[]))",
-                            {**params, "a": [k[0] for k in keys], "b": [k[1] for k in keys]},
-                        )
-                        return cur.fetchall()
+        with self._reading() as conn, conn.cursor() as cur:
+            def visible_job_edges(column_ns: str, column_name: str, keys: set[tuple[str, str]]) -> list[tuple]:
+                cur.execute(
+                    "SELECT e.job_namespace, e.job_name, e.direction, e.dataset_namespace, e.dataset_name"
+                    " FROM lineage_edge e JOIN lineage_job j ON j.namespace = e.job_namespace"
+                    f" AND j.name = e.job_name WHERE {pred} AND (e.{column_ns}, e.{column_name}) IN"
+                    " (SELECT * FROM unnest(%(a)s::text[], %(b)s::text[]))",
+                    {**params, "a": [k[0] for k in keys], "b": [k[1] for k in keys]},
+                )
+                return cur.fetchall()
 
-                    jobs: set[tuple[str, str]] = set()
-                    datasets: set[tuple[str, str]] = set()
-                    edges: set[tuple] = set()
-                    if kind == "job":
-                        cur.execute(f"SELECT 1 FROM lineage_job j WHERE j.namespace = %(ns)s AND j.name = %(n)s AND {pred}",
-                                    {**params, "ns": namespace, "n": name})
-                        if cur.fetchone() is None:
-                            return None
-                        frontier = {(namespace, name)}
-                    else:
-                        found = visible_job_edges("dataset_namespace", "dataset_name", {(namespace, name)})
-                        if not found:
-                            return None
-                        datasets.add((namespace, name))
-                        edges.update(found)
-                        frontier = {(e[0], e[1]) for e in found}
-                    for hop in range(depth + 1):
-                        frontier -= jobs
-                        if not frontier:
-                            break
-                        jobs |= frontier
-                        found = visible_job_edges("job_namespace", "job_name", frontier)
-                        edges.update(found)
-                        new_ds = {(e[3], e[4]) for e in found} - datasets
-                        datasets |= new_ds
-                        if hop == depth or not new_ds:
-                            break
-                        found = visible_job_edges("dataset_namespace", "dataset_name", new_ds)
-                        frontier = {(e[0], e[1]) for e in found}
-                    edges = {e for e in edges if (e[0], e[1]) in jobs}
-            finally:
-                conn.rollback()
-        job_rows, _ = self.jobs(vis, None, max(len(jobs), 1), 0, keys=sorted(jobs))
-        ds_rows, _ = self.datasets(vis, None, max(len(datasets), 1), 0, keys=sorted(datasets))
+            jobs: set[tuple[str, str]] = set()
+            datasets: set[tuple[str, str]] = set()
+            edges: set[tuple] = set()
+            if kind == "job":
+                cur.execute(f"SELECT 1 FROM lineage_job j WHERE j.namespace = %(ns)s AND j.name = %(n)s AND {pred}",
+                            {**params, "ns": namespace, "n": name})
+                if cur.fetchone() is None:
+                    return None
+                frontier = {(namespace, name)}
+            else:
+                found = visible_job_edges("dataset_namespace", "dataset_name", {(namespace, name)})
+                if not found:
+                    return None
+                datasets.add((namespace, name))
+                edges.update(found)
+                frontier = {(e[0], e[1]) for e in found}
+            for hop in range(depth + 1):
+                frontier -= jobs
+                if not frontier:
+                    break
+                jobs |= frontier
+                found = visible_job_edges("job_namespace", "job_name", frontier)
+                edges.update(found)
+                new_ds = {(e[3], e[4]) for e in found} - datasets
+                datasets |= new_ds
+                if hop == depth or not new_ds:
+                    break
+                found = visible_job_edges("dataset_namespace", "dataset_name", new_ds)
+                frontier = {(e[0], e[1]) for e in found}
+            edges = {e for e in edges if (e[0], e[1]) in jobs}
+            job_rows, _ = self.jobs(vis, None, max(len(jobs), 1), 0, keys=sorted(jobs), conn=conn)
+            ds_rows, _ = self.datasets(vis, None, max(len(datasets), 1), 0, keys=sorted(datasets), conn=conn)
         return {"jobs": job_rows, "datasets": ds_rows, "edges": sorted(edges)}

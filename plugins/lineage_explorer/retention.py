@@ -27,18 +27,17 @@ def purge(store: LineageStore, retention_days: int, now: datetime | None = None)
 
 
 class PurgeLoop:
-    """Runs :func:`purge` now and then every ``interval`` seconds until stopped."""
+    """Every ``interval`` seconds: ``target()`` -> (store, retention_days), then :func:`purge`.
+    A failure (database down, settings missing) is logged and retried next round."""
 
-    def __init__(self, store_factory, retention_days: int, interval: float = INTERVAL_SECONDS) -> None:
-        self.store_factory = store_factory
-        self.retention_days = retention_days
+    def __init__(self, target, interval: float = INTERVAL_SECONDS) -> None:
+        self.target = target
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lineage-retention", daemon=True)
 
     def start(self) -> PurgeLoop:
-        if self.retention_days > 0:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -47,7 +46,8 @@ class PurgeLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                purge(self.store_factory(), self.retention_days)
+                store, days = self.target()
+                purge(store, days)
             except Exception:  # the next round retries; the api-server keeps serving
                 log.exception("lineage retention purge failed")
             self._stop.wait(self.interval)

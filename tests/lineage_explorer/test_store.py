@@ -158,3 +158,30 @@ def test_load_command_uses_the_metadata_database(lineage_dsn, tmp_path):
         ("bullhorn_sync.extract", "bullhorn_sync", "referral"), ("bullhorn_sync.match", "bullhorn_sync", "referral"),
         ("looklyy_crawler.crawl", "looklyy_crawler", "looklyy"), ("looklyy_crawler.enrich", "looklyy_crawler", "looklyy"),
         ("aurora_stream.consume", "aurora_stream", "aurora")}
+
+
+def test_purge_loop_runs_and_survives_failures(store, lineage_dsn):
+    import threading
+
+    from lineage_explorer.retention import PurgeLoop
+
+    for e in events_for(three_teams()[:1], start=datetime.now(UTC) - timedelta(days=400)):
+        store.ingest(RunEvent.parse(e), Owner(None, None))
+    calls = []
+    done = threading.Event()
+
+    def target():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database not reachable yet")
+        done.set()
+        return store, 90
+
+    loop = PurgeLoop(target, interval=0.05).start()
+    assert done.wait(10)
+    loop.stop()
+    for _ in range(50):
+        if counts(lineage_dsn)["lineage_event"] == 0:
+            break
+        threading.Event().wait(0.1)
+    assert counts(lineage_dsn) == dict.fromkeys(counts(lineage_dsn), 0)
