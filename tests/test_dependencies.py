@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # plugins/ holds the project's own plugin modules and packages (on sys.path in every Airflow process)
 FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins",
-               *(p.stem for p in (Path(__file__).resolve().parents[1] / "plugins").iterdir()
+               *(p.stem for p in (ROOT / "plugins").iterdir()
                  if p.suffix == ".py" or (p / "__init__.py").exists())}
 SKIP_DIRS = {".venv", ".local", ".git", "__pycache__"}
 # The Astro Runtime image is Airflow: these distributions are the image's, fixed by its FROM line.

@@ -29,6 +29,7 @@ from devplatform.standin import free_port
 from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
 
 CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
 SHOTS = ROOT / ".local" / "screenshots"
 USERS = {"admin": "admin", "referral_op": "op:referral", "looklyy_op": "op:looklyy", "aurora_op": "op:aurora"}
 API = Ds("http://127.0.0.1:8081", "/api/crawler/harper-bazaar")
@@ -153,23 +154,30 @@ def logged_in(browser, platform, user):
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password").fill(platform["passwords"][user])
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=30_000)
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
     assert any(c["name"] == "_token" for c in context.cookies()), context.cookies()
     return context, page
 
 
 def lineage_frame(page):
     """The page's iframe once it has drawn its graph (or said why not)."""
-    deadline = time.monotonic() + 30
-    while not (frames := [f for f in page.frames if "/lineage-explorer-page/" in f.url]):
+    deadline = time.monotonic() + WAIT_MS / 1000
+    # (the UI mirrors the iframe's path into its own URL: the main frame's URL names the page too)
+    while not (frames := [f for f in page.frames if f.parent_frame is not None and "/lineage-explorer-page/" in f.url]):
         if time.monotonic() > deadline:
             page.screenshot(path=str(SHOTS / "lineage-no-frame.png"))
             raise AssertionError(f"no Lineage iframe on {page.url}: {[f.url for f in page.frames]}")
         page.wait_for_timeout(200)
     frame = frames[0]
-    frame.wait_for_function("() => window.lineageGraph && /jobs?,|error/.test("
-                            "document.getElementById('status').textContent + document.getElementById('status').className)",
-                            timeout=30_000)
+    try:
+        frame.wait_for_function("() => window.lineageGraph && /jobs?,|error/.test("
+                                "document.getElementById('status').textContent + document.getElementById('status').className)",
+                                timeout=WAIT_MS)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "lineage-timeout.png"))
+        raise AssertionError(f"frame {frame.url} (detached: {frame.is_detached()}), frames {[f.url for f in page.frames]},"
+                             f" status {frame.evaluate('() => document.body.innerText')[:300]!r}") from None
     return frame
 
 
@@ -206,17 +214,20 @@ def test_a_team_user_sees_its_own_lineage_and_nothing_of_other_teams(platform, b
     # the selected job's panel: its SQL, its runs and their states, the way back to its DAG
     click_node(page, frame, f"job:{NAMESPACE}:bullhorn_sync.match")
     panel = frame.locator("#panel")
-    panel.get_by_text("Last runs").wait_for()
+    panel.get_by_text("Last runs").wait_for(timeout=WAIT_MS)
     assert panel.locator("h2").inner_text() == "bullhorn_sync.match"
     assert "INSERT INTO matches SELECT" in panel.locator("pre").inner_text()
     assert panel.locator("td.state-COMPLETED").count() == 1
     assert panel.get_by_role("link", name="DAG bullhorn_sync").get_attribute("href") == "/dags/bullhorn_sync"
 
     # from the shared table at depth 3: looklyy's reader exists but is not drawn; the table is a boundary
-    frame.locator("#depth").select_option("3")
+    frame.locator("#depth").select_option("3")  # redraws around the selected job
+    frame.wait_for_function("(id) => document.getElementById('status').textContent.endsWith('around ' + id)",
+                            arg=f"job:{NAMESPACE}:bullhorn_sync.match", timeout=WAIT_MS)
     click_node(page, frame, f"dataset:{pg_ns}:referral.public.candidates")
     frame.get_by_role("button", name="Lineage from here").click()
-    frame.wait_for_function("() => document.getElementById('status').textContent.includes('around')")
+    frame.wait_for_function("(id) => document.getElementById('status').textContent.endsWith('around ' + id)",
+                            arg=f"dataset:{pg_ns}:referral.public.candidates", timeout=WAIT_MS)
     seen = drawn(frame)
     assert seen["job"] == JOBS["referral"] and seen["boundary"] == {(pg_ns, "referral.public.candidates")}
     assert "another team" in frame.locator("#panel").inner_text()
@@ -226,7 +237,7 @@ def test_a_team_user_sees_its_own_lineage_and_nothing_of_other_teams(platform, b
     # search finds only what the user may see
     frame.locator("#search").fill("e")
     frame.locator("#search").press("Enter")
-    frame.locator("#results li").first.wait_for()
+    frame.locator("#results li").first.wait_for(timeout=WAIT_MS)
     results = frame.locator("#results").inner_text()
     assert "bullhorn_sync.extract" in results
 
@@ -249,7 +260,7 @@ def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, br
     # the job's last run links to its task instance page, its DAG to the DAG page (in the whole window)
     click_node(page, frame, f"job:{NAMESPACE}:{PIPELINE.dag_id}.global_database_refresh")
     panel = frame.locator("#panel")
-    panel.get_by_text("Last runs").wait_for()
+    panel.get_by_text("Last runs").wait_for(timeout=WAIT_MS)
     run_link = panel.locator("td a")
     assert run_link.get_attribute("href") == (
         f"/dags/{PIPELINE.dag_id}/runs/{quote(PIPELINE_RUN, safe='')}/tasks/global_database_refresh")
@@ -257,7 +268,7 @@ def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, br
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "lineage-dag-tab-looklyy_op.png"))
     panel.get_by_role("link", name=f"DAG {PIPELINE.dag_id}").click()
-    page.wait_for_url(lambda u: "/plugin/" not in u, wait_until="commit")  # the UI itself, out of the tab
+    page.wait_for_url(lambda u: "/plugin/" not in u, wait_until="commit", timeout=WAIT_MS)  # the UI itself, out of the tab
     assert page.url.startswith(f"{platform['url']}/dags/{PIPELINE.dag_id}"), page.url
     context.close()
 
@@ -274,7 +285,7 @@ def test_the_page_without_a_login_fetches_nothing(platform, browser):
     context = browser.new_context()
     page = context.new_page()
     page.goto(platform["url"] + "/lineage-explorer-page/")
-    page.wait_for_function("() => document.getElementById('status').className === 'error'")
+    page.wait_for_function("() => document.getElementById('status').className === 'error'", timeout=WAIT_MS)
     assert "Not logged in" in page.locator("#status").inner_text()
     assert page.evaluate("() => window.lineageGraph.nodes().length") == 0
     context.close()
