@@ -2,7 +2,8 @@
 # one DAG bundle per domain owned by the team of the same name, the project root importable
 # (shared/ and domains.*), OpenLineage on. tests/test_astro_project.py keeps this in step
 # with devplatform/config.py. AIRFLOW__OPENLINEAGE__NAMESPACE below is the one source of
-# the namespace: devplatform/config.py reads it from here for the local platform and tests.
+# the namespace: devplatform/config.py reads it from here for the local platform and tests,
+# and of the extractor that puts every dataset a @task records on its events (shared/lineage.py).
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 ENV PYTHONPATH=/usr/local/airflow \
@@ -12,6 +13,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__EXECUTOR="LocalExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
     AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
+    AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
 # OpenLineage transport, SMTP and every connection/variable are set per Deployment (Astro
 # environment variables or a secrets backend), e.g. the team-scoped lines from `make settings-env`.

@@ -9,7 +9,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: help install start aurora-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser help install start aurora-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -53,7 +53,12 @@ lint: install  ## ruff, including the Airflow (AIR) rules
 pytest: install  ## the test suite only (PYTEST_ARGS=... to narrow)
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-test: install lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
+browser:  ## Debian's chromium for the browser tests (apt-get as root when missing; Playwright never downloads a browser)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "[platform] chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; }
+
+test: install browser lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days)

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from devplatform.config import openlineage_namespace  # noqa: E402
+from devplatform.config import openlineage_extractors, openlineage_namespace  # noqa: E402
 from devplatform.pg import PgServer  # noqa: E402
 from devplatform.standin import StandInServer, free_port  # noqa: E402
 
@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "no-dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{pg.port}/airflow",
         "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),  # the image's, from the Dockerfile
+        "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
             {"type": "file", "log_file_path": str(tmp / "openlineage.jsonl"), "append": True}
         ),
@@ -118,6 +119,45 @@ def domain_db(pg: PgServer, request) -> Callable[[str], dict]:
     yield make
     for db in made:
         pg.drop_database(db)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_hook_lineage_per_task() -> Iterator[None]:
+    """dag.test() runs every task in this one process, where Airflow's hook-lineage collector
+    is a process-wide singleton: without a fresh one per task, each task's OpenLineage events
+    would also carry what the tasks before it recorded. A deployed task runs in a process of
+    its own; this listener gives dag.test() the same start (it runs before any other
+    listener's ``on_task_instance_running``, the OpenLineage one included)."""
+    from airflow.listeners import hookimpl
+    from airflow.sdk.lineage import get_hook_lineage_collector
+    from airflow.sdk.listener import get_listener_manager
+
+    class FreshHookLineagePerTask:
+        @hookimpl(tryfirst=True)
+        def on_task_instance_running(self, previous_state, task_instance):
+            get_hook_lineage_collector.cache_clear()
+
+    get_listener_manager().add_listener(FreshHookLineagePerTask())  # for the whole session
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _openlineage_events_follow_the_spec() -> Iterator[None]:
+    """Every OpenLineage event a test's DAG runs emitted validates against the vendored spec
+    (tests/fixtures/openlineage/, checked by tests/openlineage_spec.py); else the test errors."""
+    path = _STATE["tmp"] / "openlineage.jsonl" if "tmp" in _STATE else None
+    offset = path.stat().st_size if path is not None and path.exists() else 0
+    yield
+    if path is None or not path.exists() or path.stat().st_size == offset:
+        return
+    from tests.openlineage_spec import invalid_events
+
+    with open(path) as f:
+        f.seek(offset)
+        events = [json.loads(line) for line in f if line.strip()]
+    bad = invalid_events(events)
+    if bad:
+        pytest.fail(f"{len(bad)} of {len(events)} OpenLineage events break the spec:\n" + "\n".join(bad[:20]))
 
 
 @pytest.fixture
@@ -258,3 +298,11 @@ def kafka_broker(tmp_path) -> Iterator:
     broker.start()
     yield broker
     broker.stop()
+
+
+def lineage_io(events: list[dict], job: str) -> tuple[set, set]:
+    """(inputs, outputs) as {(namespace, name)} of job ``job``'s last COMPLETE event."""
+    done = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == job]
+    assert done, f"no COMPLETE event of {job}: {sorted({e['job']['name'] for e in events})}"
+    return ({(d["namespace"], d["name"]) for d in done[-1]["inputs"]},
+            {(d["namespace"], d["name"]) for d in done[-1]["outputs"]})

@@ -52,6 +52,11 @@ def openlineage_namespace() -> str:
     return dockerfile_env()["AIRFLOW__OPENLINEAGE__NAMESPACE"]
 
 
+def openlineage_extractors() -> str:
+    """The image's ``AIRFLOW__OPENLINEAGE__EXTRACTORS`` (``shared.lineage``'s TaskFlow extractor)."""
+    return dockerfile_env()["AIRFLOW__OPENLINEAGE__EXTRACTORS"]
+
+
 def lineage_explorer_config():
     """``plugins/lineage_explorer/config.py``: plugins/ is on every Airflow process's
     sys.path (Airflow appends it); the platform's own commands append it the same way."""
@@ -347,6 +352,7 @@ class PlatformConfig:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
+            "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport(),
             # Platform-owned global connection: the SMTP sink (the platform's mail relay).
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(

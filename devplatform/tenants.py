@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from devplatform.config import PlatformConfig, openlineage_namespace
+from devplatform.config import PlatformConfig, openlineage_extractors, openlineage_namespace
 from devplatform.paths import DOMAINS_DIR, ROOT
 
 USER_PREFIX = "tenant-"
@@ -231,6 +231,7 @@ class TeamRuntime:
             "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             **self.local_env(),
+            "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             # the team's own ingest key: the lineage explorer accepts it only for this team's DAGs
             "AIRFLOW__OPENLINEAGE__TRANSPORT": cfg.openlineage_transport(self.team),
         })

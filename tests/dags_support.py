@@ -6,7 +6,7 @@ from pathlib import Path
 
 from shared.db import DomainDatabase, bulk_upsert
 from shared.http import JsonApiHook
-from shared.lineage import record_postgres_io, record_service_io
+from shared.lineage import record_http_io, record_postgres_io
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,6 +24,6 @@ def load_items_from_catalog(domain: str) -> int:
             total += len(rows)
     finally:
         conn.close()
-    record_service_io(api, "catalog", inputs=["items"])
+    record_http_io(api, inputs=["/items"])
     record_postgres_io(pg, outputs=["items"])
     return total

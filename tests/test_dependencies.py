@@ -24,8 +24,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins", "lineage_explorer",
-               "lineage_explorer_plugin", "tenant_guard"}
+# plugins/ holds the project's own plugin modules and packages (on sys.path in every Airflow process)
+FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins",
+               *(p.stem for p in (ROOT / "plugins").iterdir()
+                 if p.suffix == ".py" or (p / "__init__.py").exists())}
 SKIP_DIRS = {".venv", ".local", ".git", "__pycache__"}
 # The Astro Runtime image is Airflow: these distributions are the image's, fixed by its FROM line.
 RUNTIME_IMAGE_DISTS = {"apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk"}

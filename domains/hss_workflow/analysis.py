@@ -45,6 +45,9 @@ def aggregate_results(request: dict[str, str], audio: dict, content: dict, predi
             " EXCLUDED.prediction, EXCLUDED.insights)", row)
         written = cur.rowcount
         conn.commit()
+    from shared.lineage import record_postgres_io
+
+    record_postgres_io(DATABASE.hook(), outputs=["song_analyses"])
     return {"song_id": request["song_id"], "run_key": run_key, "hit_probability": prediction["hit_probability"],
             "tempo_bpm": audio["tempo_bpm"], "recommendations": len(insights["recommendations"]),
             "rows_written": written}

@@ -66,6 +66,11 @@ def pick_new_dataset(drop_folder: str, run: str, run_state: Callable[[str], str 
     folder = Path(drop_folder).resolve()
     if not folder.is_relative_to(root):
         raise ValueError(f"drop folder {folder} is outside the training root {root}")
+    from shared.lineage import file_uri, record_io, record_postgres_io
+
+    hook = DATABASE.hook()
+    record_io(hook, inputs=[file_uri(folder)])
+    record_postgres_io(hook, outputs=["dataset_files"])
     files = sorted((p for p in folder.glob("*.csv") if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
     with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
         cur.execute("SELECT dataset_path, training_id, sha256, attempt FROM dataset_files WHERE claimed_by = %s",

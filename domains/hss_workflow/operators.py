@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.lineage import LineageMixin, record_http_io, record_postgres_io
 from shared.runs import run_key
 from shared.triggers import HttpPollTrigger
 
@@ -156,8 +157,9 @@ def resolve_refs(value: Any) -> Any:
 
 
 # -- operators -----------------------------------------------------------------------------
-class WorkflowServiceOperator(BaseOperator):
-    """POST ``payload`` to ``endpoint`` of the service behind ``conn_id``; see the module docstring."""
+class WorkflowServiceOperator(LineageMixin, BaseOperator):
+    """POST ``payload`` to ``endpoint`` of the service behind ``conn_id``; see the module docstring.
+    OpenLineage: the endpoint is the task's input (the analysis it answers with)."""
 
     template_fields = ("payload",)
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
@@ -179,7 +181,9 @@ class WorkflowServiceOperator(BaseOperator):
         return JsonApiHook(self.conn_id)
 
     def call(self) -> dict[str, Any]:
-        body = self.hook().post_json(self.endpoint, resolve_refs(self.payload), model=self.response_model)
+        hook = self.hook()
+        body = hook.post_json(self.endpoint, resolve_refs(self.payload), model=self.response_model)
+        record_http_io(hook, inputs=[self.endpoint])
         return body.model_dump(mode="json")
 
     def execute(self, context) -> dict[str, Any]:
@@ -191,6 +195,9 @@ class WorkflowServiceOperator(BaseOperator):
             return result
         key = run_key(context)
         store_result(key, self.task_id, result)
+        from domains.hss_workflow.db import DATABASE
+
+        record_postgres_io(DATABASE.hook(), outputs=["service_results"])
         self.log.info("%s answered %d bytes: stored in service_results, XCom holds the reference", self.endpoint, size)
         return {"ref": {"run_key": key, "task_id": self.task_id}, "size": size}
 
@@ -278,6 +285,8 @@ class MLTrainingOperator(WorkflowServiceOperator):
             raise AirflowException(f"training not finished by its deadline"
                                    f" ({event['polls']} polls; last error: {event.get('last_error')})")
         status = validate(event["body"], TrainingStatus, f"GET {self.status_endpoint}")
+        # Lineage of the resumed task (a new process): the training job it submitted.
+        record_http_io(self.hook(), outputs=[self.endpoint])
         if status.status == "failed":
             raise AirflowFailException(f"training job {status.job_id} failed: {status.error}")
         return self.to_xcom(context, status.model_dump(mode="json"))

@@ -19,6 +19,7 @@ from typing import Any
 from domains.hss_workflow.conf import ConfError, confine
 from domains.hss_workflow.db import DATABASE
 from shared.db import bulk_upsert
+from shared.lineage import file_uri, record_http_io, record_io, record_postgres_io
 
 BATCHES_PATH = "/train/smart_ensemble/batches"
 MAX_REJECTED_SHARE = 0.05
@@ -94,6 +95,9 @@ def process_dataset(config: dict[str, Any]) -> dict[str, Any]:
                 (training_id, config["dataset_path"], len(rows), rejected, batches))
         bulk_upsert(conn, "training_rows", ["training_id", "row_index", "batch_index", "song_id", "is_hit", "features"],
                     rows, key=["training_id", "row_index"])
+    hook = DATABASE.hook()
+    record_io(hook, inputs=[file_uri(config["dataset_path"])])
+    record_postgres_io(hook, outputs=["training_runs", "training_rows"])
     return {"training_id": training_id, "rows": len(rows), "rejected": rejected, "batches": batches}
 
 
@@ -120,6 +124,10 @@ def send_batches(config: dict[str, Any], conn_id: str = "hss_workflow_ml_trainin
                              key_for=lambda i: idempotency_key(suffix=f"batch {i}"))
     except FanOutError as exc:
         raise fail(str(exc)) from None
+    from shared.http import JsonApiHook
+
+    record_postgres_io(DATABASE.hook(), inputs=["training_rows"])
+    record_http_io(JsonApiHook(conn_id), outputs=[BATCHES_PATH])
     return {"training_id": config["training_id"], **stats.summary()}
 
 
@@ -137,6 +145,7 @@ def aggregate_results(config: dict[str, Any], dataset: dict[str, Any], sent: dic
         bulk_upsert(conn, "training_model_metrics", ["training_id", "model", "accuracy", "f1", "weight"],
                     [(training_id, m["model"], m["accuracy"], m["f1"], m["weight"]) for m in models],
                     key=["training_id", "model"])
+    record_postgres_io(DATABASE.hook(), outputs=["training_runs", "training_model_metrics"])
     best = max(models, key=lambda m: m["f1"])
     facts = {"training id": training_id, "dataset": config["dataset_path"], "rows trained": status["rows"],
              "rows rejected": dataset["rejected"],

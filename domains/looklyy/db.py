@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.db import DomainDatabase
+from shared.lineage import record_postgres_io
 
 DATABASE = DomainDatabase("looklyy", Path(__file__).parent / "migrations")
 
@@ -34,6 +35,7 @@ def pipeline_step(run_id: str, step: str):
         log_step(conn, run_id, step, "success", details, started, datetime.now(UTC))
     finally:
         conn.close()
+    record_postgres_io(DATABASE.hook(), outputs=["pipeline_logs"])
 
 
 def log_step(conn, run_id, step, status, details, started, finished) -> None:
@@ -47,6 +49,7 @@ def log_step(conn, run_id, step, status, details, started, finished) -> None:
 
 
 def run_log(run_id: str) -> list[dict]:
+    record_postgres_io(DATABASE.hook(), inputs=["pipeline_logs"])
     conn = DATABASE.connect()
     try:
         with conn.cursor() as cur:

@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from shared.lineage import LineageMixin, record_http_io, record_postgres_io
 from shared.runs import run_key
 from shared.triggers import HttpPollTrigger
 
@@ -36,7 +37,7 @@ DEFERRAL_MARGIN = timedelta(minutes=10)
 REVIEW_STATUS = "/api/training/review-status"
 
 
-class WaitForReviewOperator(BaseOperator):
+class WaitForReviewOperator(LineageMixin, BaseOperator):
     """Wait for review ``session_id``; the deadline is ``opened_at`` (epoch seconds when the
     session was opened, from the task that opened it) plus the timeout, so a retry of the wait
     keeps the original deadline instead of starting a new one."""
@@ -103,5 +104,10 @@ class WaitForReviewOperator(BaseOperator):
                      finished - timedelta(seconds=event["waited_seconds"]), finished)
         finally:
             conn.close()
+        # Lineage is recorded in the process that finishes the task (after a deferral, a new one).
+        from domains.looklyy.api import LooklyyApiHook
+
+        record_http_io(LooklyyApiHook(conn_id=self.conn_id), inputs=[REVIEW_STATUS])
+        record_postgres_io(DATABASE.hook(), outputs=["pipeline_logs"])
         self.log.info("Review %s: %s after %d poll(s)", self.session_id, event["status"], event["polls"])
         return event

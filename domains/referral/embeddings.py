@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from domains.referral.db import DATABASE
 from domains.referral.ml import EMBED_BATCH, MlServiceHook
 from shared.db import bulk_upsert
-from shared.lineage import record_postgres_io
+from shared.lineage import record_http_io, record_postgres_io
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +49,6 @@ def generate_embeddings(kind: str, batch_size: int = EMBED_BATCH, ml: MlServiceH
     finally:
         conn.close()
     record_postgres_io(pg, inputs=[source], outputs=[target])
+    if batches:
+        record_http_io(ml, inputs=["/v1/embeddings"])
     return {"kind": kind, "embedded": embedded, "batches": batches, "model_version": model_version}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from domains.referral.db import DATABASE
 from domains.referral.ml import MATCH_BLOCK, MlServiceHook
 from shared.db import bulk_upsert
-from shared.lineage import record_postgres_io
+from shared.lineage import record_http_io, record_postgres_io
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,5 +100,7 @@ def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None)
         conn.close()
     record_postgres_io(pg, inputs=["candidate_embeddings", "position_embeddings", "candidates", "positions"],
                        outputs=["matches"])
+    if model_version is not None:  # the service was called
+        record_http_io(ml, inputs=["/v1/match"])
     return {"pairs_scored": len(scores), "new_matches": result.inserted, "updated_matches": result.updated,
             "retired_matches": retired, "threshold": threshold, "model_version": model_version, "top": top}

@@ -31,7 +31,7 @@ from domains.referral.bullhorn import models
 from domains.referral.bullhorn.hook import BullhornHook
 from domains.referral.db import DATABASE
 from shared.db import bulk_upsert
-from shared.lineage import record_postgres_io, record_service_io
+from shared.lineage import record_http_io, record_postgres_io
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,8 @@ def sync_entity(entity: str, run_id: str, page_size: int = 500, bullhorn: Bullho
     finally:
         conn.close()
     result.logins = bullhorn.logins
-    record_service_io(bullhorn, "bullhorn", inputs=[entity])
+    if bullhorn.rest_url:
+        record_http_io(bullhorn, inputs=[f"{bullhorn.rest_url}query/{entity}"])
     record_postgres_io(pg, outputs=[spec.table, "sync_watermarks", "rejected_records"])
     log.info("Synced %s: %s", entity, result)
     _check_rejections(result, max_rejected_share)

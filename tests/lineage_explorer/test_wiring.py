@@ -61,4 +61,11 @@ def test_airflow_loads_the_plugin(tmp_path):
     assert plugins["lineage_explorer"]["fastapi_apps"] == [
         {"app": "fastapi.applications.FastAPI", "url_prefix": "/lineage-explorer", "name": "Lineage explorer"}]
     assert {p["source"] for p in plugins.values() if p["source"].startswith("$PLUGINS_FOLDER")} == {
-        "$PLUGINS_FOLDER/lineage_explorer_plugin.py", "$PLUGINS_FOLDER/tenant_guard.py"}
+        "$PLUGINS_FOLDER/lineage_explorer_plugin.py", "$PLUGINS_FOLDER/lineage_explorer_page.py",
+        "$PLUGINS_FOLDER/tenant_guard.py"}
+    # the Lineage page: its static app, the navigation entry and the DAG tab
+    page = plugins["lineage_explorer_page"]
+    assert page["fastapi_apps"] == [
+        {"app": "fastapi.applications.FastAPI", "url_prefix": "/lineage-explorer-page", "name": "Lineage page"}]
+    assert sorted((v["destination"], v["url_route"], v["href"]) for v in page["external_views"]) == [
+        ("dag", "lineage_dag", "/lineage-explorer-page/?dag_id={DAG_ID}"), ("nav", "lineage", "/lineage-explorer-page/")]

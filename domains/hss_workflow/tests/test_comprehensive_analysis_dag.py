@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from fastapi import Request
 
-from conftest import run_dag, set_connection
+from conftest import lineage_io, run_dag, set_connection
 from devplatform.smtp_sink import body_text
 from devplatform.standin import create_app
 from domains.hss_workflow.db import DATABASE
@@ -78,7 +78,7 @@ def test_audio_features_are_computed_from_the_file(tmp_path):
     assert audio_features(quiet)["energy"] == 0.0 and audio_features(tmp_path / "a.wav")["energy"] > 0.1
 
 
-def test_analysis_end_to_end_and_rerun_changes_nothing(hss):
+def test_analysis_end_to_end_and_rerun_changes_nothing(hss, lineage_events):
     conf = {"song_id": "example_song_123", "song_path": "example.mp3"}
     when = pendulum.datetime(2026, 6, 21, 18, 3, tz="UTC")
     dr, states = run_dag(DAG_ID, conf, logical_date=when)
@@ -101,6 +101,16 @@ def test_analysis_end_to_end_and_rerun_changes_nothing(hss):
     assert {n: dict(s.app.state.work) for n, s in hss.services.items()} == work  # no service worked twice
     keys = [c.idempotency_key for c in hss.services["audio"].faults.calls_to("/analyze/comprehensive")]
     assert len(keys) == 2 and keys[0] == keys[1] and keys[0]
+
+    # OpenLineage: each service call (namespace = the service's scheme://host:port) and the result table
+    events = lineage_events()
+    for task, service, path in [("audio_analysis", "audio", "/analyze/comprehensive"),
+                                ("content_analysis", "content", "/analyze/lyrics"),
+                                ("hit_prediction", "ml_prediction", "/predict/single"),
+                                ("ai_insights", "intelligence", "/insights/generate")]:
+        assert lineage_io(events, f"{DAG_ID}.{task}") == ({(hss.services[service].url, path)}, set())
+    table = (f"postgres://127.0.0.1:{hss.db['port']}", f"{hss.db['schema']}.public.song_analyses")
+    assert lineage_io(events, f"{DAG_ID}.aggregate_results") == (set(), {table})
 
 
 def test_503_twice_and_a_timeout_are_survived_with_one_key_and_work_done_once(hss):

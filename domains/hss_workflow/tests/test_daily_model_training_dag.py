@@ -9,7 +9,7 @@ from contextlib import closing
 import pendulum
 import pytest
 
-from conftest import load_dag, run_dag, set_connection
+from conftest import lineage_io, load_dag, run_dag, set_connection
 from domains.hss_workflow.db import DATABASE
 from domains.hss_workflow.standins.samples import write_dataset
 
@@ -36,7 +36,7 @@ def triggered_runs(file_stem: str) -> list[tuple[str, dict]]:
             DagRun.dag_id == "ml_training_smart_ensemble", DagRun.run_id.like(f"daily__daily_{file_stem}_%")))
 
 
-def test_a_new_file_starts_training_once_and_a_trained_file_is_not_trained_again(drop):
+def test_a_new_file_starts_training_once_and_a_trained_file_is_not_trained_again(drop, lineage_events):
     write_dataset(drop / "incoming" / "songs_2026_06.csv", 50)
     dr, states = run_dag(DAG_ID, logical_date=pendulum.datetime(2026, 6, 21, 2, tz="UTC"))
     assert dr.state == "success", states
@@ -45,6 +45,9 @@ def test_a_new_file_starts_training_once_and_a_trained_file_is_not_trained_again
     assert len(runs) == 1
     run_id, conf = runs[0]
     assert conf["dataset_path"] == "incoming/songs_2026_06.csv" and run_id == f"daily__{conf['training_id']}"
+    db = DATABASE.hook().get_connection(DATABASE.conn_id)
+    assert lineage_io(lineage_events(), f"{DAG_ID}.pick_new_dataset") == (
+        {("file", str((drop / "incoming").resolve()))}, {(f"postgres://{db.host}:{db.port}", f"{db.schema}.public.dataset_files")})
 
     # the next day: the same content under another name is not new
     shutil.copy(drop / "incoming" / "songs_2026_06.csv", drop / "incoming" / "copy.csv")

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import load_dag, run_dag, set_connection, set_variable
+from conftest import lineage_io, load_dag, run_dag, set_connection, set_variable
 from devplatform.smtp_sink import body_text
 from domains.hss_workflow.db import DATABASE
 from domains.hss_workflow.standins.samples import write_dataset
@@ -50,7 +50,7 @@ CONF = {"dataset_path": "filtered/filtered_audio_only_corrected_20250621_180350.
         "training_id": "airflow_smart_training_1", "batch_size": 100, "max_concurrent_requests": 6}
 
 
-def test_training_end_to_end_throttled_fan_out_and_rerun(training):
+def test_training_end_to_end_throttled_fan_out_and_rerun(training, lineage_events):
     server, root, query, mail = training
     write_dataset(root / CONF["dataset_path"], 1000, bad=10)
     server.faults.add(status=503, times=2, path="/train/smart_ensemble/batches")
@@ -79,6 +79,19 @@ def test_training_end_to_end_throttled_fan_out_and_rerun(training):
     assert dict(server.app.state.work) == work  # every batch and the job: the service did nothing again
     assert query("SELECT count(*) FROM training_rows") == [(1000,)]
     assert query("SELECT model, accuracy, f1, weight FROM training_model_metrics ORDER BY model") == metrics
+
+    # OpenLineage: the CSV (a local file), the tables, the training service's resources
+    events, db = lineage_events(), query("SELECT current_database(), inet_server_port()")[0]
+    pg = {t: (f"postgres://127.0.0.1:{db[1]}", f"{db[0]}.public.{t}") for t in
+          ("training_runs", "training_rows", "training_model_metrics")}
+    csv_file = ("file", str((root / CONF["dataset_path"]).resolve()))
+    assert lineage_io(events, f"{DAG_ID}.process_training_dataset") == (
+        {csv_file}, {pg["training_runs"], pg["training_rows"]})
+    assert lineage_io(events, f"{DAG_ID}.send_training_batches") == (
+        {pg["training_rows"]}, {(server.url, "/train/smart_ensemble/batches")})
+    assert lineage_io(events, f"{DAG_ID}.smart_ensemble_training") == (set(), {(server.url, "/train/smart_ensemble")})
+    assert lineage_io(events, f"{DAG_ID}.aggregate_training_results") == (
+        set(), {pg["training_runs"], pg["training_model_metrics"]})
 
 
 def test_a_file_with_too_many_bad_rows_fails_before_any_call(training):

@@ -82,7 +82,7 @@ def summary(looklyy) -> str:
     return " ".join(body_text(mails[0]).split())  # columns aligned for people; compared word by word
 
 
-def test_review_completed_run(looklyy):
+def test_review_completed_run(looklyy, lineage_events):
     looklyy.complete_review_when_opened(decisions=6)
     dr, states = run_dag(DAG_ID)
     assert dr.state == "success", states
@@ -97,6 +97,22 @@ def test_review_completed_run(looklyy):
                  "manual review completed with 6 decisions",
                  "learning applied 3 patterns (from review)", "wait_for_manual_review | success"):
         assert line in text, text
+
+    # OpenLineage: each step's API resource (namespace = the API's scheme://host:port) and the pipeline log
+    api = looklyy.api.url.rstrip("/")
+    logs = (f"postgres://127.0.0.1:{looklyy.db['port']}", f"{looklyy.db['schema']}.public.pipeline_logs")
+    done = {e["job"]["name"].removeprefix(DAG_ID + "."): e for e in lineage_events() if e["eventType"] == "COMPLETE"}
+
+    def io(step):
+        return ({(d["namespace"], d["name"]) for d in done[step]["inputs"]},
+                {(d["namespace"], d["name"]) for d in done[step]["outputs"]})
+
+    assert io("global_database_refresh") == (set(), {(api, "/api/crawler/harper-bazaar"), logs})
+    assert io("user_database_sync") == (set(), {(api, "/api/user/sync-database"), logs})
+    assert io("surface_for_manual_review") == (set(), {(api, "/api/training/setup-review"), logs})
+    assert io("wait_for_manual_review") == ({(api, "/api/training/review-status")}, {logs})
+    assert io("apply_model_learning") == (set(), {(api, "/api/training/apply-learning"), logs})
+    assert io("send_completion_notification") == ({logs}, {logs})
 
 
 def test_review_timeout_still_finishes_with_previous_patterns(looklyy):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import run_dag
+from conftest import lineage_io, run_dag
 from devplatform.smtp_sink import body_text
 from domains.referral.standins.ml_service import embed, score
 
@@ -23,7 +23,7 @@ def xcom(dr, task_id):
     return next(ti for ti in dr.get_task_instances() if ti.task_id == task_id).xcom_pull(task_ids=task_id)
 
 
-def test_first_run_syncs_everything_exactly_and_mails_a_summary(referral):
+def test_first_run_syncs_everything_exactly_and_mails_a_summary(referral, lineage_events):
     seed(referral)
     dr, states = run(referral)
     assert all(s == "success" for s in states.values()), states
@@ -56,6 +56,23 @@ def test_first_run_syncs_everything_exactly_and_mails_a_summary(referral):
     assert "positions synced     14 (14 new, 0 updated, 0 deleted)" in text
     assert f"new matches          {len(expected)}" in text
     assert "Top new matches" in text and "candidate | position | score" in text
+
+    # OpenLineage: Bullhorn's query resource (at the restUrl its login handed out), the ML service, the tables
+    events = lineage_events()
+    pg = f"postgres://127.0.0.1:{referral.db['port']}"
+
+    def table(name):
+        return (pg, f"{referral.db['schema']}.public.{name}")
+
+    inputs, outputs = lineage_io(events, f"{DAG_ID}.sync_candidates")
+    [(bh_ns, bh_name)] = inputs
+    assert bh_ns == referral.bullhorn.url and bh_name.endswith("/query/Candidate"), inputs
+    assert outputs == {table("candidates"), table("sync_watermarks"), table("rejected_records")}
+    assert lineage_io(events, f"{DAG_ID}.generate_candidate_embeddings") == (
+        {table("candidates"), (referral.ml.url, "/v1/embeddings")}, {table("candidate_embeddings")})
+    assert lineage_io(events, f"{DAG_ID}.find_matches") == (
+        {table("candidate_embeddings"), table("position_embeddings"), table("candidates"), table("positions"),
+         (referral.ml.url, "/v1/match")}, {table("matches")})
 
 
 def test_reruns_change_nothing_then_only_the_changes_are_touched(referral):

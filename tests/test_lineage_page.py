@@ -1,0 +1,298 @@
+"""The Lineage page in a real browser: Debian's chromium driven by Playwright (never a browser
+download; ``make browser`` installs chromium), against a real ``airflow api-server`` that
+loads the project's plugins (the lineage explorer's API and the page), the session's
+migrated metadata database and a ``lineage`` database of its own.
+
+Three teams' run events (``tests/lineage_explorer/events.py``) reach the store over HTTP with
+their team's ingest key. A team user logs in through the UI's own login form, opens the
+"Lineage" navigation entry and the DAG tab; the test checks the nodes the page drew, that no
+other team's job name reached the page (drawn or fetched), the selected job's panel (its
+SQL, last runs, the link back to its DAG), search and depth, and saves screenshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from conftest import ROOT
+from devplatform.standin import free_port
+from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
+
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
+SHOTS = ROOT / ".local" / "screenshots"
+USERS = {"admin": "admin", "referral_op": "op:referral", "looklyy_op": "op:looklyy", "aurora_op": "op:aurora"}
+API = Ds("http://127.0.0.1:8081", "/api/crawler/harper-bazaar")
+LOGS = pg(5432, "looklyy", "pipeline_logs", "run_id", "step", "status")
+# The real looklyy DAG (serialized into the metadata database, so the UI has its DAG page and tab)
+PIPELINE = Dag("looklyy_crawler_pipeline", "looklyy", (
+    Task("global_database_refresh", (), (API, LOGS)),
+    Task("send_completion_notification", (LOGS,), (LOGS,)),
+))
+PIPELINE_RUN = "scheduled__2026-12-01T02:00:00+00:00"
+DAGS = [*three_teams(), PIPELINE]
+TEAM_OF = {d.dag_id: d.team for d in DAGS}
+JOBS: dict[str, set] = {}
+for _d in DAGS:
+    JOBS.setdefault(_d.team, set()).update(f"{_d.dag_id}.{t.task_id}" for t in _d.tasks)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser`")
+
+
+def seed_dags() -> None:
+    """Teams, bundles and DAGs as the dag-processor records them; the real looklyy DAG parsed
+    from its bundle and written with its serialized form into the looklyy team's bundle."""
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    from devplatform.paths import bundle_dir
+    from tests.lineage_explorer.conftest import seed_metadata
+
+    seed_metadata([d for d in DAGS if d is not PIPELINE])
+    folder = bundle_dir("looklyy")
+    bag = BundleDagBag(dag_folder=folder, bundle_path=folder, bundle_name="lineage_tests_looklyy")
+    assert PIPELINE.dag_id in bag.dags, bag.import_errors
+    sync_bag_to_db(bag, "lineage_tests_looklyy", None)
+
+
+@pytest.fixture(scope="module")
+def platform(pg, tmp_path_factory):
+    """A real api-server (UI, auth, plugins) on a free port, with the events stored."""
+    home = tmp_path_factory.mktemp("lineage-page-home")
+    dbname = f"lineage_{secrets.token_hex(4)}"
+    db_password = secrets.token_urlsafe(12)
+    pg.ensure_database(dbname, "lineage", db_password)
+    seed_dags()
+    keys = {team: secrets.token_urlsafe(16) for team in TEAM_OF.values()}
+    platform_key = secrets.token_urlsafe(16)
+    passwords = {u: secrets.token_urlsafe(12) for u in USERS}
+    (home / "passwords.json").write_text(json.dumps(passwords))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__CORE__PLUGINS", "AIRFLOW_CONN_"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__MULTI_TEAM": "True",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__OPENLINEAGE__DISABLED": "True",  # this api-server is only the explorer's host here
+        "AIRFLOW__LINEAGE_EXPLORER__SQL_ALCHEMY_CONN": f"postgresql://lineage:{db_password}@127.0.0.1:{pg.port}/{dbname}",
+        "AIRFLOW__LINEAGE_EXPLORER__INGEST_KEYS": json.dumps(keys),
+        "AIRFLOW__LINEAGE_EXPLORER__PLATFORM_INGEST_KEY": platform_key,
+        "AIRFLOW__LINEAGE_EXPLORER__NAMESPACE": NAMESPACE,
+    })
+    log = open(home / "api-server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (home / "api-server.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (home / "api-server.log").read_text()[-3000:]
+            time.sleep(0.5)
+        for event in events_for(DAGS):  # each worker reports with its team's key
+            name = event["job"]["name"]
+            if name.startswith(PIPELINE.dag_id + "."):  # the provider's airflow facet names the Airflow run
+                event["run"]["facets"]["airflow"] = {
+                    "_producer": event["producer"], "dagRun": {"dag_id": PIPELINE.dag_id, "run_id": PIPELINE_RUN},
+                    "_schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"}
+            key = keys[TEAM_OF[name.split(".")[0]]] if "." in name else platform_key
+            r = requests.post(f"{url}/lineage-explorer/api/v1/lineage", json=event,
+                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            assert r.status_code == 201, r.text
+        yield {"url": url, "passwords": passwords, "log": home / "api-server.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        pg.drop_database(dbname)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
+        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
+        yield b
+        b.close()
+
+
+def logged_in(browser, platform, user):
+    """A browser session of ``user``, logged in through the UI's login form."""
+    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    page = context.new_page()
+    page.goto(platform["url"] + "/")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(platform["passwords"][user])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+    assert any(c["name"] == "_token" for c in context.cookies()), context.cookies()
+    return context, page
+
+
+def lineage_frame(page):
+    """The page's iframe once it has drawn its graph (or said why not)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    # (the UI mirrors the iframe's path into its own URL: the main frame's URL names the page too)
+    while not (frames := [f for f in page.frames if f.parent_frame is not None and "/lineage-explorer-page/" in f.url]):
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(SHOTS / "lineage-no-frame.png"))
+            raise AssertionError(f"no Lineage iframe on {page.url}: {[f.url for f in page.frames]}")
+        page.wait_for_timeout(200)
+    frame = frames[0]
+    try:
+        frame.wait_for_function("() => window.lineageGraph && /jobs?,|error/.test("
+                                "document.getElementById('status').textContent + document.getElementById('status').className)",
+                                timeout=WAIT_MS)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "lineage-timeout.png"))
+        raise AssertionError(f"frame {frame.url} (detached: {frame.is_detached()}), frames {[f.url for f in page.frames]},"
+                             f" status {frame.evaluate('() => document.body.innerText')[:300]!r}") from None
+    return frame
+
+
+def drawn(frame) -> dict[str, set]:
+    nodes = frame.evaluate("() => window.lineageGraph.nodes().map(n => n.data())")
+    return {"job": {n["name"] for n in nodes if n["type"] == "job"},
+            "dataset": {(n["ns"], n["name"]) for n in nodes if n["type"] == "dataset"},
+            "boundary": {(n["ns"], n["name"]) for n in nodes if n["boundary"]}}
+
+
+def click_node(page, frame, node_id: str) -> None:
+    """A real mouse click on the node where cytoscape drew it."""
+    box = page.locator("iframe").bounding_box()
+    graph = frame.locator("#graph").bounding_box()
+    pos = frame.evaluate("(id) => window.lineageGraph.getElementById(id).renderedPosition()", node_id)
+    page.mouse.click(graph["x"] + pos["x"], graph["y"] + pos["y"])
+    assert box is not None
+
+
+def test_a_team_user_sees_its_own_lineage_and_nothing_of_other_teams(platform, browser):
+    context, page = logged_in(browser, platform, "referral_op")
+    fetched: list[str] = []
+    page.on("response", lambda r: fetched.append(r.text()) if "/lineage-explorer/api/" in r.url else None)
+
+    page.goto(platform["url"] + "/plugin/lineage")
+    frame = lineage_frame(page)
+    seen = drawn(frame)
+    assert seen["job"] == JOBS["referral"]
+    pg_ns = "postgres://127.0.0.1:5432"
+    assert seen["dataset"] == {("https://bullhorn", "Candidate"), (pg_ns, "referral.public.candidates"),
+                               (pg_ns, "referral.public.matches")}
+    assert frame.locator("#status").inner_text() == "2 jobs, 3 datasets"
+
+    # the selected job's panel: its SQL, its runs and their states, the way back to its DAG
+    click_node(page, frame, f"job:{NAMESPACE}:bullhorn_sync.match")
+    panel = frame.locator("#panel")
+    panel.get_by_text("Last runs").wait_for(timeout=WAIT_MS)
+    assert panel.locator("h2").inner_text() == "bullhorn_sync.match"
+    assert "INSERT INTO matches SELECT" in panel.locator("pre").inner_text()
+    assert panel.locator("td.state-COMPLETED").count() == 1
+    assert panel.get_by_role("link", name="DAG bullhorn_sync").get_attribute("href") == "/dags/bullhorn_sync"
+
+    # from the shared table at depth 3: looklyy's reader exists but is not drawn; the table is a boundary
+    frame.locator("#depth").select_option("3")  # redraws around the selected job
+    frame.wait_for_function("(id) => document.getElementById('status').textContent.endsWith('around ' + id)",
+                            arg=f"job:{NAMESPACE}:bullhorn_sync.match", timeout=WAIT_MS)
+    click_node(page, frame, f"dataset:{pg_ns}:referral.public.candidates")
+    frame.get_by_role("button", name="Lineage from here").click()
+    frame.wait_for_function("(id) => document.getElementById('status').textContent.endsWith('around ' + id)",
+                            arg=f"dataset:{pg_ns}:referral.public.candidates", timeout=WAIT_MS)
+    seen = drawn(frame)
+    assert seen["job"] == JOBS["referral"] and seen["boundary"] == {(pg_ns, "referral.public.candidates")}
+    assert "another team" in frame.locator("#panel").inner_text()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "lineage-referral_op.png"))
+
+    # search finds only what the user may see
+    frame.locator("#search").fill("e")
+    frame.locator("#search").press("Enter")
+    frame.locator("#results li").first.wait_for(timeout=WAIT_MS)
+    results = frame.locator("#results").inner_text()
+    assert "bullhorn_sync.extract" in results
+
+    page.wait_for_timeout(300)
+    text = frame.locator("body").inner_text() + "\n".join(fetched)
+    others = JOBS["looklyy"] | JOBS["aurora"] | {"looklyy_crawler", "aurora_stream", "looklyy_crawler_pipeline"}
+    assert [name for name in others if name in text] == []
+    context.close()
+
+
+def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, browser):
+    context, page = logged_in(browser, platform, "looklyy_op")
+    page.goto(platform["url"] + f"/dags/{PIPELINE.dag_id}/plugin/lineage_dag")
+    frame = lineage_frame(page)
+    assert f"dag_id={PIPELINE.dag_id}" in frame.url
+    jobs = frame.evaluate("() => fetch('/lineage-explorer/api/v1/jobs').then(r => r.json())")
+    assert frame.locator("#status").inner_text() == f"2 jobs, 2 datasets of DAG {PIPELINE.dag_id}", jobs
+    assert drawn(frame)["job"] == {f"{PIPELINE.dag_id}.{t.task_id}" for t in PIPELINE.tasks}
+    assert drawn(frame)["dataset"] == {(API.namespace, API.name), (LOGS.namespace, LOGS.name)}
+    # the job's last run links to its task instance page, its DAG to the DAG page (in the whole window)
+    click_node(page, frame, f"job:{NAMESPACE}:{PIPELINE.dag_id}.global_database_refresh")
+    panel = frame.locator("#panel")
+    panel.get_by_text("Last runs").wait_for(timeout=WAIT_MS)
+    run_link = panel.locator("td a")
+    assert run_link.get_attribute("href") == (
+        f"/dags/{PIPELINE.dag_id}/runs/{quote(PIPELINE_RUN, safe='')}/tasks/global_database_refresh")
+    assert run_link.get_attribute("target") == "_top"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "lineage-dag-tab-looklyy_op.png"))
+    panel.get_by_role("link", name=f"DAG {PIPELINE.dag_id}").click()
+    page.wait_for_url(lambda u: "/plugin/" not in u, wait_until="commit", timeout=WAIT_MS)  # the UI itself, out of the tab
+    assert page.url.startswith(f"{platform['url']}/dags/{PIPELINE.dag_id}"), page.url
+    context.close()
+
+    context, page = logged_in(browser, platform, "admin")
+    page.goto(platform["url"] + "/plugin/lineage")
+    frame = lineage_frame(page)
+    assert drawn(frame)["job"] == JOBS["referral"] | JOBS["looklyy"] | JOBS["aurora"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "lineage-admin.png"))
+    context.close()
+
+
+def test_the_page_without_a_login_fetches_nothing(platform, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(platform["url"] + "/lineage-explorer-page/")
+    page.wait_for_function("() => document.getElementById('status').className === 'error'", timeout=WAIT_MS)
+    assert "Not logged in" in page.locator("#status").inner_text()
+    assert page.evaluate("() => window.lineageGraph.nodes().length") == 0
+    context.close()
+
+
+def test_the_page_reads_the_explorers_api_prefix():
+    from lineage_explorer.config import URL_PREFIX
+
+    html = (ROOT / "plugins" / "lineage_explorer_page" / "index.html").read_text()
+    assert f'<meta name="lineage-api" content="{URL_PREFIX}/api/v1">' in html
