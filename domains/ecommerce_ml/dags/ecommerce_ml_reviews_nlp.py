@@ -1,0 +1,59 @@
+"""
+### ecommerce_ml_reviews_nlp
+
+Nightly at 01:00 UTC: the previous day's reviews drop (`raw/reviews/dt=<day>/reviews.csv`) →
+`reviews`, sentiment per review, review embeddings for similarity search, per-article aggregates.
+
+`load_reviews` → `score_reviews` (heavy environment, pool `ecommerce_ml_embeddings`) → `aggregate`
+
+- The file is validated whole first: a bad header, a wrong type or a truncated line fails
+  `load_reviews` with file, line and column, and nothing is written.
+- Sentiment: vaderSentiment (rule-based, its lexicon ships in the package) → `review_sentiment`
+  (compound, pos/neu/neg, label). Embeddings: all-MiniLM-L6-v2 (384 dims) → `review_embeddings`
+  (HNSW cosine index). A review already scored by the same model from the same text is skipped.
+- `article_review_aggregates`: per article, over every review created before the day's end.
+- Idempotent per data interval: a rerun of a day changes nothing.
+
+Connections: `ecommerce_ml_postgres`, `ecommerce_ml_lake`.
+"""
+
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
+from shared.dag_defaults import dag_kwargs
+
+
+@dag(
+    schedule="0 1 * * *",
+    **dag_kwargs("ecommerce_ml", doc_md=__doc__, tags=["nlp", "reviews", "pgvector"],
+                 description="Review sentiment, embeddings and per-article aggregates"),
+)
+def ecommerce_ml_reviews_nlp():
+    @task(multiple_outputs=False)
+    def load_reviews(logical_date=None) -> dict:
+        from domains.ecommerce_ml.reviews_nlp import load_reviews as load
+        from domains.ecommerce_ml.reviews_nlp import review_day
+
+        return load(review_day(logical_date))
+
+    @task.external_python(python=embed_python(), pool=EMBED_POOL, expect_airflow=False, multiple_outputs=False,
+                          env_vars={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+                          execution_timeout=timedelta(hours=1))
+    def score_reviews(db: dict, loaded: dict, run_id: str) -> dict:
+        from domains.ecommerce_ml.heavy.jobs import score_reviews as run
+
+        return {**run(db, {"source_file": loaded["file"], "run_id": run_id}), "file": loaded["file"]}
+
+    @task(multiple_outputs=False)
+    def aggregate(scored: dict, logical_date=None) -> dict:
+        from domains.ecommerce_ml.reviews_nlp import aggregate as agg
+        from domains.ecommerce_ml.reviews_nlp import review_day
+
+        return agg(review_day(logical_date), scored)
+
+    aggregate(score_reviews(db=DB_FIELDS_TEMPLATE, loaded=load_reviews(), run_id="{{ run_id }}"))
+
+
+ecommerce_ml_reviews_nlp()
