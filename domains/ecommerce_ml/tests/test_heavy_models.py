@@ -30,7 +30,8 @@ def test_onnx_encoder_runs_the_model_it_is_given():
         print(json.dumps({"name": enc.name, "version": enc.version, "dims": enc.dims, "shape": list(vecs.shape),
                           "max_diff_to_hand": float(np.abs(vecs[0] - ref).max()),
                           "norms": [float(n) for n in np.linalg.norm(vecs, axis=1)],
-                          "distinct": float(np.abs(vecs[0] - vecs[1]).max()), "again": float(np.abs(enc.encode(imgs[:1])[0] - vecs[0]).max()),
+                          "distinct": float(np.abs(vecs[0] - vecs[1]).max()),
+                          "again": float(np.abs(enc.encode(imgs[:1])[0] - vecs[0]).max()),
                           "expected_dims": DIMS}))
     """)
     assert out["name"] == "onnx:tiny.onnx" and len(out["version"]) == 16
