@@ -20,9 +20,10 @@ from domains.ecommerce_ml.db import DATABASE
 
 log = logging.getLogger(__name__)
 
-# The article content DAG's output: one row per article with the text assembled for embeddings.
-SOURCE_TABLE = "article_content"
-SOURCE_SQL = f"SELECT article_id, embedding_text, md5(embedding_text) FROM {SOURCE_TABLE} ORDER BY article_id"
+# The article content DAG's output (migration 0002): one row per current article with the text
+# assembled for embeddings, its hash, and its image's lake-relative path (NULL: no image).
+SOURCE_TABLE = "article_features"
+SOURCE_SQL = f"SELECT article_id, embedding_text, text_hash, image_path FROM {SOURCE_TABLE} ORDER BY article_id"
 IMAGE_ENCODER_VARIABLE = "ecommerce_ml_image_encoder"
 
 OUTPUT_TABLES = {"sentence": "article_sentence_embeddings", "tfidf": "article_tfidf_vectors", "image": "article_image_embeddings"}
@@ -46,7 +47,7 @@ def prepare(run_id: str, full_rebuild: bool) -> dict:
         "run_id": run_id,
         "full_rebuild": bool(full_rebuild),
         "source_sql": SOURCE_SQL,
-        "images_base": _heavy_url(lake.images_dir(root)),
+        "lake_base": _heavy_url(root),
         "image_encoder_url": _heavy_url(root / encoder.lstrip("/")) if encoder else "",
     }
     log.info("%d articles in %s; job %s", n, SOURCE_TABLE, job)
@@ -60,11 +61,14 @@ def _heavy_url(path) -> str:
     return lake.local_path(path) or str(path)
 
 
-def check_and_record(stats: dict) -> dict:
-    """Every article of the source has a current vector of each kind it could have; lineage."""
+def check_and_record(stats: dict, dag_id: str, run_id: str) -> dict:
+    """Every article of the source has a current vector of each kind it could have; then one
+    registry row per table (version: its model's version) and its Asset event, and lineage."""
+    from domains.ecommerce_ml import assets, registry
     from shared.lineage import record_postgres_io
 
     pg = DATABASE.hook()
+    outputs, registered = [], {}
     with closing(DATABASE.connect(pg)) as conn, conn.cursor() as cur:
         rows = {}
         for kind, table in OUTPUT_TABLES.items():
@@ -79,8 +83,16 @@ def check_and_record(stats: dict) -> dict:
         if rows["sentence"] != stats["articles"] or rows["tfidf"] != stats["articles"] or rows["image"] != expected_images:
             raise RuntimeError(f"stored vectors {rows} do not cover the {stats['articles']} articles"
                                f" ({stats['image']['missing_image']} without an image)")
+        for kind, table in OUTPUT_TABLES.items():
+            out = registry.table_output(cur, table, table, assets.table(table))
+            version = f"{stats[kind]['model_name']}@{stats[kind]['model_version']}"
+            registered[table] = registry.register(cur, out, version, dag_id, run_id)
+            outputs.append((out, version))
+        conn.commit()
+    for out, version in outputs:
+        registry.emit_asset_events([out], version)
     record_postgres_io(pg, inputs=[SOURCE_TABLE], outputs=list(OUTPUT_TABLES.values()))
-    return {"rows": rows, **{k: {kk: v for kk, v in stats[k].items()} for k in OUTPUT_TABLES}}
+    return {"rows": rows, "registry_changed": registered, **{k: stats[k] for k in OUTPUT_TABLES}}
 
 
 def similar_articles(conn, article_id: str, kind: str = "sentence", k: int = 10) -> list[tuple[str, float]]:

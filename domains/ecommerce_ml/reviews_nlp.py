@@ -78,8 +78,8 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
     return rows
 
 
-def load_reviews(day: date) -> dict:
-    from domains.ecommerce_ml import lake
+def load_reviews(day: date, dag_id: str, run_id: str) -> dict:
+    from domains.ecommerce_ml import assets, lake, registry
     from shared.db import bulk_upsert
 
     path = lake.reviews_file(lake.lake_root(), day)
@@ -89,7 +89,13 @@ def load_reviews(day: date) -> dict:
         text = f.read().decode("utf-8")
     rows = parse_reviews(text, str(path))
     with closing(DATABASE.connect()) as conn:
-        result = bulk_upsert(conn, "reviews", [*COLUMNS, "source_file"], [(*r, str(path)) for r in rows], key=["review_id"])
+        result = bulk_upsert(conn, "reviews", [*COLUMNS, "source_file"], [(*r, str(path)) for r in rows], key=["review_id"],
+                             commit=False)
+        with conn.cursor() as cur:
+            out = registry.table_output(cur, "reviews", "reviews", assets.table("reviews"), "source_file = %s", (str(path),))
+            registry.register(cur, out, day.isoformat(), dag_id, run_id)
+        conn.commit()
+    registry.emit_asset_events([out], day.isoformat())
     log.info("%s: %d reviews, %d inserted, %d updated", path, len(rows), result.inserted, result.updated)
     return {"file": str(path), "rows": len(rows), "inserted": result.inserted, "updated": result.updated}
 
@@ -113,8 +119,10 @@ WHERE a.as_of <= EXCLUDED.as_of
 """
 
 
-def aggregate(day: date, scored: dict) -> dict:
-    """Per-article aggregates as of the end of ``day``; checks every review of the day is scored."""
+def aggregate(day: date, scored: dict, dag_id: str, run_id: str) -> dict:
+    """Per-article aggregates as of the end of ``day``; checks every review of the day is scored;
+    registry rows and Asset events for the day's sentiment, embeddings and the aggregates."""
+    from domains.ecommerce_ml import assets, registry
     from shared.lineage import record_postgres_io
 
     start, end = day_window(day)
@@ -131,6 +139,19 @@ def aggregate(day: date, scored: dict) -> dict:
             changed = cur.rowcount
             cur.execute("SELECT count(*) FROM article_review_aggregates WHERE as_of = %s", (end,))
             articles = cur.fetchone()[0]
+            day_reviews = "review_id IN (SELECT review_id FROM reviews WHERE source_file = %s)"
+            outputs = [
+                registry.table_output(cur, "review_sentiment", "review_sentiment", assets.table("review_sentiment"),
+                                      day_reviews, (scored["file"],)),
+                registry.table_output(cur, "review_embeddings", "review_embeddings", assets.table("review_embeddings"),
+                                      day_reviews, (scored["file"],)),
+                registry.table_output(cur, "article_review_aggregates", "article_review_aggregates",
+                                      assets.table("article_review_aggregates")),
+            ]
+            for out in outputs:
+                registry.register(cur, out, day.isoformat(), dag_id, run_id)
         conn.commit()
-    record_postgres_io(pg, inputs=["reviews", "review_sentiment"], outputs=["article_review_aggregates"])
+    registry.emit_asset_events(outputs, day.isoformat())
+    record_postgres_io(pg, inputs=["reviews", "review_sentiment", "review_embeddings"],
+                       outputs=["review_sentiment", "review_embeddings", "article_review_aggregates"])
     return {"as_of": end.isoformat(), "articles": articles, "changed": changed}

@@ -25,7 +25,9 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
+from domains.ecommerce_ml.embeddings import OUTPUT_TABLES, SOURCE_TABLE
 from shared.dag_defaults import dag_kwargs
 
 
@@ -36,7 +38,7 @@ from shared.dag_defaults import dag_kwargs
                  description="TF-IDF, sentence and image vectors of the articles"),
 )
 def ecommerce_ml_article_embeddings():
-    @task(multiple_outputs=False)
+    @task(multiple_outputs=False, inlets=[assets.table(SOURCE_TABLE), assets.RAW_IMAGES])
     def prepare(params=None, run_id=None) -> dict:
         from domains.ecommerce_ml.embeddings import prepare as prepare_job
 
@@ -50,11 +52,11 @@ def ecommerce_ml_article_embeddings():
 
         return run(db, job)
 
-    @task(multiple_outputs=False)
-    def check_and_record(stats: dict) -> dict:
+    @task(multiple_outputs=False, outlets=[assets.table(t) for t in OUTPUT_TABLES.values()])
+    def check_and_record(stats: dict, dag_run=None) -> dict:
         from domains.ecommerce_ml.embeddings import check_and_record as check
 
-        return check(stats)
+        return check(stats, dag_run.dag_id, dag_run.run_id)
 
     check_and_record(embed_articles(db=DB_FIELDS_TEMPLATE, job=prepare()))
 

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
+from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
 from shared.dag_defaults import dag_kwargs
 
@@ -31,12 +32,12 @@ from shared.dag_defaults import dag_kwargs
                  description="Review sentiment, embeddings and per-article aggregates"),
 )
 def ecommerce_ml_reviews_nlp():
-    @task(multiple_outputs=False)
-    def load_reviews(logical_date=None) -> dict:
+    @task(multiple_outputs=False, inlets=[assets.RAW_REVIEWS], outlets=[assets.table("reviews")])
+    def load_reviews(logical_date=None, dag_run=None) -> dict:
         from domains.ecommerce_ml.reviews_nlp import load_reviews as load
         from domains.ecommerce_ml.reviews_nlp import review_day
 
-        return load(review_day(logical_date))
+        return load(review_day(logical_date), dag_run.dag_id, dag_run.run_id)
 
     @task.external_python(python=embed_python(), pool=EMBED_POOL, expect_airflow=False, multiple_outputs=False,
                           env_vars={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
@@ -46,12 +47,13 @@ def ecommerce_ml_reviews_nlp():
 
         return {**run(db, {"source_file": loaded["file"], "run_id": run_id}), "file": loaded["file"]}
 
-    @task(multiple_outputs=False)
-    def aggregate(scored: dict, logical_date=None) -> dict:
+    @task(multiple_outputs=False, outlets=[assets.table(t) for t in ("review_sentiment", "review_embeddings",
+                                                                       "article_review_aggregates")])
+    def aggregate(scored: dict, logical_date=None, dag_run=None) -> dict:
         from domains.ecommerce_ml.reviews_nlp import aggregate as agg
         from domains.ecommerce_ml.reviews_nlp import review_day
 
-        return agg(review_day(logical_date), scored)
+        return agg(review_day(logical_date), scored, dag_run.dag_id, dag_run.run_id)
 
     aggregate(score_reviews(db=DB_FIELDS_TEMPLATE, loaded=load_reviews(), run_id="{{ run_id }}"))
 

@@ -64,13 +64,16 @@ def _drop_missing(conn, table: str, keep: list[str]) -> int:
 
 def embed_articles(db: dict, job: dict) -> dict:
     """Sentence, TF-IDF and image vectors of the articles ``job['source_sql']`` returns
-    (``article_id, text, content_hash``); images under ``job['images_base']``."""
+    (``article_id, text, text_hash, image_path``: the image's path relative to ``job['lake_base']``,
+    NULL when the article has none)."""
     run_id, full = job["run_id"], bool(job.get("full_rebuild"))
     conn = pgio.connect(db)
     try:
         with conn.cursor() as cur:
             cur.execute(job["source_sql"])
-            articles = [(a, t or "", h) for a, t, h in cur.fetchall()]
+            rows = cur.fetchall()
+        articles = [(a, t or "", h) for a, t, h, _ in rows]
+        images = {a: p for a, _, _, p in rows if p}
         conn.commit()
         if not articles:
             raise RuntimeError(f"no articles to embed: {job['source_sql']!r} returned nothing (has article content run?)")
@@ -81,7 +84,7 @@ def embed_articles(db: dict, job: dict) -> dict:
             "full_rebuild": full,
             "sentence": _sentence(conn, articles, full, run_id, now),
             "tfidf": _tfidf(conn, articles, full, run_id, now),
-            "image": _images(conn, articles, full, run_id, now, job["images_base"], job.get("image_encoder_url") or ""),
+            "image": _images(conn, articles, images, full, run_id, now, job["lake_base"], job.get("image_encoder_url") or ""),
         }
     finally:
         conn.close()
@@ -136,7 +139,7 @@ def _tfidf(conn, articles, full, run_id, now) -> dict:
             "encode_seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _images(conn, articles, full, run_id, now, images_base: str, encoder_url: str) -> dict:
+def _images(conn, articles, images: dict[str, str], full, run_id, now, lake_base: str, encoder_url: str) -> dict:
     table = "article_image_embeddings"
     if encoder_url:
         data = read_bytes(encoder_url)
@@ -148,7 +151,7 @@ def _images(conn, articles, full, run_id, now, images_base: str, encoder_url: st
     stored = _stored(conn, table)
     todo, present, missing = [], [], 0
     for a, _, _ in articles:
-        data = read_bytes(f"{images_base.rstrip('/')}/{a[:3]}/{a}.jpg")
+        data = read_bytes(f"{lake_base.rstrip('/')}/{images[a].lstrip('/')}") if a in images else None
         if data is None:
             missing += 1
             continue
