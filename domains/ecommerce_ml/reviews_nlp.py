@@ -1,6 +1,7 @@
 """Reviews NLP (DAG ``ecommerce_ml_reviews_nlp``): the light side.
 
-The nightly run at 01:00 on day D handles the reviews drop of day D-1
+The nightly run at 01:00 on day D (data interval ``[D-1 01:00, D 01:00)``, see
+:class:`domains.ecommerce_ml.common.Run`) handles the reviews drop of day D-1
 (``raw/reviews/dt=D-1/reviews.csv``, format in README.md): it is validated whole and loaded into
 ``reviews`` (nothing is written when any line is wrong); the heavy environment scores sentiment
 (vaderSentiment) and sentence embeddings of that file's reviews
@@ -18,18 +19,17 @@ import logging
 import re
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from domains.ecommerce_ml.db import DATABASE
+
+if TYPE_CHECKING:
+    from domains.ecommerce_ml.common import Run
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["review_id", "article_id", "customer_id", "rating", "text", "created_at"]
 ARTICLE_ID = re.compile(r"^[0-9]{10}$")
-
-
-def review_day(logical_date: datetime) -> date:
-    """The day whose drop a run handles: the day before the run's logical date."""
-    return (logical_date - timedelta(days=1)).date()
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -78,24 +78,30 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
     return rows
 
 
-def load_reviews(day: date, dag_id: str, run_id: str) -> dict:
+def load_reviews(run: Run) -> dict:
     from domains.ecommerce_ml import assets, lake, registry
     from shared.db import bulk_upsert
 
+    day = run.day
     path = lake.reviews_file(lake.lake_root(), day)
     if not path.exists():
         raise FileNotFoundError(f"no reviews drop for {day}: {path} does not exist")
     with path.open("rb") as f:
         text = f.read().decode("utf-8")
-    rows = parse_reviews(text, str(path))
+    try:
+        rows = parse_reviews(text, str(path))
+    except ReviewFileError as e:  # a broken file does not mend itself: fail now, without retries
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(e)) from e
     with closing(DATABASE.connect()) as conn:
         result = bulk_upsert(conn, "reviews", [*COLUMNS, "source_file"], [(*r, str(path)) for r in rows], key=["review_id"],
                              commit=False)
         with conn.cursor() as cur:
             out = registry.table_output(cur, "reviews", "reviews", assets.table("reviews"), "source_file = %s", (str(path),))
-            registry.register(cur, out, day.isoformat(), dag_id, run_id)
+            registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
         conn.commit()
-    registry.emit_asset_events([out], day.isoformat())
+    registry.emit_asset_events([out], run.day_version)
     log.info("%s: %d reviews, %d inserted, %d updated", path, len(rows), result.inserted, result.updated)
     return {"file": str(path), "rows": len(rows), "inserted": result.inserted, "updated": result.updated}
 
@@ -119,13 +125,13 @@ WHERE a.as_of <= EXCLUDED.as_of
 """
 
 
-def aggregate(day: date, scored: dict, dag_id: str, run_id: str) -> dict:
+def aggregate(run: Run, scored: dict) -> dict:
     """Per-article aggregates as of the end of ``day``; checks every review of the day is scored;
     registry rows and Asset events for the day's sentiment, embeddings and the aggregates."""
     from domains.ecommerce_ml import assets, registry
     from shared.lineage import record_postgres_io
 
-    start, end = day_window(day)
+    _, end = day_window(run.day)
     pg = DATABASE.hook()
     with closing(DATABASE.connect(pg)) as conn:
         with conn.cursor() as cur:
@@ -149,9 +155,9 @@ def aggregate(day: date, scored: dict, dag_id: str, run_id: str) -> dict:
                                       assets.table("article_review_aggregates")),
             ]
             for out in outputs:
-                registry.register(cur, out, day.isoformat(), dag_id, run_id)
+                registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
         conn.commit()
-    registry.emit_asset_events(outputs, day.isoformat())
+    registry.emit_asset_events(outputs, run.day_version)
     record_postgres_io(pg, inputs=["reviews", "review_sentiment", "review_embeddings"],
                        outputs=["review_sentiment", "review_embeddings", "article_review_aggregates"])
     return {"as_of": end.isoformat(), "articles": articles, "changed": changed}

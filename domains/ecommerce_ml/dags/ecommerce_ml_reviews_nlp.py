@@ -1,7 +1,7 @@
 """
 ### ecommerce_ml_reviews_nlp
 
-Nightly at 01:00 UTC: the previous day's reviews drop (`raw/reviews/dt=<day>/reviews.csv`) →
+Nightly at 01:00 UTC (data interval `[D-1 01:00, D 01:00)`): the day D-1's reviews drop (`raw/reviews/dt=<day>/reviews.csv`) →
 `reviews`, sentiment per review, review embeddings for similarity search, per-article aggregates.
 
 `load_reviews` → `score_reviews` (heavy environment, pool `ecommerce_ml_embeddings`) → `aggregate`
@@ -23,21 +23,22 @@ from airflow.sdk import dag, task
 
 from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
+from domains.ecommerce_ml.timetables import cron_intervals
 from shared.dag_defaults import dag_kwargs
 
 
 @dag(
-    schedule="0 1 * * *",
+    schedule=cron_intervals("0 1 * * *"),
     **dag_kwargs("ecommerce_ml", doc_md=__doc__, tags=["nlp", "reviews", "pgvector"],
                  description="Review sentiment, embeddings and per-article aggregates"),
 )
 def ecommerce_ml_reviews_nlp():
     @task(multiple_outputs=False, inlets=[assets.RAW_REVIEWS], outlets=[assets.table("reviews")])
-    def load_reviews(logical_date=None, dag_run=None) -> dict:
+    def load_reviews() -> dict:
+        from domains.ecommerce_ml.common import Run
         from domains.ecommerce_ml.reviews_nlp import load_reviews as load
-        from domains.ecommerce_ml.reviews_nlp import review_day
 
-        return load(review_day(logical_date), dag_run.dag_id, dag_run.run_id)
+        return load(Run.from_context())
 
     @task.external_python(python=embed_python(), pool=EMBED_POOL, expect_airflow=False, multiple_outputs=False,
                           env_vars={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
@@ -49,11 +50,11 @@ def ecommerce_ml_reviews_nlp():
 
     @task(multiple_outputs=False, outlets=[assets.table(t) for t in ("review_sentiment", "review_embeddings",
                                                                        "article_review_aggregates")])
-    def aggregate(scored: dict, logical_date=None, dag_run=None) -> dict:
+    def aggregate(scored: dict) -> dict:
+        from domains.ecommerce_ml.common import Run
         from domains.ecommerce_ml.reviews_nlp import aggregate as agg
-        from domains.ecommerce_ml.reviews_nlp import review_day
 
-        return agg(review_day(logical_date), scored, dag_run.dag_id, dag_run.run_id)
+        return agg(Run.from_context(), scored)
 
     aggregate(score_reviews(db=DB_FIELDS_TEMPLATE, loaded=load_reviews(), run_id="{{ run_id }}"))
 

@@ -19,7 +19,9 @@ TABLES = ("reviews", "review_sentiment", "review_embeddings", "article_review_ag
 
 
 def logical(day) -> pendulum.DateTime:
-    return pendulum.datetime(day.year, day.month, day.day, 1, tz="UTC")
+    """The logical date of the run that handles ``day`` (data interval [day 01:00, day+1 01:00))."""
+    nxt = day + timedelta(days=1)
+    return pendulum.datetime(nxt.year, nxt.month, nxt.day, 1, tz="UTC")
 
 
 def test_reviews_scored_embedded_aggregated_and_rerun_changes_nothing(ecom):
@@ -78,6 +80,8 @@ def test_corrupt_reviews_file_fails_the_load_and_writes_nothing(ecom):
     path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 3])  # truncated mid-line
     dr, states = run_dag(DAG_ID, logical_date=logical(day))
     assert states["load_reviews"] == "failed" and dr.state == "failed"
+    ti = next(t for t in dr.get_task_instances() if t.task_id == "load_reviews")
+    assert ti.try_number == 1  # a corrupt file is not retried
     assert ecom.query("SELECT count(*) FROM reviews") == [(0,)]
 
 
