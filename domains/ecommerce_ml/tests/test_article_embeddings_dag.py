@@ -22,7 +22,8 @@ TABLES = ("article_sentence_embeddings", "article_tfidf_vectors", "article_image
 
 def content_for(ecom, day) -> None:
     ecom.generate(day, parts=("articles", "images"))
-    dr, states = run_dag(CONTENT, logical_date=pendulum.datetime(day.year, day.month, day.day, 3, tz="UTC"))
+    nxt = day + timedelta(days=1)  # the run at D+1 03:00 handles day D
+    dr, states = run_dag(CONTENT, logical_date=pendulum.datetime(nxt.year, nxt.month, nxt.day, 3, tz="UTC"))
     assert dr.state == "success", states
 
 
