@@ -76,3 +76,44 @@ def pg_in_transaction(conn: Any) -> None:
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, stem: str = "part") -> dict:
+    """Write a DuckDB query to ``curated/<dataset>/v=<version>/<stem>-<sha>.parquet`` (never overwritten).
+
+    Returns path (lake URL), relative (under curated/), rows, sha256, schema, written.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from domains.ecommerce_ml import ingest, lake
+
+    with tempfile.TemporaryDirectory(prefix="ecommerce-ml-out-") as tmp:
+        out = Path(tmp) / f"{stem}.parquet"
+        con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        rows = ingest.fetch(con, f"SELECT count(*) FROM read_parquet('{out}')")[0][0]
+        schema = [{"name": n, "type": t} for n, t, *_ in ingest.fetch(con, f"DESCRIBE SELECT * FROM read_parquet('{out}')")]
+        dest, written = lake.publish(out, lake.curated_dir(root, dataset, version), stem, "parquet")
+        sha = lake.sha256_file(out)
+    return {"path": str(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
+            "schema": schema, "written": written}
+
+
+def artifact_output(artifact: dict, dataset: str) -> Any:
+    from domains.ecommerce_ml import assets, registry
+
+    return registry.Output(dataset, "artifact", artifact["path"], artifact["rows"], artifact["schema"],
+                           f"sha256:{artifact['sha256']}", assets.artifact(dataset))
+
+
+def registered_paths(cur: Any, dataset: str, first: str, last: str) -> list[tuple[str, str]]:
+    """(version, path) of a dataset's registered versions in [first, last], oldest first."""
+    cur.execute("SELECT version, path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact'"
+                " AND version BETWEEN %s AND %s"
+                " ORDER BY version", (dataset, first, last))
+    return cur.fetchall()
+
+
+def lake_path(root: Any, registered: str) -> Any:
+    """The ObjectStoragePath of a registered artifact (its path is stored as the lake URL)."""
+    return root / "curated" / registered.split("/curated/", 1)[1]

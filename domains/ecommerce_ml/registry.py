@@ -56,7 +56,7 @@ def register(cur: Any, out: Output, version: str, dag_id: str, run_id: str) -> b
     cur.execute(
         "INSERT INTO dataset_registry (dataset, version, kind, path, row_count, schema, content_hash, asset_uri,"
         " dag_id, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (dataset, version) DO UPDATE SET kind = EXCLUDED.kind, path = EXCLUDED.path,"
+        " ON CONFLICT (dataset, kind, version) DO UPDATE SET path = EXCLUDED.path,"
         " row_count = EXCLUDED.row_count, schema = EXCLUDED.schema, content_hash = EXCLUDED.content_hash,"
         " asset_uri = EXCLUDED.asset_uri, dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id,"
         " registered_at = now()"
@@ -80,11 +80,11 @@ def emit_asset_events(outputs: list[Output], version: str) -> None:
                                    "rows": out.row_count, "content_hash": out.content_hash}
 
 
-def latest(cur: Any, dataset: str) -> dict | None:
+def latest(cur: Any, dataset: str, kind: str = "artifact") -> dict | None:
     """The registry row of ``dataset``'s newest version (by version, then registration time)."""
     cur.execute(
         "SELECT dataset, version, kind, path, row_count, schema, content_hash, asset_uri, dag_id, run_id"
-        " FROM dataset_registry WHERE dataset = %s ORDER BY version DESC, registered_at DESC LIMIT 1", (dataset,))
+        " FROM dataset_registry WHERE dataset = %s AND kind = %s ORDER BY version DESC LIMIT 1", (dataset, kind))
     row = cur.fetchone()
     if row is None:
         return None

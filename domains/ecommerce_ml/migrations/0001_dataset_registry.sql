@@ -12,6 +12,6 @@ CREATE TABLE dataset_registry (
     dag_id        text        NOT NULL,
     run_id        text        NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (dataset, version)
+    PRIMARY KEY (dataset, kind, version)   -- a dataset may be both a table and a lake artifact
 );
 CREATE INDEX dataset_registry_dataset_registered ON dataset_registry (dataset, registered_at DESC);
