@@ -13,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean
+.PHONY: help install start stop restart status logs parse image-deps pytest test lint bench bench-executors ecommerce-data settings-env airflow-env clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -71,6 +71,12 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors
+
+ECOMMERCE_SCALE ?= 1
+ECOMMERCE_DAYS ?= 2
+ecommerce-data: install  ## ecommerce_ml raw drops (H&M format, reviews, events) in the local lake (ECOMMERCE_SCALE=, ECOMMERCE_DAYS=, ECOMMERCE_DAY=)
+	@$(BIN)/python -m domains.ecommerce_ml.generator --lake "file://$(CURDIR)/.local/tenants/ecommerce_ml/lake" \
+		--days $(ECOMMERCE_DAYS) --scale $(ECOMMERCE_SCALE) $(if $(ECOMMERCE_DAY),--day $(ECOMMERCE_DAY))
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)

@@ -234,6 +234,8 @@ class PlatformConfig:
         out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port)}
         for d, pw in s.domain_db_passwords.items():
             out[f"{d.upper()}_DB_PASSWORD"] = pw
+        for d in self.domains:  # a domain's lake (object storage) on the local platform: its tenant folder
+            out[f"{d.upper()}_LAKE_URL"] = f"file://{self.tenant_dir(d)}/lake"
         return out
 
     def airflow_env(self) -> dict[str, str]:

@@ -156,6 +156,7 @@ class LocalPlatform:
             rt = self.team_runtime(d)
             rt.prepare()
             self._start_proc(f"redis-{d}", rt.redis_command())
+        self.write_local_data()
         for name, args in self.airflow_components().items():
             self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
         for name, (cmd, env, team) in self.team_components().items():
@@ -164,6 +165,22 @@ class LocalPlatform:
                              cwd=self.team_runtime(team).home)
         self.wait_ready(wait_timeout)
         self.say(f"ready in {time.monotonic() - t0:.1f} s")
+
+    def write_local_data(self) -> None:
+        """Each domain's ``local_data`` commands (its settings file): development data such as
+        ecommerce_ml's raw drops, written as the team's OS user into the team's folder."""
+        values = self.config.settings_vars()
+        for d in self.config.domains:
+            for args in domain_settings.load(d, values)["local_data"]:
+                user = self.team_runtime(d).user if self.celery_teams() else None
+                self.config.tenant_dir(d).mkdir(parents=True, exist_ok=True)
+                if user:
+                    os.chown(self.config.tenant_dir(d), user.uid, user.gid)
+                out = subprocess.run([sys.executable, *args], env=self.env(), cwd=ROOT, capture_output=True, text=True,
+                                     user=user.uid if user else None, group=user.gid if user else None)
+                if out.returncode:
+                    raise RuntimeError(f"{d} local data ({' '.join(args)}) failed: {out.stderr[-2000:]}")
+                self.say(f"{d}: local data ready ({' '.join(args[:2])})")
 
     def lock_state(self) -> None:
         """As root: the platform's state folders are the platform's (mode 0700); team users

@@ -109,6 +109,8 @@ def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool =
         "variables": airflow.get("variables") or [],
         "pools": airflow.get("pools") or [],
         "standins": [] if deploy else raw.get("standins") or [],
+        # local platform only: commands (python arguments) that write a domain's development data
+        "local_data": [] if deploy else raw.get("local_data") or [],
     }
     missing: set[str] = set()
     data = _expand(data, _resolver(values, deploy), missing)
