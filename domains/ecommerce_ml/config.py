@@ -33,4 +33,5 @@ DB_FIELDS_TEMPLATE = {
     "dbname": "{{ conn.ecommerce_ml_postgres.schema }}",
     "user": "{{ conn.ecommerce_ml_postgres.login }}",
     "password": "{{ conn.ecommerce_ml_postgres.password }}",
+    "sslmode": "{{ conn.ecommerce_ml_postgres.extra_dejson.get('sslmode', 'prefer') }}",
 }

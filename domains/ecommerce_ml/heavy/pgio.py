@@ -12,8 +12,9 @@ PAGE = 500
 def connect(db: dict):
     import psycopg2
 
-    return psycopg2.connect(host=db["host"], port=int(db["port"]), dbname=db["dbname"], user=db["user"],
-                            password=db["password"], application_name="ecommerce_ml-heavy")
+    port = int(db["port"]) if str(db.get("port") or "None") != "None" else 5432  # a connection without a port: libpq's
+    return psycopg2.connect(host=db["host"], port=port, dbname=db["dbname"], user=db["user"], password=db["password"],
+                            sslmode=db.get("sslmode") or "prefer", application_name="ecommerce_ml-heavy")
 
 
 def vector_literal(vec: np.ndarray) -> str:
