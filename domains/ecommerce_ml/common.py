@@ -52,7 +52,7 @@ class Run:
 def _utc(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC)
+    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain datetime (pendulum's replace() drops tz)
 
 
 def duck_rows(con: Any, sql: str, params: list | None = None, batch: int = 50_000) -> Iterator[tuple]:
