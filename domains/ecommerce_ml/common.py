@@ -95,7 +95,7 @@ def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, s
         schema = [{"name": n, "type": t} for n, t, *_ in ingest.fetch(con, f"DESCRIBE SELECT * FROM read_parquet('{out}')")]
         dest, written = lake.publish(out, lake.curated_dir(root, dataset, version), stem, "parquet")
         sha = lake.sha256_file(out)
-    return {"path": str(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
+    return {"path": lake.url(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
             "schema": schema, "written": written}
 
 

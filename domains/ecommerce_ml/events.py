@@ -65,7 +65,7 @@ def _part_files(root, slots: list[datetime]) -> list[tuple[datetime, object]]:
 
 
 def _relative(path) -> str:
-    return "raw/" + str(path).split("/raw/", 1)[1]
+    return "raw/" + lake.url(path).split("/raw/", 1)[1]
 
 
 def _load(con, root, start: datetime, end: datetime) -> list[dict]:
@@ -77,7 +77,7 @@ def _load(con, root, start: datetime, end: datetime) -> list[dict]:
     manifest = []
     for order, (slot, path) in enumerate(files):
         with lake.readable(path) as local:
-            rows = ingest.load_csv(con, "part", local, formats.EVENTS, str(path))
+            rows = ingest.load_csv(con, "part", local, formats.EVENTS, lake.url(path))
             sha = lake.sha256_file(local)
         rel = _relative(path)
         con.execute("INSERT INTO ev SELECT *, ?::TIMESTAMPTZ, ?, ?, ? FROM part",
@@ -100,10 +100,10 @@ def _article_ids(con, root, day) -> str:
         path = lake.hm_day(root, day - timedelta(days=back)) / "articles.csv"
         if path.exists():
             with lake.readable(path) as local:
-                ingest.load_csv(con, "articles", local, formats.ARTICLES, str(path))
+                ingest.load_csv(con, "articles", local, formats.ARTICLES, lake.url(path))
             con.execute("CREATE OR REPLACE TABLE article_ids AS SELECT DISTINCT article_id FROM articles")
             con.execute("DROP TABLE articles")
-            return str(path)
+            return lake.url(path)
     raise FileNotFoundError(f"no articles.csv drop in the 7 days up to {day}: cannot check the events' article ids")
 
 
