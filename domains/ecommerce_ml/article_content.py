@@ -48,19 +48,19 @@ def validate_articles(run: Run, root=None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no articles drop for {run.day}")
     with lake.readable(path) as local, ingest.duckdb_session() as con:
-        rows = ingest.load_csv(con, "articles", local, formats.ARTICLES, str(path))
+        rows = ingest.load_csv(con, "articles", local, formats.ARTICLES, lake.url(path))
         bad_ids = ingest.fetch(con, "SELECT _line, article_id FROM articles WHERE NOT regexp_full_match("
                                "coalesce(article_id, ''), '[0-9]{10}') ORDER BY _line LIMIT 1")
         if bad_ids:
             line, value = bad_ids[0]
-            raise ingest.CorruptFile(str(path), line, "article_id",
+            raise ingest.CorruptFile(lake.url(path), line, "article_id",
                                      f"{value!r} is not a zero-padded 10-digit article id")
         dup = ingest.fetch(con, "SELECT article_id, min(_line), max(_line) FROM articles GROUP BY article_id"
                            " HAVING count(*) > 1 ORDER BY 2 LIMIT 1")
         if dup:
-            raise ingest.CorruptFile(str(path), dup[0][2], "article_id",
+            raise ingest.CorruptFile(lake.url(path), dup[0][2], "article_id",
                                      f"article {dup[0][0]} appears again (first on line {dup[0][1]})")
-    return {"path": str(path), "rows": rows}
+    return {"path": lake.url(path), "rows": rows}
 
 
 def _features_sql(image_ids_table: str) -> str:
@@ -121,15 +121,17 @@ def build_article_features(run: Run, root=None) -> dict:
     root = root or lake.lake_root()
     path = articles_file(root, run.day)
     with lake.readable(path) as local, ingest.duckdb_session() as con, tempfile.TemporaryDirectory() as tmp:
-        ingest.load_csv(con, "articles", local, formats.ARTICLES, str(path))
+        ingest.load_csv(con, "articles", local, formats.ARTICLES, lake.url(path))
         con.execute("CREATE TABLE image_ids (article_id VARCHAR)")
-        con.executemany("INSERT INTO image_ids VALUES (?)", [(i,) for i in _image_ids(root)])
+        image_ids = _image_ids(root)
+        if image_ids:
+            con.executemany("INSERT INTO image_ids VALUES (?)", [(i,) for i in image_ids])
         out = Path(tmp) / "articles.parquet"
         con.execute(f"COPY ({_features_sql('image_ids')}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
         rows = ingest.fetch(con, f"SELECT count(*) FROM read_parquet('{out}')")[0][0]
         dest, written = lake.publish(out, lake.curated_dir(root, DATASET, run.day_version), "articles", "parquet")
         sha = lake.sha256_file(out)
-    return {"path": str(dest), "relative": str(dest).split("/curated/", 1)[-1], "rows": rows, "written": written,
+    return {"path": lake.url(dest), "relative": lake.url(dest).split("/curated/", 1)[-1], "rows": rows, "written": written,
             "sha256": sha}
 
 
@@ -173,7 +175,7 @@ def load_article_features(run: Run, artifact: dict, root=None) -> dict:
             if current:
                 _load_current(con, cur, day)
             outputs = [
-                registry.Output(DATASET, "artifact", str(artifact_path), artifact["rows"],
+                registry.Output(DATASET, "artifact", lake.url(artifact_path), artifact["rows"],
                                 [{"name": n, "type": t} for n, t in ingest.fetch(con, "SELECT column_name, data_type"
                                  " FROM duckdb_columns() WHERE table_name = 'feats' ORDER BY column_index")],
                                 f"sha256:{artifact['sha256']}", assets.artifact(DATASET)),

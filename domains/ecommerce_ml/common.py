@@ -52,7 +52,7 @@ class Run:
 def _utc(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC)
+    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain datetime (pendulum's replace() drops tz)
 
 
 def duck_rows(con: Any, sql: str, params: list | None = None, batch: int = 50_000) -> Iterator[tuple]:
@@ -95,7 +95,7 @@ def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, s
         schema = [{"name": n, "type": t} for n, t, *_ in ingest.fetch(con, f"DESCRIBE SELECT * FROM read_parquet('{out}')")]
         dest, written = lake.publish(out, lake.curated_dir(root, dataset, version), stem, "parquet")
         sha = lake.sha256_file(out)
-    return {"path": str(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
+    return {"path": lake.url(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
             "schema": schema, "written": written}
 
 

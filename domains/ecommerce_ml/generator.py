@@ -240,6 +240,10 @@ class Catalogue:
         return w / w.sum()
 
 
+def _draw(cdf: np.ndarray, r: np.random.Generator) -> int:
+    return min(int(np.searchsorted(cdf, r.random() * cdf[-1], side="right")), len(cdf) - 1)
+
+
 def _weights(n: int, s: float) -> np.ndarray:
     w = np.arange(1, n + 1) ** -s
     return w / w.sum()
@@ -418,6 +422,7 @@ def write_events(root, cat: Catalogue, day: date, scale: Scale, truths: Truths) 
     pop = cat.popularity()
     act = cat.activity()
     ids = [a["article_id"] for a in cat.articles]
+    pop_cdf, act_cdf = np.cumsum(pop), np.cumsum(act)  # one draw = one binary search, whatever the catalogue size
     share = _diurnal()
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     buffers: dict[tuple[int, str], list] = defaultdict(list)
@@ -447,7 +452,7 @@ def write_events(root, cat: Catalogue, day: date, scale: Scale, truths: Truths) 
         for s in range(int(per_slot[slot_no])):
             key = _hex64(cat.seed, "session", f"{day}:{slot_no}:{s}")[:24]
             logged_in = r.random() < 0.6
-            customer = _hex64(cat.seed, "customer", int(r.choice(len(act), p=act))) if logged_in else ""
+            customer = _hex64(cat.seed, "customer", _draw(act_cdf, r)) if logged_in else ""
             t = start + slot_no * SLOT + timedelta(seconds=float(r.uniform(0, 900)))
             n_views = int(min(r.geometric(0.3), 25))
             pause_at = int(r.integers(1, n_views + 1)) if r.random() < 0.05 and n_views > 1 else -1
@@ -456,7 +461,7 @@ def write_events(root, cat: Catalogue, day: date, scale: Scale, truths: Truths) 
             for v in range(n_views):
                 if v == pause_at:
                     t += timedelta(minutes=float(r.uniform(35, 90)))  # a break: a new session after 30 min
-                art = ids[int(r.choice(len(pop), p=pop))]
+                art = ids[_draw(pop_cdf, r)]
                 events.append(("view", art, t))
                 t += timedelta(seconds=float(r.exponential(50)) + 2)
                 if r.random() < (0.5 if converting else 0.05):

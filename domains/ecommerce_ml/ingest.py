@@ -79,6 +79,7 @@ def duckdb_session(threads: int = THREADS, memory_limit: str = MEMORY_LIMIT):
             con.execute(f"SET threads = {int(threads)}")
             con.execute(f"SET temp_directory = '{os.path.join(tmp, 'spill')}'")
             con.execute("SET preserve_insertion_order = true")
+            con.execute("SET TimeZone = 'UTC'")
             yield con
         finally:
             con.close()

@@ -55,7 +55,7 @@ def _load_day(con, root, run: Run) -> dict:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no {name} drop for {run.day}")
         with lake.readable(path) as local:
-            counts[table] = ingest.load_csv(con, table, local, fmt, str(path))
+            counts[table] = ingest.load_csv(con, table, local, fmt, lake.url(path))
     return counts
 
 

@@ -77,6 +77,13 @@ def curated_dir(root: ObjectStoragePath, dataset: str, version: str) -> ObjectSt
     return root / "curated" / dataset / f"v={version}"
 
 
+def url(path: ObjectStoragePath) -> str:
+    """The path's URL without the connection id (``file:///...``, ``s3://bucket/key``): how
+    the registry and error messages name it, the same whichever connection reached it."""
+    protocol = path.protocol or "file"
+    return f"{protocol}://{path.path}"
+
+
 def local_path(path: ObjectStoragePath) -> str | None:
     """The OS path of a ``file://`` lake path (DuckDB then reads it directly), else None."""
     return path.path if path.protocol in ("file", "local", "") else None
