@@ -1,5 +1,5 @@
 """The heavy environment's models, run there for real: the ONNX image-encoder path with a tiny
-ONNX model built by the test, the hand-made image features, the frozen TF-IDF, MiniLM, VADER."""
+ONNX model built by the test, the hand-made image features, the frozen TF-IDF, VADER."""
 
 from __future__ import annotations
 
@@ -57,31 +57,23 @@ def test_handcrafted_image_features_say_so_and_separate_colours():
     assert out["red_red"] > 0.95 > out["red_blue"] + 0.3
 
 
-def test_tfidf_state_round_trips_and_minilm_and_vader_behave():
+def test_tfidf_state_round_trips_and_vader_behaves():
+    """(MiniLM runs for real in both DAG tests, whose similarity checks cover it.)"""
     out = run_heavy("""
-        import json, time
+        import json
         import numpy as np
-        from domains.ecommerce_ml.heavy.models import TfidfModel, SentenceEncoder, VaderScorer
+        from domains.ecommerce_ml.heavy.models import TfidfModel, VaderScorer
         from domains.ecommerce_ml.heavy.pgio import sparsevec_literal
         texts = ["red cotton dress with short sleeves", "blue denim trousers", "red silk dress", "wool socks"]
         m = TfidfModel.fit(texts)
         m2 = TfidfModel.from_state(json.loads(json.dumps(m.state)))
         a, b = m.transform(texts).toarray(), m2.transform(texts).toarray()
-        enc = SentenceEncoder.load()
-        t0 = time.perf_counter()
-        v = enc.encode(["a long evening gown", "an elegant dress for a party", "a pair of wool socks"])
-        enc_s = time.perf_counter() - t0
         vader = VaderScorer()
         print(json.dumps({"same": float(np.abs(a - b).max()), "version_equal": m.version == m2.version, "dims": m.dims,
                           "literal": sparsevec_literal(m.transform(["wool socks"])[0], m.dims),
-                          "shape": list(v.shape), "dress_gown": float(v[0] @ v[1]), "gown_socks": float(v[0] @ v[2]),
-                          "name": enc.name, "load_s": enc.load_seconds, "encode3_s": enc_s,
                           "pos": vader.score("I love it, perfect fit and great quality!"),
                           "neg": vader.score("Terrible, it broke after one wash. Very disappointed.")}))
     """)
     assert out["same"] == 0.0 and out["version_equal"]
     assert out["literal"].startswith("{") and out["literal"].endswith(f"}}/{out['dims']}")
-    assert out["shape"] == [3, 384] and out["name"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert out["dress_gown"] > out["gown_socks"] + 0.2
     assert out["pos"]["label"] == "positive" and out["neg"]["label"] == "negative"
-    print(f"MiniLM load {out['load_s']:.2f} s, encode 3 texts {out['encode3_s']:.3f} s")
