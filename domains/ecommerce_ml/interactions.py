@@ -1,0 +1,188 @@
+"""DAG 1, user-item interactions: a day's ``transactions_train.csv`` -> ``interactions``
+(cleaned, one row per customer, article, channel and price with the quantity bought),
+``interaction_rejections`` (each rejected row with its line and reason) and the
+implicit-feedback matrix artifact (customer x article: purchases, quantity, recency).
+
+Rejection reasons, checked in this order:
+
+- ``missing_value``: an empty t_dat, customer_id, article_id, price or sales_channel_id;
+- ``other_day``: ``t_dat`` is not the run's day (a row of another day delivered again: a
+  duplicate of that day's data, never counted twice);
+- ``unknown_article`` / ``unknown_customer``: not in the same day's ``articles.csv`` /
+  ``customers.csv``;
+- ``invalid_price`` (not > 0), ``invalid_channel`` (not 1 or 2).
+
+Identical rows within the day are H&M's way of writing a quantity (one row per item): they
+are kept as ``quantity``, not rejected.
+
+The matrix (``curated/user_item_matrix/v=<day>/``) aggregates the cleaned interaction
+artifacts of the ``window_days`` (default 90) days up to the run's day: per customer and
+article the purchase days, items, first and last day, ``recency_days`` (run day - last day)
+and ``weight`` = sum over items of 0.5 ** (age in days / 30) (a 30-day half-life).
+Everything runs in DuckDB with a memory limit over the files; PostgreSQL gets the rows by COPY.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import timedelta
+
+from domains.ecommerce_ml import assets, formats, ingest, lake, registry
+from domains.ecommerce_ml.common import (
+    Run,
+    artifact_output,
+    copy_from_duckdb,
+    lake_path,
+    publish_parquet,
+    registered_paths,
+)
+from domains.ecommerce_ml.db import DATABASE
+
+DATASET = "interactions"
+MATRIX = "user_item_matrix"
+WINDOW_DAYS = 90
+INTERACTION_COLUMNS = ["day", "customer_id", "article_id", "sales_channel_id", "price", "quantity"]
+REJECTION_COLUMNS = ["day", "line", "reason", "t_dat", "customer_id", "article_id", "price", "sales_channel_id"]
+
+
+def _load_day(con, root, run: Run) -> dict:
+    day_dir = lake.hm_day(root, run.day)
+    counts = {}
+    for name, fmt, table in (("transactions_train.csv", formats.TRANSACTIONS, "tx"),
+                             ("articles.csv", formats.ARTICLES, "articles"),
+                             ("customers.csv", formats.CUSTOMERS, "customers")):
+        path = day_dir / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no {name} drop for {run.day}")
+        with lake.readable(path) as local:
+            counts[table] = ingest.load_csv(con, table, local, fmt, lake.url(path))
+    return counts
+
+
+@ingest.fails_fast
+def validate_transactions(run: Run, root=None) -> dict:
+    """Read the day's three H&M files strictly; a corrupt one fails here, before any write."""
+    root = root or lake.lake_root()
+    with ingest.duckdb_session() as con:
+        return _load_day(con, root, run)
+
+
+CLASSIFY = """
+CREATE TABLE classified AS
+SELECT tx.*,
+  CASE WHEN t_dat IS NULL OR customer_id IS NULL OR article_id IS NULL OR price IS NULL OR sales_channel_id IS NULL
+         THEN 'missing_value'
+       WHEN t_dat <> ?::DATE THEN 'other_day'
+       WHEN NOT EXISTS (SELECT 1 FROM article_ids a WHERE a.article_id = tx.article_id) THEN 'unknown_article'
+       WHEN NOT EXISTS (SELECT 1 FROM customer_ids c WHERE c.customer_id = tx.customer_id) THEN 'unknown_customer'
+       WHEN price <= 0 THEN 'invalid_price'
+       WHEN sales_channel_id NOT IN (1, 2) THEN 'invalid_channel'
+  END AS reason
+FROM tx
+"""
+
+
+@ingest.fails_fast
+def build_interactions(run: Run, root=None) -> dict:
+    """Clean the day and publish it as ``curated/interactions/v=<day>/`` (one Parquet file)."""
+    root = root or lake.lake_root()
+    with ingest.duckdb_session() as con:
+        counts = _load_day(con, root, run)
+        con.execute("CREATE TABLE article_ids AS SELECT DISTINCT article_id FROM articles")
+        con.execute("CREATE TABLE customer_ids AS SELECT DISTINCT customer_id FROM customers")
+        con.execute("DROP TABLE articles")
+        con.execute("DROP TABLE customers")
+        con.execute(CLASSIFY, [run.day])
+        clean = publish_parquet(con, f"""
+            SELECT DATE '{run.day}' AS day, customer_id, article_id, sales_channel_id::SMALLINT AS sales_channel_id,
+                   price, count(*)::INTEGER AS quantity
+            FROM classified WHERE reason IS NULL
+            GROUP BY ALL ORDER BY customer_id, article_id, sales_channel_id, price""", root, DATASET, run.day_version)
+        rejected = publish_parquet(con, f"""
+            SELECT DATE '{run.day}' AS day, _line::INTEGER AS line, reason, t_dat, customer_id, article_id, price,
+                   sales_channel_id
+            FROM classified WHERE reason IS NOT NULL ORDER BY _line""", root, "interaction_rejections",
+                                   run.day_version)
+        reasons = dict(ingest.fetch(con, "SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL"
+                                         " GROUP BY reason ORDER BY reason"))
+    return {"rows_read": counts["tx"], "interactions": clean, "rejections": rejected, "rejected": reasons}
+
+
+def load_interactions(run: Run, built: dict, root=None) -> dict:
+    """The day's artifacts -> ``interactions`` and ``interaction_rejections``, one transaction."""
+    from shared.lineage import record_postgres_io
+
+    root = root or lake.lake_root()
+    pg = DATABASE.hook()
+    clean, rejected = built["interactions"], built["rejections"]
+    with ingest.duckdb_session() as con, closing(DATABASE.connect(pg)) as conn, \
+            lake.readable(root / "curated" / clean["relative"]) as clean_local, \
+            lake.readable(root / "curated" / rejected["relative"]) as rejected_local:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM interactions WHERE day = %s", (run.day,))
+            cur.execute("DELETE FROM interaction_rejections WHERE day = %s", (run.day,))
+            copy_from_duckdb(con, f"SELECT {', '.join(INTERACTION_COLUMNS)} FROM read_parquet('{clean_local}')",
+                             cur, "interactions", INTERACTION_COLUMNS)
+            copy_from_duckdb(con, f"SELECT {', '.join(REJECTION_COLUMNS)} FROM read_parquet('{rejected_local}')",
+                             cur, "interaction_rejections", REJECTION_COLUMNS)
+            outputs = [
+                artifact_output(clean, DATASET),
+                registry.table_output(cur, "interactions", "interactions", assets.table("interactions"),
+                                      "day = %s", (run.day,)),
+                registry.table_output(cur, "interaction_rejections", "interaction_rejections",
+                                      assets.table("interaction_rejections"), "day = %s", (run.day,)),
+            ]
+            for out in outputs:
+                registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
+        conn.commit()
+    record_postgres_io(pg, outputs=["interactions", "interaction_rejections", "dataset_registry"])
+    registry.emit_asset_events(outputs, run.day_version)
+    return {"interactions": outputs[1].row_count, "rejections": outputs[2].row_count}
+
+
+def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
+    """The implicit-feedback matrix over the registered interaction days in the window."""
+    from shared.lineage import record_postgres_io
+
+    root = root or lake.lake_root()
+    pg = DATABASE.hook()
+    first = (run.day - timedelta(days=window_days - 1)).isoformat()
+    with closing(DATABASE.connect(pg)) as conn:
+        with conn.cursor() as cur:
+            days = registered_paths(cur, DATASET, first, run.day_version)
+        if not days or days[-1][0] != run.day_version:
+            raise FileNotFoundError(f"no registered interactions for {run.day}: run load_interactions first")
+        with ingest.duckdb_session() as con, _local_files([lake_path(root, p) for _, p in days]) as files:
+            matrix = publish_parquet(con, f"""
+                SELECT customer_id, article_id,
+                       count(DISTINCT day)::INTEGER AS purchase_days,
+                       sum(quantity)::INTEGER AS items,
+                       min(day) AS first_day, max(day) AS last_day,
+                       (DATE '{run.day}' - max(day))::INTEGER AS recency_days,
+                       round(sum(quantity * pow(0.5, (DATE '{run.day}' - day) / 30.0)), 6) AS weight
+                FROM read_parquet({files!r}) GROUP BY customer_id, article_id
+                ORDER BY customer_id, article_id""", root, MATRIX, run.day_version, "matrix")
+        with conn.cursor() as cur:
+            out = artifact_output(matrix, MATRIX)
+            registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
+        conn.commit()
+    record_postgres_io(pg, outputs=["dataset_registry"])
+    registry.emit_asset_events([out], run.day_version)
+    return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"]}
+
+
+class _local_files:
+    """Local names for lake files (themselves on a file:// lake, temporary copies otherwise)."""
+
+    def __init__(self, paths) -> None:
+        self.paths = paths
+        self._stack = None
+
+    def __enter__(self) -> list[str]:
+        from contextlib import ExitStack
+
+        self._stack = ExitStack()
+        return [self._stack.enter_context(lake.readable(p)) for p in self.paths]
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()

@@ -1,0 +1,132 @@
+"""The ecommerce_ml lake: one ``airflow.sdk.ObjectStoragePath`` whose base comes from the
+connection ``ecommerce_ml_lake`` (its extra ``base_url``): ``file://.../lake`` on the local
+platform and in tests, ``s3://bucket/prefix`` in production (the connection then also carries
+the AWS credentials the Amazon provider's filesystem reads). Every path below is built from
+that one base, so the same code runs on both.
+
+Layout (see README.md for the file formats)::
+
+    raw/hm/dt=YYYY-MM-DD/articles.csv               H&M drops, column for column
+    raw/hm/dt=YYYY-MM-DD/customers.csv
+    raw/hm/dt=YYYY-MM-DD/transactions_train.csv     that day's transactions
+    raw/hm/images/<first 3 digits>/<article_id>.jpg
+    raw/reviews/dt=YYYY-MM-DD/reviews.csv
+    raw/events/dt=YYYY-MM-DD/slot=HHMM/part-<arrival HHMMSS>.csv   events by their ts's 15-minute slot
+    curated/<dataset>/v=<version>/<name>-<content sha256[:16]>.<ext>
+
+Curated files are never overwritten in place: the file name carries its content hash, so a
+rerun with the same inputs finds the same file already there (nothing written) and a rerun
+with different inputs adds a new file beside the old one; the registry row
+(:mod:`domains.ecommerce_ml.registry`) points at the current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+LAKE_CONN_ID = "ecommerce_ml_lake"
+HM_FILES = ("articles.csv", "customers.csv", "transactions_train.csv")
+
+
+def lake_root(conn_id: str = LAKE_CONN_ID) -> ObjectStoragePath:
+    """The lake's base path, from the connection's extra ``base_url``."""
+    from airflow.sdk import BaseHook, ObjectStoragePath
+
+    conn = BaseHook.get_connection(conn_id)
+    base = (conn.extra_dejson or {}).get("base_url")
+    if not base:
+        raise ValueError(f"connection {conn_id!r} has no extra 'base_url' (e.g. file:///data/lake or s3://bucket/lake)")
+    return ObjectStoragePath(base.rstrip("/") + "/", conn_id=conn_id)
+
+
+def day_str(day: date | datetime | str) -> str:
+    return day if isinstance(day, str) else day.strftime("%Y-%m-%d")
+
+
+def hm_day(root: ObjectStoragePath, day: date | str) -> ObjectStoragePath:
+    return root / "raw" / "hm" / f"dt={day_str(day)}"
+
+
+def images_dir(root: ObjectStoragePath) -> ObjectStoragePath:
+    return root / "raw" / "hm" / "images"
+
+
+def image_path(root: ObjectStoragePath, article_id: str) -> ObjectStoragePath:
+    """``images/<first 3 digits>/<article_id>.jpg``, as H&M publishes them."""
+    return images_dir(root) / article_id[:3] / f"{article_id}.jpg"
+
+
+def reviews_file(root: ObjectStoragePath, day: date | str) -> ObjectStoragePath:
+    return root / "raw" / "reviews" / f"dt={day_str(day)}" / "reviews.csv"
+
+
+def events_slot_dir(root: ObjectStoragePath, slot_start: datetime) -> ObjectStoragePath:
+    return root / "raw" / "events" / f"dt={slot_start:%Y-%m-%d}" / f"slot={slot_start:%H%M}"
+
+
+def curated_dir(root: ObjectStoragePath, dataset: str, version: str) -> ObjectStoragePath:
+    return root / "curated" / dataset / f"v={version}"
+
+
+def url(path: ObjectStoragePath) -> str:
+    """The path's URL without the connection id (``file:///...``, ``s3://bucket/key``): how
+    the registry and error messages name it, the same whichever connection reached it."""
+    protocol = path.protocol or "file"
+    return f"{protocol}://{path.path}"
+
+
+def local_path(path: ObjectStoragePath) -> str | None:
+    """The OS path of a ``file://`` lake path (DuckDB then reads it directly), else None."""
+    return path.path if path.protocol in ("file", "local", "") else None
+
+
+@contextmanager
+def readable(path: ObjectStoragePath):
+    """A local file name for ``path``: itself on a local lake, else a temporary copy (streamed)."""
+    local = local_path(path)
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="ecommerce-ml-") as tmp:
+        target = Path(tmp) / path.name
+        with path.open("rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        yield str(target)
+
+
+def sha256_file(filename: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(filename, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish(local_file: str | Path, folder: ObjectStoragePath, stem: str, ext: str) -> tuple[ObjectStoragePath, bool]:
+    """Put ``local_file`` into ``folder`` as ``<stem>-<sha[:16]>.<ext>``, never overwriting.
+
+    Returns (path, written): ``written`` is False when the same content was already there.
+    """
+    sha = sha256_file(local_file)
+    dest = folder / f"{stem}-{sha[:16]}.{ext}"
+    if dest.exists():
+        return dest, False
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{dest.name}.partial"
+    with open(local_file, "rb") as src, partial.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    partial.rename(dest)
+    return dest, True
+
+
+def ensure_parent(path: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
