@@ -40,6 +40,11 @@ ENV PYTHONPATH=/usr/local/airflow \
 ENV ECOMMERCE_ML_EMBED_PYTHON=/usr/local/ecommerce_ml_embed/bin/python \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
+# The registry's default torch wheel for Linux pulls the CUDA packages: the image takes the CPU
+# build from PyTorch's CPU index (2.13.0+cpu satisfies ==2.13.0 and sorts after 2.13.0).
+# /usr/local belongs to root in the Runtime image, which runs as `astro`.
+USER root
 RUN python -m venv /usr/local/ecommerce_ml_embed \
     && /usr/local/ecommerce_ml_embed/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
-       -r /usr/local/airflow/requirements-embed.txt
+       --extra-index-url https://download.pytorch.org/whl/cpu -r /usr/local/airflow/requirements-embed.txt
+USER astro
