@@ -34,7 +34,26 @@ TX_PER_SCALE = 5000     # generator scale for 5 M transactions at 1x (about 1,00
 EV_PER_SCALE = 1390     # generator scale for ~2 M events at 1x
 
 
+def vm_hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM) since it was exec'd.
+
+    Not ``ru_maxrss`` from wait4(): on Linux that also counts the parent's pages the child
+    had between fork and exec, so a big benchmark driver would inflate every worker's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker(kind: str, lake_url: str) -> dict:
+    result = _work(kind, lake_url)
+    result["peak_mb"] = vm_hwm_mb()
+    return result
+
+
+def _work(kind: str, lake_url: str) -> dict:
     from airflow.sdk import ObjectStoragePath
 
     root = ObjectStoragePath(lake_url + "/")
@@ -66,12 +85,9 @@ def measure(kind: str, lake_url: str, env: dict) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ecommerce_ml", "--worker", kind, "--lake", lake_url],
                             env=env, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{kind} worker failed ({status})")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024
-    return result
+    if proc.wait() != 0:
+        raise RuntimeError(f"{kind} worker failed ({proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -79,6 +95,7 @@ def main() -> None:
     p.add_argument("--scales", default="0.1,1")
     p.add_argument("--worker")
     p.add_argument("--lake")
+    p.add_argument("--data-dir", help="keep the generated lakes here and reuse them on the next run")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.lake)))
@@ -101,12 +118,18 @@ def main() -> None:
             db = f"ecommerce_ml_{str(scale).replace('.', '_')}"
             password = secrets.token_urlsafe(12)
             pg.ensure_database(db, "ecommerce_ml", password)
-            lake_dir = tmp / f"lake-{scale}"
+            lake_dir = (Path(args.data_dir) if args.data_dir else tmp) / f"lake-{scale}"
             lake_url = f"file://{lake_dir}"
             root = ObjectStoragePath(lake_url + "/")
             t0 = time.perf_counter()
-            tx = generate_day(root, DAY, scale=TX_PER_SCALE * scale, parts=("articles", "customers", "transactions"))
-            ev = generate_day(root, DAY, scale=EV_PER_SCALE * scale, parts=("articles", "events"))
+            counts_file = lake_dir / "generator-counts.json"
+            if counts_file.exists():
+                counts = json.loads(counts_file.read_text())
+            else:
+                tx = generate_day(root, DAY, scale=TX_PER_SCALE * scale, parts=("articles", "customers", "transactions"))
+                ev = generate_day(root, DAY, scale=EV_PER_SCALE * scale, parts=("articles", "events"))
+                counts = {"transactions": tx.counts["transactions"], "events": ev.counts["events"]}
+                counts_file.write_text(json.dumps(counts))
             gen = time.perf_counter() - t0
             raw_mb = sum(f.stat().st_size for f in lake_dir.rglob("*.csv")) / 2**20
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
@@ -115,14 +138,17 @@ def main() -> None:
                        "login": "ecommerce_ml", "password": password}),
                    "AIRFLOW_CONN_ECOMMERCE_ML_LAKE": json.dumps({"conn_type": "fs", "extra": {"base_url": lake_url}})}
             base = measure("import", lake_url, env)
-            for kind, expected in (("interactions", tx.counts["transactions"]), ("funnels", ev.counts["events"])):
+            for kind, expected in (("interactions", counts["transactions"]), ("funnels", counts["events"])):
                 r = measure(kind, lake_url, env)
                 results.append({"step": kind, "scale": f"{scale:g}x", "rows": r["rows"], "expected_rows": expected,
                                 "seconds": round(r["seconds"], 1), "rows_per_s": round(r["rows"] / r["seconds"]),
                                 "peak_rss_mb": round(r["peak_mb"]), "import_only_mb": round(base["peak_mb"]),
                                 "generate_s": round(gen), "raw_csv_mb": round(raw_mb)})
                 print(json.dumps(results[-1]), flush=True)
-            shutil.rmtree(lake_dir, ignore_errors=True)
+            if not args.data_dir:
+                shutil.rmtree(lake_dir, ignore_errors=True)
+            for sub in ("curated",):  # outputs of this run: the next run starts from the raw drops only
+                shutil.rmtree(lake_dir / sub, ignore_errors=True)
             pg.drop_database(db)
     finally:
         pg.stop()

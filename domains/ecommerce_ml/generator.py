@@ -302,7 +302,7 @@ def write_customers(root, cat: Catalogue, day: date, truths: Truths) -> None:
         fn = r.random(n) < 0.35
         active = r.random(n) < 0.33
         club = r.choice(["ACTIVE", "PRE-CREATE", "LEFT CLUB", ""], size=n, p=[0.925, 0.06, 0.005, 0.01])
-        news = r.choice(["NONE", "Regularly", "Monthly", "None", ""], size=n, p=[0.63, 0.355, 0.002, 0.003, 0.01])
+        news = r.choice(["NONE", "Regularly", "Monthly", "None", ""], size=n, p=[0.613, 0.355, 0.002, 0.02, 0.01])
         young = r.random(n) < 0.6
         ages = np.where(young, r.normal(27, 5, n), r.normal(52, 8, n)).clip(16, 99).astype(int)
         no_age = r.random(n) < 0.012

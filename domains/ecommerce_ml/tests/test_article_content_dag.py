@@ -104,7 +104,7 @@ def test_corrupt_articles_fail_naming_file_line_column_and_write_nothing(ecom, c
     assert str(path) in str(err.value) and f"line {line}," in str(err.value)
     if column:
         assert f"column {column!r}" in str(err.value)
-    if corruption == "truncate":
+    if corruption != "type":
         return  # the DAG run below is the same for every corruption: run it once
     dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
     assert dr.state == "failed"
