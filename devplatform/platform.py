@@ -22,7 +22,7 @@ from devplatform.domain_redis import DomainRedis, declared_services, redis_domai
 from devplatform.paths import ROOT
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc
-from devplatform.tenants import TeamRuntime, can_switch_users
+from devplatform.tenants import TeamRuntime, can_switch_users, tenant_python
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
@@ -79,11 +79,15 @@ class LocalPlatform:
                 self.config.tenant_dir(d).mkdir(parents=True, exist_ok=True)
                 if user:
                     os.chown(self.config.tenant_dir(d), user.uid, user.gid)
+                # domain code as the team's user: its interpreter, and no platform secret in its environment
+                python = tenant_python(self.config.state, create=True) if user else sys.executable
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
+                       "LANG": "C.UTF-8", **self.local_env(d)} if user else self.env()
                 log = self.proc(f"setup-{d}").logfile
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with open(log, "ab") as f:
                     out.append((d, subprocess.Popen(
-                        [sys.executable, *args], cwd=ROOT, env=self.env(), stdout=f, stderr=subprocess.STDOUT,
+                        [python, *args], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL, user=user.uid if user else None, group=user.gid if user else None)))
         return out
 

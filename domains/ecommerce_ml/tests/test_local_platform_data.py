@@ -1,5 +1,5 @@
 """`make start` writes the ecommerce_ml raw drops into the team's lake folder (settings.yaml
-`local_data`), once: a second start finds them there and writes nothing."""
+`local.setup`), once: a second start finds them there and writes nothing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from devplatform.config import PlatformConfig
 from devplatform.platform import LocalPlatform
 
 
+def run_setups(platform: LocalPlatform) -> None:
+    setups = platform.start_setups()
+    assert [d for d, _ in setups] == ["ecommerce_ml"]
+    assert all(proc.wait() == 0 for _, proc in setups)
+
+
 def test_start_writes_the_last_two_days_once(tmp_path):
     cfg = PlatformConfig(state=tmp_path / "state", domains=["ecommerce_ml"], executor="local")
     platform = LocalPlatform(cfg, quiet=True)
-    platform.write_local_data()
+    run_setups(platform)
     lake = cfg.tenant_dir("ecommerce_ml") / "lake"
     assert cfg.settings_vars()["ECOMMERCE_ML_LAKE_URL"] == f"file://{lake}"
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
@@ -24,6 +30,6 @@ def test_start_writes_the_last_two_days_once(tmp_path):
         assert any((lake / "raw" / "events" / f"dt={day}").rglob("part-*.csv"))
     assert any((lake / "raw" / "hm" / "images").rglob("*.jpg"))
     stamps = {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
-    platform.write_local_data()
+    run_setups(platform)
     assert {p: p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()} == stamps
     assert json.loads((cfg.state / "secrets.json").read_text())  # the platform's own state, as make start makes it
