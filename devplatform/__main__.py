@@ -86,7 +86,7 @@ def cmd_generate_data(args) -> None:
     from devplatform.platform import LocalPlatform
 
     if not LocalPlatform().generate_data(args.domain, args.generator_args):
-        raise SystemExit(f"domain {args.domain!r} has no generator (domains/{args.domain}/generator.py)")
+        raise SystemExit(f"domain {args.domain!r} declares no generated dataset (local.data in its settings.yaml)")
 
 
 def cmd_settings_env(args) -> None:

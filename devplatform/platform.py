@@ -301,21 +301,24 @@ class LocalPlatform:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def _generator_cmd(self, domain: str, args) -> tuple[list[str], dict[str, str]] | None:
-        if not (ROOT / "domains" / domain / "generator.py").exists():
+        """The domain's ``local.data`` command (its settings file), which loads its generated
+        dataset into its database: run once the databases exist, with the domain's connections."""
+        command = domain_settings.load(domain, self.config.settings_vars())["local"]["data"]
+        if not command:
             return None
         env = self.env()
         team_env = domain_settings.as_env([domain], self.config.settings_vars(), team_scoped=False)
         env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
-        return [sys.executable, "-m", f"domains.{domain}.generator", *args], env
+        return [sys.executable, *command, *args], env
 
     def generate_data(self, domain: str, args: list[str] | tuple[str, ...] = ()) -> bool:
-        """Fill a domain's database with its generated dataset, if the domain has a generator
-        (``domains/<domain>/generator.py``, run as a module with the domain's connections; it
-        does nothing when the same dataset is already loaded). True if there was one."""
+        """Fill a domain's database with its generated dataset, if the domain declares one
+        (``local.data``; the command does nothing when the same dataset is already loaded).
+        True if there was one."""
         spec = self._generator_cmd(domain, args)
         if spec is None:
             return False
-        self.say(f"{domain}: generating its dataset (domains/{domain}/generator.py)")
+        self.say(f"{domain}: generating its dataset ({' '.join(spec[0][1:])})")
         out = subprocess.run(spec[0], env=spec[1], cwd=ROOT, check=True, capture_output=True, text=True)
         for line in out.stdout.strip().splitlines():
             self.say(line)

@@ -108,7 +108,7 @@ def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool =
     raw = yaml.safe_load(path.read_text()) or {}
     airflow = raw.get("airflow") or {}
     missing: set[str] = set()
-    local: dict[str, Any] = {"env": {}, "setup": []}
+    local: dict[str, Any] = {"env": {}, "setup": [], "data": []}
     if not deploy:
         # The local platform's values of the deployment's environment: resolved first, so the
         # rest of the file (e.g. a connection's path) can use them; the environment wins.
@@ -117,6 +117,7 @@ def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool =
         local["env"] = {k: os.environ.get(k) or str(v) for k, v in env.items()}
         values = {**(values or {}), **local["env"]}
         local["setup"] = _expand(raw_local.get("setup") or [], _resolver(values, deploy), missing)
+        local["data"] = _expand(raw_local.get("data") or [], _resolver(values, deploy), missing)
     data = {
         "connections": airflow.get("connections") or [],
         "variables": airflow.get("variables") or [],

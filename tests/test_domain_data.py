@@ -1,4 +1,4 @@
-"""`make start` / `make aurora-data`: a domain with a generator (domains/<domain>/generator.py)
+"""`make start` / `make aurora-data`: a domain that declares a generated dataset (`local.data` in its settings.yaml)
 gets its dataset loaded into its own database through its own connection, once per parameters."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_generate_data_loads_the_domains_dataset_once():
         assert any("[aurora-data] loaded" in line for line in said), said
         assert platform.generate_data("aurora", ["--users", "20", "--days", "14", "--defects", "invalid_tier"])
         assert "nothing to do" in said[-1]
-        assert not platform.generate_data("referral")  # no generator: nothing run
+        assert not platform.generate_data("referral")  # declares no dataset: nothing run
     finally:
         platform.stop()
         shutil.rmtree(state, ignore_errors=True)
