@@ -92,6 +92,13 @@ def pg() -> PgServer:
     return _STATE["pg"]
 
 
+@pytest.fixture(scope="session")
+def platform_tmp() -> Path:
+    """The session's platform folder (Airflow home, OpenLineage file, metadata database).
+    A fixture, not an import of ``_STATE``: test modules may get another copy of this module."""
+    return _STATE["tmp"]
+
+
 def set_connection(conn_id: str, **fields) -> None:
     """Make a global connection visible to hooks (and dag.test) in this process."""
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({k: v for k, v in fields.items() if v is not None})

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import _STATE, run_dag, set_connection
+from conftest import run_dag, set_connection
 from domains.referral.standins.bullhorn import create_bullhorn_app
 from domains.referral.standins.ml_service import create_ml_app
 from domains.referral.tests.conftest import FAST_RETRIES
@@ -96,7 +96,7 @@ def planted(standin, domain_db, mail_sink, tmp_path, monkeypatch):
     handler.close()
 
 
-def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, tmp_path, monkeypatch):
+def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, tmp_path, monkeypatch, platform_tmp):
     bullhorn, ml = planted["bullhorn"], planted["ml"]
     state = bullhorn.app.state.bullhorn
     state.seed(candidates=600, positions=5)
@@ -129,10 +129,10 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
         calls = requests.get(f"{server.url}/_standin/calls", timeout=10)
         assert calls.status_code == 200 and len(calls.json()) > 3
         found += hits(needles, f"{name} /_standin/calls", calls.content)
-    lineage = _STATE["tmp"] / "openlineage.jsonl"
+    lineage = platform_tmp / "openlineage.jsonl"
     assert lineage.exists() and lineage.stat().st_size > 0
     searched = 0
-    for root in (_STATE["tmp"], tmp_path):  # Airflow home, logs, OpenLineage file, metadata DB; mail sink
+    for root in (platform_tmp, tmp_path):  # Airflow home, logs, OpenLineage file, metadata DB; mail sink
         for f in Path(root).rglob("*"):
             if f.is_file():
                 try:
