@@ -305,7 +305,11 @@ class PlatformConfig:
     def settings_vars(self) -> dict[str, str]:
         """Values that ``${...}`` placeholders in the domains' settings files resolve to."""
         s = self.secrets
-        out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port)}
+        from devplatform.tenants import EMBED_VENV, tenant_python
+
+        out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port),
+               # the heavy model environment's interpreter, as the team users can run it
+               "PLATFORM_EMBED_PYTHON": tenant_python(self.state, source=EMBED_VENV)}
         for d, pw in s.domain_db_passwords.items():
             out[f"{d.upper()}_DB_PASSWORD"] = pw
         for d in self.domains:  # the team's data (e.g. hss_workflow's songs), readable by its worker

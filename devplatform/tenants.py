@@ -29,6 +29,8 @@ from devplatform.config import PlatformConfig, openlineage_extractors, openlinea
 from devplatform.paths import DOMAINS_DIR, ROOT
 
 USER_PREFIX = "tenant-"
+# ecommerce_ml's heavy (model) environment, built by `make install` (requirements-embed.txt)
+EMBED_VENV = ROOT / ".venv-embed"
 DEFAULT_CONCURRENCY = 2
 
 
@@ -72,28 +74,33 @@ def _reachable_by_others(path: Path) -> bool:
     return os.stat(path).st_mode & 0o001 != 0 and all(os.stat(p).st_mode & 0o001 for p in path.parents)
 
 
-def tenant_python(state: Path, create: bool = False) -> str:
+def tenant_python(state: Path, create: bool = False, source: Path | None = None) -> str:
     """The interpreter for the team users' processes.
 
     The project's virtualenv may be built on an interpreter that other users cannot reach
     (e.g. pyenv under ``/root``). Then the team users get a virtualenv of their own on the
     system's interpreter of the same minor version, which reads the project's installed
-    packages (same CPython ABI): nothing is installed twice.
+    packages (same CPython ABI): nothing is installed twice. ``source``: another of the
+    project's virtualenvs instead of the running one (e.g. ecommerce_ml's ``.venv-embed``).
     """
-    if not can_switch_users() or _reachable_by_others(Path(sys.executable)):
-        return sys.executable
-    venv = state / "tenant-python"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    own = Path(sys.executable) if source is None else source / "bin" / "python"
+    if not can_switch_users() or _reachable_by_others(own):
+        return str(own)
+    venv = state / ("tenant-python" if source is None else f"tenant-python-{source.name.lstrip('.')}")
     python = venv / "bin" / "python"
     if not create:
         return str(python)
     if not python.exists():
-        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         system = next((p for p in (Path("/usr/local/bin") / version, Path("/usr/bin") / version)
                        if p.exists() and _reachable_by_others(p)), None)
         if system is None:
-            raise RuntimeError(f"{sys.executable} is not reachable by the team users and there is no system {version}")
+            raise RuntimeError(f"{own} is not reachable by the team users and there is no system {version}")
         subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
-        site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+        if source is None:
+            site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+        else:
+            site_packages = str(source / "lib" / version / "site-packages")
         (venv / "lib" / version / "site-packages" / "_project_packages.pth").write_text(
             f"import site; site.addsitedir({site_packages!r})\n"
         )
@@ -175,6 +182,8 @@ class TeamRuntime:
         """Create the team's folders; as root, owned by the team's user and closed to others."""
         cfg = self.config
         tenant_python(cfg.state, create=True)
+        if EMBED_VENV.is_dir():  # ecommerce_ml's heavy environment (make install), for @task.external_python
+            tenant_python(cfg.state, create=True, source=EMBED_VENV)
         self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.redis_dir.parent, 0o700)
         for own in (self.home, self.flower_home):

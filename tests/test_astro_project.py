@@ -56,6 +56,7 @@ def test_airflow_settings_uses_the_astro_schema():
 
 def test_each_domain_declares_prefixed_settings_and_they_emit_team_scoped_env():
     values = {f"{d.upper()}_{k}": "pw" for d in domain_names() for k in ("DB_PASSWORD", "DATA_DIR", "REDIS_PASSWORD", "LAKE_URL")}
+    values["PLATFORM_EMBED_PYTHON"] = "/opt/embed/bin/python"
     env = settings.as_env(domain_names(), values)
     for d in domain_names():
         s = settings.load(d, values)
