@@ -213,17 +213,12 @@ class LocalPlatform:
 
         # What needs no metadata database starts first, while PostgreSQL starts and the
         # database is migrated (one process, mostly one core): each domain's local setup, the
-        # mail sink, the stand-ins, and per team its Redis, Celery worker and Flower.
+        # mail sink, and per team its Redis, Celery worker and Flower (the stand-ins follow PostgreSQL).
         setups = self.start_setups()
         self._start_proc(
             "smtp-sink",
             [sys.executable, "-m", "devplatform", "smtp-sink", "--port", str(cfg.smtp_port), "--dir", str(cfg.mail_dir)],
         )
-        for d, spec in self.standin_specs():
-            self._start_proc(
-                f"standin-{d}-{spec['name']}",
-                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
-            )
         for d in self.celery_teams():
             rt = self.team_runtime(d)
             rt.prepare()
@@ -232,7 +227,7 @@ class LocalPlatform:
             user = self.team_runtime(team).user
             self._start_proc(name, cmd, env=env, user=(user.uid, user.gid) if user else None,
                              cwd=self.team_runtime(team).home)
-        self.phase("stand-ins, Redis, workers, Flower started")
+        self.phase("mail sink, Redis, workers, Flower started")
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
         self.pg.start()
@@ -245,6 +240,13 @@ class LocalPlatform:
             self.lock_state()  # after PostgreSQL, which opens the path to its data folder
         self.say(f"databases: airflow, lineage + one per domain ({', '.join(cfg.domains)}), one login role each")
         self.phase("postgres and databases")
+        # the stand-ins once PostgreSQL is up: some keep their state in their domain's database
+        # (looklyy's API); they start while the metadata database is prepared
+        for d, spec in self.standin_specs():
+            self._start_proc(
+                f"standin-{d}-{spec['name']}",
+                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
+            )
 
         self.start_domain_services()  # before the settings: the Kafka connections need its address
         self.phase("domain Redis and Kafka stand-in")
