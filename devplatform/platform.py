@@ -276,7 +276,8 @@ class LocalPlatform:
         shared = {"tenants", "tenant-python", self.config.task_log_dir.name}
         shared |= {p.relative_to(state).parts[0] for p in self.config.bundle_paths.values() if p.is_relative_to(state)}
         for child in state.iterdir():
-            if child.is_dir() and not child.is_symlink() and child.name not in shared and child != self.config.pgdata:
+            if child.is_dir() and not child.is_symlink() and child.name not in shared and child != self.config.pgdata \
+                    and not child.name.startswith("tenant-python"):  # the team users' interpreters
                 os.chmod(child, 0o700)
 
     def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
