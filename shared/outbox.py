@@ -126,6 +126,7 @@ class PublishResult:
     published: int
     waiting: int
     broker_reachable: bool = True
+    topics: frozenset[str] = frozenset()  # the topics that got acknowledged events (lineage outputs)
 
 
 def _delivery_recorder(acked: list[int], errors: dict[int, str]):
@@ -165,7 +166,10 @@ def publish_outbox(
 
     producer = KafkaProducerHook(kafka_config_id=kafka_conn_id).get_producer()
     try:
-        return _publish(conn, producer, kafka_conn_id, batch_size, probe_timeout, flush_timeout)
+        result = _publish(conn, producer, kafka_conn_id, batch_size, probe_timeout, flush_timeout)
+        if result.topics:
+            _record_topics(producer, kafka_conn_id, result.topics)
+        return result
     finally:
         producer.purge()  # nothing is left after the flushes; a failed batch's rows stay unpublished
         producer.close()  # no client left reconnecting to a broker that is down
@@ -187,6 +191,7 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
         return PublishResult(0, waiting, broker_reachable=False)
 
     published = 0
+    topics: set[str] = set()
     while True:
         with conn.cursor() as cur:
             cur.execute(
@@ -217,6 +222,8 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
                 producer.purge()  # undelivered messages: their rows stay unpublished
                 producer.flush(5)
             if acked:
+                done = set(acked)
+                topics.update(r[2] for r in batch if r[0] in done)
                 cur.execute(
                     f"UPDATE {OUTBOX_TABLE} SET published_at = now(), attempts = attempts + 1, last_error = NULL"
                     " WHERE id = ANY(%s)", (acked,),
@@ -236,6 +243,16 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
                 "Kafka did not acknowledge %d event(s) (%s): %d event(s) wait in the outbox for the next publish",
                 len(failed), next(iter(errors.values()), "timeout"), waiting,
             )
-            return PublishResult(published, waiting, broker_reachable=True)
+            return PublishResult(published, waiting, broker_reachable=True, topics=frozenset(topics))
     log.info("published %d event(s) from the outbox", published)
-    return PublishResult(published, 0)
+    return PublishResult(published, 0, topics=frozenset(topics))
+
+
+def _record_topics(producer: Any, kafka_conn_id: str, topics: Iterable[str]) -> None:
+    """Report the topics the task published to as OpenLineage outputs (``kafka://<bootstrap>``)."""
+    from airflow.sdk import BaseHook
+
+    from shared.lineage import kafka_topic, record_io
+
+    bootstrap = BaseHook.get_connection(kafka_conn_id).extra_dejson.get("bootstrap.servers", "")
+    record_io(producer, outputs=[kafka_topic(bootstrap, t) for t in sorted(topics)])

@@ -11,6 +11,8 @@ any other key is refused by the server (``NOPERM``).
 :func:`replace_hashes` sends ``DEL key`` + ``HSET key ...`` (+ ``EXPIRE``) for a batch of keys
 inside one ``MULTI``/``EXEC`` transaction: Redis runs the batch as one step, so a reader sees
 either a key's old hash or its new one, never a mix and never fields left from the old one.
+It reports the key spaces it wrote (each key's prefix up to its last ``:``, e.g.
+``aurora:features:``) as OpenLineage outputs through :mod:`shared.lineage`.
 """
 
 from __future__ import annotations
@@ -74,10 +76,12 @@ def replace_hashes(client: Any, hashes: Mapping[str, Mapping[str, Any]] | Iterab
 
     items = hashes.items() if isinstance(hashes, Mapping) else hashes
     written = 0
+    prefixes: set[str] = set()
     try:
         for batch in _batches(items, batch_size):
             with client.pipeline(transaction=True) as pipe:
                 for key, mapping in batch:
+                    prefixes.add(key_prefix(key))
                     fields = _fields(mapping)
                     pipe.delete(key)
                     if fields:
@@ -89,4 +93,21 @@ def replace_hashes(client: Any, hashes: Mapping[str, Mapping[str, Any]] | Iterab
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
         raise RedisUnavailable(f"Redis became unreachable after {written} key(s) were written ({e}); "
                                "the task's retries write them again") from e
+    record_keyspaces(client, outputs=prefixes)
     return written
+
+
+def key_prefix(key: str) -> str:
+    """A key's key space: everything up to and including its last ``:``."""
+    head, sep, _ = key.rpartition(":")
+    return f"{head}{sep}" if sep else key
+
+
+def record_keyspaces(client: Any, *, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> None:
+    """Report key spaces (prefixes) of ``client``'s server read/written by the task (lineage)."""
+    from shared.lineage import record_io, redis_keyspace
+
+    kwargs = client.get_connection_kwargs()
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    record_io(client, inputs=[redis_keyspace(host, port, p) for p in sorted(inputs)],
+              outputs=[redis_keyspace(host, port, p) for p in sorted(outputs)])

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from conftest import run_dag
+from conftest import lineage_io, run_dag
 from domains.aurora.predictions import KEY_PREFIX, TOPIC, publish_events, read_cached
 from domains.aurora.tests.realtime import load_dataset, query, train_current_models
 from shared.event_consumer import DedupConsumer
@@ -63,10 +63,16 @@ def test_structure():
     assert dag.get_task("cache_predictions").retries >= 2
 
 
-def test_predictions_saved_cached_published_once_and_a_rerun_changes_nothing(aurora):
+def test_predictions_saved_cached_published_once_and_a_rerun_changes_nothing(aurora, lineage_events):
     db, redis_server, _, cohort = aurora
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)
     assert dr.state == "success", states
+
+    # lineage: the Redis key space and the Kafka topic the run wrote (OpenLineage naming)
+    events = lineage_events()
+    assert (f"redis://127.0.0.1:{redis_server.port}", KEY_PREFIX) in lineage_io(events, f"{DAG_ID}.cache_predictions")[1]
+    published = lineage_io(events, f"{DAG_ID}.publish_prediction_events")[1]
+    assert any(ns.startswith("kafka://127.0.0.1:") and name == TOPIC for ns, name in published), published
 
     rows = query(db, "SELECT user_id, target, target_date, horizon_hours, target_time, predicted_value, as_of,"
                      " predicted_at FROM predictions")
