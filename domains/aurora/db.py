@@ -9,3 +9,13 @@ from pathlib import Path
 from shared.db import DomainDatabase
 
 DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations")
+
+# The app's tables the features read (``features.read_history``).
+HISTORY_TABLES = ("users", "life_events", "sleep_records", "exercise_sessions", "social_connections")
+
+
+def record_tables(*, inputs: tuple[str, ...] | list[str] = (), outputs: tuple[str, ...] | list[str] = ()) -> None:
+    """Report the aurora tables a task read and wrote (OpenLineage, through shared.lineage)."""
+    from shared.lineage import record_postgres_io
+
+    record_postgres_io(DATABASE.hook(), inputs=list(inputs), outputs=list(outputs))

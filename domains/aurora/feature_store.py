@@ -70,7 +70,7 @@ def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: i
 def compute_group(group: str, as_of: datetime) -> dict:
     """Task body: compute one group and keep it for :func:`update_feature_store`."""
     from domains.aurora.datasets import save_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
 
     if group not in FEATURE_GROUPS:
         raise ValueError(f"unknown feature group {group!r}; one of {sorted(FEATURE_GROUPS)}")
@@ -78,6 +78,7 @@ def compute_group(group: str, as_of: datetime) -> dict:
         frame = group_features(conn, group, as_of, user_ids(conn))
         save_frame(conn, run_key(as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
                    frame.reset_index())
+    record_tables(inputs=HISTORY_TABLES, outputs=["training_datasets"])
     log.info("feature group %s: %d user(s) at %s", group, len(frame), as_of)
     return {"group": group, "users": len(frame), "features": list(FEATURE_GROUPS[group])}
 
@@ -94,7 +95,7 @@ def snapshot(conn, as_of: datetime) -> pd.DataFrame:
 
 def update_feature_store(as_of: datetime) -> dict:
     """Task body: the snapshot into PostgreSQL (one transaction), then into Redis (atomic per user)."""
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
     from shared.db import bulk_upsert
     from shared.redis_store import connect, replace_hashes
 
@@ -117,6 +118,7 @@ def update_feature_store(as_of: datetime) -> dict:
         written = replace_hashes(client, hashes, ttl=TTL_SECONDS)
     else:
         log.info("as_of %s is older than the newest snapshot %s: Redis keeps the newer features", as_of_ts, newest)
+    record_tables(inputs=["training_datasets"], outputs=["feature_store"])
     log.info("feature store at %s: %d user(s); PostgreSQL %d new, %d updated; Redis %d hash(es)",
              as_of_ts, len(frame), upsert.inserted, upsert.updated, written)
     return {"as_of": as_of_ts.isoformat(), "users": len(frame), "inserted": upsert.inserted,

@@ -62,7 +62,7 @@ def select_users(as_of) -> dict:
     """Active premium and pro users (the app's ``PREDICTION_TIERS``), kept for the next tasks."""
     from domains.aurora.app import PREDICTION_TIERS
     from domains.aurora.datasets import save_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
 
     with closing(DATABASE.connect()) as conn:
         with conn.cursor() as cur:
@@ -71,6 +71,7 @@ def select_users(as_of) -> dict:
             ids = [r[0] for r in cur.fetchall()]
         save_frame(conn, run_key(as_of), "cohort", _utc(as_of).to_pydatetime(),
                    pd.DataFrame({"user_id": np.asarray(ids, dtype="int64")}))
+    record_tables(inputs=["users"], outputs=["training_datasets"])
     log.info("%d active premium/pro user(s) get predictions at %s", len(ids), _utc(as_of))
     return {"users": len(ids), "as_of": _utc(as_of).isoformat()}
 
@@ -106,7 +107,7 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
     """Task body: the target's predictions for the cohort with the current model."""
     from domains.aurora import models
     from domains.aurora.datasets import save_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
@@ -117,6 +118,7 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
                  for i in range(0, len(users), chunk)]
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
         save_frame(conn, run_key(as_of), f"predictions:{target}", _utc(as_of).to_pydatetime(), rows)
+    record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES], outputs=["training_datasets"])
     log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
              model.version)
     return {"target": target, "users": len(users), "rows": len(rows), "model_name": model.name,
@@ -145,7 +147,7 @@ def events_for(rows: pd.DataFrame):
 def save_predictions(as_of) -> dict:
     """Task body: the three targets' rows upserted and their events added, committed together."""
     from domains.aurora.datasets import load_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
     from shared.db import bulk_upsert
     from shared.outbox import add_events
 
@@ -162,6 +164,7 @@ def save_predictions(as_of) -> dict:
         with conn.cursor() as cur:
             added = add_events(cur, events_for(rows), source=SOURCE)
         conn.commit()
+    record_tables(inputs=["training_datasets"], outputs=["predictions", "event_outbox"])
     log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",
              len(rows), result.inserted, result.updated, added)
     return {"rows": len(rows), "inserted": result.inserted, "updated": result.updated, "events": added}

@@ -66,7 +66,7 @@ def _history(conn, run_key: str, as_of: datetime, days: int):
 def engineer_features(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) -> dict[str, int]:
     """Temporal, aggregate and derived features for the three models (``features.training_sets``)."""
     from domains.aurora.datasets import save_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
     from domains.aurora.features import training_sets
 
     with closing(DATABASE.connect()) as conn:
@@ -74,6 +74,7 @@ def engineer_features(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) 
         rows = {target: save_frame(conn, run_key, f"features:{target}", as_of, frame, commit=False)
                 for target, frame in sets.items()}
         conn.commit()
+    record_tables(inputs=["training_datasets"], outputs=["training_datasets"])
     log.info("feature sets %s: %s rows", run_key, rows)
     return rows
 
@@ -82,10 +83,11 @@ def train_model(run_key: str, as_of: datetime, target: str) -> dict[str, Any]:
     """Train ``target`` on its feature set; evaluate on the hold-out; register; promote if better."""
     from domains.aurora import models
     from domains.aurora.datasets import load_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
 
     with closing(DATABASE.connect()) as conn:
         entry = models.train_target(conn, target, load_frame(conn, run_key, f"features:{target}"), run_key, as_of)
+    record_tables(inputs=["training_datasets", "model_registry"], outputs=["model_registry", "event_outbox"])
     log.info("%s v%d: %s; hold-out %s; naive baseline %s", entry.model_name, entry.version, entry.decision,
              entry.metrics, entry.baseline_metrics)
     return entry.summary()

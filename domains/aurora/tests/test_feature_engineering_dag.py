@@ -7,7 +7,7 @@ from contextlib import closing
 import pandas as pd
 import pytest
 
-from conftest import run_dag
+from conftest import lineage_io, run_dag
 from domains.aurora.feature_store import FEATURE_GROUPS, FEATURES, KEY_PREFIX, read_online
 from domains.aurora.tests.realtime import load_dataset, query
 
@@ -44,10 +44,18 @@ def test_groups_in_parallel_with_the_seeds_feature_names():
     assert {dag.get_task(t).pool for t in dag.task_ids} == {"aurora_default"}
 
 
-def test_features_land_in_postgres_and_redis_and_a_rerun_changes_nothing(aurora):
+def test_features_land_in_postgres_and_redis_and_a_rerun_changes_nothing(aurora, lineage_events):
     db, redis_server = aurora
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)
     assert dr.state == "success", states
+
+    # lineage: app tables -> feature groups -> feature store (PostgreSQL table and Redis key space)
+    events = lineage_events()
+    inputs, _ = lineage_io(events, f"{DAG_ID}.compute_sleep_features")
+    assert {name.split(".", 1)[1] for _, name in inputs} >= {"public.sleep_records", "public.users"}, inputs
+    _, outputs = lineage_io(events, f"{DAG_ID}.update_feature_store")
+    assert "public.feature_store" in {name.split(".", 1)[1] for _, name in outputs if "." in name}, outputs
+    assert (f"redis://127.0.0.1:{redis_server.port}", KEY_PREFIX) in outputs, outputs
     active = {r[0] for r in query(db, "SELECT id FROM users WHERE is_active")}
     rows = query(db, f"SELECT user_id, as_of, {', '.join(FEATURES)}, computed_at FROM feature_store")
     assert {r[0] for r in rows} == active and {r[1] for r in rows} == {AS_OF.to_pydatetime()}
