@@ -103,7 +103,7 @@ def main() -> None:
 
     from airflow.sdk import ObjectStoragePath
 
-    from devplatform.pg import PgServer
+    from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
     from devplatform.standin import free_port
     from domains.ecommerce_ml.generator import generate_day
 
@@ -117,7 +117,7 @@ def main() -> None:
         for scale in [float(s) for s in args.scales.split(",")]:
             db = f"ecommerce_ml_{str(scale).replace('.', '_')}"
             password = secrets.token_urlsafe(12)
-            pg.ensure_database(db, "ecommerce_ml", password)
+            pg.ensure_database(db, "ecommerce_ml", password, DOMAIN_EXTENSIONS)  # pgvector, as make start
             lake_dir = (Path(args.data_dir) if args.data_dir else tmp) / f"lake-{scale}"
             lake_url = f"file://{lake_dir}"
             root = ObjectStoragePath(lake_url + "/")
