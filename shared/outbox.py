@@ -28,21 +28,9 @@ The message (value, UTF-8 JSON; key = the event's ``key``; header ``event_id``):
       "data":           {...}                # the event type's own fields
     }
 
-The table, created by a migration of each domain that publishes (copy it as the domain's own
-``NNNN_event_outbox.sql``)::
-
-    CREATE TABLE event_outbox (
-        id           bigserial PRIMARY KEY,
-        event_id     uuid NOT NULL UNIQUE,
-        topic        text NOT NULL,
-        event_key    text,
-        payload      jsonb NOT NULL,
-        created_at   timestamptz NOT NULL DEFAULT now(),
-        published_at timestamptz,
-        attempts     integer NOT NULL DEFAULT 0,
-        last_error   text
-    );
-    CREATE INDEX event_outbox_unpublished ON event_outbox (id) WHERE published_at IS NULL;
+The table ``event_outbox`` comes from a migration of each domain that publishes; its one
+definition is ``domains/aurora/migrations/0050_event_outbox.sql`` (a new publishing domain copies
+that file as its own migration, since a domain's database is migrated from its own folder).
 """
 
 from __future__ import annotations
