@@ -104,6 +104,21 @@ def set_connection(conn_id: str, **fields) -> None:
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({k: v for k, v in fields.items() if v is not None})
 
 
+def db_query(db: dict, sql: str, params=()) -> list[tuple]:
+    """Run ``sql`` on a database from :func:`domain_db` (its connection fields) in its own
+    connection; the rows, or ``[]`` for a statement that returns none (committed)."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=db["host"], port=db["port"], dbname=db["schema"], user=db["login"],
+                            password=db["password"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
 def set_variable(key: str, value: str) -> None:
     os.environ[f"AIRFLOW_VAR_{key.upper()}"] = value
 

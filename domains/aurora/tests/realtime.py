@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import closing
 from datetime import date
 
-import psycopg2
+from conftest import db_query
 
 END = date(2026, 11, 30)  # the generated days end the day before: as_of 2026-11-30T06:00Z
 
@@ -20,14 +20,7 @@ def load_dataset(users: int = 60, days: int = 40, end: date = END) -> dict:
 
 
 def query(db: dict, sql: str, params=()) -> list[tuple]:
-    conn = psycopg2.connect(host=db["host"], port=db["port"], dbname=db["schema"], user=db["login"],
-                            password=db["password"])
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return db_query(db, sql, params)
 
 
 # small models: the tests check the pipelines, not the models' quality (aurora-data's tests do)

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from conftest import set_connection, set_variable
+from conftest import db_query, set_connection, set_variable
 
 DAY = date(2024, 6, 3)  # a Monday in June: summer seasonality, a weekday volume
 
@@ -38,14 +37,7 @@ class Ecom:
         return generate_day(self.root(), day, scale=scale, seed=12, **kwargs)
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        conn = psycopg2.connect(host=self.db["host"], port=self.db["port"], dbname=self.db["schema"],
-                                user=self.db["login"], password=self.db["password"])
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return db_query(self.db, sql, params)
 
     def rows(self, table: str) -> int:
         """Rows in ``table``; 0 when the table does not even exist (nothing was ever written)."""

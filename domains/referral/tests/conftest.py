@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg2
 import pytest
 
-from conftest import set_connection, set_variable
+from conftest import db_query, set_connection, set_variable
 from devplatform.standin import StandInServer
 from domains.referral.standins.bullhorn import BullhornState, create_bullhorn_app
 from domains.referral.standins.ml_service import create_ml_app
@@ -27,14 +26,7 @@ class Referral:
         return self.bullhorn.app.state.bullhorn
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        conn = psycopg2.connect(host=self.db["host"], port=self.db["port"], dbname=self.db["schema"],
-                                user=self.db["login"], password=self.db["password"])
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return db_query(self.db, sql, params)
 
 
 @pytest.fixture
