@@ -32,12 +32,10 @@ TARGET = 0.8
 
 
 def serve(port: int) -> None:
-    import uvicorn
-
+    from devplatform.standin import serve as serve_standin
     from domains.hss_workflow.standins.training import create_training_app
 
-    uvicorn.run(create_training_app(api_key="bench", max_concurrent=200, latency=LATENCY), host="127.0.0.1",
-                port=port, log_level="warning")
+    serve_standin(create_training_app(api_key="bench", max_concurrent=200, latency=LATENCY), port, "warning")
 
 
 def main() -> None:

@@ -22,12 +22,10 @@ from devplatform.standin import free_port
 
 
 def serve(port: int, n: int) -> None:
-    import uvicorn
-
+    from devplatform.standin import serve as serve_standin
     from domains.referral.standins.bullhorn import create_bullhorn_app
 
-    uvicorn.run(create_bullhorn_app(seed_candidates=n, seed_positions=0), host="127.0.0.1", port=port,
-                log_level="warning")
+    serve_standin(create_bullhorn_app(seed_candidates=n, seed_positions=0), port, "warning")
 
 
 def main(n: int = 100_000) -> None:

@@ -135,16 +135,14 @@ def cmd_smtp_sink(args) -> None:
 
 
 def cmd_serve_standin(args) -> None:
-    import uvicorn
-
     from devplatform import settings
     from devplatform.config import PlatformConfig
-    from devplatform.standin import load_factory
+    from devplatform.standin import load_factory, serve
 
     cfg = PlatformConfig()
     spec = next(s for s in settings.load(args.domain, cfg.settings_vars())["standins"] if s["name"] == args.name)
     app = load_factory(spec["app"])(**(spec.get("kwargs") or {}))
-    uvicorn.run(app, host="127.0.0.1", port=args.port or int(spec["port"]), log_level="info")
+    serve(app, args.port or int(spec["port"]))
 
 
 def cmd_kafka_standin(args) -> None:

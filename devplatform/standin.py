@@ -364,6 +364,23 @@ def free_port_range(n: int, exclude: tuple[int, ...] | list[int] = (), tries: in
     raise RuntimeError(f"no {n} consecutive free ports found in {tries} tries")
 
 
+def serve(app: FastAPI, port: int, log_level: str = "info") -> None:
+    """Serve a stand-in app in this process until it is stopped (``make start``, benchmarks).
+
+    ``gc.freeze()`` first: the imports leave some hundred thousand long-lived objects (FastAPI,
+    pydantic, numpy) that every full garbage collection would walk again; frozen, they are
+    skipped. Without it a stand-in under a fan-out of large bodies paused 100-170 ms on
+    about every other wave (benchmarks/hss_fanout.py), a server artefact, not the client's.
+    """
+    import gc
+
+    import uvicorn
+
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level=log_level)
+
+
 class StandInServer:
     """Serve an app on a free localhost port in a background thread (for tests)."""
 

@@ -59,7 +59,7 @@ def test_training_end_to_end_throttled_fan_out_and_rerun(training, lineage_event
     assert dr.state == "success", states
     state = server.app.state.training
     assert sorted(state["batches"][CONF["training_id"]]) == list(range(10))
-    assert sum(len(b) for b in state["batches"][CONF["training_id"]].values()) == 1000
+    assert sum(b.rows for b in state["batches"][CONF["training_id"]].values()) == 1000
     assert state["load"]["peak"] <= 3  # the service's limit held
     calls = server.faults.calls_to("/train/smart_ensemble/batches")
     assert sum(c.status == 429 for c in calls) > 0 and sum(c.status == 503 for c in calls) == 2
