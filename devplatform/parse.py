@@ -52,6 +52,14 @@ def _dag_report(dag, bundle_path: Path) -> dict:
     }
 
 
+def _counts(w: warnings.WarningMessage, path: Path) -> bool:
+    """A warning the parse report keeps: any warning our code raises (the bundle, ``domains/``,
+    ``shared/``), and any deprecation raised while parsing, whoever raises it (a library's
+    deprecation in the dag-processor's parse loop is as much a parse-time warning as ours)."""
+    ours = str(path) in str(w.filename) or "/domains/" in str(w.filename) or "/shared/" in str(w.filename)
+    return ours or issubclass(w.category, DeprecationWarning | PendingDeprecationWarning | FutureWarning)
+
+
 def parse_bundle(domain: str, path: Path) -> dict:
     import airflow.sdk  # noqa: F401  (the dag-processor has Airflow imported before parsing)
     from airflow.dag_processing.dagbag import BundleDagBag
@@ -74,7 +82,7 @@ def parse_bundle(domain: str, path: Path) -> dict:
         "dags": {d.dag_id: _dag_report(d, path) for d in bag.dags.values()},
         "import_errors": bag.import_errors,
         "warnings": [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught
-                     if str(path) in str(w.filename) or "/domains/" in str(w.filename) or "/shared/" in str(w.filename)],
+                     if _counts(w, path)],
         "heavy_modules": sorted(heavy_after - heavy_before),
         "file_parse_seconds": {str(Path(s.file).name): s.duration.total_seconds() if hasattr(s.duration, "total_seconds")
                                else float(s.duration) for s in bag.dagbag_stats},
