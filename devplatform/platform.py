@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from devplatform import kafka_standin
@@ -22,11 +23,59 @@ from devplatform.domain_redis import DomainRedis, declared_services, redis_domai
 from devplatform.paths import ROOT
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc
-from devplatform.tenants import TeamRuntime, can_switch_users, tenant_python
+from devplatform.tenants import OsUser, TeamRuntime, can_switch_users, tenant_python
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
 # team, of team-less DAGs): every team gets one, as it will get its own workers.
+
+
+# A domain's local command (settings.yaml ``local.<hook>``) -> the name of its log.
+LOCAL_LOGS = {"setup": "setup", "data": "generate"}
+
+
+@dataclass(frozen=True)
+class DomainCommand:
+    """One of a domain's local development commands (settings.yaml ``local.setup`` or
+    ``local.data``): domain code, so it runs like the team's worker, never with the platform's
+    environment.
+
+    - interpreter and OS user: as root with per-team workers (Celery), the team's OS user
+      (no extra groups, umask 077) with the interpreter the team users can run; otherwise the
+      platform's user and interpreter;
+    - environment, built from scratch: ``PATH``, ``PYTHONPATH``, ``LANG``, ``HOME`` and
+      ``AIRFLOW_HOME`` (the team's own ``tenants/<d>/local`` folder), the domain's
+      ``local.env``, and for ``local.data`` only the domain's own connections
+      (``AIRFLOW_CONN_<D>_*``). No metadata database URL, Fernet key, lineage key, nothing
+      of another team;
+    - output: :meth:`start` (background) appends it to ``log``; :meth:`run` (blocking) returns it
+      (``make aurora-data`` prints it).
+    """
+
+    domain: str
+    hook: str
+    argv: list[str]
+    env: dict[str, str]
+    user: OsUser | None
+    log: Path
+
+    def _popen_args(self) -> dict:
+        u = self.user
+        as_user = {"user": u.uid, "group": u.gid, "extra_groups": [], "umask": 0o077} if u else {}
+        return {"env": self.env, "cwd": ROOT, "stdin": subprocess.DEVNULL, **as_user}
+
+    def start(self) -> subprocess.Popen:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as f:
+            return subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT, **self._popen_args())
+
+    def run(self) -> str:
+        """Run to the end; its standard output. A failure raises with the end of its output."""
+        out = subprocess.run(self.argv, capture_output=True, text=True, **self._popen_args())
+        if out.returncode != 0:
+            raise RuntimeError(f"{self.domain}'s local.{self.hook} command failed (exit {out.returncode}):\n"
+                               f"{out.stdout[-1000:]}{out.stderr[-3000:]}")
+        return out.stdout
 
 
 def _say(msg: str) -> None:
@@ -67,29 +116,35 @@ class LocalPlatform:
         return self.team_runtime(team).local_env()
 
     def start_setups(self) -> list[tuple[str, subprocess.Popen]]:
-        """Each domain's ``local.setup`` commands (its settings file: development data such as
-        hss_workflow's sample song and training CSV or ecommerce_ml's raw drops), started in the
-        background, as the team's OS user when there is one (the team's worker then owns the
-        files it reads and writes); :meth:`start` waits for them before it reports ready."""
-        out = []
-        for d in self.config.domains:
-            user = self.team_runtime(d).user if self.celery_teams() else None
-            args = domain_settings.load(d, self.config.settings_vars())["local"]["setup"]
-            if args:
-                self.config.tenant_dir(d).mkdir(parents=True, exist_ok=True)
-                if user:
-                    os.chown(self.config.tenant_dir(d), user.uid, user.gid)
-                # domain code as the team's user: its interpreter, and no platform secret in its environment
-                python = tenant_python(self.config.state, create=True) if user else sys.executable
-                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-                       "LANG": "C.UTF-8", **self.local_env(d)} if user else self.env()
-                log = self.proc(f"setup-{d}").logfile
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with open(log, "ab") as f:
-                    out.append((d, subprocess.Popen(
-                        [python, *args], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, user=user.uid if user else None, group=user.gid if user else None)))
-        return out
+        """Each domain's ``local.setup`` command (development files such as hss_workflow's
+        sample song and training CSV or ecommerce_ml's raw drops), started in the background
+        before PostgreSQL (see :meth:`domain_command`); :meth:`start` waits for them before
+        it reports ready."""
+        return [(d, cmd.start()) for d in self.config.domains if (cmd := self.domain_command(d, "setup"))]
+
+    def domain_command(self, domain: str, hook: str, args: list[str] | tuple[str, ...] = ()) -> DomainCommand | None:
+        """The domain's ``local.<hook>`` command from its settings file (``hook``: ``setup``
+        or ``data``), None if it declares none. See :class:`DomainCommand` for how it runs."""
+        values = self.config.settings_vars()
+        local = domain_settings.load(domain, values)["local"]
+        if not local[hook]:
+            return None
+        user = self.team_runtime(domain).user if self.celery_teams() else None
+        home = self.config.tenant_dir(domain) / "local"
+        home.mkdir(parents=True, exist_ok=True)
+        if user:  # the team's folder and the command's home are the team user's (as its worker's)
+            for path in (self.config.tenant_dir(domain), home):
+                os.chown(path, user.uid, user.gid)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8",
+               # Airflow writes a generated airflow.cfg into AIRFLOW_HOME when a command imports it
+               # (aurora's generator reads its connection through PostgresHook): the team's own folder
+               "HOME": str(home), "AIRFLOW_HOME": str(home), **local["env"]}
+        if hook == "data":  # its own connections, in the global form (no task, so no team to scope by)
+            conns = domain_settings.as_env([domain], values, team_scoped=False)
+            env.update({k: v for k, v in conns.items() if k.startswith("AIRFLOW_CONN_")})
+        python = tenant_python(self.config.state, create=True) if user else sys.executable
+        return DomainCommand(domain, hook, [python, *local[hook], *args], env, user,
+                             self.proc(f"{LOCAL_LOGS[hook]}-{domain}").logfile)
 
     def process_names(self) -> list[str]:
         names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
@@ -258,11 +313,12 @@ class LocalPlatform:
 
         for name, args in self.airflow_components().items():
             self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
+        # each domain's local.data, now that its database exists
         generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
-        for d, setup in [*setups, *generators]:
-            if setup.wait() != 0:
-                raise RuntimeError(f"{d}'s local setup or data generator failed; see "
-                                   f"{self.proc(f'setup-{d}').logfile} and {self.proc(f'generate-{d}').logfile}")
+        for (d, proc), hook in [*((s, "setup") for s in setups), *((g, "data") for g in generators)]:
+            if proc.wait() != 0:
+                raise RuntimeError(f"{d}'s local.{hook} command failed (exit {proc.returncode}); see "
+                                   f"{self.proc(f'{LOCAL_LOGS[hook]}-{d}').logfile}")
         self.phase("Airflow components started")
         self.wait_ready(wait_timeout)
         self.timings["total"] = time.monotonic() - t0
@@ -303,42 +359,26 @@ class LocalPlatform:
             raise RuntimeError(f"prepare-db failed ({out.returncode}):\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def _generator_cmd(self, domain: str, args) -> tuple[list[str], dict[str, str]] | None:
-        """The domain's ``local.data`` command (its settings file), which loads its generated
-        dataset into its database: run once the databases exist, with the domain's connections."""
-        command = domain_settings.load(domain, self.config.settings_vars())["local"]["data"]
-        if not command:
-            return None
-        env = self.env()
-        team_env = domain_settings.as_env([domain], self.config.settings_vars(), team_scoped=False)
-        env.update({k: v for k, v in team_env.items() if k.startswith("AIRFLOW_CONN_")})
-        return [sys.executable, *command, *args], env
-
     def generate_data(self, domain: str, args: list[str] | tuple[str, ...] = ()) -> bool:
         """Fill a domain's database with its generated dataset, if the domain declares one
-        (``local.data``; the command does nothing when the same dataset is already loaded).
-        True if there was one."""
-        spec = self._generator_cmd(domain, args)
-        if spec is None:
+        (``local.data``; the command does nothing when the same dataset is already loaded),
+        and wait for it (``make aurora-data``). True if there was one."""
+        cmd = self.domain_command(domain, "data", args)
+        if cmd is None:
             return False
-        self.say(f"{domain}: generating its dataset ({' '.join(spec[0][1:])})")
-        out = subprocess.run(spec[0], env=spec[1], cwd=ROOT, check=True, capture_output=True, text=True)
-        for line in out.stdout.strip().splitlines():
+        self.say(f"{domain}: generating its dataset ({' '.join(cmd.argv[1:])})")
+        for line in cmd.run().strip().splitlines():
             self.say(line)
         return True
 
     def start_generator(self, domain: str) -> subprocess.Popen | None:
-        """``make start``: the domain's generator in the background (log ``generate-<domain>``),
+        """``make start``: the domain's ``local.data`` in the background (log ``generate-<domain>``),
         while Airflow starts; :meth:`start` waits for it before it reports ready."""
-        spec = self._generator_cmd(domain, ())
-        if spec is None:
+        cmd = self.domain_command(domain, "data")
+        if cmd is None:
             return None
-        log = self.proc(f"generate-{domain}").logfile
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.say(f"{domain}: generating its dataset in the background, log {log}")
-        with open(log, "ab") as f:
-            return subprocess.Popen(spec[0], env=spec[1], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+        self.say(f"{domain}: generating its dataset in the background, log {cmd.log}")
+        return cmd.start()
 
     def stop(self) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor

@@ -98,9 +98,20 @@ def settings_file(domain: str) -> Path:
 def load(domain: str, values: Mapping[str, str] | None = None, *, deploy: bool = False) -> dict:
     """The domain's settings with placeholders filled: {connections, variables, pools, standins, local}.
 
-    ``local`` is the local platform's part (``env``: non-secret environment for the team's
-    components, e.g. the allowed data roots a deployment sets; ``setup``: a command
-    ``make start`` runs before they start, e.g. writing sample data).
+    ``local`` is the local platform's part, never deployed:
+
+    - ``env``: non-secret environment for the team's components (e.g. the allowed data roots
+      a deployment sets), which the two commands below get too;
+    - ``setup``: a command (python arguments) for development FILES, e.g. hss_workflow's sample
+      song, ecommerce_ml's raw drops. ``make start`` starts it first, before PostgreSQL is up:
+      it gets no connection;
+    - ``data``: a command for development DATA in the domain's database, e.g. aurora's generated
+      dataset. ``make start`` runs it once the databases exist (``make aurora-data``: on
+      demand, with other arguments), with the domain's own connections (``AIRFLOW_CONN_<D>_*``).
+
+    Both are domain code and run alike (``devplatform.platform.DomainCommand``): as the team's
+    OS user where there is one, with an environment of their own that holds nothing of the
+    platform (no metadata database URL, Fernet key, lineage key, no other domain's settings).
     ``deploy=True`` fills from the environment only and leaves the stand-ins and ``local`` out; any
     placeholder left without a value raises :class:`MissingSettings` naming all of them.
     """

@@ -3,13 +3,17 @@ gets its dataset loaded into its own database through its own connection, once p
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import shutil
 import tempfile
 from pathlib import Path
 
 import psycopg2
+import pytest
 
+from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.platform import LocalPlatform
 from devplatform.standin import free_ports
@@ -45,4 +49,76 @@ def test_generate_data_loads_the_domains_dataset_once():
         assert not platform.generate_data("referral")  # declares no dataset: nothing run
     finally:
         platform.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+# What a domain command sees: printed by the command itself (the platform's real path runs it).
+PROBE = ["-c", "import json, os; print(json.dumps({'uid': os.getuid(), 'groups': os.getgroups(), 'env': dict(os.environ)}))"]
+
+
+@pytest.mark.parametrize("executor", ["celery", "local"])
+def test_domain_commands_see_their_own_settings_and_nothing_of_the_platform(monkeypatch, executor):
+    """`local.data` (blocking and in the background) gets the domain's own connections and
+    `local.setup` none; neither gets anything of the platform or another domain, and where
+    there are team users (root, Celery) both run as the team's user, without root's groups."""
+    state = Path(tempfile.mkdtemp(prefix="domain-cmd-platform-"))
+    os.chmod(state, 0o711)  # the team users' interpreter lives there
+    domains = ["aurora", "hss_workflow", "referral"]
+    cfg = PlatformConfig(state=state, domains=domains, executor=executor)
+    platform = LocalPlatform(cfg, quiet=True)
+    said: list[str] = []
+    platform.say = said.append
+    load = domain_settings.load
+
+    def probed(domain, values=None, **kw):
+        s = load(domain, values, **kw)
+        for hook in ("setup", "data"):
+            if s["local"][hook]:
+                s["local"][hook] = PROBE
+        return s
+
+    monkeypatch.setattr(domain_settings, "load", probed)
+    # a global connection in the starter's environment reaches no domain command
+    monkeypatch.setenv("AIRFLOW_CONN_AURORA_POSTGRES", '{"conn_type": "postgres", "host": "leak"}')
+    s = cfg.secrets
+    platform_secrets = {
+        "metadata DB URL": cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], "metadata DB password": s.airflow_db_password,
+        "Fernet key": s.fernet_key, "lineage DB password": s.lineage_db_password,
+        "lineage platform key": s.lineage_platform_key, "domain Redis admin password": s.domain_redis_admin_password,
+        "JWT secret": s.jwt_secret,
+        **{f"{d}'s {what}": value for d in domains for what, value in (
+            ("Celery broker password", s.redis_passwords[d]), ("Flower password", s.flower_passwords[d]),
+            ("lineage ingest key", s.lineage_ingest_keys[d]))},
+    }
+    try:
+        platform.generate_data("aurora", ["--users", "5"])
+        blocking = json.loads(said[-1])
+        background = platform.start_generator("aurora")
+        assert background.wait() == 0
+        in_background = json.loads(platform.proc("generate-aurora").logfile.read_text().splitlines()[-1])
+        setups = dict(platform.start_setups())
+        assert list(setups) == ["hss_workflow"]
+        assert setups["hss_workflow"].wait() == 0
+        setup = json.loads(platform.proc("setup-hss_workflow").logfile.read_text().splitlines()[-1])
+
+        own_conns = {k: v for k, v in domain_settings.as_env(["aurora"], cfg.settings_vars(), team_scoped=False).items()
+                     if k.startswith("AIRFLOW_CONN_")}
+        assert "AIRFLOW_CONN_AURORA_POSTGRES" in own_conns
+        for name, seen, domain in (("local.data", blocking, "aurora"), ("local.data in the background", in_background, "aurora"),
+                                   ("local.setup", setup, "hss_workflow")):
+            env = seen["env"]
+            conns = {k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
+            assert conns == (own_conns if domain == "aurora" else {}), name
+            assert [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_VAR_", "PLATFORM_"))] == [], name
+            values = "\n".join(env.values())
+            others = {f"{o}'s {what}": value for o in domains if o != domain for what, value in (
+                ("database password", s.domain_db_passwords[o]), ("domain Redis password", s.domain_redis_passwords[o]))}
+            assert [what for what, secret in {**platform_secrets, **others}.items() if secret and secret in values] == [], name
+            assert env["AIRFLOW_HOME"] == str(cfg.tenant_dir(domain) / "local"), name
+            if executor == "celery" and os.geteuid() == 0:
+                user = pwd.getpwnam(f"tenant-{domain}")
+                assert (seen["uid"], seen["groups"]) == (user.pw_uid, []), name
+                assert Path(env["AIRFLOW_HOME"]).stat().st_uid == user.pw_uid, name
+        assert setup["env"]["HSS_WORKFLOW_SONGS_ROOT"] == str(cfg.tenant_dir("hss_workflow") / "data" / "songs")
+    finally:
         shutil.rmtree(state, ignore_errors=True)
