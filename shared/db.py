@@ -13,10 +13,18 @@
   The first connect in a process applies pending migrations (under the advisory lock of
   :func:`migrate`, so concurrent processes are safe); later connects to the same database
   with the same migration files skip that (the cache is keyed by host, port, database,
-  login and a checksum of the migration folder, and is thread-safe). A new process, an
-  edited or added migration file, or another database verifies and applies again.
+  login and a checksum of the migration files, the domain's and the shared ones it uses, and
+  is thread-safe). A new process, an edited or added migration file, or another database
+  verifies and applies again.
   :meth:`DomainDatabase.migrate` applies unconditionally on a connection you opened
   yourself (a stand-in, a deploy step).
+- Shared components keep their tables' schema here, in ``shared/migrations/<component>/``
+  (e.g. ``outbox``, the table of :mod:`shared.outbox`). A domain that uses one declares it,
+  ``DomainDatabase("aurora", ..., uses=("outbox",))``, instead of copying the DDL: its
+  migrations run before the domain's own (a domain migration may reference their tables),
+  under the same advisory lock and in the same transaction, recorded as
+  ``<component>/<NNNN_name>`` (no domain version can look like that) and part of the
+  per-process cache key, so an added or edited shared file is verified and applied too.
 - :func:`domain_hook` -> ``PostgresHook`` on ``<domain>_postgres`` (each domain has its own
   database and login role).
 - :func:`migrate` applies a folder of ordered ``NNNN_name.sql`` files once each, recorded in
@@ -48,6 +56,8 @@ if TYPE_CHECKING:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 MIGRATIONS_TABLE = "schema_migrations"
+# shared/migrations/<component>/NNNN_name.sql: the schema of a shared component (see the docstring)
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def domain_conn_id(domain: str) -> str:
@@ -75,17 +85,45 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def migrations_in(folder: Path) -> list[Migration]:
+def migrations_in(folder: Path, prefix: str = "") -> list[Migration]:
+    """The ``NNNN_name.sql`` files of ``folder`` in order; their versions are ``prefix + stem``."""
     files = sorted(p for p in Path(folder).glob("*.sql") if p.name[:4].isdigit())
     versions = [p.stem for p in files]
     if len({v[:4] for v in versions}) != len(versions):
         raise ValueError(f"{folder}: two migrations share a number: {versions}")
-    return [Migration(p.stem, p) for p in files]
+    return [Migration(prefix + p.stem, p) for p in files]
 
 
-def migrate(conn: Any, folder: Path, lock_name: str | None = None) -> list[str]:
-    """Apply pending migrations from ``folder`` on a DB-API connection. Returns versions applied."""
+def shared_components() -> list[str]:
+    """The shared components that have a schema (``shared/migrations/<component>/``)."""
+    return sorted(p.name for p in SHARED_MIGRATIONS.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def shared_migrations(component: str) -> list[Migration]:
+    """A shared component's migrations, versioned ``<component>/NNNN_name``."""
+    known = shared_components()
+    if component not in known:
+        raise ValueError(f"no shared component {component!r} has migrations; known: {', '.join(known)}")
+    return migrations_in(SHARED_MIGRATIONS / component, prefix=f"{component}/")
+
+
+def all_migrations(folder: Path, uses: Sequence[str] = ()) -> list[Migration]:
+    """What a database built from ``folder`` applies, in order: the shared components in
+    ``uses`` (each once, in the order given), then the folder's own files."""
+    shared = [m for component in dict.fromkeys(uses) for m in shared_migrations(component)]
+    return shared + migrations_in(folder)
+
+
+def migrate(conn: Any, folder: Path, lock_name: str | None = None, *, uses: Sequence[str] = ()) -> list[str]:
+    """Apply pending migrations on a DB-API connection: first those of the shared components
+    in ``uses``, then ``folder``'s, in one transaction under one advisory lock.
+
+    A version recorded in ``schema_migrations`` without a file any more (a migration that
+    moved, e.g. aurora's ``0050_event_outbox`` into ``shared/migrations/outbox``) is left
+    alone. Returns the versions applied now.
+    """
     folder = Path(folder)
+    pending = all_migrations(folder, uses)
     lock_key = int(hashlib.sha256((lock_name or str(folder.name)).encode()).hexdigest()[:15], 16)
     applied_now: list[str] = []
     with conn.cursor() as cur:
@@ -97,7 +135,7 @@ def migrate(conn: Any, folder: Path, lock_name: str | None = None) -> list[str]:
         )
         cur.execute(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}")
         done = dict(cur.fetchall())
-        for m in migrations_in(folder):
+        for m in pending:
             if m.version in done:
                 if done[m.version] != m.checksum:
                     raise RuntimeError(
@@ -113,10 +151,10 @@ def migrate(conn: Any, folder: Path, lock_name: str | None = None) -> list[str]:
     return applied_now
 
 
-def migrations_checksum(folder: Path) -> str:
-    """One checksum over a migration folder: the files' names and contents."""
+def migrations_checksum(folder: Path, uses: Sequence[str] = ()) -> str:
+    """One checksum over what :func:`migrate` would apply: the versions and the files' contents."""
     digest = hashlib.sha256()
-    for m in migrations_in(folder):
+    for m in all_migrations(folder, uses):
         digest.update(f"{m.version}:{m.checksum}\n".encode())
     return digest.hexdigest()
 
@@ -129,12 +167,16 @@ _MIGRATING: dict[tuple, threading.Lock] = {}
 class DomainDatabase:
     """A domain's own database: its connection ``<domain>_postgres`` and its migrations."""
 
-    def __init__(self, domain: str, migrations: Path) -> None:
+    def __init__(self, domain: str, migrations: Path, uses: Sequence[str] = ()) -> None:
         self.domain = domain
         self.migrations = Path(migrations)
+        self.uses = tuple(dict.fromkeys(uses))
+        for component in self.uses:  # a misspelt component fails where it is declared
+            shared_migrations(component)
 
     def __repr__(self) -> str:
-        return f"DomainDatabase({self.domain!r}, {str(self.migrations)!r})"
+        uses = f", uses={self.uses!r}" if self.uses else ""
+        return f"DomainDatabase({self.domain!r}, {str(self.migrations)!r}{uses})"
 
     @property
     def conn_id(self) -> str:
@@ -150,7 +192,7 @@ class DomainDatabase:
 
     def migrate(self, conn: Any) -> list[str]:
         """Apply pending migrations now on ``conn`` (no per-process cache). Versions applied."""
-        return migrate(conn, self.migrations, lock_name=self.lock_name)
+        return migrate(conn, self.migrations, lock_name=self.lock_name, uses=self.uses)
 
     def connect(self, hook: PostgresHook | None = None) -> Any:
         """A new DB-API connection to the domain's database with the schema up to date.
@@ -169,8 +211,8 @@ class DomainDatabase:
 
     def _migrate_once(self, hook: PostgresHook, conn: Any) -> None:
         c = hook.connection
-        key = (c.host, c.port, c.schema, c.login, str(self.migrations.resolve()),
-               migrations_checksum(self.migrations))
+        key = (c.host, c.port, c.schema, c.login, str(self.migrations.resolve()), self.uses,
+               migrations_checksum(self.migrations, self.uses))
         if key in _MIGRATED:
             return
         with _MIGRATED_GUARD:

@@ -28,9 +28,12 @@ The message (value, UTF-8 JSON; key = the event's ``key``; header ``event_id``):
       "data":           {...}                # the event type's own fields
     }
 
-The table ``event_outbox`` comes from a migration of each domain that publishes; its one
-definition is ``domains/aurora/migrations/0050_event_outbox.sql`` (a new publishing domain copies
-that file as its own migration, since a domain's database is migrated from its own folder).
+The table ``event_outbox`` is this component's schema, defined once in
+``shared/migrations/outbox/0001_event_outbox.sql``. A domain that publishes declares it and
+gets the table in its own database, migrated before the domain's own migrations
+(:class:`shared.db.DomainDatabase`)::
+
+    DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations", uses=(SCHEMA,))
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OUTBOX_TABLE = "event_outbox"
-SCHEMA_VERSION = 1
+SCHEMA = "outbox"  # the table's migrations, shared/migrations/outbox/: DomainDatabase(uses=(SCHEMA,))
+SCHEMA_VERSION = 1  # of the message (the envelope below), not of the table
 # Ids are uuid5(NAMESPACE, "<topic>|<dedup key>"): the same fact always gets the same id.
 NAMESPACE = uuid.UUID("5b0f2f4e-8d0a-4c7e-9a55-0f6f7a3c2b11")
 

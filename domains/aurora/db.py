@@ -1,4 +1,5 @@
-"""The aurora database (``aurora_postgres``; schema in ``migrations/``).
+"""The aurora database (``aurora_postgres``; schema in ``migrations/``, plus the outbox's
+``event_outbox`` table from ``shared/migrations/outbox/``, applied before aurora's own).
 
 Open it with ``closing(DATABASE.connect())`` (see :class:`shared.db.DomainDatabase`)."""
 
@@ -6,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared import outbox
 from shared.db import DomainDatabase
 
-DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations")
+DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations", uses=(outbox.SCHEMA,))
 
 # The app's tables the features read (``features.read_history``).
 HISTORY_TABLES = ("users", "life_events", "sleep_records", "exercise_sessions", "social_connections")

@@ -102,11 +102,11 @@ def migrate_calls(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = shared.db.migrate
 
-    def counting(conn, folder, lock_name=None):
+    def counting(conn, folder, lock_name=None, **kwargs):
         with conn.cursor() as cur:
             cur.execute("SELECT current_database()")
             calls.append(cur.fetchone()[0])
-        return real(conn, folder, lock_name)
+        return real(conn, folder, lock_name, **kwargs)
 
     monkeypatch.setattr(shared.db, "migrate", counting)
     return calls
@@ -190,6 +190,158 @@ def test_a_failed_migration_is_not_remembered(dbf, migrations, migrate_calls):
         with pytest.raises(Exception, match="nowhere"):
             database.connect()
     assert len(migrate_calls) == 2
+
+
+# -- shared components' migrations (shared/migrations/<component>/) -------------------------
+@pytest.fixture
+def shared_dir(tmp_path, monkeypatch) -> Path:
+    """A shared library's migrations folder with one component ``things`` (the real one is
+    left alone: a test edits these files)."""
+    root = tmp_path / "shared_migrations"
+    (root / "things").mkdir(parents=True)
+    (root / "things" / "0001_things.sql").write_text("CREATE TABLE things (id int PRIMARY KEY);")
+    monkeypatch.setattr(shared.db, "SHARED_MIGRATIONS", root)
+    return root
+
+
+def test_shared_migrations_apply_first_and_are_recorded_with_their_component(conn, migrations, shared_dir):
+    # the domain's first migration needs the component's table: only right if that comes first
+    (migrations / "0001_people.sql").write_text(
+        "CREATE TABLE people (id int PRIMARY KEY REFERENCES things (id), name text NOT NULL, score numeric, note text);"
+    )
+    assert migrate(conn, migrations, uses=["things"]) == ["things/0001_things", "0001_people", "0002_index"]
+    assert applied(conn) == ["0001_people", "0002_index", "things/0001_things"]
+    assert migrate(conn, migrations, uses=["things"]) == []
+    (shared_dir / "things" / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN label text;")
+    assert migrate(conn, migrations, uses=["things", "things"]) == ["things/0002_more"]
+
+
+def test_a_shared_version_cannot_collide_with_a_domains(conn, migrations, shared_dir):
+    (shared_dir / "things" / "0001_things.sql").rename(shared_dir / "things" / "0001_people.sql")
+    assert migrate(conn, migrations, uses=["things"]) == ["things/0001_people", "0001_people", "0002_index"]
+
+
+def test_edited_shared_migration_is_refused(conn, migrations, shared_dir):
+    migrate(conn, migrations, uses=["things"])
+    (shared_dir / "things" / "0001_things.sql").write_text("CREATE TABLE things (id bigint PRIMARY KEY);")
+    with pytest.raises(RuntimeError, match=r"things/0001_things.sql was edited after it was applied"):
+        migrate(conn, migrations, uses=["things"])
+
+
+def test_an_unknown_shared_component_fails_where_it_is_declared(migrations, shared_dir):
+    with pytest.raises(ValueError, match="no shared component 'thing' has migrations; known: things"):
+        DomainDatabase("platform_tests", migrations, uses=("thing",))
+
+
+def test_shared_migrations_run_under_the_domains_lock_in_one_transaction(dbf, conn, migrations, shared_dir):
+    """Four processes' worth of connections at once: each file applied once; and a failing
+    domain migration leaves no shared table behind either (one transaction)."""
+    results = []
+
+    def run():
+        c = connect(dbf)
+        try:
+            results.append(DomainDatabase("platform_tests", migrations, uses=("things",)).migrate(c))
+        finally:
+            c.close()
+
+    assert not in_threads(run, 4)
+    assert sorted(results, key=len) == [[], [], [], ["things/0001_things", "0001_people", "0002_index"]]
+    (shared_dir / "things" / "0002_more.sql").write_text("CREATE TABLE more_things (id int);")
+    (migrations / "0003_broken.sql").write_text("ALTER TABLE nowhere ADD COLUMN x int;")
+    with pytest.raises(Exception, match="nowhere"):
+        migrate(conn, migrations, uses=["things"])
+    conn.rollback()
+    assert rows(conn, "SELECT to_regclass('more_things') IS NULL") == [(True,)]
+    assert "things/0002_more" not in applied(conn)
+
+
+def test_the_cache_key_covers_the_shared_files_used(dbf, migrations, shared_dir, migrate_calls):
+    database = DomainDatabase("platform_tests", migrations, uses=("things",))
+    before = shared.db.migrations_checksum(migrations, ["things"])
+    assert before != shared.db.migrations_checksum(migrations)
+    database.connect().close()
+    database.connect().close()
+    assert len(migrate_calls) == 1
+    (shared_dir / "things" / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN label text;")
+    assert shared.db.migrations_checksum(migrations, ["things"]) != before
+    c = database.connect()
+    try:
+        assert applied(c)[-1] == "things/0002_more"
+    finally:
+        c.close()
+    (shared_dir / "things" / "0001_things.sql").write_text("CREATE TABLE things (id bigint PRIMARY KEY);")
+    with pytest.raises(RuntimeError, match="was edited after it was applied"):
+        database.connect()
+    assert len(migrate_calls) == 3
+
+
+def schema_of(conn) -> dict[str, list]:
+    """The user-visible schema: columns, constraints, indexes and sequences of the public schema."""
+    q = {
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default"
+                   " FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'schema_migrations'",
+        "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                       " WHERE connamespace = 'public'::regnamespace",
+        "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+                   " AND tablename <> 'schema_migrations'",
+        "sequences": "SELECT sequencename, data_type::text FROM pg_sequences WHERE schemaname = 'public'",
+    }
+    return {name: sorted(rows(conn, sql), key=str) for name, sql in q.items()}
+
+
+AURORA_OUTBOX_0050 = """
+CREATE TABLE event_outbox (
+    id           bigserial PRIMARY KEY,
+    event_id     uuid NOT NULL UNIQUE,
+    topic        text NOT NULL,
+    event_key    text,
+    payload      jsonb NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz,
+    attempts     integer NOT NULL DEFAULT 0,
+    last_error   text
+);
+CREATE INDEX event_outbox_unpublished ON event_outbox (id) WHERE published_at IS NULL;
+"""  # aurora's migration 0050_event_outbox.sql as databases applied it before the outbox became shared
+
+
+def test_a_database_of_the_old_aurora_layout_keeps_its_outbox_and_ends_with_the_same_schema(domain_db, tmp_path):
+    from domains.aurora.db import DATABASE
+
+    old_layout = tmp_path / "aurora_old"
+    old_layout.mkdir()
+    for m in shared.db.migrations_in(DATABASE.migrations):
+        (old_layout / m.path.name).write_text(m.sql)
+    (old_layout / "0050_event_outbox.sql").write_text(AURORA_OUTBOX_0050)
+    assert not (DATABASE.migrations / "0050_event_outbox.sql").exists()
+
+    fresh = connect(domain_db("aurora"))
+    old = connect(domain_db("aurora"))
+    try:
+        assert "outbox/0001_event_outbox" in DATABASE.migrate(fresh)
+        assert "0050_event_outbox" in migrate(old, old_layout, lock_name=DATABASE.lock_name)
+        with old.cursor() as cur:
+            cur.execute("INSERT INTO event_outbox (event_id, topic, event_key, payload, published_at) VALUES"
+                        " (gen_random_uuid(), 'aurora.t', 'k1', '{\"n\": 1}', now()),"
+                        " (gen_random_uuid(), 'aurora.t', 'k2', '{\"n\": 2}', NULL)")
+            cur.execute("SELECT * FROM event_outbox ORDER BY id")
+            kept = cur.fetchall()
+        old.commit()
+
+        assert DATABASE.migrate(old) == ["outbox/0001_event_outbox"]  # recorded; the table is not touched
+        assert rows(old, "SELECT * FROM event_outbox ORDER BY id") == kept
+        assert schema_of(old) == schema_of(fresh)
+        assert set(applied(old)) - set(applied(fresh)) == {"0050_event_outbox"}  # kept, without a file: ignored
+        assert DATABASE.migrate(old) == []
+        with old.cursor() as cur:  # the sequence goes on after the rows it had given out
+            cur.execute("INSERT INTO event_outbox (event_id, topic, payload) VALUES (gen_random_uuid(), 'aurora.t', '{}')"
+                        " RETURNING id")
+            assert cur.fetchone()[0] > max(r[0] for r in kept)
+        old.rollback()
+    finally:
+        fresh.close()
+        old.close()
 
 
 def test_upsert_inserts_updates_only_changes_and_is_idempotent(conn, migrations):

@@ -1,5 +1,5 @@
 """shared/outbox.py and shared/event_consumer.py on the real PostgreSQL and the Kafka stand-in,
-with aurora's outbox migration (domains/aurora/migrations/0050_event_outbox.sql)."""
+in aurora's database, which declares the outbox's schema (shared/migrations/outbox/)."""
 
 from __future__ import annotations
 
