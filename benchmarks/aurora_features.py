@@ -13,7 +13,8 @@ so a step's figure is the peak of everything up to it).
 
 ``python -m benchmarks.aurora_features --groups [USERS] [DAYS]`` (default 20000 31): the four
 feature groups side by side on one database, each path in a fresh child process (so its peak
-RSS, ``ru_maxrss``, is the step's own: imports + the step, no data generation):
+RSS, ``VmHWM``, is the step's own: imports + the step, no data generation; ``RSS before``:
+the child's ``VmRSS`` once imported and connected, before the step):
 
 - old: what ``group_features`` did before, the whole history read (``read_history`` with its
   default ``tables=None``) and every feature computed (``user_features``), then the group's
@@ -56,6 +57,15 @@ TRAIN_SAMPLE_USERS = 3000
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc: unlike ``ru_maxrss``,
+    which a child keeps from its parent across ``exec``, these belong to this process's own memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def set_connection(conn_id: str, **fields) -> None:
@@ -146,14 +156,14 @@ def run_group(path: str, group: str) -> dict:
 
     with closing(DATABASE.connect()) as conn:  # connects and checks the migrations: not timed
         users = user_ids(conn)
-        rss_before = peak_mb()
+        rss_before = proc_status_mb("VmRSS")
         t0 = time.perf_counter()
         if path == "old":
             frame = old_group_features(conn, group, AS_OF_FEATURES, users)
         else:
             frame = group_features(conn, group, AS_OF_FEATURES, users)
         took = time.perf_counter() - t0
-    return {"seconds": took, "users": len(frame), "rss_before_mb": rss_before, "peak_mb": peak_mb(),
+    return {"seconds": took, "users": len(frame), "rss_before_mb": rss_before, "peak_mb": proc_status_mb("VmHWM"),
             "frame": frame}
 
 
