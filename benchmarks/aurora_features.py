@@ -135,8 +135,8 @@ def load_generated(users: int, days: int) -> None:
 
 
 def old_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFrame:
-    """What ``feature_store.group_features`` did before: per chunk of users, the whole history
-    read and every feature computed, then the group's columns kept."""
+    """What ``feature_store.group_features`` did before (its code as it was): per chunk of users,
+    the whole history read and every feature computed, then the group's columns kept."""
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
     from domains.aurora.features import prediction_window, read_history, user_features
 
@@ -145,7 +145,8 @@ def old_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFram
     parts = []
     for i in range(0, len(users), CHUNK_USERS):
         ids = users[i:i + CHUNK_USERS]
-        parts.append(user_features(read_history(conn, start, end, ids, tables=None), end, ids)[columns])
+        history = read_history(conn, start, end, ids, tables=None)
+        parts.append(user_features(history, end, ids)[columns])
     return pd.concat(parts)
 
 

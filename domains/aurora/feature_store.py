@@ -65,8 +65,9 @@ def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: i
     parts = []
     for i in range(0, len(users), chunk):
         ids = users[i:i + chunk]
-        history = read_history(conn, start, end, ids, tables=needs.tables, event_types=needs.event_types)
-        parts.append(user_features(history, end, ids, columns))
+        # the chunk's history is dropped before the next chunk is read (no two in memory at once)
+        parts.append(user_features(read_history(conn, start, end, ids, tables=needs.tables,
+                                                event_types=needs.event_types), end, ids, columns))
     return pd.concat(parts) if parts else pd.DataFrame(columns=columns, index=pd.Index([], name="user_id"))
 
 
