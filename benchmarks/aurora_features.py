@@ -10,11 +10,25 @@ time, rows out and rows/s, and the process's peak RSS so far (``ru_maxrss``: it 
 so a step's figure is the peak of everything up to it).
 
 ``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
+
+``python -m benchmarks.aurora_features --groups [USERS] [DAYS]`` (default 20000 31): the four
+feature groups side by side on one database, each path in a fresh child process (so its peak
+RSS, ``VmHWM``, is the step's own: imports + the step, no data generation; ``RSS before``:
+the child's ``VmRSS`` once imported and connected, before the step):
+
+- old: what ``group_features`` did before, the whole history read (``read_history`` with its
+  default ``tables=None``) and every feature computed (``user_features``), then the group's
+  columns kept, per chunk of users;
+- new: ``feature_store.group_features``, only the group's tables (and event types) read and only
+  its features computed.
+
+Both frames must be equal exactly (checked); per group: seconds, users/s, peak RSS.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 import secrets
@@ -23,7 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -44,6 +59,15 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def proc_status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc: unlike ``ru_maxrss``,
+    which a child keeps from its parent across ``exec``, these belong to this process's own memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def set_connection(conn_id: str, **fields) -> None:
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
 
@@ -59,8 +83,10 @@ def step(results: list, name: str, fn, rows_of=lambda r: r):
     return out
 
 
-def main(users: int = 100_000, days: int = 31) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="aurora-bench-"))
+@contextmanager
+def aurora_platform(tmp: Path):
+    """Embedded PostgreSQL with the aurora database, the domain Redis and the Kafka stand-in, on
+    free ports, wired to aurora's connections (environment variables: child processes see them)."""
     os.environ.setdefault("AIRFLOW_HOME", str(tmp / "airflow"))
     pg = PgServer(tmp / "pgdata", free_port())
     redis_proc = None
@@ -82,23 +108,104 @@ def main(users: int = 100_000, days: int = 31) -> None:
         bootstrap = kafka.start()
         set_connection("aurora_kafka", conn_type="kafka",
                        extra={"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 60000})
+        yield f"PostgreSQL {pg.port}, Redis {redis.port}, Kafka {bootstrap}"
+    finally:
+        kafka.stop()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def load_generated(users: int, days: int) -> None:
+    from domains.aurora.db import DATABASE
+    from domains.aurora.generator import generate, load
+
+    t0 = time.perf_counter()
+    ds = generate(users=users, days=days, end=END)
+    counts = ds.row_counts()
+    with closing(DATABASE.connect()) as conn:
+        load(conn, ds)
+    del ds
+    shown = {k: counts[k] for k in ("users", "life_events", "sleep_records", "exercise_sessions",
+                                    "social_connections")}
+    print(f"  data generated and loaded in {time.perf_counter() - t0:.0f} s (not timed below): {json.dumps(shown)}",
+          flush=True)
+
+
+def old_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFrame:
+    """What ``feature_store.group_features`` did before (its code as it was): per chunk of users,
+    the whole history read and every feature computed, then the group's columns kept."""
+    from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
+    from domains.aurora.features import prediction_window, read_history, user_features
+
+    columns = list(FEATURE_GROUPS[group])
+    start, end = prediction_window(as_of)
+    parts = []
+    for i in range(0, len(users), CHUNK_USERS):
+        ids = users[i:i + CHUNK_USERS]
+        history = read_history(conn, start, end, ids, tables=None)
+        parts.append(user_features(history, end, ids)[columns])
+    return pd.concat(parts)
+
+
+def run_group(path: str, group: str) -> dict:
+    """In a fresh child process: one group's features of every active user, by ``path``."""
+    from domains.aurora.db import DATABASE
+    from domains.aurora.feature_store import group_features, user_ids
+
+    with closing(DATABASE.connect()) as conn:  # connects and checks the migrations: not timed
+        users = user_ids(conn)
+        rss_before = proc_status_mb("VmRSS")
+        t0 = time.perf_counter()
+        if path == "old":
+            frame = old_group_features(conn, group, AS_OF_FEATURES, users)
+        else:
+            frame = group_features(conn, group, AS_OF_FEATURES, users)
+        took = time.perf_counter() - t0
+    return {"seconds": took, "users": len(frame), "rss_before_mb": rss_before, "peak_mb": proc_status_mb("VmHWM"),
+            "frame": frame}
+
+
+def groups_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
+    from domains.aurora.feature_store import FEATURE_GROUPS
+
+    rows: list[dict] = []
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
+        print(f"aurora feature groups, old vs new: {users:,} users, {days} days ending {END} ({where})", flush=True)
+        load_generated(users, days)
+        spawn = multiprocessing.get_context("spawn")
+        print(f"  {'group':9s} {'path':4s} {'seconds':>8s} {'users':>8s} {'users/s':>8s} {'RSS before':>11s}"
+              f" {'peak RSS':>9s}", flush=True)
+        for group in FEATURE_GROUPS:
+            frames = {}
+            for path in ("old", "new"):
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    out = pool.submit(run_group, path, group).result()
+                frames[path] = out.pop("frame")
+                row = {"group": group, "path": path, **out, "users_per_s": out["users"] / out["seconds"]}
+                rows.append(row)
+                print(f"  {group:9s} {path:4s} {row['seconds']:8.1f} {row['users']:8,} {row['users_per_s']:8,.0f}"
+                      f" {row['rss_before_mb']:8,.0f} MB {row['peak_mb']:6,.0f} MB", flush=True)
+            pd.testing.assert_frame_equal(frames["new"], frames["old"], check_exact=True)
+            print(f"  {group:9s} old and new frames equal exactly ({len(frames['new']):,} x "
+                  f"{frames['new'].shape[1]}, {int(frames['new'].isna().sum().sum()):,} NaN)", flush=True)
+        for path in ("old", "new"):
+            total = sum(r["seconds"] for r in rows if r["path"] == path)
+            n = rows[0]["users"]
+            print(f"  all four groups, {path}: {total:.1f} s ({n / total:,.0f} users/s of the whole feature step)")
+    return rows
+
+
+def main(users: int = 100_000, days: int = 31) -> None:
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
         from domains.aurora import feature_store, models, predictions
         from domains.aurora.db import DATABASE
         from domains.aurora.features import read_history, training_sets
-        from domains.aurora.generator import generate, load
 
-        print(f"aurora benchmark: {users:,} users, {days} days ending {END} (PostgreSQL {pg.port}, Redis {redis.port},"
-              f" Kafka {bootstrap})", flush=True)
-        t0 = time.perf_counter()
-        ds = generate(users=users, days=days, end=END)
-        counts = ds.row_counts()
-        with closing(DATABASE.connect()) as conn:
-            load(conn, ds)
-        del ds
-        shown = {k: counts[k] for k in ("users", "life_events", "sleep_records", "exercise_sessions")}
-        print(f"  data generated and loaded in {time.perf_counter() - t0:.0f} s (not timed below): {json.dumps(shown)}",
-              flush=True)
+        print(f"aurora benchmark: {users:,} users, {days} days ending {END} ({where})", flush=True)
+        load_generated(users, days)
         t0 = time.perf_counter()
         with closing(DATABASE.connect()) as conn:
             as_of = pd.Timestamp(END, tz="UTC")
@@ -139,14 +246,10 @@ def main(users: int = 100_000, days: int = 31) -> None:
         print(f"predictions: {t_predictions:.1f} s for {prediction_rows:,} prediction rows "
               f"({prediction_rows / t_predictions:,.0f} rows/s)")
         print(f"peak RSS of the whole run: {peak_mb():,.0f} MB")
-    finally:
-        kafka.stop()
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
-        pg.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if sys.argv[1:2] == ["--groups"]:
+        groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

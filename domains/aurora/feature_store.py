@@ -3,7 +3,7 @@ user, online in Redis and offline in PostgreSQL.
 
 - :func:`compute_group` (one task per group, in parallel): the group's features of every
   active user at ``as_of``, computed by :mod:`domains.aurora.features` (the one definition the
-  models train and predict on), in chunks of users; the frame is kept in PostgreSQL
+  models train and predict on), in chunks of users, from only the history the group needs; the frame is kept in PostgreSQL
   (``training_datasets``, :mod:`domains.aurora.datasets`) under the interval's key.
 - :func:`update_feature_store`: joins the four groups, upserts the snapshot into
   ``feature_store`` (one row per user and ``as_of``) in one transaction, then replaces each
@@ -54,23 +54,28 @@ def user_ids(conn, only_active: bool = True) -> list[int]:
 
 
 def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: int = CHUNK_USERS) -> pd.DataFrame:
-    """The group's features of ``users`` at ``as_of`` (index ``user_id``)."""
-    from domains.aurora.features import prediction_window, read_history, user_features
+    """The group's features of ``users`` at ``as_of`` (index ``user_id``): only the history
+    tables (and event types) the group needs are read, only its features computed; the same
+    values as ``user_features(read_history(...), ...)[columns]``."""
+    from domains.aurora.features import history_needs, prediction_window, read_history, user_features
 
     columns = list(FEATURE_GROUPS[group])
+    needs = history_needs(columns)
     start, end = prediction_window(as_of)
     parts = []
     for i in range(0, len(users), chunk):
         ids = users[i:i + chunk]
-        history = read_history(conn, start, end, ids)
-        parts.append(user_features(history, end, ids)[columns])
+        # the chunk's history is dropped before the next chunk is read (no two in memory at once)
+        parts.append(user_features(read_history(conn, start, end, ids, tables=needs.tables,
+                                                event_types=needs.event_types), end, ids, columns))
     return pd.concat(parts) if parts else pd.DataFrame(columns=columns, index=pd.Index([], name="user_id"))
 
 
 def compute_group(group: str, as_of: datetime) -> dict:
     """Task body: compute one group and keep it for :func:`update_feature_store`."""
     from domains.aurora.datasets import save_frame
-    from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
+    from domains.aurora.db import DATABASE, record_tables
+    from domains.aurora.features import TABLES, history_needs
 
     if group not in FEATURE_GROUPS:
         raise ValueError(f"unknown feature group {group!r}; one of {sorted(FEATURE_GROUPS)}")
@@ -78,7 +83,8 @@ def compute_group(group: str, as_of: datetime) -> dict:
         frame = group_features(conn, group, as_of, user_ids(conn))
         save_frame(conn, run_key(as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
                    frame.reset_index())
-    record_tables(inputs=HISTORY_TABLES, outputs=["training_datasets"])
+    read = ["users", *(TABLES[t] for t in history_needs(FEATURE_GROUPS[group]).tables if t != "users")]
+    record_tables(inputs=read, outputs=["training_datasets"])
     log.info("feature group %s: %d user(s) at %s", group, len(frame), as_of)
     return {"group": group, "users": len(frame), "features": list(FEATURE_GROUPS[group])}
 

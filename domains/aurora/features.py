@@ -4,6 +4,13 @@
     frame = user_features(history, as_of)                    # one row per user, at as_of
     sets = training_sets(history, as_of)                     # {"energy"|"mood"|"sleep_quality": rows}
 
+    needs = history_needs(names)                             # a few features: read only what they need
+    h = read_history(conn, start, as_of, ids, needs.tables, needs.event_types)
+    frame = user_features(h, as_of, ids, names)              # == user_features(read_history(...), ...)[names]
+
+Each feature has one definition (``FEATURE_DEFINITIONS``: its value from the per-user daily
+arrays, and the history tables it reads); a subset computes only the daily arrays it uses.
+
 Every feature of a day ``d`` is known at the START of ``d``: it reads days before ``d``
 (and last night, the night that started on ``d - 1``), never ``d`` itself, so a model
 trained on these rows sees at prediction time exactly what it saw in training.
@@ -31,8 +38,11 @@ libraries split on missing values natively.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,21 +70,30 @@ HISTORY_DAYS = 31  # the longest look-back of a feature (30 days) + the day itse
 WARM_UP_DAYS = 7  # training rows need a week of history
 
 
+# The history's tables: its name for each (a ``History`` field) -> the app's table it reads.
+TABLES = {"users": "users", "events": "life_events", "sleep": "sleep_records", "exercise": "exercise_sessions",
+          "friends": "social_connections"}
+
+
 @dataclass
 class History:
-    """The valid rows of a window ``[start, end)`` (``end``: the as-of time)."""
+    """The valid rows of a window ``[start, end)`` (``end``: the as-of time).
+
+    A table that was not read (``read_history(tables=...)``) is ``None``; ``event_types``: when
+    set, ``events`` holds only events of these types."""
 
     start: pd.Timestamp
     end: pd.Timestamp
-    users: pd.DataFrame  # id, subscription_tier, is_active
-    events: pd.DataFrame  # user_id, event_type, started_at, duration_minutes, energy_level, mood_level
-    sleep: pd.DataFrame  # user_id, sleep_date, bedtime, duration_minutes, quality_score
-    exercise: pd.DataFrame  # user_id, started_at, duration_minutes, intensity
-    friends: pd.DataFrame  # user_id, connected_at
+    users: pd.DataFrame | None = None  # id, subscription_tier, is_active
+    events: pd.DataFrame | None = None  # user_id, event_type, started_at, duration_minutes, energy_level, mood_level
+    sleep: pd.DataFrame | None = None  # user_id, sleep_date, bedtime, duration_minutes, quality_score
+    exercise: pd.DataFrame | None = None  # user_id, started_at, duration_minutes, intensity
+    friends: pd.DataFrame | None = None  # user_id, connected_at
+    event_types: tuple[str, ...] | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        return {"users": self.users, "events": self.events, "sleep": self.sleep,
-                "exercise": self.exercise, "friends": self.friends}
+        """The tables that were read, by name (``TABLES``' order)."""
+        return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
 
 
 def _ts(value) -> pd.Timestamp:
@@ -89,7 +108,7 @@ _QUERIES = {
         SELECT DISTINCT ON (user_id, event_type, started_at)
                user_id, event_type, started_at, duration_minutes, energy_level, mood_level
           FROM life_events
-         WHERE started_at >= %(start)s AND started_at < %(end)s {{user_filter}}
+         WHERE started_at >= %(start)s AND started_at < %(end)s {{user_filter}} {{event_filter}}
            AND user_id IS NOT NULL AND event_type IS NOT NULL
            AND duration_minutes > 0 AND duration_minutes < {MAX_EVENT_MINUTES}
            AND energy_level BETWEEN {LEVEL_MIN} AND {LEVEL_MAX} AND mood_level BETWEEN {LEVEL_MIN} AND {LEVEL_MAX}
@@ -107,30 +126,42 @@ _QUERIES = {
         SELECT user_id, connected_at FROM social_connections
          WHERE status = 'accepted' AND connected_at < %(end)s {user_filter}""",
 }
+_TIME_COLUMNS = {"events": "started_at", "sleep": "bedtime", "exercise": "started_at", "friends": "connected_at"}
 
 
-def read_history(conn, start, end, user_ids=None) -> History:
+def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None = None,
+                 event_types: Iterable[str] | None = None) -> History:
     """Read the valid rows of ``[start, end)`` in one repeatable-read snapshot.
 
-    ``user_ids``: only these users (an iterable of ids), else everyone."""
+    ``user_ids``: only these users (an iterable of ids), else everyone. ``tables``: only these
+    (names of ``TABLES``; the others stay ``None``), else all. ``event_types``: only events of
+    these types (else all). :func:`history_needs` gives both for a set of features."""
     start, end = _ts(start), _ts(end)
+    names = list(TABLES) if tables is None else list(dict.fromkeys(tables))
+    unknown = sorted(set(names) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown history table(s) {unknown}; one of {list(TABLES)}")
     params = {"start": start.to_pydatetime(), "end": end.to_pydatetime()}
-    user_filter = users = ""
+    user_filter = users = event_filter = ""
     if user_ids is not None:
         params["ids"] = [int(u) for u in user_ids]
         user_filter, users = "AND user_id = ANY(%(ids)s)", "WHERE id = ANY(%(ids)s)"
+    if event_types is not None:
+        event_types = tuple(sorted(set(event_types)))
+        params["event_types"] = list(event_types)
+        event_filter = "AND event_type = ANY(%(event_types)s)"
     frames = {}
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for name, sql in _QUERIES.items():
-            cur.execute(sql.format(user_filter=user_filter, users=users), params)
+        for name in names:
+            cur.execute(_QUERIES[name].format(user_filter=user_filter, users=users, event_filter=event_filter), params)
             cols = [d[0] for d in cur.description]
             frames[name] = pd.DataFrame(cur.fetchall(), columns=cols)
     conn.commit()
-    for name, col in (("events", "started_at"), ("sleep", "bedtime"), ("exercise", "started_at"),
-                      ("friends", "connected_at")):
-        frames[name][col] = pd.to_datetime(frames[name][col], utc=True)
-    return History(start, end, **frames)
+    for name, col in _TIME_COLUMNS.items():
+        if name in frames:
+            frames[name][col] = pd.to_datetime(frames[name][col], utc=True)
+    return History(start, end, **frames, event_types=event_types if "events" in frames else None)
 
 
 # -- the day grid ----------------------------------------------------------------------------
@@ -147,127 +178,258 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
+class DailyArrays:
+    """Per user (rows) and day (columns) of a history: the daily arrays the features read,
+    each computed on first use from the table it needs (a feature group reads only its own)."""
+
+    def __init__(self, h: History, user_ids: np.ndarray, day0: pd.Timestamp, days: int) -> None:
+        self.h, self.day0, self.days = h, day0, days
+        self.index = pd.Index(user_ids)
+        self.n = len(user_ids)
+
+    def _cells(self, frame: pd.DataFrame, ts_col: str):
+        u = self.index.get_indexer(frame["user_id"].to_numpy())
+        d = ((frame[ts_col].dt.normalize() - self.day0).dt.days).to_numpy()
+        ok = (u >= 0) & (d >= 0) & (d < self.days)
+        return u[ok], d[ok], ok
+
+    def _acc(self, u, d, values=None) -> np.ndarray:
+        out = np.zeros((self.n, self.days), dtype=np.float64)
+        np.add.at(out, (u, d), 1.0 if values is None else values)
+        return out
+
+    def prev(self, a: np.ndarray) -> np.ndarray:
+        """The day before's value (last night's, for a night array)."""
+        return np.concatenate([np.full((self.n, 1), np.nan), a[:, :-1]], axis=1)
+
+    # events
+    @cached_property
+    def _events(self):
+        return self._cells(self.h.events, "started_at")
+
+    def _event_values(self, col: str) -> np.ndarray:
+        u, d, ok = self._events
+        return self._acc(u, d, self.h.events[col].to_numpy(float)[ok])
+
+    @cached_property
+    def ev_count(self) -> np.ndarray:
+        u, d, _ = self._events
+        return self._acc(u, d)
+
+    @cached_property
+    def ev_30(self) -> np.ndarray:
+        return _rsum(self.ev_count, 30)
+
+    @cached_property
+    def ev_minutes(self) -> np.ndarray:
+        return self._event_values("duration_minutes")
+
+    @cached_property
+    def energy_sum(self) -> np.ndarray:
+        return self._event_values("energy_level")
+
+    @cached_property
+    def mood_sum(self) -> np.ndarray:
+        return self._event_values("mood_level")
+
+    @cached_property
+    def per_type(self) -> np.ndarray:
+        """(users, days, EVENT_TYPES): events of each kind."""
+        u, d, ok = self._events
+        types = pd.Categorical(self.h.events["event_type"].to_numpy()[ok], categories=EVENT_TYPES).codes
+        known = types >= 0
+        out = np.zeros((self.n, self.days, len(EVENT_TYPES)), dtype=np.int16)
+        np.add.at(out, (u[known], d[known], types[known]), 1)
+        return out
+
+    @cached_property
+    def social_7(self) -> np.ndarray:
+        """Social events over the previous 7 days (reads only the social events)."""
+        u, d, ok = self._events
+        social = self.h.events["event_type"].to_numpy()[ok] == "social"
+        return _rsum(self._acc(u[social], d[social]), 7)
+
+    # sleep: one night per row, the night that starts on sleep_date
+    @cached_property
+    def _nights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sl = self.h.sleep
+        sl_day = pd.to_datetime(sl["sleep_date"]).dt.tz_localize("UTC")
+        su = self.index.get_indexer(sl["user_id"].to_numpy())
+        sd = ((sl_day - self.day0).dt.days).to_numpy()
+        ok = (su >= 0) & (sd >= 0) & (sd < self.days)
+        su, sd = su[ok], sd[ok]
+        dur, quality, bed = (np.full((self.n, self.days), np.nan) for _ in range(3))
+        dur[su, sd] = sl["duration_minutes"].to_numpy(float)[ok]
+        quality[su, sd] = pd.to_numeric(sl["quality_score"]).to_numpy(float)[ok]
+        bed[su, sd] = ((sl["bedtime"] - sl_day).dt.total_seconds() / 60).to_numpy(float)[ok]  # minutes after midnight
+        return dur, quality, bed
+
+    @property
+    def sl_dur(self) -> np.ndarray:
+        return self._nights[0]
+
+    @property
+    def sl_q(self) -> np.ndarray:
+        return self._nights[1]
+
+    @property
+    def sl_bed(self) -> np.ndarray:
+        return self._nights[2]
+
+    # nights d-7..d-1 (last night is the night that started on d-1)
+    @cached_property
+    def nights_7(self) -> np.ndarray:
+        return _rsum((~np.isnan(self.sl_dur)).astype(float), 7)
+
+    @cached_property
+    def bed_mean(self) -> np.ndarray:
+        return _ratio(_rsum(np.nan_to_num(self.sl_bed), 7), self.nights_7)
+
+    @cached_property
+    def bed_var(self) -> np.ndarray:
+        return np.maximum(_ratio(_rsum(np.nan_to_num(self.sl_bed) ** 2, 7), self.nights_7) - self.bed_mean ** 2, 0)
+
+    # exercise
+    @cached_property
+    def _workouts(self):
+        return self._cells(self.h.exercise, "started_at")
+
+    @cached_property
+    def ex_count(self) -> np.ndarray:
+        u, d, _ = self._workouts
+        return self._acc(u, d)
+
+    @cached_property
+    def ex_minutes(self) -> np.ndarray:
+        u, d, ok = self._workouts
+        return self._acc(u, d, self.h.exercise["duration_minutes"].to_numpy(float)[ok])
+
+    # friends: counted from the day after connected_at; friends made before the window from day 0
+    @cached_property
+    def friends(self) -> np.ndarray:
+        fr = self.h.friends
+        fu = self.index.get_indexer(fr["user_id"].to_numpy())
+        fd = np.clip(((fr["connected_at"].dt.normalize() - self.day0).dt.days).to_numpy() + 1, 0, self.days)
+        fok = fu >= 0
+        fr_new = np.zeros((self.n, self.days + 1))
+        np.add.at(fr_new, (fu[fok], fd[fok]), 1.0)
+        return np.cumsum(fr_new, axis=1)[:, :self.days]
+
+    # the calendar
+    @cached_property
+    def dow(self) -> np.ndarray:
+        f_day = np.zeros((self.n, self.days), dtype=np.int64) + np.arange(self.days)
+        return ((self.day0.dayofweek + f_day) % 7).astype(float)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature's one definition: its value at the start of each day, from the daily arrays,
+    and what it reads (``tables`` of the history; of ``events`` only ``event_types``, if set)."""
+
+    compute: Callable[[DailyArrays], np.ndarray]
+    tables: tuple[str, ...] = ()
+    event_types: tuple[str, ...] | None = None
+
+
+_EV, _SL, _EX = ("events",), ("sleep",), ("exercise",)
+FEATURE_DEFINITIONS: dict[str, Feature] = {
+    "activity_count_24h": Feature(lambda a: _rsum(a.ev_count, 1), _EV),
+    "activity_count_7d": Feature(lambda a: _rsum(a.ev_count, 7), _EV),
+    "activity_count_30d": Feature(lambda a: a.ev_30, _EV),
+    "activity_diversity_7d": Feature(lambda a: (_rsum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
+    "total_minutes_7d": Feature(lambda a: _rsum(a.ev_minutes, 7), _EV),
+    "avg_sleep_duration_7d": Feature(lambda a: _ratio(_rsum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
+    "sleep_consistency_7d": Feature(lambda a: np.where(a.nights_7 >= 2, np.sqrt(a.bed_var), np.nan), _SL),
+    "sleep_debt_minutes": Feature(
+        lambda a: _rsum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
+    "exercise_count_7d": Feature(lambda a: _rsum(a.ex_count, 7), _EX),
+    "exercise_consistency_score": Feature(lambda a: _rsum((a.ex_count > 0).astype(float), 28) / 28, _EX),
+    "friend_count": Feature(lambda a: a.friends, ("friends",)),
+    "social_engagement_score": Feature(lambda a: a.social_7 / 7 + a.friends / 10, ("events", "friends"), ("social",)),
+    "social_count_7d": Feature(lambda a: a.social_7, _EV, ("social",)),
+    "last_sleep_duration": Feature(lambda a: a.prev(a.sl_dur), _SL),
+    "last_sleep_quality": Feature(lambda a: a.prev(a.sl_q), _SL),
+    "last_bedtime_deviation": Feature(lambda a: np.abs(a.prev(a.sl_bed) - a.bed_mean), _SL),
+    "exercise_minutes_7d": Feature(lambda a: _rsum(a.ex_minutes, 7), _EX),
+    "user_energy_mean_30d": Feature(lambda a: _ratio(_rsum(a.energy_sum, 30), a.ev_30), _EV),
+    "user_mood_mean_30d": Feature(lambda a: _ratio(_rsum(a.mood_sum, 30), a.ev_30), _EV),
+    "user_sleep_quality_mean_30d": Feature(
+        lambda a: _ratio(_rsum(np.nan_to_num(a.sl_q), 30), _rsum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
+    "day_of_week": Feature(lambda a: a.dow),
+    "is_weekend": Feature(lambda a: (a.dow >= 5).astype(float)),
+}
+def _definitions(features: Iterable[str]) -> dict[str, Feature]:
+    names = list(dict.fromkeys(features))
+    unknown = [f for f in names if f not in FEATURE_DEFINITIONS]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; one of {list(USER_FEATURES)}")
+    return {f: FEATURE_DEFINITIONS[f] for f in names}
+
+
+class HistoryNeeds(NamedTuple):
+    tables: tuple[str, ...]  # read_history(tables=...)
+    event_types: tuple[str, ...] | None  # read_history(event_types=...)
+
+
+def history_needs(features: Iterable[str] = USER_FEATURES) -> HistoryNeeds:
+    """What ``read_history`` must read for ``user_features(..., user_ids, features)``."""
+    defs = _definitions(features).values()
+    tables = tuple(t for t in TABLES if any(t in f.tables for f in defs))
+    readers = [f for f in defs if "events" in f.tables]
+    if not readers or any(f.event_types is None for f in readers):
+        return HistoryNeeds(tables, None)
+    return HistoryNeeds(tables, tuple(sorted({t for f in readers for t in f.event_types})))
+
+
 @dataclass
 class Grid:
-    """Per user (rows) and day (columns) of a history: the daily sums the features read."""
+    """Per user (rows) and day (columns) of a history: the features at the start of each day."""
 
     user_ids: np.ndarray
     day0: pd.Timestamp
     days: int
     features: dict[str, np.ndarray]  # name -> (users, days): the feature at the start of each day
-    daily: dict[str, np.ndarray]  # name -> (users, days): that day's own values (training targets)
+    arrays: DailyArrays
+
+    @property
+    def daily(self) -> dict[str, np.ndarray]:
+        """name -> (users, days): that day's own values (training targets)."""
+        a = self.arrays
+        return {"mood": _ratio(a.mood_sum, a.ev_count), "sleep_quality": a.sl_q, "events": a.ev_count}
 
 
-def build_grid(h: History, user_ids=None) -> Grid:
-    """Every feature, for every user and every day from ``h.start``'s day to ``h.end``'s day."""
+def build_grid(h: History, user_ids=None, features: Iterable[str] = USER_FEATURES) -> Grid:
+    """``features`` (default: all), for every user and every day from ``h.start``'s day to
+    ``h.end``'s day. Only what they need is read from ``h`` (see :func:`history_needs`)."""
+    defs = _definitions(features)
+    for name, f in defs.items():
+        missing = [t for t in f.tables if getattr(h, t) is None]
+        if missing:
+            raise ValueError(f"feature {name} needs the history's {missing}: read_history(tables=...) left them out")
+        if "events" in f.tables and h.event_types is not None and (
+                f.event_types is None or not set(f.event_types) <= set(h.event_types)):
+            raise ValueError(f"feature {name} needs events of types {f.event_types or 'all'}; the history has only "
+                             f"{list(h.event_types)}")
+    if user_ids is None and h.users is None:
+        raise ValueError("build_grid without user_ids needs the history's users")
     uids = np.asarray(sorted(set(h.users["id"])) if user_ids is None else list(user_ids), dtype="int64")
     day0 = h.start.normalize()
     nd = int((h.end.normalize() - day0).days) + 1
-    n = len(uids)
-    index = pd.Index(uids)
-
-    def cells(frame: pd.DataFrame, ts_col: str):
-        u = index.get_indexer(frame["user_id"].to_numpy())
-        d = ((frame[ts_col].dt.normalize() - day0).dt.days).to_numpy()
-        ok = (u >= 0) & (d >= 0) & (d < nd)
-        return u[ok], d[ok], ok
-
-    def acc(u, d, values=None) -> np.ndarray:
-        out = np.zeros((n, nd), dtype=np.float64)
-        np.add.at(out, (u, d), 1.0 if values is None else values)
-        return out
-
-    ev = h.events
-    u, d, ok = cells(ev, "started_at")
-    ev_count = acc(u, d)
-    ev_minutes = acc(u, d, ev["duration_minutes"].to_numpy(float)[ok])
-    energy_sum = acc(u, d, ev["energy_level"].to_numpy(float)[ok])
-    mood_sum = acc(u, d, ev["mood_level"].to_numpy(float)[ok])
-    types = pd.Categorical(ev["event_type"].to_numpy()[ok], categories=EVENT_TYPES).codes
-    known = types >= 0
-    per_type = np.zeros((n, nd, len(EVENT_TYPES)), dtype=np.int16)
-    np.add.at(per_type, (u[known], d[known], types[known]), 1)
-    social = per_type[:, :, EVENT_TYPES.index("social")].astype(np.float64)
-
-    ex = h.exercise
-    u, d, ok = cells(ex, "started_at")
-    ex_count = acc(u, d)
-    ex_minutes = acc(u, d, ex["duration_minutes"].to_numpy(float)[ok])
-
-    sl = h.sleep
-    sl_day = pd.to_datetime(sl["sleep_date"]).dt.tz_localize("UTC")
-    su = index.get_indexer(sl["user_id"].to_numpy())
-    sd = ((sl_day - day0).dt.days).to_numpy()
-    ok = (su >= 0) & (sd >= 0) & (sd < nd)
-    su, sd = su[ok], sd[ok]
-    sl_dur = np.full((n, nd), np.nan)
-    sl_q = np.full((n, nd), np.nan)
-    sl_bed = np.full((n, nd), np.nan)
-    sl_dur[su, sd] = sl["duration_minutes"].to_numpy(float)[ok]
-    sl_q[su, sd] = pd.to_numeric(sl["quality_score"]).to_numpy(float)[ok]
-    sl_bed[su, sd] = ((sl["bedtime"] - sl_day).dt.total_seconds() / 60).to_numpy(float)[ok]  # minutes after midnight
-
-    # nights d-7..d-1 (last night is the night that started on d-1)
-    has_sleep = (~np.isnan(sl_dur)).astype(float)
-    nights_7 = _rsum(has_sleep, 7)
-    dur_7 = _rsum(np.nan_to_num(sl_dur), 7)
-    bed_7 = _rsum(np.nan_to_num(sl_bed), 7)
-    bed2_7 = _rsum(np.nan_to_num(sl_bed) ** 2, 7)
-    bed_mean = _ratio(bed_7, nights_7)
-    bed_var = np.maximum(_ratio(bed2_7, nights_7) - bed_mean ** 2, 0)
-    prev = lambda a: np.concatenate([np.full((n, 1), np.nan), a[:, :-1]], axis=1)  # noqa: E731
-    q_count_30 = _rsum((~np.isnan(sl_q)).astype(float), 30)
-
-    f_day = np.zeros((n, nd), dtype=np.int64) + np.arange(nd)
-    dow = ((day0.dayofweek + f_day) % 7).astype(float)
-    fr = h.friends
-    fu = index.get_indexer(fr["user_id"].to_numpy())
-    fd = np.clip(((fr["connected_at"].dt.normalize() - day0).dt.days).to_numpy() + 1, 0, nd)  # counts from the next day
-    fok = fu >= 0
-    fr_new = np.zeros((n, nd + 1))
-    np.add.at(fr_new, (fu[fok], fd[fok]), 1.0)
-    friends = np.cumsum(fr_new, axis=1)[:, :nd]
-    # friends made before the window: all counted from day 0 (connected_at < start)
-
-    social_7 = _rsum(social, 7)
-    ev_30 = _rsum(ev_count, 30)
-    features = {
-        "activity_count_24h": _rsum(ev_count, 1),
-        "activity_count_7d": _rsum(ev_count, 7),
-        "activity_count_30d": ev_30,
-        "activity_diversity_7d": (_rsum(per_type, 7) > 0).sum(axis=2).astype(float),
-        "total_minutes_7d": _rsum(ev_minutes, 7),
-        "avg_sleep_duration_7d": _ratio(dur_7, nights_7),
-        "sleep_consistency_7d": np.where(nights_7 >= 2, np.sqrt(bed_var), np.nan),
-        "sleep_debt_minutes": _rsum(np.where(np.isnan(sl_dur), 0, SLEEP_NEED_MINUTES - sl_dur), 7),
-        "exercise_count_7d": _rsum(ex_count, 7),
-        "exercise_consistency_score": _rsum((ex_count > 0).astype(float), 28) / 28,
-        "friend_count": friends,
-        "social_engagement_score": social_7 / 7 + friends / 10,
-        "social_count_7d": social_7,
-        "last_sleep_duration": prev(sl_dur),
-        "last_sleep_quality": prev(sl_q),
-        "last_bedtime_deviation": np.abs(prev(sl_bed) - bed_mean),
-        "exercise_minutes_7d": _rsum(ex_minutes, 7),
-        "user_energy_mean_30d": _ratio(_rsum(energy_sum, 30), ev_30),
-        "user_mood_mean_30d": _ratio(_rsum(mood_sum, 30), ev_30),
-        "user_sleep_quality_mean_30d": _ratio(_rsum(np.nan_to_num(sl_q), 30), q_count_30),
-        "day_of_week": dow,
-        "is_weekend": (dow >= 5).astype(float),
-    }
-    daily = {"mood": _ratio(mood_sum, ev_count), "sleep_quality": sl_q, "events": ev_count}
-    return Grid(uids, day0, nd, features, daily)
+    arrays = DailyArrays(h, uids, day0, nd)
+    return Grid(uids, day0, nd, {name: f.compute(arrays) for name, f in defs.items()}, arrays)
 
 
 def _frame_at(grid: Grid, rows_u: np.ndarray, rows_d: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({name: grid.features[name][rows_u, rows_d] for name in USER_FEATURES})
+    return pd.DataFrame({name: values[rows_u, rows_d] for name, values in grid.features.items()})
 
 
-def user_features(h: History, as_of=None, user_ids=None) -> pd.DataFrame:
-    """One row per user (index ``user_id``): the features at the start of ``as_of``'s day,
-    plus ``as_of``. ``h`` must cover the ``HISTORY_DAYS`` days before ``as_of``."""
+def user_features(h: History, as_of=None, user_ids=None, features: Iterable[str] = USER_FEATURES) -> pd.DataFrame:
+    """One row per user (index ``user_id``): ``features`` (default: all ``USER_FEATURES``) at the
+    start of ``as_of``'s day. ``h`` must cover the ``HISTORY_DAYS`` days before ``as_of`` and
+    hold what the features need (:func:`history_needs`; all of it from a default ``read_history``)."""
     as_of = _ts(as_of if as_of is not None else h.end)
-    grid = build_grid(h, user_ids)
+    grid = build_grid(h, user_ids, features)
     d = np.full(len(grid.user_ids), int((as_of.normalize() - grid.day0).days))
     frame = _frame_at(grid, np.arange(len(grid.user_ids)), d)
     frame.index = pd.Index(grid.user_ids, name="user_id")

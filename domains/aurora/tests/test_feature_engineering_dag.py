@@ -52,7 +52,10 @@ def test_features_land_in_postgres_and_redis_and_a_rerun_changes_nothing(aurora,
     # lineage: app tables -> feature groups -> feature store (PostgreSQL table and Redis key space)
     events = lineage_events()
     inputs, _ = lineage_io(events, f"{DAG_ID}.compute_sleep_features")
-    assert {name.split(".", 1)[1] for _, name in inputs} >= {"public.sleep_records", "public.users"}, inputs
+    assert {name.split(".", 1)[1] for _, name in inputs} == {"public.sleep_records", "public.users"}, inputs
+    inputs, _ = lineage_io(events, f"{DAG_ID}.compute_social_features")  # a group reads only its tables
+    assert {name.split(".", 1)[1] for _, name in inputs} == {
+        "public.users", "public.life_events", "public.social_connections"}, inputs
     _, outputs = lineage_io(events, f"{DAG_ID}.update_feature_store")
     assert "public.feature_store" in {name.split(".", 1)[1] for _, name in outputs if "." in name}, outputs
     assert (f"redis://127.0.0.1:{redis_server.port}", KEY_PREFIX) in outputs, outputs
