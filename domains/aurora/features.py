@@ -319,7 +319,7 @@ class DailyArrays:
     @cached_property
     def dow(self) -> np.ndarray:
         f_day = np.zeros((self.n, self.days), dtype=np.int64) + np.arange(self.days)
-        return ((self.day0.dayofweek + f_day) % 7).astype(float)
+        return ((self.day0.day_of_week + f_day) % 7).astype(float)
 
 
 @dataclass(frozen=True)
@@ -454,7 +454,7 @@ def add_hour_features(frame: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
     frame["hour"] = hour
     frame["hour_sin"] = np.sin(2 * np.pi * hour / 24)
     frame["hour_cos"] = np.cos(2 * np.pi * hour / 24)
-    frame["day_of_week"] = times.dt.dayofweek.to_numpy(float)
+    frame["day_of_week"] = times.dt.day_of_week.to_numpy(float)
     frame["is_weekend"] = (frame["day_of_week"] >= 5).astype(float)
     return frame
 
