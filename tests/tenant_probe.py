@@ -15,11 +15,20 @@ import os
 import re
 from pathlib import Path
 
-SECRET_ENV_KEYS = re.compile(r"SQL_ALCHEMY_CONN|FERNET_KEY|JWT_SECRET|JWT_PRIVATE_KEY|SECRET_KEY|BROKER_URL|RESULT_BACKEND")
+SECRET_ENV_KEYS = re.compile(
+    r"SQL_ALCHEMY_CONN|FERNET_KEY|JWT_SECRET|JWT_PRIVATE_KEY|SECRET_KEY|BROKER_URL|RESULT_BACKEND|PASSWORD|INGEST_KEY"
+)
 DB_URL = re.compile(r"postgresql(?:\+\w+)?://[^\s\"'\\]+")
-REDIS_URL = re.compile(r"redis://:([^@\s\"'\\]+)@[^\s\"'\\]+")
+# group 1: the password (an ACL user's URL names the user: ``redis://<user>:<password>@``)
+REDIS_URL = re.compile(r"redis://[^:@/\s\"'\\]*:([^@\s\"'\\]+)@[^\s\"'\\]+")
 PEM = re.compile(r"-----BEGIN PRIVATE KEY-----[A-Za-z0-9+/=\s]+-----END PRIVATE KEY-----")
-JSON_SECRET_KEYS = ("fernet_key", "jwt_secret", "airflow_db_password")
+# JSON fields holding one secret (secrets.json, a connection's JSON, an OpenLineage transport) ...
+JSON_SECRET_KEYS = ("fernet_key", "jwt_secret", "airflow_db_password", "lineage_db_password", "lineage_platform_key",
+                    "domain_redis_admin_password", "password", "apiKey")
+# ... and fields holding one secret per team
+JSON_SECRET_MAPS = ("redis_passwords", "domain_db_passwords", "flower_passwords", "lineage_ingest_keys",
+                    "domain_redis_passwords")
+API_KEY = re.compile(r"\"apiKey\"\s*:\s*\"([^\"]+)\"")
 CFG_LINE = re.compile(r"^\s*(fernet_key|jwt_secret|sql_alchemy_conn|secret_key)\s*=\s*(\S+)\s*$", re.M)
 MAX_FILE = 2_000_000
 ATTEMPTS = (
@@ -34,7 +43,9 @@ ATTEMPTS = (
     "sign a token accepted by /api/v2",
     "sign a token accepted by /execution",
     "trigger another team's DAG",  # a TriggerDagRunOperator task next to the probe task
+    "write lineage for another team's job",
 )
+LINEAGE_ENDPOINT = "lineage-explorer/api/v1/lineage"  # plugins/lineage_explorer/config.py INGEST_ENDPOINT
 
 
 def sha(value: str) -> str:
@@ -54,15 +65,13 @@ class Loot:
         self.values.update(m.group(0) for m in PEM.finditer(text))
         self.values.update(m.group(0) for m in REDIS_URL.finditer(text))
         self.values.update(m.group(2) for m in CFG_LINE.finditer(text))
+        self.values.update(m.group(1) for m in API_KEY.finditer(text))
         if text.lstrip().startswith("{"):
             try:
                 data = json.loads(text)
             except ValueError:
                 data = None
-            if isinstance(data, dict):
-                self.values.update(str(data[k]) for k in JSON_SECRET_KEYS if data.get(k))
-                for k in ("redis_passwords", "domain_db_passwords", "flower_passwords"):
-                    self.values.update(str(v) for v in (data.get(k) or {}).values())
+            self.values.update(_json_secrets(data))
         if len(self.values) > before:
             self.sources.add(source)
 
@@ -70,6 +79,11 @@ class Loot:
         before = len(self.values)
         self.values.update(v for k, v in env.items() if SECRET_ENV_KEYS.search(k) and v)
         self.scan_text("\n".join(env.values()), source)
+        for k, v in env.items():  # JSON values: connections, OpenLineage transport, {team: ingest key}
+            if v.lstrip().startswith("{"):
+                self.scan_text(v, source)
+                if k.endswith("INGEST_KEYS"):
+                    self.values.update(_json_secrets({"lineage_ingest_keys": _loads(v)}))
         if len(self.values) > before:
             self.sources.add(source)
 
@@ -87,6 +101,31 @@ class Loot:
 
     def redis_passwords(self) -> list[str]:
         return [m.group(1) for v in self.values for m in [REDIS_URL.match(v)] if m]
+
+
+def _loads(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _json_secrets(data) -> set[str]:
+    """Every value of a secret-named field, at any depth of a JSON document."""
+    out: set[str] = set()
+    if isinstance(data, list):
+        for item in data:
+            out |= _json_secrets(item)
+    if not isinstance(data, dict):
+        return out
+    for k, v in data.items():
+        if k in JSON_SECRET_KEYS and isinstance(v, str) and v:
+            out.add(v)
+        elif k in JSON_SECRET_MAPS and isinstance(v, dict):
+            out.update(str(x) for x in v.values() if x)
+        else:
+            out |= _json_secrets(v)
+    return out
 
 
 def _read(path: Path) -> str | None:
@@ -167,6 +206,7 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
     out["sign a token accepted by /api/v2"], out["sign a token accepted by /execution"] = _try_tokens(
         loot, api_url, ti_id, f"{other}_alert_emails"
     )
+    out["write lineage for another team's job"] = _try_lineage(api_url, other, loot)
     return out
 
 
@@ -264,3 +304,47 @@ def _try_tokens(loot: Loot, api_url: str, ti_id: str, other_var: str) -> tuple[d
         row(bool(api_ok), f"{detail}; accepted: {api_ok}"),
         row(bool(exe_ok), f"{detail}; accepted: {exe_ok}"),
     )
+
+
+def _try_lineage(api_url: str, other: str, loot: Loot) -> dict:
+    """POST OpenLineage run events for jobs of ``other``'s DAG (``<other>_conn_probe`` and its
+    task ``resolve``, in the deployment's namespace: the provider's job names) to the lineage
+    explorer's ingest endpoint: with this task's own ingest key (its OpenLineage transport),
+    with no key, with guessed keys and with any secret the scans found. The row lists the run
+    ids sent: the test also looks for them in the lineage store."""
+    import uuid
+    from datetime import UTC, datetime
+    from urllib.parse import urljoin
+
+    import requests
+
+    transport = _loads(os.environ.get("AIRFLOW__OPENLINEAGE__TRANSPORT") or "") or {}
+    own_key = (transport.get("auth") or {}).get("apiKey") if transport.get("type") == "http" else None
+    url = urljoin(api_url.rstrip("/") + "/", LINEAGE_ENDPOINT)
+    namespace = os.environ.get("AIRFLOW__OPENLINEAGE__NAMESPACE", "default")
+    keys = [("own key", own_key), ("no key", None), ("guessed key", other), ("guessed key", "lineage")]
+    keys += [("found secret", s) for s in sorted(loot.shared_secrets()) if s != own_key]
+    accepted, statuses, run_ids = [], {}, []
+    for label, key in keys:
+        if label == "own key" and not key:
+            continue
+        for job in (f"{other}_conn_probe.resolve", f"{other}_conn_probe"):
+            run_id = str(uuid.uuid4())
+            run_ids.append(run_id)
+            event = {
+                "eventType": "COMPLETE", "eventTime": datetime.now(UTC).isoformat(),
+                "run": {"runId": run_id, "facets": {}}, "job": {"namespace": namespace, "name": job, "facets": {}},
+                "inputs": [], "outputs": [{"namespace": "postgres://attacker", "name": f"{other}.forged"}],
+                "producer": "tests/tenant_probe.py",
+                "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            }
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            try:
+                code = requests.post(url, json=event, headers=headers, timeout=10).status_code
+            except requests.RequestException as e:
+                code = type(e).__name__
+            statuses.setdefault(label, set()).add(str(code))
+            if isinstance(code, int) and 200 <= code < 300:
+                accepted.append(f"{label} for {job}")
+    detail = f"own key: {'yes' if own_key else 'none'}; " + "; ".join(f"{k} -> {sorted(v)}" for k, v in statuses.items())
+    return {**row(bool(accepted), detail + (f"; accepted: {accepted}" if accepted else "")), "run_ids": run_ids}

@@ -266,14 +266,30 @@ def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
         tis = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
         xcom = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/attack/xcomEntries/return_value")
         triggered = api(platform, tokens["admin"], "GET", f"/dags/{other}_conn_probe/dagRuns/cross_team__{run_id}")
+        rows = xcom.json()["value"] if xcom.status_code == 200 else {}
         out[team] = {
             "states": {t["task_id"]: t["state"] for t in tis["task_instances"]},
-            "rows": xcom.json()["value"] if xcom.status_code == 200 else {},
+            "rows": rows,
             "run_id": run_id,
             "other": other,
             "triggered_other": triggered.status_code == 200,
+            "lineage_stored": stored_lineage_runs(platform, rows.get(LINEAGE_ATTEMPT, {}).get("run_ids", [])),
         }
     return out
+
+
+LINEAGE_ATTEMPT = "write lineage for another team's job"
+
+
+def stored_lineage_runs(platform, run_ids: list[str]) -> list[tuple[str, str]]:
+    """(job namespace, job name) of every run among ``run_ids`` that the lineage store holds."""
+    import psycopg2
+
+    if not run_ids:
+        return []
+    with psycopg2.connect(platform.pg.admin_dsn("lineage")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT job_namespace, job_name FROM lineage_run WHERE run_id = ANY(%s::uuid[])", (run_ids,))
+        return cur.fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -328,14 +344,16 @@ def forbidden_hashes(platform, team: str) -> set[str]:
 
     cfg = platform.config
     s = cfg.secrets
-    values = [cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], s.airflow_db_password, s.fernet_key]
+    values = [cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], s.airflow_db_password, s.fernet_key,
+              s.lineage_platform_key, s.lineage_db_password, cfg.lineage_dsn, s.domain_redis_admin_password]
     if s.jwt_secret:
         values.append(s.jwt_secret)
     if cfg.jwt_private_key.exists():
         values.append(cfg.jwt_private_key.read_text())
     for other in TEAMS:
         if other != team:
-            values += [s.redis_passwords[other], s.flower_passwords[other], s.domain_db_passwords[other]]
+            values += [s.redis_passwords[other], s.flower_passwords[other], s.domain_db_passwords[other],
+                       s.lineage_ingest_keys[other], s.domain_redis_passwords[other]]
             if cfg.celery:
                 values += [cfg.broker_url(other, 0), cfg.broker_url(other, 1)]
     return {sha(v) for v in values}
@@ -357,6 +375,7 @@ def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]
         matrix["trigger another team's DAG"][team] = (
             run["triggered_other"] or run["states"].get("trigger_other_team") == "success"
         )
+        matrix[LINEAGE_ATTEMPT][team] = matrix[LINEAGE_ATTEMPT].get(team, False) or bool(run["lineage_stored"])
     return matrix
 
 
@@ -373,13 +392,28 @@ def print_matrix(title: str, matrix: dict[str, dict[str, bool]]) -> int:
 
 def test_attack_matrix_every_attempt_fails(platform, attack_runs):
     matrix = attack_matrix(platform, attack_runs)
-    assert len(matrix) == 11
+    assert len(matrix) == 12
     total = print_matrix("attack matrix, per-team Celery workers", matrix)
     details = {t: {a: r["detail"] for a, r in run["rows"].items() if a != "runtime"} for t, run in attack_runs.items()}
     assert total == 0, json.dumps(details, indent=1)
+    assert all(run["rows"][LINEAGE_ATTEMPT]["run_ids"] for run in attack_runs.values())
     for team, run in attack_runs.items():  # refused by the api-server's guard, not by accident
         log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=trigger_other_team/*.log"))
         assert f"may not trigger or clear DAG '{run['other']}_conn_probe' of another team" in log.read_text(), team
+
+
+def test_a_teams_own_lineage_key_and_domain_redis_password_are_not_forbidden_to_it(platform, attack_runs):
+    """Its worker posts lineage with its own ingest key (``AIRFLOW__OPENLINEAGE__TRANSPORT``) and
+    its tasks read their own ``<team>_redis`` connection: neither counts as a leak. The scan of the
+    worker's environment does find the own key (so it would find another team's there)."""
+    from tests.tenant_probe import sha
+
+    s = platform.config.secrets
+    for team, run in attack_runs.items():
+        own = {sha(s.lineage_ingest_keys[team]), sha(s.domain_redis_passwords[team])}
+        assert own & forbidden_hashes(platform, team) == set(), team
+        assert sha(s.lineage_ingest_keys[team]) in run["rows"]["read platform secrets from own environment"]["found"]
+        assert "own key: yes" in run["rows"][LINEAGE_ATTEMPT]["detail"], run["rows"][LINEAGE_ATTEMPT]
 
 
 def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
@@ -505,5 +539,6 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
     total = print_matrix("attack matrix, old set-up (LocalExecutor in the scheduler)", matrix)
     assert total > 0
     for attempt in ("read platform secrets from own environment", "read platform secrets from /proc of other processes",
-                    "connect to the metadata database", "sign a token accepted by /api/v2"):
+                    "connect to the metadata database", "sign a token accepted by /api/v2",
+                    LINEAGE_ATTEMPT):  # its tasks hold the platform's ingest key, accepted for every job
         assert all(matrix[attempt].values()), attempt
