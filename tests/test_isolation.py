@@ -532,7 +532,8 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
         p.start(wait_timeout=400)
         logins = p.logins()
         r = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": logins["admin"]}, timeout=10)
-        matrix = attack_matrix(p, trigger_attack_probes(p, {"admin": r.json()["access_token"]}))
+        runs = trigger_attack_probes(p, {"admin": r.json()["access_token"]})
+        matrix = attack_matrix(p, runs)
     finally:
         p.stop()
         shutil.rmtree(p.config.state, ignore_errors=True)
@@ -542,3 +543,6 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
                     "connect to the metadata database", "sign a token accepted by /api/v2",
                     LINEAGE_ATTEMPT):  # its tasks hold the platform's ingest key, accepted for every job
         assert all(matrix[attempt].values()), attempt
+    for team, run in runs.items():  # the forged events are in the store, under the other team's jobs
+        assert {name for _, name in run["lineage_stored"]} == {f"{run['other']}_conn_probe",
+                                                              f"{run['other']}_conn_probe.resolve"}, team
