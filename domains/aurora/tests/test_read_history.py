@@ -6,7 +6,7 @@ no rows at all, a session in another time zone (generated data in the real embed
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -60,7 +60,7 @@ def users(db) -> list[int]:
         query(db, "INSERT INTO users (id, email, subscription_tier, is_active, created_at) "
                   "VALUES (%s, 'x@example.com', %s, true, %s)", (uid, tier, now))
     for i, day in enumerate((25, 26, 27)):  # only NULL quality scores for this user
-        bed = datetime(2026, 11, day, 22, 30, 15, 123456 if i else 0, tzinfo=timezone.utc)
+        bed = datetime(2026, 11, day, 22, 30, 15, 123456 if i else 0, tzinfo=UTC)
         query(db, "INSERT INTO sleep_records (id, user_id, sleep_date, bedtime, wake_time, duration_minutes, "
                   "quality_score, created_at) VALUES (%s, %s, %s, %s, %s + interval '7 hours', 420, NULL, %s)",
               (9_000_000 + i, NULL_QUALITY, bed.date(), bed, bed, now))
@@ -106,7 +106,7 @@ def test_the_copy_reader_gives_the_old_frames_exactly(users, db, driver):
         conn.commit()
         assert_same_history(read_history(conn, start, end, users), old_read_history(conn, start, end, users))
         with conn.cursor() as cur:
-            cur.execute("SHOW TimeZone")  # read_history's UTC was for its transaction only
+            cur.execute("SHOW TimeZone")  # read_history left the session as it was
             assert cur.fetchone()[0] == "America/New_York"
         conn.rollback()
 
