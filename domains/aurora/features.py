@@ -130,7 +130,7 @@ _QUERIES = {
 _TIME_COLUMNS = {"events": "started_at", "sleep": "bedtime", "exercise": "started_at", "friends": "connected_at"}
 # Each query's columns as ``pd.DataFrame(cur.fetchall())`` typed them (the frames the features
 # were written against): NOT NULL integers int64, text ``str`` (NULL -> NaN), booleans bool,
-# ``sleep_date`` Python ``date`` objects, the time columns datetime64[us, UTC]; a nullable
+# ``sleep_date`` Python ``date`` objects ("date"), the time columns ("time") datetime64[us, UTC]; a nullable
 # integer (``None``) is left to the CSV parser: int64, or float64 with NaN once a NULL is read.
 _COLUMNS: dict[str, dict[str, str | None]] = {
     "users": {"id": "int64", "subscription_tier": "str", "is_active": "bool"},
@@ -166,28 +166,42 @@ def history_queries(start, end, user_ids=None, tables: Iterable[str] | None = No
     return sql, params
 
 
+def _copy_sql(name: str, sql: str) -> str:
+    """COPY of the table's query (``_QUERIES``) as CSV, the time columns as microseconds since
+    the epoch and ``sleep_date`` as days since it (integers: parsed without strings or time zones)."""
+    select = []
+    for col, kind in _COLUMNS[name].items():
+        if kind == "time":
+            select.append(f"(extract(epoch FROM q.{col}) * 1000000)::bigint AS {col}")
+        elif kind == "date":
+            select.append(f"(q.{col} - DATE '1970-01-01') AS {col}")
+        else:
+            select.append(f"q.{col}")
+    return (f"COPY (SELECT {', '.join(select)} FROM ({sql}) AS q) TO STDOUT "
+            f"WITH (FORMAT csv, HEADER, NULL '{_CSV_NULL}')")
+
+
 def _frame_from_csv(name: str, data: io.BytesIO) -> pd.DataFrame:
-    """One table's rows (COPY ... CSV, with a header) as the frame ``pd.DataFrame(rows)`` +
+    """One table's rows (``_copy_sql``) as the frame ``pd.DataFrame(rows)`` +
     ``pd.to_datetime(utc=True)`` built: same columns, dtypes, values, NaN/NaT."""
     spec = _COLUMNS[name]
-    frame = pd.read_csv(data, dtype={c: t for c, t in spec.items() if t in ("int64", "str")} | {
-                            c: "str" for c, t in spec.items() if t in ("time", "date")},
+    frame = pd.read_csv(data, dtype={c: t for c, t in spec.items() if t in ("int64", "str")},
                         true_values=["t"], false_values=["f"], na_values=[_CSV_NULL], keep_default_na=False)
     if list(frame.columns) != list(spec):
         raise RuntimeError(f"history {name}: the query's columns {list(frame.columns)} are not {list(spec)}")
     if frame.empty:  # no rows: what DataFrame([], columns=...) gave (object columns), times then parsed
         frame = pd.DataFrame([], columns=list(spec))
-    else:
         for col, kind in spec.items():
-            if kind == "time":  # the session's time zone is UTC (read_history): "2026-11-29 06:12:34.5+00"
-                frame[col] = pd.to_datetime(frame[col], format="ISO8601", utc=True).astype("datetime64[us, UTC]")
-            elif kind == "date":
-                frame[col] = pd.to_datetime(frame[col], format="%Y-%m-%d").dt.date.astype(object)
-            elif kind in (None, "str") and frame[col].isna().all():  # only NULLs: a column of None
-                frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+            if kind == "time":
+                frame[col] = pd.to_datetime(frame[col], utc=True)
+        return frame
     for col, kind in spec.items():
-        if kind == "time" and frame.empty:
-            frame[col] = pd.to_datetime(frame[col], utc=True)
+        if kind == "time":
+            frame[col] = pd.to_datetime(frame[col], unit="us", utc=True).astype("datetime64[us, UTC]")
+        elif kind == "date":  # Python dates, as the driver gave them
+            frame[col] = frame[col].to_numpy().astype("datetime64[D]").astype(object)
+        elif kind in (None, "str") and frame[col].isna().all():  # only NULLs: a column of None
+            frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     return frame
 
 
@@ -221,9 +235,8 @@ def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None =
     frames = {}
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        cur.execute("SET LOCAL TimeZone = 'UTC'")  # timestamps as "...+00"; this transaction only
         for name, sql in queries.items():
-            data = _copy_out(cur, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER, NULL '{_CSV_NULL}')", params)
+            data = _copy_out(cur, _copy_sql(name, sql), params)
             frames[name] = _frame_from_csv(name, data)
             del data
     conn.commit()
