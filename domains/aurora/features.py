@@ -127,7 +127,6 @@ _QUERIES = {
         SELECT user_id, connected_at FROM social_connections
          WHERE status = 'accepted' AND connected_at < %(end)s {user_filter}""",
 }
-_TIME_COLUMNS = {"events": "started_at", "sleep": "bedtime", "exercise": "started_at", "friends": "connected_at"}
 # Each query's columns as ``pd.DataFrame(cur.fetchall())`` typed them (the frames the features
 # were written against): NOT NULL integers int64, text ``str`` (NULL -> NaN), booleans bool,
 # ``sleep_date`` Python ``date`` objects ("date"), the time columns ("time") datetime64[us, UTC]; a nullable
@@ -141,7 +140,9 @@ _COLUMNS: dict[str, dict[str, str | None]] = {
     "exercise": {"user_id": "int64", "started_at": "time", "duration_minutes": "int64", "intensity": "int64"},
     "friends": {"user_id": "int64", "connected_at": "time"},
 }
-_CSV_NULL = r"\N"  # COPY's NULL marker: an empty string stays "" (quoted), never NaN
+# COPY's NULL marker: an empty string stays "" (never NaN); a text value "\N" would read as NULL
+# (no such value in these columns: tiers and event types are fixed words)
+_CSV_NULL = r"\N"
 
 
 def history_queries(start, end, user_ids=None, tables: Iterable[str] | None = None,
@@ -177,6 +178,7 @@ def _copy_sql(name: str, sql: str) -> str:
             select.append(f"(q.{col} - DATE '1970-01-01') AS {col}")
         else:
             select.append(f"q.{col}")
+    # a projection over the query: its rows in its order (events: ORDER BY of the DISTINCT ON)
     return (f"COPY (SELECT {', '.join(select)} FROM ({sql}) AS q) TO STDOUT "
             f"WITH (FORMAT csv, HEADER, NULL '{_CSV_NULL}')")
 
