@@ -23,6 +23,17 @@ the child's ``VmRSS`` once imported and connected, before the step):
   its features computed.
 
 Both frames must be equal exactly (checked); per group: seconds, users/s, peak RSS.
+
+``python -m benchmarks.aurora_features --reader [USERS] [DAYS]`` (default 20000 31): the history
+reader, old vs new, on one database, each step and path in a fresh child process (seconds, rows,
+``VmHWM``), the frames checked equal exactly:
+
+- old: ``read_history`` as it was, rows fetched as Python objects (``pd.DataFrame(cur.fetchall())``
+  and ``pd.to_datetime(utc=True)``); new: ``features.read_history`` (COPY ... CSV into ``pd.read_csv``);
+- per table: that table of every user over the prediction window (one query);
+- per feature group: ``feature_store.group_features`` (its reads and its features, per chunk of
+  users), the old path the same loop with the old reader;
+- training: the whole history of the DAYS days, every table (as ``training``/``models`` read it).
 """
 
 from __future__ import annotations
@@ -198,6 +209,90 @@ def groups_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
     return rows
 
 
+def old_read_history(conn, start, end, user_ids=None, tables=None, event_types=None):
+    """``features.read_history`` as it was (the same queries): rows as Python objects, then framed."""
+    from domains.aurora.features import History, history_queries
+
+    queries, params = history_queries(start, end, user_ids, tables, event_types)
+    frames = {}
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for name, sql in queries.items():
+            cur.execute(sql, params)
+            frames[name] = pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+    conn.commit()
+    for name, col in {"events": "started_at", "sleep": "bedtime", "exercise": "started_at",
+                      "friends": "connected_at"}.items():
+        if name in frames:
+            frames[name][col] = pd.to_datetime(frames[name][col], utc=True)
+    return History(pd.Timestamp(start), pd.Timestamp(end), **frames,
+                   event_types=tuple(sorted(set(event_types))) if event_types and "events" in frames else None)
+
+
+def run_reader(path: str, what: str, days: int) -> dict:
+    """In a fresh child process: one reader step (``table:<name>``, ``group:<name>`` or
+    ``training``) by ``path`` (old or new); its frames come back for the equality check."""
+    from domains.aurora.db import DATABASE
+    from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS, user_ids
+    from domains.aurora.features import history_needs, prediction_window, read_history, user_features
+
+    read = old_read_history if path == "old" else read_history
+    kind, _, name = what.partition(":")
+    start, end = prediction_window(AS_OF_FEATURES)
+    with closing(DATABASE.connect()) as conn:  # connects and checks the migrations: not timed
+        users = user_ids(conn)
+        rss_before = proc_status_mb("VmRSS")
+        t0 = time.perf_counter()
+        if kind == "table":
+            frames = read(conn, start, end, tables=[name]).frames()
+        elif kind == "training":
+            as_of = pd.Timestamp(END, tz="UTC")
+            frames = read(conn, as_of - pd.Timedelta(days=days), as_of).frames()
+        else:
+            columns = list(FEATURE_GROUPS[name])
+            needs = history_needs(columns)
+            parts = [user_features(read(conn, start, end, users[i:i + CHUNK_USERS], tables=needs.tables,
+                                        event_types=needs.event_types), end, users[i:i + CHUNK_USERS], columns)
+                     for i in range(0, len(users), CHUNK_USERS)]
+            frames = {"features": pd.concat(parts)}
+        took = time.perf_counter() - t0
+    return {"seconds": took, "rows": sum(len(f) for f in frames.values()), "rss_before_mb": rss_before,
+            "peak_mb": proc_status_mb("VmHWM"), "frames": frames}
+
+
+def reader_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
+    from domains.aurora.feature_store import FEATURE_GROUPS
+    from domains.aurora.features import TABLES
+
+    rows: list[dict] = []
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
+        print(f"aurora read_history, old vs new: {users:,} users, {days} days ending {END} ({where})", flush=True)
+        load_generated(users, days)
+        spawn = multiprocessing.get_context("spawn")
+        print(f"  {'step':16s} {'path':4s} {'seconds':>8s} {'rows':>10s} {'rows/s':>10s} {'RSS before':>11s}"
+              f" {'peak RSS':>9s}", flush=True)
+        steps = [f"table:{t}" for t in TABLES] + [f"group:{g}" for g in FEATURE_GROUPS] + ["training"]
+        for what in steps:
+            frames = {}
+            for path in ("old", "new"):
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    out = pool.submit(run_reader, path, what, days).result()
+                frames[path] = out.pop("frames")
+                row = {"step": what, "path": path, **out}
+                rows.append(row)
+                print(f"  {what:16s} {path:4s} {row['seconds']:8.2f} {row['rows']:10,} "
+                      f"{row['rows'] / row['seconds']:10,.0f} {row['rss_before_mb']:8,.0f} MB "
+                      f"{row['peak_mb']:6,.0f} MB", flush=True)
+            assert list(frames["new"]) == list(frames["old"]), what
+            for name, frame in frames["old"].items():
+                pd.testing.assert_frame_equal(frames["new"][name], frame, check_exact=True, obj=f"{what} {name}")
+            print(f"  {what:16s} old and new frames equal exactly", flush=True)
+        for path in ("old", "new"):
+            total = sum(r["seconds"] for r in rows if r["path"] == path and r["step"].startswith("group:"))
+            print(f"  all four groups, {path}: {total:.1f} s")
+    return rows
+
+
 def main(users: int = 100_000, days: int = 31) -> None:
     with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
         from domains.aurora import feature_store, models, predictions
@@ -251,5 +346,7 @@ def main(users: int = 100_000, days: int = 31) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
+    elif sys.argv[1:2] == ["--reader"]:
+        reader_side_by_side(*(int(a) for a in sys.argv[2:4]))
     else:
         main(*(int(a) for a in sys.argv[1:3]))

@@ -12,8 +12,10 @@ from shared.db import DomainDatabase
 
 DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations", uses=(outbox.SCHEMA,))
 
-# The app's tables the features read (``features.read_history``).
-HISTORY_TABLES = ("users", "life_events", "sleep_records", "exercise_sessions", "social_connections")
+# The app's tables the features read (``features.read_history``; ``features.TABLES`` is this):
+# the history's name for each (a ``features.History`` field) -> the app's table.
+HISTORY_TABLES = {"users": "users", "events": "life_events", "sleep": "sleep_records",
+                  "exercise": "exercise_sessions", "friends": "social_connections"}
 
 
 def record_tables(*, inputs: tuple[str, ...] | list[str] = (), outputs: tuple[str, ...] | list[str] = ()) -> None:

@@ -118,7 +118,7 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
                  for i in range(0, len(users), chunk)]
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
         save_frame(conn, run_key(as_of), f"predictions:{target}", _utc(as_of).to_pydatetime(), rows)
-    record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES], outputs=["training_datasets"])
+    record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES.values()], outputs=["training_datasets"])
     log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
              model.version)
     return {"target": target, "users": len(users), "rows": len(rows), "model_name": model.name,

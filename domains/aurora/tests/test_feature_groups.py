@@ -62,6 +62,10 @@ class RecordingCursor:
         self.executed.append((sql, params))
         return self.cur.execute(sql, params)
 
+    def copy(self, sql, params=None):  # read_history's COPY (psycopg 3)
+        self.executed.append((sql, params))
+        return self.cur.copy(sql, params)
+
     @property
     def description(self):
         return self.cur.description
@@ -71,7 +75,8 @@ class RecordingCursor:
 
 
 def tables_read(executed) -> set[str]:
-    return {t for sql, _ in executed for t in re.findall(r"\bFROM\s+(\w+)", sql, flags=re.IGNORECASE)}
+    # a table after FROM; not a column (``extract(epoch FROM q.started_at)``)
+    return {t for sql, _ in executed for t in re.findall(r"\bFROM\s+(\w+)\b(?!\.)", sql, flags=re.IGNORECASE)}
 
 
 @pytest.fixture
