@@ -30,6 +30,8 @@
 - :func:`migrate` applies a folder of ordered ``NNNN_name.sql`` files once each, recorded in
   ``schema_migrations`` with a checksum, under an advisory lock: safe to run concurrently
   and again; an applied file that was edited afterwards is refused.
+- :func:`copy_out` runs ``COPY (query) TO STDOUT`` with driver-bound parameters into a buffer
+  (aurora's ``read_history`` streams its tables this way into ``pd.read_csv``).
 - :func:`bulk_upsert` loads rows or a DataFrame with ``COPY`` into a temporary table and
   merges with ``INSERT ... ON CONFLICT`` in one transaction: a retried load never
   duplicates, a killed one leaves nothing half-written, an unchanged row is not rewritten.
@@ -46,7 +48,7 @@ import csv
 import hashlib
 import io
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,6 +277,24 @@ def _ident(name: str) -> str:
 
 def _qualified(table: str) -> str:
     return ".".join(_ident(p) for p in table.split("."))
+
+
+def copy_out(cur: Any, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> io.BytesIO:
+    """Run ``COPY (query) TO STDOUT ...`` (``sql``) and return its output in a buffer, at 0.
+
+    ``params`` are bound by the driver on the client (COPY takes no server-side parameters),
+    never formatted into the SQL by the caller: psycopg 3 (the postgres provider's default
+    driver) ``cursor.copy(sql, params)``; psycopg2 the statement rendered by ``cursor.mogrify``.
+    """
+    data = io.BytesIO()
+    if hasattr(cur, "copy_expert"):  # psycopg2
+        cur.copy_expert(cur.mogrify(sql, params) if params else sql, data, size=1 << 20)
+    else:
+        with cur.copy(sql, params) as copy:  # psycopg 3
+            for chunk in copy:
+                data.write(chunk)
+    data.seek(0)
+    return data
 
 
 def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:

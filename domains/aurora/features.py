@@ -50,6 +50,7 @@ import pandas as pd
 
 from domains.aurora.app import EVENT_TYPES, LEVEL_MAX, LEVEL_MIN, MAX_EVENT_MINUTES, SLEEP_NEED_MINUTES
 from domains.aurora.db import HISTORY_TABLES
+from shared.db import copy_out
 
 SEED_FEATURES = (
     "activity_count_24h", "activity_count_7d", "activity_count_30d", "activity_diversity_7d", "total_minutes_7d",
@@ -207,21 +208,6 @@ def _frame_from_csv(name: str, data: io.BytesIO) -> pd.DataFrame:
     return frame
 
 
-def _copy_out(cur, copy_sql: str, params: dict) -> io.BytesIO:
-    """``COPY (query) TO STDOUT`` into a buffer, the parameters bound by the driver (client-side:
-    COPY takes no server-side parameters). psycopg 3 (the postgres provider's default driver):
-    ``cursor.copy(sql, params)``; psycopg2: the query rendered by ``cursor.mogrify``."""
-    data = io.BytesIO()
-    if hasattr(cur, "copy_expert"):  # psycopg2
-        cur.copy_expert(cur.mogrify(copy_sql, params), data, size=1 << 20)
-    else:
-        with cur.copy(copy_sql, params) as copy:
-            for chunk in copy:
-                data.write(chunk)
-    data.seek(0)
-    return data
-
-
 def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None = None,
                  event_types: Iterable[str] | None = None) -> History:
     """Read the valid rows of ``[start, end)`` in one repeatable-read snapshot.
@@ -238,7 +224,7 @@ def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None =
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         for name, sql in queries.items():
-            data = _copy_out(cur, _copy_sql(name, sql), params)
+            data = copy_out(cur, _copy_sql(name, sql), params)
             frames[name] = _frame_from_csv(name, data)
             del data
     conn.commit()

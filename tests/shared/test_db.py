@@ -531,3 +531,23 @@ def test_killed_load_leaves_nothing_half_written(conn, dbf, migrations, phase):
         assert time.monotonic() < deadline, "the killed loader's backend never ended"
         time.sleep(0.02)
     assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "kept"), (LOCKED_ID, "kept")]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_copy_out_binds_its_parameters_on_either_driver(dbf, driver):
+    if driver == "psycopg":
+        import psycopg
+
+        c = psycopg.connect(host=dbf["host"], port=dbf["port"], dbname=dbf["schema"], user=dbf["login"],
+                            password=dbf["password"])
+    else:
+        c = connect(dbf)
+    sql = ("COPY (SELECT n, CASE WHEN n = 2 THEN NULL ELSE %(label)s END AS label FROM generate_series(1, %(n)s) n)"
+           " TO STDOUT WITH (FORMAT csv, HEADER, NULL '\\N')")
+    try:
+        with c.cursor() as cur:
+            out = shared.db.copy_out(cur, sql, {"n": 3, "label": "it's; DROP TABLE x"})
+    finally:
+        c.close()
+    assert out.tell() == 0
+    assert out.read().decode().splitlines() == ["n,label", "1,it's; DROP TABLE x", "2,\\N", "3,it's; DROP TABLE x"]
