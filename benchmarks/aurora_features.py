@@ -209,32 +209,15 @@ def groups_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
     return rows
 
 
-def old_read_history(conn, start, end, user_ids=None, tables=None, event_types=None):
-    """``features.read_history`` as it was (the same queries): rows as Python objects, then framed."""
-    from domains.aurora.features import History, history_queries
-
-    queries, params = history_queries(start, end, user_ids, tables, event_types)
-    frames = {}
-    with conn.cursor() as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for name, sql in queries.items():
-            cur.execute(sql, params)
-            frames[name] = pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
-    conn.commit()
-    for name, col in {"events": "started_at", "sleep": "bedtime", "exercise": "started_at",
-                      "friends": "connected_at"}.items():
-        if name in frames:
-            frames[name][col] = pd.to_datetime(frames[name][col], utc=True)
-    return History(pd.Timestamp(start), pd.Timestamp(end), **frames,
-                   event_types=tuple(sorted(set(event_types))) if event_types and "events" in frames else None)
-
-
 def run_reader(path: str, what: str, days: int) -> dict:
     """In a fresh child process: one reader step (``table:<name>``, ``group:<name>`` or
     ``training``) by ``path`` (old or new); its frames come back for the equality check."""
     from domains.aurora.db import DATABASE
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS, user_ids
     from domains.aurora.features import history_needs, prediction_window, read_history, user_features
+
+    # the old reader is the test's oracle (one copy): rows fetched as Python objects, then framed
+    from domains.aurora.tests.test_read_history import old_read_history
 
     read = old_read_history if path == "old" else read_history
     kind, _, name = what.partition(":")
