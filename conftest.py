@@ -239,13 +239,21 @@ def load_dag(dag_id: str):
     raise LookupError(f"no DAG {dag_id} in any bundle")
 
 
-def run_dag(dag_id: str, conf: dict | None = None, logical_date=None, dag=None):
+NO_LOGICAL_DATE = None  # ``run_dag(..., logical_date=NO_LOGICAL_DATE)``: a run as REST ``{"logical_date": null}`` makes it
+_NOW = object()
+
+
+def run_dag(dag_id: str, conf: dict | None = None, logical_date=_NOW, dag=None, run_after=None):
     """Run a DAG from its bundle (or ``dag``, from :func:`load_dag`) with ``dag.test()``;
-    returns (dag_run, {task_id: state})."""
+    returns (dag_run, {task_id: state}). Without ``logical_date`` the run's logical date is
+    now (``dag.test()``'s default); ``logical_date=None`` makes a run without a logical date
+    or data interval, as a manual trigger without one does (``run_after``: when it was triggered)."""
     dag = dag or load_dag(dag_id)
     kwargs = {"run_conf": conf}
-    if logical_date is not None:
+    if logical_date is not _NOW:
         kwargs["logical_date"] = logical_date
+    if run_after is not None:
+        kwargs["run_after"] = run_after
     dr = dag.test(**kwargs)
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 

@@ -8,10 +8,14 @@ sink in development). Recipients are a domain variable, ``<domain>_alert_emails`
 from __future__ import annotations
 
 import html
+import logging
+import smtplib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 SMTP_CONN_ID = "smtp_default"
+
+log = logging.getLogger(__name__)
 
 
 def recipients_var(domain: str) -> str:
@@ -22,32 +26,120 @@ def default_recipient(domain: str) -> str:
     return f"{domain}-team@platform.local"
 
 
-def failure_notifier(domain: str):
-    """An ``SmtpNotifier`` for task failures, addressed to the domain's recipients."""
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def failure_facts(context: Mapping[str, Any] | None) -> dict[str, str]:
+    """What a failure alert says, from whatever the context holds. A run triggered without a
+    logical date has no ``logical_date`` or data interval; a task failed before it started
+    (lost worker, heartbeat timeout) or after a deferral timed out may have no exception or
+    no try number: every fact is looked up with a fallback, never assumed."""
+    context = context or {}
+    ti = _get(context, "ti", "task_instance")
+    dag_run = _get(context, "dag_run")
+    dag = _get(context, "dag")
+    logical_date = _get(context, "logical_date") or _get(dag_run, "logical_date")
+    start = _get(context, "data_interval_start") or _get(dag_run, "data_interval_start")
+    end = _get(context, "data_interval_end") or _get(dag_run, "data_interval_end")
+    exception = _get(context, "exception")
+    facts = {
+        "DAG": _get(ti, "dag_id") or _get(dag, "dag_id") or _get(dag_run, "dag_id") or "(unknown)",
+        "task": _get(ti, "task_id") or _get(_get(context, "task"), "task_id") or "(unknown)",
+        "map index": _get(ti, "map_index"),
+        "run": _get(context, "run_id") or _get(ti, "run_id") or _get(dag_run, "run_id") or "(unknown)",
+        "try": _get(ti, "try_number"),
+        "logical date": logical_date if logical_date is not None else "none (triggered without a logical date)",
+        "data interval": f"{start} - {end}" if start is not None and end is not None else None,
+        "triggered": _get(dag_run, "run_after"),
+        "error": (f"{type(exception).__name__}: {exception}" if isinstance(exception, BaseException) else exception)
+        or _get(context, "reason") or "(no exception was recorded: the task failed outside its own code, "
+                                      "e.g. its worker was lost or it timed out while deferred)",
+    }
+    if facts["map index"] in (-1, None):
+        del facts["map index"]
+    return {k: str(v) for k, v in facts.items() if v is not None}
+
+
+def _safe_recipients(domain: str) -> list[str]:
+    try:
+        return recipients(domain) or [default_recipient(domain)]
+    except Exception:  # the variable could not be read: the alert still goes out
+        log.exception("could not read %s; alerting %s", recipients_var(domain), default_recipient(domain))
+        return [default_recipient(domain)]
+
+
+def notify_failure(domain: str, context: Mapping[str, Any] | None) -> list[str]:
+    """Mail a task failure to the domain's recipients; returns them.
+
+    The mail is composed here from :func:`failure_facts` and handed to ``SmtpNotifier`` as
+    text it does not render (``{% raw %}``), so no template can fail on a context without a
+    logical date or data interval. Should composing it fail all the same, a plain alert with
+    the error that broke it still goes out: a failure alert is never lost for a rendering error."""
+    to = _safe_recipients(domain)
+    try:
+        facts = failure_facts(context)
+        subject = f"FAILED {facts['DAG']}.{facts['task']}" + (f" (try {facts['try']})" if "try" in facts else "")
+        _send_verbatim(domain, subject, render_summary(subject, facts), to, context)
+    except _SmtpError:
+        raise
+    except Exception as exc:
+        log.exception("the failure alert could not be composed; sending a plain one")
+        context = context if isinstance(context, Mapping) else {}
+        ti = context.get("ti")
+        where = f"{_plain(ti, 'dag_id')}.{_plain(ti, 'task_id')}"
+        text = (f"A task of {domain} failed ({where}, run {context.get('run_id', '?')}).\n"
+                f"Its alert could not be composed: {type(exc).__name__}: {exc}\n"
+                f"Error of the task: {context.get('exception', '(unknown)')}\n")
+        _send_verbatim(domain, f"FAILED {where}", text, to, {})
+    return to
+
+
+def _plain(obj: Any, name: str) -> str:
+    try:
+        return str(getattr(obj, name))
+    except Exception:
+        return "?"
+
+
+class _SmtpError(Exception):
+    """The mail relay refused or could not be reached (no fallback can help)."""
+
+
+def _send_verbatim(domain: str, subject: str, text: str, to: list[str], context: Mapping[str, Any] | None) -> None:
+    """Send ``text`` as preformatted HTML through the provider's ``SmtpNotifier``, verbatim."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    var = recipients_var(domain)
-    return SmtpNotifier(
+    notifier = SmtpNotifier(
         smtp_conn_id=SMTP_CONN_ID,
-        to=f"{{{{ var.value.get('{var}', '{default_recipient(domain)}') }}}}",
-        subject=f"[{domain}] FAILED {{{{ ti.dag_id }}}}.{{{{ ti.task_id }}}} (try {{{{ ti.try_number }}}})",
-        html_content=(
-            "<p>Task <b>{{ ti.task_id }}</b> of DAG <b>{{ ti.dag_id }}</b> failed.</p>"
-            "<p>Run: {{ run_id }}<br>Logical date: {{ logical_date }}</p>"
-            "<p>Error: <pre>{{ exception | e }}</pre></p>"
-        ),
+        to=to,
+        subject=_raw(f"[{domain}] {subject}"),
+        html_content=_raw(f"<pre>{html.escape(text, quote=False)}</pre>"),
     )
+    try:
+        notifier(dict(context or {}))
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _SmtpError(f"could not send the alert through {SMTP_CONN_ID}: {exc}") from exc
+
+
+def _raw(text: str) -> str:
+    """Jinja text that renders to ``text`` exactly, whatever it contains."""
+    return "{% raw %}" + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}") + "{% endraw %}"
 
 
 class OnFailure:
-    """Task failure callback that builds the domain's ``SmtpNotifier`` only when a task fails,
-    keeping the SMTP provider out of DAG parsing."""
+    """Task failure callback: :func:`notify_failure` for the domain. Builds the notifier only
+    when a task fails, keeping the SMTP provider out of DAG parsing."""
 
     def __init__(self, domain: str) -> None:
         self.domain = domain
 
     def __call__(self, context) -> None:
-        failure_notifier(self.domain)(context)
+        notify_failure(self.domain, context)
 
     def __repr__(self) -> str:
         return f"OnFailure({self.domain!r})"
@@ -113,15 +205,6 @@ def send_alert(
     """Mail an alert (a summary, as :func:`send_summary` lays it out) to the domain's
     recipients through the SMTP provider's ``SmtpNotifier``, with the task's ``context``.
     The report's text is sent verbatim (never rendered as a template). Returns the recipients."""
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
     to = list(to or recipients(domain))
-    report = html.escape(render_summary(subject, facts, tables), quote=False)
-    notifier = SmtpNotifier(
-        smtp_conn_id=SMTP_CONN_ID,
-        to=to,
-        subject=f"{{% raw %}}[{domain}] ALERT {subject}{{% endraw %}}",
-        html_content=f"{{% raw %}}<pre>{report}</pre>{{% endraw %}}",
-    )
-    notifier(dict(context or {}))
+    _send_verbatim(domain, f"ALERT {subject}", render_summary(subject, facts, tables), to, context)
     return to

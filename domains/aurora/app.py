@@ -6,7 +6,6 @@ Dependency-free: the generator, the models and the checks share these definition
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
 SUBSCRIPTION_TIERS = ("free", "premium", "pro")
 PREDICTION_TIERS = ("premium", "pro")  # who gets predictions
@@ -20,12 +19,6 @@ MAX_EVENT_MINUTES = 24 * 60  # a life event lasts more than 0 and less than 24 h
 SLEEP_NEED_MINUTES = 480  # the reference night for sleep debt
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 XP_PER_LEVEL_UNIT = 100
-
-
-def as_of_of(context) -> datetime:
-    """What a run covers up to: the end of its data interval, else its logical date, else when
-    it was triggered (a manual run without a logical date)."""
-    return context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
 
 
 def level_for_xp(total_xp: int) -> int:

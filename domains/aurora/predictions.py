@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 from contextlib import closing
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -228,6 +227,3 @@ def publish_events() -> dict:
         result = publish_outbox(conn, KAFKA_CONN_ID)
     return {"published": result.published, "waiting": result.waiting, "broker_reachable": result.broker_reachable}
 
-
-def as_of_of(context) -> datetime:
-    return context["data_interval_end"] or context["logical_date"]

@@ -18,8 +18,6 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
-from domains.aurora.app import as_of_of  # noqa: F401  (the DAG's tasks import it from here)
-
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 90

@@ -9,20 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared.runs import RunWindow
+
 
 @dataclass(frozen=True)
-class Run:
-    """A DAG run's identity and data interval ``[start, end)`` (UTC)."""
-
-    dag_id: str
-    run_id: str
-    start: datetime
-    end: datetime
-
-    @property
-    def day(self) -> date:
-        """The day a daily run processes: its data interval's first day (the run at D 02:00 does D-1)."""
-        return self.start.astimezone(UTC).date()
+class Run(RunWindow):
+    """A DAG run's identity and data interval ``[start, end)`` (UTC): the platform's
+    :class:`shared.runs.RunWindow` (a run triggered without a logical date gets the last
+    complete interval of the DAG's schedule), plus this domain's version names."""
 
     @property
     def day_version(self) -> str:
@@ -33,26 +27,11 @@ class Run:
         return self.start.astimezone(UTC).strftime("%Y-%m-%dT%H%M")
 
     @classmethod
-    def from_context(cls, context: dict | None = None) -> Run:
-        if context is None:
-            from airflow.sdk import get_current_context
-
-            context = get_current_context()
-        return cls(context["dag"].dag_id, context["run_id"], _utc(context["data_interval_start"]),
-                   _utc(context["data_interval_end"]))
-
-    @classmethod
     def for_day(cls, dag_id: str, day: date, run_id: str = "manual") -> Run:
         from datetime import timedelta
 
         start = datetime(day.year, day.month, day.day, 2, tzinfo=UTC)
         return cls(dag_id, run_id, start, start + timedelta(days=1))
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return datetime.fromtimestamp(value.timestamp(), UTC)  # a plain datetime (pendulum's replace() drops tz)
 
 
 def duck_rows(con: Any, sql: str, params: list | None = None, batch: int = 50_000) -> Iterator[tuple]:

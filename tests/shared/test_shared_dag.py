@@ -3,6 +3,8 @@ common-sql, OpenLineage events read back, summary mail read back from the SMTP s
 
 from __future__ import annotations
 
+import re
+
 import psycopg2
 import pytest
 
@@ -58,14 +60,20 @@ def test_runs_end_to_end_and_reruns_change_nothing(wired, lineage_events):
     assert (ns, f"{db['schema']}.public.item_summary") in {(d["namespace"], d["name"]) for d in summarize["outputs"]}
 
 
-def test_failure_notification_reaches_the_domain_recipients(wired):
+@pytest.mark.parametrize("logical_date", ["now", None], ids=["with-logical-date", "without-logical-date"])
+def test_failure_notification_reaches_the_domain_recipients(wired, logical_date):
+    """Also for a run triggered without a logical date (REST ``{"logical_date": null}``, the UI's
+    button without a date): its context has no ``logical_date`` and no data interval."""
     db, api, sink = wired
     set_connection("platform_tests_api", conn_type="http", host=api.url, password="wrong-key",
                    extra={"auth_type": "api_key", "api_key_header": "X-API-Key"})
-    dr, states = run_dag("platform_shared_check")
+    dr, states = run_dag("platform_shared_check", **({} if logical_date == "now" else {"logical_date": None}))
     assert dr.state == "failed" and states["load_items"] == "failed"
     mails = sink.messages()
     assert len(mails) == 1
     assert mails[0]["Subject"].startswith("[platform_tests] FAILED platform_shared_check.load_items")
     assert "GET /items answered 401" in body_text(mails[0])
     assert "wrong-key" not in mails[0].as_string()
+    body = body_text(mails[0])
+    assert re.search(rf"^run +{re.escape(dr.run_id)}$", body, re.M)
+    assert ("none (triggered without a logical date)" in body) == (logical_date is None)

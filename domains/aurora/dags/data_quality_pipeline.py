@@ -38,46 +38,45 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
 def data_quality_pipeline():
     @task(pool=HEAVY, multiple_outputs=False)
     def check_life_events(**context) -> list:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import check_group
+        from shared.runs import RunWindow
 
-        return check_group("life_events", as_of_of(context))
+        return check_group("life_events", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def check_users(**context) -> list:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import check_group
+        from shared.runs import RunWindow
 
-        return check_group("users", as_of_of(context))
+        return check_group("users", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def check_integrations(**context) -> list:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import check_group
+        from shared.runs import RunWindow
 
-        return check_group("integrations", as_of_of(context))
+        return check_group("integrations", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def check_gamification(**context) -> list:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import check_group
+        from shared.runs import RunWindow
 
-        return check_group("gamification", as_of_of(context))
+        return check_group("gamification", RunWindow.from_context(context).as_of)
 
     @task(multiple_outputs=False)
     def store_quality_report(groups: list, **context) -> dict:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import store_quality_report
-        from shared.runs import run_key
+        from shared.runs import RunWindow, run_key
 
-        return store_quality_report(run_key(context), as_of_of(context), groups)
+        return store_quality_report(run_key(context), RunWindow.from_context(context).as_of, groups)
 
     @task(multiple_outputs=False)
     def send_critical_alerts(report: dict, **context) -> dict:
-        from domains.aurora.app import as_of_of
         from domains.aurora.quality import send_critical_alerts
+        from shared.runs import RunWindow
 
-        return send_critical_alerts(report, as_of_of(context), context)
+        return send_critical_alerts(report, RunWindow.from_context(context).as_of, context)
 
     report = store_quality_report([check_life_events(), check_users(), check_integrations(), check_gamification()])
     send_critical_alerts(report)

@@ -34,7 +34,9 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
 )
 def feature_engineering_pipeline():
     def as_of(context):
-        return context["data_interval_end"] or context["logical_date"]
+        from shared.runs import RunWindow
+
+        return RunWindow.from_context(context).as_of
 
     @task(pool=HEAVY, multiple_outputs=False)
     def compute_user_activity_features(**context) -> dict:

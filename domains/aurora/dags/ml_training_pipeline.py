@@ -43,34 +43,38 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
 def ml_training_pipeline():
     @task(pool=HEAVY, multiple_outputs=False)
     def extract_training_data(**context) -> dict:
-        from domains.aurora.training import as_of_of, extract_training_data
-        from shared.runs import run_key
+        from domains.aurora.training import extract_training_data
+        from shared.runs import RunWindow, run_key
 
-        return extract_training_data(run_key(context), as_of_of(context))
+        return extract_training_data(run_key(context), RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def engineer_features(extracted: dict, **context) -> dict:
-        from domains.aurora.training import as_of_of, engineer_features
+        from domains.aurora.training import engineer_features
+        from shared.runs import RunWindow
 
-        return engineer_features(extracted["run_key"], as_of_of(context), extracted["days"])
+        return engineer_features(extracted["run_key"], RunWindow.from_context(context).as_of, extracted["days"])
 
     @task(pool=HEAVY, multiple_outputs=False)
     def train_energy_model(extracted: dict, **context) -> dict:
-        from domains.aurora.training import as_of_of, train_model
+        from domains.aurora.training import train_model
+        from shared.runs import RunWindow
 
-        return train_model(extracted["run_key"], as_of_of(context), "energy")
+        return train_model(extracted["run_key"], RunWindow.from_context(context).as_of, "energy")
 
     @task(pool=HEAVY, multiple_outputs=False)
     def train_mood_model(extracted: dict, **context) -> dict:
-        from domains.aurora.training import as_of_of, train_model
+        from domains.aurora.training import train_model
+        from shared.runs import RunWindow
 
-        return train_model(extracted["run_key"], as_of_of(context), "mood")
+        return train_model(extracted["run_key"], RunWindow.from_context(context).as_of, "mood")
 
     @task(pool=HEAVY, multiple_outputs=False)
     def train_sleep_model(extracted: dict, **context) -> dict:
-        from domains.aurora.training import as_of_of, train_model
+        from domains.aurora.training import train_model
+        from shared.runs import RunWindow
 
-        return train_model(extracted["run_key"], as_of_of(context), "sleep_quality")
+        return train_model(extracted["run_key"], RunWindow.from_context(context).as_of, "sleep_quality")
 
     @task(multiple_outputs=False)
     def publish_training_results(extracted: dict, results: list) -> dict:

@@ -37,41 +37,45 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
 def prediction_pipeline():
     @task(multiple_outputs=False)
     def get_active_users(**context) -> dict:
-        from domains.aurora.predictions import as_of_of, select_users
+        from domains.aurora.predictions import select_users
+        from shared.runs import RunWindow
 
-        return select_users(as_of_of(context))
+        return select_users(RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def predict_energy(**context) -> dict:
-        from domains.aurora.predictions import as_of_of, predict_target
+        from domains.aurora.predictions import predict_target
+        from shared.runs import RunWindow
 
-        return predict_target("energy", as_of_of(context))
+        return predict_target("energy", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def predict_mood(**context) -> dict:
-        from domains.aurora.predictions import as_of_of, predict_target
+        from domains.aurora.predictions import predict_target
+        from shared.runs import RunWindow
 
-        return predict_target("mood", as_of_of(context))
+        return predict_target("mood", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def predict_sleep_quality(**context) -> dict:
-        from domains.aurora.predictions import as_of_of, predict_target
+        from domains.aurora.predictions import predict_target
+        from shared.runs import RunWindow
 
-        return predict_target("sleep_quality", as_of_of(context))
+        return predict_target("sleep_quality", RunWindow.from_context(context).as_of)
 
     @task(pool=HEAVY, multiple_outputs=False)
     def save_predictions(**context) -> dict:
-        from domains.aurora.predictions import as_of_of
         from domains.aurora.predictions import save_predictions as save
+        from shared.runs import RunWindow
 
-        return save(as_of_of(context))
+        return save(RunWindow.from_context(context).as_of)
 
     @task(multiple_outputs=False)
     def cache_predictions(**context) -> dict:
-        from domains.aurora.predictions import as_of_of
         from domains.aurora.predictions import cache_predictions as cache
+        from shared.runs import RunWindow
 
-        return cache(as_of_of(context))
+        return cache(RunWindow.from_context(context).as_of)
 
     @task(multiple_outputs=False)
     def publish_prediction_events() -> dict:
