@@ -193,7 +193,16 @@ class PlatformConfig:
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
     # The scheduler's (global LocalExecutor's) log server; team workers serve none.
     worker_log_port: int = _env_int("PLATFORM_WORKER_LOG_PORT", DEFAULT_WORKER_LOG_PORT)
-    parallelism: int = 4
+    # ``[core] parallelism``: how many tasks the whole platform runs or queues at once (the
+    # scheduler's cap across all executors, and each executor's own). None: 16 with per-team
+    # Celery workers (their concurrency bounds what really runs; at 4, one team's queued tasks
+    # held every slot and the other teams' ready tasks waited, "Executor parallelism limit
+    # reached"), 4 with the LocalExecutor baseline, which forks that many workers at start.
+    parallelism: int | None = None
+    # Airflow's ``[core] max_task_retry_delay``: the longest wait between two tries of a task
+    # (the scheduler caps every exponential backoff with it). None: Airflow's default (a day;
+    # the DAGs' own cap, 15 minutes, applies). Tests that wait for retries set a few seconds.
+    max_task_retry_delay: int | None = None
     # "celery": each team's tasks on its own Celery workers (issue 11). "local": the earlier
     # set-up, every task inside the scheduler (LocalExecutor, shared JWT secret): kept as
     # the baseline of the benchmarks and of the attack matrix, it isolates nothing at runtime.
@@ -335,7 +344,8 @@ class PlatformConfig:
             "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", f"/tmp/platform-runtime-{os.getuid()}"),
             "AIRFLOW__CORE__MULTI_TEAM": "True",
             "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or (16 if self.celery else 4)),
+            **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # plugins/: the api-server's tenant guard (devplatform.tenant_guard)
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
