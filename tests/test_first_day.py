@@ -41,6 +41,7 @@ MISSING_INPUT_CONFS = {  # a conf naming a file that is not there (valid by the 
 }
 
 
+@pytest.mark.timeout(1200)
 def test_a_failure_in_the_first_task_of_every_dag_is_mailed_once_per_failed_task(live_platform, newcomer):
     mail_dir = live_platform.config.mail_dir
     for team, conn_ids in CONNECTIONS_REMOVED.items():
@@ -97,6 +98,7 @@ def _first_tasks(platform, newcomer, run) -> set[str]:
     return {t["task_id"] for t in tasks} - downstream
 
 
+@pytest.mark.timeout(2400)
 def test_every_dag_of_every_team_succeeds_when_triggered_as_the_readme_shows(live_platform, newcomer):
     """16 of 16: REST as each team's op user, ``{"logical_date": null}`` (no logical date, no
     data interval: the DAGs that process an interval take the last complete one of their

@@ -96,3 +96,18 @@ def test_features_land_in_postgres_and_redis_and_a_rerun_changes_nothing(aurora,
     assert {r[0]: r[1] for r in query(db, "SELECT user_id, computed_at FROM feature_store")} == computed
     assert "obsolete_feature" not in client.hkeys(f"{KEY_PREFIX}{uid}")
     assert read_online(client, uid) == {**online, "as_of": AS_OF.isoformat()}
+
+
+def test_a_run_without_a_logical_date_is_as_of_the_last_tick_like_the_scheduled_run(aurora):
+    """Triggered at 10:30 without a logical date (REST ``{"logical_date": null}``): no data
+    interval in the context; the features are as of 06:00, the last tick of ``0 */6 * * *``,
+    the very snapshot the 06:00 scheduled run stores (it then changes nothing)."""
+    db, _ = aurora
+    dr, states = run_dag(DAG_ID, logical_date=None, run_after=AS_OF + pd.Timedelta(hours=4, minutes=30))
+    assert dr.state == "success", states
+    assert dr.logical_date is None and dr.data_interval_start is None
+    assert {r[0] for r in query(db, "SELECT DISTINCT as_of FROM feature_store")} == {AS_OF.to_pydatetime()}
+    stored = query(db, "SELECT user_id, computed_at FROM feature_store ORDER BY user_id")
+    dr, states = run_dag(DAG_ID, logical_date=AS_OF)
+    assert dr.state == "success", states
+    assert query(db, "SELECT user_id, computed_at FROM feature_store ORDER BY user_id") == stored

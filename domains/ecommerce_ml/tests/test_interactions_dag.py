@@ -126,3 +126,20 @@ def test_corrupt_transactions_fail_naming_file_line_column_and_write_nothing(eco
     for table in TABLES:
         assert ecom.rows(table) == 0
     assert not ecom.raw("curated").exists()
+
+
+def test_a_run_without_a_logical_date_processes_the_last_complete_day_like_the_scheduled_run(ecom):
+    """Triggered at D+1 10:30 without a logical date (REST ``{"logical_date": null}``): no data
+    interval in the context; the run processes day D, the last complete interval of
+    ``0 2 * * *``, and the scheduled run of the same day then changes nothing."""
+    ecom.generate(DAY, parts=("articles", "customers", "transactions"))
+    dr, states = run_dag(DAG_ID, logical_date=None, run_after=logical(DAY).add(hours=8, minutes=30))
+    assert dr.state == "success", states
+    assert dr.logical_date is None and dr.data_interval_start is None
+    assert ecom.query("SELECT DISTINCT day FROM interactions") == [(DAY,)]
+    assert ecom.query("SELECT DISTINCT version FROM dataset_registry WHERE dag_id = %s", (DAG_ID,)) == [(str(DAY),)]
+    before, files = ecom.tables_snapshot("interactions", "interaction_rejections"), ecom.lake_files()
+    dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
+    assert dr.state == "success", states
+    assert ecom.tables_snapshot("interactions", "interaction_rejections") == before
+    assert ecom.lake_files() == files
