@@ -48,8 +48,9 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
     if header != COLUMNS:
         raise ReviewFileError(f"{name}: line 1: header {header} is not {COLUMNS}")
     rows, seen = [], set()
+    end = reader.line_num
     for row in reader:
-        line = reader.line_num
+        line, end = end + 1, reader.line_num  # the physical line the record starts on (a text may span lines)
 
         def bad(col: str, why: str, line: int = line) -> ReviewFileError:
             return ReviewFileError(f"{name}: line {line}: column {col!r}: {why}")
