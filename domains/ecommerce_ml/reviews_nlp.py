@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLUMNS = ["review_id", "article_id", "customer_id", "rating", "text", "created_at"]
-ARTICLE_ID = re.compile(r"^[0-9]{10}$")
+ARTICLE_ID = re.compile(r"[0-9]{10}")  # the whole value (fullmatch): "$" would allow a final "\n"
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -63,7 +63,7 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
         if rid in seen:
             raise bad("review_id", f"duplicate {rid!r}")
         seen.add(rid)
-        if not ARTICLE_ID.match(aid):
+        if not ARTICLE_ID.fullmatch(aid):
             raise bad("article_id", f"{aid!r} is not a 10-digit zero-padded id")
         if not cid:
             raise bad("customer_id", "empty")

@@ -91,3 +91,14 @@ def test_reviews_bad_record_after_multiline_texts_is_reported_at_the_line_it_sta
     with pytest.raises(ReviewFileError) as err:
         parse_reviews(buf.getvalue(), "f.csv")
     assert str(err.value).startswith("f.csv: line 72: column 'created_at'"), str(err.value)
+
+
+def test_reviews_article_id_with_a_trailing_newline_is_refused():
+    from domains.ecommerce_ml.reviews_nlp import COLUMNS, ReviewFileError, parse_reviews
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(
+        [COLUMNS, ["r1", "0108775015\n", "c1", "4", "Nice", "2024-06-03T10:00:00+00:00"]])
+    with pytest.raises(ReviewFileError) as err:
+        parse_reviews(buf.getvalue(), "f.csv")
+    assert str(err.value).startswith("f.csv: line 2: column 'article_id'"), str(err.value)
