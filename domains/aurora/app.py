@@ -17,7 +17,7 @@ EXERCISE_TYPES = ("run", "walk", "cycling", "strength", "yoga", "swim", "hiit")
 LEVEL_MIN, LEVEL_MAX = 1, 10  # energy and mood levels
 MAX_EVENT_MINUTES = 24 * 60  # a life event lasts more than 0 and less than 24 hours
 SLEEP_NEED_MINUTES = 480  # the reference night for sleep debt
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"  # the whole value: re.fullmatch / str.fullmatch ($ allows a final \n)
 XP_PER_LEVEL_UNIT = 100
 
 

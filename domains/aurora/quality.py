@@ -104,7 +104,7 @@ CHECKS: tuple[QualityCheck, ...] = (
     QualityCheck("life_events.required_fields", "critical", "a required field is missing",
                  "life_events", lambda d: d[REQUIRED_EVENT_FIELDS].notna().all(axis=1)),
     QualityCheck("users.valid_email_format", "error", "missing or malformed email",
-                 "users", lambda d: d["email"].fillna("").str.match(EMAIL_PATTERN)),
+                 "users", lambda d: d["email"].fillna("").str.fullmatch(EMAIL_PATTERN)),
     QualityCheck("users.unique_email", "critical", "email already used by another user",
                  "users", lambda d: d["email"].isna() | ~d["email"].str.lower().duplicated(keep="first")),
     QualityCheck("users.valid_subscription_tier", "critical", f"tier not one of {', '.join(SUBSCRIPTION_TIERS)}",

@@ -23,7 +23,7 @@ from contextlib import closing
 from pathlib import Path
 
 from domains.ecommerce_ml import assets, formats, ingest, lake, registry
-from domains.ecommerce_ml.common import Run, copy_from_duckdb, duck_rows
+from domains.ecommerce_ml.common import Run, copy_from_duckdb, duck_rows, refuse_future_day
 from domains.ecommerce_ml.db import DATABASE
 
 DATASET = "article_content"
@@ -118,6 +118,7 @@ def _image_ids(root) -> list[str]:
 
 def build_article_features(run: Run, root=None) -> dict:
     """DuckDB: the features of the day's articles -> a Parquet artifact in the lake (never overwritten)."""
+    refuse_future_day(run, run.day)
     root = root or lake.lake_root()
     path = articles_file(root, run.day)
     with lake.readable(path) as local, ingest.duckdb_session() as con, tempfile.TemporaryDirectory() as tmp:
@@ -139,6 +140,7 @@ def load_article_features(run: Run, artifact: dict, root=None) -> dict:
     """The artifact -> PostgreSQL, one transaction: history and changes of the day, current features, registry."""
     from shared.lineage import record_postgres_io
 
+    refuse_future_day(run, run.day)
     root = root or lake.lake_root()
     artifact_path = root / "curated" / artifact["relative"]
     day = run.day

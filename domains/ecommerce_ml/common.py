@@ -34,6 +34,31 @@ class Run(RunWindow):
         return cls(dag_id, run_id, start, start + timedelta(days=1))
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def refuse_future_day(run: Run, day: date) -> None:
+    """Refuse (permanently: AirflowFailException) a run for a day after its data interval's end or after today.
+
+    ``article_features`` and ``customer_features`` keep only the newest day's snapshot, so storing a day
+    that has not come yet (a wrong logical date, a stray drop) would freeze them for every later real day.
+    Called before a features task stores anything."""
+    end, today = run.end.astimezone(UTC), utcnow().date()
+    if day > end.date():
+        why = f"it is after the run's data interval, which ends {end:%Y-%m-%d %H:%M} UTC"
+    elif day > today:
+        why = f"it is after today ({today} UTC): that day has not come yet"
+    else:
+        return
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(
+        f"{run.dag_id} run {run.run_id} (data interval {run.start.astimezone(UTC):%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} UTC) refuses to process day {day}: {why}. The snapshot tables keep only the newest "
+        f"day, so nothing was stored; check the run's logical date (and the drop's folder)")
+
+
 def duck_rows(con: Any, sql: str, params: list | None = None, batch: int = 50_000) -> Iterator[tuple]:
     """Stream a DuckDB query's rows in batches (bounded memory)."""
     result = con.execute(sql, params) if params is not None else con.execute(sql)

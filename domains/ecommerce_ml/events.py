@@ -1,7 +1,7 @@
 """DAG 7, events and funnels: each run processes exactly its data interval ``[start, end)``
 (a quarter hour): the events whose ``ts`` falls in it.
 
-Input: ``raw/events/dt=<day>/slot=<HHMM>/part-<arrival>.csv``, one folder per 15-minute slot
+Input: ``raw/events/dt=<day>/slot=<HHMM>/part-<arrival YYYYMMDDHHMM>.csv``, one folder per 15-minute slot
 of ``ts``; a part file holds the events that arrived in one slot, so events that arrive late
 are later parts of their own (older) slot.
 

@@ -26,6 +26,7 @@ from domains.ecommerce_ml.common import (
     copy_from_duckdb,
     lake_path,
     publish_parquet,
+    refuse_future_day,
     registered_paths,
 )
 from domains.ecommerce_ml.db import DATABASE
@@ -115,6 +116,7 @@ ORDER BY c.customer_id
 def build_customer_features(run: Run, root=None) -> dict:
     from shared.lineage import record_postgres_io
 
+    refuse_future_day(run, run.day)
     root = root or lake.lake_root()
     pg = DATABASE.hook()
     path = lake.hm_day(root, run.day) / "customers.csv"

@@ -413,7 +413,7 @@ def _diurnal() -> np.ndarray:
 def write_events(root, cat: Catalogue, day: date, scale: Scale, truths: Truths) -> None:
     """Sessions of views, carts and purchases, written into the 15-minute slot of each event's ts.
 
-    Each slot folder gets ``part-<HHMMSS>.csv`` named by when the events arrived: on-time
+    Each slot folder gets ``part-<YYYYMMDDHHMM>.csv`` named by the slot in which the events arrived: on-time
     events in the slot's own part; events that arrive late (3%) in a later part of their slot.
     Slots are written in order and flushed once no session can still add to them (a session
     lasts at most ~4 hours), so memory holds a few slots, not the day.

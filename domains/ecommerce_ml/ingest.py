@@ -2,8 +2,10 @@
 
 :func:`load_csv` reads a raw file into a DuckDB table column for column (types from
 :mod:`domains.ecommerce_ml.formats`; ``article_id`` stays a string) and adds ``_line``, the
-row's line number in the file. A corrupt file raises :class:`CorruptFile` naming the file,
-the line and the column, before anything is written anywhere:
+physical line of the file on which the row starts (a quoted value may span lines, so a record's
+number is not its line: the 60th record after 11 two-line ``detail_desc`` values starts on line 72).
+A corrupt file raises :class:`CorruptFile` naming the file, that line and the column, before
+anything is written anywhere:
 
 - a header that is not exactly the format's columns (order and spelling);
 - a value of the wrong type (DuckDB's rejects table gives line and column);
@@ -117,9 +119,42 @@ def _count_lines(local: str) -> tuple[int, str]:
     return n, last
 
 
+def _line_at(local: str, byte_position: int) -> int:
+    """The physical line (1-based) holding byte ``byte_position`` of the file (DuckDB's rejects table gives
+    a record's ``line`` as its record number + 1 and its ``line_byte_position``, which stays exact)."""
+    lines, left = 1, byte_position
+    with open(local, "rb") as f:
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return lines
+
+
+def _physical_lines(con: Any, table: str, fmt: FileFormat) -> None:
+    """Shift ``_line`` (record number + 1) by the line ends inside the quoted values of the rows before it.
+
+    Only text columns can hold a line end (any other type would have been rejected), and only a table that
+    has one is rewritten: a file without multi-line values keeps ``_line`` as it was, at no extra cost."""
+    text = [c for c, t in fmt.columns if t == "VARCHAR"]
+    if not text:
+        return
+    ends = " + ".join(f"coalesce(length({c}) - length(replace({c}, chr(10), '')), 0)" for c in text)
+    if not fetch(con, f"SELECT count(*) FROM {table} WHERE {ends} > 0")[0][0]:
+        return
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * REPLACE ((_line + coalesce(sum({ends}) OVER ("
+                f"ORDER BY _line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::BIGINT AS _line) "
+                f"FROM {table} ORDER BY _line")
+
+
 def load_csv(con: Any, table: str, local: str, fmt: FileFormat, display: str, *, replace: bool = True,
              missing_ok: bool = False) -> int:
-    """Read ``local`` (shown as ``display`` in errors) into DuckDB table ``table``; rows read."""
+    """Read ``local`` (shown as ``display`` in errors) into DuckDB table ``table``; rows read.
+
+    ``_line`` is the physical line a row starts on when ``replace`` (a fresh table); appended rows
+    (``replace=False``) keep their record number + 1."""
     _check_header_and_end(local, fmt, display)
     verb = "CREATE OR REPLACE TABLE" if replace else "INSERT INTO"
     select = (
@@ -134,11 +169,15 @@ def load_csv(con: Any, table: str, local: str, fmt: FileFormat, display: str, *,
         con.execute(sql, [local, fmt.duckdb_types()])
     except Exception as exc:  # DuckDB's own sniffing/parsing errors: name the file at least
         raise CorruptFile(display, 0, "?", f"unreadable: {exc}") from exc
-    bad = fetch(con, "SELECT line, column_name, error_type, error_message FROM ecm_rejects ORDER BY line LIMIT 1")
+    bad = fetch(con, "SELECT line, line_byte_position, column_name, error_type, error_message FROM ecm_rejects"
+                     " ORDER BY line LIMIT 1")
     if bad:
-        line, column, kind, message = bad[0]
+        line, position, column, kind, message = bad[0]
         if column is None:
             column = "?"
         first = message.splitlines()[0] if message else kind
-        raise CorruptFile(display, int(line), str(column), f"{str(kind).lower()}: {first}")
+        line = _line_at(local, int(position)) if position is not None else int(line)
+        raise CorruptFile(display, line, str(column), f"{str(kind).lower()}: {first}")
+    if replace:
+        _physical_lines(con, table, fmt)
     return fetch(con, f"SELECT count(*) FROM {table}")[0][0]

@@ -11,7 +11,7 @@ Layout (see README.md for the file formats)::
     raw/hm/dt=YYYY-MM-DD/transactions_train.csv     that day's transactions
     raw/hm/images/<first 3 digits>/<article_id>.jpg
     raw/reviews/dt=YYYY-MM-DD/reviews.csv
-    raw/events/dt=YYYY-MM-DD/slot=HHMM/part-<arrival HHMMSS>.csv   events by their ts's 15-minute slot
+    raw/events/dt=YYYY-MM-DD/slot=HHMM/part-<arrival YYYYMMDDHHMM>.csv   events by their ts's 15-minute slot
     curated/<dataset>/v=<version>/<name>-<content sha256[:16]>.<ext>
 
 Curated files are never overwritten in place: the file name carries its content hash, so a

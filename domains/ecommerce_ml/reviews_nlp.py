@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLUMNS = ["review_id", "article_id", "customer_id", "rating", "text", "created_at"]
-ARTICLE_ID = re.compile(r"^[0-9]{10}$")
+ARTICLE_ID = re.compile(r"[0-9]{10}")  # the whole value (fullmatch): "$" would allow a final "\n"
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -48,8 +48,9 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
     if header != COLUMNS:
         raise ReviewFileError(f"{name}: line 1: header {header} is not {COLUMNS}")
     rows, seen = [], set()
+    end = reader.line_num
     for row in reader:
-        line = reader.line_num
+        line, end = end + 1, reader.line_num  # the physical line the record starts on (a text may span lines)
 
         def bad(col: str, why: str, line: int = line) -> ReviewFileError:
             return ReviewFileError(f"{name}: line {line}: column {col!r}: {why}")
@@ -62,7 +63,7 @@ def parse_reviews(text: str, name: str) -> list[tuple]:
         if rid in seen:
             raise bad("review_id", f"duplicate {rid!r}")
         seen.add(rid)
-        if not ARTICLE_ID.match(aid):
+        if not ARTICLE_ID.fullmatch(aid):
             raise bad("article_id", f"{aid!r} is not a 10-digit zero-padded id")
         if not cid:
             raise bad("customer_id", "empty")

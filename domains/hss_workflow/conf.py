@@ -7,9 +7,12 @@ conf against the schema before a run exists, so it needs them too):
 - ``HSS_WORKFLOW_TRAINING_ROOT`` (default ``/app/data/training_data``): ``dataset_path``.
 
 A path is either relative to its root or absolute under it, and has no ``..`` segment. The
-schema says so (``pattern``), so ``POST /api/v2/dags/{dag_id}/dagRuns`` refuses anything else
-with a 400 naming the field; :func:`confine` checks again when the run starts (symlinks,
-a root changed since the DAG was parsed) before any service is called, with the same wording.
+schema says so, so ``POST /api/v2/dags/{dag_id}/dagRuns`` refuses anything else with a 400
+naming the field and saying what is wrong in words ("must be a file under the songs folder,
+no '..'"): jsonschema's message quotes the failing keyword's value and prints the schema it sits
+in, so the ``pattern`` (which spells out the server's folder) is an ``if`` whose failures are never
+reported, and the refusal comes from its ``else``. :func:`confine` checks again when the run starts
+(symlinks, a root changed since the DAG was parsed) before any service is called.
 Dependency-free: imported while parsing.
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 
 ROOT_ENV = {"song_path": "HSS_WORKFLOW_SONGS_ROOT", "dataset_path": "HSS_WORKFLOW_TRAINING_ROOT"}
 ROOT_DEFAULT = {"song_path": "/app/songs", "dataset_path": "/app/data/training_data"}
+FOLDER_WORDS = {"song_path": "the songs folder", "dataset_path": "the training data folder"}
 
 
 class ConfError(ValueError):
@@ -42,14 +46,17 @@ def path_param(field: str, description: str, **kwargs: Any):
     from airflow.sdk import Param
 
     root = allowed_root(field)
-    return Param(type="string", minLength=1, maxLength=1024, pattern=path_pattern(root),
+    rule = {"if": {"pattern": path_pattern(root)}, "else": {"const": f"must be a file under {FOLDER_WORDS[field]}, no '..'"}}
+    return Param(type="string", minLength=1, maxLength=1024, **rule,
                  description=f"{description}: relative to {root}, or absolute under it (no '..')", **kwargs)
 
 
 def identifier_param(description: str, **kwargs: Any):
     from airflow.sdk import Param
 
-    return Param(type="string", minLength=1, maxLength=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+    # "(?!\n)": the value's very end (Python's "$" also matches before a final newline; an ECMA-262
+    # pattern, the UI's, has no "\Z")
+    return Param(type="string", minLength=1, maxLength=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$(?!\n)",
                  description=description, **kwargs)
 
 
