@@ -82,7 +82,9 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         folder = state / "bundles" / team
         folder.mkdir(parents=True)
         for f in dag_files(bundle_dir(team)):
-            (folder / f.name).symlink_to(f)
+            # a copy, not a symlink: Airflow records a DAG's file by its real path, and the cluster
+            # policy finds the team of a task by the bundle folder that path is in
+            shutil.copyfile(f, folder / f.name)
         (folder / f"{team}_conn_probe.py").write_text(PROBE.format(team=team))
         (folder / f"{team}_attack_probe.py").write_text(ATTACK_PROBE.format(team=team))
         bundles[team] = folder
@@ -137,6 +139,9 @@ def running_platform(executor: str = "celery", **kw) -> Iterator[LocalPlatform]:
     # A global connection in the starter's environment must not leak into the platform
     # (every team could read it): the cross-team probe of test_isolation.py would then succeed.
     stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
+    # aurora's generated app data (local.data): 500 users instead of make start's 2,000, so that
+    # ml_training_pipeline trains in about a minute on two cores
+    env["AURORA_DEV_USERS"] = "500"
     saved = {k: os.environ.get(k) for k in {**stray, **env}}
     os.environ.update({**stray, **env})
     p.standin_specs = lambda: []  # served here, on free ports

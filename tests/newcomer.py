@@ -47,7 +47,9 @@ FINISHED = {"success", "failed"}
 PREREQUISITES: dict[str, list[str]] = {
     "prediction_pipeline": ["ml_training_pipeline"],  # a current model of each target
     "ecommerce_ml_article_embeddings": ["ecommerce_ml_article_content"],  # article_features
-    "ecommerce_ml_customer_features": ["ecommerce_ml_article_content"],  # the day's article_content
+    # the day's interactions and article_content
+    "ecommerce_ml_customer_features": ["ecommerce_ml_user_item_interactions", "ecommerce_ml_article_content"],
+    "ecommerce_ml_time_series": ["ecommerce_ml_user_item_interactions", "ecommerce_ml_article_content"],
 }
 
 
@@ -178,8 +180,9 @@ class Newcomer:
                 self.complete_looklyy_review()
             if len(runs) == len(dag_ids) and all(r.state in FINISHED for r in runs.values()):
                 break
-            waiting = [d for d in dag_ids if d not in runs]
-            if waiting and all(r.state in FINISHED for r in runs.values()):
+            blocked = [d for d in dag_ids if d not in runs
+                       and any(runs.get(n) and runs[n].state == "failed" for n in PREREQUISITES.get(d, []))]
+            if blocked and all(r.state in FINISHED for r in runs.values()):
                 break  # a prerequisite failed: its dependents are never started
             time.sleep(3)
         for run in runs.values():

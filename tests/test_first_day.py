@@ -10,9 +10,10 @@ module's name sorts before test_isolation.py, which shares the platform and stop
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
@@ -129,3 +130,28 @@ def test_every_dag_of_every_team_succeeds_when_triggered_as_the_readme_shows(liv
             if found := output_problems(dag_id, cur, info):
                 problems[dag_id] = found
     assert problems == {}
+
+
+@pytest.mark.timeout(900)
+def test_the_other_ways_to_start_a_dag_run_it_too(live_platform, newcomer):
+    """After the newcomer's runs: ``airflow dags trigger`` as the platform's admin (no logical
+    date) and REST with a logical date both succeed, and each works on the same window as the
+    run without a logical date (the UI's Trigger button: tests/test_first_day_ui.py)."""
+    cli = live_platform.airflow("dags", "trigger", "ecommerce_ml_time_series", "--output", "json")
+    run_id = next(r["dag_run_id"] for r in json.loads(cli.stdout[cli.stdout.index("["):]))
+    cli_run = newcomer.wait(Run("ecommerce_ml_time_series", "ecommerce_ml", run_id, datetime.now(UTC)))
+    assert cli_run.state == "success", report({"cli": cli_run})
+    assert cli_run.detail["logical_date"] is None and cli_run.detail["data_interval_start"] is None
+
+    now = datetime.now(UTC)
+    tick = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=now.hour % 6)
+    r = newcomer.call("aurora", "POST", "/dags/feature_engineering_pipeline/dagRuns",
+                      json={"logical_date": tick.isoformat()})
+    assert r.status_code == 200, r.text
+    dated = newcomer.wait(Run("feature_engineering_pipeline", "aurora", r.json()["dag_run_id"], now))
+    assert dated.state == "success", report({"dated": dated})
+    with psycopg2.connect(live_platform.pg.admin_dsn("aurora")) as conn, conn.cursor() as cur:
+        # the dated run stored (or found unchanged) the snapshot as of its logical date, the same
+        # tick a run without a logical date takes
+        cur.execute("SELECT count(*) FROM feature_store WHERE as_of = %s", (tick,))
+        assert cur.fetchone()[0] > 0
