@@ -10,7 +10,6 @@ module's name sorts before test_isolation.py, which shares the platform and stop
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -137,9 +136,12 @@ def test_the_other_ways_to_start_a_dag_run_it_too(live_platform, newcomer):
     """After the newcomer's runs: ``airflow dags trigger`` as the platform's admin (no logical
     date) and REST with a logical date both succeed, and each works on the same window as the
     run without a logical date (the UI's Trigger button: tests/test_first_day_ui.py)."""
-    cli = live_platform.airflow("dags", "trigger", "ecommerce_ml_time_series", "--output", "json")
-    run_id = next(r["dag_run_id"] for r in json.loads(cli.stdout[cli.stdout.index("["):]))
-    cli_run = newcomer.wait(Run("ecommerce_ml_time_series", "ecommerce_ml", run_id, datetime.now(UTC)))
+    before = datetime.now(UTC)
+    live_platform.airflow("dags", "trigger", "ecommerce_ml_time_series")
+    listed = newcomer.call("ecommerce_ml", "GET", "/dags/ecommerce_ml_time_series/dagRuns",
+                           params={"order_by": "-run_after", "limit": 1}).json()["dag_runs"]
+    assert listed and datetime.fromisoformat(listed[0]["run_after"]) >= before, listed
+    cli_run = newcomer.wait(Run("ecommerce_ml_time_series", "ecommerce_ml", listed[0]["dag_run_id"], before))
     assert cli_run.state == "success", report({"cli": cli_run})
     assert cli_run.detail["logical_date"] is None and cli_run.detail["data_interval_start"] is None
 

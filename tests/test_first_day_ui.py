@@ -1,0 +1,207 @@
+"""A newcomer's first day in the Airflow UI, on the real platform (the session's ``live_platform``):
+a team's op user logs in through the UI's login form, opens a DAG's page, presses "Trigger" and
+triggers a run (1) without a logical date (the form fills in "now": the user clears it) and
+(2) with a logical date typed into the form; the REST API then shows (1) with ``logical_date``
+null and (2) with the date entered, and both runs succeed. Debian's chromium driven by
+Playwright, exactly as tests/test_lineage_page.py (never a browser download).
+
+``ecommerce_ml_time_series`` (one quick task) works on the interactions and article features
+of its day, which ``ecommerce_ml_user_item_interactions`` and ``ecommerce_ml_article_content``
+make from that day's drop: on a fresh platform the test first runs them for that day through
+REST, as the team's op user (the README's way). Both UI runs process the same day: the last
+complete interval of the ``0 5 * * *`` schedule (a run without a logical date), and the
+interval Airflow infers from the logical date entered (that interval's end + 1 h).
+
+This module's name sorts between test_first_day.py and test_isolation.py, which shares the
+platform and stops it last. Screenshots: ``.local/screenshots/first_day_ui_*.png``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from conftest import ROOT
+from tests.newcomer import Newcomer, Run
+
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
+SHOTS = ROOT / ".local" / "screenshots"
+TEAM = "ecommerce_ml"
+USER = f"{TEAM}_op"
+DAG_ID = "ecommerce_ml_time_series"
+TICK_HOUR = 5  # its schedule, "0 5 * * *" (UTC): each run processes the day before
+# what it reads, and the hour (UTC) of their daily ticks
+PREREQUISITES = {"ecommerce_ml_user_item_interactions": 2, "ecommerce_ml_article_content": 3}
+NO_DATE = "Select date and time"  # the form's logical date field once cleared
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser`")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
+        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
+        yield b
+        b.close()
+
+
+def last_tick(at: datetime, hour: int) -> datetime:
+    """The latest daily ``hour``:00 UTC tick at or before ``at``."""
+    tick = at.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return tick if tick <= at else tick - timedelta(days=1)
+
+
+def task_logs(platform, run: Run) -> str:
+    """The tail of each task log of a run (what to read when it did not succeed)."""
+    folder = platform.config.task_log_dir / f"dag_id={run.dag_id}" / f"run_id={run.run_id}"
+    return "\n".join(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}" for log in sorted(folder.glob("**/*.log")))
+
+
+def finished(newcomer: Newcomer, platform, run: Run, timeout: float = 900) -> Run:
+    newcomer.wait(run, timeout=timeout)
+    assert run.state == "success", f"{run.dag_id} {run.run_id}: {run.state} {run.tasks}\n{task_logs(platform, run)}"
+    return run
+
+
+def shot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"first_day_ui_{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def submit(page, dialog) -> dict:
+    """Press the form's "Trigger": the request the UI sent, and the run the API answered with."""
+    from playwright.sync_api import expect
+
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/api/v2/dags/{DAG_ID}/dagRuns"),
+                              timeout=WAIT_MS) as answer:
+        dialog.get_by_test_id("trigger-dag-submit").click()
+    response = answer.value
+    assert response.status == 200, (response.status, response.text())
+    run = response.json()
+    page.wait_for_url(lambda u: f"/runs/{run['dag_run_id']}" in unquote(u), timeout=WAIT_MS)  # the UI opens the new run
+    expect(page.get_by_text(run["dag_run_id"], exact=True).first).to_be_visible(timeout=WAIT_MS)  # ... and draws it
+    return {"sent": response.request.post_data_json, "run": run}
+
+
+def open_trigger_form(page, api: str):
+    """The DAG's page, its "Trigger" button, the form with its logical date field."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{api}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger Dag").click(timeout=WAIT_MS)  # text "Trigger", aria-label "Trigger Dag"
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", name=DAG_ID).first).to_be_visible(timeout=WAIT_MS)  # "Trigger Dag - <dag_id>"
+    field = dialog.get_by_test_id("datetime-input")  # a button showing the date; it opens a date/time popover
+    expect(field).not_to_have_text(NO_DATE, timeout=WAIT_MS)  # the form fills in "now"
+    return dialog, field
+
+
+def test_a_team_op_triggers_a_dag_in_the_ui_with_and_without_a_logical_date(live_platform, browser):
+    from playwright.sync_api import expect
+
+    t0 = time.monotonic()
+    timings = {}
+    api = live_platform.config.api_url
+    newcomer = Newcomer(live_platform)
+
+    # the day a run without a logical date processes now: [last 05:00 tick - 1 day, last 05:00 tick]
+    now = datetime.now(UTC)
+    end = last_tick(now, TICK_HOUR)
+    day = (end - timedelta(days=1)).date()
+    # the date the user enters: Airflow infers the same interval from it (its end + 1 h: never a
+    # scheduled run's logical date; possibly later than now, which Airflow allows)
+    entered = end + timedelta(hours=1)
+
+    # that day's inputs: the two DAGs it reads, run for that day through REST as the team op
+    prerequisites = []
+    for dag_id, hour in PREREQUISITES.items():
+        r = newcomer.call(TEAM, "PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        assert r.status_code == 200, (dag_id, r.status_code, r.text)
+        # a logical date whose inferred interval starts on `day` at the DAG's tick (never a scheduled run's)
+        logical = datetime(day.year, day.month, day.day, hour, 30, tzinfo=UTC) + timedelta(days=1)
+        r = newcomer.call(TEAM, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical.isoformat()})
+        assert r.status_code == 200, (dag_id, r.status_code, r.text)
+        assert r.json()["data_interval_start"].startswith(day.isoformat()), r.json()
+        prerequisites.append(Run(dag_id, TEAM, r.json()["dag_run_id"], datetime.fromisoformat(r.json()["run_after"])))
+    for run in prerequisites:
+        finished(newcomer, live_platform, run)
+    timings["prerequisites"] = time.monotonic() - t0
+
+    r = newcomer.call(TEAM, "PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})  # the README's unpause
+    assert r.status_code == 200 and r.json()["is_paused"] is False, (r.status_code, r.text)
+
+    # the UI: the login form, the DAG's page, "Trigger" (UTC in the browser as in the UI's default zone)
+    context = browser.new_context(viewport={"width": 1500, "height": 950}, timezone_id="UTC")
+    page = context.new_page()
+    page.goto(api + "/")
+    page.get_by_label("Username").fill(USER)
+    page.get_by_label("Password").fill(live_platform.logins()[USER])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+    assert any(c["name"] == "_token" for c in context.cookies()), context.cookies()
+
+    # (1) without a logical date: clear the one the form filled in
+    dialog, field = open_trigger_form(page, api)
+    shot(page, "1_form_default")
+    field.click()
+    page.get_by_role("button", name="Clear start date").click()  # in the popover: empties date and time
+    expect(field).to_have_text(NO_DATE, timeout=WAIT_MS)
+    shot(page, "2_form_no_logical_date")
+    first = submit(page, dialog)
+    assert first["sent"]["logical_date"] is None, first["sent"]
+    assert first["run"]["logical_date"] is None and first["run"]["data_interval_start"] is None, first["run"]
+    shot(page, "3_run_without_logical_date")
+
+    # (2) with a logical date typed into the popover's date and time fields
+    dialog, field = open_trigger_form(page, api)
+    field.click()
+    page.get_by_placeholder("YYYY/MM/DD").fill(entered.strftime("%Y/%m/%d"))
+    page.get_by_placeholder("HH:mm").fill(entered.strftime("%H:%M"))
+    dialog.get_by_role("heading", name=DAG_ID).first.click()  # the form's title: closes the popover
+    expect(field).to_have_text(entered.strftime("%b %d, %Y %H:%M"), timeout=WAIT_MS)
+    expect(page.get_by_placeholder("YYYY/MM/DD")).to_be_hidden(timeout=WAIT_MS)  # the popover has faded out
+    shot(page, "4_form_with_logical_date")
+    second = submit(page, dialog)
+    assert datetime.fromisoformat(second["sent"]["logical_date"]) == entered, second["sent"]
+    timings["ui"] = time.monotonic() - t0 - timings["prerequisites"]
+
+    # the REST API, as the team op: what the runs are, and that both succeed
+    runs = [Run(DAG_ID, TEAM, x["run"]["dag_run_id"], datetime.fromisoformat(x["run"]["run_after"])) for x in (first, second)]
+    without, with_date = (finished(newcomer, live_platform, run, timeout=600) for run in runs)
+    timings["runs"] = time.monotonic() - t0 - timings["prerequisites"] - timings["ui"]
+    assert without.detail["logical_date"] is None and without.detail["data_interval_start"] is None, without.detail
+    assert datetime.fromisoformat(with_date.detail["logical_date"]) == entered, with_date.detail
+    assert (datetime.fromisoformat(with_date.detail["data_interval_start"]),
+            datetime.fromisoformat(with_date.detail["data_interval_end"])) == (end - timedelta(days=1), end), with_date.detail
+    for run in (without, with_date):
+        assert (run.detail["run_type"], run.detail["triggered_by"], run.detail["triggering_user_name"]) == (
+            "manual", "ui", USER), run.detail
+        assert run.tasks == {"build_time_series": "success"}, run.tasks
+
+    # the DAG's runs in the UI: both, successful
+    page.goto(f"{api}/dags/{DAG_ID}/runs")
+    for run in (without, with_date):
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=run.run_id, exact=True))
+        expect(row.get_by_text("Success", exact=True)).to_be_visible(timeout=WAIT_MS)
+    shot(page, "5_runs")
+    page.goto(f"{api}/dags/{DAG_ID}/runs/{with_date.run_id}/details")
+    expect(page.get_by_text(entered.strftime("%Y-%m-%d %H:%M:%S")).first).to_be_visible(timeout=WAIT_MS)
+    shot(page, "6_run_with_logical_date_details")
+    context.close()
+    print(f"\nday {day}, logical date entered {entered.isoformat()}; runs {without.run_id} (no logical date), "
+          f"{with_date.run_id}; seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
