@@ -10,3 +10,6 @@
 Product code: it imports nothing from ``devplatform`` (local tooling) or ``domains``
 (tests/test_import_layers.py).
 """
+
+# ``[core] executor``'s global entry (a module path; importing it here would import Airflow).
+GLOBAL_EXECUTOR = "platform_runtime.executors.RefusingExecutor"
