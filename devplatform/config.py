@@ -192,7 +192,8 @@ class PlatformConfig:
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
-    # The scheduler's (global LocalExecutor's) log server; team workers serve none.
+    # The log server of the global LocalExecutor (the PLATFORM_EXECUTOR=local baseline); in Celery
+    # mode the global RefusingExecutor runs nothing and team workers serve no logs.
     worker_log_port: int = _env_int("PLATFORM_WORKER_LOG_PORT", DEFAULT_WORKER_LOG_PORT)
     # ``[core] parallelism``: how many tasks the whole platform runs or queues at once (the
     # scheduler's cap across all executors, and each executor's own). None: 16 with per-team
