@@ -10,7 +10,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__MULTI_TEAM=True \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     AIRFLOW__CORE__PARALLELISM=16 \
-    AIRFLOW__CORE__EXECUTOR="LocalExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
+    AIRFLOW__CORE__EXECUTOR="platform_runtime.executors.RefusingExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
     AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
@@ -30,8 +30,12 @@ ENV PYTHONPATH=/usr/local/airflow \
 # (and Flower): ONLY its team's AIRFLOW__CELERY__BROKER_URL/RESULT_BACKEND (a managed Redis
 # per team), AIRFLOW__CORE__EXECUTION_API_SERVER_URL, its own bundle in
 # AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST, --skip-serve-logs, and remote logging
-# credentials scoped to its team. plugins/tenant_guard.py (api-server) and
-# airflow_local_settings.py (cluster policy) ship in the image with the project.
+# credentials scoped to its team. The runtime isolation ships in the image with the project
+# (.dockerignore keeps them): platform_runtime/ (product code: the cluster policy loaded by
+# airflow_local_settings.py, which runs a team's tasks only on its own executor and refuses
+# cross-team DAG ids; the api-server middleware registered by plugins/tenant_guard.py; the
+# global executor above, RefusingExecutor, which runs nothing: a team task that reaches it
+# fails instead of running inside the scheduler).
 # ecommerce_ml's heavy environment (issue 12): the embedding/NLP models in a virtualenv of their
 # own, built the same way as `make install` builds .venv-embed (plain pip, requirements-embed.txt
 # fully pinned); tasks reach it with @task.external_python through ECOMMERCE_ML_EMBED_PYTHON

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
+from platform_runtime import GLOBAL_EXECUTOR
 
 DEFAULT_PG_PORT = 54320
 DEFAULT_API_PORT = 8080
@@ -191,7 +192,8 @@ class PlatformConfig:
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)
-    # The scheduler's (global LocalExecutor's) log server; team workers serve none.
+    # The log server of the global LocalExecutor (the PLATFORM_EXECUTOR=local baseline); in Celery
+    # mode the global RefusingExecutor runs nothing and team workers serve no logs.
     worker_log_port: int = _env_int("PLATFORM_WORKER_LOG_PORT", DEFAULT_WORKER_LOG_PORT)
     # ``[core] parallelism``: how many tasks the whole platform runs or queues at once (the
     # scheduler's cap across all executors, and each executor's own). None: 16 with per-team
@@ -347,7 +349,7 @@ class PlatformConfig:
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or (16 if self.celery else 4)),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            # plugins/: the api-server's tenant guard (devplatform.tenant_guard)
+            # plugins/: the api-server's tenant guard (platform_runtime.tenant_guard)
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
@@ -389,11 +391,14 @@ class PlatformConfig:
         return env
 
     def executor_setting(self) -> str:
-        """``[core] executor``: a global LocalExecutor (for team-less DAGs; there are none)
-        first, then one CeleryExecutor per team."""
+        """``[core] executor``: the global executor multi-team mode requires first, then one
+        CeleryExecutor per team. The global one is ``RefusingExecutor``, which runs nothing:
+        a team task that names it (or reaches it otherwise) fails instead of running inside
+        the scheduler. The pre-Celery baseline (``PLATFORM_EXECUTOR=local``) keeps every task
+        in the scheduler's LocalExecutor."""
         if not self.celery:
             return "LocalExecutor"
-        return ";".join(["LocalExecutor", *(f"{d}=CeleryExecutor" for d in self.domains)])
+        return ";".join([GLOBAL_EXECUTOR, *(f"{d}=CeleryExecutor" for d in self.domains)])
 
     def scheduler_celery_env(self) -> dict[str, str]:
         """Only the scheduler (which sends the tasks) holds every team's broker URL."""

@@ -5,7 +5,8 @@
 1. creates a fresh virtual environment with uv from what the image has: Airflow as the
    runtime ships it (``apache-airflow==3.3.2``) and ``requirements.txt``, pinned by
    ``constraints.txt``; nothing from ``requirements-dev.txt``;
-2. imports every runtime module of ``shared`` and ``domains`` (not tests, stand-ins, DAG files);
+2. imports every runtime module of ``platform_runtime``, ``shared`` and ``domains`` (not tests,
+   stand-ins, DAG files);
 3. parses every bundle in its own process, like the dag-processor (``devplatform.parse``);
 4. runs ``airflow dags list --local`` with a ``--bundle-name`` for every team (one call: each
    costs about 8 s of CPU to start), with a throwaway ``AIRFLOW_HOME`` and a SQLite metadata
@@ -34,7 +35,7 @@ from devplatform.parse import parse_env
 from devplatform.paths import ROOT, bundle_dir, domain_names
 
 AIRFLOW_REQUIREMENT = "apache-airflow==3.3.2"  # what Astro Runtime 3.3-2 ships
-RUNTIME_PACKAGES = ("shared", "domains")
+RUNTIME_PACKAGES = ("platform_runtime", "shared", "domains")
 NOT_RUNTIME = {"tests", "standins", "dags", "migrations"}
 
 
@@ -75,7 +76,8 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def runtime_modules(root: Path = ROOT) -> list[str]:
-    """Every module the image runs tasks with: ``shared`` and ``domains``, without tests,
+    """Every module the image runs: ``platform_runtime`` (the scheduler's global executor, the
+    cluster policy, the api-server's guard), ``shared`` and ``domains``, without tests,
     stand-ins (development only), DAG files (parsed separately) and migrations."""
     mods = []
     for pkg in RUNTIME_PACKAGES:

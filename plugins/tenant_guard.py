@@ -1,11 +1,11 @@
 """Api-server plugin: refuses cross-team trigger/clear calls on the Execution API.
 
-The logic lives in ``devplatform.tenant_guard``; this file only registers it.
+The logic lives in ``platform_runtime.tenant_guard``; this file only registers it.
 """
 
 from airflow.plugins_manager import AirflowPlugin
 
-from devplatform.tenant_guard import TenantGuardMiddleware
+from platform_runtime.tenant_guard import TenantGuardMiddleware
 
 
 class TenantGuardPlugin(AirflowPlugin):

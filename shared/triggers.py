@@ -18,7 +18,7 @@ executor's late "success" for the worker that deferred, read after the resumed t
 is queued again with the same try number, marks it ``up_for_retry``
 (apache/airflow#72716, #71580). On the per-team CeleryExecutor a resumed task is also sent
 again under its first Celery task id unless it names its executor, and that id's result is the
-deferring exit's SUCCESS: ``devplatform.tenant_guard.pin_team_executor`` names it.
+deferring exit's SUCCESS: ``platform_runtime.tenant_guard.pin_team_executor`` names it.
 
 The trigger fires once, with one of:
 

@@ -73,3 +73,21 @@ def test_missing_secret_placeholder_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(settings.SettingsError, match=r"not set in the environment or by the platform:\n"
                        r"  REFERRAL_DB_PASSWORD  domains/referral/settings.yaml"):
         settings.load("referral", {})
+
+
+def test_the_image_ships_the_runtime_isolation():
+    """Astro's image build copies the project (ONBUILD) minus .dockerignore: no pattern there
+    may drop what enforces isolation at run time, and the image's global executor is it."""
+    from fnmatch import fnmatch
+
+    patterns = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    shipped = ["platform_runtime/__init__.py", "platform_runtime/tenant_guard.py", "platform_runtime/executors.py",
+               "plugins/tenant_guard.py", "airflow_local_settings.py"]
+    for path in shipped:
+        assert (ROOT / path).is_file(), path
+        prefixes = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 2)]
+        dropped = [p for p in patterns for prefix in prefixes
+                   if fnmatch(prefix, p) or fnmatch(prefix, p.removeprefix("**/"))]
+        assert not dropped, f"{path} is dropped by .dockerignore {dropped}"
+    assert dockerfile_env()["AIRFLOW__CORE__EXECUTOR"].split(";")[0] == "platform_runtime.executors.RefusingExecutor"

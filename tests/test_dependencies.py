@@ -4,9 +4,10 @@
   imported anywhere in the repository maps to a distribution pinned (``==``) there, at the
   version installed here, and constraints.txt leaves no installed distribution open.
 - The image installs ``requirements.txt`` on top of the Astro Runtime (which brings Airflow
-  itself): what the code that runs in it imports (``shared/`` and ``domains/`` less tests and
-  stand-ins) is pinned in requirements.txt at the constraints' version, so the image and a
-  fresh ``make install`` resolve the same versions.
+  itself): what the code that runs in it imports (``platform_runtime/``, ``shared/``,
+  ``domains/`` less tests and stand-ins, ``plugins/``, ``airflow_local_settings.py``) is
+  pinned in requirements.txt at the constraints' version, so the image and a fresh
+  ``make install`` resolve the same versions.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # plugins/ holds the project's own plugin modules and packages (on sys.path in every Airflow process)
-FIRST_PARTY = {"shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins",
+FIRST_PARTY = {"platform_runtime", "shared", "domains", "devplatform", "benchmarks", "tests", "conftest", "plugins",
+               "airflow_local_settings",
                *(p.stem for p in (ROOT / "plugins").iterdir()
                  if p.suffix == ".py" or (p / "__init__.py").exists())}
 SKIP_DIRS = {".venv", ".local", ".git", "__pycache__"}
@@ -130,14 +132,17 @@ def files_under(*tops: str) -> list[Path]:
 
 
 def image_files() -> list[Path]:
-    """Code that runs in the image: shared/, the domains and plugins/, less tests and stand-ins."""
-    return [f for f in files_under("shared", "domains", "plugins") if not {"tests", "standins"} & set(f.relative_to(ROOT).parts)]
+    """Code that runs in the image: platform_runtime/, shared/, the domains, plugins/ and the
+    cluster policies' module, less tests and stand-ins."""
+    return [f for f in files_under("platform_runtime", "shared", "domains", "plugins", "airflow_local_settings.py")
+            if not {"tests", "standins"} & set(f.relative_to(ROOT).parts)]
 
 
 def test_every_imported_distribution_is_pinned_at_the_installed_version():
     pinned = pins("constraints.txt", "requirements.txt", "requirements-dev.txt")
     problems = []
-    for path in files_under("shared", "domains", "plugins", "devplatform", "benchmarks", "tests", "conftest.py", ".astro"):
+    for path in files_under("platform_runtime", "shared", "domains", "plugins", "airflow_local_settings.py",
+                            "devplatform", "benchmarks", "tests", "conftest.py", ".astro"):
         for module in sorted(imports(path, runtime_only=False)):
             dist = distribution_of(module)
             where = f"{path.relative_to(ROOT)}: import {module} ({dist})"

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", *sorted(ROOT.glob("domains/*/README.md"))]
-PACKAGES = r"(?:domains|shared|devplatform|plugins|benchmarks|tests)"
+PACKAGES = r"(?:domains|shared|devplatform|platform_runtime|plugins|benchmarks|tests)"
 MODULE_ATTR = re.compile(rf"(?<![\w.]){PACKAGES}(?:\.\w+)+:\w+(?:\.\w+)*")
 FILE_ATTR = re.compile(rf"`({PACKAGES}(?:/\w+)+)\.py` `(\w+(?:\.\w+)*)`")
 CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)

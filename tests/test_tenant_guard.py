@@ -1,4 +1,4 @@
-"""Parse-time refusal of operators that name another team's DAG (devplatform.tenant_guard).
+"""Parse-time refusal of operators that name another team's DAG (platform_runtime.tenant_guard).
 
 The run-time guard (the api-server middleware) is exercised by the attack probe in
 tests/test_isolation.py on a real platform.
@@ -76,7 +76,7 @@ def test_a_team_task_names_its_teams_executor(tmp_path, monkeypatch, setting, ex
     one only to tasks that name an executor which pre-assigns ids (see pin_team_executor)."""
     from airflow.executors.executor_loader import ExecutorName
 
-    from devplatform.tenant_guard import pin_team_executor, team_default_executor
+    from platform_runtime.tenant_guard import pin_team_executor, team_default_executor
 
     names = [ExecutorName("airflow.executors.local_executor.LocalExecutor", "LocalExecutor")]
     for part in setting.split(";")[1:]:

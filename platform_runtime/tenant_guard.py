@@ -1,17 +1,22 @@
-"""Cross-team triggering refused: a cluster policy at parse time, a guard at run time.
+"""Team isolation in the running platform: a cluster policy at parse time, a guard at run time.
 
 Airflow 3.3's Execution API scopes connections and variables by the task's team, but not
 ``POST /execution/dag-runs/{dag_id}/{run_id}`` (trigger) or ``.../clear``: a
-``TriggerDagRunOperator`` in one team could start or clear another team's DAG runs.
+``TriggerDagRunOperator`` in one team could start or clear another team's DAG runs. And a
+task may name any executor (``@task(executor="LocalExecutor")``): Airflow 3.3.2's scheduler
+hands a team's task to a *global* executor it names (``SchedulerJobRunner`` executor lookup,
+the ``team_name is None`` branch), i.e. into the scheduler's process.
 
-- Parse time (``task_policy``, loaded by ``airflow_local_settings.py``): an operator that
-  names a DAG id literally (``TriggerDagRunOperator.trigger_dag_id``,
-  ``ExternalTaskMarker.external_dag_id``) must name a DAG of its own bundle; a DAG id that
-  another bundle's files define is a policy violation, i.e. an import error.
+- Parse time (``task_policy``, loaded by ``airflow_local_settings.py``): a team task runs only
+  on its team's own executor (``enforce_team_executor``: one that names none gets the team's
+  default, one that names any other is a policy violation); an operator that names a DAG id
+  literally (``TriggerDagRunOperator.trigger_dag_id``, ``ExternalTaskMarker.external_dag_id``)
+  must name a DAG of its own bundle. A policy violation is an import error of the file.
 - Run time (``TenantGuardMiddleware``, an api-server plugin): every trigger or clear call
   on the Execution API is refused (403) unless the calling task's DAG and the target DAG
   are in the same bundle. This holds for ids built at run time and for task code that
-  talks to the API directly, because it is enforced by the server, not in the task.
+  talks to the API directly, because it is enforced by the server, not in the task. The
+  global executor itself runs nothing (``platform_runtime.executors.RefusingExecutor``).
 
 One bundle per team, so "same bundle" is "same team".
 """
@@ -88,10 +93,26 @@ def team_default_executor(team: str | None, executor_names: list) -> str | None:
     return (own[0].alias or own[0].module_path) if own else None
 
 
+def executor_names_of(name) -> set[str]:
+    """Every string a task may name an executor by: alias, module path, class name (the
+    three ``SchedulerJobRunner`` compares ``task.executor`` with)."""
+    return {n for n in (name.alias, name.module_path, name.module_path.rsplit(".", 1)[-1]) if n}
+
+
+def resolved_executor(executor: str, team: str | None, executor_names: list):
+    """The configured executor the scheduler runs a task of ``team`` naming ``executor`` on:
+    the first, in configuration order, that answers to the name and is the team's or global
+    (Airflow 3.3.2 ``SchedulerJobRunner`` executor lookup); None if there is none."""
+    for name in executor_names:
+        if executor in executor_names_of(name) and (name.team_name is None or name.team_name == team):
+            return name
+    return None
+
+
 def pin_team_executor(task, bundles: list[dict]) -> None:
     """Name the team's default executor on a team task that names none.
 
-    Airflow 3.3.2 with a global LocalExecutor and a CeleryExecutor per team gives a task
+    Airflow 3.3.2 with a global executor and a CeleryExecutor per team gives a task
     queued with ``executor`` unset a fresh Celery task id only when the *global* default
     executor is one that pre-assigns ids (``SchedulerJobRunner`` builds a CASE on
     ``task_instance.executor``). Otherwise a task resumed after a deferral is sent again
@@ -101,27 +122,55 @@ def pin_team_executor(task, bundles: list[dict]) -> None:
     CeleryExecutor is in the CASE and every queueing gets a new id. Routing is unchanged:
     the scheduler picks the executor of that name configured for the task's team.
     """
-    if task.executor is not None or task.dag is None:
+    enforce_team_executor(task, bundles, refuse=False)
+
+
+def enforce_team_executor(task, bundles: list[dict], refuse: bool = True) -> None:
+    """A team's task runs only on its team's own executor.
+
+    A task that names no executor gets the team's default (see ``pin_team_executor``); one
+    that names an executor the scheduler would not resolve to one of the team's own (a global
+    one such as ``LocalExecutor`` by any of its names, another team's alias, an unknown name)
+    is a policy violation. Left alone: tasks of a file in no configured bundle or of a bundle
+    without a team, and teams with no executor of their own (``PLATFORM_EXECUTOR=local``: then
+    every task runs on the global executor anyway).
+    """
+    if task.dag is None:
         return
     from airflow.executors.executor_loader import ExecutorLoader
 
     team = team_of_bundle(bundle_of_file(task.dag.fileloc, bundles), bundles)
-    name = team_default_executor(team, ExecutorLoader.get_executor_names(validate_teams=False))
-    if name is None:
+    if team is None:
         return
-    if isinstance(getattr(task, "partial_kwargs", None), dict):  # a mapped task: its executor is read-only
-        task.partial_kwargs["executor"] = name
-    else:
-        task.executor = name
+    names = ExecutorLoader.get_executor_names(validate_teams=False)
+    own = team_default_executor(team, names)
+    if own is None:
+        return
+    if task.executor is None:
+        if isinstance(getattr(task, "partial_kwargs", None), dict):  # a mapped task: its executor is read-only
+            task.partial_kwargs["executor"] = own
+        else:
+            task.executor = own
+        return
+    resolved = resolved_executor(task.executor, team, names)
+    if refuse and (resolved is None or resolved.team_name != team):
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+        where = "a global executor" if resolved is not None else "not an executor of this team"
+        raise AirflowClusterPolicyViolation(
+            f"Task {task.task_id!r} of DAG {task.dag.dag_id!r} (team {team}) names executor "
+            f"{task.executor!r} ({where}); a team's tasks run only on its own executor, {own!r}: "
+            f"name {own!r} or no executor at all."
+        )
 
 
 def task_policy(task) -> None:
-    """Cluster policy: pin a team task to its team's executor; refuse an operator that names
-    another team's DAG."""
+    """Cluster policy: a team task runs on its team's executor (named if it names none, refused
+    if it names another); refuse an operator that names another team's DAG."""
     from airflow.configuration import conf
 
     bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
-    pin_team_executor(task, bundles)
+    enforce_team_executor(task, bundles)
     if not named_dag_ids(task):
         return
     from airflow.exceptions import AirflowClusterPolicyViolation

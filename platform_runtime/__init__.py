@@ -1,0 +1,15 @@
+"""What enforces team isolation inside the running platform; ships in the image.
+
+- ``platform_runtime.tenant_guard``: the cluster policy (``airflow_local_settings.py``) that
+  pins each team task to its team's own executor and refuses any other, and refuses operators
+  naming another team's DAG; the api-server middleware (``plugins/tenant_guard.py``) that
+  refuses cross-team trigger/clear calls on the Execution API.
+- ``platform_runtime.executors``: ``RefusingExecutor``, the global executor that multi-team
+  mode requires, which runs nothing and fails every workload it is handed.
+
+Product code: it imports nothing from ``devplatform`` (local tooling) or ``domains``
+(tests/test_import_layers.py).
+"""
+
+# ``[core] executor``'s global entry (a module path; importing it here would import Airflow).
+GLOBAL_EXECUTOR = "platform_runtime.executors.RefusingExecutor"
