@@ -73,6 +73,29 @@ attack_probe()
 '''
 
 
+EXECUTOR_PROBE = '''"""Executor probe (test-only): a team task naming a global executor must never parse."""
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{team}_executor_probe_{tag}", schedule=None, tags=["{team}"], doc_md=__doc__)
+def executor_probe():
+    @task(executor="{executor}", retries=0)
+    def in_the_scheduler():
+        import os
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+
+    in_the_scheduler()
+
+
+executor_probe()
+'''
+# per executor mode, the global executors a team task may try to name (issue 21: the executor escape)
+EXECUTOR_PROBES = {"celery": {"local": "LocalExecutor", "global": "platform_runtime.executors.RefusingExecutor"},
+                   "local": {}}
+
+
 def make_platform(executor: str = "celery", max_task_retry_delay: int | None = None) -> LocalPlatform:
     """A platform of its own under a fresh folder that team users may traverse (mode 0711)."""
     state = Path(tempfile.mkdtemp(prefix="isolation-platform-"))
@@ -87,6 +110,8 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
             shutil.copyfile(f, folder / f.name)
         (folder / f"{team}_conn_probe.py").write_text(PROBE.format(team=team))
         (folder / f"{team}_attack_probe.py").write_text(ATTACK_PROBE.format(team=team))
+        for tag, name in EXECUTOR_PROBES[executor].items():
+            (folder / f"{team}_executor_probe_{tag}.py").write_text(EXECUTOR_PROBE.format(team=team, tag=tag, executor=name))
         bundles[team] = folder
     for path in (state / "bundles", *bundles.values(), *(f for b in bundles.values() for f in b.iterdir())):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -101,7 +126,9 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         redis_ports=dict(zip(TEAMS, ports[4:4 + len(TEAMS)], strict=True)),
         flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):4 + 2 * len(TEAMS)], strict=True)),
     )
-    return LocalPlatform(cfg, quiet=True)
+    platform = LocalPlatform(cfg, quiet=True)
+    platform.expected_import_errors = {f"{t}_executor_probe_{tag}.py" for t in TEAMS for tag in EXECUTOR_PROBES[executor]}
+    return platform
 
 
 def standin_url_var(domain: str, name: str) -> str:

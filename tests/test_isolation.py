@@ -389,6 +389,24 @@ def test_hss_workflow_seed_conf_runs_to_success_through_the_gateway(platform, to
     assert run_id in {r.dag_run_id for r in client.runs.get_dag_runs("comprehensive_analysis").dag_runs}
 
 
+def test_a_team_task_naming_a_global_executor_never_parses(platform, tokens):
+    """Issue 21, the executor escape: in every team a DAG file whose task names the scheduler's
+    LocalExecutor, and one naming the platform's global (refusing) executor, is an import error
+    (Airflow: no such executor; the cluster policy: not the team's own), so neither DAG exists
+    and nothing of the team can run inside the scheduler."""
+    r = api(platform, tokens["admin"], "GET", "/importErrors", params={"limit": 100})
+    assert r.status_code == 200, r.text
+    errors = {Path(e["filename"]).name: e["stack_trace"] for e in r.json()["import_errors"]}
+    dags = api(platform, tokens["admin"], "GET", "/dags", params={"dag_id_pattern": "executor_probe", "limit": 100})
+    assert dags.json()["dags"] == []
+    for team in TEAMS:
+        local = errors.get(f"{team}_executor_probe_local.py", "")
+        refusing = errors.get(f"{team}_executor_probe_global.py", "")
+        assert "LocalExecutor" in local, (team, local[-500:])
+        assert "AirflowClusterPolicyViolation" in refusing and "a team's tasks run only on its own executor" in refusing, (
+            team, refusing[-500:])
+
+
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
     logs = {name: platform.proc(name).logfile.read_text() for name in names}
