@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
+
+from tests.chromium import CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +19,19 @@ def live_platform() -> Iterator:
 
     with running_platform("celery", max_task_retry_delay=5) as platform:
         yield platform
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
+        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
+        yield b
+        b.close()

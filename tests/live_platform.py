@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig
@@ -169,21 +170,15 @@ def running_platform(executor: str = "celery", **kw) -> Iterator[LocalPlatform]:
     # aurora's generated app data (local.data): 500 users instead of make start's 2,000, so that
     # ml_training_pipeline trains in about a minute on two cores
     env["AURORA_DEV_USERS"] = "500"
-    saved = {k: os.environ.get(k) for k in {**stray, **env}}
-    os.environ.update({**stray, **env})
     p.standin_specs = lambda: []  # served here, on free ports
     p.standins = {}
-    try:
-        p.start(wait_timeout=400)
-        p.standins = start_standins(p, ports)
-        yield p
-    finally:
-        p.stop()
-        for server in p.standins.values():
-            server.__exit__(None, None, None)
-        shutil.rmtree(p.config.state, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with mock.patch.dict(os.environ, {**stray, **env}):
+        try:
+            p.start(wait_timeout=400)
+            p.standins = start_standins(p, ports)
+            yield p
+        finally:
+            p.stop()
+            for server in p.standins.values():
+                server.__exit__(None, None, None)
+            shutil.rmtree(p.config.state, ignore_errors=True)

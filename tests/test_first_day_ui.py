@@ -18,18 +18,15 @@ platform and stops it last. Screenshots: ``.local/screenshots/first_day_ui_*.png
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
-import pytest
-
 from conftest import ROOT
+from tests.chromium import needs_chromium
 from tests.newcomer import Newcomer, Run
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
 SHOTS = ROOT / ".local" / "screenshots"
 TEAM = "ecommerce_ml"
@@ -40,22 +37,7 @@ TICK_HOUR = 5  # its schedule, "0 5 * * *" (UTC): each run processes the day bef
 PREREQUISITES = {"ecommerce_ml_user_item_interactions": 2, "ecommerce_ml_article_content": 3}
 NO_DATE = "Select date and time"  # the form's logical date field once cleared
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser`")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
-        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
-        yield b
-        b.close()
+pytestmark = needs_chromium
 
 
 def last_tick(at: datetime, hour: int) -> datetime:

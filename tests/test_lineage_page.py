@@ -26,9 +26,9 @@ import requests
 
 from conftest import ROOT
 from devplatform.standin import free_port
+from tests.chromium import needs_chromium
 from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
 SHOTS = ROOT / ".local" / "screenshots"
 USERS = {"admin": "admin", "referral_op": "op:referral", "looklyy_op": "op:looklyy", "aurora_op": "op:aurora"}
@@ -46,7 +46,7 @@ JOBS: dict[str, set] = {}
 for _d in DAGS:
     JOBS.setdefault(_d.team, set()).update(f"{_d.dag_id}.{t.task_id}" for t in _d.tasks)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser`")
+pytestmark = needs_chromium
 
 
 def seed_dags() -> None:
@@ -129,21 +129,6 @@ def platform(pg, tmp_path_factory):
             proc.kill()
         log.close()
         pg.drop_database(dbname)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        debian = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=True).stdout
-        assert b.version in debian, (b.version, debian)  # Debian's chromium, not a downloaded browser
-        yield b
-        b.close()
 
 
 def logged_in(browser, platform, user):
