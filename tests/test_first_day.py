@@ -145,15 +145,22 @@ def test_the_other_ways_to_start_a_dag_run_it_too(live_platform, newcomer):
     assert cli_run.state == "success", report({"cli": cli_run})
     assert cli_run.detail["logical_date"] is None and cli_run.detail["data_interval_start"] is None
 
+    # REST with a logical date that is no scheduled run's (those exist since the DAG was unpaused):
+    # Airflow infers the interval from it, the same day the newcomer's run without one processed
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from shared.runs import last_complete_interval
+
     now = datetime.now(UTC)
-    tick = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=now.hour % 6)
-    r = newcomer.call("aurora", "POST", "/dags/feature_engineering_pipeline/dagRuns",
-                      json={"logical_date": tick.isoformat()})
+    start, end = last_complete_interval(CronDataIntervalTimetable("0 2 * * *", "UTC"), now)
+    r = newcomer.call("ecommerce_ml", "POST", "/dags/ecommerce_ml_user_item_interactions/dagRuns",
+                      json={"logical_date": (end + timedelta(minutes=30)).isoformat()})
     assert r.status_code == 200, r.text
-    dated = newcomer.wait(Run("feature_engineering_pipeline", "aurora", r.json()["dag_run_id"], now))
+    dated = newcomer.wait(Run("ecommerce_ml_user_item_interactions", "ecommerce_ml", r.json()["dag_run_id"], now))
     assert dated.state == "success", report({"dated": dated})
-    with psycopg2.connect(live_platform.pg.admin_dsn("aurora")) as conn, conn.cursor() as cur:
-        # the dated run stored (or found unchanged) the snapshot as of its logical date, the same
-        # tick a run without a logical date takes
-        cur.execute("SELECT count(*) FROM feature_store WHERE as_of = %s", (tick,))
+    assert (datetime.fromisoformat(dated.detail["data_interval_start"]),
+            datetime.fromisoformat(dated.detail["data_interval_end"])) == (start, end)
+    with psycopg2.connect(live_platform.pg.admin_dsn("ecommerce_ml")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM dataset_registry WHERE dag_id = %s AND version = %s",
+                    ("ecommerce_ml_user_item_interactions", start.date().isoformat()))
         assert cur.fetchone()[0] > 0
