@@ -39,6 +39,9 @@ def cmd_start(args) -> None:
         print(f"OpenLineage events: the lineage explorer, {p.config.api_url}/lineage-explorer/api/v1/ (Marquez API)")
     for d, spec in p.standin_specs():
         print(f"Stand-in {d}/{spec['name']}: http://127.0.0.1:{spec['port']}")
+    if p.standin_specs():
+        print("Stand-in admin routes (/_standin/faults, /_standin/calls): header X-Standin-Admin-Key, "
+              "the value of standin_admin_key in .local/secrets.json")
 
 
 def cmd_stop(args) -> None:
@@ -135,13 +138,18 @@ def cmd_smtp_sink(args) -> None:
 
 
 def cmd_serve_standin(args) -> None:
+    import os
+
     from devplatform import settings
     from devplatform.config import PlatformConfig
-    from devplatform.standin import load_factory, serve
+    from devplatform.standin import ADMIN_KEY_ENV, load_factory, serve
 
     cfg = PlatformConfig()
     spec = next(s for s in settings.load(args.domain, cfg.settings_vars())["standins"] if s["name"] == args.name)
+    admin_key = os.environ.pop(ADMIN_KEY_ENV, "")  # from make start's environment, not inherited further
     app = load_factory(spec["app"])(**(spec.get("kwargs") or {}))
+    if admin_key:
+        app.state.admin_key = admin_key
     serve(app, args.port or int(spec["port"]))
 
 

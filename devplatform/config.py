@@ -124,6 +124,8 @@ class Secrets:
     lineage_db_password: str = ""
     lineage_ingest_keys: dict[str, str] = field(default_factory=dict)
     lineage_platform_key: str = ""
+    # The stand-ins' admin routes (/_standin/faults, /_standin/calls): header X-Standin-Admin-Key.
+    standin_admin_key: str = ""
 
     @classmethod
     def load_or_create(cls, path: Path, domains: list[str]) -> Secrets:
@@ -131,7 +133,8 @@ class Secrets:
         changed = not data
         data.setdefault("fernet_key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         data.setdefault("airflow_db_password", secrets.token_urlsafe(24))
-        for key in ("lineage_db_password", "lineage_platform_key", "domain_redis_admin_password"):
+        for key in ("lineage_db_password", "lineage_platform_key", "domain_redis_admin_password",
+                    "standin_admin_key"):
             if not data.get(key):
                 data[key] = secrets.token_urlsafe(32)
                 changed = True

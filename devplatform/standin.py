@@ -21,6 +21,15 @@ of them, and is switched on over HTTP (``POST /_standin/faults``) or directly fr
 ``GET /_standin/calls`` lists the calls received (method, path, query, idempotency key,
 status; ``status`` 0 = no response was sent).
 
+The admin routes (``/_standin/faults``, ``/_standin/calls``) require the header
+``X-Standin-Admin-Key`` (:data:`ADMIN_KEY_HEADER`) with the app's admin key
+(``app.state.admin_key``, :attr:`StandInServer.admin_key`); without it they answer 401, and
+are, like every ``/_standin`` request, not recorded as calls. Each app gets a random key
+when made; ``make start`` sets the platform's (``standin_admin_key`` in
+``.local/secrets.json``), handed to the stand-in process in its environment
+(:data:`ADMIN_KEY_ENV`), never on its command line. ``/_standin/health`` stays open; the
+Python API (``server.faults``) needs no key.
+
 Secrets: query parameters and headers named like a secret (the names Airflow's secrets
 masker hides, e.g. ``password``, ``client_secret``, ``*token*``, ``Authorization``,
 ``api_key``, plus OAuth's ``code``) are replaced by ``***`` in the call records and in the
@@ -31,9 +40,11 @@ Stand-ins are development and test tooling: no production connection points at o
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib
 import logging
 import random
+import secrets
 import socket
 import threading
 import time
@@ -46,6 +57,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 MASK = "***"
+ADMIN_KEY_HEADER = "X-Standin-Admin-Key"
+ADMIN_KEY_ENV = "STANDIN_ADMIN_KEY"  # make start -> serve-standin: the platform's admin key
+OPEN_ADMIN_PATHS = frozenset({"/_standin/health"})
 # Airflow's DEFAULT_SENSITIVE_FIELDS (airflow.sdk secrets masker), matched the same way: a
 # name is secret when it contains one of these, case-insensitively, with "-" read as "_".
 SENSITIVE_PARTS = frozenset({
@@ -211,14 +225,30 @@ def drop_connection(scope: Mapping[str, Any]) -> bool:
     return False
 
 
-class FaultMiddleware:
-    """Pure ASGI: records every call (masked) and applies the armed faults."""
+def admin_key_ok(given: str | None, expected: str | None) -> bool:
+    """Whether ``given`` is the admin key (constant-time; no key set refuses everyone)."""
+    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
-    def __init__(self, app, injector: FaultInjector) -> None:
-        self.app, self.injector = app, injector
+
+class FaultMiddleware:
+    """Pure ASGI: records every call (masked) and applies the armed faults; the ``/_standin``
+    admin routes (not recorded) answer only a request with the admin key."""
+
+    def __init__(self, app, injector: FaultInjector, state: Any = None) -> None:
+        self.app, self.injector, self.state = app, injector, state
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_standin"):
+        if scope["type"] == "http" and scope["path"].startswith("/_standin"):
+            if scope["path"] not in OPEN_ADMIN_PATHS:
+                name = ADMIN_KEY_HEADER.lower().encode()
+                given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name), None)
+                if not admin_key_ok(given, getattr(self.state, "admin_key", None)):
+                    body = f'{{"detail":"the stand-in admin routes need the header {ADMIN_KEY_HEADER}"}}'
+                    await self._answer(send, 401, body)
+                    return
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
@@ -289,12 +319,14 @@ class FaultMiddleware:
             pass
 
 
-def create_app(title: str) -> FastAPI:
-    """A FastAPI app with fault injection, masked call records and the ``/_standin`` admin routes."""
+def create_app(title: str, admin_key: str | None = None) -> FastAPI:
+    """A FastAPI app with fault injection, masked call records and the ``/_standin`` admin
+    routes, which need ``admin_key`` (``app.state.admin_key``; random unless given)."""
     app = FastAPI(title=f"{title} (local stand-in)")
     injector = FaultInjector()
     app.state.faults = injector
-    app.add_middleware(FaultMiddleware, injector=injector)
+    app.state.admin_key = admin_key or secrets.token_urlsafe(32)
+    app.add_middleware(FaultMiddleware, injector=injector, state=app.state)
     mask_access_log()
 
     @app.post("/_standin/faults", include_in_schema=False)
@@ -401,6 +433,16 @@ class StandInServer:
     @property
     def faults(self) -> FaultInjector:
         return self.app.state.faults
+
+    @property
+    def admin_key(self) -> str:
+        """The key the HTTP admin routes want (``server.faults`` needs none)."""
+        return self.app.state.admin_key
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``{"X-Standin-Admin-Key": key}``, for ``requests`` calls to ``/_standin/faults|calls``."""
+        return {ADMIN_KEY_HEADER: self.admin_key}
 
     def __enter__(self) -> StandInServer:
         self._thread.start()

@@ -263,7 +263,12 @@ class TeamRuntime:
 
     def flower_env(self) -> dict[str, str]:
         """Plain Celery's Flower (no Airflow import: lighter and faster to start): the
-        team's broker and a password, both from the environment, not the command line."""
+        team's broker and a password, both from the environment, not the command line.
+
+        Basic auth guards the UI and ``/api``; ``FLOWER_UNAUTHENTICATED_API`` stays false.
+        Flower 2.2 has no option to guard ``/metrics`` and ``/healthcheck`` too (their
+        handlers, ``flower/views/monitor.py``, skip ``get_current_user``): they answer on
+        127.0.0.1 without a password (README, Security)."""
         cfg = self.config
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -272,6 +277,7 @@ class TeamRuntime:
             "BROKER_URL": cfg.broker_url(self.team, 0),
             "RESULT_BACKEND": cfg.broker_url(self.team, 1),
             "FLOWER_BASIC_AUTH": f"{self.team}:{cfg.secrets.flower_passwords[self.team]}",
+            "FLOWER_UNAUTHENTICATED_API": "false",  # Flower's default, said: /api needs the password
             "FLOWER_PERSISTENT": "False",
             "FLOWER_ADDRESS": "127.0.0.1",
             "FLOWER_PORT": str(cfg.flower_port(self.team)),

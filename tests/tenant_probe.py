@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 SECRET_ENV_KEYS = re.compile(
-    r"SQL_ALCHEMY_CONN|FERNET_KEY|JWT_SECRET|JWT_PRIVATE_KEY|SECRET_KEY|BROKER_URL|RESULT_BACKEND|PASSWORD|INGEST_KEY"
+    r"SQL_ALCHEMY_CONN|FERNET_KEY|JWT_SECRET|JWT_PRIVATE_KEY|SECRET_KEY|BROKER_URL|RESULT_BACKEND|PASSWORD|INGEST_KEY|ADMIN_KEY"
 )
 DB_URL = re.compile(r"postgresql(?:\+\w+)?://[^\s\"'\\]+")
 # group 1: the password (an ACL user's URL names the user: ``redis://<user>:<password>@``)
@@ -24,7 +24,7 @@ REDIS_URL = re.compile(r"redis://[^:@/\s\"'\\]*:([^@\s\"'\\]+)@[^\s\"'\\]+")
 PEM = re.compile(r"-----BEGIN PRIVATE KEY-----[A-Za-z0-9+/=\s]+-----END PRIVATE KEY-----")
 # JSON fields holding one secret (secrets.json, a connection's JSON, an OpenLineage transport) ...
 JSON_SECRET_KEYS = ("fernet_key", "jwt_secret", "airflow_db_password", "lineage_db_password", "lineage_platform_key",
-                    "domain_redis_admin_password", "password", "apiKey")
+                    "domain_redis_admin_password", "standin_admin_key", "password", "apiKey")
 # ... and fields holding one secret per team
 JSON_SECRET_MAPS = ("redis_passwords", "domain_db_passwords", "flower_passwords", "lineage_ingest_keys",
                     "domain_redis_passwords")

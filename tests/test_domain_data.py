@@ -85,7 +85,7 @@ def test_domain_commands_see_their_own_settings_and_nothing_of_the_platform(monk
         "metadata DB URL": cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], "metadata DB password": s.airflow_db_password,
         "Fernet key": s.fernet_key, "lineage DB password": s.lineage_db_password,
         "lineage platform key": s.lineage_platform_key, "domain Redis admin password": s.domain_redis_admin_password,
-        "JWT secret": s.jwt_secret,
+        "JWT secret": s.jwt_secret, "stand-in admin key": s.standin_admin_key,
         **{f"{d}'s {what}": value for d in domains for what, value in (
             ("Celery broker password", s.redis_passwords[d]), ("Flower password", s.flower_passwords[d]),
             ("lineage ingest key", s.lineage_ingest_keys[d]))},

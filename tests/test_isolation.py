@@ -230,7 +230,8 @@ def forbidden_hashes(platform, team: str) -> set[str]:
     cfg = platform.config
     s = cfg.secrets
     values = [cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], s.airflow_db_password, s.fernet_key,
-              s.lineage_platform_key, s.lineage_db_password, cfg.lineage_dsn, s.domain_redis_admin_password]
+              s.lineage_platform_key, s.lineage_db_password, cfg.lineage_dsn, s.domain_redis_admin_password,
+              s.standin_admin_key]
     if s.jwt_secret:
         values.append(s.jwt_secret)
     if cfg.jwt_private_key.exists():

@@ -24,3 +24,36 @@ def test_a_domain_role_reaches_only_its_own_database(pg):
     finally:
         pg.drop_database("iso_a")
         pg.drop_database("iso_b")
+
+
+def admin_execute(pg, statement, db="postgres"):
+    conn = psycopg2.connect(pg.admin_dsn(db))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def test_a_domain_role_cannot_open_the_maintenance_databases_or_another_domains(pg):
+    # an existing cluster made before the lock-down: PUBLIC may connect to postgres and template1
+    admin_execute(pg, "GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+    admin_execute(pg, "GRANT CONNECT ON DATABASE template1 TO PUBLIC")
+    pg.ensure_database("iso_c", "iso_c", "pw-c")
+    pg.ensure_database("iso_d", "iso_d", "pw-d")
+    try:
+        for db in ("postgres", "template1", "iso_d"):
+            with pytest.raises(psycopg2.OperationalError, match=f'permission denied for database "{db}"'):
+                connect(pg, db, "iso_c", "pw-c")
+        connect(pg, "iso_c", "iso_c", "pw-c").close()
+        connect(pg, "iso_d", "iso_d", "pw-d").close()
+        for db in ("postgres", "template1", "iso_c", "iso_d"):  # the platform's superuser still can
+            psycopg2.connect(pg.admin_dsn(db)).close()
+        pg.ensure_database("iso_c", "iso_c", "pw-c")  # idempotent on a locked cluster
+        with pytest.raises(psycopg2.OperationalError, match='permission denied for database "postgres"'):
+            connect(pg, "postgres", "iso_c", "pw-c")
+        connect(pg, "iso_c", "iso_c", "pw-c").close()
+    finally:
+        pg.drop_database("iso_c")
+        pg.drop_database("iso_d")

@@ -112,7 +112,7 @@ def test_secrets_never_reach_call_records_or_the_access_log(counter):
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
-    calls = requests.get(f"{counter.url}/_standin/calls", timeout=5)
+    calls = requests.get(f"{counter.url}/_standin/calls", timeout=5, headers=counter.admin_headers)
     assert secret not in calls.text
     assert secret not in buf.getvalue()
     (call,) = counter.faults.calls_to("/echo")
@@ -135,3 +135,64 @@ def test_free_ports_are_distinct_and_a_range_is_free_and_avoids_the_excluded():
     finally:
         for s in socks:
             s.close()
+
+
+def test_the_admin_routes_need_the_admin_key_and_health_does_not(counter):
+    from devplatform.standin import ADMIN_KEY_HEADER
+
+    url = f"{counter.url}/_standin"
+    for headers in ({}, {ADMIN_KEY_HEADER: ""}, {ADMIN_KEY_HEADER: "wrong"}, {"Authorization": counter.admin_key}):
+        assert requests.get(f"{url}/calls", headers=headers, timeout=5).status_code == 401
+        r = requests.post(f"{url}/faults", json={"status": 503}, headers=headers, timeout=5)
+        assert r.status_code == 401 and ADMIN_KEY_HEADER in r.json()["detail"]
+        assert requests.delete(f"{url}/faults", headers=headers, timeout=5).status_code == 401
+    assert requests.post(f"{counter.url}/count", timeout=5).status_code == 200  # no fault was armed
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200  # open
+    calls = requests.get(f"{url}/calls", headers=counter.admin_headers, timeout=5)
+    assert calls.status_code == 200
+    assert [c["path"] for c in calls.json()] == ["/count"]  # refused admin calls are not recorded
+
+
+def test_a_fault_armed_over_http_with_the_key_applies(counter):
+    armed = requests.post(f"{counter.url}/_standin/faults", json={"status": 503, "path": "/count"},
+                          headers=counter.admin_headers, timeout=5)
+    assert armed.status_code == 200
+    assert requests.post(f"{counter.url}/count", timeout=5).status_code == 503
+    assert requests.post(f"{counter.url}/count", timeout=5).json() == {"count": 1}
+    counter.faults.add(status=500, times=5)  # the Python API needs no key
+    assert requests.delete(f"{counter.url}/_standin/faults", headers=counter.admin_headers, timeout=5).status_code == 200
+    assert requests.post(f"{counter.url}/count", timeout=5).json() == {"count": 2}
+
+
+def test_make_start_hands_the_platform_admin_key_to_stand_ins_in_their_environment(tmp_path, monkeypatch):
+    from devplatform.config import Secrets
+    from devplatform.platform import LocalPlatform
+    from devplatform.standin import ADMIN_KEY_ENV
+
+    old = {"fernet_key": "f", "airflow_db_password": "p"}  # a secrets.json from before the key existed
+    (tmp_path / "secrets.json").write_text(__import__("json").dumps(old))
+    key = Secrets.load_or_create(tmp_path / "secrets.json", ["referral"]).standin_admin_key
+    assert len(key) >= 32 and Secrets.load_or_create(tmp_path / "secrets.json", ["referral"]).standin_admin_key == key
+    platform = LocalPlatform.__new__(LocalPlatform)
+    platform.config = type("Cfg", (), {"secrets": Secrets.load_or_create(tmp_path / "secrets.json", ["referral"])})()
+    monkeypatch.setattr(LocalPlatform, "env", lambda self: {"PATH": "/usr/bin"})
+    assert platform.standin_env() == {"PATH": "/usr/bin", ADMIN_KEY_ENV: key}
+
+
+def test_serve_standin_takes_the_admin_key_from_its_environment(monkeypatch):
+    import argparse
+    import os
+
+    from devplatform import __main__ as cli
+    from devplatform import config, settings, standin
+
+    served = {}
+    monkeypatch.setattr(config, "PlatformConfig", lambda: type("Cfg", (), {"settings_vars": lambda self: {}})())
+    monkeypatch.setattr(settings, "load", lambda domain, values: {"standins": [
+        {"name": "bullhorn", "app": "devplatform.standin:create_app", "port": 1, "kwargs": {"title": "bullhorn"}}]})
+    monkeypatch.setattr(standin, "serve", lambda app, port, *a: served.update(app=app, port=port))
+    monkeypatch.setenv(standin.ADMIN_KEY_ENV, "platform-key-" + secrets.token_hex(8))
+    key = os.environ[standin.ADMIN_KEY_ENV]
+    cli.cmd_serve_standin(argparse.Namespace(domain="referral", name="bullhorn", port=0))
+    assert served["app"].state.admin_key == key
+    assert standin.ADMIN_KEY_ENV not in os.environ  # not passed on to anything it starts

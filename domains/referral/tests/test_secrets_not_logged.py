@@ -126,7 +126,7 @@ def test_no_secret_of_the_run_reaches_any_log_or_record(planted, caplog, capfd, 
     assert b"/oauth/token?" in access_log and b"/rest-services/corp7/query/Candidate?" in access_log
     found += hits(needles, "stand-in access log", access_log)
     for name, server in (("bullhorn", bullhorn), ("ml", ml)):
-        calls = requests.get(f"{server.url}/_standin/calls", timeout=10)
+        calls = requests.get(f"{server.url}/_standin/calls", timeout=10, headers=server.admin_headers)
         assert calls.status_code == 200 and len(calls.json()) > 3
         found += hits(needles, f"{name} /_standin/calls", calls.content)
     lineage = platform_tmp / "openlineage.jsonl"
