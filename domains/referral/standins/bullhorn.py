@@ -4,7 +4,7 @@ Login (loginInfo with a data-centre 307, OAuth authorization code, token refresh
 retires the old refresh token, REST login -> BhRestToken + restUrl), ``search`` (Lucene)
 and ``query`` (JPQL ``where``) for Candidate and JobOrder with the ``{total, start, count,
 data}`` envelope, ``entity/<Entity>/<id>[,<id>...]``, ``ping``; sessions that expire (401), and records that tests create,
-modify, delete or corrupt (``app.state.bullhorn`` or the ``/_admin`` routes). 429s, 5xx,
+modify, delete or corrupt (``app.state.bullhorn`` or the ``/_standin/admin`` routes, behind the stand-ins' admin key). 429s, 5xx,
 timeouts and malformed bodies come from the shared fault injection.
 
 Records follow Bullhorn's documented field types (``tests/contract/entityref.json``, from
@@ -425,25 +425,25 @@ def create_bullhorn_app(seed_candidates: int = 0, seed_positions: int = 0, **sta
         return {"data": rows[start:start + count]}
 
     # -- admin routes for people watching the local platform -------------------------------
-    @app.post("/_admin/{entity}")
+    @app.post("/_standin/admin/{entity}")
     def admin_create(entity: str, fields: dict):
         try:
             return state.create(entity, **fields)
         except ValueError as exc:
             raise HTTPException(400, {"errorMessage": str(exc)}) from None
 
-    @app.patch("/_admin/{entity}/{rid}")
+    @app.patch("/_standin/admin/{entity}/{rid}")
     def admin_modify(entity: str, rid: int, fields: dict):
         try:
             return state.modify(entity, rid, **fields)
         except ValueError as exc:
             raise HTTPException(400, {"errorMessage": str(exc)}) from None
 
-    @app.delete("/_admin/{entity}/{rid}")
+    @app.delete("/_standin/admin/{entity}/{rid}")
     def admin_delete(entity: str, rid: int):
         return state.delete(entity, rid)
 
-    @app.post("/_admin/sessions/expire")
+    @app.post("/_standin/admin/sessions/expire")
     def admin_expire():
         with state.lock:
             state.sessions.clear()
