@@ -239,7 +239,6 @@ def load_dag(dag_id: str):
     raise LookupError(f"no DAG {dag_id} in any bundle")
 
 
-NO_LOGICAL_DATE = None  # ``run_dag(..., logical_date=NO_LOGICAL_DATE)``: a run as REST ``{"logical_date": null}`` makes it
 _NOW = object()
 
 

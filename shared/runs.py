@@ -94,9 +94,7 @@ class RunWindow:
     @property
     def key(self) -> str:
         """See :func:`run_key`."""
-        if self.logical_date is not None:
-            return f"{self.dag_id}@{self.logical_date.isoformat()}"
-        return f"{self.dag_id}/{self.run_id}"
+        return _key(self.dag_id, self.run_id, self.logical_date)
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any] | None = None) -> RunWindow:
@@ -125,7 +123,13 @@ def run_key(context: Mapping[str, Any] | None = None) -> str | None:
     context = _context(context)
     if context is None:
         return None
-    return RunWindow.from_context(context).key
+    ti, dag_run = context["ti"], context.get("dag_run")
+    logical_date = context.get("logical_date") or getattr(dag_run, "logical_date", None)
+    return _key(ti.dag_id, ti.run_id, _utc(logical_date) if logical_date else None)
+
+
+def _key(dag_id: str, run_id: str, logical_date: datetime | None) -> str:
+    return f"{dag_id}@{logical_date.isoformat()}" if logical_date is not None else f"{dag_id}/{run_id}"
 
 
 def idempotency_key(context: Mapping[str, Any] | None = None, suffix: str = "") -> str | None:

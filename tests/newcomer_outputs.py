@@ -85,19 +85,14 @@ def _mail_problem(run: Run, text: str, what: str) -> list[str]:
 
 
 # -- windows (ecommerce_ml: a run without a logical date processes the last complete interval) ----
-def _windows(cron: str, run: Run) -> list[tuple[datetime, datetime]]:
+def _window(cron: str, run: Run) -> tuple[datetime, datetime]:
     """The run's window: the last complete interval of the schedule when it was triggered, as
     the tasks themselves compute it (``shared.runs.last_complete_interval``)."""
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     from shared.runs import last_complete_interval
 
-    return [last_complete_interval(CronDataIntervalTimetable(cron, "UTC"), run["run_after"])]
-
-
-def _first_window_without_problems(cron: str, run: Run, check: Callable[[datetime, datetime], list[str]]) -> list[str]:
-    [(start, end)] = _windows(cron, run)
-    return check(start, end)
+    return last_complete_interval(CronDataIntervalTimetable(cron, "UTC"), run["run_after"])
 
 
 # -- ecommerce_ml: registry rows of the run's version and the lake files they point at ------------
@@ -141,35 +136,31 @@ def _table_matches_registry(cur, rows: dict, dataset: str, table: str, where: st
 def check_user_item_interactions(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_user_item_interactions"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        day = start.date()
-        problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
-            ("interactions", "artifact"), ("interactions", "table"), ("interaction_rejections", "table"),
-            ("user_item_matrix", "artifact")])
-        problems += _table_matches_registry(cur, rows, "interactions", "interactions", "day = %s", (day,),
-                                            f"day {day}", nonempty=True)
-        problems += _table_matches_registry(cur, rows, "interaction_rejections", "interaction_rejections",
-                                            "day = %s", (day,), f"day {day}")
-        return problems
-
-    return _first_window_without_problems("0 2 * * *", run, check)
+    start, _ = _window("0 2 * * *", run)
+    day = start.date()
+    problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
+        ("interactions", "artifact"), ("interactions", "table"), ("interaction_rejections", "table"),
+        ("user_item_matrix", "artifact")])
+    problems += _table_matches_registry(cur, rows, "interactions", "interactions", "day = %s", (day,),
+                                        f"day {day}", nonempty=True)
+    problems += _table_matches_registry(cur, rows, "interaction_rejections", "interaction_rejections",
+                                        "day = %s", (day,), f"day {day}")
+    return problems
 
 
 def check_article_content(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_article_content"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        day = start.date()
-        problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
-            ("article_content", "artifact"), ("article_features", "table"), ("article_changes", "table")])
-        # article_features holds the newest drop: its snapshot_day rows match the registry when current
-        problems += _table_matches_registry(cur, rows, "article_features", "article_features", "snapshot_day = %s",
-                                            (day,), f"snapshot_day {day}")
-        problems += _table_matches_registry(cur, rows, "article_changes", "article_changes", "day = %s", (day,),
-                                            f"day {day}")
-        return problems
-
-    return _first_window_without_problems("0 3 * * *", run, check)
+    start, _ = _window("0 3 * * *", run)
+    day = start.date()
+    problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
+        ("article_content", "artifact"), ("article_features", "table"), ("article_changes", "table")])
+    # article_features holds the newest drop: its snapshot_day rows match the registry when current
+    problems += _table_matches_registry(cur, rows, "article_features", "article_features", "snapshot_day = %s",
+                                        (day,), f"snapshot_day {day}")
+    problems += _table_matches_registry(cur, rows, "article_changes", "article_changes", "day = %s", (day,),
+                                        f"day {day}")
+    return problems
 
 
 def check_article_embeddings(cur, run: Run) -> list[str]:
@@ -206,78 +197,70 @@ def check_article_embeddings(cur, run: Run) -> list[str]:
 def check_customer_features(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_customer_features"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        day = start.date()
-        problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
-            ("customer_features", "artifact"), ("customer_features", "table")])
-        problems += _table_matches_registry(cur, rows, "customer_features", "customer_features", "as_of = %s",
-                                            (day,), f"as_of {day}")
-        return problems
-
-    return _first_window_without_problems("0 4 * * *", run, check)
+    start, _ = _window("0 4 * * *", run)
+    day = start.date()
+    problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
+        ("customer_features", "artifact"), ("customer_features", "table")])
+    problems += _table_matches_registry(cur, rows, "customer_features", "customer_features", "as_of = %s",
+                                        (day,), f"as_of {day}")
+    return problems
 
 
 def check_time_series(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_time_series"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        day = start.date()
-        problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
-            ("sales_daily_article", "artifact"), ("sales_daily_article", "table"),
-            ("sales_daily_group", "artifact"), ("sales_daily_group", "table")])
-        for table in ("sales_daily_article", "sales_daily_group"):
-            problems += _table_matches_registry(cur, rows, table, table, "day = %s", (day,), f"day {day}",
-                                                nonempty=True)
-        return problems
-
-    return _first_window_without_problems("0 5 * * *", run, check)
+    start, _ = _window("0 5 * * *", run)
+    day = start.date()
+    problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
+        ("sales_daily_article", "artifact"), ("sales_daily_article", "table"),
+        ("sales_daily_group", "artifact"), ("sales_daily_group", "table")])
+    for table in ("sales_daily_article", "sales_daily_group"):
+        problems += _table_matches_registry(cur, rows, table, table, "day = %s", (day,), f"day {day}",
+                                            nonempty=True)
+    return problems
 
 
 def check_reviews_nlp(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_reviews_nlp"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        day = start.date()
-        problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
-            ("reviews", "table"), ("review_sentiment", "table"), ("review_embeddings", "table"),
-            ("article_review_aggregates", "table")])
-        source = f"%raw/reviews/dt={day.isoformat()}/reviews.csv"
-        problems += _table_matches_registry(cur, rows, "reviews", "reviews", "source_file LIKE %s", (source,),
-                                            f"the drop of {day}", nonempty=True)
-        unscored = _one(cur, "SELECT count(*) FROM reviews r LEFT JOIN review_sentiment s USING (review_id)"
-                             " LEFT JOIN review_embeddings e USING (review_id)"
-                             " WHERE r.source_file LIKE %s AND (s.review_id IS NULL OR e.review_id IS NULL)", (source,))
-        if unscored:
-            problems.append(f"ecommerce_ml.review_sentiment/review_embeddings: {unscored} review(s) of {day} unscored")
-        # aggregates as of the day's end (or of a later day, processed since)
-        day_end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-        reviewed = _one(cur, "SELECT count(DISTINCT article_id) FROM reviews WHERE source_file LIKE %s", (source,))
-        aggregated = _one(cur, "SELECT count(*) FROM article_review_aggregates a WHERE a.as_of >= %s AND a.article_id"
-                               " IN (SELECT article_id FROM reviews WHERE source_file LIKE %s)", (day_end, source))
-        if aggregated != reviewed:
-            problems.append(f"ecommerce_ml.article_review_aggregates: {aggregated} of the {reviewed} reviewed"
-                            f" articles of {day} aggregated as of {day_end.isoformat()} or later")
-        return problems
-
-    return _first_window_without_problems("0 1 * * *", run, check)
+    start, _ = _window("0 1 * * *", run)
+    day = start.date()
+    problems, rows = _registry_problems(cur, run, dag_id, day.isoformat(), [
+        ("reviews", "table"), ("review_sentiment", "table"), ("review_embeddings", "table"),
+        ("article_review_aggregates", "table")])
+    source = f"%raw/reviews/dt={day.isoformat()}/reviews.csv"
+    problems += _table_matches_registry(cur, rows, "reviews", "reviews", "source_file LIKE %s", (source,),
+                                        f"the drop of {day}", nonempty=True)
+    unscored = _one(cur, "SELECT count(*) FROM reviews r LEFT JOIN review_sentiment s USING (review_id)"
+                         " LEFT JOIN review_embeddings e USING (review_id)"
+                         " WHERE r.source_file LIKE %s AND (s.review_id IS NULL OR e.review_id IS NULL)", (source,))
+    if unscored:
+        problems.append(f"ecommerce_ml.review_sentiment/review_embeddings: {unscored} review(s) of {day} unscored")
+    # aggregates as of the day's end (or of a later day, processed since)
+    day_end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    reviewed = _one(cur, "SELECT count(DISTINCT article_id) FROM reviews WHERE source_file LIKE %s", (source,))
+    aggregated = _one(cur, "SELECT count(*) FROM article_review_aggregates a WHERE a.as_of >= %s AND a.article_id"
+                           " IN (SELECT article_id FROM reviews WHERE source_file LIKE %s)", (day_end, source))
+    if aggregated != reviewed:
+        problems.append(f"ecommerce_ml.article_review_aggregates: {aggregated} of the {reviewed} reviewed"
+                        f" articles of {day} aggregated as of {day_end.isoformat()} or later")
+    return problems
 
 
 def check_events_funnels(cur, run: Run) -> list[str]:
     dag_id = "ecommerce_ml_events_funnels"
 
-    def check(start: datetime, end: datetime) -> list[str]:
-        version = start.strftime("%Y-%m-%dT%H%M")
-        problems, rows = _registry_problems(cur, run, dag_id, version, [
-            ("funnel_article", "artifact"), ("event_sessions", "table"), ("funnel_interval", "table"),
-            ("funnel_article", "table"), ("event_rejections", "table")])
-        if not _one(cur, "SELECT count(*) FROM funnel_interval WHERE slot_start = %s", (start,)):
-            problems.append(f"ecommerce_ml.funnel_interval: no row for slot_start {start.isoformat()}")
-        for table in ("event_sessions", "funnel_article", "event_rejections"):
-            problems += _table_matches_registry(cur, rows, table, table, "slot_start >= %s AND slot_start < %s",
-                                                (start, end), f"slot {version}")
-        return problems
-
-    return _first_window_without_problems("*/15 * * * *", run, check)
+    start, end = _window("*/15 * * * *", run)
+    version = start.strftime("%Y-%m-%dT%H%M")
+    problems, rows = _registry_problems(cur, run, dag_id, version, [
+        ("funnel_article", "artifact"), ("event_sessions", "table"), ("funnel_interval", "table"),
+        ("funnel_article", "table"), ("event_rejections", "table")])
+    if not _one(cur, "SELECT count(*) FROM funnel_interval WHERE slot_start = %s", (start,)):
+        problems.append(f"ecommerce_ml.funnel_interval: no row for slot_start {start.isoformat()}")
+    for table in ("event_sessions", "funnel_article", "event_rejections"):
+        problems += _table_matches_registry(cur, rows, table, table, "slot_start >= %s AND slot_start < %s",
+                                            (start, end), f"slot {version}")
+    return problems
 
 
 # -- looklyy --------------------------------------------------------------------------------------
@@ -465,7 +448,7 @@ def check_feature_engineering(cur, run: Run) -> list[str]:
         return ["aurora.training_datasets: no complete set of the four feature groups computed during the run"]
     as_of = max(written)
     problems = []
-    [(_, tick)] = _windows("0 */6 * * *", run)  # the last 6-hour tick at the trigger: the run's as_of
+    _, tick = _window("0 */6 * * *", run)  # the last 6-hour tick at the trigger: the run's as_of
     if as_of != tick:
         problems.append(f"aurora.feature_store: as_of {as_of} is not {tick}, the end of the last complete 6-hour interval")
     users = max(written[as_of][g] for g in groups)

@@ -72,7 +72,7 @@ def test_a_failure_in_the_first_task_of_every_dag_is_mailed_once_per_failed_task
     missing, extra = {}, {}
     for dag_id, run in runs.items():
         failed = sorted(t for t, s in run.tasks.items() if s == "failed")
-        first = _first_tasks(live_platform, newcomer, run)
+        first = _first_tasks(newcomer, run)
         assert failed and set(failed) <= first, (dag_id, failed, first)  # it failed in its first task(s)
         for task_id in failed:
             about = [m for m in mails if re.match(rf"\[{DAGS[dag_id]}\] FAILED {dag_id}\.{re.escape(task_id)} \(try \d+\)$",
@@ -89,7 +89,7 @@ def test_a_failure_in_the_first_task_of_every_dag_is_mailed_once_per_failed_task
     assert (missing, extra) == ({}, {})
 
 
-def _first_tasks(platform, newcomer, run) -> set[str]:
+def _first_tasks(newcomer, run) -> set[str]:
     """The DAG's tasks with no upstream task."""
     r = newcomer.call(run.team, "GET", f"/dags/{run.dag_id}/tasks")
     r.raise_for_status()
