@@ -267,8 +267,8 @@ class TeamRuntime:
 
         Basic auth guards the UI and ``/api``; ``FLOWER_UNAUTHENTICATED_API`` stays false.
         Flower 2.2 has no option to guard ``/metrics`` and ``/healthcheck`` too (their
-        handlers, ``flower/views/monitor.py``, skip ``get_current_user``): they answer on
-        127.0.0.1 without a password (README, Security)."""
+        handlers, ``flower/views/monitor.py``, skip ``get_current_user``): it runs through
+        ``platform_runtime.flower``, which puts both behind the same password."""
         cfg = self.config
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -276,6 +276,7 @@ class TeamRuntime:
             "LANG": "C.UTF-8",
             "BROKER_URL": cfg.broker_url(self.team, 0),
             "RESULT_BACKEND": cfg.broker_url(self.team, 1),
+            "PYTHONPATH": str(ROOT),  # platform_runtime.flower: Flower with /metrics and /healthcheck guarded too
             "FLOWER_BASIC_AUTH": f"{self.team}:{cfg.secrets.flower_passwords[self.team]}",
             "FLOWER_UNAUTHENTICATED_API": "false",  # Flower's default, said: /api needs the password
             "FLOWER_PERSISTENT": "False",
@@ -284,7 +285,7 @@ class TeamRuntime:
         }
 
     def flower_command(self) -> list[str]:
-        return [tenant_python(self.config.state), "-m", "celery", "flower"]
+        return [tenant_python(self.config.state), "-m", "platform_runtime.flower"]
 
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.config.flower_port(self.team)}"

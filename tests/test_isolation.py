@@ -305,7 +305,11 @@ def test_a_teams_own_lineage_key_and_domain_redis_password_are_not_forbidden_to_
 def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
     s = platform.config.secrets
     for i, team in enumerate(TEAMS):
-        url = f"{platform.team_runtime(team).flower_url()}/api/workers"
+        base = platform.team_runtime(team).flower_url()
+        for path in ("/metrics", "/healthcheck"):  # platform_runtime.flower guards these too
+            assert requests.get(base + path, timeout=30).status_code == 401, (team, path)
+            assert requests.get(base + path, auth=(team, s.flower_passwords[team]), timeout=30).status_code == 200
+        url = f"{base}/api/workers"
         assert requests.get(url, timeout=30).status_code == 401
         other = TEAMS[(i + 1) % len(TEAMS)]
         assert requests.get(url, auth=(other, s.flower_passwords[other]), timeout=30).status_code == 401
