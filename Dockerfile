@@ -27,7 +27,7 @@ ENV PYTHONPATH=/usr/local/airflow \
 # plus AIRFLOW__<TEAM>___CELERY__BROKER_URL/RESULT_BACKEND and
 # AIRFLOW__<TEAM>___CORE__EXECUTION_API_SERVER_URL for every team; dag-processor and
 # `triggerer --team-name <team>`: DB URL and Fernet key; per team `airflow celery worker`
-# (and Flower): ONLY its team's AIRFLOW__CELERY__BROKER_URL/RESULT_BACKEND (a managed Redis
+# (and Flower, as `python -m platform_runtime.flower`: every page behind FLOWER_BASIC_AUTH): ONLY its team's AIRFLOW__CELERY__BROKER_URL/RESULT_BACKEND (a managed Redis
 # per team), AIRFLOW__CORE__EXECUTION_API_SERVER_URL, its own bundle in
 # AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST, --skip-serve-logs, and remote logging
 # credentials scoped to its team. The runtime isolation ships in the image with the project
