@@ -23,13 +23,14 @@ from collections.abc import Iterable
 from sqlalchemy import select, union_all
 
 
-def _dag_team_join(stmt, dag_id_column):
+def _dag_team_join(stmt, dag_id_column=None):
+    """``stmt`` joined through the DAG (``dag_id_column``'s, or the statement's own ``dag``) to its team."""
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
 
-    return (stmt.join(DagModel, DagModel.dag_id == dag_id_column)
-            .join(DagBundleModel, DagBundleModel.name == DagModel.bundle_name)
-            .join(DagBundleModel.teams))
+    if dag_id_column is not None:
+        stmt = stmt.join(DagModel, DagModel.dag_id == dag_id_column)
+    return stmt.join(DagBundleModel, DagBundleModel.name == DagModel.bundle_name).join(DagBundleModel.teams)
 
 
 def dag_team(session, dag_id: str) -> str | None:
@@ -37,7 +38,7 @@ def dag_team(session, dag_id: str) -> str | None:
     from airflow.models.dag import DagModel
     from airflow.models.team import Team
 
-    return session.scalar(_dag_team_join(select(Team.name).select_from(DagModel), DagModel.dag_id).where(
+    return session.scalar(_dag_team_join(select(Team.name).select_from(DagModel)).where(
         DagModel.dag_id == dag_id).limit(1))
 
 
