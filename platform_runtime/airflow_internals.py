@@ -1,0 +1,373 @@
+"""Team code in the dag-processor runs as the team: the one module built on Airflow internals.
+
+Airflow 3.3's dag-processor parses each DAG file (and runs DAG callbacks) in a bare
+``os.fork()`` of itself (``WatchedSubprocess.start``): the child is root, holds the
+dag-processor's whole memory and environment (metadata DB URL, Fernet key), its open database
+sockets, and may ask the dag-processor's in-process Execution API (auth checks overridden) for
+any team's variables, XComs and task states. Airflow has no public extension point for that
+child (upstream lists "Unix user impersonation in DFP/Triggerer children" as future work), so
+this module subclasses the private ``DagFileProcessorProcess``:
+
+- **A zygote per team.** On first use for a team the dag-processor starts
+  ``python -m platform_runtime.airflow_internals zygote`` as the team's OS user
+  (``platform_runtime.team_env``), with an environment built from scratch and a fresh
+  interpreter (``exec``: nothing of the dag-processor's memory), which imports Airflow once.
+- **A relay per file.** Airflow still forks its per-file child, but that child runs no team
+  code: it hands its three supervisor sockets (requests, stdout, stderr) to the team's zygote
+  (``SCM_RIGHTS`` over a ``SOCK_SEQPACKET`` pair) and waits. The zygote forks a grandchild,
+  which parses the file with those sockets, asks the supervisor for a log channel
+  (``ResendLoggingFD``, Airflow's own mechanism for exec'd children) and exits; its exit code
+  goes back to the relay, which exits with it. If the relay is killed (the parse timeout),
+  the zygote kills the grandchild.
+- **Requests answered for the team only.** ``TeamDagFileProcessorProcess._handle_request``
+  answers a child's variable, connection, XCom and task-state requests only for its own
+  team's objects (global variables and connections stay readable, as on the Execution API);
+  anything else gets the answer a missing object gets. Variable keys are filtered.
+
+Installed by ``python -m platform_runtime.airflow_internals dag-processor [args]``, which runs
+Airflow's ``dag-processor`` command with this class in place of Airflow's.
+``tests/test_airflow_internals.py`` pins every private member used here for the installed
+Airflow (3.3.2) and fails loudly on an upgrade; ``tests/test_public_api.py`` allows private
+members in this module and nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+import attrs
+from airflow.dag_processing.processor import DagFileProcessorProcess, ToDagProcessor, ToManager
+from airflow.sdk.exceptions import ErrorType
+from airflow.sdk.execution_time.comms import (
+    DeleteVariable,
+    ErrorResponse,
+    GetConnection,
+    GetPreviousDagRun,
+    GetPreviousTI,
+    GetTaskStates,
+    GetTICount,
+    GetVariable,
+    GetVariableKeys,
+    GetXCom,
+    GetXComCount,
+    GetXComSequenceItem,
+    GetXComSequenceSlice,
+    PutVariable,
+    ResendLoggingFD,
+    SentFDs,
+    VariableKeysResult,
+)
+from pydantic import Field, TypeAdapter
+
+from platform_runtime.team_env import can_switch_users, team_env, team_os_user, team_python
+
+# Every private member of Airflow this module relies on (tests/test_airflow_internals.py pins them).
+PRIVATE_MEMBERS = (
+    "airflow.dag_processing.processor.DagFileProcessorProcess",  # the class the manager starts per file
+    "airflow.dag_processing.processor.DagFileProcessorProcess._handle_request",
+    "airflow.dag_processing.processor._parse_file",
+    "airflow.dag_processing.manager.DagFileProcessorProcess",  # the name the manager calls .start on
+    "airflow.sdk.execution_time.comms.CommsDecoder._get_response",
+    "airflow.sdk.execution_time.supervisor.ActivitySubprocess._send_new_log_fd",
+    "airflow.sdk.execution_time.supervisor._reset_signals",
+)
+
+ToManagerOrLogs = Annotated[ToManager | ResendLoggingFD, Field(discriminator="type")]
+ToChild = Annotated[ToDagProcessor | SentFDs, Field(discriminator="type")]
+DAG_SCOPED = (GetXCom, GetXComCount, GetXComSequenceItem, GetXComSequenceSlice, GetTaskStates, GetTICount,
+              GetPreviousDagRun, GetPreviousTI)
+
+
+# -- the dag-processor's side -------------------------------------------------------------
+@attrs.define
+class Zygote:
+    team: str
+    process: subprocess.Popen
+    channel: socket.socket  # SOCK_SEQPACKET; the relay sends each request's sockets over it
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+_ZYGOTES: dict[str, Zygote] = {}
+
+
+def team_home(team: str) -> Path:
+    """A folder of the team's own for its zygote (HOME, AIRFLOW_HOME: Airflow writes logs there):
+    ``[platform] team_home``, a pattern with ``{team}`` whose parent every team user can reach
+    (default ``<AIRFLOW_HOME>/team-parsing/{team}``)."""
+    from airflow.configuration import AIRFLOW_HOME, conf
+
+    pattern = conf.get("platform", "team_home", fallback="") or str(Path(AIRFLOW_HOME) / "team-parsing" / "{team}")
+    return Path(pattern.format(team=team))
+
+
+def start_zygote(team: str) -> Zygote:
+    user = team_os_user(team) if can_switch_users() else None
+    home = team_home(team)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home.parent, 0o711)
+    os.chmod(home, 0o700)
+    if user:
+        os.chown(home, user.uid, user.gid)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    log = open(home / "zygote.log", "ab")  # noqa: SIM115 (the zygote's stdout/stderr, kept open by it)
+    kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    proc = subprocess.Popen(
+        [team_python(), "-m", "platform_runtime.airflow_internals", "zygote", str(theirs.fileno())],
+        env=team_env(team, dict(os.environ), home), cwd=home, pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **kwargs,
+    )
+    theirs.close()
+    log.close()
+    how = f"as OS user {user.name}" if user else "as this process's user (not root: no user switch)"
+    print(f"[platform_runtime] team {team}: DAG files are parsed by zygote pid {proc.pid} {how}, "
+          f"environment from scratch", file=sys.stderr, flush=True)
+    return Zygote(team, proc, ours)
+
+
+def zygote_for(team: str) -> Zygote:
+    z = _ZYGOTES.get(team)
+    if z is None or not z.alive():
+        if z is not None:
+            z.channel.close()
+        z = _ZYGOTES[team] = start_zygote(team)
+    return z
+
+
+def relay(channel_fd: int) -> None:
+    """The per-file child's target (in Airflow's fork, after fds 0-2 became the supervisor's
+    sockets): hand them to the team's zygote, wait for the parse to end, exit with its code."""
+    mine, theirs = socket.socketpair()
+    with socket.socket(fileno=os.dup(channel_fd)) as channel:
+        socket.send_fds(channel, [b"parse"], [0, 1, 2, theirs.fileno()])
+    theirs.close()
+    answer = mine.recv(16)
+    raise SystemExit(int(answer) if answer.strip(b"-").isdigit() else 125)
+
+
+def bundle_team(bundle_name: str) -> str | None:
+    import json
+
+    from airflow.configuration import conf
+
+    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
+    return next((b.get("team_name") for b in bundles if b.get("name") == bundle_name), None)
+
+
+@attrs.define(kw_only=True)
+class TeamDagFileProcessorProcess(DagFileProcessorProcess):
+    """Airflow's per-file parse process, with the file parsed in the team's zygote."""
+
+    team: str | None = None
+    decoder: ClassVar[TypeAdapter] = TypeAdapter(ToManagerOrLogs)
+
+    @classmethod
+    def start(cls, *, bundle_name: str, **kwargs):  # type: ignore[override]
+        team = bundle_team(bundle_name)
+        if team is not None:
+            kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno())
+        return super().start(bundle_name=bundle_name, team=team, **kwargs)
+
+    def _handle_request(self, msg, log, req_id: int) -> None:
+        if isinstance(msg, ResendLoggingFD):  # the zygote's grandchild asks for its log channel
+            from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+            ActivitySubprocess._send_new_log_fd(self, req_id)
+            return
+        try:
+            refusal = self.refusal(msg) if self.team is not None else None
+        except Exception:  # fail closed: an unanswerable ownership question is a refusal
+            log.exception("Could not check a parse-time request's team; refused", team=self.team)
+            refusal = ErrorResponse(error=ErrorType.GENERIC_ERROR, detail={"status_code": 404, "message": "not found"})
+        if refusal is not None:
+            log.warning("Refused a parse-time request for another team's object", team=self.team,
+                        request=type(msg).__name__)
+            self.send_msg(None, request_id=req_id, error=refusal)
+            return
+        if isinstance(msg, GetVariableKeys):
+            self._variable_keys(msg, req_id)
+            return
+        super()._handle_request(msg, log, req_id)
+
+    # -- the team check ------------------------------------------------------------------
+    def refusal(self, msg) -> ErrorResponse | None:
+        from airflow.utils.session import create_session
+
+        from platform_runtime import ownership
+
+        with create_session() as session:
+            if isinstance(msg, (GetVariable, PutVariable, DeleteVariable)):
+                exists, team = ownership.variable_team(session, msg.key)
+                readable = team in (None, self.team) if isinstance(msg, GetVariable) else team == self.team
+                if exists and not readable or (not exists and not isinstance(msg, GetVariable)):
+                    return ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": msg.key})
+            elif isinstance(msg, GetConnection):
+                team = connection_team(session, msg.conn_id)
+                if team not in (None, self.team):
+                    return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": msg.conn_id})
+            elif isinstance(msg, DAG_SCOPED):
+                if ownership.dag_team(session, msg.dag_id) != self.team:
+                    return ErrorResponse(error=ErrorType.GENERIC_ERROR,
+                                         detail={"status_code": 404, "message": f"DAG {msg.dag_id!r} not found"})
+        return None
+
+    def _variable_keys(self, msg: GetVariableKeys, req_id: int) -> None:
+        from airflow.models.variable import Variable
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            stmt = select(Variable.key).where(Variable.team_name == self.team).order_by(Variable.key)
+            keys = list(session.scalars(stmt))
+        if msg.prefix:
+            keys = [k for k in keys if k.startswith(msg.prefix)]
+        page = keys[msg.offset:msg.offset + msg.limit]
+        self.send_msg(VariableKeysResult(keys=page, total_entries=len(keys)), request_id=req_id, error=None)
+
+
+def connection_team(session, conn_id: str) -> str | None:
+    from airflow.models.connection import Connection
+    from sqlalchemy import select
+
+    return session.scalar(select(Connection.team_name).where(Connection.conn_id == conn_id))
+
+
+def install() -> None:
+    """Make the dag-processor start :class:`TeamDagFileProcessorProcess` for each file."""
+    import airflow.dag_processing.manager as manager
+
+    manager.DagFileProcessorProcess = TeamDagFileProcessorProcess
+
+
+# -- the zygote (a fresh interpreter, as the team's OS user) ------------------------------
+def zygote(channel_fd: int) -> None:
+    import airflow.dag_processing.processor  # noqa: F401  (imported once, shared by every fork)
+    import airflow.sdk  # noqa: F401
+    from airflow.sdk.execution_time import task_runner  # noqa: F401
+
+    channel = socket.socket(fileno=channel_fd)
+    sel = selectors.DefaultSelector()
+    sel.register(channel, selectors.EVENT_READ, None)
+    waiting: dict[int, socket.socket] = {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        for key, _ in sel.select(timeout=0.2):
+            if key.data is None:
+                msg, fds, _flags, _addr = socket.recv_fds(channel, 64, 4)
+                if not msg and not fds:
+                    return  # the dag-processor is gone
+                status = socket.socket(fileno=fds[3])
+                pid = os.fork()
+                if pid == 0:
+                    grandchild(fds[:3], keep_alive=(channel, sel, status, waiting))
+                for fd in fds[:3]:
+                    os.close(fd)
+                waiting[pid] = status
+                sel.register(status, selectors.EVENT_READ, pid)
+            elif key.data in waiting:  # the relay closed its end: it was killed
+                with_suppressed(os.kill, key.data, signal.SIGKILL)
+        while waiting:
+            try:
+                pid, raw = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            status = waiting.pop(pid, None)
+            if status is not None:
+                sel.unregister(status)
+                code = os.waitstatus_to_exitcode(raw)
+                with_suppressed(status.send, str(code if code >= 0 else 128 - code).encode())
+                status.close()
+
+
+def with_suppressed(fn, *args) -> None:
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+def grandchild(fds: list[int], keep_alive: tuple) -> None:
+    """Parse one file with the supervisor's sockets as fds 0-2, then exit. ``keep_alive``: the
+    zygote's objects, closed here explicitly (never by the garbage collector, which could close
+    a reused fd number)."""
+    code = 1
+    try:
+        channel, sel, status, waiting = keep_alive
+        sel.close()
+        channel.close()
+        for s in (status, *waiting.values()):
+            s.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        from airflow.sdk.execution_time.supervisor import _reset_signals
+
+        _reset_signals()
+        sys.stdin = open(0, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        parse_one_file()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with_suppressed(stream.flush)
+        os._exit(code)
+
+
+def parse_one_file() -> None:
+    """Airflow's ``_parse_file_entrypoint``, with the log channel requested after the parse
+    request (the exec'd child did not inherit it)."""
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "client"
+    import structlog
+    from airflow.dag_processing.processor import DagFileParseRequest, _parse_file
+    from airflow.sdk.execution_time import comms, task_runner
+    from airflow.sdk.log import configure_logging
+
+    decoder = comms.CommsDecoder[ToChild, ToManagerOrLogs](body_decoder=TypeAdapter(ToChild),
+                                                           socket=socket.socket(fileno=0))
+    msg = decoder._get_response()
+    if not isinstance(msg, DagFileParseRequest):
+        raise RuntimeError(f"Required first message to be a DagFileParseRequest, it was {msg}")
+    logs = decoder.send(ResendLoggingFD())
+    if isinstance(logs, SentFDs):
+        configure_logging(json_output=True, output=os.fdopen(logs.fds[0], "wb", buffering=0),
+                          sending_to_supervisor=True)
+    task_runner.SUPERVISOR_COMMS = decoder
+    result = _parse_file(msg, structlog.get_logger(logger_name="task"))
+    if result is not None:
+        decoder.send(result)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["zygote"]:
+        zygote(int(argv[1]))
+        return
+    if argv[:1] == ["dag-processor"]:
+        install()
+        from airflow.__main__ import main as airflow_main
+
+        sys.argv = ["airflow", *argv]
+        airflow_main()
+        return
+    raise SystemExit("usage: python -m platform_runtime.airflow_internals dag-processor [args] | zygote FD")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
