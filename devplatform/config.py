@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
-from platform_runtime import GLOBAL_EXECUTOR
+from platform_runtime import AUTH_MANAGER, GLOBAL_EXECUTOR
 
 DEFAULT_PG_PORT = 54320
 DEFAULT_API_PORT = 8080
@@ -356,6 +356,8 @@ class PlatformConfig:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            # the simple auth manager, assets scoped by team (platform_runtime.auth, .asset_scope)
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains, self.extra_users),
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
