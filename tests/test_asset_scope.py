@@ -76,10 +76,14 @@ def sync_bundle(folder: Path, bundle: str, team: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The two teams' DAGs and assets, active, with an event on A1 and B1, B1 queued for a DAG
-    of each team, an orphan asset nobody's DAG references."""
+    """The two teams' DAGs and assets, active, with an event on A1 and B1 (both triggered a run
+    of A's consumer), B1 queued for a DAG of each team, an orphan asset nobody's DAG references."""
+    from airflow._shared.timezones import timezone
     from airflow.models.asset import AssetActive, AssetAliasModel, AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
     from sqlalchemy import select
 
     root = tmp_path_factory.mktemp("ascope")
@@ -93,7 +97,15 @@ def world(tmp_path_factory):
         for asset in session.scalars(select(AssetModel).where(AssetModel.id.in_(ids.values()))):
             if asset.name not in active:
                 session.add(AssetActive.for_asset(asset))
-        session.add_all([AssetEvent(asset_id=ids["ascope_a1"]), AssetEvent(asset_id=ids["ascope_b1"])])
+        events = [AssetEvent(asset_id=ids["ascope_a1"]), AssetEvent(asset_id=ids["ascope_b1"])]
+        session.add_all(events)
+        # a run of A's DAG triggered by both events (B1's through A's later reference)
+        run = DagRun(dag_id="ascope_a_consumer", run_id="ascope_asset_triggered", run_type=DagRunType.ASSET_TRIGGERED,
+                     run_after=timezone.utcnow(), start_date=timezone.utcnow(), state=DagRunState.SUCCESS,
+                     triggered_by=DagRunTriggeredByType.ASSET)
+        run.end_date = timezone.utcnow()
+        run.consumed_asset_events.extend(events)
+        session.add(run)
         session.add_all([AssetDagRunQueue(asset_id=ids["ascope_b1"], target_dag_id="ascope_b_consumer"),
                          AssetDagRunQueue(asset_id=ids["ascope_b1"], target_dag_id="ascope_a_consumer")])
         alias = session.scalar(select(AssetAliasModel).where(AssetAliasModel.name == "ascope_b_alias"))
@@ -193,6 +205,9 @@ def avenues(api: Api, world) -> dict[str, tuple[int, int]]:
     r = api("GET", "/api/v2/dags/ascope_a_consumer/assets/queuedEvents", "a_op")
     out["own DAG's queued events"] = (r.status_code, len([e for e in r.json().get("queued_events", [])
                                                           if e["asset_id"] in foreign]))
+    r = api("GET", "/api/v2/dags/ascope_a_consumer/dagRuns/ascope_asset_triggered/upstreamAssetEvents", "a_op")
+    out["own run's upstream events"] = (r.status_code, len([e for e in r.json()["asset_events"] if e["asset_id"] in foreign]))
+    assert r.json()["total_entries"] == len(r.json()["asset_events"])
     r = api("GET", "/ui/next_run_assets/ascope_a_consumer", "a_op")
     out["ui next_run_assets"] = (r.status_code, len([e for e in r.json()["events"] if e["id"] in foreign]))
     r = api("GET", "/ui/dependencies", "a_op")
@@ -297,6 +312,10 @@ def test_own_team_shared_union_no_team_and_admin(server, world):
     assert events["total_entries"] == len(events["asset_events"]) >= 2
     r = api("POST", f"/api/v2/assets/{a1}/materialize", "a_op", json={})
     assert r.status_code == 200 and r.json()["dag_id"] == "ascope_a_producer", r.text
+    upstream = api("GET", "/api/v2/dags/ascope_a_consumer/dagRuns/ascope_asset_triggered/upstreamAssetEvents", "a_op")
+    assert [e["asset_id"] for e in upstream.json()["asset_events"]] == [a1] and upstream.json()["total_entries"] == 1
+    upstream = api("GET", "/api/v2/dags/ascope_a_consumer/dagRuns/ascope_asset_triggered/upstreamAssetEvents", "admin")
+    assert sorted(e["asset_id"] for e in upstream.json()["asset_events"]) == sorted([a1, world["ascope_b1"]])
     graph = api("GET", "/ui/dependencies", "a_op").json()
     assert f"asset:{a1}" in {n["id"] for n in graph["nodes"]}
     assert all(e["source_id"] in {n["id"] for n in graph["nodes"]} for e in graph["edges"])
@@ -398,3 +417,16 @@ def test_the_middleware_comes_with_the_auth_manager_and_stock_has_none(server):
 
     assert any(m.cls is AssetScopeMiddleware for m in server(AUTH_MANAGER).app.user_middleware)
     assert not any(m.cls is AssetScopeMiddleware for m in server(STOCK).app.user_middleware)
+
+
+def test_the_uis_cookie_is_scoped_too_and_no_token_is_401(server, world):
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    api = server(AUTH_MANAGER)
+    api.client.cookies.set(COOKIE_NAME_JWT_TOKEN, api.tokens["a_op"])
+    r = api.client.get("/api/v2/assets", params={"name_pattern": "ascope_"})
+    assert r.status_code == 200 and {a["id"] for a in r.json()["assets"]} == expected_scope(world)["a_op"]
+    assert api.client.get(f"/api/v2/assets/{world['ascope_b1']}").status_code == 404
+    api.client.cookies.clear()
+    assert api.client.get("/api/v2/assets").status_code == 401
+    assert api.client.post("/api/v2/assets/events", json={"asset_id": world["ascope_b1"]}).status_code == 401
