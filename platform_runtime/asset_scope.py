@@ -30,6 +30,9 @@ Mechanism (two layers, both public extension points of Airflow's auth manager AP
      pages and totals are exact. Costs one inner call per ``maximum_page_limit`` rows.
    - ``GRAPH``: ``/ui/dependencies`` loses the asset nodes (``asset:<id>``) the user may not
      use and their edges; ``node_id=asset:<id>`` of another team's asset is a 404.
+   - ``scrub``: an answer that names DAGs (an asset's schedule/inlet/outlet references, the
+     runs an event created) keeps only DAGs the user may read (the auth manager's own
+     ``get_authorized_dag_ids``): another team's DAG that names an own asset stays unnamed.
    - ``DAG_SCOPED``: nothing to do: Airflow already limits the route to DAGs of the user's
      teams and it returns only what that DAG's own file declares (its asset expression).
    - ``NOT_ASSETS``: matched by the route census below but not about assets.
@@ -71,6 +74,7 @@ class Route:
     id_field: str = "asset_id"  # BY_ID: the path parameter; BODY_ID/LIST: the field holding the id
     items: str | None = None  # LIST: the JSON key of the list
     paged: bool = False  # LIST: takes limit/offset
+    scrub: bool = False  # the answer names DAGs (asset references, runs an event created): readable ones only
     missing_is_empty: bool = False  # BY_ID: a missing asset answers 200 with an empty list
 
     @property
@@ -84,13 +88,13 @@ _A = "/api/v2/assets"
 _D = "/api/v2/dags/{dag_id}"
 ROUTES: tuple[Route, ...] = (
     # -- public API: lists
-    Route("GET", _A, Decision.LIST, "every asset", items="assets", id_field="id", paged=True),
+    Route("GET", _A, Decision.LIST, "every asset", items="assets", id_field="id", paged=True, scrub=True),
     Route("GET", f"{_A}/aliases", Decision.LIST, "every alias", kind="alias", items="asset_aliases",
           id_field="id", paged=True),
     Route("GET", f"{_A}/events", Decision.LIST, "events of every asset (Airflow limits only events a DAG "
-          "produced to readable DAGs; API-made ones stay visible)", items="asset_events", paged=True),
+          "produced to readable DAGs; API-made ones stay visible)", items="asset_events", paged=True, scrub=True),
     Route("GET", f"{_D}/dagRuns/{{dag_run_id}}/upstreamAssetEvents", Decision.LIST,
-          "the events that triggered an own run may be another team's asset's", items="asset_events"),
+          "the events that triggered an own run may be another team's asset's", items="asset_events", scrub=True),
     Route("GET", f"{_D}/assets/queuedEvents", Decision.LIST, "dag-scoped (own DAG's queue) but lists the ids "
           "of every asset the DAG waits on, another team's too", items="queued_events"),
     Route("GET", "/ui/next_run_assets/{dag_id}", Decision.LIST, "an own DAG's schedule: names, URIs and "
@@ -98,7 +102,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/pending_partitioned_dag_run/{dag_id}", Decision.LIST, "as next_run_assets, for "
           "partitioned DAGs", items="assets"),
     # -- public API: one asset (alias) by id
-    Route("GET", f"{_A}/{{asset_id}}", Decision.BY_ID, "read"),
+    Route("GET", f"{_A}/{{asset_id}}", Decision.BY_ID, "read", scrub=True),
     Route("GET", f"{_A}/aliases/{{asset_alias_id}}", Decision.BY_ID, "read", kind="alias",
           id_field="asset_alias_id"),
     Route("POST", f"{_A}/{{asset_id}}/materialize", Decision.BY_ID, "triggers the producing DAG (Airflow "
@@ -208,6 +212,29 @@ def filter_graph(graph: dict, allowed: set[int]) -> dict:
             "edges": [e for e in graph.get("edges", []) if e["source_id"] not in gone and e["target_id"] not in gone]}
 
 
+_DAG_LISTS = ("scheduled_dags", "producing_tasks", "consuming_tasks", "created_dagruns")
+
+
+def scrub(item: dict, readable: set[str] | None) -> dict:
+    """An asset or asset event without the DAGs the caller may not read: another team's DAG
+    that references an own asset (later), a run of another team's DAG an event created."""
+    if readable is None:
+        return item
+    return {k: [r for r in v if r.get("dag_id") in readable] if k in _DAG_LISTS and isinstance(v, list) else v
+            for k, v in item.items()}
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: object
+    teams: frozenset[str]
+    manager: object
+
+    def readable_dags(self) -> set[str]:
+        """The DAGs the caller may read, as Airflow's own DAG checks decide."""
+        return self.manager.get_authorized_dag_ids(user=self.user)
+
+
 # -- the middleware ---------------------------------------------------------------------
 class _Response:
     def __init__(self) -> None:
@@ -261,16 +288,16 @@ class AssetScopeMiddleware:
         if hit is None:
             return await self.app(scope, receive, send)
         route, params = hit
-        teams = await self._teams(scope)
-        if teams is False:
+        caller = await self._caller(scope)
+        if caller is False:
             return await _respond(send, 401, {"detail": "Not authenticated"})
-        if teams is None:  # not limited
+        if caller is None:  # not limited
             return await self.app(scope, receive, send)
-        await getattr(self, f"_{route.decision.value}")(route, params, teams, scope, receive, send)
+        await getattr(self, f"_{route.decision.value}")(route, params, caller, scope, receive, send)
 
     @staticmethod
-    async def _teams(scope):
-        """The teams whose assets the caller may use; None: unlimited; False: no valid token.
+    async def _caller(scope):
+        """The caller (its teams, whose assets it may use); None: unlimited; False: no valid token.
         The token is found as ``airflow.api_fastapi.core_api.security.get_user`` finds it:
         ``Authorization: Bearer`` first, else the UI's cookie."""
         from airflow.api_fastapi.app import get_auth_manager
@@ -288,18 +315,25 @@ class AssetScopeMiddleware:
             user = await manager.get_user_from_token(token)
         except Exception:  # invalid, expired, revoked: the route answers 401 as well
             return False
-        return await run_in_threadpool(manager.asset_scope, user)
+        teams = await run_in_threadpool(manager.asset_scope, user)
+        return None if teams is None else Caller(user, teams, manager)
 
-    async def _by_id(self, route, params, teams, scope, receive, send) -> None:
+    async def _by_id(self, route, params, caller, scope, receive, send) -> None:
+        from starlette.concurrency import run_in_threadpool
+
         item_id = parse_id(params[route.id_field])
-        if item_id is not None:
-            from starlette.concurrency import run_in_threadpool
+        if item_id is not None and not await run_in_threadpool(may_use, caller.teams, route.kind, item_id):
+            return await _respond(send, *_not_found(route, item_id))
+        if not route.scrub:
+            return await self.app(scope, receive, send)
+        response = await self._inner(scope)
+        data = response.json()
+        if not isinstance(data, dict):
+            return await _respond_raw(send, response)
+        readable = await run_in_threadpool(caller.readable_dags)
+        await _respond(send, response.status, scrub(data, readable), response.headers)
 
-            if not await run_in_threadpool(may_use, teams, route.kind, item_id):
-                return await _respond(send, *_not_found(route, item_id))
-        await self.app(scope, receive, send)
-
-    async def _body_id(self, route, params, teams, scope, receive, send) -> None:
+    async def _body_id(self, route, params, caller, scope, receive, send) -> None:
         body, more = b"", True
         while more:
             message = await receive()
@@ -315,7 +349,7 @@ class AssetScopeMiddleware:
         if item_id is not None:
             from starlette.concurrency import run_in_threadpool
 
-            if not await run_in_threadpool(may_use, teams, route.kind, item_id):
+            if not await run_in_threadpool(may_use, caller.teams, route.kind, item_id):
                 return await _respond(send, *_not_found(route, item_id))
         replayed = False
 
@@ -348,10 +382,11 @@ class AssetScopeMiddleware:
         await self.app(inner_scope, receive, response.send)
         return response
 
-    async def _list(self, route, params, teams, scope, receive, send) -> None:
+    async def _list(self, route, params, caller, scope, receive, send) -> None:
         from starlette.concurrency import run_in_threadpool
 
-        allowed = await run_in_threadpool(usable_ids, teams, route.kind)
+        allowed = await run_in_threadpool(usable_ids, caller.teams, route.kind)
+        readable = await run_in_threadpool(caller.readable_dags) if route.scrub else None
         if not route.paged:
             response = await self._inner(scope)
             data = response.json()
@@ -360,11 +395,11 @@ class AssetScopeMiddleware:
             kept = [i for i in data[route.items] if i.get(route.id_field) in allowed]
             if isinstance(data.get("total_entries"), int):
                 data["total_entries"] -= len(data[route.items]) - len(kept)
-            data[route.items] = kept
+            data[route.items] = [scrub(i, readable) for i in kept]
             return await _respond(send, response.status, data, response.headers)
-        await self._paged(route, allowed, scope, send)
+        await self._paged(route, allowed, readable, scope, send)
 
-    async def _paged(self, route, allowed: set[int], scope, send) -> None:
+    async def _paged(self, route, allowed: set[int], readable: set[str] | None, scope, send) -> None:
         from airflow.configuration import conf
 
         query = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
@@ -387,19 +422,23 @@ class AssetScopeMiddleware:
             kept += [i for i in data[route.items] if i.get(route.id_field) in allowed]
             if not data[route.items] or len(items) >= data.get("total_entries", 0):
                 break
-        data[route.items] = kept[offset:offset + limit]
+        data[route.items] = [scrub(i, readable) for i in kept[offset:offset + limit]]
         data["total_entries"] = len(kept)
         await _respond(send, 200, data, response.headers)
 
-    async def _graph(self, route, params, teams, scope, receive, send) -> None:
+    async def _graph(self, route, params, caller, scope, receive, send) -> None:
         from starlette.concurrency import run_in_threadpool
         from starlette.requests import HTTPConnection
 
-        allowed = await run_in_threadpool(usable_ids, teams, "asset")
+        allowed = await run_in_threadpool(usable_ids, caller.teams, "asset")
         node = HTTPConnection(scope).query_params.get("node_id") or ""
-        kind, _, rest = node.partition(":")
-        if kind == "asset" and (asset_id := parse_id(rest)) is not None and asset_id not in allowed:
-            return await _respond(send, 404, {"detail": f"Asset with id {asset_id} was not found"})
+        if node.startswith("asset:"):
+            try:  # as the route reads it
+                asset_id = int(node.replace("asset:", ""))
+            except ValueError:
+                asset_id = None
+            if asset_id is not None and asset_id not in allowed:
+                return await _respond(send, 404, {"detail": f"Asset with id {asset_id} was not found"})
         response = await self._inner(scope)
         data = response.json()
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):

@@ -51,17 +51,26 @@ with DAG("ascope_a_producer", schedule=None):
 with DAG("ascope_a_consumer", schedule=[A1, Asset("ascope_b1", uri="file:///ascope/b1")]):
     EmptyOperator(task_id="consume")
 '''
+# B names A's asset after A did: B gets nothing, and A's users do not learn B's DAG from it
+B_LATE = '''
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset
+
+with DAG("ascope_b_late", schedule=[Asset("ascope_a1", uri="file:///ascope/a1")]):
+    EmptyOperator(task_id="consume")
+'''
 
 
-def sync_bundle(folder: Path, bundle: str, team: str, source: str) -> None:
-    """Parse a bundle's DAG file and write it to the metadata DB as the dag-processor does."""
+def sync_bundle(folder: Path, bundle: str, team: str, source: str, name: str | None = None) -> None:
+    """Add a DAG file to a bundle, parse the bundle and write it to the metadata DB as the
+    dag-processor does."""
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.dagbundle import DagBundleModel
     from airflow.models.team import Team
     from airflow.utils.session import create_session
 
-    folder.mkdir()
-    (folder / f"{bundle}.py").write_text(source)
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name or bundle}.py").write_text(source)
     with create_session() as session:
         t = session.get(Team, team) or Team(name=team)
         session.add(t)
@@ -89,6 +98,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("ascope")
     sync_bundle(root / "b", "ascope_b", B, B_DAGS)
     sync_bundle(root / "a", "ascope_a", A, A_DAGS)
+    sync_bundle(root / "b", "ascope_b", B, B_LATE, name="ascope_b_late")
     with create_session() as session:
         session.add(AssetModel(name="ascope_orphan", uri="file:///ascope/orphan"))
         session.flush()
@@ -198,6 +208,15 @@ def avenues(api: Api, world) -> dict[str, tuple[int, int]]:
     queue_b1()
     r = api("GET", "/api/v2/assets", "a_op", params={"limit": 100, "name_pattern": "ascope_"})
     out["list assets"] = (r.status_code, len({a["id"] for a in r.json()["assets"]} & foreign))
+    b_dags = {"ascope_b_producer", "ascope_b_consumer", "ascope_b_alias_consumer", "ascope_b_late"}
+
+    def dags_named(asset: dict) -> set[str]:
+        return {r["dag_id"] for k in ("scheduled_dags", "producing_tasks", "consuming_tasks") for r in asset[k]}
+
+    r = api("GET", f"/api/v2/assets/{world['ascope_a1']}", "a_op")
+    out["own asset names B's DAG (get)"] = (r.status_code, len(dags_named(r.json()) & b_dags))
+    r = api("GET", "/api/v2/assets", "a_op", params={"name_pattern": "ascope_a1"})
+    out["own asset names B's DAG (list)"] = (r.status_code, sum(len(dags_named(a) & b_dags) for a in r.json()["assets"]))
     r = api("GET", "/api/v2/assets/aliases", "a_op", params={"name_pattern": "ascope_"})
     out["list aliases"] = (r.status_code, len({a["id"] for a in r.json()["asset_aliases"]} & {world["alias:ascope_b_alias"]}))
     r = api("GET", "/api/v2/assets/events", "a_op", params={"limit": 100})
@@ -297,6 +316,10 @@ def test_own_team_shared_union_no_team_and_admin(server, world):
     admin = api("GET", "/api/v2/assets", "admin", params={"limit": 100, "name_pattern": "ascope_"}).json()
     assert {a["id"] for a in admin["assets"]} == ours and admin["total_entries"] == len(ours)
     assert api("GET", f"/api/v2/assets/{world['ascope_orphan']}", "admin").status_code == 200
+    a1_refs = {r["dag_id"] for r in api("GET", f"/api/v2/assets/{world['ascope_a1']}", "admin").json()["scheduled_dags"]}
+    assert "ascope_b_late" in a1_refs  # the admin sees every DAG naming an asset
+    a1_refs = {r["dag_id"] for r in api("GET", f"/api/v2/assets/{world['ascope_a1']}", "a_op").json()["scheduled_dags"]}
+    assert a1_refs == {"ascope_a_consumer"}
     # an alias is B's: B's DAG is scheduled on it
     assert [a["name"] for a in api("GET", "/api/v2/assets/aliases", "b_op").json()["asset_aliases"]
             if a["name"].startswith("ascope_")] == ["ascope_b_alias"]
