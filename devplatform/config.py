@@ -97,6 +97,16 @@ def simple_auth_users(domains: list[str] | None = None, extra: tuple[str, ...] =
     return ",".join(users)
 
 
+def checked_shared_assets(raw: str) -> str:
+    """``PLATFORM_SHARED_ASSETS`` as ``[platform] shared_assets`` wants it, refused at start
+    when it is not (the api-server would fail every asset request)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v) for v in data.values()):
+        raise ValueError('PLATFORM_SHARED_ASSETS must be a JSON object {"<asset name or URI>": ["team", ...]}')
+    return raw
+
+
 def domain_db_role(domain: str) -> str:
     return domain
 
@@ -216,6 +226,9 @@ class PlatformConfig:
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
     domain_redis_port: int = _env_int("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT)
+    # ``[platform] shared_assets`` (README "Assets"): {"<asset name or URI>": ["team", ...]},
+    # set by the platform's operators (``PLATFORM_SHARED_ASSETS``); "" shares nothing.
+    shared_assets: str = field(default_factory=lambda: os.environ.get("PLATFORM_SHARED_ASSETS", ""))
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -387,6 +400,8 @@ class PlatformConfig:
                 }
             ),
         }
+        if self.shared_assets:
+            env["AIRFLOW__PLATFORM__SHARED_ASSETS"] = checked_shared_assets(self.shared_assets)
         if self.celery:
             for d in self.domains:
                 # Per-team settings do not fall back to the global ones.

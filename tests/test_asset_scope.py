@@ -88,7 +88,14 @@ def world(tmp_path_factory):
     """The two teams' DAGs and assets, active, with an event on A1 and B1 (both triggered a run
     of A's consumer), B1 queued for a DAG of each team, an orphan asset nobody's DAG references."""
     from airflow._shared.timezones import timezone
-    from airflow.models.asset import AssetActive, AssetAliasModel, AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.models.asset import (
+        AssetActive,
+        AssetAliasModel,
+        AssetDagRunQueue,
+        AssetEvent,
+        AssetModel,
+        AssetPartitionDagRun,
+    )
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
@@ -116,6 +123,8 @@ def world(tmp_path_factory):
         run.end_date = timezone.utcnow()
         run.consumed_asset_events.extend(events)
         session.add(run)
+        # a pending partitioned run of A's consumer: the UI lists the assets it waits on
+        session.add(AssetPartitionDagRun(target_dag_id="ascope_a_consumer", partition_key="ascope-p1"))
         session.add_all([AssetDagRunQueue(asset_id=ids["ascope_b1"], target_dag_id="ascope_b_consumer"),
                          AssetDagRunQueue(asset_id=ids["ascope_b1"], target_dag_id="ascope_a_consumer")])
         alias = session.scalar(select(AssetAliasModel).where(AssetAliasModel.name == "ascope_b_alias"))
@@ -229,6 +238,8 @@ def avenues(api: Api, world) -> dict[str, tuple[int, int]]:
     assert r.json()["total_entries"] == len(r.json()["asset_events"])
     r = api("GET", "/ui/next_run_assets/ascope_a_consumer", "a_op")
     out["ui next_run_assets"] = (r.status_code, len([e for e in r.json()["events"] if e["id"] in foreign]))
+    r = api("GET", "/ui/pending_partitioned_dag_run/ascope_a_consumer", "a_op", params={"partition_key": "ascope-p1"})
+    out["ui pending partitioned run"] = (r.status_code, len([e for e in r.json()["assets"] if e["asset_id"] in foreign]))
     r = api("GET", "/ui/dependencies", "a_op")
     out["ui dependencies graph"] = (r.status_code, len({n["id"] for n in r.json()["nodes"]} & {f"asset:{i}" for i in foreign}))
     by_id("ui data graph of B1", "GET", "/ui/dependencies?dependency_type=data&node_id=asset:{id}")
@@ -339,6 +350,8 @@ def test_own_team_shared_union_no_team_and_admin(server, world):
     assert [e["asset_id"] for e in upstream.json()["asset_events"]] == [a1] and upstream.json()["total_entries"] == 1
     upstream = api("GET", "/api/v2/dags/ascope_a_consumer/dagRuns/ascope_asset_triggered/upstreamAssetEvents", "admin")
     assert sorted(e["asset_id"] for e in upstream.json()["asset_events"]) == sorted([a1, world["ascope_b1"]])
+    pending = api("GET", "/ui/pending_partitioned_dag_run/ascope_a_consumer", "a_op", params={"partition_key": "ascope-p1"})
+    assert [e["asset_id"] for e in pending.json()["assets"]] == [a1], pending.text
     graph = api("GET", "/ui/dependencies", "a_op").json()
     assert f"asset:{a1}" in {n["id"] for n in graph["nodes"]}
     assert all(e["source_id"] in {n["id"] for n in graph["nodes"]} for e in graph["edges"])
