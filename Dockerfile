@@ -11,6 +11,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     AIRFLOW__CORE__PARALLELISM=16 \
     AIRFLOW__CORE__EXECUTOR="platform_runtime.executors.RefusingExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
+    AIRFLOW__CORE__AUTH_MANAGER=platform_runtime.auth.TeamScopedAuthManager \
     AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
@@ -34,6 +35,7 @@ ENV PYTHONPATH=/usr/local/airflow \
 # (.dockerignore keeps them): platform_runtime/ (product code: the cluster policy loaded by
 # airflow_local_settings.py, which runs a team's tasks only on its own executor and refuses
 # cross-team DAG ids; the api-server middleware registered by plugins/tenant_guard.py; the
+# auth manager above, platform_runtime.auth, which scopes assets by team; the
 # global executor above, RefusingExecutor, which runs nothing: a team task that reaches it
 # fails instead of running inside the scheduler).
 # ecommerce_ml's heavy environment (issue 12): the embedding/NLP models in a virtualenv of their

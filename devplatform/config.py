@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
-from platform_runtime import GLOBAL_EXECUTOR
+from platform_runtime import AUTH_MANAGER, GLOBAL_EXECUTOR
 
 DEFAULT_PG_PORT = 54320
 DEFAULT_API_PORT = 8080
@@ -95,6 +95,16 @@ def simple_auth_users(domains: list[str] | None = None, extra: tuple[str, ...] =
     for d in domains or domain_names():
         users += [f"{d}_op:op:{d}", f"{d}_viewer:viewer:{d}"]
     return ",".join(users)
+
+
+def checked_shared_assets(raw: str) -> str:
+    """``PLATFORM_SHARED_ASSETS`` as ``[platform] shared_assets`` wants it, refused at start
+    when it is not (the api-server would fail every asset request)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v) for v in data.values()):
+        raise ValueError('PLATFORM_SHARED_ASSETS must be a JSON object {"<asset name or URI>": ["team", ...]}')
+    return raw
 
 
 def domain_db_role(domain: str) -> str:
@@ -216,6 +226,9 @@ class PlatformConfig:
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
     domain_redis_port: int = _env_int("PLATFORM_DOMAIN_REDIS_PORT", DEFAULT_DOMAIN_REDIS_PORT)
+    # ``[platform] shared_assets`` (README "Assets"): {"<asset name or URI>": ["team", ...]},
+    # set by the platform's operators (``PLATFORM_SHARED_ASSETS``); "" shares nothing.
+    shared_assets: str = field(default_factory=lambda: os.environ.get("PLATFORM_SHARED_ASSETS", ""))
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -356,6 +369,8 @@ class PlatformConfig:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__FERNET_KEY": s.fernet_key,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            # the simple auth manager, assets scoped by team (platform_runtime.auth, .asset_scope)
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(self.domains, self.extra_users),
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -385,6 +400,8 @@ class PlatformConfig:
                 }
             ),
         }
+        if self.shared_assets:
+            env["AIRFLOW__PLATFORM__SHARED_ASSETS"] = checked_shared_assets(self.shared_assets)
         if self.celery:
             for d in self.domains:
                 # Per-team settings do not fall back to the global ones.

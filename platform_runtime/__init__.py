@@ -4,6 +4,9 @@
   pins each team task to its team's own executor and refuses any other, and refuses operators
   naming another team's DAG; the api-server middleware (``plugins/tenant_guard.py``) that
   refuses cross-team trigger/clear calls on the Execution API.
+- ``platform_runtime.auth`` and ``platform_runtime.asset_scope``: the api-server's auth manager
+  (``[core] auth_manager``), the simple auth manager with team-scoped assets, and the
+  middleware it registers (lists filtered, another team's asset answered as a missing one).
 - ``platform_runtime.executors``: ``RefusingExecutor``, the global executor that multi-team
   mode requires, which runs nothing and fails every workload it is handed.
 
@@ -13,3 +16,5 @@ Product code: it imports nothing from ``devplatform`` (local tooling) or ``domai
 
 # ``[core] executor``'s global entry (a module path; importing it here would import Airflow).
 GLOBAL_EXECUTOR = "platform_runtime.executors.RefusingExecutor"
+# ``[core] auth_manager``: the simple auth manager with team-scoped assets.
+AUTH_MANAGER = "platform_runtime.auth.TeamScopedAuthManager"

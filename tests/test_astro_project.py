@@ -11,6 +11,7 @@ import yaml
 from devplatform import settings
 from devplatform.config import PlatformConfig, bundle_config, simple_auth_users
 from devplatform.paths import ROOT, domain_names
+from platform_runtime import AUTH_MANAGER
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -28,7 +29,19 @@ def test_image_configures_what_the_local_platform_configures():
     assert env["PYTHONPATH"] == "/usr/local/airflow"
     assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
     assert env["AIRFLOW__CORE__EXECUTOR"] == PlatformConfig(executor="celery").executor_setting()
+
+
+def test_image_and_local_platform_run_the_team_scoped_auth_manager(tmp_path):
+    import importlib
+
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    assert PlatformConfig(state=tmp_path).airflow_env()["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
+    assert dockerfile_env()["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
+    module, _, name = AUTH_MANAGER.rpartition(".")
+    assert issubclass(getattr(importlib.import_module(module), name), SimpleAuthManager)
 
 
 def test_image_local_platform_and_tests_share_one_openlineage_namespace(tmp_path):
@@ -83,6 +96,7 @@ def test_the_image_ships_the_runtime_isolation():
     patterns = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
                 if p.strip() and not p.startswith("#")]
     shipped = ["platform_runtime/__init__.py", "platform_runtime/tenant_guard.py", "platform_runtime/executors.py",
+               "platform_runtime/auth.py", "platform_runtime/asset_scope.py", "platform_runtime/ownership.py",
                "plugins/tenant_guard.py", "airflow_local_settings.py"]
     for path in shipped:
         assert (ROOT / path).is_file(), path

@@ -61,3 +61,16 @@ def test_dockerfile_env_reads_the_project_dockerfile():
     env = dockerfile_env()
     assert env["PYTHONPATH"] == "/usr/local/airflow"
     assert Path(env["PYTHONPATH"]).is_absolute()
+
+
+def test_shared_assets_reach_airflow_and_a_malformed_value_is_refused(monkeypatch, tmp_path):
+    import pytest
+
+    monkeypatch.delenv("PLATFORM_SHARED_ASSETS", raising=False)
+    assert "AIRFLOW__PLATFORM__SHARED_ASSETS" not in PlatformConfig(state=tmp_path).airflow_env()
+    monkeypatch.setenv("PLATFORM_SHARED_ASSETS", '{"ecommerce_ml.table.customer_features": ["aurora"]}')
+    env = PlatformConfig(state=tmp_path).airflow_env()
+    assert env["AIRFLOW__PLATFORM__SHARED_ASSETS"] == '{"ecommerce_ml.table.customer_features": ["aurora"]}'
+    monkeypatch.setenv("PLATFORM_SHARED_ASSETS", '["aurora"]')
+    with pytest.raises(ValueError, match="PLATFORM_SHARED_ASSETS must be a JSON object"):
+        PlatformConfig(state=tmp_path).airflow_env()

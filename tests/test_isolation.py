@@ -412,6 +412,62 @@ def test_a_team_task_naming_a_global_executor_never_parses(platform, tokens):
             team, refusing[-500:])
 
 
+def all_assets(platform, token) -> list[dict]:
+    """Every (active) asset a user lists, page by page."""
+    out: list[dict] = []
+    while True:
+        r = api(platform, token, "GET", "/assets", params={"limit": 100, "offset": len(out)})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        out += page["assets"]
+        if not page["assets"] or len(out) >= page["total_entries"]:
+            assert page["total_entries"] == len(out)
+            return out
+
+
+def test_each_team_lists_only_its_own_assets_and_cannot_make_events_on_others(platform, tokens):
+    """Issue 22 (platform_runtime.asset_scope): an asset is the team's whose DAG referenced it
+    first (schedule, inlet or outlet; ties by team name), or one ``[platform] shared_assets``
+    shares with it. Worked out here from the admin's view of every asset's references and the
+    DAG -> bundle -> team rows, not by the platform's code. No event is made on an own asset:
+    it would schedule that team's DAGs."""
+    from datetime import datetime
+
+    import psycopg2
+
+    with psycopg2.connect(platform.pg.admin_dsn("airflow")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT d.dag_id, t.team_name FROM dag d JOIN dag_bundle_team t ON t.dag_bundle_name = d.bundle_name")
+        team_of = dict(cur.fetchall())
+    shared = json.loads(platform.config.airflow_env().get("AIRFLOW__PLATFORM__SHARED_ASSETS") or "{}")
+    everything = all_assets(platform, tokens["admin"])
+    owner = {}
+    for a in everything:
+        refs = [(datetime.fromisoformat(ref["created_at"]), team_of[ref["dag_id"]])
+                for ref in a["scheduled_dags"] + a["producing_tasks"] + a["consuming_tasks"] if ref["dag_id"] in team_of]
+        owner[a["id"]] = min(refs)[1] if refs else None
+
+    def teams_of(a: dict) -> set[str]:
+        return ({owner[a["id"]]} - {None}) | set(shared.get(a["name"], [])) | set(shared.get(a["uri"], []))
+
+    assert any(owner.values()), "no team's DAG references an asset: nothing to test"
+    refused = []
+    for team in TEAMS:
+        listed = all_assets(platform, tokens[f"{team}_op"])
+        assert {a["id"] for a in listed} == {a["id"] for a in everything if team in teams_of(a)}, team
+        assert all(team in teams_of(a) for a in listed), team
+        for a in [a for a in everything if team not in teams_of(a)][:3]:
+            before = api(platform, tokens["admin"], "GET", "/assets/events", params={"asset_id": a["id"]}).json()
+            r = api(platform, tokens[f"{team}_op"], "POST", "/assets/events", json={"asset_id": a["id"]})
+            assert r.status_code == 404, (team, a["name"], r.status_code, r.text)
+            after = api(platform, tokens["admin"], "GET", "/assets/events", params={"asset_id": a["id"]}).json()
+            assert after["total_entries"] == before["total_entries"], (team, a["name"])
+            assert api(platform, tokens[f"{team}_op"], "GET", f"/assets/{a['id']}").status_code == 404
+            refused.append(f"{team}_op -> {a['name']}")
+    assert all_assets(platform, tokens["nobody"]) == []
+    print(f"asset scope: {len(everything)} assets; refused {len(refused)} cross-team events: {refused}")
+    assert refused, "no team has another team's asset to try"
+
+
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
     logs = {name: platform.proc(name).logfile.read_text() for name in names}
