@@ -244,3 +244,34 @@ def test_the_loader_skips_and_reports_refused_events(store, lineage_dsn, tmp_pat
     assert report.refused == [f"run {match['run']['runId']} of job {ATTACKER_JOB}: run {match['run']['runId']}"
                               " is already stored for another job; a run belongs to one job"]
     assert stored(lineage_dsn)["lineage_event"] == len(events)
+
+
+def test_the_isolation_probes_integrity_attempts_are_judged_as_the_live_test_expects(explorer, standin, monkeypatch):
+    """``tests/tenant_probe.py``'s lineage attempts (run by tests/test_isolation.py from a task
+    on the live platform) against this app over real HTTP, with looklyy's key as the probe's
+    OpenLineage transport: the codes the live test requires, and referral's run and dataset
+    untouched."""
+    from lineage_explorer.config import transport_config
+    from tests.lineage_explorer.conftest import seed_metadata
+    from tests.lineage_explorer.events import Dag
+    from tests.tenant_probe import INTEGRITY_FACETS, Loot, _try_lineage
+
+    seed_metadata([Dag("looklyy_attack_probe", ATTACKER), Dag("referral_conn_probe", VICTIM)])
+    server = standin(explorer.app)
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport_config(server.url, TEAM_KEYS[ATTACKER])))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", NAMESPACE)
+    run_id, owned = str(uuid.uuid4()), {"namespace": "postgres://isolation-lineage", "name": "referral.public.owned"}
+    seeded = event("referral_conn_probe.resolve", run_id,
+                   outputs=[{**owned, "facets": {"schema": {**FORGED_SCHEMA["schema"], "fields": [{"name": "owned_by_referral"}]}}}])
+    assert explorer.post_event(seeded, TEAM_KEYS[VICTIM]).status_code == 201
+
+    row = _try_lineage(server.url, ATTACKER, VICTIM, Loot(), {"run_id": run_id, "job": "referral_conn_probe.resolve",
+                                                              "dataset": owned})
+    assert row["succeeded"] is False, row["detail"]
+    assert row["integrity"] == {"run id of the other team's run": 409, "parent run of the other team": 403,
+                                "root run of the other team": 403, INTEGRITY_FACETS: 201}
+    assert explorer.get(f"/api/v1/jobs/runs/{run_id}", "referral_op").json()["state"] == "COMPLETED"
+    ds_path = f"/api/v1/namespaces/{quote(owned['namespace'], safe='')}/datasets/{owned['name']}"
+    assert "forged_by_looklyy" not in explorer.get(ds_path, "referral_op").text
+    mine = explorer.get(ds_path, "looklyy_op")
+    assert "owned_by_referral" not in mine.text and "forged_by_looklyy" in mine.text
