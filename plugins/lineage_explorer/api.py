@@ -6,10 +6,11 @@ every path below is relative to it, e.g. ``GET /lineage-explorer/api/v1/namespac
 Ingest (the OpenLineage provider's ``http`` transport, ``Authorization: Bearer <ingest key>``)
 - ``POST /api/v1/lineage`` one OpenLineage run event -> ``201`` (also for a replay, which
   changes nothing). ``401`` no/unknown key; ``403`` a team key for a job that is not one of
-  its team's DAGs, or whose ``parent``/``root`` run facet names a job or a stored run of
-  another team; ``409`` the run id (or the parent/root run id) is stored for another job (a
-  run belongs to one job; any key); ``422`` not a run event (also a parent facet without a
-  UUID run id and a job). A refused event stores nothing; the ``detail`` says why.
+  its team's DAGs, or whose ``parent``/``root`` run facet names a job of the deployment's
+  namespace that is not its team's, or a stored run of another team; ``409`` the run id (or
+  the parent/root run id) is stored for another job (a run belongs to one job; any key);
+  ``422`` not a run event (also a parent facet without a UUID run id and a job). A refused
+  event stores nothing; the ``detail`` says why.
 
 Reads (a logged-in Airflow user: ``Authorization: Bearer <JWT>`` or the UI's ``_token``
 cookie; anonymous -> ``401``). Only what the user may see is returned (see ``Visibility``).
@@ -286,15 +287,20 @@ def create_app(
                     f"the ingest key of team {team!r} may only report jobs of its own DAGs in namespace "
                     f"{settings.namespace!r}; job {event.job_name!r} is not one",
                 )
+            # a parent/root in this deployment's namespace must be a job of the key's team; one in
+            # another namespace (a run elsewhere that triggered this DAG run) is no job of another
+            # team here, and a stored run of another team's is refused by the store whatever it names
             for label, _, ns, name in event.parent_runs():
+                if ns != settings.namespace:
+                    continue
                 parent_team = (await run_in_threadpool(resolver.owner_of, name)).team
-                if ns != settings.namespace or parent_team != team:
+                if parent_team != team:
                     log.warning("lineage ingest refused: team %s key for job %s:%s with %s job %s:%s (team %s)",
                                 team, event.job_namespace, event.job_name, label, ns, name, parent_team)
                     raise HTTPException(
                         status.HTTP_403_FORBIDDEN,
                         f"the ingest key of team {team!r} may only attach events to runs of its own DAGs' jobs in "
-                        f"namespace {settings.namespace!r}; the {label} job {name!r} is not one",
+                        f"namespace {settings.namespace!r}; the {label} job {name!r} is not one of them",
                     )
         try:
             stored = await run_in_threadpool(store.ingest, event, owner, None if team == PLATFORM else team)

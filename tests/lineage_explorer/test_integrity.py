@@ -175,7 +175,8 @@ def test_c_naming_another_teams_dataset_reveals_nothing_of_it(loaded):
 
 # -- parent and root run facets -------------------------------------------------------------
 @pytest.mark.parametrize("how", ["parent run and job of the other team", "parent run of the other team, own job",
-                                 "root run and job of the other team", "root run of the other team, own job"])
+                                 "root run and job of the other team", "root run of the other team, own job",
+                                 "parent run of the other team, a job in another namespace"])
 def test_parent_run_of_another_team_does_not_attach(loaded, lineage_dsn, how):
     explorer = loaded
     victim_dag_run = run_id_of(explorer, "bullhorn_sync")
@@ -185,7 +186,10 @@ def test_parent_run_of_another_team_does_not_attach(loaded, lineage_dsn, how):
         "parent run of the other team, own job": parent(victim_dag_run, "looklyy_crawler"),
         "root run and job of the other team": parent(own_dag_run, "looklyy_crawler", root=(victim_dag_run, "bullhorn_sync")),
         "root run of the other team, own job": parent(own_dag_run, "looklyy_crawler", root=(victim_dag_run, "looklyy_crawler")),
+        "parent run of the other team, a job in another namespace": parent(victim_dag_run, "bullhorn_sync"),
     }[how]
+    if how.endswith("another namespace"):
+        facets["parent"]["job"]["namespace"] = "elsewhere"
     before, counts = victim_view(explorer), stored(lineage_dsn)
     job_before = explorer.get(f"/api/v1/namespaces/{NS}/jobs/{ATTACKER_JOB}", "admin").json()
     r = explorer.post_event(event(ATTACKER_JOB, run_facets=facets), TEAM_KEYS[ATTACKER])
@@ -223,6 +227,11 @@ def test_both_teams_legitimate_events_store_and_show_completely(explorer, lineag
     assert r.status_code == 201 and r.json() == {"stored": True}
     j = explorer.get(f"/api/v1/namespaces/{NS}/jobs/bullhorn_sync.match.query.1", "referral_op").json()
     assert (j["parentJobName"], j["simpleName"]) == ("bullhorn_sync.match", "query.1")
+    # a DAG run triggered from elsewhere: its root is a run in another namespace, no job of this deployment
+    external = event("bullhorn_sync.extract", run_facets=parent(run_id_of(explorer, "bullhorn_sync"), "bullhorn_sync"))
+    external["run"]["facets"]["parent"]["root"] = {"run": {"runId": str(uuid.uuid4())},
+                                                   "job": {"namespace": "other-scheduler", "name": "nightly"}}
+    assert explorer.post_event(external, TEAM_KEYS["referral"]).status_code == 201
     # an event with a parent facet that is no run (no UUID) cannot be checked: not kept
     bad = event("bullhorn_sync.match", run_facets=parent("not-a-run", "bullhorn_sync"))
     assert explorer.post_event(bad, TEAM_KEYS["referral"]).status_code == 422
