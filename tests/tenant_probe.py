@@ -162,8 +162,11 @@ def row(succeeded: bool, detail: str, found: list[str] | None = None) -> dict:
     return {"succeeded": succeeded, "detail": detail, **({"found": found} if found is not None else {})}
 
 
-def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_redis_port: int, ti_id: str) -> dict:
-    """Every attempt of the matrix, from inside a task of ``team`` against ``other``."""
+def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_redis_port: int, ti_id: str,
+           other_lineage: dict | None = None) -> dict:
+    """Every attempt of the matrix, from inside a task of ``team`` against ``other``.
+    ``other_lineage`` (``{"run_id", "job", "dataset": {"namespace", "name"}}``): a run and a
+    dataset ``other`` stored with its own key, for the lineage integrity attempts."""
     state_dir = Path(state)
     out: dict[str, dict] = {}
 
@@ -206,7 +209,7 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
     out["sign a token accepted by /api/v2"], out["sign a token accepted by /execution"] = _try_tokens(
         loot, api_url, ti_id, f"{other}_alert_emails"
     )
-    out["write lineage for another team's job"] = _try_lineage(api_url, other, loot)
+    out["write lineage for another team's job"] = _try_lineage(api_url, team, other, loot, other_lineage)
     return out
 
 
@@ -306,12 +309,13 @@ def _try_tokens(loot: Loot, api_url: str, ti_id: str, other_var: str) -> tuple[d
     )
 
 
-def _try_lineage(api_url: str, other: str, loot: Loot) -> dict:
+def _try_lineage(api_url: str, team: str, other: str, loot: Loot, other_lineage: dict | None = None) -> dict:
     """POST OpenLineage run events for jobs of ``other``'s DAG (``<other>_conn_probe`` and its
     task ``resolve``, in the deployment's namespace: the provider's job names) to the lineage
     explorer's ingest endpoint: with this task's own ingest key (its OpenLineage transport),
     with no key, with guessed keys and with any secret the scans found. The row lists the run
-    ids sent: the test also looks for them in the lineage store."""
+    ids sent: the test also looks for them in the lineage store. With ``other_lineage`` and an
+    own key, also the integrity attempts of :func:`_try_lineage_integrity`."""
     import uuid
     from datetime import UTC, datetime
     from urllib.parse import urljoin
@@ -346,5 +350,63 @@ def _try_lineage(api_url: str, other: str, loot: Loot) -> dict:
             statuses.setdefault(label, set()).add(str(code))
             if isinstance(code, int) and 200 <= code < 300:
                 accepted.append(f"{label} for {job}")
+    integrity = {}
+    if own_key and other_lineage:
+        integrity = _try_lineage_integrity(url, namespace, own_key, team, other_lineage)
+        statuses["own key, integrity"] = {f"{k}: {v}" for k, v in integrity.items()}
+        accepted += [f"own key: {k}" for k, v in integrity.items()
+                     if k in INTEGRITY_REFUSED and isinstance(v, int) and 200 <= v < 300]
     detail = f"own key: {'yes' if own_key else 'none'}; " + "; ".join(f"{k} -> {sorted(v)}" for k, v in statuses.items())
-    return {**row(bool(accepted), detail + (f"; accepted: {accepted}" if accepted else "")), "run_ids": run_ids}
+    return {**row(bool(accepted), detail + (f"; accepted: {accepted}" if accepted else "")), "run_ids": run_ids,
+            "integrity": integrity}
+
+
+# the integrity attempts the explorer must refuse (the facets attempt is stored, under the
+# probe's own job: the test checks that the other team does not see those facets)
+INTEGRITY_REFUSED = ("run id of the other team's run", "parent run of the other team", "root run of the other team")
+INTEGRITY_FACETS = "facets on the other team's dataset"
+
+
+def _try_lineage_integrity(url: str, namespace: str, own_key: str, team: str, target: dict) -> dict[str, int | str]:
+    """With its own key, events of its own job (``<team>_attack_probe.attack``, which the key may
+    report) aimed at ``target``, a run and a dataset the other team stored: the other team's run
+    id (a FAIL that would end its run), a parent and a root run facet on the other team's run,
+    and a forged schema (column ``forged_by_<team>``) on the other team's dataset. Returns the
+    HTTP status (or the error's name) per attempt."""
+    import uuid
+    from datetime import UTC, datetime
+
+    import requests
+
+    producer = "tests/tenant_probe.py"
+
+    def facet(name: str) -> dict:
+        return {"_producer": producer, "_schemaURL": f"https://openlineage.io/spec/facets/1-0-1/{name}.json"}
+
+    def event(run_id: str, run_facets: dict | None = None, outputs: list | None = None, kind: str = "COMPLETE") -> dict:
+        return {
+            "eventType": kind, "eventTime": datetime.now(UTC).isoformat(),
+            "run": {"runId": run_id, "facets": run_facets or {}},
+            "job": {"namespace": namespace, "name": f"{team}_attack_probe.attack", "facets": {}},
+            "inputs": [], "outputs": outputs or [], "producer": producer,
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        }
+
+    other_run = {"run": {"runId": target["run_id"]}, "job": {"namespace": namespace, "name": target["job"]}}
+    own_dag_run = {"run": {"runId": str(uuid.uuid4())}, "job": {"namespace": namespace, "name": f"{team}_attack_probe"}}
+    forged = {**target["dataset"], "facets": {"schema": {**facet("SchemaDatasetFacet"),
+                                                          "fields": [{"name": f"forged_by_{team}", "type": "text"}]}}}
+    attempts = {
+        "run id of the other team's run": event(target["run_id"], kind="FAIL"),
+        "parent run of the other team": event(str(uuid.uuid4()), {"parent": {**facet("ParentRunFacet"), **other_run}}),
+        "root run of the other team": event(str(uuid.uuid4()),
+                                            {"parent": {**facet("ParentRunFacet"), **own_dag_run, "root": other_run}}),
+        INTEGRITY_FACETS: event(str(uuid.uuid4()), outputs=[forged]),
+    }
+    out: dict[str, int | str] = {}
+    for name, body in attempts.items():
+        try:
+            out[name] = requests.post(url, json=body, headers={"Authorization": f"Bearer {own_key}"}, timeout=10).status_code
+        except requests.RequestException as e:
+            out[name] = type(e).__name__
+    return out

@@ -134,13 +134,14 @@ def test_a_task_resolves_its_own_teams_connection_and_not_another_teams(platform
 def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
     """Run every team's attack probe at once; {team: {"rows": matrix rows, "run": ..., "states": ...}}."""
     cfg = platform.config
-    started = {}
+    started, targets = {}, {}
     for i, team in enumerate(TEAMS):
         other = TEAMS[(i + 1) % len(TEAMS)]
         token, dag_id = tokens["admin"], f"{team}_attack_probe"
         assert api(platform, token, "PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        targets[team] = seed_other_lineage(platform, other)
         args = {"team": team, "other": other, "state": str(cfg.state), "pg_port": cfg.pg_port, "api_url": cfg.api_url,
-                "other_redis_port": cfg.redis_port(other)}
+                "other_redis_port": cfg.redis_port(other), "other_lineage": targets[team]}
         r = api(platform, token, "POST", f"/dags/{dag_id}/dagRuns",
                 json={"logical_date": None, "conf": {"args": args, "target": f"{other}_conn_probe"}})
         assert r.status_code == 200, r.text
@@ -159,11 +160,71 @@ def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
             "other": other,
             "triggered_other": triggered.status_code == 200,
             "lineage_stored": stored_lineage_runs(platform, rows.get(LINEAGE_ATTEMPT, {}).get("run_ids", [])),
+            "lineage_integrity": lineage_integrity_broken(platform, tokens, team, other, targets[team]),
         }
     return out
 
 
 LINEAGE_ATTEMPT = "write lineage for another team's job"
+LINEAGE_MARK = "postgres://isolation-lineage"  # the namespace of the datasets seed_other_lineage stores
+
+
+def seed_other_lineage(platform, other: str) -> dict:
+    """A run and a dataset of ``other``, stored through the lineage explorer with ``other``'s own
+    ingest key (a COMPLETE run of ``<other>_conn_probe.resolve`` writing ``<other>.public.owned``,
+    schema column ``owned_by_<other>``): what the attack probe's integrity attempts aim at."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from devplatform.config import openlineage_namespace
+    from tests.tenant_probe import LINEAGE_ENDPOINT
+
+    run_id, job = str(uuid.uuid4()), f"{other}_conn_probe.resolve"
+    dataset = {"namespace": LINEAGE_MARK, "name": f"{other}.public.owned"}
+    event = {
+        "eventType": "COMPLETE", "eventTime": datetime.now(UTC).isoformat(), "producer": "tests/test_isolation.py",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id, "facets": {}}, "job": {"namespace": openlineage_namespace(), "name": job, "facets": {}},
+        "inputs": [], "outputs": [{**dataset, "facets": {"schema": {
+            "_producer": "tests/test_isolation.py", "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/SchemaDatasetFacet.json",
+            "fields": [{"name": f"owned_by_{other}", "type": "text"}]}}}],
+    }
+    headers = {"Authorization": f"Bearer {platform.config.secrets.lineage_ingest_keys[other]}"}
+    deadline = time.monotonic() + 120
+    while True:  # 403 until the dag-processor has recorded <other>_conn_probe (the job's owner)
+        r = requests.post(f"{platform.config.api_url}/{LINEAGE_ENDPOINT}", json=event, headers=headers, timeout=30)
+        if r.status_code != 403 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert r.status_code == 201 and r.json() == {"stored": True}, r.text
+    return {"run_id": run_id, "job": job, "dataset": dataset}
+
+
+def lineage_integrity_broken(platform, tokens, team: str, other: str, target: dict) -> list[str]:
+    """What the probe's integrity attempts changed or revealed: ``other``'s run no longer its
+    COMPLETED run of its job; ``other``'s view of its dataset showing the probe's forged column;
+    ``team``'s view of it showing ``other``'s column or a sign that ``other`` uses it (views
+    read through the explorer's API with the teams' op users, when ``tokens`` has them)."""
+    from urllib.parse import quote
+
+    import psycopg2
+
+    broken = []
+    with psycopg2.connect(platform.pg.admin_dsn("lineage")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT job_name, state FROM lineage_run WHERE run_id = %s::uuid", (target["run_id"],))
+        if cur.fetchall() != [(target["job"], "COMPLETED")]:
+            broken.append(f"{other}'s run {target['run_id']} changed")
+    ds = target["dataset"]
+    path = f"/lineage-explorer/api/v1/namespaces/{quote(ds['namespace'], safe='')}/datasets/{quote(ds['name'], safe='')}"
+    for user, must_not_show in ((f"{other}_op", f"forged_by_{team}"), (f"{team}_op", f"owned_by_{other}")):
+        if user not in tokens:
+            continue
+        r = requests.get(f"{platform.config.api_url}{path}", headers={"Authorization": f"Bearer {tokens[user]}"}, timeout=30)
+        if r.status_code == 200 and (must_not_show in r.text or r.json().get("boundary")):
+            broken.append(f"{user} sees {must_not_show} or a boundary on {ds['name']}")
+        elif r.status_code != 200 and user == f"{other}_op":  # its own dataset must not vanish from its view
+            broken.append(f"{user} reads its {ds['name']} -> {r.status_code}")
+    return broken
 
 
 def stored_lineage_runs(platform, run_ids: list[str]) -> list[tuple[str, str]]:
@@ -261,7 +322,8 @@ def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]
         matrix["trigger another team's DAG"][team] = (
             run["triggered_other"] or run["states"].get("trigger_other_team") == "success"
         )
-        matrix[LINEAGE_ATTEMPT][team] = matrix[LINEAGE_ATTEMPT].get(team, False) or bool(run["lineage_stored"])
+        matrix[LINEAGE_ATTEMPT][team] = (matrix[LINEAGE_ATTEMPT].get(team, False) or bool(run["lineage_stored"])
+                                         or bool(run["lineage_integrity"]))
     return matrix
 
 
@@ -283,6 +345,12 @@ def test_attack_matrix_every_attempt_fails(platform, attack_runs):
     details = {t: {a: r["detail"] for a, r in run["rows"].items() if a != "runtime"} for t, run in attack_runs.items()}
     assert total == 0, json.dumps(details, indent=1)
     assert all(run["rows"][LINEAGE_ATTEMPT]["run_ids"] for run in attack_runs.values())
+    from tests.tenant_probe import INTEGRITY_FACETS
+
+    for team, run in attack_runs.items():  # each integrity attempt reached the explorer and was judged there
+        assert run["rows"][LINEAGE_ATTEMPT]["integrity"] == {
+            "run id of the other team's run": 409, "parent run of the other team": 403, "root run of the other team": 403,
+            INTEGRITY_FACETS: 201}, (team, run["rows"][LINEAGE_ATTEMPT]["detail"])
     for team, run in attack_runs.items():  # refused by the api-server's guard, not by accident
         log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=trigger_other_team/*.log"))
         assert f"may not trigger or clear DAG '{run['other']}_conn_probe' of another team" in log.read_text(), team

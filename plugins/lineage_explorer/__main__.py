@@ -26,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
 
             report = load_file(args.file, store, OwnerResolver(settings))
             print(f"{args.file}: {report.stored} event(s) stored, {report.duplicates} already stored, "
-                  f"{len(report.invalid)} invalid")
-            for line in report.invalid[:20]:
+                  f"{len(report.invalid)} invalid, {len(report.refused)} refused")
+            for line in (report.invalid + report.refused)[:20]:
                 print(f"  {line}", file=sys.stderr)
-            return 1 if report.invalid else 0
+            return 1 if report.invalid or report.refused else 0
         from lineage_explorer.retention import purge
 
         print(purge(store, settings.retention_days))

@@ -6,7 +6,11 @@ every path below is relative to it, e.g. ``GET /lineage-explorer/api/v1/namespac
 Ingest (the OpenLineage provider's ``http`` transport, ``Authorization: Bearer <ingest key>``)
 - ``POST /api/v1/lineage`` one OpenLineage run event -> ``201`` (also for a replay, which
   changes nothing). ``401`` no/unknown key; ``403`` a team key for a job that is not one of
-  its team's DAGs; ``422`` not a run event.
+  its team's DAGs, or whose ``parent``/``root`` run facet names a job of the deployment's
+  namespace that is not its team's, or a stored run of another team; ``409`` the run id (or
+  the parent/root run id) is stored for another job (a run belongs to one job; any key);
+  ``422`` not a run event (also a parent facet without a UUID run id and a job). A refused
+  event stores nothing; the ``detail`` says why.
 
 Reads (a logged-in Airflow user: ``Authorization: Bearer <JWT>`` or the UI's ``_token``
 cookie; anonymous -> ``401``). Only what the user may see is returned (see ``Visibility``).
@@ -33,14 +37,16 @@ Times are ISO 8601 UTC strings (``2026-12-02T01:02:03.456000Z``).
   ``Dataset = {"id": {"namespace", "name"}, "type": "DB_TABLE", "name", "physicalName",
   "createdAt", "updatedAt", "namespace", "sourceName", "fields": [{"name", "type", "tags": [],
   "description"}], "tags": [], "lastModifiedAt", "lastLifecycleState", "description",
-  "currentVersion": null, "columnLineage": null, "facets": {...}, "deleted": false,
-  "boundary": bool}`` (``boundary``: another team's job, hidden from you, also touches it)
+  "currentVersion": null, "columnLineage": null, "facets": {...}, "facetsByJob": [{"job":
+  {"namespace", "name"}, "facets": {...}, "updatedAt"}], "deleted": false}``: only what the
+  jobs you may see reported for it (``facets`` merged, the latest job's winning per facet;
+  ``facetsByJob`` this platform's addition); its times are theirs too
 - ``GET /api/v1/search?q=...&filter=JOB|DATASET&sort=NAME|UPDATE_AT&limit=10&namespace=...`` ->
   ``{"totalCount", "results": [{"type", "name", "updatedAt", "namespace", "nodeId"}]}``
 - ``GET /api/v1/lineage?nodeId=job:<ns>:<name>|dataset:<ns>:<name>&depth=20`` (or
   ``type=job|dataset&namespace=<ns>&name=<name>`` instead of ``nodeId``) ->
   ``{"graph": [{"id": nodeId, "type": "JOB"|"DATASET", "data": Job|Dataset,
-  "inEdges": [{"origin", "destination"}], "outEdges": [...], "boundary": bool}]}``.
+  "inEdges": [{"origin", "destination"}], "outEdges": [...]}]}``.
   ``depth`` counts job-to-job hops through datasets (as Marquez); every dataset the included
   jobs read or write is in the graph. A node id is parsed as ``<type>:<namespace>:<name>``
   where the namespace is the longest prefix that exists (namespaces contain colons).
@@ -70,7 +76,7 @@ from lineage_explorer.config import Settings
 from lineage_explorer.ownership import OwnerResolver
 from lineage_explorer.queries import Reader, Visibility, dataset_node_id, job_node_id
 from lineage_explorer.retention import PurgeLoop
-from lineage_explorer.store import InvalidEvent, LineageStore, RunEvent
+from lineage_explorer.store import InvalidEvent, LineageStore, RefusedEvent, RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +180,9 @@ def dataset_json(row: dict) -> dict:
         "currentVersion": None,
         "columnLineage": None,
         "facets": facets,
+        "facetsByJob": [{"job": e["job"], "facets": e["facets"], "updatedAt": iso(e["updatedAt"])}
+                        for e in row.get("facets_by_job") or []],
         "deleted": False,
-        "boundary": bool(row.get("boundary")),
     }
 
 
@@ -183,11 +190,10 @@ def graph_json(graph: dict) -> dict:
     nodes: dict[str, dict] = {}
     for j in graph["jobs"]:
         nid = job_node_id(j["namespace"], j["name"])
-        nodes[nid] = {"id": nid, "type": "JOB", "data": job_json(j), "inEdges": [], "outEdges": [], "boundary": False}
+        nodes[nid] = {"id": nid, "type": "JOB", "data": job_json(j), "inEdges": [], "outEdges": []}
     for d in graph["datasets"]:
         nid = dataset_node_id(d["namespace"], d["name"])
-        nodes[nid] = {"id": nid, "type": "DATASET", "data": dataset_json(d), "inEdges": [], "outEdges": [],
-                      "boundary": bool(d.get("boundary"))}
+        nodes[nid] = {"id": nid, "type": "DATASET", "data": dataset_json(d), "inEdges": [], "outEdges": []}
     for jns, jname, direction, dns, dname in graph["edges"]:
         job, ds = job_node_id(jns, jname), dataset_node_id(dns, dname)
         if job not in nodes or ds not in nodes:
@@ -281,7 +287,27 @@ def create_app(
                     f"the ingest key of team {team!r} may only report jobs of its own DAGs in namespace "
                     f"{settings.namespace!r}; job {event.job_name!r} is not one",
                 )
-        stored = await run_in_threadpool(store.ingest, event, owner, None if team == PLATFORM else team)
+            # a parent/root in this deployment's namespace must be a job of the key's team; one in
+            # another namespace (a run elsewhere that triggered this DAG run) is no job of another
+            # team here, and a stored run of another team's is refused by the store whatever it names
+            for label, _, ns, name in event.parent_runs():
+                if ns != settings.namespace:
+                    continue
+                parent_team = (await run_in_threadpool(resolver.owner_of, name)).team
+                if parent_team != team:
+                    log.warning("lineage ingest refused: team %s key for job %s:%s with %s job %s:%s (team %s)",
+                                team, event.job_namespace, event.job_name, label, ns, name, parent_team)
+                    raise HTTPException(
+                        status.HTTP_403_FORBIDDEN,
+                        f"the ingest key of team {team!r} may only attach events to runs of its own DAGs' jobs in "
+                        f"namespace {settings.namespace!r}; the {label} job {name!r} is not one of them",
+                    )
+        try:
+            stored = await run_in_threadpool(store.ingest, event, owner, None if team == PLATFORM else team)
+        except RefusedEvent as e:
+            log.warning("lineage ingest refused: %s key, job %s:%s: %s", "platform" if team == PLATFORM else f"team {team}",
+                        event.job_namespace, event.job_name, e.reason)
+            raise HTTPException(e.status, e.reason) from None
         return JSONResponse({"stored": stored}, status_code=201)
 
     # -- reads ----------------------------------------------------------------------

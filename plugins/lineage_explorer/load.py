@@ -2,7 +2,8 @@
 transport writes, e.g. ``.local/openlineage/events.jsonl``) into the store.
 
 Each job's owner (DAG and team) is resolved like the ingest endpoint does; an event already
-stored is skipped, so loading a file twice changes nothing. ``make lineage-load FILE=...``.
+stored is skipped, so loading a file twice changes nothing; an event the store refuses (its
+run belongs to another job) is skipped and reported. ``make lineage-load FILE=...``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LoadReport:
     stored: int = 0
     duplicates: int = 0
     invalid: list[str] = field(default_factory=list)  # "line N: reason"
+    refused: list[str] = field(default_factory=list)  # "run <id> of job <name>: reason" (see store.RefusedEvent)
 
 
 def read_events(path: Path, report: LoadReport):
@@ -38,5 +40,6 @@ def read_events(path: Path, report: LoadReport):
 
 def load_file(path: Path, store: LineageStore, resolver: OwnerResolver, batch: int = 500) -> LoadReport:
     report = LoadReport()
-    report.stored, report.duplicates = store.ingest_many(read_events(Path(path), report), resolver.owner, batch=batch)
+    report.stored, report.duplicates = store.ingest_many(read_events(Path(path), report), resolver.owner, batch=batch,
+                                                         refused=report.refused)
     return report

@@ -58,7 +58,10 @@ class OwnerResolver:
         self._lock = threading.Lock()
 
     def owner(self, event: RunEvent) -> Owner:
-        name = event.job_name
+        return self.owner_of(event.job_name)
+
+    def owner_of(self, name: str) -> Owner:
+        """The owner of the job named ``name`` (e.g. a parent run facet's job)."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(name)

@@ -1,9 +1,14 @@
 """Reads of the lineage store, always through a :class:`Visibility`.
 
-A user sees the jobs of the DAGs it may read, and the datasets those jobs touch. A
-dataset that a hidden job also touches is a *boundary* dataset: it is shown, flagged
-``boundary``, without the hidden job, its edges or its runs. Nothing here knows about
-Airflow's auth manager: ``api.py`` turns a user into a :class:`Visibility`.
+A user sees the jobs of the DAGs it may read, and the datasets those jobs' own events name
+as inputs or outputs, with only the facets those jobs wrote (``lineage_dataset_facet``), and
+the dataset's times from those jobs' events only. Another team's jobs do not exist for it:
+not their names, edges or runs, not the facets they wrote on a dataset both teams use, not
+even the fact that a hidden job touches a dataset (no "boundary" flag: any such signal
+would let a team that names a dataset in an event of its own learn whether another team
+uses it). Admin (every job visible) sees every job's facets, merged and per job.
+Nothing here knows about Airflow's auth manager: ``api.py`` turns a user into a
+:class:`Visibility`.
 """
 
 from __future__ import annotations
@@ -73,13 +78,16 @@ class Reader:
     @staticmethod
     def _ctes(vis: Visibility) -> tuple[str, dict]:
         pred, params = vis.predicate("j")
-        pred2, _ = vis.predicate("j2")
         sql = (
             f"WITH vj AS (SELECT j.* FROM lineage_job j WHERE {pred}),"
-            " vd AS (SELECT DISTINCT e.dataset_namespace AS namespace, e.dataset_name AS name FROM lineage_edge e"
-            "        JOIN vj ON vj.namespace = e.job_namespace AND vj.name = e.job_name),"
-            " hidden_edge AS (SELECT e.* FROM lineage_edge e JOIN lineage_job j2"
-            f"        ON j2.namespace = e.job_namespace AND j2.name = e.job_name WHERE NOT {pred2}) "
+            # the datasets the visible jobs' events name, their times and facets from those jobs only
+            " vd AS (SELECT f.dataset_namespace AS namespace, f.dataset_name AS name,"
+            "        min(f.created_at) AS created_at, max(f.updated_at) AS updated_at,"
+            "        jsonb_agg(jsonb_build_object('job', jsonb_build_object('namespace', f.job_namespace,"
+            "          'name', f.job_name), 'facets', f.facets, 'updatedAt', f.updated_at)"
+            "          ORDER BY f.updated_at, f.job_namespace, f.job_name) AS facets_by_job"
+            "        FROM lineage_dataset_facet f JOIN vj ON vj.namespace = f.job_namespace AND vj.name = f.job_name"
+            "        GROUP BY f.dataset_namespace, f.dataset_name) "
         )
         return sql, params
 
@@ -93,8 +101,7 @@ class Reader:
         return self._all(
             ctes + "SELECT namespace AS name, min(created_at) AS created_at, max(updated_at) AS updated_at FROM ("
             " SELECT namespace, created_at, updated_at FROM vj UNION ALL"
-            " SELECT d.namespace, d.created_at, d.updated_at FROM lineage_dataset d"
-            "  JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name) x GROUP BY namespace ORDER BY namespace",
+            " SELECT namespace, created_at, updated_at FROM vd) x GROUP BY namespace ORDER BY namespace",
             params,
         )
 
@@ -156,27 +163,33 @@ class Reader:
     # -- datasets -----------------------------------------------------------------
     def datasets(self, vis: Visibility, namespace: str | None, limit: int, offset: int,
                  keys: list[tuple[str, str]] | None = None, conn: Any = None) -> tuple[list[dict], int]:
+        """Dataset rows: namespace, name, created/updated (from the visible jobs' events),
+        ``facets_by_job`` (each visible job's facets, oldest update first), ``facets`` (those
+        merged, the most recently updated job winning per facet) and ``lifecycle_state``."""
+        ctes, params = self._ctes(vis)
         where, extra = ["TRUE"], {"limit": limit, "offset": offset}
         if namespace is not None:
-            where.append("d.namespace = %(ns)s")
+            where.append("vd.namespace = %(ns)s")
             extra["ns"] = namespace
         if keys is not None:
-            where.append("(d.namespace, d.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
+            where.append("(vd.namespace, vd.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
             extra.update(kns=[k[0] for k in keys], kn=[k[1] for k in keys])
-        pred, params = vis.predicate("j")
-        pred2, _ = vis.predicate("j2")
-        touches = ("SELECT 1 FROM lineage_edge e JOIN lineage_job {j} ON {j}.namespace = e.job_namespace"
-                   " AND {j}.name = e.job_name WHERE e.dataset_namespace = d.namespace AND e.dataset_name = d.name AND ")
         rows = self._all(
-            "SELECT d.*, count(*) OVER () AS total,"
-            f" EXISTS ({touches.format(j='j2')} NOT {pred2}) AS boundary"
-            " FROM lineage_dataset d"
-            f" WHERE {' AND '.join(where)} AND EXISTS ({touches.format(j='j')} {pred})"
-            " ORDER BY d.namespace, d.name LIMIT %(limit)s OFFSET %(offset)s",
+            ctes + f"SELECT vd.*, count(*) OVER () AS total FROM vd WHERE {' AND '.join(where)}"
+            " ORDER BY vd.namespace, vd.name LIMIT %(limit)s OFFSET %(offset)s",
             {**params, **extra}, conn,
         )
         total = rows[0]["total"] if rows else 0
-        return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
+        out = []
+        for r in rows:
+            r.pop("total")
+            merged: dict = {}
+            for entry in r["facets_by_job"]:
+                merged.update(entry["facets"])
+            r["facets"] = merged
+            r["lifecycle_state"] = (merged.get("lifecycleStateChange") or {}).get("lifecycleStateChange")
+            out.append(r)
+        return out, total
 
     def dataset(self, vis: Visibility, namespace: str, name: str) -> dict | None:
         rows, _ = self.datasets(vis, namespace, 1, 0, keys=[(namespace, name)])
@@ -192,8 +205,7 @@ class Reader:
             parts.append("SELECT 'JOB' AS type, name, updated_at, namespace FROM vj WHERE lower(name) LIKE %(like)s")
         if kind in (None, "DATASET"):
             parts.append(
-                "SELECT 'DATASET' AS type, d.name, d.updated_at, d.namespace FROM lineage_dataset d"
-                " JOIN vd ON vd.namespace = d.namespace AND vd.name = d.name WHERE lower(d.name) LIKE %(like)s"
+                "SELECT 'DATASET' AS type, name, updated_at, namespace FROM vd WHERE lower(name) LIKE %(like)s"
             )
         order = "updated_at DESC, name" if sort == "UPDATE_AT" else "name, namespace"
         rows = self._all(

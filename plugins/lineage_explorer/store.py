@@ -6,13 +6,22 @@ applied with :func:`shared.db.migrate`. :meth:`LineageStore.ingest` stores an ev
 
 - ``lineage_job``: one row per job (namespace, name), with the Airflow DAG and team it
   belongs to (resolved by the ingest endpoint, never taken from the event);
-- ``lineage_dataset``: one row per dataset, facets merged (the latest event wins per facet);
+- ``lineage_dataset``: one row per dataset (namespace, name): the registry, no facets;
+- ``lineage_dataset_facet``: one row per (dataset, job naming it), with the facets that
+  job's events reported for it (``facets`` + ``inputFacets``/``outputFacets``, the latest
+  event wins per facet). A job never writes onto another job's row, so one team's event
+  that names another team's dataset cannot change what that team sees of it;
 - ``lineage_run``: one row per run, state from the latest event by event time (an event
   arriving late does not move a finished run back to RUNNING);
 - ``lineage_edge``: job -> dataset (``out``) and dataset -> job (``in``) edges.
 
-A replayed event changes nothing. :meth:`LineageStore.purge_older_than` is the retention.
-Reads take a :class:`Visibility` (the jobs a user may see) and are in ``queries.py``.
+A run belongs to one job: an event whose run id is stored for another job is refused
+(:class:`RefusedEvent`, status 409), and so is one whose ``parent`` (or ``root``) run facet
+names a stored run of another job than the facet's; with a team's key (``team``), a parent
+or root run stored for a job of another team is refused too (403). Nothing of a refused
+event is stored. A replayed event changes nothing. :meth:`LineageStore.purge_older_than` is
+the retention. Reads take a :class:`Visibility` (the jobs a user may see) and are in
+``queries.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +57,17 @@ TERMINAL = {"COMPLETED", "FAILED", "ABORTED"}
 
 class InvalidEvent(ValueError):
     """The payload is not an OpenLineage run event this store can keep."""
+
+
+class RefusedEvent(Exception):
+    """A well-formed event the store will not keep: ``status`` is the HTTP status to answer
+    (409 the run id belongs to another job, 403 a parent run of another team), ``reason``
+    says why (names of jobs and run ids only, never a key)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -88,12 +108,41 @@ class RunEvent:
         event_type = payload.get("eventType") or ""
         if event_type and event_type not in (*RUN_STATES, "OTHER"):
             raise InvalidEvent(f"unknown eventType {event_type!r}")
-        return cls(payload, run_id, event_type, event_time, ns, name)
+        event = cls(payload, run_id, event_type, event_time, ns, name)
+        event.parent_runs()  # a parent the store could not check is no run event it keeps
+        return event
 
     @property
     def parent_job_name(self) -> str | None:
         parent = ((self.payload["run"].get("facets") or {}).get("parent") or {}).get("job") or {}
         return parent.get("name") if parent.get("namespace") == self.job_namespace else None
+
+    def parent_runs(self) -> list[tuple[str, str, str, str]]:
+        """The runs the ``parent`` run facet and its ``root`` attach this event to, as
+        ``(facet, run id, job namespace, job name)``. Both need a UUID run id and a job
+        (namespace, name), as the spec's ParentRunFacet requires: a run that cannot be checked
+        is :class:`InvalidEvent`, not kept."""
+        parent = (self.payload["run"].get("facets") or {}).get("parent")
+        if parent is None:
+            return []
+        if not isinstance(parent, dict):
+            raise InvalidEvent("run.facets.parent must be an object")
+        refs = [("parent", parent)] + ([("parent.root", parent["root"])] if parent.get("root") is not None else [])
+        out = []
+        for label, ref in refs:
+            run = ref.get("run") if isinstance(ref, dict) else None
+            job = ref.get("job") if isinstance(ref, dict) else None
+            if not isinstance(run, dict) or not isinstance(job, dict):
+                raise InvalidEvent(f"run.facets.{label} needs a run and a job object")
+            try:
+                run_id = str(uuid.UUID(str(run.get("runId"))))
+            except ValueError:
+                raise InvalidEvent(f"run.facets.{label}.run.runId is not a UUID: {run.get('runId')!r}") from None
+            ns, name = job.get("namespace"), job.get("name")
+            if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
+                raise InvalidEvent(f"run.facets.{label}.job.namespace and .name must be non-empty strings")
+            out.append((label, run_id, ns, name))
+        return out
 
 
 @dataclass(frozen=True)
@@ -138,19 +187,35 @@ class LineageStore:
         """Store one event and update the derived tables in one transaction.
 
         Returns False (and changes nothing) when the same (run id, event type, event time)
-        was stored before. ``team`` is the ingest key's team, recorded with the raw event.
+        was stored before. ``team`` is the ingest key's team (None: the platform key),
+        recorded with the raw event and checked against the team of a stored parent run.
+        Raises :class:`RefusedEvent` (nothing stored) when the run, or a parent run, belongs
+        to another job (see the module docstring).
         """
         with self.connection() as conn:
             new = self._ingest(conn, event, owner, team)
             conn.commit()
             return new
 
-    def ingest_many(self, events: Iterable[RunEvent], resolve: Callable[[RunEvent], Owner], batch: int = 500) -> tuple[int, int]:
-        """Load many events, one transaction per ``batch``; returns (stored, duplicates)."""
+    def ingest_many(self, events: Iterable[RunEvent], resolve: Callable[[RunEvent], Owner], batch: int = 500,
+                    refused: list[str] | None = None) -> tuple[int, int]:
+        """Load many events (platform authority), one transaction per ``batch``; returns
+        (stored, duplicates). A refused event is skipped (its savepoint rolled back) and
+        described in ``refused``."""
         stored = dupes = 0
         with self.connection() as conn:
             for i, event in enumerate(events, 1):
-                if self._ingest(conn, event, resolve(event), None):
+                with conn.cursor() as cur:
+                    cur.execute("SAVEPOINT lineage_event")
+                try:
+                    new = self._ingest(conn, event, resolve(event), None)
+                except RefusedEvent as e:
+                    with conn.cursor() as cur:
+                        cur.execute("ROLLBACK TO SAVEPOINT lineage_event")
+                    if refused is not None:
+                        refused.append(f"run {event.run_id} of job {event.job_name}: {e.reason}")
+                    continue
+                if new:
                     stored += 1
                 else:
                     dupes += 1
@@ -159,9 +224,35 @@ class LineageStore:
             conn.commit()
         return stored, dupes
 
+    @staticmethod
+    def _check_runs(cur: Any, ev: RunEvent, team: str | None) -> None:
+        """Refuse (before anything is written) an event whose run id is stored for another
+        job, or whose parent/root run is stored for another job than the facet names or, with
+        a team's key, for a job of another team. The messages name no other team's job."""
+        parents = ev.parent_runs()
+        cur.execute(
+            "SELECT r.run_id::text, r.job_namespace, r.job_name, j.team FROM lineage_run r"
+            " LEFT JOIN lineage_job j ON j.namespace = r.job_namespace AND j.name = r.job_name"
+            " WHERE r.run_id = ANY(%s::uuid[])",
+            ([ev.run_id, *(run_id for _, run_id, _, _ in parents)],),
+        )
+        stored = {row[0]: row[1:] for row in cur.fetchall()}
+        own = stored.get(ev.run_id)
+        if own is not None and own[:2] != (ev.job_namespace, ev.job_name):
+            raise RefusedEvent(409, f"run {ev.run_id} is already stored for another job; a run belongs to one job")
+        for label, run_id, ns, name in parents:
+            found = stored.get(run_id)
+            if found is None:
+                continue
+            if found[:2] != (ns, name):
+                raise RefusedEvent(409, f"the {label} run {run_id} is stored for another job than {ns}:{name}")
+            if team is not None and found[2] != team:
+                raise RefusedEvent(403, f"the {label} run {run_id} is not a run of team {team!r}'s jobs")
+
     def _ingest(self, conn: Any, ev: RunEvent, owner: Owner, team: str | None) -> bool:
         p = ev.payload
         with conn.cursor() as cur:
+            self._check_runs(cur, ev, team)
             cur.execute(
                 "INSERT INTO lineage_event (run_id, event_type, event_time, job_namespace, job_name, team, payload)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -216,7 +307,9 @@ class LineageStore:
                 "  inputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.inputs || excluded.inputs) x),"
                 "  outputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.outputs || excluded.outputs) x),"
                 "  created_at = least(r.created_at, excluded.created_at),"
-                "  updated_at = greatest(r.updated_at, excluded.updated_at)",
+                "  updated_at = greatest(r.updated_at, excluded.updated_at)"
+                # a run of another job stored between the check above and here (a concurrent event)
+                " WHERE r.job_namespace = excluded.job_namespace AND r.job_name = excluded.job_name RETURNING 1",
                 {
                     "id": ev.run_id, "ns": ev.job_namespace, "name": ev.job_name, "state": state,
                     "type": ev.event_type, "t": ev.event_time,
@@ -225,6 +318,8 @@ class LineageStore:
                     "outputs": json.dumps(ios["outputs"]),
                 },
             )
+            if cur.fetchone() is None:  # the caller rolls the transaction back: nothing is stored
+                raise RefusedEvent(409, f"run {ev.run_id} is already stored for another job; a run belongs to one job")
             datasets, edges = {}, set()
             for key, direction, io_facets in (("inputs", "in", "inputFacets"), ("outputs", "out", "outputFacets")):
                 for d in p.get(key) or []:
@@ -236,20 +331,25 @@ class LineageStore:
             if datasets:
                 psycopg2.extras.execute_values(
                     cur,
-                    "INSERT INTO lineage_dataset AS d (namespace, name, facets, lifecycle_state, created_at, updated_at)"
-                    " VALUES %s ON CONFLICT (namespace, name) DO UPDATE SET"
-                    "  facets = CASE WHEN excluded.updated_at >= d.updated_at THEN d.facets || excluded.facets"
-                    "                ELSE excluded.facets || d.facets END,"
-                    "  lifecycle_state = CASE WHEN excluded.updated_at >= d.updated_at"
-                    "                    THEN coalesce(excluded.lifecycle_state, d.lifecycle_state) ELSE d.lifecycle_state END,"
-                    "  created_at = least(d.created_at, excluded.created_at),"
+                    "INSERT INTO lineage_dataset AS d (namespace, name, created_at, updated_at) VALUES %s"
+                    " ON CONFLICT (namespace, name) DO UPDATE SET created_at = least(d.created_at, excluded.created_at),"
                     "  updated_at = greatest(d.updated_at, excluded.updated_at)",
-                    [
-                        (ns, name, json.dumps(f), (f.get("lifecycleStateChange") or {}).get("lifecycleStateChange"),
-                         ev.event_time, ev.event_time)
-                        for (ns, name), f in sorted(datasets.items())
-                    ],
-                    template="(%s, %s, %s::jsonb, %s, %s::timestamptz, %s::timestamptz)",
+                    [(ns, name, ev.event_time, ev.event_time) for ns, name in sorted(datasets)],
+                    template="(%s, %s, %s::timestamptz, %s::timestamptz)",
+                )
+                # the facets this job reports for each dataset, on the (dataset, this job) row only
+                psycopg2.extras.execute_values(
+                    cur,
+                    "INSERT INTO lineage_dataset_facet AS f (dataset_namespace, dataset_name, job_namespace, job_name,"
+                    " facets, created_at, updated_at) VALUES %s"
+                    " ON CONFLICT (dataset_namespace, dataset_name, job_namespace, job_name) DO UPDATE SET"
+                    "  facets = CASE WHEN excluded.updated_at >= f.updated_at THEN f.facets || excluded.facets"
+                    "                ELSE excluded.facets || f.facets END,"
+                    "  created_at = least(f.created_at, excluded.created_at),"
+                    "  updated_at = greatest(f.updated_at, excluded.updated_at)",
+                    [(ns, name, ev.job_namespace, ev.job_name, json.dumps(f), ev.event_time, ev.event_time)
+                     for (ns, name), f in sorted(datasets.items())],
+                    template="(%s, %s, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)",
                 )
                 psycopg2.extras.execute_values(
                     cur,
@@ -264,11 +364,12 @@ class LineageStore:
     # -- retention ----------------------------------------------------------------
     def purge_older_than(self, cutoff: datetime) -> dict[str, int]:
         """Delete what was last seen before ``cutoff`` (event time): raw events, runs,
-        edges, then jobs and datasets no edge or run refers to any more. One transaction."""
+        edges, per-job dataset facets, then jobs and datasets no edge or run refers to any
+        more. One transaction."""
         out = {}
         with self.connection() as conn, conn.cursor() as cur:
             for table, column in (("lineage_event", "event_time"), ("lineage_run", "updated_at"),
-                                  ("lineage_edge", "updated_at")):
+                                  ("lineage_edge", "updated_at"), ("lineage_dataset_facet", "updated_at")):
                 cur.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff,))
                 out[table] = cur.rowcount
             cur.execute(

@@ -16,7 +16,6 @@ const cy = cytoscape({
       "text-valign": "center", "text-halign": "center", width: 180, height: 44, "border-width": 1 } },
     { selector: "node.job", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0" } },
     { selector: "node.dataset", style: { shape: "barrel", "background-color": "#f0fff4", "border-color": "#2f855a" } },
-    { selector: "node.boundary", style: { "border-style": "dashed", "background-color": "#f7fafc", "border-color": "#a0aec0" } },
     { selector: "node.failed", style: { "border-color": "#c53030", "border-width": 2 } },
     { selector: "node:selected", style: { "border-width": 3, "border-color": "#dd6b20" } },
     { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle",
@@ -66,15 +65,14 @@ const nodeId = (type, ns, name) => `${type}:${ns}:${name}`;
 const jobLabel = (name) => name.replace(".", "\n");
 const datasetLabel = (ns, name) => `${name}\n${ns}`;
 
-// nodes: [{id, type: "job"|"dataset", ns, name, data, boundary}], edges: [[from, to]]
+// nodes: [{id, type: "job"|"dataset", ns, name, data}], edges: [[from, to]]
 function draw(nodes, edges, focus) {
   cy.elements().remove();
   cy.add(nodes.map((n) => ({
     group: "nodes",
-    data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.data || null, boundary: !!n.boundary,
+    data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.data || null,
             label: n.type === "job" ? jobLabel(n.name) : datasetLabel(n.ns, n.name) },
-    classes: [n.type, n.boundary ? "boundary" : "",
-              n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
+    classes: [n.type, n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
   })));
   const ids = new Set(nodes.map((n) => n.id));
   const unique = new Set(edges.filter(([a, b]) => ids.has(a) && ids.has(b)).map(([a, b]) => `${a}\u0000${b}`));
@@ -118,7 +116,7 @@ async function lineageOf(id) {
   status("Loading…");
   const { graph } = await api(`/lineage?nodeId=${seg(id)}&depth=${$("depth").value}`);
   const nodes = graph.map((n) => ({ id: n.id, type: n.type.toLowerCase(), ns: n.data.namespace, name: n.data.name,
-                                    data: n.data, boundary: n.boundary }));
+                                    data: n.data }));
   const edges = graph.flatMap((n) => n.outEdges.map((e) => [e.origin, e.destination]));
   draw(nodes, edges, id);
 }
@@ -156,7 +154,6 @@ async function showDataset(d) {
   const ds = d.payload || await api(`/namespaces/${seg(d.ns)}/datasets/${seg(d.name)}`);
   const panel = $("panel");
   panel.replaceChildren(el("h2", {}, ds.name), el("div", { class: "meta" }, `dataset · ${ds.namespace}`));
-  if (ds.boundary) panel.append(el("p", { class: "hint" }, "Also used by another team's jobs (not shown)."));
   if (ds.fields?.length) {
     panel.append(el("h3", {}, "Schema"), el("table", {}, el("tr", {}, el("th", {}, "column"), el("th", {}, "type")),
       ...ds.fields.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, f.type || "")))));

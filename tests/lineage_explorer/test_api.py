@@ -24,12 +24,17 @@ def graph_of(explorer, user: str, node: str, depth: int = 5) -> dict:
     return r.json()
 
 
-def shape(graph: dict) -> tuple[set, set, set]:
-    """(node ids, edges as (origin, destination), boundary node ids)."""
+def shape(graph: dict) -> tuple[set, set]:
+    """(node ids, edges as (origin, destination))."""
     nodes = {n["id"] for n in graph["graph"]}
     edges = {(e["origin"], e["destination"]) for n in graph["graph"] for e in n["outEdges"]}
     assert edges == {(e["origin"], e["destination"]) for n in graph["graph"] for e in n["inEdges"]}
-    return nodes, edges, {n["id"] for n in graph["graph"] if n["boundary"]}
+    return nodes, edges
+
+
+def facet_jobs(dataset: dict) -> set[str]:
+    """The jobs whose facets a Dataset shows."""
+    return {e["job"]["name"] for e in dataset["facetsByJob"]}
 
 
 def job(name: str) -> str:
@@ -58,19 +63,23 @@ def nodes_of(edges: set) -> set:
 def test_same_events_three_users_three_graphs(explorer):
     explorer.load(events_for(three_teams()), team_key_for)
 
-    # referral_op: its two jobs and their datasets; candidates is a boundary (looklyy reads it)
+    # referral_op: its two jobs and their datasets; nothing says that looklyy reads candidates
     g = graph_of(explorer, "referral_op", CANDIDATES)
-    assert shape(g) == (nodes_of(REFERRAL_EDGES), REFERRAL_EDGES, {CANDIDATES})
+    assert shape(g) == (nodes_of(REFERRAL_EDGES), REFERRAL_EDGES)
     assert "looklyy" not in json.dumps(g)
+    node = next(n for n in g["graph"] if n["id"] == CANDIDATES)
+    assert facet_jobs(node["data"]) == {"bullhorn_sync.extract", "bullhorn_sync.match"}
 
-    # looklyy_op, same node: its jobs only, candidates again a boundary, no referral job or run
+    # looklyy_op, same node: its jobs only, no referral job or run, only its own job's facets
     g = graph_of(explorer, "looklyy_op", CANDIDATES)
-    assert shape(g) == (nodes_of(LOOKLYY_EDGES), LOOKLYY_EDGES, {CANDIDATES})
+    assert shape(g) == (nodes_of(LOOKLYY_EDGES), LOOKLYY_EDGES)
     assert "bullhorn_sync" not in json.dumps(g)
 
-    # admin: both teams' lineage joined at candidates, which is no boundary for admin
+    # admin: both teams' lineage joined at candidates, every job's facets
     g = graph_of(explorer, "admin", CANDIDATES)
-    assert shape(g) == (nodes_of(REFERRAL_EDGES | LOOKLYY_EDGES), REFERRAL_EDGES | LOOKLYY_EDGES, set())
+    assert shape(g) == (nodes_of(REFERRAL_EDGES | LOOKLYY_EDGES), REFERRAL_EDGES | LOOKLYY_EDGES)
+    node = next(n for n in g["graph"] if n["id"] == CANDIDATES)
+    assert facet_jobs(node["data"]) == {"bullhorn_sync.extract", "bullhorn_sync.match", "looklyy_crawler.enrich"}
 
     # depth counts job hops: from matches at depth 0 admin sees only the writer and its datasets
     g = graph_of(explorer, "admin", f"dataset:{PG}:referral.public.matches", depth=0)
@@ -84,7 +93,7 @@ def test_same_events_three_users_three_graphs(explorer):
     assert explorer.get("/api/v1/lineage", "referral_op", nodeId="dataset:https://looklyy-api:products").status_code == 404
     # namespace and name as separate parameters
     r = explorer.get("/api/v1/lineage", "referral_op", type="dataset", namespace=PG, name="referral.public.candidates", depth=5)
-    assert shape(r.json()) == (nodes_of(REFERRAL_EDGES), REFERRAL_EDGES, {CANDIDATES})
+    assert shape(r.json()) == (nodes_of(REFERRAL_EDGES), REFERRAL_EDGES)
 
 
 def test_marquez_calls_per_team(explorer):
@@ -124,10 +133,11 @@ def test_marquez_calls_per_team(explorer):
     ds = explorer.get(f"/api/v1/namespaces/{pg_path}/datasets", "looklyy_op").json()
     assert [d["name"] for d in ds["datasets"]] == [
         "looklyy.public.enriched", "looklyy.public.products", "referral.public.candidates"]
-    assert [d["boundary"] for d in ds["datasets"]] == [False, False, True]
+    assert [facet_jobs(d) for d in ds["datasets"]] == [
+        {"looklyy_crawler.enrich"}, {"looklyy_crawler.crawl", "looklyy_crawler.enrich"}, {"looklyy_crawler.enrich"}]
     d = explorer.get(f"/api/v1/namespaces/{pg_path}/datasets/referral.public.candidates", "looklyy_op").json()
-    assert [f["name"] for f in d["fields"]] == ["id", "name", "email"]
-    assert d["sourceName"] == PG and d["boundary"] is True
+    assert [f["name"] for f in d["fields"]] == ["id", "name", "email"]  # as looklyy's own event reported them
+    assert d["sourceName"] == PG and "boundary" not in d
     assert explorer.get(f"/api/v1/namespaces/{pg_path}/datasets/referral.public.matches", "looklyy_op").status_code == 404
 
     found = explorer.get("/api/v1/search", "looklyy_op", q="public").json()

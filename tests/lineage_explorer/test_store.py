@@ -185,3 +185,21 @@ def test_purge_loop_runs_and_survives_failures(store, lineage_dsn):
             break
         threading.Event().wait(0.1)
     assert counts(lineage_dsn) == dict.fromkeys(counts(lineage_dsn), 0)
+
+
+def test_a_run_stays_with_its_job_even_past_the_check(store, lineage_dsn, monkeypatch):
+    """The run upsert itself refuses a run id stored for another job (what a concurrent first
+    event of the same run id would meet after the check): RefusedEvent, nothing stored."""
+    from lineage_explorer.store import LineageStore, RefusedEvent
+
+    start = next(e for e in events_for(three_teams()) if e["job"]["name"] == "bullhorn_sync.match")
+    assert store.ingest(RunEvent.parse(start), Owner("bullhorn_sync", "referral"))
+    before = counts(lineage_dsn)
+    monkeypatch.setattr(LineageStore, "_check_runs", staticmethod(lambda cur, ev, team: None))
+    hijack = json.loads(json.dumps(start))
+    hijack["job"]["name"], hijack["eventType"] = "looklyy_crawler.enrich", "FAIL"
+    with pytest.raises(RefusedEvent) as refused:
+        store.ingest(RunEvent.parse(hijack), Owner("looklyy_crawler", "looklyy"), "looklyy")
+    assert refused.value.status == 409
+    assert counts(lineage_dsn) == before
+    assert rows(lineage_dsn, "SELECT job_name, state FROM lineage_run") == [("bullhorn_sync.match", "RUNNING")]
