@@ -26,7 +26,10 @@ ENV PYTHONPATH=/usr/local/airflow \
 # process needs. api-server: DB URL, Fernet key, AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH (an
 # Ed25519 key, AIRFLOW__API_AUTH__JWT_ALGORITHM=EdDSA) and no jwt_secret; scheduler: the same
 # plus AIRFLOW__<TEAM>___CELERY__BROKER_URL/RESULT_BACKEND and
-# AIRFLOW__<TEAM>___CORE__EXECUTION_API_SERVER_URL for every team; dag-processor and
+# AIRFLOW__<TEAM>___CORE__EXECUTION_API_SERVER_URL for every team; dag-processor (run as
+# `python -m platform_runtime.airflow_internals dag-processor`: each team's DAG files parsed by a
+# zygote as OS user tenant-<team> with an environment from scratch; create those users in the
+# image and set AIRFLOW__PLATFORM__TEAM_HOME to a folder they can reach) and
 # `triggerer --team-name <team>`: DB URL and Fernet key; per team `airflow celery worker`
 # (and Flower, as `python -m platform_runtime.flower`: every page behind FLOWER_BASIC_AUTH): ONLY its team's AIRFLOW__CELERY__BROKER_URL/RESULT_BACKEND (a managed Redis
 # per team), AIRFLOW__CORE__EXECUTION_API_SERVER_URL, its own bundle in

@@ -429,6 +429,16 @@ class PlatformConfig:
             env[f"AIRFLOW__{team}___CELERY__RESULT_BACKEND"] = self.broker_url(d, 1)
         return env
 
+    def team_parsing_env(self) -> dict[str, str]:
+        """For the dag-processor (``platform_runtime.airflow_internals``): the interpreter the team
+        users can run (``tenant_python``) and each team's parse home, inside its own tenant folder."""
+        from devplatform.tenants import tenant_python
+
+        return {
+            "AIRFLOW__PLATFORM__TEAM_PYTHON": tenant_python(self.state),
+            "AIRFLOW__PLATFORM__TEAM_HOME": str(self.state / "tenants" / "{team}" / "parsing"),
+        }
+
     def token_signing_env(self) -> dict[str, str]:
         """For the api-server (signs and checks tokens) and the scheduler (signs the tokens
         its executors hand to the workers): the Ed25519 private key, nothing shared."""

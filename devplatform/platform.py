@@ -222,6 +222,14 @@ class LocalPlatform:
                 out[name].append("--skip-serve-logs")
         return out
 
+    def component_command(self, name: str, args: list[str]) -> list[str]:
+        """The dag-processor runs through ``platform_runtime.airflow_internals`` (each team's DAG
+        files parsed as its OS user, by a zygote of its own); every other component is plain
+        ``airflow <args>``."""
+        if name == "dag-processor":
+            return [venv_bin("python"), "-m", "platform_runtime.airflow_internals", *args]
+        return [venv_bin("airflow"), *args]
+
     def component_env(self, name: str) -> dict[str, str]:
         """Per-process settings: each triggerer serves its logs on a port of its own.
 
@@ -242,6 +250,7 @@ class LocalPlatform:
         if name == "dag-processor":  # DAGs read e.g. their allowed roots while parsing (Params' schema)
             for d in self.config.domains:
                 env.update(self.local_env(d))
+            env.update(self.config.team_parsing_env())
         if name == "api-server":
             env.update(self.config.lineage_explorer_env())
         if name in ("api-server", "scheduler"):
@@ -323,7 +332,7 @@ class LocalPlatform:
         self.phase("metadata database prepared")
 
         for name, args in self.airflow_components().items():
-            self._start_proc(name, [venv_bin("airflow"), *args], env=self.component_env(name))
+            self._start_proc(name, self.component_command(name, args), env=self.component_env(name))
         # each domain's local.data, now that its database exists
         generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
         for (d, proc), hook in [*((s, "setup") for s in setups), *((g, "data") for g in generators)]:

@@ -75,6 +75,9 @@ PRIVATE_MEMBERS = (
     "airflow.dag_processing.processor.DagFileProcessorProcess._handle_request",
     "airflow.dag_processing.processor._parse_file",
     "airflow.dag_processing.manager.DagFileProcessorProcess",  # the name the manager calls .start on
+    "airflow.dag_processing.manager.DagFileProcessorManager._create_process",  # ... in this method
+    "airflow.dag_processing.processor._parse_file_entrypoint",  # what parse_one_file replays
+    "airflow.sdk.execution_time.supervisor._fork_main",  # runs the relay after fds 0-2 are set
     "airflow.sdk.execution_time.comms.CommsDecoder._get_response",
     "airflow.sdk.execution_time.supervisor.ActivitySubprocess._send_new_log_fd",
     "airflow.sdk.execution_time.supervisor._reset_signals",
@@ -114,7 +117,8 @@ def start_zygote(team: str) -> Zygote:
     user = team_os_user(team) if can_switch_users() else None
     home = team_home(team)
     home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home.parent, 0o711)
+    if home.parent.stat().st_uid == os.geteuid():  # a folder of ours: team users pass through only
+        os.chmod(home.parent, 0o711)
     os.chmod(home, 0o700)
     if user:
         os.chown(home, user.uid, user.gid)

@@ -1,0 +1,113 @@
+"""Pins what ``platform_runtime.airflow_internals`` relies on in Airflow 3.3.2's private code.
+
+Each check names the behaviour the module needs; an Airflow upgrade that changes one fails
+here, loudly, before the dag-processor parses a team's files as root again. The behaviour
+itself (a real dag-processor, before and after) is tested in tests/test_team_parsing.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from importlib.metadata import version
+
+import pytest
+
+from platform_runtime import airflow_internals
+from platform_runtime.team_env import AIRFLOW_SETTINGS, team_env
+
+
+def resolve(dotted: str):
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def test_written_for_airflow_3_3_2():
+    assert version("apache-airflow") == "3.3.2", "re-check every pin below for this Airflow version"
+    assert version("apache-airflow-task-sdk") == "1.3.2"
+
+
+@pytest.mark.parametrize("member", airflow_internals.PRIVATE_MEMBERS)
+def test_every_private_member_relied_on_exists(member):
+    assert resolve(member) is not None
+
+
+def test_the_manager_starts_each_file_through_the_module_level_class_name():
+    """install() swaps ``airflow.dag_processing.manager.DagFileProcessorProcess``: the manager must
+    look the class up by that name when it starts a file, and pass ``bundle_name`` by keyword."""
+    source = inspect.getsource(resolve("airflow.dag_processing.manager.DagFileProcessorManager._create_process"))
+    assert "DagFileProcessorProcess.start(" in source and "bundle_name=" in source
+
+
+def test_the_per_file_child_runs_the_target_after_fds_0_to_2_became_the_supervisors_sockets():
+    from airflow.dag_processing.processor import DagFileProcessorProcess
+    from airflow.sdk.execution_time import supervisor
+
+    assert "target" in inspect.signature(DagFileProcessorProcess.start).parameters
+    fork_main = inspect.getsource(resolve("airflow.sdk.execution_time.supervisor._fork_main"))
+    assert fork_main.index("_reopen_std_io_handles(") < fork_main.index("target()")
+    assert "_fork_main(child_requests, child_stdout, child_stderr, child_logs.fileno(), target)" in inspect.getsource(
+        supervisor.WatchedSubprocess.start)
+
+
+def test_a_log_channel_can_be_sent_to_an_execd_child():
+    from airflow.sdk.execution_time import comms
+
+    send_new_log_fd = resolve("airflow.sdk.execution_time.supervisor.ActivitySubprocess._send_new_log_fd")
+    assert list(inspect.signature(send_new_log_fd).parameters) == ["self", "req_id"]
+    assert "isinstance(msg, ResendLoggingFD)" in inspect.getsource(comms.CommsDecoder.send)
+
+
+def test_the_parse_entrypoint_is_what_parse_one_file_replays():
+    """``parse_one_file`` is Airflow's ``_parse_file_entrypoint`` plus the log-channel request:
+    the entrypoint must still read one DagFileParseRequest, call ``_parse_file`` and send its result."""
+    source = inspect.getsource(resolve("airflow.dag_processing.processor._parse_file_entrypoint"))
+    for needle in ("comms_decoder._get_response()", "DagFileParseRequest", "_parse_file(msg, log)",
+                   "comms_decoder.send(result)", "task_runner.SUPERVISOR_COMMS = comms_decoder"):
+        assert needle in source, needle
+
+
+def test_every_request_a_parse_child_may_send_is_checked_or_harmless():
+    """A new request type in ``ToManager`` must be judged here before it reaches the in-process API."""
+    import typing
+
+    from airflow.dag_processing.processor import ToManager
+
+    kinds = {t.__name__ for t in typing.get_args(typing.get_args(ToManager)[0])}
+    checked = {"GetConnection", "GetVariable", "PutVariable", "DeleteVariable", "GetVariableKeys",
+               *(t.__name__ for t in airflow_internals.DAG_SCOPED)}
+    harmless = {"DagFileParsingResult", "MaskSecret", "GetPrevSuccessfulDagRun"}  # the latter: its own id only
+    assert kinds == checked | harmless, kinds ^ (checked | harmless)
+
+
+def test_a_team_child_environment_is_built_from_an_allow_list(tmp_path):
+    bundles = [{"name": "alpha", "team_name": "alpha", "kwargs": {"path": "/a"}},
+               {"name": "beta", "team_name": "beta", "kwargs": {"path": "/b"}}]
+    parent = {
+        "PATH": "/usr/bin", "PYTHONPATH": "/repo", "AIRFLOW__CORE__EXECUTOR": "x;alpha=CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow:pw@/airflow",
+        "AIRFLOW__CORE__FERNET_KEY": "k", "AIRFLOW__API_AUTH__JWT_SECRET": "s", "AIRFLOW__OPENLINEAGE__TRANSPORT": "{}",
+        "AIRFLOW_CONN_SMTP": "smtp://u:p@h", "AIRFLOW_VAR__ALPHA___X": "v", "ALPHA_DATA_ROOT": "/data/alpha",
+        "ALPHA_PASSWORD": "p", "BETA_DATA_ROOT": "/data/beta", "HOME": "/root",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+    }
+    env = team_env("alpha", parent, tmp_path)
+    assert env["ALPHA_DATA_ROOT"] == "/data/alpha" and env["AIRFLOW__CORE__EXECUTOR"] == "x;alpha=CeleryExecutor"
+    assert [b["name"] for b in json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])] == ["alpha"]
+    assert env["HOME"] == env["AIRFLOW_HOME"] == str(tmp_path)
+    leaked = {k for k in env if k in parent and parent[k] != env[k]} - {"HOME", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"}
+    assert not leaked
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                "AIRFLOW__OPENLINEAGE__TRANSPORT", "AIRFLOW_CONN_SMTP", "AIRFLOW_VAR__ALPHA___X", "ALPHA_PASSWORD",
+                "BETA_DATA_ROOT"):
+        assert key not in env, key
+    assert not any("SECRET" in k or "FERNET" in k or "SQL_ALCHEMY" in k for k in AIRFLOW_SETTINGS)
