@@ -198,6 +198,12 @@ class TeamRuntime:
         cfg.task_log_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.task_log_dir, 0o1733 if self.user else 0o755)
         write_private(self.redis_dir / "redis.conf", self.redis_conf())
+        # The team's bundle: the platform's (root) and readable by the team's group only, so no
+        # other team's code (task, DAG file, trigger) can list, read or write it.
+        bundle = cfg.bundle_path(self.team)
+        if self.user and bundle.is_dir():
+            os.chown(bundle, 0, self.user.gid)
+            os.chmod(bundle, 0o750)
 
     # -- Redis -----------------------------------------------------------------------
     def redis_conf(self) -> str:

