@@ -478,12 +478,17 @@ def _in_session(fn, *args):
         return fn(session, *args)
 
 
+def _encode(body: Any) -> bytes:
+    """JSON as FastAPI's ``JSONResponse`` renders it."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 async def _send_json(send, status: int, body: Any) -> None:
     if status == 204:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
-    data = json.dumps(body).encode()
+    data = _encode(body)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
@@ -561,7 +566,7 @@ class ExecutionGuardMiddleware:
             body = b"".join(chunks)
             if start.get("status") == 200:
                 filtered = await run_in_threadpool(_in_session, decision.keep, json.loads(body))
-                body = json.dumps(filtered).encode()
+                body = _encode(filtered)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": headers + [(b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
