@@ -198,6 +198,10 @@ class _Both:
                     await stack.enter_async_context(app.router.lifespan_context(app))
                 await send({"type": "lifespan.startup.complete"})
                 await receive()
+                from airflow import settings
+
+                if settings.async_engine is not None:  # its connections belong to this loop
+                    await settings.async_engine.dispose()
             await send({"type": "lifespan.shutdown.complete"})
             return
         headers = dict(scope["headers"])
