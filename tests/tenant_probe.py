@@ -217,7 +217,8 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
     )
     out["write lineage for another team's job"] = _try_lineage(api_url, team, other, loot, other_lineage)
     out["overwrite another team's variable (task SDK)"] = _try_sdk_variable_write(f"{other}_alert_emails")
-    out["read another team's DAG and runs (task SDK)"] = _try_sdk_dag_runs(other)
+    out["read another team's DAG and runs (task SDK)"] = _try_sdk_dag_runs([f"{other}_conn_probe",
+                                                                           f"{other}_attack_probe"])
     out["read or write another team's asset or asset state (task SDK)"] = _try_sdk_asset(
         PROBE_ASSET.format(team=other))
     out["emit an event on another team's asset (run-time outlet)"] = _add_foreign_outlet(PROBE_ASSET.format(team=other))
@@ -273,13 +274,13 @@ def _try_sdk_variable_write(key: str) -> dict:
         return row(False, f"{type(e).__name__}")
 
 
-def _try_sdk_dag_runs(other: str) -> dict:
+def _try_sdk_dag_runs(dag_ids: list[str]) -> dict:
     """What ``RuntimeTaskInstance``'s static helpers (``get_dag``, ``get_dr_count``,
     ``get_task_states``, ``get_dagrun_state``) tell a task about another team's DAGs."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     learned, refused = [], []
-    for dag_id in (f"{other}_conn_probe", f"{other}_attack_probe"):
+    for dag_id in dag_ids:
         try:
             RuntimeTaskInstance.get_dag(dag_id)
             learned.append(f"{dag_id}: DAG details")
@@ -332,7 +333,7 @@ def _try_sdk_asset(name: str) -> dict:
     return row(bool(reached), f"reached: {reached}" if reached else f"nothing: {sorted(set(refused))}")
 
 
-def _add_foreign_outlet(name: str) -> dict:
+def _add_foreign_outlet(name: str, uri: str | None = None) -> dict:
     """Add another team's asset to this task's outlets at run time, with an outlet event: the
     task's success update (``PATCH .../state``: ``task_outlets``, ``outlet_events``) carries
     them. The probe cannot see the result (it comes after the task returns): the test looks
@@ -340,7 +341,7 @@ def _add_foreign_outlet(name: str) -> dict:
     from airflow.sdk import Asset, get_current_context
 
     context = get_current_context()
-    asset = Asset(name=name)
+    asset = Asset(name=name, uri=uri or name)
     context["ti"].task.outlets.append(asset)
     context["outlet_events"][asset].extra = {"forged_by": "attack probe"}
     return row(False, f"outlet {name} added at run time")

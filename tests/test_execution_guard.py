@@ -62,6 +62,7 @@ class World:
     global_variable: str
     alias: str
     tag: str
+    folders: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
 
 
@@ -93,8 +94,8 @@ def world(tmp_path_factory) -> Iterator[World]:
     mp.setenv("AIRFLOW__PLATFORM__SHARED_ASSETS", json.dumps({shared: [f"g{tag}b"]}))
     a = Team(f"g{tag}a", f"g{tag}_a_dag", "a_run", f"g{tag}_a_asset", f"g{tag}_a_var")
     b = Team(f"g{tag}b", f"g{tag}_b_dag", "b_run", f"g{tag}_b_asset", f"g{tag}_b_var")
-    w = World(a, b, shared, f"g{tag}_global_var", f"g{tag}_alias", tag)
     folders = {t: tmp_path_factory.mktemp(t.name) for t in (a, b)}
+    w = World(a, b, shared, f"g{tag}_global_var", f"g{tag}_alias", tag, {t.name: f for t, f in folders.items()})
     from airflow.configuration import conf
 
     bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list"))
@@ -642,3 +643,122 @@ def test_variable_team(world):
         assert variable_team(session, world.b.variable)[0] is True
         assert variable_team(session, "no such key") == (False, None)
 
+
+
+# -- the live probe's Task SDK attempts (tests/tenant_probe.py), run in a real task --------
+PROBE_DAG = '''
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset, task
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1)):
+    @task(outlets=[Asset(name="{own_asset}", uri="{own_uri}")])
+    def probe():
+        from tests import tenant_probe
+
+        return {{
+            "variable": tenant_probe._try_sdk_variable_write("{variable}"),
+            "runs": tenant_probe._try_sdk_dag_runs(["{dag}"]),
+            "asset": tenant_probe._try_sdk_asset("{asset}"),
+            "outlet": tenant_probe._add_foreign_outlet("{asset}", "{uri}"),
+        }}
+
+    probe()
+'''
+
+
+def _fresh_async_pool() -> None:
+    """Each in-process Execution API runs its own event loop; Airflow's async engine's pooled
+    connections belong to the loop that opened them: start each phase with a new pool."""
+    from airflow import settings
+
+    if settings.async_engine is not None:
+        settings.async_engine.sync_engine.dispose(close=False)
+
+
+class _AsRunningTask:
+    """Test-only: the in-process Execution API (``dag.test()``) sends no token; this adds the
+    running probe task's own token, minted as the executors mint it, so the guard in front of
+    the app sees what it sees on the api-server."""
+
+    def __init__(self, app, dag_id: str | None) -> None:
+        self.app, self.dag_id = app, dag_id  # None: only take the token off
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.dag_id is None:
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"authorization"]}
+        elif scope["type"] == "http":
+            from airflow.models.taskinstance import TaskInstance
+            from airflow.utils.state import TaskInstanceState
+            from sqlalchemy import select
+
+            with _session() as session:
+                ti_id = session.scalar(select(TaskInstance.id).where(TaskInstance.dag_id == self.dag_id,
+                                                                      TaskInstance.state == TaskInstanceState.RUNNING))
+            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+            if ti_id is not None:
+                headers.append((b"authorization", f"Bearer {token(str(ti_id))}".encode()))
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+def _run_probe(world: World, monkeypatch, guarded: bool) -> dict:
+    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.sdk.execution_time import supervisor
+
+    from platform_runtime.execution_guard import ExecutionGuardMiddleware
+
+    b, a = world.b, world.a
+    dag_id = f"g{world.tag}_b_probe_{'guarded' if guarded else 'stock'}"
+    folder = world.folders[b.name]
+    (folder / f"{dag_id}.py").write_text(PROBE_DAG.format(
+        dag_id=dag_id, own_asset=b.asset, own_uri=b.uri, variable=a.variable, dag=a.dag_id, asset=a.asset, uri=a.uri))
+    bag = BundleDagBag(dag_folder=folder / f"{dag_id}.py", bundle_path=folder, bundle_name=f"{b.name}_bundle")
+    assert bag.import_errors == {}, bag.import_errors
+    api = InProcessExecutionAPI()
+    if guarded:  # the api-server's middleware, in front of the in-process Execution API (not mounted)
+        api.app.add_middleware(_AsRunningTask, dag_id=None)  # innermost: the token off again (the in-process
+        api.app.add_middleware(ExecutionGuardMiddleware, prefix="")  # app has no validator to refresh it with)
+        api.app.add_middleware(_AsRunningTask, dag_id=dag_id)
+    monkeypatch.setattr(supervisor, "in_process_api_server", lambda: api)
+    _fresh_async_pool()
+    try:
+        run = bag.dags[dag_id].test()
+        from airflow.models.xcom import XComModel
+        from sqlalchemy import select
+
+        with _session() as session:
+            [ti] = run.get_task_instances(session=session)
+            assert ti.state == "success", ti.state
+            row = session.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id,
+                                                          XComModel.task_id == "probe",
+                                                          XComModel.key == "return_value")).one()
+            return XComModel.deserialize_value(row)
+    finally:
+        _fresh_async_pool()
+
+
+def test_the_probes_sdk_attempts_work_on_stock_airflow_and_fail_through_the_guard(world, monkeypatch):
+    """The live matrix's new rows (tests/tenant_probe.py) run in a real task of team b through
+    the Task SDK and its supervisor, against team a: on the stock Execution API each reaches a's
+    objects (so the probe can tell a leak), through the guard none does."""
+    from platform_runtime.ownership import asset_id_of
+
+    _reset_variable(world.a.variable, "a's value", world.a.name)
+    events_a, events_b = _events_on(world.a.asset), _events_on(world.b.asset)
+    stock = _run_probe(world, monkeypatch, guarded=False)
+    assert {k: v["succeeded"] for k, v in stock.items()} == {"variable": True, "runs": True, "asset": True,
+                                                             "outlet": False}, stock
+    assert _variable(world.a.variable)[1:] == ("probe@attacker.invalid", world.a.name)
+    assert _events_on(world.a.asset) == events_a + 1 and _events_on(world.b.asset) == events_b + 1
+    assert "state written" in stock["asset"]["detail"] and "asset found" in stock["asset"]["detail"]
+
+    _reset_variable(world.a.variable, "a's value", world.a.name)
+    with _session() as session:
+        assert asset_id_of(session, name=world.a.asset) is not None
+    guarded = _run_probe(world, monkeypatch, guarded=True)
+    assert {k: v["succeeded"] for k, v in guarded.items()} == dict.fromkeys(guarded, False), guarded
+    assert _variable(world.a.variable)[1:] == ("a's value", world.a.name)
+    assert _events_on(world.a.asset) == events_a + 1 and _events_on(world.b.asset) == events_b + 2
+    print(f"\nprobe rows, stock: {stock}\nprobe rows, guarded: {guarded}")
