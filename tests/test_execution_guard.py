@@ -226,6 +226,9 @@ class _Client:
     def delete(self, url, **kw):
         return self.request("DELETE", url, **kw)
 
+    def post(self, url, **kw):
+        return self.request("POST", url, **kw)
+
 
 @pytest.fixture(scope="module")
 def apps(world) -> Iterator[tuple]:
@@ -547,6 +550,9 @@ def test_tokens_the_route_refuses_are_left_to_the_route(world, apps):
                    token(world.b.ti_ids["work"], secret_key=secrets.token_urlsafe(64))):  # same alg, wrong key
         r = guarded.get(url, headers={"Authorization": f"Bearer {forged}"})
         assert r.status_code == 403 and r.json()["detail"] == "Invalid auth token", r.text
+        r = guarded.post(f"/execution/dag-runs/{world.a.dag_id}/forged", json={"logical_date": None},
+                         headers={"Authorization": f"Bearer {forged}"})
+        assert r.status_code == 403 and r.json()["detail"] == "Invalid auth token", r.text  # not "cross_team"
     workload = token(world.b.ti_ids["work"], scope="workload")
     r = guarded.get(url, headers={"Authorization": f"Bearer {workload}"})
     assert r.status_code == 403 and "not allowed for this endpoint" in r.json()["detail"], r.text
