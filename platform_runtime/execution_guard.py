@@ -506,6 +506,13 @@ async def _read_body(receive) -> bytes:
     return b"".join(chunks)
 
 
+def _route_path(scope) -> str:
+    """The path the app's routes match (Starlette's routing drops the app's ``root_path``,
+    e.g. the api-server's ``[api] base_url`` path, from ``scope["path"]``)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 class ExecutionGuardMiddleware:
     """ASGI middleware on the api-server adding team checks to the Execution API (see module doc).
 
@@ -517,10 +524,11 @@ class ExecutionGuardMiddleware:
         self.prefix = prefix.rstrip("/")
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix + "/"):
+        path = _route_path(scope) if scope["type"] == "http" else ""
+        if not path.startswith(self.prefix + "/"):
             await self.app(scope, receive, send)
             return
-        path, method = scope["path"][len(self.prefix):], scope["method"]
+        path, method = path[len(self.prefix):], scope["method"]
         state_update = method == "PATCH" and _TI_STATE.match(path)
         found = None if state_update else match(method, path)
         if not state_update and found is None:
