@@ -7,6 +7,9 @@
 - ``platform_runtime.auth`` and ``platform_runtime.asset_scope``: the api-server's auth manager
   (``[core] auth_manager``), the simple auth manager with team-scoped assets, and the
   middleware it registers (lists filtered, another team's asset answered as a missing one).
+- ``platform_runtime.execution_guard``: the api-server middleware (same plugin) that adds the
+  team checks the rest of the Execution API lacks, and the table of every route and who
+  checks it; ``platform_runtime.ownership``: which team owns a DAG, task, variable or asset.
 - ``platform_runtime.executors``: ``RefusingExecutor``, the global executor that multi-team
   mode requires, which runs nothing and fails every workload it is handed.
 

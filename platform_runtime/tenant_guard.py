@@ -197,20 +197,6 @@ def _bundles_of(ti_id: str, target_dag_id: str) -> tuple[str | None, str | None]
         return (own.bundle_name if own else None), (target.bundle_name if target else None)
 
 
-def _token_subject(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The task-instance id the bearer token claims. Not verified here: the route verifies
-    the signature, and a refusal here never depends on trusting the token."""
-    import jwt
-
-    auth = dict(headers).get(b"authorization", b"").decode()
-    if not auth.lower().startswith("bearer "):
-        return None
-    try:
-        return str(jwt.decode(auth[7:], options={"verify_signature": False}).get("sub") or "") or None
-    except jwt.PyJWTError:
-        return None
-
-
 class TenantGuardMiddleware:
     """ASGI middleware on the api-server: refuse cross-team trigger/clear on the Execution API."""
 
@@ -235,9 +221,11 @@ class TenantGuardMiddleware:
 
         from starlette.concurrency import run_in_threadpool
 
-        ti_id = _token_subject(scope.get("headers", []))
+        from platform_runtime.execution_guard import verified_task_id
+
+        ti_id = await verified_task_id(dict(scope.get("headers", [])))
         if ti_id is None:
-            return None  # the route refuses the request itself (401)
+            return None  # no valid task token: the route refuses the request itself (401/403)
         own, target = await run_in_threadpool(_bundles_of, ti_id, unquote(target_dag_id))
         if target is not None and own != target:
             return f"a task of bundle {own!r} may not trigger or clear DAG {unquote(target_dag_id)!r} of another team"

@@ -45,12 +45,13 @@ probe()
 
 ATTACK_PROBE = '''"""Attack probe (test-only): tries what a tenant's task must not reach; see tests/tenant_probe.py."""
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 
 @dag(dag_id="{team}_attack_probe", schedule=None, params={{"args": {{}}, "target": "none"}}, tags=["{team}"], doc_md=__doc__)
 def attack_probe():
-    @task(retries=0)
+    # the team's own asset (tests/tenant_probe.py PROBE_ASSET): the other teams' probes go for it
+    @task(retries=0, outlets=[Asset(name="{team}_probe_asset")])
     def attack(params=None, ti=None):
         import os
         import pwd

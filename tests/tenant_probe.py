@@ -44,7 +44,13 @@ ATTEMPTS = (
     "sign a token accepted by /execution",
     "trigger another team's DAG",  # a TriggerDagRunOperator task next to the probe task
     "write lineage for another team's job",
+    "overwrite another team's variable (task SDK)",
+    "read another team's DAG and runs (task SDK)",
+    "read or write another team's asset or asset state (task SDK)",
+    "emit an event on another team's asset (run-time outlet)",  # judged by the test: the event in the store
 )
+# every team's attack probe task declares this asset as its outlet: the team's own asset
+PROBE_ASSET = "{team}_probe_asset"
 LINEAGE_ENDPOINT = "lineage-explorer/api/v1/lineage"  # plugins/lineage_explorer/config.py INGEST_ENDPOINT
 
 
@@ -218,6 +224,12 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
         loot, api_url, ti_id, f"{other}_alert_emails"
     )
     out["write lineage for another team's job"] = _try_lineage(api_url, team, other, loot, other_lineage)
+    out["overwrite another team's variable (task SDK)"] = _try_sdk_variable_write(f"{other}_alert_emails")
+    out["read another team's DAG and runs (task SDK)"] = _try_sdk_dag_runs([f"{other}_conn_probe",
+                                                                           f"{other}_attack_probe"])
+    out["read or write another team's asset or asset state (task SDK)"] = _try_sdk_asset(
+        PROBE_ASSET.format(team=other))
+    out["emit an event on another team's asset (run-time outlet)"] = _add_foreign_outlet(PROBE_ASSET.format(team=other))
     return out
 
 
@@ -256,6 +268,91 @@ def _try_sdk_variable(key: str) -> dict:
         return row(True, f"{key} resolved")
     except Exception as e:  # KeyError / AirflowRuntimeError: refused
         return row(False, f"{type(e).__name__}")
+
+
+def _try_sdk_variable_write(key: str) -> dict:
+    """``Variable.set`` on another team's key (keys are unique across teams: Airflow 3.3.2's
+    upsert would overwrite the other team's row, keeping its team)."""
+    from airflow.sdk import Variable
+
+    try:
+        Variable.set(key, "probe@attacker.invalid", description="written by another team's attack probe")
+        return row(True, f"{key} written")
+    except Exception as e:  # AirflowRuntimeError (the api-server refused): refused
+        return row(False, f"{type(e).__name__}")
+
+
+def _try_sdk_dag_runs(dag_ids: list[str]) -> dict:
+    """What ``RuntimeTaskInstance``'s static helpers (``get_dag``, ``get_dr_count``,
+    ``get_task_states``, ``get_dagrun_state``) tell a task about another team's DAGs."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    learned, refused = [], []
+    for dag_id in dag_ids:
+        try:
+            RuntimeTaskInstance.get_dag(dag_id)
+            learned.append(f"{dag_id}: DAG details")
+        except Exception as e:  # AirflowRuntimeError: not found
+            refused.append(f"get_dag {type(e).__name__}")
+        try:
+            if (count := RuntimeTaskInstance.get_dr_count(dag_id=dag_id)) > 0:
+                learned.append(f"{dag_id}: {count} run(s)")
+            states = RuntimeTaskInstance.get_task_states(dag_id=dag_id)
+            if states:
+                learned.append(f"{dag_id}: task states of {len(states)} run(s)")
+            for run_id in list(states)[:1]:
+                learned.append(f"{dag_id}: a run's state {RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)}")
+        except Exception as e:
+            refused.append(f"runs {type(e).__name__}")
+    return row(bool(learned), f"learned: {learned}" if learned else f"nothing: {sorted(set(refused))}")
+
+
+def _try_sdk_asset(name: str) -> dict:
+    """Another team's asset by name, its events and its state, as the SDK asks the supervisor:
+    the comms messages ``GetAssetByName``/``GetAssetEventByAsset`` (what inlet accessors
+    send) and an ``AssetStateStoreAccessor`` (``context["asset_state_store"][asset]``)."""
+    from airflow.sdk.execution_time.comms import AssetEventsResult, AssetResult, GetAssetByName, GetAssetEventByAsset
+    from airflow.sdk.execution_time.context import AssetStateStoreAccessor
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    reached, refused = [], []
+    try:
+        if isinstance(SUPERVISOR_COMMS.send(GetAssetByName(name=name)), AssetResult):
+            reached.append("asset found")
+    except Exception as e:
+        refused.append(f"asset {type(e).__name__}")
+    try:
+        events = SUPERVISOR_COMMS.send(GetAssetEventByAsset(name=name, uri=None))
+        if isinstance(events, AssetEventsResult) and events.asset_events:
+            reached.append(f"{len(events.asset_events)} event(s) read")
+    except Exception as e:
+        refused.append(f"events {type(e).__name__}")
+    store = AssetStateStoreAccessor(name=name)
+    try:
+        store.set("probe", "written by another team")
+        reached.append("state written")
+    except Exception as e:
+        refused.append(f"state write {type(e).__name__}")
+    try:
+        if store.get("probe") is not None:
+            reached.append("state read")
+    except Exception as e:
+        refused.append(f"state read {type(e).__name__}")
+    return row(bool(reached), f"reached: {reached}" if reached else f"nothing: {sorted(set(refused))}")
+
+
+def _add_foreign_outlet(name: str, uri: str | None = None) -> dict:
+    """Add another team's asset to this task's outlets at run time, with an outlet event: the
+    task's success update (``PATCH .../state``: ``task_outlets``, ``outlet_events``) carries
+    them. The probe cannot see the result (it comes after the task returns): the test looks
+    for an event on that asset from this run."""
+    from airflow.sdk import Asset, get_current_context
+
+    context = get_current_context()
+    asset = Asset(name=name, uri=uri or name)
+    context["ti"].task.outlets.append(asset)
+    context["outlet_events"][asset].extra = {"forged_by": "attack probe"}
+    return row(False, f"outlet {name} added at run time")
 
 
 def _try_broker(port: int, loot: Loot) -> dict:

@@ -97,6 +97,7 @@ def test_the_image_ships_the_runtime_isolation():
                 if p.strip() and not p.startswith("#")]
     shipped = ["platform_runtime/__init__.py", "platform_runtime/tenant_guard.py", "platform_runtime/executors.py",
                "platform_runtime/auth.py", "platform_runtime/asset_scope.py", "platform_runtime/ownership.py",
+               "platform_runtime/execution_guard.py",
                "plugins/tenant_guard.py", "airflow_local_settings.py"]
     for path in shipped:
         assert (ROOT / path).is_file(), path

@@ -152,6 +152,9 @@ def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
         tis = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
         xcom = api(platform, tokens["admin"], "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/attack/xcomEntries/return_value")
         triggered = api(platform, tokens["admin"], "GET", f"/dags/{other}_conn_probe/dagRuns/cross_team__{run_id}")
+        events = api(platform, tokens["admin"], "GET", "/assets/events",
+                     params={"source_dag_id": dag_id, "source_run_id": run_id, "limit": 100})
+        assert events.status_code == 200, events.text
         rows = xcom.json()["value"] if xcom.status_code == 200 else {}
         out[team] = {
             "states": {t["task_id"]: t["state"] for t in tis["task_instances"]},
@@ -159,6 +162,8 @@ def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
             "run_id": run_id,
             "other": other,
             "triggered_other": triggered.status_code == 200,
+            # assets the run's tasks stored events on (the probe adds the other team's at run time)
+            "outlet_events": sorted({e["name"] for e in events.json()["asset_events"]}),
             "lineage_stored": stored_lineage_runs(platform, rows.get(LINEAGE_ATTEMPT, {}).get("run_ids", [])),
             "lineage_integrity": lineage_integrity_broken(platform, tokens, team, other, targets[team]),
         }
@@ -166,6 +171,7 @@ def trigger_attack_probes(platform, tokens) -> dict[str, dict]:
 
 
 LINEAGE_ATTEMPT = "write lineage for another team's job"
+OUTLET_ATTEMPT = "emit an event on another team's asset (run-time outlet)"
 LINEAGE_MARK = "postgres://isolation-lineage"  # the namespace of the datasets seed_other_lineage stores
 
 
@@ -308,7 +314,7 @@ def forbidden_hashes(platform, team: str) -> set[str]:
 
 def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]:
     """{attempt: {team: succeeded}}, secrets judged against the platform's real ones."""
-    from tests.tenant_probe import ATTEMPTS
+    from tests.tenant_probe import ATTEMPTS, PROBE_ASSET
 
     matrix: dict[str, dict[str, bool]] = {a: {} for a in ATTEMPTS}
     for team, run in runs.items():
@@ -324,6 +330,7 @@ def attack_matrix(platform, runs: dict[str, dict]) -> dict[str, dict[str, bool]]
         )
         matrix[LINEAGE_ATTEMPT][team] = (matrix[LINEAGE_ATTEMPT].get(team, False) or bool(run["lineage_stored"])
                                          or bool(run["lineage_integrity"]))
+        matrix[OUTLET_ATTEMPT][team] = PROBE_ASSET.format(team=run["other"]) in run["outlet_events"]
     return matrix
 
 
@@ -339,8 +346,10 @@ def print_matrix(title: str, matrix: dict[str, dict[str, bool]]) -> int:
 
 
 def test_attack_matrix_every_attempt_fails(platform, attack_runs):
+    from tests.tenant_probe import PROBE_ASSET
+
     matrix = attack_matrix(platform, attack_runs)
-    assert len(matrix) == 12
+    assert len(matrix) == 16
     total = print_matrix("attack matrix, per-team Celery workers", matrix)
     details = {t: {a: r["detail"] for a, r in run["rows"].items() if a != "runtime"} for t, run in attack_runs.items()}
     assert total == 0, json.dumps(details, indent=1)
@@ -351,9 +360,14 @@ def test_attack_matrix_every_attempt_fails(platform, attack_runs):
         assert run["rows"][LINEAGE_ATTEMPT]["integrity"] == {
             "run id of the other team's run": 409, "parent run of the other team": 403, "root run of the other team": 403,
             INTEGRITY_FACETS: 201}, (team, run["rows"][LINEAGE_ATTEMPT]["detail"])
-    for team, run in attack_runs.items():  # refused by the api-server's guard, not by accident
+    api_server_log = platform.proc("api-server").logfile.read_text()
+    for team, run in attack_runs.items():  # refused by the api-server's guards, not by accident
         log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=trigger_other_team/*.log"))
         assert f"may not trigger or clear DAG '{run['other']}_conn_probe' of another team" in log.read_text(), team
+        # the probe's own outlet got its event, the other team's asset it added did not (stripped, logged)
+        assert run["outlet_events"] == [PROBE_ASSET.format(team=team)], (team, run["outlet_events"])
+        assert any("Stripped asset outlets of another team" in line and f"{team}_attack_probe" in line
+                   and PROBE_ASSET.format(team=run["other"]) in line for line in api_server_log.splitlines()), team
 
 
 def test_a_teams_own_lineage_key_and_domain_redis_password_are_not_forbidden_to_it(platform, attack_runs):

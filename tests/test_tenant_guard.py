@@ -1,7 +1,8 @@
 """Parse-time refusal of operators that name another team's DAG (platform_runtime.tenant_guard).
 
-The run-time guard (the api-server middleware) is exercised by the attack probe in
-tests/test_isolation.py on a real platform.
+The run-time guards (the api-server middlewares) are exercised against the real Execution
+API in tests/test_execution_guard.py and by the attack probe in tests/test_isolation.py on a
+real platform.
 """
 
 from __future__ import annotations
