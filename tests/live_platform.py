@@ -3,8 +3,8 @@ triggerers, per-team Redis, Celery workers and Flower, every domain's real bundl
 stand-in, started once per test session (``live_platform`` in tests/conftest.py) and shared by
 tests/test_first_day.py and tests/test_isolation.py.
 
-Per team a probe DAG (resolves the connection named in its conf) and an attack probe
-(``tests/tenant_probe.py``, test-only) are planted in a copy of the team's bundle.
+Per team a probe DAG (resolves the connection named in its conf), an attack probe and a
+parse-time probe (``tests/tenant_probe.py``, test-only) are planted in a copy of the team's bundle.
 """
 
 from __future__ import annotations
@@ -93,6 +93,15 @@ def executor_probe():
 
 executor_probe()
 '''
+PARSE_PROBE = '''"""Parse-time probe (test-only): what a DAG file's top-level code reaches (tests/tenant_probe.py)."""
+import json
+
+from airflow.sdk import DAG
+from tests.tenant_probe import parse_time_attack
+
+with DAG("{team}_parse_probe", schedule=None, tags=["{team}"], doc_md=json.dumps(parse_time_attack(**{args!r}))):
+    pass
+'''
 # per executor mode, the global executors a team task may try to name (issue 21: the executor escape)
 EXECUTOR_PROBES = {"celery": {"local": "LocalExecutor", "global": "platform_runtime.executors.RefusingExecutor"},
                    "local": {}}
@@ -128,6 +137,13 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         redis_ports=dict(zip(TEAMS, ports[4:4 + len(TEAMS)], strict=True)),
         flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):4 + 2 * len(TEAMS)], strict=True)),
     )
+    for i, team in enumerate(TEAMS):  # top-level code of a DAG file, against the next team
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        args = {"team": team, "other": other, "state": str(state), "pg_port": pg, "api_url": cfg.api_url,
+                "other_bundle": str(bundles[other])}
+        probe = bundles[team] / f"{team}_parse_probe.py"
+        probe.write_text(PARSE_PROBE.format(team=team, args=args))
+        os.chmod(probe, 0o644)
     platform = LocalPlatform(cfg, quiet=True)
     platform.expected_import_errors = {f"{t}_executor_probe_{tag}.py" for t in TEAMS for tag in EXECUTOR_PROBES[executor]}
     return platform

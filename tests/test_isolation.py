@@ -550,6 +550,45 @@ def test_each_team_lists_only_its_own_assets_and_cannot_make_events_on_others(pl
     assert refused, "no team has another team's asset to try"
 
 
+def test_a_dag_files_top_level_code_runs_as_its_team_and_holds_nothing_of_the_platform(platform, tokens):
+    """Each team's parse probe (tests/live_platform.py PARSE_PROBE) attacks from its top-level code
+    inside the dag-processor (platform_runtime.airflow_internals) and publishes what it got as the
+    DAG's doc_md; every attempt must fail, and it must have run as the team's OS user."""
+    from devplatform.tenants import team_user
+    from tests.tenant_probe import PARSE_ATTEMPTS
+
+    matrix: dict[str, dict[str, bool]] = {"run as another OS user than its team's": {}, **{a: {} for a in PARSE_ATTEMPTS}}
+    details = {}
+    for i, team in enumerate(TEAMS):
+        r = api(platform, tokens["admin"], "GET", f"/dags/{team}_parse_probe/details")
+        assert r.status_code == 200, (team, r.text)
+        rows = json.loads(r.json()["doc_md"])
+        user = team_user(team)
+        matrix["run as another OS user than its team's"][team] = bool(user) and rows["runtime"]["uid"] != user.uid
+        forbidden = forbidden_hashes(platform, team)
+        for attempt in PARSE_ATTEMPTS:
+            matrix[attempt][team] = rows[attempt]["succeeded"] or bool(forbidden & set(rows[attempt].get("found", [])))
+        other = TEAMS[(i + 1) % len(TEAMS)]
+        matrix["write into another team's bundle folder"][team] |= (
+            platform.config.bundle_path(other) / "planted_by_another_team.py").exists()
+        details[team] = {a: rows[a]["detail"] for a in PARSE_ATTEMPTS}
+        assert set(rows["runtime"]["env_keys"]) <= PARSE_CHILD_ENV, (team, rows["runtime"]["env_keys"])
+    total = print_matrix("parse-time attack matrix (a DAG file's top-level code)", matrix)
+    assert total == 0, json.dumps(details, indent=1)
+
+
+# What a parse child's environment may hold (platform_runtime.team_env): nothing of the platform.
+PARSE_CHILD_ENV = {
+    "PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "HOME", "AIRFLOW_HOME", "AIRFLOW_CONFIG",
+    "_PLATFORM_TEAM", "_AIRFLOW_PROCESS_CONTEXT", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__MULTI_TEAM",
+    "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DEFAULT_TIMEZONE", "AIRFLOW__CORE__PARALLELISM",
+    "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL", "AIRFLOW__OPENLINEAGE__NAMESPACE", "AIRFLOW__OPENLINEAGE__EXTRACTORS",
+    "AIRFLOW__OPENLINEAGE__DISABLED", "HSS_WORKFLOW_SONGS_ROOT", "HSS_WORKFLOW_TRAINING_ROOT",
+    "ECOMMERCE_ML_EMBED_PYTHON",
+}
+
+
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
     logs = {name: platform.proc(name).logfile.read_text() for name in names}

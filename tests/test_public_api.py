@@ -20,9 +20,9 @@ A library's private members are its classes' private attributes (class dict) and
 from __future__ import annotations
 
 import ast
-import re
 import importlib
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass, field
 from functools import cache
