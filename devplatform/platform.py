@@ -224,9 +224,10 @@ class LocalPlatform:
 
     def component_command(self, name: str, args: list[str]) -> list[str]:
         """The dag-processor runs through ``platform_runtime.airflow_internals`` (each team's DAG
-        files parsed as its OS user, by a zygote of its own); every other component is plain
+        files parsed as its OS user, by a zygote of its own); every other component, and the
+        dag-processor of the pre-Celery baseline (``PLATFORM_EXECUTOR=local``), is plain
         ``airflow <args>``."""
-        if name == "dag-processor":
+        if name == "dag-processor" and self.config.celery:  # PLATFORM_EXECUTOR=local: Airflow's own, the baseline
             return [venv_bin("python"), "-m", "platform_runtime.airflow_internals", *args]
         return [venv_bin("airflow"), *args]
 
@@ -250,7 +251,8 @@ class LocalPlatform:
         if name == "dag-processor":  # DAGs read e.g. their allowed roots while parsing (Params' schema)
             for d in self.config.domains:
                 env.update(self.local_env(d))
-            env.update(self.config.team_parsing_env())
+            if self.config.celery:
+                env.update(self.config.team_parsing_env())
         if name == "api-server":
             env.update(self.config.lineage_explorer_env())
         if name in ("api-server", "scheduler"):

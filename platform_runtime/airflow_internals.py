@@ -158,6 +158,10 @@ def relay(channel_fd: int) -> None:
     raise SystemExit(int(answer) if answer.strip(b"-").isdigit() else 125)
 
 
+def refuse_to_parse(team: str, why: str) -> None:
+    raise SystemExit(f"platform_runtime: team {team}'s DAG files are not parsed: its zygote could not start ({why})")
+
+
 def bundle_team(bundle_name: str) -> str | None:
     import json
 
@@ -178,7 +182,12 @@ class TeamDagFileProcessorProcess(DagFileProcessorProcess):
     def start(cls, *, bundle_name: str, **kwargs):  # type: ignore[override]
         team = bundle_team(bundle_name)
         if team is not None:
-            kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno())
+            try:
+                kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno())
+            except Exception as e:  # fail closed for this team only: its files are not parsed as root
+                kwargs["logger"].error("Cannot start the team's parse zygote; its files are not parsed",
+                                       team=team, error=f"{type(e).__name__}: {e}")
+                kwargs["target"] = functools.partial(refuse_to_parse, team, f"{type(e).__name__}: {e}")
         return super().start(bundle_name=bundle_name, team=team, **kwargs)
 
     def _handle_request(self, msg, log, req_id: int) -> None:

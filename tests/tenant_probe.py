@@ -225,8 +225,8 @@ def attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_
     )
     out["write lineage for another team's job"] = _try_lineage(api_url, team, other, loot, other_lineage)
     out["overwrite another team's variable (task SDK)"] = _try_sdk_variable_write(f"{other}_alert_emails")
-    out["read another team's DAG and runs (task SDK)"] = _try_sdk_dag_runs([f"{other}_conn_probe",
-                                                                           f"{other}_attack_probe"])
+    # the other team's conn probe only: its attack probe's id must appear in no other worker's log
+    out["read another team's DAG and runs (task SDK)"] = _try_sdk_dag_runs([f"{other}_conn_probe"])
     out["read or write another team's asset or asset state (task SDK)"] = _try_sdk_asset(
         PROBE_ASSET.format(team=other))
     out["emit an event on another team's asset (run-time outlet)"] = _add_foreign_outlet(PROBE_ASSET.format(team=other))
