@@ -187,3 +187,40 @@ def test_a_team_op_triggers_a_dag_in_the_ui_with_and_without_a_logical_date(live
     context.close()
     print(f"\nday {day}, logical date entered {entered.isoformat()}; runs {without.run_id} (no logical date), "
           f"{with_date.run_id}; seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+
+
+def test_the_assets_page_shows_a_team_only_its_own_assets(live_platform, browser):
+    """The UI's Assets page, as two teams' op users: every asset the REST API lists for the user
+    is drawn (first page), and none that only another team may see (platform_runtime.asset_scope)."""
+    import requests
+    from playwright.sync_api import expect
+
+    api = live_platform.config.api_url
+
+    def names(user: str) -> set[str]:
+        token = requests.post(f"{api}/auth/token", json={"username": user, "password": live_platform.logins()[user]},
+                              timeout=30).json()["access_token"]
+        r = requests.get(f"{api}/api/v2/assets", params={"limit": 500}, headers={"Authorization": f"Bearer {token}"},
+                         timeout=60)
+        assert r.status_code == 200, r.text
+        return {a["name"] for a in r.json()["assets"]}
+
+    everything = names("admin")
+    for user in (USER, "referral_op"):
+        own = names(user)
+        others = everything - own
+        assert own and others, (user, own, others)
+        context = browser.new_context(viewport={"width": 1500, "height": 950}, timezone_id="UTC")
+        page = context.new_page()
+        page.goto(api + "/")
+        page.get_by_label("Username").fill(user)
+        page.get_by_label("Password").fill(live_platform.logins()[user])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+        page.goto(f"{api}/assets")
+        first = sorted(own)[0]
+        expect(page.get_by_text(first, exact=True).first).to_be_visible(timeout=WAIT_MS)
+        shot(page, f"assets_{user}")
+        text = page.inner_text("body")
+        assert [n for n in others if n in text.split()] == [], user
+        context.close()
