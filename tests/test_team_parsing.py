@@ -72,9 +72,11 @@ def two_teams(platform_tmp, pg):
                 session.add(Team(name=team))
         session.flush()
         for team in TEAMS:
-            bundle = session.get(DagBundleModel, f"{team}_bundle") or DagBundleModel(name=f"{team}_bundle")
+            bundle = session.get(DagBundleModel, f"{team}_bundle")
+            if bundle is None:
+                bundle = DagBundleModel(name=f"{team}_bundle")
+                session.add(bundle)
             bundle.teams = [session.get(Team, team)]
-            session.merge(bundle)
     with create_session() as session:
         for team in TEAMS:
             session.query(Variable).filter(Variable.key == f"{team}_alert_emails").delete()
@@ -111,6 +113,7 @@ def run_dag_processor(command: list[str], two_teams, home: Path) -> dict:
     env = {**os.environ, "AIRFLOW__CORE__MULTI_TEAM": "True",
            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1",
+           "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1",
            "AIRFLOW__PLATFORM__TEAM_PYTHON": tenant_python(ROOT / ".local", create=True),
            "AIRFLOW__PLATFORM__TEAM_HOME": str(two_teams["base"] / "home-{team}"),
            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
