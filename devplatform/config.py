@@ -430,8 +430,9 @@ class PlatformConfig:
         return env
 
     def team_parsing_env(self) -> dict[str, str]:
-        """For the dag-processor (``platform_runtime.airflow_internals``): the interpreter the team
-        users can run (``tenant_python``) and each team's parse home, inside its own tenant folder."""
+        """For the dag-processor and the team triggerers (``platform_runtime.airflow_internals``):
+        the interpreter the team users can run (``tenant_python``) and each team's home for its
+        parse zygote and trigger runner, inside its own tenant folder."""
         from devplatform.tenants import tenant_python
 
         return {

@@ -223,11 +223,12 @@ class LocalPlatform:
         return out
 
     def component_command(self, name: str, args: list[str]) -> list[str]:
-        """The dag-processor runs through ``platform_runtime.airflow_internals`` (each team's DAG
-        files parsed as its OS user, by a zygote of its own); every other component, and the
-        dag-processor of the pre-Celery baseline (``PLATFORM_EXECUTOR=local``), is plain
+        """The dag-processor and the team triggerers run through ``platform_runtime.airflow_internals``
+        (each team's DAG files parsed, and its triggers run, as its OS user); every other
+        component, and these in the pre-Celery baseline (``PLATFORM_EXECUTOR=local``), is plain
         ``airflow <args>``."""
-        if name == "dag-processor" and self.config.celery:  # PLATFORM_EXECUTOR=local: Airflow's own, the baseline
+        if (name == "dag-processor" or name.startswith("triggerer-")) and self.config.celery:
+            # PLATFORM_EXECUTOR=local: Airflow's own, the baseline
             return [venv_bin("python"), "-m", "platform_runtime.airflow_internals", *args]
         return [venv_bin("airflow"), *args]
 
@@ -251,8 +252,8 @@ class LocalPlatform:
         if name == "dag-processor":  # DAGs read e.g. their allowed roots while parsing (Params' schema)
             for d in self.config.domains:
                 env.update(self.local_env(d))
-            if self.config.celery:
-                env.update(self.config.team_parsing_env())
+        if (name == "dag-processor" or team) and self.config.celery:
+            env.update(self.config.team_parsing_env())
         if name == "api-server":
             env.update(self.config.lineage_explorer_env())
         if name in ("api-server", "scheduler"):

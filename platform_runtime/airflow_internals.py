@@ -45,22 +45,11 @@ from typing import Annotated, ClassVar
 
 import attrs
 from airflow.dag_processing.processor import DagFileProcessorProcess, ToDagProcessor, ToManager
+from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor, messages
 from airflow.sdk.exceptions import ErrorType
 from airflow.sdk.execution_time.comms import (
-    DeleteVariable,
     ErrorResponse,
-    GetConnection,
-    GetPreviousDagRun,
-    GetPreviousTI,
-    GetTaskStates,
-    GetTICount,
-    GetVariable,
     GetVariableKeys,
-    GetXCom,
-    GetXComCount,
-    GetXComSequenceItem,
-    GetXComSequenceSlice,
-    PutVariable,
     ResendLoggingFD,
     SentFDs,
     VariableKeysResult,
@@ -71,6 +60,10 @@ from platform_runtime.team_env import can_switch_users, team_env, team_os_user, 
 
 # Every private member of Airflow this module relies on (tests/test_airflow_internals.py pins them).
 PRIVATE_MEMBERS = (
+    "airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor",  # the class a triggerer starts its runner with
+    "airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor._handle_request",
+    "airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor._process_log_messages_from_subprocess",
+    "airflow.sdk.execution_time.supervisor.WatchedSubprocess._on_socket_closed",
     "airflow.dag_processing.processor.DagFileProcessorProcess",  # the class the manager starts per file
     "airflow.dag_processing.processor.DagFileProcessorProcess._handle_request",
     "airflow.dag_processing.processor._parse_file",
@@ -83,11 +76,9 @@ PRIVATE_MEMBERS = (
     "airflow.sdk.execution_time.supervisor._reset_signals",
 )
 
+TriggerStateChanges = messages.TriggerStateChanges
 ToManagerOrLogs = Annotated[ToManager | ResendLoggingFD, Field(discriminator="type")]
 ToChild = Annotated[ToDagProcessor | SentFDs, Field(discriminator="type")]
-DAG_SCOPED = (GetXCom, GetXComCount, GetXComSequenceItem, GetXComSequenceSlice, GetTaskStates, GetTICount,
-              GetPreviousDagRun, GetPreviousTI)
-
 
 # -- the dag-processor's side -------------------------------------------------------------
 @attrs.define
@@ -116,12 +107,7 @@ def team_home(team: str) -> Path:
 def start_zygote(team: str) -> Zygote:
     user = team_os_user(team) if can_switch_users() else None
     home = team_home(team)
-    home.mkdir(parents=True, exist_ok=True)
-    if home.parent.stat().st_uid == os.geteuid():  # a folder of ours: team users pass through only
-        os.chmod(home.parent, 0o711)
-    os.chmod(home, 0o700)
-    if user:
-        os.chown(home, user.uid, user.gid)
+    prepare_team_home(team, home)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     log = open(home / "zygote.log", "ab")  # noqa: SIM115 (the zygote's stdout/stderr, kept open by it)
     kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
@@ -196,55 +182,78 @@ class TeamDagFileProcessorProcess(DagFileProcessorProcess):
 
             ActivitySubprocess._send_new_log_fd(self, req_id)
             return
-        try:
-            refusal = self.refusal(msg) if self.team is not None else None
-        except Exception:  # fail closed: an unanswerable ownership question is a refusal
-            log.exception("Could not check a parse-time request's team; refused", team=self.team)
-            refusal = ErrorResponse(error=ErrorType.GENERIC_ERROR, detail={"status_code": 404, "message": "not found"})
-        if refusal is not None:
-            log.warning("Refused a parse-time request for another team's object", team=self.team,
-                        request=type(msg).__name__)
-            self.send_msg(None, request_id=req_id, error=refusal)
-            return
-        if isinstance(msg, GetVariableKeys):
-            self._variable_keys(msg, req_id)
+        if self.team is not None and answered_for_team(self, msg, log, req_id, self.team):
             return
         super()._handle_request(msg, log, req_id)
 
-    # -- the team check ------------------------------------------------------------------
-    def refusal(self, msg) -> ErrorResponse | None:
-        from airflow.utils.session import create_session
 
-        from platform_runtime import ownership
+# -- the team check, for every child's request (parse and trigger) --------------------------
+VARIABLE_REQUESTS = ("GetVariable", "PutVariable", "DeleteVariable")
+NOT_FOUND = ErrorResponse(error=ErrorType.GENERIC_ERROR, detail={"status_code": 404, "message": "not found"})
 
-        with create_session() as session:
-            if isinstance(msg, (GetVariable, PutVariable, DeleteVariable)):
-                exists, team = ownership.variable_team(session, msg.key)
-                readable = team in (None, self.team) if isinstance(msg, GetVariable) else team == self.team
-                if exists and not readable or (not exists and not isinstance(msg, GetVariable)):
-                    return ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": msg.key})
-            elif isinstance(msg, GetConnection):
-                team = connection_team(session, msg.conn_id)
-                if team not in (None, self.team):
-                    return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": msg.conn_id})
-            elif isinstance(msg, DAG_SCOPED):
-                if ownership.dag_team(session, msg.dag_id) != self.team:
-                    return ErrorResponse(error=ErrorType.GENERIC_ERROR,
-                                         detail={"status_code": 404, "message": f"DAG {msg.dag_id!r} not found"})
-        return None
 
-    def _variable_keys(self, msg: GetVariableKeys, req_id: int) -> None:
-        from airflow.models.variable import Variable
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
+def answered_for_team(proc, msg, log, req_id: int, team: str) -> bool:
+    """Answer ``msg`` here if the team check decides it (a refusal, or variable keys filtered to
+    the team's); False: the supervisor answers it as usual."""
+    try:
+        refusal = team_refusal(msg, team)
+    except Exception:  # fail closed: an unanswerable ownership question is a refusal
+        log.exception("Could not check a child's request against its team; refused", team=team)
+        refusal = NOT_FOUND
+    if refusal is not None:
+        log.warning("Refused a team child's request for another team's object", team=team, request=type(msg).__name__)
+        proc.send_msg(None, request_id=req_id, error=refusal)
+        return True
+    if isinstance(msg, GetVariableKeys):
+        proc.send_msg(team_variable_keys(msg, team), request_id=req_id, error=None)
+        return True
+    return False
 
-        with create_session() as session:
-            stmt = select(Variable.key).where(Variable.team_name == self.team).order_by(Variable.key)
-            keys = list(session.scalars(stmt))
-        if msg.prefix:
-            keys = [k for k in keys if k.startswith(msg.prefix)]
-        page = keys[msg.offset:msg.offset + msg.limit]
-        self.send_msg(VariableKeysResult(keys=page, total_entries=len(keys)), request_id=req_id, error=None)
+
+def team_refusal(msg, team: str) -> ErrorResponse | None:
+    """None if a child of ``team`` may have ``msg`` answered, else the answer a missing object gets.
+
+    Judged by what the request names: a variable key (the row's team; a global one is readable,
+    not writable, and a child cannot create one: the in-process API would make it global), a
+    connection id (the row's team or global), a DAG (``dag_id``: the DAG's team), a task
+    instance (``ti_id``: its DAG's team), an asset (``name``/``uri`` of an asset request:
+    ``platform_runtime.ownership``)."""
+    from airflow.utils.session import create_session
+
+    from platform_runtime import ownership
+
+    kind = type(msg).__name__
+    with create_session() as session:
+        if kind in VARIABLE_REQUESTS:
+            exists, owner = ownership.variable_team(session, msg.key)
+            if (kind == "GetVariable" and exists and owner not in (None, team)) or (
+                    kind != "GetVariable" and (not exists or owner != team)):
+                return ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": msg.key})
+        if kind == "GetConnection" and connection_team(session, msg.conn_id) not in (None, team):
+            return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": msg.conn_id})
+        if isinstance(getattr(msg, "dag_id", None), str) and ownership.dag_team(session, msg.dag_id) != team:
+            return ErrorResponse(error=ErrorType.GENERIC_ERROR,
+                                 detail={"status_code": 404, "message": f"DAG {msg.dag_id!r} not found"})
+        if getattr(msg, "ti_id", None) is not None and ownership.ti_team(session, str(msg.ti_id)) != team:
+            return NOT_FOUND
+        if "Asset" in kind:
+            name, uri = getattr(msg, "name", None), getattr(msg, "uri", None)
+            asset_id = ownership.asset_id_of(session, name=name) if name else ownership.asset_id_of(session, uri=uri)
+            if not ownership.may_use_asset(session, team, asset_id):
+                return ErrorResponse(error=ErrorType.ASSET_NOT_FOUND, detail={"name": name, "uri": uri})
+    return None
+
+
+def team_variable_keys(msg: GetVariableKeys, team: str) -> VariableKeysResult:
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        keys = list(session.scalars(select(Variable.key).where(Variable.team_name == team).order_by(Variable.key)))
+    if msg.prefix:
+        keys = [k for k in keys if k.startswith(msg.prefix)]
+    return VariableKeysResult(keys=keys[msg.offset:msg.offset + msg.limit], total_entries=len(keys))
 
 
 def connection_team(session, conn_id: str) -> str | None:
@@ -255,10 +264,115 @@ def connection_team(session, conn_id: str) -> str | None:
 
 
 def install() -> None:
-    """Make the dag-processor start :class:`TeamDagFileProcessorProcess` for each file."""
+    """Make the dag-processor start :class:`TeamDagFileProcessorProcess` for each file, and a
+    team's triggerer :class:`TeamTriggerRunnerSupervisor`."""
     import airflow.dag_processing.manager as manager
+    import airflow.jobs.triggerer_job_runner as triggerer
 
     manager.DagFileProcessorProcess = TeamDagFileProcessorProcess
+    triggerer.TriggerRunnerSupervisor = TeamTriggerRunnerSupervisor
+
+
+# -- the triggerer's side ------------------------------------------------------------------
+# Set in the triggerer before it forks its trigger runner, read in that fork.
+_TRIGGER_CHILD: dict[str, object] = {}
+
+
+@attrs.define(kw_only=True)
+class TeamTriggerRunnerSupervisor(TriggerRunnerSupervisor):
+    """A team's triggerer: its trigger runner is a fresh interpreter as the team's OS user.
+
+    Airflow forks the runner (``run_in_process``); that fork execs ``python -m
+    platform_runtime.airflow_internals trigger-runner`` as the team's user with an environment
+    from scratch, keeping only the supervisor's sockets (fds 0-2) and a log channel of our own
+    (fd 3, read with Airflow's per-trigger log routing). Requests are answered for the team
+    only (:func:`team_refusal`), and state changes only for triggers this triggerer runs: a
+    runner cannot fire or fail another team's trigger."""
+
+    @classmethod
+    def start(cls, *, team_name: str | None = None, **kwargs):  # type: ignore[override]
+        logs = None
+        if team_name is not None:
+            home = team_home(team_name)
+            prepare_team_home(team_name, home)
+            logs, theirs = socket.socketpair()
+            _TRIGGER_CHILD.update(team=team_name, log_fd=theirs.fileno(), home=str(home))
+        proc = super().start(team_name=team_name, **kwargs)
+        if logs is not None:
+            theirs.close()
+            from airflow.sdk.execution_time.supervisor import make_buffered_socket_reader
+
+            proc.selector.register(logs, selectors.EVENT_READ, make_buffered_socket_reader(
+                proc._process_log_messages_from_subprocess(), on_close=proc._on_socket_closed))
+        return proc
+
+    @classmethod
+    def run_in_process(cls):
+        if not _TRIGGER_CHILD:
+            return super().run_in_process()
+        exec_trigger_runner(str(_TRIGGER_CHILD["team"]), int(_TRIGGER_CHILD["log_fd"]), Path(str(_TRIGGER_CHILD["home"])))
+
+    def _handle_request(self, msg, log, req_id: int) -> None:
+        if self.team_name is not None:
+            if isinstance(msg, TriggerStateChanges):
+                msg = own_trigger_changes(msg, self.running_triggers | self.cancelling_triggers, log)
+            elif answered_for_team(self, msg, log, req_id, self.team_name):
+                return
+        super()._handle_request(msg, log, req_id)
+
+
+def own_trigger_changes(msg, own: set[int], log):
+    """The runner's report with only the triggers this triggerer runs."""
+    events = [e for e in msg.events or () if e.trigger_id in own]
+    failures = [f for f in msg.failures or () if f[0] in own]
+    finished = [i for i in msg.finished or () if i in own]
+    dropped = len(msg.events or ()) - len(events) + len(msg.failures or ()) - len(failures)
+    if dropped:
+        log.warning("Dropped trigger events or failures for triggers this team's triggerer does not run",
+                    dropped=dropped)
+    return msg.model_copy(update={"events": events if msg.events is not None else None,
+                                  "failures": failures if msg.failures is not None else None,
+                                  "finished": finished if msg.finished is not None else None})
+
+
+def prepare_team_home(team: str, home: Path) -> None:
+    user = team_os_user(team) if can_switch_users() else None
+    home.mkdir(parents=True, exist_ok=True)
+    if home.parent.stat().st_uid == os.geteuid():  # a folder of ours: team users pass through only
+        os.chmod(home.parent, 0o711)
+    os.chmod(home, 0o700)
+    if user:
+        os.chown(home, user.uid, user.gid)
+
+
+def exec_trigger_runner(team: str, log_fd: int, home: Path) -> None:
+    """In the triggerer's fork: become the team and exec a fresh trigger runner."""
+    user = team_os_user(team) if can_switch_users() else None
+    env = team_env(team, dict(os.environ), home)
+    os.dup2(log_fd, 3)
+    for fd in map(int, os.listdir("/proc/self/fd")):  # nothing else of the triggerer survives the exec
+        if fd > 3:
+            with_suppressed(os.close, fd)
+    if user:
+        os.setgroups([])
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+    python = team_python()
+    os.execve(python, [python, "-m", "platform_runtime.airflow_internals", "trigger-runner"], env)
+
+
+def trigger_runner() -> None:
+    """The exec'd trigger runner: Airflow's ``TriggerRunner`` with the fork's set-up replayed."""
+    from airflow.sdk.execution_time.supervisor import _reset_signals
+    from airflow.sdk.log import configure_logging
+
+    _reset_signals()
+    configure_logging(json_output=True, output=os.fdopen(3, "wb", buffering=0), sending_to_supervisor=True)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    TriggerRunner().run()
 
 
 # -- the zygote (a fresh interpreter, as the team's OS user) ------------------------------
@@ -372,14 +486,18 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["zygote"]:
         zygote(int(argv[1]))
         return
-    if argv[:1] == ["dag-processor"]:
+    if argv[:1] == ["trigger-runner"]:
+        trigger_runner()
+        return
+    if argv[:1] in (["dag-processor"], ["triggerer"]):
         install()
         from airflow.__main__ import main as airflow_main
 
         sys.argv = ["airflow", *argv]
         airflow_main()
         return
-    raise SystemExit("usage: python -m platform_runtime.airflow_internals dag-processor [args] | zygote FD")
+    raise SystemExit("usage: python -m platform_runtime.airflow_internals dag-processor|triggerer [args]"
+                     " | zygote FD | trigger-runner")
 
 
 if __name__ == "__main__":

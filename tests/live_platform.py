@@ -3,8 +3,9 @@ triggerers, per-team Redis, Celery workers and Flower, every domain's real bundl
 stand-in, started once per test session (``live_platform`` in tests/conftest.py) and shared by
 tests/test_first_day.py and tests/test_isolation.py.
 
-Per team a probe DAG (resolves the connection named in its conf), an attack probe and a
-parse-time probe (``tests/tenant_probe.py``, test-only) are planted in a copy of the team's bundle.
+Per team a probe DAG (resolves the connection named in its conf), an attack probe, a
+parse-time probe and a trigger probe (``tests/tenant_probe.py``, ``tests/trigger_probe.py``,
+test-only) are planted in a copy of the team's bundle.
 """
 
 from __future__ import annotations
@@ -97,10 +98,31 @@ PARSE_PROBE = '''"""Parse-time probe (test-only): what a DAG file's top-level co
 import json
 
 from airflow.sdk import DAG
-from tests.tenant_probe import parse_time_attack
+from tests.tenant_probe import code_attack
 
-with DAG("{team}_parse_probe", schedule=None, tags=["{team}"], doc_md=json.dumps(parse_time_attack(**{args!r}))):
+with DAG("{team}_parse_probe", schedule=None, tags=["{team}"], doc_md=json.dumps(code_attack(**{args!r}))):
     pass
+'''
+TRIGGER_PROBE = '''"""Trigger probe (test-only): what a trigger's code reaches in its team's triggerer (tests/trigger_probe.py)."""
+from airflow.sdk import BaseOperator, dag
+
+
+class DeferToAttack(BaseOperator):
+    def execute(self, context):
+        from tests.trigger_probe import AttackTrigger
+
+        self.defer(trigger=AttackTrigger({args!r}), method_name="resume")
+
+    def resume(self, context, event=None):
+        return event
+
+
+@dag(dag_id="{team}_trigger_probe", schedule=None, tags=["{team}"], doc_md=__doc__)
+def trigger_probe():
+    DeferToAttack(task_id="attack", retries=0)
+
+
+trigger_probe()
 '''
 # per executor mode, the global executors a team task may try to name (issue 21: the executor escape)
 EXECUTOR_PROBES = {"celery": {"local": "LocalExecutor", "global": "platform_runtime.executors.RefusingExecutor"},
@@ -141,9 +163,10 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         other = TEAMS[(i + 1) % len(TEAMS)]
         args = {"team": team, "other": other, "state": str(state), "pg_port": pg, "api_url": cfg.api_url,
                 "other_bundle": str(bundles[other])}
-        probe = bundles[team] / f"{team}_parse_probe.py"
-        probe.write_text(PARSE_PROBE.format(team=team, args=args))
-        os.chmod(probe, 0o644)
+        for kind, template in (("parse", PARSE_PROBE), ("trigger", TRIGGER_PROBE)):
+            probe = bundles[team] / f"{team}_{kind}_probe.py"
+            probe.write_text(template.format(team=team, args=args))
+            os.chmod(probe, 0o644)
     platform = LocalPlatform(cfg, quiet=True)
     platform.expected_import_errors = {f"{t}_executor_probe_{tag}.py" for t in TEAMS for tag in EXECUTOR_PROBES[executor]}
     return platform

@@ -521,12 +521,13 @@ def _try_lineage_integrity(url: str, namespace: str, own_key: str, team: str, ta
     return out
 
 
-PARSE_ATTEMPTS = (
+CODE_ATTEMPTS = (
     "read platform secrets from own environment",
     "read platform secrets from /proc of other processes",
     "read platform secrets from state files",
     "connect to the metadata database",
     "read another team's variable (in-process API)",
+    "overwrite another team's variable (in-process API)",
     "list another team's variable keys (in-process API)",
     "read another team's task states (in-process API)",
     "read another team's bundle folder",
@@ -535,13 +536,16 @@ PARSE_ATTEMPTS = (
 )
 
 
-def parse_time_attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_bundle: str) -> dict:
-    """The attempts a DAG file's top-level code can make, run once per platform (the result is
-    kept in a file of the parsing user, so every later parse publishes the same ``doc_md`` and
-    the DAG gets no new version). ``runtime`` tells who parsed it."""
+def code_attack(team: str, other: str, state: str, pg_port: int, api_url: str, other_bundle: str,
+                where: str = "parse") -> dict:
+    """The attempts a team's code running inside a platform process can make: a DAG file's
+    top-level code (``where="parse"``, in the dag-processor) or a trigger's (``"trigger"``, in
+    the team's triggerer). Run once per platform and place (the result is kept in a file of the
+    running user, so every later parse publishes the same ``doc_md`` and the DAG gets no new
+    version). ``runtime`` tells who ran it."""
     import tempfile
 
-    cache = Path(tempfile.gettempdir()) / f"parse-probe-{Path(state).name}-{team}-{os.getuid()}.json"
+    cache = Path(tempfile.gettempdir()) / f"{where}-probe-{Path(state).name}-{team}-{os.getuid()}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     state_dir = Path(state)
@@ -549,6 +553,7 @@ def parse_time_attack(team: str, other: str, state: str, pg_port: int, api_url: 
     loot = gather_secrets(state_dir, out)
     out["connect to the metadata database"] = _try_database(loot, state_dir, pg_port)
     out["read another team's variable (in-process API)"] = _try_sdk_variable(f"{other}_alert_emails")
+    out["overwrite another team's variable (in-process API)"] = _try_sdk_variable_write(f"{other}_alert_emails")
     out.update(_try_in_process_api(other))
     out.update(_try_bundle(Path(other_bundle)))
     out["sign a token accepted by /api/v2"], _ = _try_tokens(loot, api_url, "00000000-0000-0000-0000-000000000000",

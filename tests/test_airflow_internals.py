@@ -76,17 +76,67 @@ def test_the_parse_entrypoint_is_what_parse_one_file_replays():
         assert needle in source, needle
 
 
-def test_every_request_a_parse_child_may_send_is_checked_or_harmless():
-    """A new request type in ``ToManager`` must be judged here before it reaches the in-process API."""
+def request_types(union) -> set[type]:
     import typing
 
-    from airflow.dag_processing.processor import ToManager
+    return set(typing.get_args(typing.get_args(union)[0]))
 
-    kinds = {t.__name__ for t in typing.get_args(typing.get_args(ToManager)[0])}
-    checked = {"GetConnection", "GetVariable", "PutVariable", "DeleteVariable", "GetVariableKeys",
-               *(t.__name__ for t in airflow_internals.DAG_SCOPED)}
-    harmless = {"DagFileParsingResult", "MaskSecret", "GetPrevSuccessfulDagRun"}  # the latter: its own id only
-    assert kinds == checked | harmless, kinds ^ (checked | harmless)
+
+# Requests a team child may send that name nothing of another team: its own parse result, a
+# secret to mask, its own run's previous success, the trigger runner's report (filtered to its
+# own triggers by TeamTriggerRunnerSupervisor).
+HARMLESS = {"DagFileParsingResult", "MaskSecret", "GetPrevSuccessfulDagRun", "TriggerStateChanges"}
+
+
+def checked_by_team_refusal(kind: type) -> bool:
+    """What ``team_refusal`` judges a request by: a variable key, a connection id, a DAG id, a
+    task instance id, or an asset's name/uri; variable keys are filtered."""
+    fields = set(kind.model_fields)
+    return (kind.__name__ in airflow_internals.VARIABLE_REQUESTS or kind.__name__ in ("GetConnection", "GetVariableKeys")
+            or "dag_id" in fields or "ti_id" in fields or ("Asset" in kind.__name__ and fields & {"name", "uri"}))
+
+
+@pytest.mark.parametrize("union", ["airflow.dag_processing.processor.ToManager",
+                                   "airflow.jobs.triggerer_job_runner.ToTriggerSupervisor"])
+def test_every_request_a_team_child_may_send_is_checked_or_harmless(union):
+    """A request type added to a child's protocol must be judged here before it reaches the
+    in-process Execution API unchecked."""
+    kinds = request_types(resolve(union))
+    unjudged = {k.__name__ for k in kinds if not checked_by_team_refusal(k) and k.__name__ not in HARMLESS}
+    assert not unjudged, unjudged
+
+
+def test_the_triggerer_starts_its_runner_through_the_module_level_class_name():
+    """install() swaps ``airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor``: the job runner
+    must start it by that name with ``team_name=``, and the runner's fork must run
+    ``cls.run_in_process`` after the log channel and fds 0-2 are set up."""
+    from airflow.jobs.triggerer_job_runner import TriggererJobRunner, TriggerRunner, TriggerRunnerSupervisor
+
+    assert "TriggerRunnerSupervisor.start(" in inspect.getsource(TriggererJobRunner)
+    assert "team_name=self.team_name" in inspect.getsource(TriggererJobRunner)
+    assert "target=cls.run_in_process" in inspect.getsource(TriggerRunnerSupervisor.start)
+    assert "socket(fileno=0)" in inspect.getsource(TriggerRunner)
+    fork_main = inspect.getsource(resolve("airflow.sdk.execution_time.supervisor._fork_main"))
+    assert fork_main.index("_configure_logs_over_json_channel(") < fork_main.index("target()")
+
+
+def test_trigger_state_changes_are_kept_to_the_triggerers_own_triggers():
+    from airflow.jobs.triggerer_job_runner import TriggerEventEntry, messages
+    from airflow.triggers.base import TriggerEvent
+
+    class Log:
+        warnings: list = []
+
+        def warning(self, *a, **kw):
+            self.warnings.append((a, kw))
+
+    msg = messages.TriggerStateChanges(
+        events=[TriggerEventEntry(1, TriggerEvent({"ok": 1}), None), TriggerEventEntry(99, TriggerEvent({"x": 1}), None)],
+        failures=[(99, ["forged"]), (2, None)], finished=[1, 99])
+    kept = airflow_internals.own_trigger_changes(msg, {1, 2}, Log())
+    assert [e.trigger_id for e in kept.events] == [1]
+    assert [f[0] for f in kept.failures] == [2] and kept.finished == [1]
+    assert Log.warnings
 
 
 def test_a_team_child_environment_is_built_from_an_allow_list(tmp_path):

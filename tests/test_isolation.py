@@ -550,37 +550,86 @@ def test_each_team_lists_only_its_own_assets_and_cannot_make_events_on_others(pl
     assert refused, "no team has another team's asset to try"
 
 
+def code_matrix(platform, rows_by_team: dict[str, dict]) -> tuple[dict[str, dict[str, bool]], dict]:
+    """{attempt: {team: succeeded}} of tests/tenant_probe.py ``code_attack`` rows (a team's code
+    inside a platform process), secrets judged against the platform's real ones."""
+    from devplatform.tenants import team_user
+    from tests.tenant_probe import CODE_ATTEMPTS
+
+    matrix: dict[str, dict[str, bool]] = {"run as another OS user than its team's": {}, **{a: {} for a in CODE_ATTEMPTS}}
+    details = {}
+    for team, rows in rows_by_team.items():
+        user = team_user(team)
+        matrix["run as another OS user than its team's"][team] = bool(user) and rows["runtime"]["uid"] != user.uid
+        forbidden = forbidden_hashes(platform, team)
+        for attempt in CODE_ATTEMPTS:
+            matrix[attempt][team] = rows[attempt]["succeeded"] or bool(forbidden & set(rows[attempt].get("found", [])))
+        other = TEAMS[(TEAMS.index(team) + 1) % len(TEAMS)]
+        matrix["write into another team's bundle folder"][team] |= (
+            platform.config.bundle_path(other) / "planted_by_another_team.py").exists()
+        details[team] = {a: rows[a]["detail"] for a in CODE_ATTEMPTS}
+    return matrix, details
+
+
+def assert_child_environment(rows_by_team: dict[str, dict]) -> None:
+    for team, rows in rows_by_team.items():
+        own_settings = team.upper() + "_"  # the team's own settings (platform_runtime.team_env)
+        extra = {k for k in rows["runtime"]["env_keys"] if k not in CHILD_ENV and not k.startswith(own_settings)}
+        assert not extra, (team, extra)
+
+
+def parse_probe_rows(platform, token: str) -> dict[str, dict]:
+    rows = {}
+    for team in TEAMS:
+        r = api(platform, token, "GET", f"/dags/{team}_parse_probe/details")
+        assert r.status_code == 200, (team, r.text)
+        rows[team] = json.loads(r.json()["doc_md"])
+    return rows
+
+
+def trigger_probe_rows(platform, token: str) -> dict[str, dict]:
+    """Run every team's trigger probe at once; the rows its trigger fired."""
+    started = {}
+    for team in TEAMS:
+        dag_id = f"{team}_trigger_probe"
+        assert api(platform, token, "PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        r = api(platform, token, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        assert r.status_code == 200, r.text
+        started[team] = (dag_id, r.json()["dag_run_id"])
+    rows = {}
+    for team, (dag_id, run_id) in started.items():
+        state = wait_run(platform, token, dag_id, run_id, timeout=400)
+        assert state == "success", (team, state)
+        xcom = api(platform, token, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/attack/xcomEntries/return_value")
+        assert xcom.status_code == 200, (team, xcom.text)
+        rows[team] = xcom.json()["value"]
+    return rows
+
+
 def test_a_dag_files_top_level_code_runs_as_its_team_and_holds_nothing_of_the_platform(platform, tokens):
     """Each team's parse probe (tests/live_platform.py PARSE_PROBE) attacks from its top-level code
     inside the dag-processor (platform_runtime.airflow_internals) and publishes what it got as the
     DAG's doc_md; every attempt must fail, and it must have run as the team's OS user."""
-    from devplatform.tenants import team_user
-    from tests.tenant_probe import PARSE_ATTEMPTS
-
-    matrix: dict[str, dict[str, bool]] = {"run as another OS user than its team's": {}, **{a: {} for a in PARSE_ATTEMPTS}}
-    details = {}
-    for i, team in enumerate(TEAMS):
-        r = api(platform, tokens["admin"], "GET", f"/dags/{team}_parse_probe/details")
-        assert r.status_code == 200, (team, r.text)
-        rows = json.loads(r.json()["doc_md"])
-        user = team_user(team)
-        matrix["run as another OS user than its team's"][team] = bool(user) and rows["runtime"]["uid"] != user.uid
-        forbidden = forbidden_hashes(platform, team)
-        for attempt in PARSE_ATTEMPTS:
-            matrix[attempt][team] = rows[attempt]["succeeded"] or bool(forbidden & set(rows[attempt].get("found", [])))
-        other = TEAMS[(i + 1) % len(TEAMS)]
-        matrix["write into another team's bundle folder"][team] |= (
-            platform.config.bundle_path(other) / "planted_by_another_team.py").exists()
-        details[team] = {a: rows[a]["detail"] for a in PARSE_ATTEMPTS}
-        own_settings = team.upper() + "_"  # the team's own settings (platform_runtime.team_env)
-        extra = {k for k in rows["runtime"]["env_keys"] if k not in PARSE_CHILD_ENV and not k.startswith(own_settings)}
-        assert not extra, (team, extra)
+    rows = parse_probe_rows(platform, tokens["admin"])
+    assert_child_environment(rows)
+    matrix, details = code_matrix(platform, rows)
     total = print_matrix("parse-time attack matrix (a DAG file's top-level code)", matrix)
     assert total == 0, json.dumps(details, indent=1)
 
 
-# What a parse child's environment may hold (platform_runtime.team_env): nothing of the platform.
-PARSE_CHILD_ENV = {
+def test_trigger_code_runs_as_its_team_and_holds_nothing_of_the_platform(platform, tokens):
+    """Each team's trigger probe (tests/trigger_probe.py) attacks from a trigger's ``run`` in the
+    team's triggerer (platform_runtime.airflow_internals) and fires the rows as its event; the
+    task returns them. Every attempt must fail, as the team's OS user."""
+    rows = trigger_probe_rows(platform, tokens["admin"])
+    assert_child_environment(rows)
+    matrix, details = code_matrix(platform, rows)
+    total = print_matrix("trigger-time attack matrix (a trigger's code)", matrix)
+    assert total == 0, json.dumps(details, indent=1)
+
+
+# What a team child's environment may hold (platform_runtime.team_env): nothing of the platform.
+CHILD_ENV = {
     "PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "HOME", "AIRFLOW_HOME", "AIRFLOW_CONFIG",
     "_PLATFORM_TEAM", "_AIRFLOW_PROCESS_CONTEXT", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__MULTI_TEAM",
     "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DEFAULT_TIMEZONE", "AIRFLOW__CORE__PARALLELISM",
@@ -624,11 +673,19 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
         r = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": logins["admin"]}, timeout=10)
         runs = trigger_attack_probes(p, {"admin": r.json()["access_token"]})
         matrix = attack_matrix(p, runs)
+        # Airflow's own dag-processor and triggerers: a team's parse-time and trigger code as root
+        code = {kind: code_matrix(p, rows(p, r.json()["access_token"]))[0]
+                for kind, rows in (("parse", parse_probe_rows), ("trigger", trigger_probe_rows))}
     finally:
         p.stop()
         shutil.rmtree(p.config.state, ignore_errors=True)
     total = print_matrix("attack matrix, old set-up (LocalExecutor in the scheduler)", matrix)
     assert total > 0
+    for kind, m in code.items():
+        assert print_matrix(f"{kind}-time attack matrix, Airflow's own {kind} processes", m) > 0
+        for attempt in ("run as another OS user than its team's", "read platform secrets from /proc of other processes",
+                        "connect to the metadata database", "write into another team's bundle folder"):
+            assert all(m[attempt].values()), (kind, attempt)
     for attempt in ("read platform secrets from own environment", "read platform secrets from /proc of other processes",
                     "connect to the metadata database", "sign a token accepted by /api/v2",
                     LINEAGE_ATTEMPT):  # its tasks hold the platform's ingest key, accepted for every job

@@ -27,13 +27,13 @@ TEAMS = ("tpalpha", "tpbeta")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the team's OS user needs root")
 
 ATTACK = '''
-"""Parse-time attack probe (test only): tests/tenant_probe.py parse_time_attack, from top-level code."""
+"""Parse-time attack probe (test only): tests/tenant_probe.py code_attack, from top-level code."""
 import json
 
 from airflow.sdk import DAG
-from tests.tenant_probe import parse_time_attack
+from tests.tenant_probe import code_attack
 
-with DAG("tpalpha_parse_attack", schedule=None, doc_md=json.dumps(parse_time_attack(**{args!r}))):
+with DAG("tpalpha_parse_attack", schedule=None, doc_md=json.dumps(code_attack(**{args!r}))):
     pass
 '''
 PLAIN_DAG = '''
@@ -137,12 +137,12 @@ def forbidden() -> set[str]:
 
 def attempts(result: dict, two_teams) -> dict[str, bool]:
     """{attempt: succeeded}: the probe's rows, secrets judged against the platform's real ones."""
-    from tests.tenant_probe import PARSE_ATTEMPTS
+    from tests.tenant_probe import CODE_ATTEMPTS
 
     rows = result["rows"]
     user = two_teams["users"]["tpalpha"]
     out = {"runs as another OS user than its team's": rows["runtime"]["uid"] != (user.uid if user else -1)}
-    for name in PARSE_ATTEMPTS:
+    for name in CODE_ATTEMPTS:
         out[name] = rows[name]["succeeded"] or bool(forbidden() & set(rows[name].get("found", [])))
     out["write into another team's bundle folder"] |= (two_teams["bundles"]["tpbeta"] / "planted_by_another_team.py").exists()
     return out
