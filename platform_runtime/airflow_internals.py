@@ -133,12 +133,13 @@ def zygote_for(team: str) -> Zygote:
     return z
 
 
-def relay(channel_fd: int) -> None:
+def relay(channel_fd: int, path: str) -> None:
     """The per-file child's target (in Airflow's fork, after fds 0-2 became the supervisor's
-    sockets): hand them to the team's zygote, wait for the parse to end, exit with its code."""
+    sockets): hand them to the team's zygote with the file's path, wait for the parse to end,
+    exit with its code."""
     mine, theirs = socket.socketpair()
     with socket.socket(fileno=os.dup(channel_fd)) as channel:
-        socket.send_fds(channel, [b"parse"], [0, 1, 2, theirs.fileno()])
+        socket.send_fds(channel, [path.encode()], [0, 1, 2, theirs.fileno()])
     theirs.close()
     answer = mine.recv(16)
     raise SystemExit(int(answer) if answer.strip(b"-").isdigit() else 125)
@@ -169,7 +170,7 @@ class TeamDagFileProcessorProcess(DagFileProcessorProcess):
         team = bundle_team(bundle_name)
         if team is not None:
             try:
-                kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno())
+                kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno(), os.fspath(kwargs["path"]))
             except Exception as e:  # fail closed for this team only: its files are not parsed as root
                 kwargs["logger"].error("Cannot start the team's parse zygote; its files are not parsed",
                                        team=team, error=f"{type(e).__name__}: {e}")
@@ -385,20 +386,26 @@ def zygote(channel_fd: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(channel, selectors.EVENT_READ, None)
     waiting: dict[int, socket.socket] = {}
+    learning: dict[int, int] = {}  # pid -> read end of the pipe its installed modules come back on
+    pending: list[str] = []  # installed modules parses needed, to import here
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         for key, _ in sel.select(timeout=0.2):
             if key.data is None:
-                msg, fds, _flags, _addr = socket.recv_fds(channel, 64, 4)
+                msg, fds, _flags, _addr = socket.recv_fds(channel, 4096, 4)
                 if not msg and not fds:
                     return  # the dag-processor is gone
+                pre_import_airflow_modules(msg.decode())
                 status = socket.socket(fileno=fds[3])
+                learned_r, learned_w = os.pipe()
                 pid = os.fork()
                 if pid == 0:
-                    grandchild(fds[:3], keep_alive=(channel, sel, status, waiting))
-                for fd in fds[:3]:
+                    os.close(learned_r)
+                    grandchild(fds[:3], learned_w, keep_alive=(channel, sel, status, waiting, learning))
+                for fd in (*fds[:3], learned_w):
                     os.close(fd)
                 waiting[pid] = status
+                learning[pid] = learned_r
                 sel.register(status, selectors.EVENT_READ, pid)
             elif key.data in waiting:  # the relay closed its end: it was killed
                 with_suppressed(os.kill, key.data, signal.SIGKILL)
@@ -415,6 +422,58 @@ def zygote(channel_fd: int) -> None:
                 code = os.waitstatus_to_exitcode(raw)
                 with_suppressed(status.send, str(code if code >= 0 else 128 - code).encode())
                 status.close()
+            if pid in learning:
+                pending.extend(read_learned(learning.pop(pid)))
+        if pending and not waiting:  # only while idle, a little at a time: a request never waits long
+            import_some(pending, budget=0.1)
+
+
+def installed_modules() -> set[str]:
+    """Modules loaded from the installed packages (site-packages): Airflow, providers, libraries.
+    Never the project's own code (bundles, ``shared/``), which may change between parses."""
+    import sysconfig
+
+    roots = tuple({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    return {name for name, m in list(sys.modules.items())
+            if (getattr(m, "__file__", None) or "").startswith(roots)}
+
+
+def read_learned(fd: int) -> list[str]:
+    """The installed modules a parse needed (it wrote their names before it exited)."""
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode(errors="ignore").split()
+
+
+def import_some(pending: list[str], budget: float) -> None:
+    """Import pending modules in the zygote for ``budget`` seconds at most, so later parses fork
+    with them loaded (as Airflow's own forks have the dag-processor's modules)."""
+    import importlib
+    import time
+
+    deadline = time.monotonic() + budget
+    while pending and time.monotonic() < deadline:
+        name = pending.pop(0)
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # a module that imports only inside its package's own set-up: skip it
+                continue
+
+
+def pre_import_airflow_modules(path: str) -> None:
+    """What Airflow's dag-processor does before it forks a parse: import the ``airflow`` modules
+    the file imports, once, in the zygote (Airflow's code only: a team's own modules may change
+    between parses, so they are imported by each parse, as upstream)."""
+    import importlib
+
+    from airflow.utils.file import iter_airflow_imports
+
+    try:
+        for module in iter_airflow_imports(path):
+            if module not in sys.modules:
+                importlib.import_module(module)
+    except Exception as e:  # the parse reports the file's own errors
+        print(f"pre-import for {path} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
 
 def with_suppressed(fn, *args) -> None:
@@ -424,17 +483,20 @@ def with_suppressed(fn, *args) -> None:
         pass
 
 
-def grandchild(fds: list[int], keep_alive: tuple) -> None:
-    """Parse one file with the supervisor's sockets as fds 0-2, then exit. ``keep_alive``: the
-    zygote's objects, closed here explicitly (never by the garbage collector, which could close
-    a reused fd number)."""
+def grandchild(fds: list[int], learned: int, keep_alive: tuple) -> None:
+    """Parse one file with the supervisor's sockets as fds 0-2, then exit; ``learned``: where to
+    write the installed modules the parse loaded. ``keep_alive``: the zygote's objects, closed
+    here explicitly (never by the garbage collector, which could close a reused fd number)."""
     code = 1
+    before = set(sys.modules)
     try:
-        channel, sel, status, waiting = keep_alive
+        channel, sel, status, waiting, learning = keep_alive
         sel.close()
         channel.close()
         for s in (status, *waiting.values()):
             s.close()
+        for fd in learning.values():
+            os.close(fd)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -455,6 +517,8 @@ def grandchild(fds: list[int], keep_alive: tuple) -> None:
     finally:
         for stream in (sys.stdout, sys.stderr):
             with_suppressed(stream.flush)
+        new = " ".join(sorted(installed_modules() - before)).encode()[:60_000]  # within a pipe's buffer
+        with_suppressed(os.write, learned, new)
         os._exit(code)
 
 
