@@ -71,13 +71,14 @@ browser:  ## Debian's chromium for the browser tests (apt-get as root when missi
 test: install browser lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days)
+bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days), parsing as the team
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
 	@$(BIN)/python -m benchmarks.hss_fanout
 	@$(BIN)/python -m benchmarks.aurora_features
 	@$(BIN)/python -m benchmarks.aurora_training
+	@$(BIN)/python -m benchmarks.team_parsing
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors

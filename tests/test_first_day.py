@@ -129,6 +129,18 @@ def test_every_dag_of_every_team_succeeds_when_triggered_as_the_readme_shows(liv
             if found := output_problems(dag_id, cur, info):
                 problems[dag_id] = found
     assert problems == {}
+    # nothing a team legitimately does is refused by the lineage explorer's integrity checks:
+    # every DAG's runs reached its store, and no event was refused
+    deadline, missing = time.monotonic() + 120, set(DAGS)
+    while missing and time.monotonic() < deadline:
+        with psycopg2.connect(live_platform.pg.admin_dsn("lineage")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT DISTINCT job_name FROM lineage_run")
+            missing = set(DAGS) - {row[0] for row in cur.fetchall()}
+        time.sleep(0 if not missing else 3)
+    assert missing == set(), f"no lineage stored for the runs of {sorted(missing)}"
+    log = live_platform.proc("api-server").logfile.read_text()
+    refused = [line for line in log.splitlines() if "lineage ingest refused" in line]
+    assert refused == [], refused[:5]
 
 
 @pytest.mark.timeout(900)
