@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode
 
+from platform_runtime.asgi import read_body, replaying, send_json
+
 
 class Decision(StrEnum):
     BY_ID = "by_id"
@@ -257,11 +259,7 @@ class _Response:
 
 
 async def _respond(send, status: int, body, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
-    kept = [(k, v) for k, v in (headers or []) if k.lower() not in (b"content-length", b"content-type")]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+    await send_json(send, status, json.dumps(body).encode(), headers)
 
 
 def _not_found(route: Route, item_id) -> tuple[int, dict]:
@@ -334,13 +332,7 @@ class AssetScopeMiddleware:
         await _respond(send, response.status, scrub(data, readable), response.headers)
 
     async def _body_id(self, route, params, caller, scope, receive, send) -> None:
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         try:
             data = json.loads(body)
         except ValueError:
@@ -351,16 +343,7 @@ class AssetScopeMiddleware:
 
             if not await run_in_threadpool(may_use, caller.teams, route.kind, item_id):
                 return await _respond(send, *_not_found(route, item_id))
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _inner(self, scope, query: str | None = None) -> _Response:
         """Run the request on the wrapped app (GET, no body) and keep its answer."""

@@ -57,6 +57,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from starlette.routing import compile_path
 
+from platform_runtime.asgi import read_body, replaying, send_json
+
 log = logging.getLogger(__name__)
 
 AIRFLOW = "team-checked by Airflow"
@@ -488,22 +490,7 @@ async def _send_json(send, status: int, body: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
-    data = _encode(body)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
+    await send_json(send, status, _encode(body))
 
 
 def _route_path(scope) -> str:
@@ -584,7 +571,7 @@ class ExecutionGuardMiddleware:
     async def _state_update(self, scope, receive, send, team: str, task, ti_id: str) -> None:
         from starlette.concurrency import run_in_threadpool
 
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -598,16 +585,7 @@ class ExecutionGuardMiddleware:
                 raw = json.dumps(new).encode()
                 headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
                 scope = {**scope, "headers": headers + [(b"content-length", str(len(raw)).encode())]}
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(raw, receive), send)
 
 
 __all__ = ["EXECUTION_API_ROUTES", "ExecutionGuardMiddleware", "route_table_differences", "route_table_markdown"]

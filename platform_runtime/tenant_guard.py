@@ -209,10 +209,10 @@ class TenantGuardMiddleware:
             if m:
                 refusal = await self._refusal(scope, m.group("dag_id"))
                 if refusal:
+                    from platform_runtime.asgi import send_json
+
                     body = json.dumps({"detail": {"reason": "cross_team", "message": refusal}}).encode()
-                    await send({"type": "http.response.start", "status": 403,
-                                "headers": [(b"content-type", b"application/json")]})
-                    await send({"type": "http.response.body", "body": body})
+                    await send_json(send, 403, body)
                     return
         await self.app(scope, receive, send)
 

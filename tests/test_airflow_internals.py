@@ -7,9 +7,9 @@ itself (a real dag-processor, before and after) is tested in tests/test_team_par
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
+import pkgutil
 from importlib.metadata import version
 
 import pytest
@@ -19,16 +19,8 @@ from platform_runtime.team_env import AIRFLOW_SETTINGS, team_env
 
 
 def resolve(dotted: str):
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
+    """The object a dotted name names, modules and attributes alike."""
+    return pkgutil.resolve_name(dotted)
 
 
 def test_written_for_airflow_3_3_2():

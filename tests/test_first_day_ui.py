@@ -58,6 +58,19 @@ def finished(newcomer: Newcomer, platform, run: Run, timeout: float = 900) -> Ru
     return run
 
 
+def log_in(browser, api: str, user: str, password: str):
+    """A fresh browser context logged in through the UI's login form (UTC, as the UI's default
+    zone); (context, page)."""
+    context = browser.new_context(viewport={"width": 1500, "height": 950}, timezone_id="UTC")
+    page = context.new_page()
+    page.goto(api + "/")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+    return context, page
+
+
 def shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"first_day_ui_{name}.png"
@@ -128,13 +141,7 @@ def test_a_team_op_triggers_a_dag_in_the_ui_with_and_without_a_logical_date(live
     assert r.status_code == 200 and r.json()["is_paused"] is False, (r.status_code, r.text)
 
     # the UI: the login form, the DAG's page, "Trigger" (UTC in the browser as in the UI's default zone)
-    context = browser.new_context(viewport={"width": 1500, "height": 950}, timezone_id="UTC")
-    page = context.new_page()
-    page.goto(api + "/")
-    page.get_by_label("Username").fill(USER)
-    page.get_by_label("Password").fill(live_platform.logins()[USER])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+    context, page = log_in(browser, api, USER, live_platform.logins()[USER])
     assert any(c["name"] == "_token" for c in context.cookies()), context.cookies()
 
     # (1) without a logical date: clear the one the form filled in
@@ -210,13 +217,7 @@ def test_the_assets_page_shows_a_team_only_its_own_assets(live_platform, browser
         own = names(user)
         others = everything - own
         assert own and others, (user, own, others)
-        context = browser.new_context(viewport={"width": 1500, "height": 950}, timezone_id="UTC")
-        page = context.new_page()
-        page.goto(api + "/")
-        page.get_by_label("Username").fill(user)
-        page.get_by_label("Password").fill(live_platform.logins()[user])
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+        context, page = log_in(browser, api, user, live_platform.logins()[user])
         page.goto(f"{api}/assets")
         first = sorted(own)[0]
         expect(page.get_by_text(first, exact=True).first).to_be_visible(timeout=WAIT_MS)

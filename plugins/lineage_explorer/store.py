@@ -70,6 +70,19 @@ class RefusedEvent(Exception):
         self.reason = reason
 
 
+def run_and_job(run: dict, job: dict, where: str) -> tuple[str, str, str]:
+    """(run id, job namespace, job name) of an event's run and job objects, or of a run facet's
+    (``where``: the facet's path, e.g. ``run.facets.parent.``)."""
+    try:
+        run_id = str(uuid.UUID(str(run.get("runId"))))
+    except ValueError:
+        raise InvalidEvent(f"{where}run.runId is not a UUID: {run.get('runId')!r}") from None
+    ns, name = job.get("namespace"), job.get("name")
+    if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
+        raise InvalidEvent(f"{where}job.namespace and {where}job.name must be non-empty strings")
+    return run_id, ns, name
+
+
 @dataclass(frozen=True)
 class RunEvent:
     """The fields of an OpenLineage run event the store keys and derives on."""
@@ -88,13 +101,7 @@ class RunEvent:
         run, job = payload.get("run"), payload.get("job")
         if not isinstance(run, dict) or not isinstance(job, dict):
             raise InvalidEvent("only run events are stored: 'run' and 'job' objects are required")
-        try:
-            run_id = str(uuid.UUID(str(run.get("runId"))))
-        except ValueError:
-            raise InvalidEvent(f"run.runId is not a UUID: {run.get('runId')!r}") from None
-        ns, name = job.get("namespace"), job.get("name")
-        if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
-            raise InvalidEvent("job.namespace and job.name must be non-empty strings")
+        run_id, ns, name = run_and_job(run, job, "")
         try:
             event_time = datetime.fromisoformat(str(payload.get("eventTime")).replace("Z", "+00:00"))
         except ValueError:
@@ -134,14 +141,7 @@ class RunEvent:
             job = ref.get("job") if isinstance(ref, dict) else None
             if not isinstance(run, dict) or not isinstance(job, dict):
                 raise InvalidEvent(f"run.facets.{label} needs a run and a job object")
-            try:
-                run_id = str(uuid.UUID(str(run.get("runId"))))
-            except ValueError:
-                raise InvalidEvent(f"run.facets.{label}.run.runId is not a UUID: {run.get('runId')!r}") from None
-            ns, name = job.get("namespace"), job.get("name")
-            if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
-                raise InvalidEvent(f"run.facets.{label}.job.namespace and .name must be non-empty strings")
-            out.append((label, run_id, ns, name))
+            out.append((label, *run_and_job(run, job, f"run.facets.{label}.")))
         return out
 
 
