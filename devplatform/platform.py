@@ -14,18 +14,27 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from devplatform import kafka_standin
 from devplatform import settings as domain_settings
-from devplatform.config import PlatformConfig, domain_db_role
+from devplatform.config import PlatformConfig, domain_db_role, ensure_ed25519_key
 from devplatform.domain_redis import DomainRedis, declared_services, redis_domains
 from devplatform.paths import ROOT
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
-from devplatform.processes import Proc
-from devplatform.tenants import OsUser, TeamRuntime, can_switch_users, tenant_python
+from devplatform.processes import Proc, RunAs
+from devplatform.tenants import TASK_UMASK, OsUser, TeamRuntime, can_switch_users, platform_user, tenant_python
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
+# The only privileges a platform process keeps: the dag-processor and the team triggerers start
+# each team's parse zygote and trigger runner as the team's OS user (platform_runtime.team_env).
+SWITCH_USER_CAPS = ("setuid", "setgid")
+# What the platform's user owns in the state folder (the rest: root's launcher, PostgreSQL's
+# user, the team users): Airflow's home (airflow.cfg, the UI's passwords file), pid files and the
+# Kafka stand-in's address, the mail sink's and the lineage file's folders, the Redis servers'
+# configs, the secrets file and the task-token signing key.
+PLATFORM_OWNED = ("airflow", "run", "mail", "openlineage", "redis", "secrets.json", "jwt-ed25519.pem")
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
 # team, of team-less DAGs): every team gets one, as it will get its own workers.
 
@@ -82,10 +91,6 @@ def _say(msg: str) -> None:
     print(f"[platform] {msg}", flush=True)
 
 
-def venv_bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 class LocalPlatform:
     def __init__(self, config: PlatformConfig | None = None, quiet: bool = False) -> None:
         self.config = config or PlatformConfig()
@@ -97,6 +102,48 @@ class LocalPlatform:
         self.expected_import_errors: set[str] = set()
         self._mark = time.monotonic()
 
+    # -- who runs what ---------------------------------------------------------------
+    @cached_property
+    def platform_user(self) -> OsUser | None:
+        """The OS user of every platform process (per-team set-up as root), else None: then they
+        run as the user who runs ``make start``."""
+        return platform_user() if self.celery_teams() else None
+
+    def run_as(self, caps: tuple[str, ...] = ()) -> RunAs | None:
+        """A platform process: as the platform's user, with ``caps`` and nothing else."""
+        u = self.platform_user
+        return RunAs(u.uid, u.gid, caps, umask=TASK_UMASK) if u else None
+
+    @property
+    def python(self) -> str:
+        """The interpreter of the platform's processes: one the platform's user can run."""
+        return tenant_python(self.config.state, create=True) if self.platform_user else sys.executable
+
+    def own(self, *paths: Path) -> None:
+        """Give ``paths`` (and what is inside them) to the platform's user."""
+        u = self.platform_user
+        if u is None:
+            return
+        for path in paths:
+            if not path.exists():
+                continue
+            for p in (path, *(path.rglob("*") if path.is_dir() and not path.is_symlink() else ())):
+                os.chown(p, u.uid, u.gid, follow_symlinks=False)
+
+    def enforcement_gaps(self) -> list[str]:
+        """What this ``make start`` cannot enforce, said at start (not root, or the baseline)."""
+        if not self.config.celery:
+            return ["PLATFORM_EXECUTOR=local: the pre-Celery baseline; every task runs inside the scheduler "
+                    "with the platform's privileges (kept for benchmarks and the attack matrix only)"]
+        if can_switch_users():
+            return []
+        return [
+            "not root: every team's worker, DAG-file parse and trigger runs as this same OS user, so a team's "
+            "code can read other processes' /proc and every state file of this user (secrets.json, the "
+            "signing key, PostgreSQL's data and its trusted socket); run as root for per-team OS users",
+            "not root: the platform's processes run as this OS user, not as a platform user of their own",
+        ]
+
     # -- environment ----------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """The caller's environment without any Airflow setting, plus the platform's own.
@@ -106,6 +153,8 @@ class LocalPlatform:
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         env.update(self.config.airflow_env())
+        if self.platform_user:  # root's home and runtime folder are not the platform user's
+            env.update({"HOME": str(self.config.airflow_home), "XDG_RUNTIME_DIR": str(self.config.run_dir)})
         return env
 
     def standin_env(self) -> dict[str, str]:
@@ -181,6 +230,7 @@ class LocalPlatform:
         if self.redis_domains():
             r = self.domain_redis()
             r.prepare()
+            self.own(r.folder)
             self._start_proc("redis-domains", r.command())
             r.wait_ready()
             self.say(f"domain Redis on 127.0.0.1:{r.port}, ACL users: {', '.join(sorted(r.users))}")
@@ -188,7 +238,7 @@ class LocalPlatform:
             proc = self.proc("kafka-standin")
             if not proc.running():
                 cfg.kafka_bootstrap_file.unlink(missing_ok=True)
-            self._start_proc("kafka-standin", kafka_standin.command(cfg.kafka_bootstrap_file))
+            self._start_proc("kafka-standin", kafka_standin.command(cfg.kafka_bootstrap_file, self.python))
             bootstrap = kafka_standin.wait_bootstrap(cfg.kafka_bootstrap_file, alive=proc.running)
             self.say(f"Kafka stand-in (librdkafka mock cluster) at {bootstrap}, for: {', '.join(self.kafka_domains())}")
 
@@ -229,8 +279,13 @@ class LocalPlatform:
         ``airflow <args>``."""
         if (name == "dag-processor" or name.startswith("triggerer-")) and self.config.celery:
             # PLATFORM_EXECUTOR=local: Airflow's own, the baseline
-            return [venv_bin("python"), "-m", "platform_runtime.airflow_internals", *args]
-        return [venv_bin("airflow"), *args]
+            return [self.python, "-m", "platform_runtime.airflow_internals", *args]
+        return [self.python, "-m", "airflow", *args]
+
+    def component_caps(self, name: str) -> tuple[str, ...]:
+        """The dag-processor and the team triggerers keep CAP_SETUID and CAP_SETGID (they start
+        team code as the team's user); every other platform process keeps no capability."""
+        return SWITCH_USER_CAPS if name == "dag-processor" or name.startswith("triggerer-") else ()
 
     def component_env(self, name: str) -> dict[str, str]:
         """Per-process settings: each triggerer serves its logs on a port of its own.
@@ -263,9 +318,13 @@ class LocalPlatform:
         return env
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [venv_bin("airflow"), *args], env=self.env(), cwd=ROOT, check=check, capture_output=True, text=True
-        )
+        """An ``airflow`` CLI command, as the platform's user (it writes into Airflow's home)."""
+        return self.run_platform_command([self.python, "-m", "airflow", *args], self.env(), check=check)
+
+    def run_platform_command(self, argv: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+        run_as = self.run_as()
+        return subprocess.run(run_as.argv(argv) if run_as else argv, env=env, cwd=ROOT, check=check,
+                              capture_output=True, text=True, **({"umask": run_as.umask} if run_as else {}))
 
     # -- lifecycle ------------------------------------------------------------------
     def phase(self, name: str) -> None:
@@ -283,9 +342,10 @@ class LocalPlatform:
             sub.mkdir(parents=True, exist_ok=True)
         Path(self.env()["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         secrets = cfg.secrets
-        if cfg.celery and not can_switch_users():
-            self.say("not root: every team's worker runs as this same OS user, so a task can read other "
-                     "processes' /proc and state files of this user (run as root for per-team OS users)")
+        for gap in self.enforcement_gaps():
+            self.say(f"cannot enforce: {gap}")
+        if self.platform_user:
+            self.lock_state()
         airflow_up = all(self.proc(c).running() for c in self.airflow_components())
 
         # What needs no metadata database starts first, while PostgreSQL starts and the
@@ -294,7 +354,7 @@ class LocalPlatform:
         setups = self.start_setups()
         self._start_proc(
             "smtp-sink",
-            [sys.executable, "-m", "devplatform", "smtp-sink", "--port", str(cfg.smtp_port), "--dir", str(cfg.mail_dir)],
+            [self.python, "-m", "devplatform", "smtp-sink", "--port", str(cfg.smtp_port), "--dir", str(cfg.mail_dir)],
         )
         for d in self.celery_teams():
             rt = self.team_runtime(d)
@@ -302,7 +362,7 @@ class LocalPlatform:
             self._start_proc(f"redis-{d}", rt.redis_command())
         for name, (cmd, env, team) in self.team_components().items():
             user = self.team_runtime(team).user
-            self._start_proc(name, cmd, env=env, user=(user.uid, user.gid) if user else None,
+            self._start_proc(name, cmd, env=env, run_as=RunAs(user.uid, user.gid, umask=TASK_UMASK) if user else None,
                              cwd=self.team_runtime(team).home)
         self.phase("mail sink, Redis, workers, Flower started")
 
@@ -313,8 +373,8 @@ class LocalPlatform:
         for d in cfg.domains:
             self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d], DOMAIN_EXTENSIONS)
         self.pg.ensure_database("lineage", "lineage", secrets.lineage_db_password)
-        if self.celery_teams() and can_switch_users():
-            self.lock_state()  # after PostgreSQL, which opens the path to its data folder
+        if self.platform_user:
+            self.lock_state()  # again: starting PostgreSQL opens the path to its data folder (o+rx)
         self.say(f"databases: airflow, lineage + one per domain ({', '.join(cfg.domains)}), one login role each")
         self.phase("postgres and databases")
         # the stand-ins once PostgreSQL is up: some keep their state in their domain's database
@@ -322,7 +382,7 @@ class LocalPlatform:
         for d, spec in self.standin_specs():
             self._start_proc(
                 f"standin-{d}-{spec['name']}",
-                [sys.executable, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
+                [self.python, "-m", "devplatform", "serve-standin", d, spec["name"], "--port", str(spec["port"])],
                 env=self.standin_env(),
             )
 
@@ -335,7 +395,8 @@ class LocalPlatform:
         self.phase("metadata database prepared")
 
         for name, args in self.airflow_components().items():
-            self._start_proc(name, self.component_command(name, args), env=self.component_env(name))
+            self._start_proc(name, self.component_command(name, args), env=self.component_env(name),
+                             run_as=self.run_as(self.component_caps(name)))
         # each domain's local.data, now that its database exists
         generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
         for (d, proc), hook in [*((s, "setup") for s in setups), *((g, "data") for g in generators)]:
@@ -348,10 +409,18 @@ class LocalPlatform:
         self.say(f"ready in {self.timings['total']:.1f} s")
 
     def lock_state(self) -> None:
-        """As root: the platform's state folders are the platform's (mode 0700); team users
-        may only pass through the state folder to their own tenant folder and the task logs."""
+        """As root: the platform's state folders are the platform's (mode 0700, the platform's
+        user's: :data:`PLATFORM_OWNED`, the rest root's); team users may only pass through the
+        state folder to their own tenant folder and the task logs. The secrets file and the
+        signing key exist before any process starts, so they are never the launcher's alone."""
         state = self.config.state
         os.chmod(state, 0o711)
+        for sub in (self.config.airflow_home, self.config.run_dir, self.config.mail_dir, self.config.lineage_file.parent):
+            sub.mkdir(parents=True, exist_ok=True)
+        self.config.secrets  # noqa: B018 (created now, if missing)
+        ensure_ed25519_key(self.config.jwt_private_key)
+        self.own(*(state / name for name in PLATFORM_OWNED))
+        self.share_task_logs()
         shared = {"tenants", "tenant-python", self.config.task_log_dir.name}
         shared |= {p.relative_to(state).parts[0] for p in self.config.bundle_paths.values() if p.is_relative_to(state)}
         for child in state.iterdir():
@@ -359,13 +428,28 @@ class LocalPlatform:
                     and not child.name.startswith("tenant-python"):  # the team users' interpreters
                 os.chmod(child, 0o700)
 
+    def share_task_logs(self) -> None:
+        """Task logs written before the platform had a user of its own (folders 0700, files 0600
+        of the team users): given to the platform's group, as new ones are (:data:`TASK_LOG_DIR_MODE`),
+        so that the api-server still shows them."""
+        u, logs = self.platform_user, self.config.task_log_dir
+        if u is None or not logs.is_dir():
+            return
+        for p in logs.rglob("*"):
+            st = p.lstat()
+            if st.st_gid == u.gid or p.is_symlink():
+                continue
+            os.chown(p, -1, u.gid)
+            os.chmod(p, (st.st_mode & 0o7777) | (0o2770 if p.is_dir() else 0o660))
+
     def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-                    user: tuple[int, int] | None = None, cwd: Path = ROOT) -> None:
+                    run_as: RunAs | None | bool = True, cwd: Path = ROOT) -> None:
+        """``run_as``: True (default) the platform's user without capabilities, else as given."""
         p = self.proc(name)
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        pid = p.start(cmd, env or self.env(), cwd, user=user)
+        pid = p.start(cmd, env or self.env(), cwd, run_as=self.run_as() if run_as is True else run_as)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
     def prepare_db(self, migrate: bool) -> dict:
@@ -374,10 +458,8 @@ class LocalPlatform:
         env = {**self.env(), "PLATFORM_STATE_DIR": str(self.config.state), "PLATFORM_PG_PORT": str(self.config.pg_port),
                # the domains' Redis port of this platform (its connections name it)
                "PLATFORM_DOMAIN_REDIS_PORT": str(self.config.domain_redis_port)}
-        out = subprocess.run(
-            [sys.executable, "-m", "devplatform", "prepare-db", *(["--migrate"] if migrate else [])],
-            env=env, cwd=ROOT, capture_output=True, text=True,
-        )
+        out = self.run_platform_command(
+            [self.python, "-m", "devplatform", "prepare-db", *(["--migrate"] if migrate else [])], env, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"prepare-db failed ({out.returncode}):\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])

@@ -10,11 +10,37 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """How a process started by root runs: an OS user, its group and no other, the capabilities
+    it keeps (none, or e.g. ``("setuid", "setgid")`` for the processes that start team code as
+    the team's user) and its umask.
+
+    util-linux's ``setpriv`` applies it: the user switch, the capability sets (inheritable,
+    ambient and bounding set reduced to ``caps``: nothing else can ever be regained) and
+    no_new_privs (a set-uid program gives the process and its children nothing)."""
+
+    uid: int
+    gid: int
+    caps: tuple[str, ...] = ()
+    umask: int = 0o077
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+        if setpriv is None:
+            raise RuntimeError("setpriv (util-linux) is needed to start the platform's processes as their OS users")
+        keep = ",".join(["-all", *(f"+{c}" for c in self.caps)])
+        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", f"--inh-caps={keep}",
+                f"--ambient-caps={keep}", f"--bounding-set={keep}", "--no-new-privs", "--", *cmd]
 
 
 class Proc:
@@ -46,14 +72,14 @@ class Proc:
     def running(self) -> bool:
         return self.process() is not None
 
-    def start(self, cmd: list[str], env: dict[str, str], cwd: Path, user: tuple[int, int] | None = None) -> int:
-        """Start ``cmd``; with ``user=(uid, gid)`` (root only) as that user, no extra groups, umask 077."""
+    def start(self, cmd: list[str], env: dict[str, str], cwd: Path, run_as: RunAs | None = None) -> int:
+        """Start ``cmd``; with ``run_as`` (root only) as that user (:class:`RunAs`)."""
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logfile, "ab")
         p = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            **({"user": user[0], "group": user[1], "extra_groups": [], "umask": 0o077} if user else {}),
+            run_as.argv(cmd) if run_as else cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, **({"umask": run_as.umask} if run_as else {}),
         )
         log.close()
         started = psutil.Process(p.pid).create_time()

@@ -29,9 +29,17 @@ from devplatform.config import PlatformConfig, openlineage_extractors, openlinea
 from devplatform.paths import DOMAINS_DIR, ROOT
 
 USER_PREFIX = "tenant-"
+PLATFORM_USER = "airflow-platform"
 # ecommerce_ml's heavy (model) environment, built by `make install` (requirements-embed.txt)
 EMBED_VENV = ROOT / ".venv-embed"
 DEFAULT_CONCURRENCY = 2
+# The task-log folder: the platform's user lists it; every other user may only create and
+# enter folders in it (set-group-ID: what they create belongs to the platform's group; sticky:
+# nobody removes or renames what another created). A team's processes run with umask 007 and
+# Airflow's new-folder/new-file permissions 0o770/0o660: the platform's group reads and writes
+# them, no other team can.
+TASK_LOG_DIR_MODE = 0o3753
+TASK_UMASK = 0o007
 
 
 def can_switch_users() -> bool:
@@ -49,7 +57,19 @@ def team_user(team: str) -> OsUser | None:
     """The team's OS user (created on first use) when running as root, else None."""
     if not can_switch_users():
         return None
-    name = f"{USER_PREFIX}{team}"[:32]
+    return system_user(f"{USER_PREFIX}{team}"[:32])
+
+
+def platform_user() -> OsUser | None:
+    """The platform's own OS user (``PLATFORM_OS_USER``, default ``airflow-platform``; created
+    on first use) that every platform process runs as when ``make start`` runs as root, else None."""
+    if not can_switch_users():
+        return None
+    return system_user(os.environ.get("PLATFORM_OS_USER", PLATFORM_USER))
+
+
+def system_user(name: str) -> OsUser:
+    """A system user with a group of its own and no home or shell, created if missing."""
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -174,6 +194,11 @@ class TeamRuntime:
         return self.root / "flower"
 
     @property
+    def parsing_home(self) -> Path:
+        """The home of the team's parse zygote and trigger runners (``[platform] team_home``)."""
+        return self.root / "parsing"
+
+    @property
     def redis_dir(self) -> Path:
         """The team's Redis (config with its password): the platform's, not the team's."""
         return self.config.state / "redis" / self.team
@@ -186,23 +211,30 @@ class TeamRuntime:
             tenant_python(cfg.state, create=True, source=EMBED_VENV)
         self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.redis_dir.parent, 0o700)
-        for own in (self.home, self.flower_home):
+        for own in (self.home, self.flower_home, self.parsing_home):
             own.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root.parent, 0o711)
         os.chmod(self.root, 0o700)
         if self.user:
             for path in (self.root, *self.root.rglob("*")):
                 os.chown(path, self.user.uid, self.user.gid, follow_symlinks=False)
-        # Task logs: every team's worker creates its DAGs' folders (mode 0700, files 0600)
-        # in one folder that nobody but root (the api-server) can list.
+        # Task logs: every team's worker creates its DAGs' folders (mode 0770, files 0660, group
+        # the platform's: set-group-ID folder) in one folder that only the platform's user (the
+        # api-server, which shows them, and the triggerers, which add trigger logs) can list.
+        platform = platform_user()
         cfg.task_log_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(cfg.task_log_dir, 0o1733 if self.user else 0o755)
+        if self.user and platform:
+            os.chown(cfg.task_log_dir, platform.uid, platform.gid)
+        os.chmod(cfg.task_log_dir, TASK_LOG_DIR_MODE if self.user else 0o755)
         write_private(self.redis_dir / "redis.conf", self.redis_conf())
-        # The team's bundle: the platform's (root) and readable by the team's group only, so no
-        # other team's code (task, DAG file, trigger) can list, read or write it.
+        if platform:  # the team's Redis runs as the platform's user
+            for path in (self.redis_dir, self.redis_dir / "redis.conf"):
+                os.chown(path, platform.uid, platform.gid)
+        # The team's bundle: the platform's and readable by the team's group only, so no other
+        # team's code (task, DAG file, trigger) can list, read or write it.
         bundle = cfg.bundle_path(self.team)
         if self.user and bundle.is_dir():
-            os.chown(bundle, 0, self.user.gid)
+            os.chown(bundle, platform.uid if platform else 0, self.user.gid)
             os.chmod(bundle, 0o750)
 
     # -- Redis -----------------------------------------------------------------------
@@ -242,8 +274,8 @@ class TeamRuntime:
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency(self.team)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.task_log_dir),
-            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
-            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o770",
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o660",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             **self.local_env(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),

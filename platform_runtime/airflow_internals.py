@@ -1,7 +1,7 @@
 """Team code in the dag-processor runs as the team: the one module built on Airflow internals.
 
 Airflow 3.3's dag-processor parses each DAG file (and runs DAG callbacks) in a bare
-``os.fork()`` of itself (``WatchedSubprocess.start``): the child is root, holds the
+``os.fork()`` of itself (``WatchedSubprocess.start``): the child is the platform's user, holds the
 dag-processor's whole memory and environment (metadata DB URL, Fernet key), its open database
 sockets, and may ask the dag-processor's in-process Execution API (auth checks overridden) for
 any team's variables, XComs and task states. Airflow has no public extension point for that
@@ -56,7 +56,7 @@ from airflow.sdk.execution_time.comms import (
 )
 from pydantic import Field, TypeAdapter
 
-from platform_runtime.team_env import can_switch_users, team_env, team_os_user, team_python
+from platform_runtime.team_env import as_user_argv, can_switch_users, team_env, team_os_user, team_python
 
 # Every private member of Airflow this module relies on (tests/test_airflow_internals.py pins them).
 PRIVATE_MEMBERS = (
@@ -109,16 +109,16 @@ def start_zygote(team: str) -> Zygote:
     home = team_home(team)
     prepare_team_home(team, home)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    log = open(home / "zygote.log", "ab")  # noqa: SIM115 (the zygote's stdout/stderr, kept open by it)
-    kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    argv = [team_python(), "-m", "platform_runtime.airflow_internals", "zygote", str(theirs.fileno())]
+    # The zygote writes its own output into its home (``zygote.log``, :func:`zygote`), a folder
+    # the platform's user may not enter; until then (an interpreter that cannot start) it goes
+    # to the dag-processor's own output.
     proc = subprocess.Popen(
-        [team_python(), "-m", "platform_runtime.airflow_internals", "zygote", str(theirs.fileno())],
-        env=team_env(team, dict(os.environ), home), cwd=home, pass_fds=[theirs.fileno()],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **kwargs,
+        as_user_argv(user, argv) if user else argv,
+        env=team_env(team, dict(os.environ), home), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
     )
     theirs.close()
-    log.close()
-    how = f"as OS user {user.name}" if user else "as this process's user (not root: no user switch)"
+    how = f"as OS user {user.name}" if user else "as this process's user (it may not switch users)"
     print(f"[platform_runtime] team {team}: DAG files are parsed by zygote pid {proc.pid} {how}, "
           f"environment from scratch", file=sys.stderr, flush=True)
     return Zygote(team, proc, ours)
@@ -171,7 +171,7 @@ class TeamDagFileProcessorProcess(DagFileProcessorProcess):
         if team is not None:
             try:
                 kwargs["target"] = functools.partial(relay, zygote_for(team).channel.fileno(), os.fspath(kwargs["path"]))
-            except Exception as e:  # fail closed for this team only: its files are not parsed as root
+            except Exception as e:  # fail closed for this team only: its files are not parsed as the platform
                 kwargs["logger"].error("Cannot start the team's parse zygote; its files are not parsed",
                                        team=team, error=f"{type(e).__name__}: {e}")
                 kwargs["target"] = functools.partial(refuse_to_parse, team, f"{type(e).__name__}: {e}")
@@ -337,7 +337,13 @@ def own_trigger_changes(msg, own: set[int], log):
 
 
 def prepare_team_home(team: str, home: Path) -> None:
+    """The team's home for its zygote and trigger runner: its own, mode 0700. A platform that
+    runs as root creates it here; one that runs as its own OS user and switches users (holding
+    only CAP_SETUID and CAP_SETGID: no CAP_CHOWN, and no way into the team's folders) finds it
+    made by whoever started it (``make start``, the image)."""
     user = team_os_user(team) if can_switch_users() else None
+    if user and os.geteuid() != 0:
+        return
     home.mkdir(parents=True, exist_ok=True)
     if home.parent.stat().st_uid == os.geteuid():  # a folder of ours: team users pass through only
         os.chmod(home.parent, 0o711)
@@ -354,12 +360,11 @@ def exec_trigger_runner(team: str, log_fd: int, home: Path) -> None:
     for fd in map(int, os.listdir("/proc/self/fd")):  # nothing else of the triggerer survives the exec
         if fd > 3:
             with_suppressed(os.close, fd)
-    if user:
-        os.setgroups([])
-        os.setgid(user.gid)
-        os.setuid(user.uid)
     python = team_python()
-    os.execve(python, [python, "-m", "platform_runtime.airflow_internals", "trigger-runner"], env)
+    argv = [python, "-m", "platform_runtime.airflow_internals", "trigger-runner"]
+    if user:
+        argv = as_user_argv(user, argv)
+    os.execve(argv[0], argv, env)
 
 
 def trigger_runner() -> None:
@@ -378,6 +383,12 @@ def trigger_runner() -> None:
 
 # -- the zygote (a fresh interpreter, as the team's OS user) ------------------------------
 def zygote(channel_fd: int) -> None:
+    home = os.environ["HOME"]
+    os.chdir(home)
+    log = os.open(os.path.join(home, "zygote.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for fd in (1, 2):
+        os.dup2(log, fd)
+    os.close(log)
     import airflow.dag_processing.processor  # noqa: F401  (imported once, shared by every fork)
     import airflow.sdk  # noqa: F401
     from airflow.sdk.execution_time import task_runner  # noqa: F401

@@ -69,8 +69,40 @@ def team_os_user(team: str) -> TeamUser | None:
     return TeamUser(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
 
+# Linux capability bits (linux/capability.h): what a platform process needs to start a team's
+# child as the team's OS user, and nothing more.
+CAP_SETGID, CAP_SETUID = 6, 7
+SWITCH_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID)
+
+
+def effective_caps(status: str | None = None) -> int:
+    """This process's effective capability set (``CapEff`` in ``/proc/self/status``)."""
+    text = status if status is not None else Path("/proc/self/status").read_text()
+    for line in text.splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
 def can_switch_users() -> bool:
-    return os.geteuid() == 0
+    """Whether this process may start a child as another OS user: root, or (the platform's
+    dag-processor and triggerers, which run as the platform's user) CAP_SETUID and CAP_SETGID."""
+    return os.geteuid() == 0 or effective_caps() & SWITCH_CAPS == SWITCH_CAPS
+
+
+def as_user_argv(user: TeamUser, argv: list[str]) -> list[str]:
+    """``argv`` run as ``user`` with no capability left: util-linux's ``setpriv`` sets the user,
+    its group and no other group, clears the inheritable and ambient capability sets (a
+    non-root process keeps its capabilities across a user switch; these two carry them
+    across ``exec``) and sets no_new_privs, so nothing the child executes (a set-uid program)
+    can give it a privilege back. Used by every platform process that starts team code."""
+    import shutil
+
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if setpriv is None:
+        raise RuntimeError("setpriv (util-linux) is needed to start a team's child as its OS user")
+    return [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
+            "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--", *argv]
 
 
 def team_python() -> str:

@@ -264,8 +264,9 @@ def test_every_team_runs_its_tasks_on_its_own_celery_worker(platform, attack_run
         others = [platform.proc(f"worker-{o}").logfile.read_text() for o in TEAMS if o != team]
         assert not any(f"{team}_attack_probe" in text for text in others)
         log = next(platform.config.task_log_dir.glob(f"dag_id={team}_attack_probe/run_id={run['run_id']}/task_id=attack/*.log"))
-        if user:
-            assert (log.stat().st_uid, log.stat().st_mode & 0o777) == (user.uid, 0o600)
+        if user:  # the team's own file, in the platform's group (the api-server shows it), nobody else's
+            st = log.stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (user.uid, platform.platform_user.gid, 0o660)
 
 
 def test_a_worker_environment_holds_nothing_of_the_platform_or_other_teams(platform, attack_runs):
@@ -639,6 +640,155 @@ CHILD_ENV = {
 }
 
 
+def process_rows(platform) -> list[dict]:
+    """Every process ``make start`` started (its pid files) and all their descendants, and
+    PostgreSQL's: name, pid, OS user (real, effective and saved uid must agree), capabilities
+    (permitted set) and no_new_privs."""
+    import psutil
+
+    def row(name: str, p: psutil.Process) -> dict:
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        field = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        uids = set(p.uids())
+        return {"name": name, "pid": p.pid, "uids": uids, "user": p.username() if len(uids) == 1 else f"mixed {uids}",
+                "caps": int(field["CapPrm"], 16), "no_new_privs": field.get("NoNewPrivs", "0").strip() == "1",
+                "cmd": " ".join(p.cmdline()[:6])}
+
+    out = []
+    for name in platform.process_names():
+        top = platform.proc(name).process()
+        assert top is not None, f"{name} is not running"
+        out += [row(name, q) for q in (top, *top.children(recursive=True))]
+    pg = psutil.Process(platform.pg.pid())
+    out += [row("postgres", q) for q in (pg, *pg.children(recursive=True))]
+    return out
+
+
+SWITCH_CAPS = (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID
+
+
+def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(platform):
+    """Issue 21, item 2: every process the platform started runs as its platform user, each
+    team's processes (worker, Flower, parse zygote and its forks, trigger runner) as the team's
+    user with no capability at all, PostgreSQL as its own user; only the dag-processor and the
+    team triggerers keep a capability, CAP_SETUID/CAP_SETGID, to start those team processes."""
+    from devplatform.tenants import team_user
+
+    pu = platform.platform_user
+    assert pu is not None, "the tests run as root: the platform has a user of its own"
+    tenant = {team_user(t).uid: t for t in TEAMS}
+    rows = process_rows(platform)
+    print(f"\n{'process':<28} {'pid':>7} {'OS user':<22} caps  nnp  command")
+    for r in rows:
+        print(f"{r['name']:<28} {r['pid']:>7} {r['user']:<22} {r['caps']:#04x} {r['no_new_privs']!s:<5} {r['cmd'][:60]}")
+    assert [r for r in rows if 0 in r["uids"]] == []
+    wrong = []
+    for r in rows:
+        (uid,) = r["uids"] if len(r["uids"]) == 1 else (None,)
+        name = r["name"]
+        if name == "postgres":
+            ok = r["user"] == "embedded_postgres" and r["caps"] == 0
+        elif uid in tenant:  # team code: the team's own process, under its own component only
+            team = tenant[uid]
+            ok = r["caps"] == 0 and r["no_new_privs"] and name in (f"worker-{team}", f"flower-{team}",
+                                                                   f"triggerer-{team}", "dag-processor")
+        elif uid == pu.uid:
+            switches = name == "dag-processor" or name.startswith("triggerer-")
+            ok = r["caps"] == (SWITCH_CAPS if switches else 0) and r["no_new_privs"]
+        else:
+            ok = False
+        if not ok:
+            wrong.append(r)
+    assert wrong == []
+    # the team processes really are there: one parse zygote per team, one trigger runner per team triggerer
+    zygotes = {tenant[next(iter(r["uids"]))] for r in rows if r["name"] == "dag-processor" and "zygote" in r["cmd"]}
+    runners = {r["name"] for r in rows if "trigger-runner" in r["cmd"] and next(iter(r["uids"])) in tenant}
+    assert zygotes == set(TEAMS)
+    assert runners == {f"triggerer-{t}" for t in TEAMS}
+
+
+def run_as_user(platform, uid: int, gid: int, script: str) -> dict:
+    """``script`` (Python, prints one JSON line) in a fresh interpreter as OS user ``uid``, no capability."""
+    import subprocess
+
+    from devplatform.processes import RunAs
+
+    argv = RunAs(uid, gid).argv([platform.python, "-c", script])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/",
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+TRY_OPEN = """
+import json, sys
+out = {}
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        out[path] = "read"
+    except OSError as e:
+        out[path] = type(e).__name__
+print(json.dumps(out))
+"""
+
+TRY_POSTGRES = """
+import json, psycopg2
+out = {}
+for how, kw in (("socket", {"host": %(socket)r}), ("tcp", {"host": "127.0.0.1"})):
+    try:
+        psycopg2.connect(port=%(port)d, user="postgres", dbname="postgres", connect_timeout=5, **kw).close()
+        out[how] = "superuser"
+    except psycopg2.OperationalError as e:
+        out[how] = str(e).strip().splitlines()[0][:160]
+print(json.dumps(out))
+"""
+
+
+def test_platform_secrets_are_readable_by_the_platform_user_alone(platform):
+    """The secrets file, the token-signing key and the UI's passwords file belong to the
+    platform's user (mode 0600) and PostgreSQL's data folder to PostgreSQL's user (0700): every
+    team user is refused all of them, the platform's user gets its own files and not the data."""
+    from devplatform.tenants import team_user
+
+    cfg = platform.config
+    pu = platform.platform_user
+    own = {cfg.state / "secrets.json", cfg.jwt_private_key,
+           cfg.airflow_home / "simple_auth_manager_passwords.json.generated"}
+    for path in own:
+        st = path.stat()
+        assert (st.st_uid, st.st_mode & 0o077) == (pu.uid, 0), path
+    st = cfg.pgdata.stat()
+    assert (st.st_mode & 0o777, cfg.pgdata.owner()) == (0o700, "embedded_postgres")
+    paths = sorted(str(p) for p in [*own, cfg.pgdata / "PG_VERSION", cfg.pgdata / "pg_hba.conf"])
+    as_platform = run_as_user(platform, pu.uid, pu.gid, TRY_OPEN.replace("sys.argv[1:]", repr(paths)))
+    assert as_platform == {p: "read" if Path(p) in own else "PermissionError" for p in paths}
+    for team in TEAMS:
+        u = team_user(team)
+        assert run_as_user(platform, u.uid, u.gid, TRY_OPEN.replace("sys.argv[1:]", repr(paths))) == \
+            dict.fromkeys(paths, "PermissionError"), team
+
+
+def test_postgres_gives_its_superuser_to_no_platform_or_team_user(platform):
+    """Over the Unix socket the superuser is only for the OS user who started the server
+    (``make start``) and the server's own (peer map); no other OS user even reaches the socket
+    (the data folder is 0700), and over TCP the superuser has no password to log in with."""
+    from devplatform.tenants import team_user
+
+    script = TRY_POSTGRES % {"socket": str(platform.pg.socket_dir), "port": platform.pg.port}
+    users = {"platform": platform.platform_user, **{t: team_user(t) for t in TEAMS}}
+    results = {name: run_as_user(platform, u.uid, u.gid, script) for name, u in users.items()}
+    print(json.dumps(results, indent=1))
+    for name, r in results.items():
+        assert r["socket"] != "superuser" and r["tcp"] != "superuser", (name, r)
+        assert "Permission denied" in r["socket"], (name, r)
+        assert "password" in r["tcp"], (name, r)
+    hba = (platform.pg.datadir / "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line.startswith(("local", "host"))]
+    assert [r for r in rules if "trust" in r] == [] and ["local", "all", "postgres", "peer", "map=platform_admin"] in rules
+
+
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
     logs = {name: platform.proc(name).logfile.read_text() for name in names}
@@ -676,11 +826,14 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
         # Airflow's own dag-processor and triggerers: a team's parse-time and trigger code as root
         code = {kind: code_matrix(p, rows(p, r.json()["access_token"]))[0]
                 for kind, rows in (("parse", parse_probe_rows), ("trigger", trigger_probe_rows))}
+        as_root = [r for r in process_rows(p) if 0 in r["uids"]]
     finally:
         p.stop()
         shutil.rmtree(p.config.state, ignore_errors=True)
     total = print_matrix("attack matrix, old set-up (LocalExecutor in the scheduler)", matrix)
     assert total > 0
+    print(f"old set-up: {len(as_root)} processes as root: {sorted({r['name'] for r in as_root})}")
+    assert {"api-server", "scheduler", "dag-processor", "smtp-sink"} <= {r["name"] for r in as_root}
     for kind, m in code.items():
         assert print_matrix(f"{kind}-time attack matrix, Airflow's own {kind} processes", m) > 0
         for attempt in ("run as another OS user than its team's", "read platform secrets from /proc of other processes",

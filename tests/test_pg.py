@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg2
 import pytest
 
@@ -57,3 +59,28 @@ def test_a_domain_role_cannot_open_the_maintenance_databases_or_another_domains(
     finally:
         pg.drop_database("iso_c")
         pg.drop_database("iso_d")
+
+
+def test_the_superuser_logs_in_over_the_socket_only_as_a_mapped_os_user(pg):
+    """``peer map=platform_admin``: the superuser is for the OS users in pg_ident.conf (whoever
+    started the server, and the server's own), not for any OS user who reaches the socket."""
+    import getpass
+
+    from devplatform.pg import ADMIN_MAP
+
+    ident = pg.datadir / "pg_ident.conf"
+    before = ident.read_text()
+    me = getpass.getuser()
+    assert f"{ADMIN_MAP}   {me}   postgres" in before.splitlines()
+    psycopg2.connect(pg.admin_dsn()).close()
+    try:  # the same connection once this OS user is no longer in the map
+        ident.write_text("".join(line + "\n" for line in before.splitlines() if f"   {me}   " not in line))
+        pg.reload()
+        time.sleep(0.5)
+        with pytest.raises(psycopg2.OperationalError, match="Peer authentication failed"):
+            psycopg2.connect(pg.admin_dsn()).close()
+    finally:
+        ident.write_text(before)
+        pg.reload()
+        time.sleep(0.5)
+    psycopg2.connect(pg.admin_dsn()).close()
