@@ -4,7 +4,10 @@ Starts the whole platform as ``make start`` does (every stand-in, per-team Redis
 workers and Flower, every Airflow component), cold (fresh state folder) on free ports, and
 prints the time of each phase as ``LocalPlatform.start`` logs it; then stops it.
 
-``python -m benchmarks.start_time [RUNS] [--no-standins]``
+``python -m benchmarks.start_time [RUNS] [--no-standins] [--compare-nice]``
+
+``--compare-nice``: RUNS rounds, each a start with the background processes (triggerers,
+Flower) at ``START_NICE`` and one with every process at the same priority, alternated.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from devplatform import platform as platform_module
 from devplatform.config import PlatformConfig
 from devplatform.paths import domain_names
 from devplatform.platform import LocalPlatform
@@ -61,33 +65,52 @@ def cpu_seconds(p: LocalPlatform) -> dict[str, float]:
     return out
 
 
-def main(runs: int = 1, standins: bool = True) -> None:
-    results, cpu = [], []
-    for _ in range(runs):
-        p = make(standins)
-        saved = os.environ.get("PLATFORM_STATE_DIR")
-        os.environ["PLATFORM_STATE_DIR"] = str(p.config.state)  # for the apply-settings subprocess
-        try:
-            t0 = time.monotonic()
-            p.start(wait_timeout=600)
-            results.append({**getattr(p, "timings", {}), "wall": time.monotonic() - t0})
-            cpu.append(cpu_seconds(p))
-        finally:
-            p.stop()
-            shutil.rmtree(p.config.state, ignore_errors=True)
-            if saved is None:
-                os.environ.pop("PLATFORM_STATE_DIR", None)
-            else:
-                os.environ["PLATFORM_STATE_DIR"] = saved
-    print(f"\nmake start, cold, {'with' if standins else 'without'} stand-ins, {os.cpu_count()} cores,"
-          f" load average at the end {os.getloadavg()[0]:.1f}")
+def start_once(standins: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """One cold start: its phases (and ``wall``), and CPU seconds by kind of process."""
+    p = make(standins)
+    saved = os.environ.get("PLATFORM_STATE_DIR")
+    os.environ["PLATFORM_STATE_DIR"] = str(p.config.state)  # for the apply-settings subprocess
+    try:
+        t0 = time.monotonic()
+        p.start(wait_timeout=600)
+        return {**getattr(p, "timings", {}), "wall": time.monotonic() - t0}, cpu_seconds(p)
+    finally:
+        p.stop()
+        shutil.rmtree(p.config.state, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("PLATFORM_STATE_DIR", None)
+        else:
+            os.environ["PLATFORM_STATE_DIR"] = saved
+
+
+def report(title: str, results: list[dict[str, float]], cpu: dict[str, float]) -> None:
+    print(f"\n{title}")
     for phase in results[0]:
         values = [r[phase] for r in results]
         print(f"  {phase:42s} median {statistics.median(values):6.1f} s   runs {[round(v, 1) for v in values]}")
-    print("CPU seconds until ready, by kind of process (first run):")
-    for kind, seconds in sorted(cpu[0].items(), key=lambda kv: -kv[1]):
-        print(f"  {kind:42s} {seconds:6.1f}")
+    print("  CPU seconds until ready, by kind of process (first run):")
+    for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"    {kind:40s} {seconds:6.1f}")
+
+
+def main(runs: int = 1, standins: bool = True, compare_nice: bool = False) -> None:
+    nice = platform_module.START_NICE
+    variants = {f"background at nice {nice}": nice, "every process at nice 0": 0} if compare_nice else {"": nice}
+    results: dict[str, list] = {v: [] for v in variants}
+    cpu: dict[str, dict] = {}
+    for _ in range(runs):
+        for label, value in variants.items():
+            platform_module.START_NICE = value
+            timings, used = start_once(standins)
+            results[label].append(timings)
+            cpu.setdefault(label, used)
+    platform_module.START_NICE = nice
+    print(f"\nmake start, cold, {'with' if standins else 'without'} stand-ins, {os.cpu_count()} cores,"
+          f" load average at the end {os.getloadavg()[0]:.1f}")
+    for label in variants:
+        report(label or "phases", results[label], cpu[label])
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, "--no-standins" not in sys.argv)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(args[0]) if args else 1, "--no-standins" not in sys.argv, "--compare-nice" in sys.argv)

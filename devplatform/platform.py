@@ -6,6 +6,7 @@ run on their own ports and state folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+import psutil
 
 from devplatform import kafka_standin
 from devplatform import settings as domain_settings
@@ -30,6 +33,11 @@ AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # The only privileges a platform process keeps: the dag-processor and the team triggerers start
 # each team's parse zygote and trigger runner as the team's OS user (platform_runtime.team_env).
 SWITCH_USER_CAPS = ("setuid", "setgid")
+# While `make start` brings the platform up, the processes nothing waits for (the triggerers,
+# each with its team's trigger runner, and Flower) start at a lower CPU priority, and get the
+# normal one back once the platform is ready (as root only: a user may not lower a nice value).
+# On two cores they otherwise take a large share of the CPU the path to "ready" needs.
+START_NICE = 10
 # What the platform's user owns in the state folder (the rest: root's launcher, PostgreSQL's
 # user, the team users): Airflow's home (airflow.cfg, the UI's passwords file), pid files and the
 # Kafka stand-in's address, the mail sink's and the lineage file's folders, the Redis servers'
@@ -405,6 +413,7 @@ class LocalPlatform:
                                    f"{self.proc(f'{LOCAL_LOGS[hook]}-{d}').logfile}")
         self.phase("Airflow components started")
         self.wait_ready(wait_timeout)
+        self.renice_background(0)
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
 
@@ -428,6 +437,20 @@ class LocalPlatform:
                     and not child.name.startswith("tenant-python"):  # the team users' interpreters
                 os.chmod(child, 0o700)
 
+    def starts_in_background(self, name: str) -> bool:
+        """Started at :data:`START_NICE` (as root): nothing waits for it to be ready."""
+        return os.geteuid() == 0 and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
+
+    def renice_background(self, value: int) -> None:
+        """The processes :meth:`starts_in_background` started, and their children, at ``value``."""
+        for name in self.process_names():
+            proc = self.proc(name).process() if self.starts_in_background(name) else None
+            if proc is None:
+                continue
+            for q in (proc, *proc.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    q.nice(value)
+
     def share_task_logs(self) -> None:
         """Task logs written before the platform had a user of its own (folders 0700, files 0600
         of the team users): given to the platform's group, as new ones are (:data:`TASK_LOG_DIR_MODE`),
@@ -450,6 +473,8 @@ class LocalPlatform:
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
         pid = p.start(cmd, env or self.env(), cwd, run_as=self.run_as() if run_as is True else run_as)
+        if self.starts_in_background(name):
+            psutil.Process(pid).nice(START_NICE)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
     def prepare_db(self, migrate: bool) -> dict:

@@ -228,7 +228,7 @@ class TeamRuntime:
         os.chmod(cfg.task_log_dir, TASK_LOG_DIR_MODE if self.user else 0o755)
         write_private(self.redis_dir / "redis.conf", self.redis_conf())
         if platform:  # the team's Redis runs as the platform's user
-            for path in (self.redis_dir, self.redis_dir / "redis.conf"):
+            for path in (self.redis_dir.parent, self.redis_dir, self.redis_dir / "redis.conf"):
                 os.chown(path, platform.uid, platform.gid)
         # The team's bundle: the platform's and readable by the team's group only, so no other
         # team's code (task, DAG file, trigger) can list, read or write it.

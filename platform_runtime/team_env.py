@@ -7,8 +7,10 @@ environment built here, from scratch: no inherited secret can leak because none 
 - OS user: ``[platform] team_os_user`` (``AIRFLOW__PLATFORM__TEAM_OS_USER``), a pattern with
   ``{team}``, default ``tenant-{team}`` (the users ``make start`` creates for the workers; in
   an image, create them in the Dockerfile). Used only when the platform process may switch
-  users (root); otherwise the child keeps the process's user and only the environment is
-  scrubbed, which ``make start`` reports.
+  users (root, or the platform's user holding CAP_SETUID and CAP_SETGID, :func:`can_switch_users`);
+  the child then starts through :func:`as_user_argv` and holds no capability. Otherwise the
+  child keeps the process's user and only the environment is scrubbed, which ``make start``
+  reports.
 - Interpreter: ``[platform] team_python``, an interpreter the team user can execute (default:
   the platform's own).
 - Environment: an allow-list. Plain settings every Python process needs (``PATH``,
