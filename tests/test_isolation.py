@@ -654,14 +654,21 @@ def process_rows(platform) -> list[dict]:
                 "caps": int(field["CapPrm"], 16), "no_new_privs": field.get("NoNewPrivs", "0").strip() == "1",
                 "cmd": " ".join(p.cmdline()[:6])}
 
+    def rows(name: str, top: psutil.Process) -> list[dict]:
+        out = []
+        for q in (top, *top.children(recursive=True)):
+            try:
+                out.append(row(name, q))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):  # a short-lived child (a parse) just ended
+                pass
+        return out
+
     out = []
     for name in platform.process_names():
         top = platform.proc(name).process()
         assert top is not None, f"{name} is not running"
-        out += [row(name, q) for q in (top, *top.children(recursive=True))]
-    pg = psutil.Process(platform.pg.pid())
-    out += [row("postgres", q) for q in (pg, *pg.children(recursive=True))]
-    return out
+        out += rows(name, top)
+    return out + rows("postgres", psutil.Process(platform.pg.pid()))
 
 
 SWITCH_CAPS = (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID
