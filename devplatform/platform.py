@@ -118,9 +118,11 @@ class LocalPlatform:
         return platform_user() if self.celery_teams() else None
 
     def run_as(self, caps: tuple[str, ...] = ()) -> RunAs | None:
-        """A platform process: as the platform's user, with ``caps`` and nothing else."""
+        """A platform process: as the platform's user, with ``caps`` and nothing else, umask 077
+        (what it writes is its own: the UI's passwords file, trigger logs, which the api-server
+        reads as the same user). A team's processes run with :data:`TASK_UMASK`."""
         u = self.platform_user
-        return RunAs(u.uid, u.gid, caps, umask=TASK_UMASK) if u else None
+        return RunAs(u.uid, u.gid, caps) if u else None
 
     @property
     def python(self) -> str:
