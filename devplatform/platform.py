@@ -397,6 +397,9 @@ class LocalPlatform:
             )
 
         self.start_domain_services()  # before the settings: the Kafka connections need its address
+        # each domain's local.data, now that its database (and the Kafka stand-in its
+        # connections name) exists, while the metadata database is prepared
+        generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
         self.phase("domain Redis and Kafka stand-in")
         if not airflow_up:
             self.say("migrating the metadata database, creating the teams, applying the settings")
@@ -407,13 +410,12 @@ class LocalPlatform:
         for name, args in self.airflow_components().items():
             self._start_proc(name, self.component_command(name, args), env=self.component_env(name),
                              run_as=self.run_as(self.component_caps(name)))
-        # each domain's local.data, now that its database exists
-        generators = [(d, g) for d in cfg.domains if (g := self.start_generator(d))]
         for (d, proc), hook in [*((s, "setup") for s in setups), *((g, "data") for g in generators)]:
             if proc.wait() != 0:
                 raise RuntimeError(f"{d}'s local.{hook} command failed (exit {proc.returncode}); see "
                                    f"{self.proc(f'{LOCAL_LOGS[hook]}-{d}').logfile}")
-        self.phase("Airflow components started")
+            self.say(f"{d}'s local.{hook} done, {time.monotonic() - t0:.1f} s after start")
+        self.phase("Airflow components started, local data ready")
         self.wait_ready(wait_timeout)
         self.renice_background(0)
         self.timings["total"] = time.monotonic() - t0

@@ -551,3 +551,43 @@ def test_copy_out_binds_its_parameters_on_either_driver(dbf, driver):
         c.close()
     assert out.tell() == 0
     assert out.read().decode().splitlines() == ["n,label", "1,it's; DROP TABLE x", "2,\\N", "3,it's; DROP TABLE x"]
+
+
+def test_copy_rows_of_a_frame_loads_every_value_as_pandas_csv_would(conn):
+    """``copy_rows`` writes a DataFrame with DuckDB (``frame_csv``): NULLs, NaN (as NULL, like
+    ``to_csv(na_rep)``), quotes, separators, line breaks, the NULL marker as text, empty text,
+    booleans, timestamps in another zone and dates reach PostgreSQL unchanged, also from an
+    object column that mixes dates and their text."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from shared.db import copy_rows
+
+    frame = pd.DataFrame({
+        "id": [1, 2, 3, 4],
+        "txt": ['a,b "q"', "line\nbreak", "\\N", ""],
+        "maybe": ["x", None, np.nan, "ü€"],
+        "score": [0.1, np.nan, -1e300, 2.5],
+        "flag": [True, False, True, False],
+        "at": pd.to_datetime(["2026-01-01 10:00", "2026-06-01 23:30", "2026-12-31 00:00", "2026-03-29 02:30"]
+                             ).tz_localize("Europe/Berlin", nonexistent="shift_forward"),
+        "day": [dt.date(2026, 1, 1), dt.date(2026, 2, 28), None, dt.date(2026, 12, 31)],
+    })
+    mixed = frame.assign(day=[dt.date(2026, 1, 1), "2026-02-28", None, dt.date(2026, 12, 31)])  # one object column of two types
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE t (id int, txt text, maybe text, score float8, flag bool, at timestamptz, day date)")
+        copy_rows(cur, "t", list(frame.columns), frame)
+        cur.execute("SELECT * FROM t ORDER BY id")
+        got = cur.fetchall()
+        cur.execute("TRUNCATE t")
+        copy_rows(cur, "t", list(mixed.columns), mixed)
+        cur.execute("SELECT * FROM t ORDER BY id")
+        assert cur.fetchall() == got
+    utc = [t.to_pydatetime().astimezone(dt.UTC) for t in frame["at"]]
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in got] == [
+        (1, 'a,b "q"', "x", 0.1, True), (2, "line\nbreak", None, None, False),
+        (3, "\\N", None, -1e300, True), (4, "", "ü€", 2.5, False)]
+    assert [r[5].astimezone(dt.UTC) for r in got] == utc
+    assert [r[6] for r in got] == [dt.date(2026, 1, 1), dt.date(2026, 2, 28), None, dt.date(2026, 12, 31)]
