@@ -57,6 +57,7 @@ Path segments are taken from the raw, percent-encoded request path, so a namespa
 
 # No ``from __future__ import annotations``: FastAPI must see the dependency annotations
 # of the endpoints defined inside ``create_app`` as objects, not strings.
+import asyncio
 import gzip
 import hmac
 import json
@@ -76,7 +77,7 @@ from lineage_explorer.config import Settings
 from lineage_explorer.ownership import OwnerResolver
 from lineage_explorer.queries import Reader, Visibility, dataset_node_id, job_node_id
 from lineage_explorer.retention import PurgeLoop
-from lineage_explorer.store import InvalidEvent, LineageStore, RefusedEvent, RunEvent
+from lineage_explorer.store import IngestQueue, InvalidEvent, LineageStore, RefusedEvent, RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,10 @@ def create_app(
         store = LineageStore(s.dsn)
         return s, store, Reader(store), resolver_factory(s)
 
+    @cache
+    def ingest_queue() -> IngestQueue:
+        return IngestQueue(services()[1])
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         """The api-server enters mounted apps' lifespans: retention runs there, hourly. The
@@ -250,10 +255,13 @@ def create_app(
         loop = PurgeLoop(retention_target).start()
         yield
         loop.stop()
+        if ingest_queue.cache_info().currsize:
+            ingest_queue().stop()  # what is queued is stored before the api-server exits
 
     app = FastAPI(title="Lineage explorer (Marquez-compatible)", version="1", lifespan=lifespan)
 
     app.state.services = services
+    app.state.ingest_queue = ingest_queue
 
     def vis_dep(user: GetUserDep) -> Visibility:
         _, _, reader, resolver = services()
@@ -264,7 +272,7 @@ def create_app(
     # -- ingest ---------------------------------------------------------------------
     @app.post("/api/v1/lineage", status_code=201)
     async def ingest(request: Request) -> JSONResponse:
-        settings, store, _, resolver = services()
+        settings, _, _, resolver = services()
         auth = request.headers.get("authorization", "")
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         team = _team_of_key(settings, key)
@@ -274,10 +282,11 @@ def create_app(
         if request.headers.get("content-encoding", "").lower() == "gzip":
             body = gzip.decompress(body)
         try:
-            event = RunEvent.parse(json.loads(body))
+            text = body.decode()
+            event = RunEvent.parse(json.loads(text), raw=text)
         except (InvalidEvent, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not an OpenLineage run event: {e}") from None
-        owner = await run_in_threadpool(resolver.owner, event)
+        owner = resolver.cached(event.job_name) or await run_in_threadpool(resolver.owner, event)
         if team != PLATFORM:
             if event.job_namespace != settings.namespace or owner.team != team:
                 log.warning("lineage ingest refused: team %s key for job %s:%s (team %s)",
@@ -293,7 +302,7 @@ def create_app(
             for label, _, ns, name in event.parent_runs():
                 if ns != settings.namespace:
                     continue
-                parent_team = (await run_in_threadpool(resolver.owner_of, name)).team
+                parent_team = (resolver.cached(name) or await run_in_threadpool(resolver.owner_of, name)).team
                 if parent_team != team:
                     log.warning("lineage ingest refused: team %s key for job %s:%s with %s job %s:%s (team %s)",
                                 team, event.job_namespace, event.job_name, label, ns, name, parent_team)
@@ -302,8 +311,9 @@ def create_app(
                         f"the ingest key of team {team!r} may only attach events to runs of its own DAGs' jobs in "
                         f"namespace {settings.namespace!r}; the {label} job {name!r} is not one of them",
                     )
-        try:
-            stored = await run_in_threadpool(store.ingest, event, owner, None if team == PLATFORM else team)
+        try:  # group commit: stored (committed) with the events of other requests waiting now
+            stored = await asyncio.wrap_future(
+                ingest_queue().submit(event, owner, None if team == PLATFORM else team))
         except RefusedEvent as e:
             log.warning("lineage ingest refused: %s key, job %s:%s: %s", "platform" if team == PLATFORM else f"team {team}",
                         event.job_namespace, event.job_name, e.reason)

@@ -26,7 +26,9 @@ the retention. Reads take a :class:`Visibility` (the jobs a user may see) and ar
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-import psycopg2.extras
 import psycopg2.pool
 
 from shared.db import migrate
@@ -95,9 +96,10 @@ class RunEvent:
     event_time: datetime
     job_namespace: str
     job_name: str
+    raw: str | None = None  # the JSON text ``payload`` was read from, stored as it is (no re-encoding)
 
     @classmethod
-    def parse(cls, payload: Any) -> RunEvent:
+    def parse(cls, payload: Any, raw: str | None = None) -> RunEvent:
         if not isinstance(payload, dict):
             raise InvalidEvent("an OpenLineage event is a JSON object")
         run, job = payload.get("run"), payload.get("job")
@@ -117,7 +119,7 @@ class RunEvent:
         event_type = payload.get("eventType") or ""
         if event_type and event_type not in (*RUN_STATES, "OTHER"):
             raise InvalidEvent(f"unknown eventType {event_type!r}")
-        event = cls(payload, run_id, event_type, event_time, ns, name)
+        event = cls(payload, run_id, event_type, event_time, ns, name, raw)
         event.parent_runs()  # a parent the store could not check is no run event it keeps
         return event
 
@@ -276,40 +278,17 @@ class LineageStore:
 
     def _ingest(self, conn: Any, ev: RunEvent, owner: Owner, team: str | None) -> bool:
         """One event through ``lineage_ingest_event`` (migrations/0003): one round trip, in the
-        caller's transaction. Raises :class:`RefusedEvent` (nothing written), or the database's
-        error (SQLSTATE ``LN409``: a concurrent event claimed the run); the caller rolls back."""
-        p = ev.payload
-        job_facets = (p.get("job") or {}).get("facets") or {}
-        run_facets = p["run"].get("facets") or {}
-        nominal = run_facets.get("nominalTime") or {}
-        ios = {k: [{"namespace": d["namespace"], "name": d["name"]} for d in p.get(k) or []] for k in ("inputs", "outputs")}
-        datasets: dict[tuple[str, str], dict] = {}
-        edges = set()
-        for key, direction, io_facets in (("inputs", "in", "inputFacets"), ("outputs", "out", "outputFacets")):
-            for d in p.get(key) or []:
-                facets = dict(d.get("facets") or {})
-                facets.update(d.get(io_facets) or {})
-                k = (d["namespace"], d["name"])
-                datasets[k] = {**datasets.get(k, {}), **facets}
-                edges.add((direction, *k))
+        caller's transaction; the function reads what it derives from the payload itself. Raises
+        :class:`RefusedEvent` (nothing written), or the database's error (SQLSTATE ``LN409``: a
+        concurrent event claimed the run); the caller rolls back."""
         parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
                    for label, run_id, ns, name in ev.parent_runs()]
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT lineage_ingest_event(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s,"
-                " %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)",
-                (
-                    ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team, json.dumps(p),
-                    owner.dag_id, owner.team, ev.parent_job_name,
-                    (job_facets.get("documentation") or {}).get("description"),
-                    (job_facets.get("sourceCodeLocation") or {}).get("url"),
-                    json.dumps(job_facets), RUN_STATES.get(ev.event_type),
-                    nominal.get("nominalStartTime"), nominal.get("nominalEndTime"), json.dumps(run_facets),
-                    json.dumps(ios["inputs"]), json.dumps(ios["outputs"]),
-                    json.dumps([{"namespace": ns, "name": name, "facets": f} for (ns, name), f in sorted(datasets.items())]),
-                    json.dumps([{"direction": d, "namespace": ns, "name": name} for d, ns, name in sorted(edges)]),
-                    json.dumps(parents),
-                ),
+                "SELECT lineage_ingest_event(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::jsonb)",
+                (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
+                 ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
+                 RUN_STATES.get(ev.event_type), json.dumps(parents)),
             )
             result = cur.fetchone()[0]
         if result[0] == "refused":
@@ -319,12 +298,14 @@ class LineageStore:
     # -- retention ----------------------------------------------------------------
     def purge_older_than(self, cutoff: datetime) -> dict[str, int]:
         """Delete what was last seen before ``cutoff`` (event time): raw events, runs,
-        edges, per-job dataset facets, then jobs and datasets no edge or run refers to any
-        more. One transaction."""
+        edges, per-job dataset facets, dataset and job versions, then jobs and datasets no edge
+        or run refers to any more. One transaction (every table's delete is by an index on its
+        time column)."""
         out = {}
         with self.connection() as conn, conn.cursor() as cur:
             for table, column in (("lineage_event", "event_time"), ("lineage_run", "updated_at"),
-                                  ("lineage_edge", "updated_at"), ("lineage_dataset_facet", "updated_at")):
+                                  ("lineage_edge", "updated_at"), ("lineage_dataset_facet", "updated_at"),
+                                  ("lineage_dataset_version", "updated_at"), ("lineage_job_version", "updated_at")):
                 cur.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff,))
                 out[table] = cur.rowcount
             cur.execute(
@@ -342,3 +323,70 @@ class LineageStore:
             out["lineage_dataset"] = cur.rowcount
             conn.commit()
         return out
+
+
+class IngestQueue:
+    """Group commit for the ingest endpoint: events from many concurrent requests share a
+    transaction. One writer thread takes what is waiting (up to ``max_batch``, never waiting
+    for more: one event alone goes at once) and stores it with :meth:`LineageStore.ingest_batch`,
+    in arrival order; each request's future gets its event's result only after the commit, so a
+    ``201`` still means stored. Events of one run that one client sends one after the other
+    arrive, and are stored, in that order."""
+
+    def __init__(self, store: LineageStore, max_batch: int = 200) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def submit(self, event: RunEvent, owner: Owner, team: str | None) -> concurrent.futures.Future:
+        """A future of :meth:`LineageStore.ingest`'s result (True stored, False already stored) or
+        its exception (:class:`RefusedEvent`, a database error)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the lineage ingest queue is stopped")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lineage-ingest", daemon=True)
+                self._thread.start()
+            self._queue.put((event, owner, team, future))
+        return future
+
+    def stop(self, timeout: float = 10) -> None:
+        """Store what is queued, then end the writer thread."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                results = self.store.ingest_batch([(e, o, t) for e, o, t, _ in batch])
+            except Exception as e:  # the database is down: every waiting request gets the error
+                results = [e] * len(batch)
+            for (_, _, _, future), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            if stop:
+                return

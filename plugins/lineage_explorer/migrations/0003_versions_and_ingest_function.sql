@@ -114,16 +114,20 @@ LANGUAGE sql IMMUTABLE AS $$
     ORDER BY x.direction, x.namespace, x.name, x.n DESC
 $$;
 
+-- A shallow merge of jsonb objects in order, the later key winning (Python's dict.update).
+CREATE AGGREGATE lineage_jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');
+
 -- One event, checks and writes. Returns {'stored'}, {'duplicate'}, or
 -- {'refused', <status>, <what: run|parent|parent.root>, <run id>, <facet's job namespace>, <name>}
--- (nothing written). p_parents: [{label, run_id, namespace, name}] from the parent facet;
--- p_datasets: [{namespace, name, facets}] merged per dataset; p_edges: [{direction, namespace, name}].
+-- (nothing written). p_parents: [{label, run_id, namespace, name}] from the parent facet (and
+-- its root), as RunEvent.parent_runs() read them. Everything else is read from the payload here
+-- (in C, not in the api-server's Python): the job's and run's facets, the datasets with the
+-- facets this event gives each (facets, then input/outputFacets; inputs before outputs, the
+-- last entry naming a dataset winning per facet), the edges and the versions.
 CREATE FUNCTION lineage_ingest_event(
     p_run_id uuid, p_event_type text, p_event_time timestamptz, p_job_ns text, p_job_name text,
     p_key_team text, p_payload jsonb, p_dag_id text, p_owner_team text, p_parent_job_name text,
-    p_description text, p_location text, p_job_facets jsonb, p_state text,
-    p_nominal_start timestamptz, p_nominal_end timestamptz, p_run_facets jsonb,
-    p_inputs jsonb, p_outputs jsonb, p_datasets jsonb, p_edges jsonb, p_parents jsonb
+    p_state text, p_parents jsonb
 ) RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -131,26 +135,28 @@ DECLARE
     par record;
     hit record;
     v_job_version uuid;
-    v_in_versions jsonb;
-    v_out_versions jsonb;
+    v_job_facets jsonb;
+    v_run_rows int;
 BEGIN
     SELECT r.job_namespace, r.job_name INTO own FROM lineage_run r WHERE r.run_id = p_run_id;
     IF FOUND AND (own.job_namespace, own.job_name) IS DISTINCT FROM (p_job_ns, p_job_name) THEN
         RETURN ARRAY['refused', '409', 'run', p_run_id::text, p_job_ns, p_job_name];
     END IF;
-    FOR par IN SELECT * FROM jsonb_to_recordset(p_parents) AS x(label text, run_id uuid, namespace text, name text) LOOP
-        SELECT r.job_namespace, r.job_name, j.team INTO hit FROM lineage_run r
-            LEFT JOIN lineage_job j ON j.namespace = r.job_namespace AND j.name = r.job_name
-            WHERE r.run_id = par.run_id;
-        IF FOUND THEN
-            IF (hit.job_namespace, hit.job_name) IS DISTINCT FROM (par.namespace, par.name) THEN
-                RETURN ARRAY['refused', '409', par.label, par.run_id::text, par.namespace, par.name];
+    IF jsonb_array_length(p_parents) > 0 THEN
+        FOR par IN SELECT * FROM jsonb_to_recordset(p_parents) AS x(label text, run_id uuid, namespace text, name text) LOOP
+            SELECT r.job_namespace, r.job_name, j.team INTO hit FROM lineage_run r
+                LEFT JOIN lineage_job j ON j.namespace = r.job_namespace AND j.name = r.job_name
+                WHERE r.run_id = par.run_id;
+            IF FOUND THEN
+                IF (hit.job_namespace, hit.job_name) IS DISTINCT FROM (par.namespace, par.name) THEN
+                    RETURN ARRAY['refused', '409', par.label, par.run_id::text, par.namespace, par.name];
+                END IF;
+                IF p_key_team IS NOT NULL AND hit.team IS DISTINCT FROM p_key_team THEN
+                    RETURN ARRAY['refused', '403', par.label, par.run_id::text, par.namespace, par.name];
+                END IF;
             END IF;
-            IF p_key_team IS NOT NULL AND hit.team IS DISTINCT FROM p_key_team THEN
-                RETURN ARRAY['refused', '403', par.label, par.run_id::text, par.namespace, par.name];
-            END IF;
-        END IF;
-    END LOOP;
+        END LOOP;
+    END IF;
 
     INSERT INTO lineage_event (run_id, event_type, event_time, job_namespace, job_name, team, payload)
     VALUES (p_run_id, p_event_type, p_event_time, p_job_ns, p_job_name, p_key_team, p_payload)
@@ -160,103 +166,132 @@ BEGIN
     END IF;
 
     v_job_version := lineage_job_version_of(p_job_ns, p_job_name, p_payload);
-    SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', v.namespace, 'name', v.name, 'version', v.version)
-                              ORDER BY v.namespace, v.name) FILTER (WHERE v.direction = 'in'), '[]'),
-           coalesce(jsonb_agg(jsonb_build_object('namespace', v.namespace, 'name', v.name, 'version', v.version)
-                              ORDER BY v.namespace, v.name) FILTER (WHERE v.direction = 'out'), '[]')
-      INTO v_in_versions, v_out_versions
-      FROM lineage_dataset_versions_of(p_job_ns, p_job_name, p_run_id, p_payload) v;
-
-    INSERT INTO lineage_job AS j (namespace, name, dag_id, team, parent_job_name, description, location, facets,
-                                  current_version, created_at, updated_at)
-    VALUES (p_job_ns, p_job_name, p_dag_id, p_owner_team, p_parent_job_name, p_description, p_location,
-            p_job_facets, v_job_version, p_event_time, p_event_time)
-    ON CONFLICT (namespace, name) DO UPDATE SET
-        dag_id = coalesce(excluded.dag_id, j.dag_id), team = coalesce(excluded.team, j.team),
-        parent_job_name = coalesce(excluded.parent_job_name, j.parent_job_name),
-        description = coalesce(excluded.description, j.description),
-        location = coalesce(excluded.location, j.location),
-        facets = CASE WHEN excluded.updated_at >= j.updated_at THEN j.facets || excluded.facets
-                      ELSE excluded.facets || j.facets END,
-        current_version = CASE WHEN excluded.updated_at >= j.updated_at OR j.current_version IS NULL
-                               THEN excluded.current_version ELSE j.current_version END,
-        created_at = least(j.created_at, excluded.created_at),
-        updated_at = greatest(j.updated_at, excluded.updated_at);
-
-    INSERT INTO lineage_run AS r (run_id, job_namespace, job_name, state, state_time, nominal_start_time,
-                                  nominal_end_time, started_at, ended_at, facets, inputs, outputs, job_version,
-                                  input_versions, output_versions, created_at, updated_at)
-    VALUES (p_run_id, p_job_ns, p_job_name, coalesce(p_state, 'NEW'), p_event_time, p_nominal_start, p_nominal_end,
-            CASE WHEN p_event_type = 'START' THEN p_event_time END,
-            CASE WHEN p_state IN ('COMPLETED', 'FAILED', 'ABORTED') THEN p_event_time END,
-            p_run_facets, p_inputs, p_outputs, v_job_version, v_in_versions, v_out_versions, p_event_time, p_event_time)
-    ON CONFLICT (run_id) DO UPDATE SET
-        state = CASE WHEN p_state IS NOT NULL AND excluded.state_time >= r.state_time THEN excluded.state ELSE r.state END,
-        state_time = CASE WHEN p_state IS NOT NULL AND excluded.state_time >= r.state_time
-                          THEN excluded.state_time ELSE r.state_time END,
-        nominal_start_time = coalesce(excluded.nominal_start_time, r.nominal_start_time),
-        nominal_end_time = coalesce(excluded.nominal_end_time, r.nominal_end_time),
-        started_at = coalesce(least(r.started_at, excluded.started_at), r.started_at, excluded.started_at),
-        ended_at = coalesce(greatest(r.ended_at, excluded.ended_at), r.ended_at, excluded.ended_at),
-        facets = CASE WHEN excluded.updated_at >= r.updated_at THEN r.facets || excluded.facets
-                      ELSE excluded.facets || r.facets END,
-        inputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.inputs || excluded.inputs) x),
-        outputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.outputs || excluded.outputs) x),
-        job_version = CASE WHEN excluded.updated_at >= r.updated_at OR r.job_version IS NULL
-                           THEN excluded.job_version ELSE r.job_version END,
-        input_versions = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]')
-                          FROM jsonb_array_elements(r.input_versions || excluded.input_versions) x),
-        output_versions = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]')
-                           FROM jsonb_array_elements(r.output_versions || excluded.output_versions) x),
-        created_at = least(r.created_at, excluded.created_at),
-        updated_at = greatest(r.updated_at, excluded.updated_at)
-    -- a run of another job stored since the check above (a concurrent event): nothing of this event stays
-    WHERE r.job_namespace = excluded.job_namespace AND r.job_name = excluded.job_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'run % is already stored for another job; a run belongs to one job', p_run_id
-            USING ERRCODE = 'LN409';
-    END IF;
-
-    INSERT INTO lineage_job_version AS v (namespace, name, version, location, facets, created_at, updated_at)
-    VALUES (p_job_ns, p_job_name, v_job_version, p_location, lineage_job_version_facets(p_payload),
-            p_event_time, p_event_time)
-    ON CONFLICT (namespace, name, version) DO UPDATE SET
-        location = coalesce(excluded.location, v.location),
-        created_at = least(v.created_at, excluded.created_at),
-        updated_at = greatest(v.updated_at, excluded.updated_at);
-
-    IF jsonb_array_length(p_datasets) > 0 THEN
+    v_job_facets := CASE WHEN jsonb_typeof(p_payload #> '{job,facets}') = 'object' THEN p_payload #> '{job,facets}'
+                         ELSE '{}' END;
+    WITH io AS MATERIALIZED (
+        SELECT k.ord, e.n, k.direction, d->>'namespace' AS namespace, d->>'name' AS name,
+               (CASE WHEN jsonb_typeof(d->'facets') = 'object' THEN d->'facets' ELSE '{}' END)
+               || (CASE WHEN jsonb_typeof(d->k.io_facets) = 'object' THEN d->k.io_facets ELSE '{}' END) AS facets
+        FROM (VALUES (1, 'in', 'inputs', 'inputFacets'), (2, 'out', 'outputs', 'outputFacets'))
+             AS k(ord, direction, list, io_facets)
+        CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN jsonb_typeof(p_payload->k.list) = 'array' THEN p_payload->k.list ELSE '[]' END)
+            WITH ORDINALITY AS e(d, n)
+    ),
+    ds AS MATERIALIZED (
+        SELECT namespace, name, lineage_jsonb_merge(facets ORDER BY ord, n) AS facets FROM io GROUP BY namespace, name
+    ),
+    ver AS MATERIALIZED (
+        SELECT * FROM lineage_dataset_versions_of(p_job_ns, p_job_name, p_run_id, p_payload)
+    ),
+    job AS (
+        INSERT INTO lineage_job AS j (namespace, name, dag_id, team, parent_job_name, description, location, facets,
+                                      current_version, created_at, updated_at)
+        VALUES (p_job_ns, p_job_name, p_dag_id, p_owner_team, p_parent_job_name,
+                v_job_facets #>> '{documentation,description}', v_job_facets #>> '{sourceCodeLocation,url}',
+                v_job_facets, v_job_version, p_event_time, p_event_time)
+        ON CONFLICT (namespace, name) DO UPDATE SET
+            dag_id = coalesce(excluded.dag_id, j.dag_id), team = coalesce(excluded.team, j.team),
+            parent_job_name = coalesce(excluded.parent_job_name, j.parent_job_name),
+            description = coalesce(excluded.description, j.description),
+            location = coalesce(excluded.location, j.location),
+            facets = CASE WHEN excluded.updated_at >= j.updated_at THEN j.facets || excluded.facets
+                          ELSE excluded.facets || j.facets END,
+            current_version = CASE WHEN excluded.updated_at >= j.updated_at OR j.current_version IS NULL
+                                   THEN excluded.current_version ELSE j.current_version END,
+            created_at = least(j.created_at, excluded.created_at),
+            updated_at = greatest(j.updated_at, excluded.updated_at)
+        RETURNING 1
+    ),
+    run AS (
+        INSERT INTO lineage_run AS r (run_id, job_namespace, job_name, state, state_time, nominal_start_time,
+                                      nominal_end_time, started_at, ended_at, facets, inputs, outputs, job_version,
+                                      input_versions, output_versions, created_at, updated_at)
+        VALUES (p_run_id, p_job_ns, p_job_name, coalesce(p_state, 'NEW'), p_event_time,
+                (p_payload #>> '{run,facets,nominalTime,nominalStartTime}')::timestamptz,
+                (p_payload #>> '{run,facets,nominalTime,nominalEndTime}')::timestamptz,
+                CASE WHEN p_event_type = 'START' THEN p_event_time END,
+                CASE WHEN p_state IN ('COMPLETED', 'FAILED', 'ABORTED') THEN p_event_time END,
+                CASE WHEN jsonb_typeof(p_payload #> '{run,facets}') = 'object' THEN p_payload #> '{run,facets}'
+                     ELSE '{}' END,
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', namespace, 'name', name) ORDER BY n), '[]')
+                 FROM io WHERE direction = 'in'),
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', namespace, 'name', name) ORDER BY n), '[]')
+                 FROM io WHERE direction = 'out'),
+                v_job_version,
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', namespace, 'name', name, 'version', version)
+                                 ORDER BY namespace, name), '[]') FROM ver WHERE direction = 'in'),
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', namespace, 'name', name, 'version', version)
+                                 ORDER BY namespace, name), '[]') FROM ver WHERE direction = 'out'),
+                p_event_time, p_event_time)
+        ON CONFLICT (run_id) DO UPDATE SET
+            state = CASE WHEN p_state IS NOT NULL AND excluded.state_time >= r.state_time
+                         THEN excluded.state ELSE r.state END,
+            state_time = CASE WHEN p_state IS NOT NULL AND excluded.state_time >= r.state_time
+                              THEN excluded.state_time ELSE r.state_time END,
+            nominal_start_time = coalesce(excluded.nominal_start_time, r.nominal_start_time),
+            nominal_end_time = coalesce(excluded.nominal_end_time, r.nominal_end_time),
+            started_at = coalesce(least(r.started_at, excluded.started_at), r.started_at, excluded.started_at),
+            ended_at = coalesce(greatest(r.ended_at, excluded.ended_at), r.ended_at, excluded.ended_at),
+            facets = CASE WHEN excluded.updated_at >= r.updated_at THEN r.facets || excluded.facets
+                          ELSE excluded.facets || r.facets END,
+            inputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.inputs || excluded.inputs) x),
+            outputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.outputs || excluded.outputs) x),
+            job_version = CASE WHEN excluded.updated_at >= r.updated_at OR r.job_version IS NULL
+                               THEN excluded.job_version ELSE r.job_version END,
+            input_versions = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]')
+                              FROM jsonb_array_elements(r.input_versions || excluded.input_versions) x),
+            output_versions = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]')
+                               FROM jsonb_array_elements(r.output_versions || excluded.output_versions) x),
+            created_at = least(r.created_at, excluded.created_at),
+            updated_at = greatest(r.updated_at, excluded.updated_at)
+        -- a run of another job stored since the check above (a concurrent event): nothing of this event stays
+        WHERE r.job_namespace = excluded.job_namespace AND r.job_name = excluded.job_name
+        RETURNING 1
+    ),
+    jv AS (
+        INSERT INTO lineage_job_version AS v (namespace, name, version, location, facets, created_at, updated_at)
+        VALUES (p_job_ns, p_job_name, v_job_version, v_job_facets #>> '{sourceCodeLocation,url}',
+                lineage_job_version_facets(p_payload), p_event_time, p_event_time)
+        ON CONFLICT (namespace, name, version) DO UPDATE SET
+            location = coalesce(excluded.location, v.location),
+            created_at = least(v.created_at, excluded.created_at),
+            updated_at = greatest(v.updated_at, excluded.updated_at)
+        RETURNING 1
+    ),
+    dataset AS (
         INSERT INTO lineage_dataset AS d (namespace, name, created_at, updated_at)
-        SELECT x.namespace, x.name, p_event_time, p_event_time
-        FROM jsonb_to_recordset(p_datasets) AS x(namespace text, name text) ORDER BY 1, 2
+        SELECT namespace, name, p_event_time, p_event_time FROM ds ORDER BY 1, 2
         ON CONFLICT (namespace, name) DO UPDATE SET created_at = least(d.created_at, excluded.created_at),
-            updated_at = greatest(d.updated_at, excluded.updated_at);
-
-        -- the facets this job reports for each dataset, on the (dataset, this job) row only
+            updated_at = greatest(d.updated_at, excluded.updated_at)
+        RETURNING 1
+    ),
+    -- the facets this job reports for each dataset, on the (dataset, this job) row only
+    facet AS (
         INSERT INTO lineage_dataset_facet AS f (dataset_namespace, dataset_name, job_namespace, job_name, facets,
                                                 created_at, updated_at)
-        SELECT x.namespace, x.name, p_job_ns, p_job_name, x.facets, p_event_time, p_event_time
-        FROM jsonb_to_recordset(p_datasets) AS x(namespace text, name text, facets jsonb) ORDER BY 1, 2
+        SELECT namespace, name, p_job_ns, p_job_name, facets, p_event_time, p_event_time FROM ds ORDER BY 1, 2
         ON CONFLICT (dataset_namespace, dataset_name, job_namespace, job_name) DO UPDATE SET
             facets = CASE WHEN excluded.updated_at >= f.updated_at THEN f.facets || excluded.facets
                           ELSE excluded.facets || f.facets END,
             created_at = least(f.created_at, excluded.created_at),
-            updated_at = greatest(f.updated_at, excluded.updated_at);
-
+            updated_at = greatest(f.updated_at, excluded.updated_at)
+        RETURNING 1
+    ),
+    edge AS (
         INSERT INTO lineage_edge AS e (job_namespace, job_name, direction, dataset_namespace, dataset_name, updated_at)
-        SELECT p_job_ns, p_job_name, x.direction, x.namespace, x.name, p_event_time
-        FROM jsonb_to_recordset(p_edges) AS x(direction text, namespace text, name text) ORDER BY 3, 4, 5
+        SELECT DISTINCT p_job_ns, p_job_name, direction, namespace, name, p_event_time FROM io ORDER BY 3, 4, 5
         ON CONFLICT (job_namespace, job_name, direction, dataset_namespace, dataset_name) DO UPDATE SET
-            updated_at = greatest(e.updated_at, excluded.updated_at);
-
+            updated_at = greatest(e.updated_at, excluded.updated_at)
+        RETURNING 1
+    ),
+    version AS (
         INSERT INTO lineage_dataset_version AS v (dataset_namespace, dataset_name, version, job_namespace, job_name,
                                                   run_id, direction, fields, facets, lifecycle_state,
                                                   created_at, updated_at)
-        SELECT x.namespace, x.name, x.version, p_job_ns, p_job_name,
-               CASE WHEN x.direction = 'out' THEN p_run_id END, x.direction, x.fields, x.facets, x.lifecycle_state,
-               p_event_time, p_event_time
-        FROM lineage_dataset_versions_of(p_job_ns, p_job_name, p_run_id, p_payload) x
-        ORDER BY x.namespace, x.name, x.version
+        SELECT namespace, name, version, p_job_ns, p_job_name, CASE WHEN direction = 'out' THEN p_run_id END,
+               direction, fields, facets, lifecycle_state, p_event_time, p_event_time
+        FROM ver ORDER BY namespace, name, version
         ON CONFLICT (dataset_namespace, dataset_name, version) DO UPDATE SET
             facets = CASE WHEN excluded.updated_at >= v.updated_at THEN v.facets || excluded.facets
                           ELSE excluded.facets || v.facets END,
@@ -264,7 +299,13 @@ BEGIN
                                    THEN coalesce(excluded.lifecycle_state, v.lifecycle_state)
                                    ELSE coalesce(v.lifecycle_state, excluded.lifecycle_state) END,
             created_at = least(v.created_at, excluded.created_at),
-            updated_at = greatest(v.updated_at, excluded.updated_at);
+            updated_at = greatest(v.updated_at, excluded.updated_at)
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_run_rows FROM run;
+    IF v_run_rows = 0 THEN
+        RAISE EXCEPTION 'run % is already stored for another job; a run belongs to one job', p_run_id
+            USING ERRCODE = 'LN409';
     END IF;
     RETURN ARRAY['stored'];
 END
