@@ -109,9 +109,11 @@ def run_json(row: dict | None) -> dict | None:
         ended = datetime.fromisoformat(ended)
     duration = int((ended - started).total_seconds() * 1000) if started and ended else None
 
-    def versions(items: list[dict]) -> list[dict]:
-        return [{"datasetVersionId": {"namespace": d["namespace"], "name": d["name"], "version": None}, "facets": {}}
-                for d in sorted(items, key=lambda d: (d["namespace"], d["name"]))]
+    def versions(items: list[dict], with_versions: list[dict]) -> list[dict]:
+        # the versions the run read/wrote (stored since migration 0003); before it: none known
+        found = with_versions or [{**d, "version": None} for d in items]
+        return [{"datasetVersionId": {"namespace": d["namespace"], "name": d["name"], "version": d["version"]},
+                 "facets": {}} for d in sorted(found, key=lambda d: (d["namespace"], d["name"], d["version"] or ""))]
 
     return {
         "id": str(row["run_id"]),
@@ -124,9 +126,10 @@ def run_json(row: dict | None) -> dict | None:
         "endedAt": iso(ended),
         "durationMs": duration,
         "args": {},
-        "jobVersion": {"namespace": row["job_namespace"], "name": row["job_name"], "version": None},
-        "inputDatasetVersions": versions(row.get("inputs") or []),
-        "outputDatasetVersions": versions(row.get("outputs") or []),
+        "jobVersion": {"namespace": row["job_namespace"], "name": row["job_name"],
+                       "version": _str(row.get("job_version"))},
+        "inputDatasetVersions": versions(row.get("inputs") or [], row.get("input_versions") or []),
+        "outputDatasetVersions": versions(row.get("outputs") or [], row.get("output_versions") or []),
         "context": {},
         "facets": row.get("facets") or {},
     }
@@ -150,7 +153,7 @@ def job_json(row: dict) -> dict:
         "description": row.get("description"),
         "latestRun": run_json(row.get("latest_run")),
         "facets": row.get("facets") or {},
-        "currentVersion": None,
+        "currentVersion": _str(row.get("current_version")),
         "tags": [],
         "labels": [],
         "dagId": row.get("dag_id"),
@@ -160,10 +163,7 @@ def job_json(row: dict) -> dict:
 
 def dataset_json(row: dict) -> dict:
     facets = row.get("facets") or {}
-    fields = [
-        {"name": f.get("name"), "type": f.get("type"), "tags": [], "description": f.get("description")}
-        for f in ((facets.get("schema") or {}).get("fields") or [])
-    ]
+    fields = fields_json((facets.get("schema") or {}).get("fields"))
     return {
         "id": {"namespace": row["namespace"], "name": row["name"]},
         "type": "DB_TABLE",
@@ -178,13 +178,159 @@ def dataset_json(row: dict) -> dict:
         "lastModifiedAt": iso(row["updated_at"]),
         "lastLifecycleState": row.get("lifecycle_state"),
         "description": (facets.get("documentation") or {}).get("description"),
-        "currentVersion": None,
-        "columnLineage": None,
+        "currentVersion": _str(row.get("current_version")),
+        "columnLineage": column_lineage_json(facets),
         "facets": facets,
         "facetsByJob": [{"job": e["job"], "facets": e["facets"], "updatedAt": iso(e["updatedAt"])}
                         for e in row.get("facets_by_job") or []],
         "deleted": False,
     }
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def fields_json(schema_fields: Any) -> list[dict]:
+    return [{"name": f.get("name"), "type": f.get("type"), "tags": [], "description": f.get("description")}
+            for f in (schema_fields if isinstance(schema_fields, list) else []) if isinstance(f, dict)]
+
+
+def _transformation(spec: dict, src: dict) -> tuple[str | None, str | None]:
+    t = next((x for x in src.get("transformations") or [] if isinstance(x, dict)), {})
+    return (t.get("description") or spec.get("transformationDescription") or None,
+            t.get("type") or spec.get("transformationType") or None)
+
+
+def column_lineage_json(facets: dict) -> list[dict] | None:
+    """Marquez's ``columnLineage`` of a dataset, from its ``columnLineage`` facet: per field, the
+    input fields it is derived from; None when no visible job reported one."""
+    fields = ((facets.get("columnLineage") or {}).get("fields")) if isinstance(facets.get("columnLineage"), dict) else None
+    if not isinstance(fields, dict):
+        return None
+    out = []
+    for name, spec in sorted(fields.items()):
+        if not isinstance(spec, dict):
+            continue
+        inputs = []
+        for src in spec.get("inputFields") or []:
+            if isinstance(src, dict):
+                desc, kind = _transformation(spec, src)
+                inputs.append({"namespace": src.get("namespace"), "dataset": src.get("name"), "field": src.get("field"),
+                               "transformationDescription": desc, "transformationType": kind})
+        out.append({"name": name, "inputFields": inputs,
+                    "transformationDescription": inputs[0]["transformationDescription"] if inputs else None,
+                    "transformationType": inputs[0]["transformationType"] if inputs else None})
+    return out
+
+
+def dataset_version_json(row: dict) -> dict:
+    """Marquez's DatasetVersion: one version of a dataset, with the run that wrote it."""
+    facets = row.get("facets") or {}
+    version = str(row["version"])
+    return {
+        "id": {"namespace": row["dataset_namespace"], "name": row["dataset_name"], "version": version},
+        "type": "DB_TABLE",
+        "name": row["dataset_name"],
+        "physicalName": row["dataset_name"],
+        "createdAt": iso(row["created_at"]),
+        "version": version,
+        "namespace": row["dataset_namespace"],
+        "sourceName": (facets.get("dataSource") or {}).get("name") or row["dataset_namespace"],
+        "fields": fields_json(row.get("fields")),
+        "tags": [],
+        "lifecycleState": row.get("lifecycle_state"),
+        "description": (facets.get("documentation") or {}).get("description"),
+        "currentSchemaVersion": None,
+        "createdByRun": run_json(row.get("run")),
+        "facets": facets,
+    }
+
+
+def job_version_json(row: dict) -> dict:
+    """Marquez's JobVersion."""
+    version = str(row["version"])
+    return {
+        "id": {"namespace": row["namespace"], "name": row["name"], "version": version},
+        "name": row["name"],
+        "createdAt": iso(row["created_at"]),
+        "version": version,
+        "namespace": row["namespace"],
+        "location": row.get("location"),
+        "inputs": row.get("inputs") or [],
+        "outputs": row.get("outputs") or [],
+        "context": {},
+        "latestRun": run_json(row.get("latest_run")),
+        "facets": row.get("facets") or {},
+    }
+
+
+def field_node_id(namespace: str, dataset: str, field: str) -> str:
+    return f"datasetField:{namespace}:{dataset}:{field}"
+
+
+def column_graph_json(edges: list[dict], datasets: dict[tuple[str, str], dict], start: list[tuple[str, str, str]],
+                      depth: int, with_downstream: bool) -> dict:
+    """Marquez's column lineage graph: ``start`` fields, their input fields ``depth`` edges up
+    (and, ``with_downstream``, the fields derived from them ``depth`` edges down); every node's
+    direct inputs are nodes too. ``datasets``: (namespace, name) -> dataset row (types, version)."""
+    up: dict[tuple, list[dict]] = {}
+    down: dict[tuple, list[tuple]] = {}
+    for e in edges:
+        node = (e["namespace"], e["dataset"], e["field"])
+        src = (e["input"]["namespace"], e["input"]["dataset"], e["input"]["field"])
+        up.setdefault(node, []).append(e)
+        down.setdefault(src, []).append(node)
+    included = set(start)
+    frontier = set(start)
+    for _ in range(depth):
+        frontier = {(x["input"]["namespace"], x["input"]["dataset"], x["input"]["field"])
+                    for n in frontier for x in up.get(n, [])} - included
+        included |= frontier
+    if with_downstream:
+        frontier = set(start)
+        for _ in range(depth):
+            frontier = {d for n in frontier for d in down.get(n, [])} - included
+            included |= frontier
+    for n in list(included):  # a node's direct inputs are in the graph (as Marquez answers)
+        included |= {(x["input"]["namespace"], x["input"]["dataset"], x["input"]["field"]) for x in up.get(n, [])}
+
+    def version(ns: str, name: str) -> str | None:
+        return _str((datasets.get((ns, name)) or {}).get("current_version"))
+
+    def field_type(ns: str, name: str, field: str) -> str | None:
+        facets = (datasets.get((ns, name)) or {}).get("facets") or {}
+        return next((f.get("type") for f in ((facets.get("schema") or {}).get("fields") or [])
+                     if isinstance(f, dict) and f.get("name") == field), None)
+
+    nodes = {}
+    for ns, name, field in included:
+        inputs = [{"namespace": x["input"]["namespace"], "dataset": x["input"]["dataset"],
+                   "datasetVersion": version(x["input"]["namespace"], x["input"]["dataset"]),
+                   "field": x["input"]["field"], "transformationDescription": x["transformationDescription"],
+                   "transformationType": x["transformationType"]}
+                  for x in sorted(up.get((ns, name, field), []), key=lambda x: tuple(x["input"].values()))]
+        nid = field_node_id(ns, name, field)
+        nodes[(ns, name, field)] = {
+            "id": nid, "type": "DATASET_FIELD",
+            "data": {"namespace": ns, "dataset": name, "datasetVersion": version(ns, name), "field": field,
+                     "fieldType": field_type(ns, name, field),
+                     "transformationDescription": inputs[0]["transformationDescription"] if inputs else None,
+                     "transformationType": inputs[0]["transformationType"] if inputs else None,
+                     "inputFields": inputs},
+            "inEdges": [], "outEdges": [],
+        }
+    for key, node in nodes.items():
+        for x in up.get(key, []):
+            src = (x["input"]["namespace"], x["input"]["dataset"], x["input"]["field"])
+            edge = {"origin": field_node_id(*src), "destination": node["id"]}
+            node["inEdges"].append(edge)
+            if src in nodes:
+                nodes[src]["outEdges"].append(edge)
+    for node in nodes.values():
+        node["inEdges"].sort(key=lambda e: e["origin"])
+        node["outEdges"].sort(key=lambda e: e["destination"])
+    return {"graph": sorted(nodes.values(), key=lambda n: n["id"])}
 
 
 def graph_json(graph: dict) -> dict:
@@ -376,6 +522,25 @@ def create_app(
                 if row is None:
                     raise HTTPException(404, f"dataset {name} not found in namespace {ns}")
                 return dataset_json(row)
+            case [ns, "datasets", name, "versions"]:
+                if r.dataset(vis, ns, name) is None:
+                    raise HTTPException(404, f"dataset {name} not found in namespace {ns}")
+                rows, total = r.dataset_versions(vis, ns, name, limit, offset)
+                return {"versions": [dataset_version_json(v) for v in rows], "totalCount": total}
+            case [ns, "datasets", name, "versions", version]:
+                rows, _ = r.dataset_versions(vis, ns, name, 1, 0, version=_version(version))
+                if not rows:
+                    raise HTTPException(404, f"version {version} of dataset {name} not found in namespace {ns}")
+                return dataset_version_json(rows[0])
+            case [ns, "jobs", name, "versions"]:
+                if r.job(vis, ns, name) is None:
+                    raise HTTPException(404, f"job {name} not found in namespace {ns}")
+                return {"versions": [job_version_json(v) for v in r.job_versions(vis, ns, name, limit, offset)]}
+            case [ns, "jobs", name, "versions", version]:
+                rows = r.job_versions(vis, ns, name, 1, 0, version=_version(version))
+                if not rows:
+                    raise HTTPException(404, f"version {version} of job {name} not found in namespace {ns}")
+                return job_version_json(rows[0])
         raise HTTPException(404, "no such Marquez call here (see the lineage explorer's README)")
 
     @app.get("/api/v1/search")
@@ -391,6 +556,36 @@ def create_app(
             for x in rows
         ]
         return {"totalCount": total, "results": results}
+
+    @app.get("/api/v1/column-lineage")
+    def column_lineage(vis: VisDep, nodeId: str, depth: Annotated[int, Query(ge=0, le=MAX_DEPTH)] = 20,
+                       withDownstream: bool = False) -> dict:
+        r = reader()
+        kind, sep, rest = nodeId.partition(":")
+        if kind not in ("dataset", "datasetField") or not sep:
+            raise HTTPException(400, "nodeId must be dataset:<namespace>:<name> or "
+                                     "datasetField:<namespace>:<name>:<field>")
+        field = None
+        if kind == "datasetField":
+            rest, _, field = rest.rpartition(":")
+        for _, ns, name in _parse_node_id(f"dataset:{rest}"):
+            row = r.dataset(vis, ns, name)
+            if row is None:
+                continue
+            edges = r.column_lineage_edges(vis)
+            known = {f.get("name") for f in ((row["facets"].get("schema") or {}).get("fields") or [])
+                     if isinstance(f, dict)}
+            known |= {e["field"] for e in edges if (e["namespace"], e["dataset"]) == (ns, name)}
+            known |= {e["input"]["field"] for e in edges if (e["input"]["namespace"], e["input"]["dataset"]) == (ns, name)}
+            if field is not None and field not in known:
+                raise HTTPException(404, f"field {field} of dataset {name} not found")
+            start = [(ns, name, f) for f in sorted(k for k in known if k)] if field is None else [(ns, name, field)]
+            names = {(e["namespace"], e["dataset"]) for e in edges} | {(e["input"]["namespace"], e["input"]["dataset"])
+                                                                        for e in edges} | {(ns, name)}
+            rows, _ = r.datasets(vis, None, len(names), 0, keys=sorted(names))
+            return column_graph_json(edges, {(d["namespace"], d["name"]): d for d in rows}, start, depth,
+                                     withDownstream)
+        raise HTTPException(404, f"node {nodeId} not found")
 
     @app.get("/api/v1/lineage")
     def lineage(vis: VisDep, nodeId: str | None = None, depth: Annotated[int, Query(ge=0, le=MAX_DEPTH)] = 20,
@@ -427,6 +622,13 @@ def _team_of_key(settings: Settings, key: str) -> str | None:
         if hmac.compare_digest(key.encode(), k.encode()):
             found = team
     return found
+
+
+def _version(value: str) -> str:
+    try:
+        return str(_uuid(value))
+    except ValueError:
+        raise HTTPException(404, f"version {value} not found") from None
 
 
 def _uuid(value: str):

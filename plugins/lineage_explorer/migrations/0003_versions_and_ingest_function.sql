@@ -53,7 +53,10 @@ CREATE TABLE lineage_dataset_version (
     PRIMARY KEY (dataset_namespace, dataset_name, version)
 );
 CREATE INDEX lineage_dataset_version_dataset ON lineage_dataset_version (dataset_namespace, dataset_name, created_at DESC);
-CREATE INDEX lineage_dataset_version_job ON lineage_dataset_version (job_namespace, job_name);
+-- a dataset's latest version among those of the jobs a reader may see
+CREATE INDEX lineage_dataset_version_job ON lineage_dataset_version
+    (dataset_namespace, dataset_name, job_namespace, job_name, created_at DESC);
+CREATE INDEX lineage_run_job_version ON lineage_run (job_namespace, job_name, job_version, created_at DESC);
 CREATE INDEX lineage_dataset_version_run ON lineage_dataset_version (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX lineage_dataset_version_updated ON lineage_dataset_version (updated_at);
 -- retention deletes edges by age
