@@ -16,7 +16,10 @@ Kafka, Redis, lake files; the provider's event shapes; 560 events per round of r
    posting whole DAG runs in order through the OpenLineage client's own ``http`` transport with
    its team's ingest key (DAG-level events: the platform key); HTTP_EVENTS events per step.
    After each step the store is checked: every event stored once, every run's state and state
-   time those of its last event (nothing lost, duplicated or reordered);
+   time those of its last event (nothing lost, duplicated or reordered). The CPU time per event
+   of the clients, the server process and PostgreSQL is printed with each step (clients and
+   server share the machine's cores). A last step measures the server's own capacity: 32
+   keep-alive connections from one asyncio process sending requests encoded beforehand;
 4. retention at full size: ``purge`` of everything older than the median event time (half
    of the events), its run time, and the depth-5 query after it.
 
@@ -171,6 +174,47 @@ def http_step(url: str, clients: int, events: list[dict]) -> tuple[float, int, f
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return elapsed, sum(e for _, e in done), cpu
+
+
+def raw_step(url: str, connections: int, events: list[dict]) -> tuple[float, int, float]:
+    """The server's own capacity: ``connections`` keep-alive HTTP/1.1 connections from one
+    asyncio process sending requests encoded beforehand (no client library), each connection
+    its whole runs in order, one request at a time. Returns (seconds, non-201 answers, the
+    client's CPU seconds)."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    host, port = urlparse(url).hostname, urlparse(url).port
+    by_run: dict[str, list[dict]] = {}
+    for e in events:
+        root = ((e["run"].get("facets") or {}).get("parent") or {}).get("run", {}).get("runId") or e["run"]["runId"]
+        by_run.setdefault(root, []).append(e)
+    shares: list[list[bytes]] = [[] for _ in range(connections)]
+    for i, run in enumerate(by_run.values()):
+        for e in run:
+            body = json.dumps(e).encode()
+            shares[i % connections].append(
+                b"POST /lineage-explorer/api/v1/lineage HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {key_of(e)}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    bad = 0
+
+    async def connection(requests: list[bytes]) -> None:
+        nonlocal bad
+        reader, writer = await asyncio.open_connection(host, port)
+        for req in requests:
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+            await reader.readexactly(length)
+            bad += not head.startswith(b"HTTP/1.1 201")
+        writer.close()
+
+    async def all_connections() -> None:
+        await asyncio.gather(*(connection(share) for share in shares))
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    asyncio.run(all_connections())
+    return time.perf_counter() - t0, bad, time.process_time() - cpu0
 
 
 def check_runs(store: LineageStore, events: list[dict]) -> str:
@@ -363,6 +407,20 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
                   f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
             table.append((f"HTTP ingest, {n} concurrent client(s)", f"{len(step) / elapsed:,.0f} events/s"
                           + ("" if verdict.startswith("ok") and not errors else f" ({verdict}, {errors} errors)")))
+        # the server's capacity, clients aside: 32 connections, requests encoded beforehand
+        step = take(http_events)
+        server_cpu, pg_cpu = cpu_seconds([server.pid]), cpu_seconds([pg.pid()])
+        elapsed, bad, client_cpu = raw_step(url, 32, step)
+        server_cpu, pg_cpu = cpu_seconds([server.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
+        verdict = check_runs(store, step)
+        print(f"3. HTTP ingest, 32 connections, pre-encoded requests (the server's capacity): "
+              f"{len(step) / elapsed:,.0f} events/s ({len(step)} events, {elapsed:.1f} s, {bad} not 201); "
+              f"CPU ms per event: client {client_cpu * 1000 / len(step):.2f}, server "
+              f"{server_cpu * 1000 / len(step):.2f}, PostgreSQL {pg_cpu * 1000 / len(step):.2f}; "
+              f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
+        table.append(("HTTP ingest, 32 connections, pre-encoded requests (server capacity)",
+                      f"{len(step) / elapsed:,.0f} events/s" + ("" if verdict.startswith("ok") and not bad
+                                                                else f" ({verdict}, {bad} not 201)")))
         server.terminate()
         server.wait(30)
         server = None

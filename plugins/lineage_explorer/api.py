@@ -70,7 +70,6 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lineage_explorer.config import Settings
@@ -416,16 +415,16 @@ def create_app(
     VisDep = Annotated[Visibility, Depends(vis_dep)]
 
     # -- ingest ---------------------------------------------------------------------
-    @app.post("/api/v1/lineage", status_code=201)
-    async def ingest(request: Request) -> JSONResponse:
+    async def ingest(headers: dict[str, str], body: bytes) -> dict:
+        """``POST /api/v1/lineage`` (see :class:`IngestEndpoint`): ``{"stored": bool}``, or an
+        :class:`HTTPException` saying why not."""
         settings, _, _, resolver = services()
-        auth = request.headers.get("authorization", "")
+        auth = headers.get("authorization", "")
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         team = _team_of_key(settings, key)
         if team is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown lineage ingest key")
-        body = await request.body()
-        if request.headers.get("content-encoding", "").lower() == "gzip":
+        if headers.get("content-encoding", "").lower() == "gzip":
             body = gzip.decompress(body)
         try:
             text = body.decode()
@@ -464,7 +463,9 @@ def create_app(
             log.warning("lineage ingest refused: %s key, job %s:%s: %s", "platform" if team == PLATFORM else f"team {team}",
                         event.job_namespace, event.job_name, e.reason)
             raise HTTPException(e.status, e.reason) from None
-        return JSONResponse({"stored": stored}, status_code=201)
+        return {"stored": stored}
+
+    app.add_middleware(IngestEndpoint, handle=ingest)
 
     # -- reads ----------------------------------------------------------------------
     def reader() -> Reader:
@@ -609,6 +610,42 @@ def create_app(
 
 
 PLATFORM = "__platform__"
+INGEST_PATH = "/api/v1/lineage"
+
+
+class IngestEndpoint:
+    """``POST /api/v1/lineage`` as a pure ASGI middleware in front of the app's router: the
+    ingest is the one hot path (every task's events, from every worker), so it is answered
+    without route matching, dependency solving or response classes; every other request goes
+    on to the FastAPI app. ``handle(headers, body)`` returns the JSON answer (``201``) or raises
+    :class:`HTTPException` (``{"detail": ...}`` with its status, as FastAPI answers it); any
+    other error goes on up to the app's server-error handling (``500``)."""
+
+    def __init__(self, app: Any, handle: Callable) -> None:
+        self.app = app
+        self.handle = handle
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(INGEST_PATH):
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            answer, code = await self.handle(headers, bytes(body)), 201
+        except HTTPException as e:
+            answer, code = {"detail": e.detail}, e.status_code
+        data = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": code,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
 
 
 def _team_of_key(settings: Settings, key: str) -> str | None:
