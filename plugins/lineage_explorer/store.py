@@ -379,6 +379,13 @@ class IngestQueue:
                     stop = True
                     break
                 batch.append(item)
+            # a request that went away (its future cancelled) is not stored; the others can no
+            # longer be cancelled, so their results always land
+            batch = [item for item in batch if item[3].set_running_or_notify_cancel()]
+            if not batch:
+                if stop:
+                    return
+                continue
             try:
                 results = self.store.ingest_batch([(e, o, t) for e, o, t, _ in batch])
             except Exception as e:  # the database is down: every waiting request gets the error

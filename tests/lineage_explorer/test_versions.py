@@ -260,3 +260,20 @@ def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
         (len(events), len(events))]
     stored = {r[0]: (r[2], r[1]) for r in rows(lineage_dsn, "SELECT run_id::text, state, state_time FROM lineage_run")}
     assert stored == last
+
+
+def test_ingest_queue_survives_requests_that_went_away(store, lineage_dsn):
+    """A request whose future is cancelled before its batch is taken is not stored; the writer
+    goes on, every other request gets its result, and stop() stores what is queued first."""
+    from lineage_explorer.store import IngestQueue
+
+    queue = IngestQueue(store, max_batch=5)
+    owner = {d.dag_id: d.team for d in three_teams()}
+    events = [RunEvent.parse(e) for e in day(FIRST, "v-1")]
+    futures = [queue.submit(ev, Owner(ev.job_name.split(".")[0], owner[ev.job_name.split(".")[0]]), None)
+               for ev in events]
+    cancelled = {i for i, f in enumerate(futures) if i % 3 == 1 and f.cancel()}
+    queue.stop()
+    kept = [i for i in range(len(events)) if i not in cancelled]
+    assert [futures[i].result(timeout=30) for i in kept] == [True] * len(kept)
+    assert rows(lineage_dsn, "SELECT count(*) FROM lineage_event") == [(len(kept),)]
