@@ -299,14 +299,16 @@ class LineageStore:
     def purge_older_than(self, cutoff: datetime) -> dict[str, int]:
         """Delete what was last seen before ``cutoff`` (event time): raw events, runs,
         edges, per-job dataset facets, dataset and job versions, then jobs and datasets no edge
-        or run refers to any more. One transaction (every table's delete is by an index on its
-        time column)."""
+        or run refers to any more. One transaction."""
         out = {}
         with self.connection() as conn, conn.cursor() as cur:
-            for table, column in (("lineage_event", "event_time"), ("lineage_run", "updated_at"),
-                                  ("lineage_edge", "updated_at"), ("lineage_dataset_facet", "updated_at"),
-                                  ("lineage_dataset_version", "updated_at"), ("lineage_job_version", "updated_at")):
-                cur.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff,))
+            # (runs and versions: created_at is indexed and never after updated_at; see migration 0003)
+            for table, where in (("lineage_event", "event_time < %(c)s"),
+                                 ("lineage_run", "created_at < %(c)s AND updated_at < %(c)s"),
+                                 ("lineage_edge", "updated_at < %(c)s"), ("lineage_dataset_facet", "updated_at < %(c)s"),
+                                 ("lineage_dataset_version", "created_at < %(c)s AND updated_at < %(c)s"),
+                                 ("lineage_job_version", "updated_at < %(c)s")):
+                cur.execute(f"DELETE FROM {table} WHERE {where}", {"c": cutoff})
                 out[table] = cur.rowcount
             cur.execute(
                 "DELETE FROM lineage_job j WHERE updated_at < %s"

@@ -35,7 +35,6 @@ CREATE TABLE lineage_job_version (
     updated_at timestamptz NOT NULL,
     PRIMARY KEY (namespace, name, version)
 );
-CREATE INDEX lineage_job_version_updated ON lineage_job_version (updated_at);
 
 CREATE TABLE lineage_dataset_version (
     dataset_namespace text        NOT NULL,
@@ -58,9 +57,22 @@ CREATE INDEX lineage_dataset_version_job ON lineage_dataset_version
     (dataset_namespace, dataset_name, job_namespace, job_name, created_at DESC);
 CREATE INDEX lineage_run_job_version ON lineage_run (job_namespace, job_name, job_version, created_at DESC);
 CREATE INDEX lineage_dataset_version_run ON lineage_dataset_version (run_id) WHERE run_id IS NOT NULL;
-CREATE INDEX lineage_dataset_version_updated ON lineage_dataset_version (updated_at);
--- retention deletes edges by age
-CREATE INDEX lineage_edge_updated ON lineage_edge (updated_at);
+CREATE INDEX lineage_dataset_version_created ON lineage_dataset_version (created_at);
+
+-- Every event updates rows' updated_at (runs, versions, edges, per-job facets): with no index
+-- on it, those updates can stay on their page without touching any index (heap-only tuples).
+-- Retention finds old runs and versions by created_at instead (updated_at >= created_at, so
+-- "created_at < cutoff AND updated_at < cutoff" is "updated_at < cutoff"); edges, per-job
+-- facets and job versions are a few rows per job, read whole.
+DROP INDEX lineage_run_updated;
+CREATE INDEX lineage_run_created ON lineage_run (created_at);
+DROP INDEX lineage_dataset_facet_updated;
+ALTER TABLE lineage_run SET (fillfactor = 85);
+ALTER TABLE lineage_job SET (fillfactor = 50);
+ALTER TABLE lineage_edge SET (fillfactor = 70);
+ALTER TABLE lineage_dataset SET (fillfactor = 70);
+ALTER TABLE lineage_dataset_facet SET (fillfactor = 70);
+ALTER TABLE lineage_job_version SET (fillfactor = 70);
 
 -- The version of a job as an event describes it.
 CREATE FUNCTION lineage_job_version_of(p_job_ns text, p_job_name text, p_payload jsonb) RETURNS uuid
