@@ -3,7 +3,8 @@
 Mounted by the api-server at ``/lineage-explorer`` (see ``plugins/lineage_explorer_plugin.py``);
 every path below is relative to it, e.g. ``GET /lineage-explorer/api/v1/namespaces``.
 
-Ingest (the OpenLineage provider's ``http`` transport, ``Authorization: Bearer <ingest key>``)
+Ingest (the OpenLineage provider's ``http`` transport, ``Authorization: Bearer <ingest key>``;
+answered by :class:`IngestEndpoint`, stored by the group-commit writer ``store.IngestQueue``)
 - ``POST /api/v1/lineage`` one OpenLineage run event -> ``201`` (also for a replay, which
   changes nothing). ``401`` no/unknown key; ``403`` a team key for a job that is not one of
   its team's DAGs, or whose ``parent``/``root`` run facet names a job of the deployment's
@@ -23,24 +24,43 @@ Times are ISO 8601 UTC strings (``2026-12-02T01:02:03.456000Z``).
   ``GET /api/v1/jobs`` (every namespace) the same; ``GET /api/v1/namespaces/{ns}/jobs/{job}`` -> ``Job``
   ``Job = {"id": {"namespace", "name"}, "type": "BATCH", "name", "simpleName", "parentJobName",
   "createdAt", "updatedAt", "namespace", "inputs": [{"namespace", "name"}], "outputs": [...],
-  "location", "description", "latestRun": Run | null, "facets": {...}, "currentVersion": null,
+  "location", "description", "latestRun": Run | null, "facets": {...}, "currentVersion",
   "tags": [], "labels": [], "dagId", "team"}`` (``dagId``/``team``: this platform's additions)
 - ``GET /api/v1/namespaces/{ns}/jobs/{job}/runs?limit=100&offset=0`` -> ``{"runs": [Run], "totalCount"}``;
   ``GET /api/v1/jobs/runs/{runId}`` -> ``Run``
   ``Run = {"id", "createdAt", "updatedAt", "nominalStartTime", "nominalEndTime", "state"
   (NEW|RUNNING|COMPLETED|FAILED|ABORTED), "startedAt", "endedAt", "durationMs", "args": {},
-  "jobVersion": {"namespace", "name", "version": null}, "inputDatasetVersions":
-  [{"datasetVersionId": {"namespace", "name", "version": null}, "facets": {}}],
+  "jobVersion": {"namespace", "name", "version"}, "inputDatasetVersions":
+  [{"datasetVersionId": {"namespace", "name", "version"}, "facets": {}}],
   "outputDatasetVersions": [...], "context": {}, "facets": {...}}``
 - ``GET /api/v1/namespaces/{ns}/datasets?limit=100&offset=0`` -> ``{"datasets": [Dataset], "totalCount"}``;
   ``GET /api/v1/namespaces/{ns}/datasets/{dataset}`` -> ``Dataset``
   ``Dataset = {"id": {"namespace", "name"}, "type": "DB_TABLE", "name", "physicalName",
   "createdAt", "updatedAt", "namespace", "sourceName", "fields": [{"name", "type", "tags": [],
   "description"}], "tags": [], "lastModifiedAt", "lastLifecycleState", "description",
-  "currentVersion": null, "columnLineage": null, "facets": {...}, "facetsByJob": [{"job":
+  "currentVersion", "columnLineage": [{"name", "inputFields": [...], ...}] | null, "facets": {...}, "facetsByJob": [{"job":
   {"namespace", "name"}, "facets": {...}, "updatedAt"}], "deleted": false}``: only what the
   jobs you may see reported for it (``facets`` merged, the latest job's winning per facet;
   ``facetsByJob`` this platform's addition); its times are theirs too
+- ``GET /api/v1/namespaces/{ns}/datasets/{dataset}/versions?limit=100&offset=0`` ->
+  ``{"versions": [DatasetVersion], "totalCount"}`` (newest first);
+  ``GET /api/v1/namespaces/{ns}/datasets/{dataset}/versions/{version}`` -> ``DatasetVersion``
+  ``DatasetVersion = {"id": {"namespace", "name", "version"}, "type", "name", "physicalName",
+  "createdAt", "version", "namespace", "sourceName", "fields", "tags": [], "lifecycleState",
+  "description", "currentSchemaVersion": null, "createdByRun": Run | null (a version a reading
+  job saw), "facets"}``: only versions made by jobs you may see
+- ``GET /api/v1/namespaces/{ns}/jobs/{job}/versions?limit=100&offset=0`` -> ``{"versions": [JobVersion]}``;
+  ``GET /api/v1/namespaces/{ns}/jobs/{job}/versions/{version}`` -> ``JobVersion``
+  ``JobVersion = {"id": {"namespace", "name", "version"}, "name", "createdAt", "version",
+  "namespace", "location", "inputs", "outputs", "context": {}, "latestRun": Run | null, "facets"
+  (what the version was derived from: dagVersionId, dagBundleVersion, sourceCodeLocation, ...)}``
+- ``GET /api/v1/column-lineage?nodeId=dataset:<ns>:<name>|datasetField:<ns>:<name>:<field>&depth=20&withDownstream=false``
+  -> ``{"graph": [{"id": "datasetField:<ns>:<name>:<field>", "type": "DATASET_FIELD", "data":
+  {"namespace", "dataset", "datasetVersion", "field", "fieldType", "transformationDescription",
+  "transformationType", "inputFields": [{"namespace", "dataset", "datasetVersion", "field",
+  "transformationDescription", "transformationType"}]}, "inEdges", "outEdges"}]}``: upstream
+  ``depth`` edges (and downstream with ``withDownstream``), from the ``columnLineage`` facets
+  the jobs you may see reported
 - ``GET /api/v1/search?q=...&filter=JOB|DATASET&sort=NAME|UPDATE_AT&limit=10&namespace=...`` ->
   ``{"totalCount", "results": [{"type", "name", "updatedAt", "namespace", "nodeId"}]}``
 - ``GET /api/v1/lineage?nodeId=job:<ns>:<name>|dataset:<ns>:<name>&depth=20`` (or

@@ -2,7 +2,8 @@
 
 One PostgreSQL database (``lineage``, its own login role), schema in ``migrations/``
 applied with :func:`shared.db.migrate`. :meth:`LineageStore.ingest` stores an event once
-(unique on run id, event type and event time) and, in the same transaction, maintains:
+(unique on run id, event type and event time) through one server-side call,
+``lineage_ingest_event`` (migration 0003), and, in the same transaction, maintains:
 
 - ``lineage_job``: one row per job (namespace, name), with the Airflow DAG and team it
   belongs to (resolved by the ingest endpoint, never taken from the event);
@@ -13,7 +14,12 @@ applied with :func:`shared.db.migrate`. :meth:`LineageStore.ingest` stores an ev
   that names another team's dataset cannot change what that team sees of it;
 - ``lineage_run``: one row per run, state from the latest event by event time (an event
   arriving late does not move a finished run back to RUNNING);
-- ``lineage_edge``: job -> dataset (``out``) and dataset -> job (``in``) edges.
+- ``lineage_edge``: job -> dataset (``out``) and dataset -> job (``in``) edges;
+- ``lineage_job_version`` / ``lineage_dataset_version``: Marquez's versions (see the README),
+  each made by one job's events.
+
+:meth:`LineageStore.ingest_batch` stores many events in one transaction with the same
+result per event as one at a time; :class:`IngestQueue` is the endpoint's group commit.
 
 A run belongs to one job: an event whose run id is stored for another job is refused
 (:class:`RefusedEvent`, status 409), and so is one whose ``parent`` (or ``root``) run facet
