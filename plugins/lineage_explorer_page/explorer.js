@@ -72,6 +72,18 @@ const READABLE_ZOOM = 0.8;
 const jobLabel = (name) => name.replace(".", "\n");
 const datasetLabel = (ns, name) => `${name}\n${ns}`;
 
+// The whole graph in view, but labels stay readable without zooming: never below READABLE_ZOOM
+// (13 px text at 0.8 = 10.4 px); a larger graph starts at its top left corner and is panned.
+function fitReadable() {
+  cy.fit(undefined, 24);
+  if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
+  if (cy.zoom() < READABLE_ZOOM) {
+    cy.zoom(READABLE_ZOOM);
+    const bb = cy.elements().boundingBox();
+    cy.pan({ x: 24 - bb.x1 * READABLE_ZOOM, y: 24 - bb.y1 * READABLE_ZOOM });
+  }
+}
+
 // nodes: [{id, type: "job"|"dataset", ns, name, data}], edges: [[from, to]]
 function draw(nodes, edges, focus) {
   cy.elements().remove();
@@ -101,14 +113,7 @@ function draw(nodes, edges, focus) {
     cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
     cy.fit(undefined, 24);
   }
-  if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
-  // labels stay readable without zooming: never below READABLE_ZOOM (13 px text at 0.8 = 10.4 px);
-  // a larger graph starts at its top left corner and is panned (drag) or scrolled
-  if (cy.zoom() < READABLE_ZOOM) {
-    cy.zoom(READABLE_ZOOM);
-    const bb = cy.elements().boundingBox();
-    cy.pan({ x: 24 - bb.x1 * READABLE_ZOOM, y: 24 - bb.y1 * READABLE_ZOOM });
-  }
+  fitReadable();
   const jobs = nodes.filter((n) => n.type === "job").length;
   status(`${jobs} job${jobs === 1 ? "" : "s"}, ${nodes.length - jobs} dataset${nodes.length - jobs === 1 ? "" : "s"}` +
          (DAG_ID ? ` of DAG ${DAG_ID}` : "") + (focus ? ` around ${focus}` : ""));
@@ -326,7 +331,7 @@ function focusButton(panel, id) {
 cy.on("tap", "node", (evt) => {
   const d = evt.target.data();
   if (d.type === "domain") return;
-  if ($("panel").hidden) { $("panel").hidden = false; cy.resize(); }
+  if ($("panel").hidden) { $("panel").hidden = false; cy.resize(); fitReadable(); } // the graph's area narrowed
   const show = d.type === "job" ? showJob : d.type === "dataset" ? showDataset : showDag;
   show(d).catch((e) => status(e.message, true));
 });
