@@ -160,6 +160,10 @@ def http_step(url: str, clients: int, events: list[dict]) -> tuple[float, int, f
     shares: list[list[dict]] = [[] for _ in range(clients)]
     for i, run in enumerate(by_run.values()):
         shares[i % clients].extend(run)
+    # the fork server preloads this module; each child then runs it again as __mp_main__, which
+    # runpy warns about (harmless: nothing runs at import); the fork server and its children
+    # take the filter from the environment at the server's start
+    os.environ["PYTHONWARNINGS"] = "ignore::RuntimeWarning:runpy"
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["benchmarks.lineage"])
     barrier, results = ctx.Barrier(clients + 1), ctx.Queue()
