@@ -71,7 +71,7 @@ browser:  ## Debian's chromium for the browser tests (apt-get as root when missi
 test: install browser lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days), parsing as the team
+bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days), parsing as the team, the lineage explorer (1/8/32 HTTP clients, depth-5 from 10k to 1M events, retention at 1M)
 	@$(BIN)/python -m benchmarks.bulk_upsert
 	@$(BIN)/python -m benchmarks.parse_times
 	@$(BIN)/python -m benchmarks.referral_sync
@@ -79,6 +79,7 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.aurora_features
 	@$(BIN)/python -m benchmarks.aurora_training
 	@$(BIN)/python -m benchmarks.team_parsing
+	@$(BIN)/python -m benchmarks.lineage
 
 bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
 	@$(BIN)/python -m benchmarks.executors

@@ -1,125 +1,461 @@
-"""Benchmark (not a test): the lineage explorer's ingest rate and lineage-graph query time.
+"""Benchmark (not a test): the lineage explorer at platform scale, side by side in one run.
 
-On one embedded PostgreSQL 18, a platform-sized event set (tests/lineage_explorer/events.py
-``platform_dags``: 5 domains x DAGS DAGs x 6 tasks, cross-domain shared tables, HTTP
-services, Kafka, Redis, lake files; RUNS runs per DAG, the provider's event shapes) is
+On one embedded PostgreSQL 18, platform-shaped events (tests/lineage_explorer/events.py
+``platform_dags``: 5 domains x 8 DAGs x 6 tasks, cross-domain shared tables, HTTP services,
+Kafka, Redis, lake files; the provider's event shapes; 560 events per round of runs):
 
-1. ingested event by event, one transaction each (what ``POST /api/v1/lineage`` does after
-   its key and owner checks): events/s;
-2. posted over real HTTP to the plugin app (uvicorn) by the OpenLineage client's own
-   ``http`` transport with each team's ingest key, for a sample of HTTP_EVENTS events:
-   events/s end to end (one client, sequential, as one worker process emits);
-3. queried: ``GET /api/v1/lineage`` at depth 5 from a shared table, as admin and as one
-   team (the store query plus the Marquez JSON shaping the endpoint returns), median and
-   max of QUERIES repetitions.
+1. depth-5 growth: the store is filled through the store's own batched ingest
+   (``LineageStore.ingest_batch``, the path the endpoint takes) to each size in SIZES
+   (default 10k, 100k, 1M events); at each size ``GET /api/v1/lineage`` at depth 5 from a
+   shared table is timed as admin and as one team (the store query plus the Marquez JSON
+   shaping), median and max of QUERIES repetitions;
+2. store ingest, side by side on the full store: one transaction per event (``ingest``, what
+   the endpoint did before) and one per batch of 200 (``ingest_batch``), STORE_EVENTS each;
+3. HTTP ingest: the plugin's app served by uvicorn in its own process (as the api-server
+   serves it, one worker); 1, 8 and 32 concurrent clients, each a process (a worker), each
+   posting whole DAG runs in order through the OpenLineage client's own ``http`` transport with
+   its team's ingest key (DAG-level events: the platform key); HTTP_EVENTS events per step.
+   After each step the store is checked: every event stored once, every run's state and state
+   time those of its last event (nothing lost, duplicated or reordered). The CPU time per event
+   of the clients, the server process and PostgreSQL is printed with each step (clients and
+   server share the machine's cores). A last step measures the server's own capacity: 32
+   keep-alive connections from one asyncio process sending requests encoded beforehand;
+4. retention at full size: ``purge`` of everything older than the median event time (half
+   of the events), its run time, and the depth-5 query after it.
 
-``python -m benchmarks.lineage [DAGS] [RUNS] [HTTP_EVENTS] [QUERIES]``
+``python -m benchmarks.lineage [MAX_EVENTS] [HTTP_EVENTS] [STORE_EVENTS] [QUERIES]``
+(defaults 1000000 6000 5000 20; SIZES are 10k, 100k, ... up to MAX_EVENTS). About 10 minutes
+for 1M events on 2 cores.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from devplatform.config import lineage_explorer_config
 from devplatform.pg import PgServer
-from devplatform.standin import StandInServer, free_port
+from devplatform.standin import free_port
 
 lineage_explorer_config()  # plugins/ on sys.path, as in Airflow's processes
 
-from lineage_explorer.api import create_app, graph_json  # noqa: E402
-from lineage_explorer.config import URL_PREFIX, Settings, transport_config  # noqa: E402
+from lineage_explorer.api import graph_json  # noqa: E402
 from lineage_explorer.ownership import OwnerResolver  # noqa: E402
 from lineage_explorer.queries import Reader, Visibility  # noqa: E402
-from lineage_explorer.store import LineageStore, RunEvent  # noqa: E402
+from lineage_explorer.store import RUN_STATES, LineageStore, RunEvent  # noqa: E402
 from tests.lineage_explorer.events import DOMAINS, NAMESPACE, events_for, platform_dags  # noqa: E402
 
+DAGS = platform_dags(8)
+TEAM_OF = {d.dag_id: d.team for d in DAGS}
+KEYS = {d: f"bench-key-{d}" for d in DOMAINS}
+PLATFORM_KEY = "bench-key-platform"
+CLIENTS = (1, 8, 32)
 
-def main(dags_per_domain: int = 8, runs: int = 20, http_events: int = 2000, queries: int = 20) -> None:
-    from datetime import UTC, datetime, timedelta
 
-    dags = platform_dags(dags_per_domain)
-    team_of = {d.dag_id: d.team for d in dags}
-    start = datetime(2026, 11, 1, tzinfo=UTC)
-    events = []
-    for r in range(runs):
-        events += events_for(dags, start + timedelta(hours=r))
-    http_set: list[dict] = []
-    while len(http_set) < http_events:  # runs not in the store yet (earlier days)
-        http_set += events_for(dags, start - timedelta(days=1 + len(http_set)))
-    http_set = http_set[:http_events]
+def lookup(candidates: list[str]) -> dict[str, str | None]:
+    return {c: TEAM_OF[c] for c in candidates if c in TEAM_OF}
+
+
+def rounds(first: datetime, step: timedelta = timedelta(hours=1)):
+    """Rounds of runs of every DAG, ``step`` apart from ``first`` on (560 events each)."""
+    t = first
+    while True:
+        yield events_for(DAGS, t)
+        t += step
+
+
+def key_of(event: dict) -> str:
+    name = event["job"]["name"]
+    return KEYS[TEAM_OF[name.split(".")[0]]] if "." in name else PLATFORM_KEY
+
+
+# -- the server process ----------------------------------------------------------------
+def serve(port: int, dsn: str) -> None:
+    """The plugin's app mounted like the api-server mounts it, on uvicorn, one process."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from lineage_explorer.api import create_app
+    from lineage_explorer.config import URL_PREFIX, Settings
+
+    settings = Settings(dsn=dsn, ingest_keys=KEYS, platform_key=PLATFORM_KEY, retention_days=0, namespace=NAMESPACE)
+    app = FastAPI(title="bench")
+    app.mount(URL_PREFIX, create_app(settings_factory=lambda: settings, resolver_factory=lambda s: OwnerResolver(
+        lookup=lookup, all_dag_ids=lambda: TEAM_OF)))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.lineage", "serve", str(port), dsn])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(f"{url}/lineage-explorer/api/v1/lineage", json={}, timeout=2).status_code == 401:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the benchmark's lineage server did not start")
+
+
+# -- clients -------------------------------------------------------------------------
+def client(url: str, events: list[dict], barrier, results) -> None:
+    """One worker: the provider's http transport per key, its runs' events in order."""
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+    from lineage_explorer.config import transport_config
+
+    transports = {k: HttpTransport(HttpConfig.from_dict(transport_config(url, k))) for k in [*KEYS.values(), PLATFORM_KEY]}
+    errors = 0
+    barrier.wait()
+    cpu = time.process_time()
+    for e in events:
+        try:
+            transports[key_of(e)].emit(e)  # dicts are serialized as they are (Serde.to_dict)
+        except Exception:
+            errors += 1
+    results.put((len(events), errors, time.process_time() - cpu))
+    results.close()
+    results.join_thread()
+    os._exit(0)  # no interpreter teardown (nothing of it is measured)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes and their children so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def http_step(url: str, clients: int, events: list[dict]) -> tuple[float, int, float]:
+    """Whole runs dealt to ``clients`` processes; returns (seconds, errors, the clients' CPU
+    seconds while emitting). The clients are forked from a fork server that has only imported
+    this module (not from this process, whose memory every child would otherwise copy)."""
+    by_run: dict[str, list[dict]] = {}
+    for e in events:
+        root = ((e["run"].get("facets") or {}).get("parent") or {}).get("run", {}).get("runId") or e["run"]["runId"]
+        by_run.setdefault(root, []).append(e)  # a DAG run and its tasks' runs go to one client
+    shares: list[list[dict]] = [[] for _ in range(clients)]
+    for i, run in enumerate(by_run.values()):
+        shares[i % clients].extend(run)
+    # the fork server preloads this module; each child then runs it again as __mp_main__, which
+    # runpy warns about (harmless: nothing runs at import); the fork server and its children
+    # take the filter from the environment at the server's start
+    os.environ["PYTHONWARNINGS"] = "ignore::RuntimeWarning:runpy"
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["benchmarks.lineage"])
+    barrier, results = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=client, args=(url, share, barrier, results)) for share in shares]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    done = [results.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return elapsed, sum(e for _, e, _ in done), sum(c for _, _, c in done)
+
+
+def raw_step(url: str, connections: int, events: list[dict]) -> tuple[float, int, float]:
+    """The server's own capacity: ``connections`` keep-alive HTTP/1.1 connections from one
+    asyncio process sending requests encoded beforehand (no client library), each connection
+    its whole runs in order, one request at a time. Returns (seconds, non-201 answers, the
+    client's CPU seconds)."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    host, port = urlparse(url).hostname, urlparse(url).port
+    by_run: dict[str, list[dict]] = {}
+    for e in events:
+        root = ((e["run"].get("facets") or {}).get("parent") or {}).get("run", {}).get("runId") or e["run"]["runId"]
+        by_run.setdefault(root, []).append(e)
+    shares: list[list[bytes]] = [[] for _ in range(connections)]
+    for i, run in enumerate(by_run.values()):
+        for e in run:
+            body = json.dumps(e).encode()
+            shares[i % connections].append(
+                b"POST /lineage-explorer/api/v1/lineage HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {key_of(e)}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    bad = 0
+
+    async def connection(requests: list[bytes]) -> None:
+        nonlocal bad
+        reader, writer = await asyncio.open_connection(host, port)
+        for req in requests:
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+            await reader.readexactly(length)
+            bad += not head.startswith(b"HTTP/1.1 201")
+        writer.close()
+
+    async def all_connections() -> None:
+        await asyncio.gather(*(connection(share) for share in shares))
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    asyncio.run(all_connections())
+    return time.perf_counter() - t0, bad, time.process_time() - cpu0
+
+
+def check_runs(store: LineageStore, events: list[dict]) -> str:
+    """Every event stored once; each run's state and state time those of its last event."""
+    expected: dict[str, tuple[str, datetime]] = {}
+    for e in events:
+        t = datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00"))
+        state = RUN_STATES.get(e["eventType"])
+        if state and (e["run"]["runId"] not in expected or t >= expected[e["run"]["runId"]][1]):
+            expected[e["run"]["runId"]] = (state, t)
+    with store.connection() as conn, conn.cursor() as cur:
+        ids = sorted(expected)
+        cur.execute("SELECT count(*), count(DISTINCT (run_id, event_type, event_time)) FROM lineage_event"
+                    " WHERE run_id = ANY(%s::uuid[])", (ids,))
+        stored, distinct = cur.fetchone()
+        cur.execute("SELECT run_id::text, state, state_time FROM lineage_run WHERE run_id = ANY(%s::uuid[])", (ids,))
+        got = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+        conn.rollback()
+    wrong = sum(1 for r, v in expected.items() if got.get(r) != v)
+    ok = stored == distinct == len(events) and not wrong
+    return (f"{'ok' if ok else 'WRONG'}: {stored} of {len(events)} events stored, {stored - distinct} duplicates, "
+            f"{wrong} of {len(expected)} runs with another state than their last event's")
+
+
+# -- queries -------------------------------------------------------------------------
+def depth5(reader: Reader, queries: int) -> dict[str, tuple[int, float, float]]:
+    everyone = frozenset(TEAM_OF)
+    admin = Visibility(dag_ids=everyone, known_dag_ids=everyone, teams=frozenset(["", *DOMAINS]))
+    referral = Visibility(dag_ids=frozenset(d for d, t in TEAM_OF.items() if t == "referral"),
+                          known_dag_ids=everyone, teams=frozenset(["", "referral"]))
+    node = next(d.tasks[2].outputs[0] for d in DAGS if d.team == "referral")
+    out = {}
+    for who, vis in (("admin", admin), ("referral_op", referral)):
+        times, size = [], 0
+        for _ in range(queries):
+            t0 = time.perf_counter()
+            g = graph_json(reader.graph(vis, "dataset", node.namespace, node.name, 5))
+            times.append(time.perf_counter() - t0)
+            size = len(g["graph"])
+        out[who] = (size, statistics.median(times) * 1000, max(times) * 1000)
+    return out
+
+
+BASE_ROUNDS = 18  # 10,080 events through the ingest path
+
+
+def replicate(pg: PgServer, first: int, n: int) -> None:
+    """Copies ``first`` .. ``first + n - 1`` of the BASE_ROUNDS ingested rounds, each shifted by
+    BASE_ROUNDS hours per copy, with new run ids (md5 of the run id and the copy) in the rows and in
+    the payloads: raw events, runs (with their dataset versions) and the writing runs' dataset
+    versions, what ingesting those rounds would add (jobs, datasets, edges and facets are those of
+    the same DAGs; their times are moved to the latest copy)."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg.admin_dsn("lineage"))
+    try:
+        with conn.cursor() as cur:
+            params = {"first": first, "last": first + n - 1, "hours": BASE_ROUNDS}
+            cur.execute("CREATE TEMP TABLE base_event AS SELECT * FROM lineage_event WHERE id <= %(base)s",
+                        {"base": BASE_ROUNDS * len(events_for(DAGS))})
+            cur.execute(
+                "INSERT INTO lineage_event (run_id, event_type, event_time, job_namespace, job_name, team, payload)"
+                " SELECT md5(e.run_id::text || k)::uuid, e.event_type, e.event_time + k * %(hours)s * interval '1 hour',"
+                "  e.job_namespace, e.job_name, e.team,"
+                "  jsonb_set(CASE WHEN e.payload #> '{run,facets,parent,run,runId}' IS NULL THEN e.payload"
+                "   ELSE jsonb_set(e.payload, '{run,facets,parent,run,runId}',"
+                "     to_jsonb(md5((e.payload #>> '{run,facets,parent,run,runId}') || k)::uuid::text)) END,"
+                "   '{run,runId}', to_jsonb(md5(e.run_id::text || k)::uuid::text))"
+                "  || jsonb_build_object('eventTime', to_char((e.event_time + k * %(hours)s * interval '1 hour')"
+                "     AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+                " FROM base_event e CROSS JOIN generate_series(%(first)s, %(last)s) k", params)
+            cur.execute(
+                "INSERT INTO lineage_dataset_version SELECT v.dataset_namespace, v.dataset_name,"
+                "  md5(v.version::text || k)::uuid, v.job_namespace, v.job_name, md5(v.run_id::text || k)::uuid,"
+                "  v.direction, v.fields, v.facets, v.lifecycle_state, v.created_at + k * %(hours)s * interval '1 hour',"
+                "  v.updated_at + k * %(hours)s * interval '1 hour'"
+                " FROM lineage_dataset_version v CROSS JOIN generate_series(%(first)s, %(last)s) k"
+                " WHERE v.run_id IN (SELECT run_id FROM base_event)", params)
+            cur.execute(
+                "INSERT INTO lineage_run SELECT md5(r.run_id::text || k)::uuid, r.job_namespace, r.job_name, r.state,"
+                "  r.state_time + k * %(hours)s * interval '1 hour', r.nominal_start_time + k * %(hours)s * interval '1 hour',"
+                "  r.nominal_end_time + k * %(hours)s * interval '1 hour', r.started_at + k * %(hours)s * interval '1 hour',"
+                "  r.ended_at + k * %(hours)s * interval '1 hour', r.facets, r.inputs, r.outputs,"
+                "  r.created_at + k * %(hours)s * interval '1 hour', r.updated_at + k * %(hours)s * interval '1 hour',"
+                "  r.job_version, r.input_versions,"
+                "  (SELECT coalesce(jsonb_agg(jsonb_set(x, '{version}', to_jsonb(md5((x->>'version') || k)::uuid::text))),"
+                "   '[]') FROM jsonb_array_elements(r.output_versions) x)"
+                " FROM lineage_run r CROSS JOIN generate_series(%(first)s, %(last)s) k"
+                " WHERE r.run_id IN (SELECT run_id FROM base_event)", params)
+            shift = "%(last)s * %(hours)s * interval '1 hour'"
+            for table in ("lineage_job", "lineage_dataset", "lineage_edge", "lineage_dataset_facet",
+                          "lineage_job_version"):
+                cur.execute(f"UPDATE {table} SET updated_at = updated_at + {shift}", params)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def count_events(store: LineageStore) -> int:
+    with store.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM lineage_event")
+        n = cur.fetchone()[0]
+        conn.rollback()
+    return n
+
+
+def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int = 5000, queries: int = 20) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-lineage-"))
     pg = PgServer(tmp / "pgdata", free_port())
     pg.start()
     pg.wait_ready()
     pg.ensure_database("lineage", "lineage", "bench")
     dsn = f"postgresql://lineage:bench@127.0.0.1:{pg.port}/lineage"
-
-    def lookup(candidates: list[str]) -> dict[str, str | None]:
-        return {c: team_of[c] for c in candidates if c in team_of}
-
+    resolver = OwnerResolver(lookup=lookup, all_dag_ids=lambda: TEAM_OF)
+    server = None
+    table: list[tuple[str, str]] = []
     try:
         store = LineageStore(dsn)
-        parsed = [RunEvent.parse(e) for e in events]
-        owners = {}
-        resolver = OwnerResolver(lookup=lookup, all_dag_ids=lambda: team_of)
-        print(f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        t0 = time.perf_counter()
-        for ev in parsed:
-            owner = owners.get(ev.job_name) or owners.setdefault(ev.job_name, resolver.owner(ev))
-            store.ingest(ev, owner)
-        t_store = time.perf_counter() - t0
-        print(f"event set: {len(dags)} DAGs in {len(DOMAINS)} domains, {len(parsed)} events "
-              f"({runs} runs per DAG), {sum(len(d.tasks) for d in dags)} task jobs")
-        print(f"1. store ingest, one transaction per event: {len(parsed) / t_store:,.0f} events/s "
-              f"({t_store:.1f} s)")
-
-        keys = {d: f"key-{d}" for d in DOMAINS}
-        settings = Settings(dsn=dsn, ingest_keys=keys, platform_key="key-platform", retention_days=0, namespace=NAMESPACE)
-        from fastapi import FastAPI
-        from openlineage.client.transport.http import HttpConfig, HttpTransport
-
-        app = FastAPI(title="bench")
-        app.mount(URL_PREFIX, create_app(settings_factory=lambda: settings, resolver_factory=lambda s: OwnerResolver(
-            lookup=lookup, all_dag_ids=lambda: team_of)))
-        with StandInServer(app) as server:
-            transports = {k: HttpTransport(HttpConfig.from_dict(transport_config(server.url, v)))
-                          for k, v in {**keys, None: "key-platform"}.items()}
-            t0 = time.perf_counter()
-            for e in http_set:
-                name = e["job"]["name"]
-                team = team_of[name.split(".")[0]] if "." in name else None
-                transports[team].emit(e)  # the transport serializes dicts as they are (Serde.to_dict)
-            t_http = time.perf_counter() - t0
-        print(f"2. HTTP ingest through the provider's http transport (team keys checked, one client): "
-              f"{len(http_set) / t_http:,.0f} events/s ({len(http_set)} events, {t_http:.1f} s)")
-
         reader = Reader(store)
-        everyone = frozenset(team_of)
-        admin = Visibility(dag_ids=everyone, known_dag_ids=everyone, teams=frozenset(["", *DOMAINS]))
-        referral = Visibility(dag_ids=frozenset(d for d, t in team_of.items() if t == "referral"),
-                              known_dag_ids=everyone, teams=frozenset(["", "referral"]))
-        node = next(d.tasks[2].outputs[0] for d in dags if d.team == "referral")
-        for who, vis in (("admin", admin), ("referral_op", referral)):
-            times, size = [], 0
-            for _ in range(queries):
-                t0 = time.perf_counter()
-                g = graph_json(reader.graph(vis, "dataset", node.namespace, node.name, 5))
-                times.append(time.perf_counter() - t0)
-                size = len(g["graph"])
-            print(f"3. lineage graph depth 5 from {node.name} as {who}: {size} nodes, "
-                  f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms ({queries} queries)")
-        print(f"machine load average after: {os.getloadavg()[0]:.1f}")
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+        print(f"event set: {len(DAGS)} DAGs in {len(DOMAINS)} domains, {sum(len(d.tasks) for d in DAGS)} task jobs, "
+              f"{len(events_for(DAGS))} events per round of runs")
+
+        # 1. fill, and the depth-5 query at each size: BASE rounds through the store's batched
+        # ingest, then copies of them in SQL (see replicate), as ingesting more rounds would store
+        history = rounds(datetime(2026, 1, 1, tzinfo=UTC))
+        t0 = time.perf_counter()
+        base = 0
+        for _ in range(BASE_ROUNDS):
+            batch = [RunEvent.parse(e) for e in next(history)]
+            for i in range(0, len(batch), 200):
+                results = store.ingest_batch([(ev, resolver.owner(ev), None) for ev in batch[i:i + 200]])
+                assert all(r is True for r in results), results
+            base += len(batch)
+        fill_rate = base / (time.perf_counter() - t0)
+        print(f"1. {base:,} events ingested (batched store ingest: {fill_rate:,.0f} events/s)", flush=True)
+        sizes = [n for n in (10_000, 100_000, 1_000_000, 10_000_000) if n <= max_events] or [max_events]
+        copies = 0
+        for size in sizes:
+            t0 = time.perf_counter()
+            while base * (copies + 1) < size:
+                n = min(50, -(-(size - base * (copies + 1)) // base))
+                replicate(pg, copies + 1, n)
+                copies += n
+            took = time.perf_counter() - t0
+            q = depth5(reader, queries)
+            total = count_events(store)
+            print(f"1. {total:>9,} events stored ({took:.0f} s to copy); depth-5 graph: admin {q['admin'][0]} nodes"
+                  f" median {q['admin'][1]:.1f} ms (max {q['admin'][2]:.1f}), referral_op {q['referral_op'][0]} nodes"
+                  f" median {q['referral_op'][1]:.1f} ms (max {q['referral_op'][2]:.1f})", flush=True)
+            table.append((f"depth-5 at {total:,} events (admin / referral_op, median of {queries})",
+                          f"{q['admin'][1]:.1f} ms / {q['referral_op'][1]:.1f} ms"))
+
+        # 2. store ingest side by side: one transaction per event, and per batch
+        fresh = rounds(datetime(2025, 6, 1, tzinfo=UTC))
+
+        def take(n: int) -> list[dict]:
+            out: list[dict] = []
+            while len(out) < n:
+                out += next(fresh)
+            return out[:n]
+
+        events = [RunEvent.parse(e) for e in take(store_events)]
+        t0 = time.perf_counter()
+        for ev in events:
+            store.ingest(ev, resolver.owner(ev))
+        single = len(events) / (time.perf_counter() - t0)
+        events = [RunEvent.parse(e) for e in take(store_events)]
+        t0 = time.perf_counter()
+        for i in range(0, len(events), 200):
+            store.ingest_batch([(ev, resolver.owner(ev), None) for ev in events[i:i + 200]])
+        batched = len(events) / (time.perf_counter() - t0)
+        print(f"2. store ingest, {store_events} events each: one transaction per event {single:,.0f} events/s;"
+              f" 200 per transaction {batched:,.0f} events/s", flush=True)
+        table.append(("store ingest, one transaction per event", f"{single:,.0f} events/s"))
+        table.append(("store ingest, 200 events per transaction", f"{batched:,.0f} events/s"))
+
+        # 3. HTTP, 1 / 8 / 32 concurrent clients
+        server, url = start_server(dsn)
+        for n in CLIENTS:
+            step = take(http_events)
+            server_cpu, pg_cpu = cpu_seconds([server.pid]), cpu_seconds([pg.pid()])
+            elapsed, errors, client_cpu = http_step(url, n, step)
+            server_cpu, pg_cpu = cpu_seconds([server.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
+            verdict = check_runs(store, step)
+            print(f"3. HTTP ingest, {n:>2} client(s), provider's http transport, team keys: "
+                  f"{len(step) / elapsed:,.0f} events/s ({len(step)} events, {elapsed:.1f} s, {errors} errors); "
+                  f"CPU ms per event: clients {client_cpu * 1000 / len(step):.2f}, server "
+                  f"{server_cpu * 1000 / len(step):.2f}, PostgreSQL {pg_cpu * 1000 / len(step):.2f}; "
+                  f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
+            table.append((f"HTTP ingest, {n} concurrent client(s)", f"{len(step) / elapsed:,.0f} events/s"
+                          + ("" if verdict.startswith("ok") and not errors else f" ({verdict}, {errors} errors)")))
+        # the server's capacity, clients aside: 32 connections, requests encoded beforehand
+        step = take(http_events)
+        server_cpu, pg_cpu = cpu_seconds([server.pid]), cpu_seconds([pg.pid()])
+        elapsed, bad, client_cpu = raw_step(url, 32, step)
+        server_cpu, pg_cpu = cpu_seconds([server.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
+        verdict = check_runs(store, step)
+        print(f"3. HTTP ingest, 32 connections, pre-encoded requests (the server's capacity): "
+              f"{len(step) / elapsed:,.0f} events/s ({len(step)} events, {elapsed:.1f} s, {bad} not 201); "
+              f"CPU ms per event: client {client_cpu * 1000 / len(step):.2f}, server "
+              f"{server_cpu * 1000 / len(step):.2f}, PostgreSQL {pg_cpu * 1000 / len(step):.2f}; "
+              f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
+        table.append(("HTTP ingest, 32 connections, pre-encoded requests (server capacity)",
+                      f"{len(step) / elapsed:,.0f} events/s" + ("" if verdict.startswith("ok") and not bad
+                                                                else f" ({verdict}, {bad} not 201)")))
+        server.terminate()
+        server.wait(30)
+        server = None
+
+        # 4. retention at full size
+        with store.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY event_time) FROM lineage_event")
+            cutoff = cur.fetchone()[0]
+            conn.rollback()
+        before = count_events(store)
+        t0 = time.perf_counter()
+        purged = store.purge_older_than(cutoff)
+        took = time.perf_counter() - t0
+        q = depth5(reader, queries)
+        print(f"4. retention at {before:,} events: purge before {cutoff:%Y-%m-%d} in {took:.1f} s: "
+              f"{json.dumps(purged)}; then depth-5 admin median {q['admin'][1]:.1f} ms, "
+              f"{count_events(store):,} events left", flush=True)
+        table.append((f"retention purge at {before:,} events ({purged['lineage_event']:,} deleted)", f"{took:.1f} s"))
+        print(f"machine load average at the end: {os.getloadavg()[0]:.1f}")
+        print("\n| measure | result |\n|---|---|")
+        for k, v in table:
+            print(f"| {k} | {v} |")
         store.close()
     finally:
+        if server is not None:
+            server.terminate()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    if sys.argv[1:2] == ["serve"]:
+        serve(int(sys.argv[2]), sys.argv[3])
+    else:
+        main(*(int(a) for a in sys.argv[1:]))

@@ -5,9 +5,12 @@ migrated metadata database and a ``lineage`` database of its own.
 
 Three teams' run events (``tests/lineage_explorer/events.py``) reach the store over HTTP with
 their team's ingest key. A team user logs in through the UI's own login form, opens the
-"Lineage" navigation entry and the DAG tab; the test checks the nodes the page drew, that no
-other team's job name reached the page (drawn or fetched), the selected job's panel (its
-SQL, last runs, the link back to its DAG), search and depth, and saves screenshots.
+"Lineage" navigation entry (the platform view: one node per DAG in its domain's box, the
+datasets between DAGs, the list of DAGs and datasets beside it; a DAG expands into its tasks)
+and the DAG tab; the test checks the nodes the page drew, that labels are drawn at a readable
+size and no edge spans the graph, that no other team's job name reached the page (drawn or
+fetched), the selected job's panel (its SQL, last runs, the link back to its DAG), a dataset's
+versions and column lineage, search and depth, and saves screenshots (``.local/screenshots/``).
 """
 
 from __future__ import annotations
@@ -112,6 +115,13 @@ def platform(pg, tmp_path_factory):
             time.sleep(0.5)
         for event in events_for(DAGS):  # each worker reports with its team's key
             name = event["job"]["name"]
+            for d in event["outputs"]:  # the provider's column lineage for the SQL that writes matches
+                if d["name"] == "referral.public.matches":
+                    d["facets"]["columnLineage"] = {
+                        "_producer": event["producer"], "fields": {"candidate_id": {"inputFields": [
+                            {"namespace": d["namespace"], "name": "referral.public.candidates", "field": "id",
+                             "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]}},
+                        "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json"}
             if name.startswith(PIPELINE.dag_id + "."):  # the provider's airflow facet names the Airflow run
                 event["run"]["facets"]["airflow"] = {
                     "_producer": event["producer"], "dagRun": {"dag_id": PIPELINE.dag_id, "run_id": PIPELINE_RUN},
@@ -133,7 +143,7 @@ def platform(pg, tmp_path_factory):
 
 def logged_in(browser, platform, user):
     """A browser session of ``user``, logged in through the UI's login form."""
-    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    context = browser.new_context(viewport={"width": 1500, "height": 950})
     page = context.new_page()
     page.goto(platform["url"] + "/")
     page.get_by_label("Username").fill(user)
@@ -155,7 +165,7 @@ def lineage_frame(page):
         page.wait_for_timeout(200)
     frame = frames[0]
     try:
-        frame.wait_for_function("() => window.lineageGraph && /jobs?,|error/.test("
+        frame.wait_for_function("() => window.lineageGraph && /jobs?,|DAGs? in|error/.test("
                                 "document.getElementById('status').textContent + document.getElementById('status').className)",
                                 timeout=WAIT_MS)
     except Exception:
@@ -169,7 +179,28 @@ def lineage_frame(page):
 def drawn(frame) -> dict[str, set]:
     nodes = frame.evaluate("() => window.lineageGraph.nodes().map(n => n.data())")
     return {"job": {n["name"] for n in nodes if n["type"] == "job"},
-            "dataset": {(n["ns"], n["name"]) for n in nodes if n["type"] == "dataset"}}
+            "dataset": {(n["ns"], n["name"]) for n in nodes if n["type"] == "dataset"},
+            "dag": {n["name"] for n in nodes if n["type"] in ("dag", "dag-open")},
+            "domain": {n["name"] for n in nodes if n["type"] == "domain"}}
+
+
+def readable(frame) -> dict:
+    """What the graph looks like on screen: the smallest rendered label size (px), the longest
+    edge against the graph's width, every node inside the graph area at the start."""
+    return frame.evaluate("""() => {
+        const cy = window.lineageGraph, w = cy.width();
+        const fonts = cy.nodes().map(n => parseFloat(n.style('font-size')) * cy.zoom());
+        const lengths = cy.edges().map(e => {
+            const a = e.source().renderedPosition(), b = e.target().renderedPosition();
+            return Math.hypot(a.x - b.x, a.y - b.y);
+        });
+        return {minFont: Math.min(...fonts), maxEdge: Math.max(0, ...lengths), width: w, zoom: cy.zoom()};
+    }""")
+
+
+def wait_status(frame, pattern: str) -> None:
+    frame.wait_for_function("(p) => new RegExp(p).test(document.getElementById('status').textContent)",
+                            arg=pattern, timeout=WAIT_MS)
 
 
 def click_node(page, frame, node_id: str) -> None:
@@ -188,12 +219,37 @@ def test_a_team_user_sees_its_own_lineage_and_nothing_of_other_teams(platform, b
 
     page.goto(platform["url"] + "/plugin/lineage")
     frame = lineage_frame(page)
+    # the platform view: its one DAG in its domain, no dataset between DAGs of its own
+    seen = drawn(frame)
+    assert (seen["dag"], seen["domain"], seen["job"]) == ({"bullhorn_sync"}, {"referral"}, set())
+    assert frame.locator("#status").inner_text() == "1 DAG in 1 domain, 0 datasets between DAGs"
+    assert frame.locator("#list").inner_text().lower().split("\n")[:2] == ["referral", "▸ bullhorn_sync"]
+    # the list expands the DAG into its tasks and what they read and write
+    frame.get_by_role("button", name="▸ bullhorn_sync").click()
+    wait_status(frame, "tasks of bullhorn_sync$")
     seen = drawn(frame)
     assert seen["job"] == JOBS["referral"]
     pg_ns = "postgres://127.0.0.1:5432"
     assert seen["dataset"] == {("https://bullhorn", "Candidate"), (pg_ns, "referral.public.candidates"),
                                (pg_ns, "referral.public.matches")}
-    assert frame.locator("#status").inner_text() == "2 jobs, 3 datasets"
+    looks = readable(frame)
+    assert looks["minFont"] >= 10 and looks["maxEdge"] < looks["width"], looks
+
+    # a dataset's panel: its versions (one per writing run) and its column lineage
+    click_node(page, frame, f"dataset:{pg_ns}:referral.public.matches")
+    panel = frame.locator("#panel")
+    try:
+        panel.get_by_text("Versions (1)").wait_for(timeout=WAIT_MS)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "lineage-dataset-timeout.png"))
+        raise AssertionError(f"status {frame.locator('#status').inner_text()!r}, panel "
+                             f"{panel.inner_text()!r}") from None
+    assert panel.locator("table.versions td").nth(2).inner_text() == "run completed"
+    assert panel.locator("table.column-lineage tr").nth(1).inner_text().split("\t") == [
+        "candidate_id", "referral.public.candidates.id (direct)"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "lineage-referral_op-dataset.png"))
 
     # the selected job's panel: its SQL, its runs and their states, the way back to its DAG
     click_node(page, frame, f"job:{NAMESPACE}:bullhorn_sync.match")
@@ -258,12 +314,34 @@ def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, br
     assert page.url.startswith(f"{platform['url']}/dags/{PIPELINE.dag_id}"), page.url
     context.close()
 
+    context, page = logged_in(browser, platform, "looklyy_op")
+    page.goto(platform["url"] + "/plugin/lineage")
+    frame = lineage_frame(page)
+    seen = drawn(frame)
+    assert (seen["dag"], seen["domain"]) == ({"looklyy_crawler", PIPELINE.dag_id}, {"looklyy"})
+    page.screenshot(path=str(SHOTS / "lineage-looklyy_op.png"))
+    context.close()
+
     context, page = logged_in(browser, platform, "admin")
     page.goto(platform["url"] + "/plugin/lineage")
     frame = lineage_frame(page)
-    assert drawn(frame)["job"] == JOBS["referral"] | JOBS["looklyy"] | JOBS["aurora"]
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    seen = drawn(frame)
+    assert seen["dag"] == set(TEAM_OF) and seen["domain"] == set(TEAM_OF.values())
+    # referral's candidates connect bullhorn_sync (writes) and looklyy_crawler (reads): drawn between them
+    assert seen["dataset"] == {("postgres://127.0.0.1:5432", "referral.public.candidates")}
+    assert frame.locator("#status").inner_text() == "4 DAGs in 3 domains, 1 dataset between DAGs"
+    looks = readable(frame)
+    assert looks["minFont"] >= 10 and looks["maxEdge"] < looks["width"], looks
     page.screenshot(path=str(SHOTS / "lineage-admin.png"))
+    for dag in sorted(TEAM_OF):  # every DAG expanded: every team's tasks
+        frame.get_by_role("button", name=f"▸ {dag}", exact=True).click()
+        frame.wait_for_function("(id) => window.lineageGraph.getElementById(id).hasClass('dag-open')",
+                                arg=f"dag:{dag}", timeout=WAIT_MS)
+    assert drawn(frame)["job"] == JOBS["referral"] | JOBS["looklyy"] | JOBS["aurora"]
+    assert frame.locator("#status").inner_text().endswith("; tasks of 4 DAGs")
+    looks = readable(frame)
+    assert looks["minFont"] >= 10, looks
+    page.screenshot(path=str(SHOTS / "lineage-admin-expanded.png"))
     context.close()
 
 

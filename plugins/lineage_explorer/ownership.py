@@ -60,13 +60,19 @@ class OwnerResolver:
     def owner(self, event: RunEvent) -> Owner:
         return self.owner_of(event.job_name)
 
-    def owner_of(self, name: str) -> Owner:
-        """The owner of the job named ``name`` (e.g. a parent run facet's job)."""
-        now = time.monotonic()
+    def cached(self, name: str) -> Owner | None:
+        """The owner of ``name`` when it was resolved less than ``ttl`` ago, without a lookup
+        (the ingest endpoint answers from here without leaving its event loop)."""
         with self._lock:
             hit = self._cache.get(name)
-        if hit and now - hit[0] < self.ttl:
-            return hit[1]
+        return hit[1] if hit and time.monotonic() - hit[0] < self.ttl else None
+
+    def owner_of(self, name: str) -> Owner:
+        """The owner of the job named ``name`` (e.g. a parent run facet's job)."""
+        hit = self.cached(name)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         candidates = dag_id_candidates(name)
         found = self.lookup(candidates)
         owner = next((Owner(c, found[c]) for c in candidates if c in found), None)

@@ -175,7 +175,15 @@ class Reader:
             where.append("(vd.namespace, vd.name) IN (SELECT * FROM unnest(%(kns)s::text[], %(kn)s::text[]))")
             extra.update(kns=[k[0] for k in keys], kn=[k[1] for k in keys])
         rows = self._all(
-            ctes + f"SELECT vd.*, count(*) OVER () AS total FROM vd WHERE {' AND '.join(where)}"
+            ctes + "SELECT vd.*, count(*) OVER () AS total,"
+            # the latest version the visible jobs made of it (per job: an index scan's first row)
+            " (SELECT v.version FROM lineage_dataset_facet f JOIN vj ON vj.namespace = f.job_namespace"
+            "   AND vj.name = f.job_name CROSS JOIN LATERAL (SELECT x.version, x.created_at FROM lineage_dataset_version x"
+            "   WHERE x.dataset_namespace = f.dataset_namespace AND x.dataset_name = f.dataset_name"
+            "   AND x.job_namespace = f.job_namespace AND x.job_name = f.job_name ORDER BY x.created_at DESC LIMIT 1) v"
+            "   WHERE f.dataset_namespace = vd.namespace AND f.dataset_name = vd.name"
+            "   ORDER BY v.created_at DESC, v.version LIMIT 1) AS current_version"
+            f" FROM vd WHERE {' AND '.join(where)}"
             " ORDER BY vd.namespace, vd.name LIMIT %(limit)s OFFSET %(offset)s",
             {**params, **extra}, conn,
         )
@@ -194,6 +202,79 @@ class Reader:
     def dataset(self, vis: Visibility, namespace: str, name: str) -> dict | None:
         rows, _ = self.datasets(vis, namespace, 1, 0, keys=[(namespace, name)])
         return rows[0] if rows else None
+
+    # -- versions -----------------------------------------------------------------
+    def dataset_versions(self, vis: Visibility, namespace: str, name: str, limit: int, offset: int,
+                         version: str | None = None) -> tuple[list[dict], int]:
+        """The dataset's versions made by jobs the caller may see, newest first, each with the
+        run that wrote it (``run``: a ``lineage_run`` row, or None for a version a reading job saw)."""
+        pred, params = vis.predicate("j")
+        rows = self._all(
+            "SELECT v.*, count(*) OVER () AS total, (SELECT to_jsonb(r) FROM lineage_run r WHERE r.run_id = v.run_id) AS run"
+            " FROM lineage_dataset_version v JOIN lineage_job j ON j.namespace = v.job_namespace AND j.name = v.job_name"
+            f" WHERE {pred} AND v.dataset_namespace = %(ns)s AND v.dataset_name = %(name)s"
+            + (" AND v.version = %(version)s::uuid" if version else "")
+            + " ORDER BY v.created_at DESC, v.version LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "ns": namespace, "name": name, "version": version, "limit": limit, "offset": offset},
+        )
+        total = rows[0]["total"] if rows else 0
+        return [{k: v for k, v in r.items() if k != "total"} for r in rows], total
+
+    def job_versions(self, vis: Visibility, namespace: str, name: str, limit: int, offset: int,
+                     version: str | None = None) -> list[dict]:
+        """The job's versions, newest first, each with the datasets its runs read and wrote
+        (``inputs``/``outputs``) and its latest run (``latest_run``); [] when the job is hidden."""
+        pred, params = vis.predicate("j")
+        return self._all(
+            "SELECT v.*,"
+            " (SELECT to_jsonb(r) FROM lineage_run r WHERE r.job_namespace = v.namespace AND r.job_name = v.name"
+            "   AND r.job_version = v.version ORDER BY r.created_at DESC LIMIT 1) AS latest_run,"
+            " (SELECT coalesce(jsonb_agg(DISTINCT x ORDER BY x), '[]') FROM lineage_run r CROSS JOIN LATERAL"
+            "   jsonb_array_elements(r.inputs) x WHERE r.job_namespace = v.namespace AND r.job_name = v.name"
+            "   AND r.job_version = v.version) AS inputs,"
+            " (SELECT coalesce(jsonb_agg(DISTINCT x ORDER BY x), '[]') FROM lineage_run r CROSS JOIN LATERAL"
+            "   jsonb_array_elements(r.outputs) x WHERE r.job_namespace = v.namespace AND r.job_name = v.name"
+            "   AND r.job_version = v.version) AS outputs"
+            " FROM lineage_job_version v JOIN lineage_job j ON j.namespace = v.namespace AND j.name = v.name"
+            f" WHERE {pred} AND v.namespace = %(ns)s AND v.name = %(name)s"
+            + (" AND v.version = %(version)s::uuid" if version else "")
+            + " ORDER BY v.created_at DESC, v.version LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "ns": namespace, "name": name, "version": version, "limit": limit, "offset": offset},
+        )
+
+    # -- column lineage -----------------------------------------------------------
+    def column_lineage_edges(self, vis: Visibility) -> list[dict]:
+        """Every field-to-field edge of the ``columnLineage`` facets the visible jobs reported
+        for the datasets they write: ``{"namespace", "dataset", "field", "input": {"namespace",
+        "dataset", "field"}, "transformationDescription", "transformationType"}``."""
+        pred, params = vis.predicate("j")
+        rows = self._all(
+            "SELECT f.dataset_namespace, f.dataset_name, f.facets->'columnLineage'->'fields' AS fields"
+            " FROM lineage_dataset_facet f JOIN lineage_job j ON j.namespace = f.job_namespace AND j.name = f.job_name"
+            " JOIN lineage_edge e ON e.job_namespace = f.job_namespace AND e.job_name = f.job_name"
+            "  AND e.dataset_namespace = f.dataset_namespace AND e.dataset_name = f.dataset_name AND e.direction = 'out'"
+            f" WHERE {pred} AND jsonb_typeof(f.facets->'columnLineage'->'fields') = 'object'"
+            " ORDER BY f.dataset_namespace, f.dataset_name, f.updated_at",
+            params,
+        )
+        edges: dict[tuple, dict] = {}
+        for r in rows:
+            for out_field, spec in r["fields"].items():
+                if not isinstance(spec, dict):
+                    continue
+                for src in spec.get("inputFields") or []:
+                    if not (isinstance(src, dict) and src.get("namespace") and src.get("name") and src.get("field")):
+                        continue
+                    t = next((x for x in src.get("transformations") or [] if isinstance(x, dict)), {})
+                    key = (r["dataset_namespace"], r["dataset_name"], out_field, src["namespace"], src["name"],
+                           src["field"])
+                    edges[key] = {
+                        "namespace": r["dataset_namespace"], "dataset": r["dataset_name"], "field": out_field,
+                        "input": {"namespace": src["namespace"], "dataset": src["name"], "field": src["field"]},
+                        "transformationDescription": t.get("description") or spec.get("transformationDescription") or None,
+                        "transformationType": t.get("type") or spec.get("transformationType") or None,
+                    }
+        return list(edges.values())
 
     # -- search -------------------------------------------------------------------
     def search(self, vis: Visibility, q: str, kind: str | None, sort: str, limit: int,

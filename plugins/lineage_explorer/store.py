@@ -2,7 +2,8 @@
 
 One PostgreSQL database (``lineage``, its own login role), schema in ``migrations/``
 applied with :func:`shared.db.migrate`. :meth:`LineageStore.ingest` stores an event once
-(unique on run id, event type and event time) and, in the same transaction, maintains:
+(unique on run id, event type and event time) through one server-side call,
+``lineage_ingest_event`` (migration 0003), and, in the same transaction, maintains:
 
 - ``lineage_job``: one row per job (namespace, name), with the Airflow DAG and team it
   belongs to (resolved by the ingest endpoint, never taken from the event);
@@ -13,7 +14,12 @@ applied with :func:`shared.db.migrate`. :meth:`LineageStore.ingest` stores an ev
   that names another team's dataset cannot change what that team sees of it;
 - ``lineage_run``: one row per run, state from the latest event by event time (an event
   arriving late does not move a finished run back to RUNNING);
-- ``lineage_edge``: job -> dataset (``out``) and dataset -> job (``in``) edges.
+- ``lineage_edge``: job -> dataset (``out``) and dataset -> job (``in``) edges;
+- ``lineage_job_version`` / ``lineage_dataset_version``: Marquez's versions (see the README),
+  each made by one job's events.
+
+:meth:`LineageStore.ingest_batch` stores many events in one transaction with the same
+result per event as one at a time; :class:`IngestQueue` is the endpoint's group commit.
 
 A run belongs to one job: an event whose run id is stored for another job is refused
 (:class:`RefusedEvent`, status 409), and so is one whose ``parent`` (or ``root``) run facet
@@ -26,7 +32,9 @@ the retention. Reads take a :class:`Visibility` (the jobs a user may see) and ar
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-import psycopg2.extras
 import psycopg2.pool
 
 from shared.db import migrate
@@ -53,6 +60,8 @@ RUN_STATES = {
     "ABORT": "ABORTED",
 }
 TERMINAL = {"COMPLETED", "FAILED", "ABORTED"}
+# SQLSTATE lineage_ingest_event raises when a concurrent event claimed the run for another job
+CONCURRENT_CLAIM = "LN409"
 
 
 class InvalidEvent(ValueError):
@@ -93,9 +102,10 @@ class RunEvent:
     event_time: datetime
     job_namespace: str
     job_name: str
+    raw: str | None = None  # the JSON text ``payload`` was read from, stored as it is (no re-encoding)
 
     @classmethod
-    def parse(cls, payload: Any) -> RunEvent:
+    def parse(cls, payload: Any, raw: str | None = None) -> RunEvent:
         if not isinstance(payload, dict):
             raise InvalidEvent("an OpenLineage event is a JSON object")
         run, job = payload.get("run"), payload.get("job")
@@ -115,7 +125,7 @@ class RunEvent:
         event_type = payload.get("eventType") or ""
         if event_type and event_type not in (*RUN_STATES, "OTHER"):
             raise InvalidEvent(f"unknown eventType {event_type!r}")
-        event = cls(payload, run_id, event_type, event_time, ns, name)
+        event = cls(payload, run_id, event_type, event_time, ns, name, raw)
         event.parent_runs()  # a parent the store could not check is no run event it keeps
         return event
 
@@ -193,184 +203,118 @@ class LineageStore:
         to another job (see the module docstring).
         """
         with self.connection() as conn:
-            new = self._ingest(conn, event, owner, team)
+            try:
+                new = self._ingest(conn, event, owner, team)
+            except psycopg2.Error as e:
+                conn.rollback()
+                if e.pgcode == CONCURRENT_CLAIM:
+                    raise RefusedEvent(409, f"run {event.run_id} is already stored for another job; "
+                                            "a run belongs to one job") from None
+                raise
             conn.commit()
             return new
 
+    def ingest_batch(self, items: list[tuple[RunEvent, Owner, str | None]]) -> list[bool | Exception]:
+        """Store many events in one transaction (group commit), each exactly as :meth:`ingest`
+        would, in order; returns per event True (stored), False (already stored) or the
+        :class:`RefusedEvent` (or database error) it got. A refused event writes nothing, so it
+        needs no savepoint. When the transaction fails as a whole (a concurrent writer claimed
+        a run in between, a deadlock with another writer, an event the database rejects), it is
+        rolled back and every event is stored on its own, one transaction each, so one event's
+        failure is that event's only."""
+        if not items:
+            return []
+        results: list[bool | Exception] = []
+        try:
+            with self.connection() as conn:
+                for event, owner, team in items:
+                    try:
+                        results.append(self._ingest(conn, event, owner, team))
+                    except RefusedEvent as e:
+                        results.append(e)
+                conn.commit()
+                return results
+        except psycopg2.Error:
+            pass  # rolled back by connection(): nothing of the batch is stored
+        out: list[bool | Exception] = []
+        for event, owner, team in items:
+            try:
+                out.append(self.ingest(event, owner, team))
+            except (RefusedEvent, psycopg2.Error) as e:
+                out.append(e)
+        return out
+
     def ingest_many(self, events: Iterable[RunEvent], resolve: Callable[[RunEvent], Owner], batch: int = 500,
                     refused: list[str] | None = None) -> tuple[int, int]:
-        """Load many events (platform authority), one transaction per ``batch``; returns
-        (stored, duplicates). A refused event is skipped (its savepoint rolled back) and
-        described in ``refused``."""
+        """Load many events (platform authority), ``batch`` per transaction (:meth:`ingest_batch`);
+        returns (stored, duplicates). A refused event is skipped and described in ``refused``."""
         stored = dupes = 0
-        with self.connection() as conn:
-            for i, event in enumerate(events, 1):
-                with conn.cursor() as cur:
-                    cur.execute("SAVEPOINT lineage_event")
-                try:
-                    new = self._ingest(conn, event, resolve(event), None)
-                except RefusedEvent as e:
-                    with conn.cursor() as cur:
-                        cur.execute("ROLLBACK TO SAVEPOINT lineage_event")
+
+        def flush(chunk: list[tuple[RunEvent, Owner, str | None]]) -> None:
+            nonlocal stored, dupes
+            for (event, _, _), result in zip(chunk, self.ingest_batch(chunk), strict=True):
+                if isinstance(result, RefusedEvent):
                     if refused is not None:
-                        refused.append(f"run {event.run_id} of job {event.job_name}: {e.reason}")
-                    continue
-                if new:
+                        refused.append(f"run {event.run_id} of job {event.job_name}: {result.reason}")
+                elif isinstance(result, Exception):
+                    raise result
+                elif result:
                     stored += 1
                 else:
                     dupes += 1
-                if i % batch == 0:
-                    conn.commit()
-            conn.commit()
+
+        chunk: list[tuple[RunEvent, Owner, str | None]] = []
+        for event in events:
+            chunk.append((event, resolve(event), None))
+            if len(chunk) >= batch:
+                flush(chunk)
+                chunk = []
+        flush(chunk)
         return stored, dupes
 
     @staticmethod
-    def _check_runs(cur: Any, ev: RunEvent, team: str | None) -> None:
-        """Refuse (before anything is written) an event whose run id is stored for another
-        job, or whose parent/root run is stored for another job than the facet names or, with
-        a team's key, for a job of another team. The messages name no other team's job."""
-        parents = ev.parent_runs()
-        cur.execute(
-            "SELECT r.run_id::text, r.job_namespace, r.job_name, j.team FROM lineage_run r"
-            " LEFT JOIN lineage_job j ON j.namespace = r.job_namespace AND j.name = r.job_name"
-            " WHERE r.run_id = ANY(%s::uuid[])",
-            ([ev.run_id, *(run_id for _, run_id, _, _ in parents)],),
-        )
-        stored = {row[0]: row[1:] for row in cur.fetchall()}
-        own = stored.get(ev.run_id)
-        if own is not None and own[:2] != (ev.job_namespace, ev.job_name):
-            raise RefusedEvent(409, f"run {ev.run_id} is already stored for another job; a run belongs to one job")
-        for label, run_id, ns, name in parents:
-            found = stored.get(run_id)
-            if found is None:
-                continue
-            if found[:2] != (ns, name):
-                raise RefusedEvent(409, f"the {label} run {run_id} is stored for another job than {ns}:{name}")
-            if team is not None and found[2] != team:
-                raise RefusedEvent(403, f"the {label} run {run_id} is not a run of team {team!r}'s jobs")
+    def _refusal(result: list[str], team: str | None) -> RefusedEvent:
+        """The :class:`RefusedEvent` for ``lineage_ingest_event``'s answer; names no other team's job."""
+        _, status, label, run_id, ns, name = result
+        if label == "run":
+            return RefusedEvent(409, f"run {run_id} is already stored for another job; a run belongs to one job")
+        if status == "409":
+            return RefusedEvent(409, f"the {label} run {run_id} is stored for another job than {ns}:{name}")
+        return RefusedEvent(403, f"the {label} run {run_id} is not a run of team {team!r}'s jobs")
 
     def _ingest(self, conn: Any, ev: RunEvent, owner: Owner, team: str | None) -> bool:
-        p = ev.payload
+        """One event through ``lineage_ingest_event`` (migrations/0003): one round trip, in the
+        caller's transaction; the function reads what it derives from the payload itself. Raises
+        :class:`RefusedEvent` (nothing written), or the database's error (SQLSTATE ``LN409``: a
+        concurrent event claimed the run); the caller rolls back."""
+        parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
+                   for label, run_id, ns, name in ev.parent_runs()]
         with conn.cursor() as cur:
-            self._check_runs(cur, ev, team)
             cur.execute(
-                "INSERT INTO lineage_event (run_id, event_type, event_time, job_namespace, job_name, team, payload)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT ON CONSTRAINT lineage_event_once DO NOTHING RETURNING id",
-                (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team, json.dumps(p)),
+                "SELECT lineage_ingest_event(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::jsonb)",
+                (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
+                 ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
+                 RUN_STATES.get(ev.event_type), json.dumps(parents)),
             )
-            if cur.fetchone() is None:
-                return False
-            job_facets = (p.get("job") or {}).get("facets") or {}
-            cur.execute(
-                "INSERT INTO lineage_job AS j (namespace, name, dag_id, team, parent_job_name, description,"
-                " location, facets, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (namespace, name) DO UPDATE SET"
-                "  dag_id = coalesce(excluded.dag_id, j.dag_id), team = coalesce(excluded.team, j.team),"
-                "  parent_job_name = coalesce(excluded.parent_job_name, j.parent_job_name),"
-                "  description = coalesce(excluded.description, j.description),"
-                "  location = coalesce(excluded.location, j.location),"
-                "  facets = CASE WHEN excluded.updated_at >= j.updated_at THEN j.facets || excluded.facets"
-                "                ELSE excluded.facets || j.facets END,"
-                "  created_at = least(j.created_at, excluded.created_at),"
-                "  updated_at = greatest(j.updated_at, excluded.updated_at)",
-                (
-                    ev.job_namespace, ev.job_name, owner.dag_id, owner.team, ev.parent_job_name,
-                    (job_facets.get("documentation") or {}).get("description"),
-                    (job_facets.get("sourceCodeLocation") or {}).get("url"),
-                    json.dumps(job_facets), ev.event_time, ev.event_time,
-                ),
-            )
-            run = p["run"]
-            run_facets = run.get("facets") or {}
-            nominal = run_facets.get("nominalTime") or {}
-            state = RUN_STATES.get(ev.event_type)
-            ios = {k: [{"namespace": d["namespace"], "name": d["name"]} for d in p.get(k) or []] for k in ("inputs", "outputs")}
-            cur.execute(
-                "INSERT INTO lineage_run AS r (run_id, job_namespace, job_name, state, state_time, nominal_start_time,"
-                " nominal_end_time, started_at, ended_at, facets, inputs, outputs, created_at, updated_at)"
-                " VALUES (%(id)s, %(ns)s, %(name)s, coalesce(%(state)s, 'NEW'), %(t)s, %(ns_start)s, %(ns_end)s,"
-                "  CASE WHEN %(type)s = 'START' THEN %(t)s::timestamptz END,"
-                "  CASE WHEN %(state)s IN ('COMPLETED', 'FAILED', 'ABORTED') THEN %(t)s::timestamptz END,"
-                "  %(facets)s, %(inputs)s, %(outputs)s, %(t)s, %(t)s)"
-                " ON CONFLICT (run_id) DO UPDATE SET"
-                "  state = CASE WHEN %(state)s IS NOT NULL AND excluded.state_time >= r.state_time"
-                "               THEN excluded.state ELSE r.state END,"
-                "  state_time = CASE WHEN %(state)s IS NOT NULL AND excluded.state_time >= r.state_time"
-                "               THEN excluded.state_time ELSE r.state_time END,"
-                "  nominal_start_time = coalesce(excluded.nominal_start_time, r.nominal_start_time),"
-                "  nominal_end_time = coalesce(excluded.nominal_end_time, r.nominal_end_time),"
-                "  started_at = coalesce(least(r.started_at, excluded.started_at), r.started_at, excluded.started_at),"
-                "  ended_at = coalesce(greatest(r.ended_at, excluded.ended_at), r.ended_at, excluded.ended_at),"
-                "  facets = CASE WHEN excluded.updated_at >= r.updated_at THEN r.facets || excluded.facets"
-                "                ELSE excluded.facets || r.facets END,"
-                "  inputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.inputs || excluded.inputs) x),"
-                "  outputs = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(r.outputs || excluded.outputs) x),"
-                "  created_at = least(r.created_at, excluded.created_at),"
-                "  updated_at = greatest(r.updated_at, excluded.updated_at)"
-                # a run of another job stored between the check above and here (a concurrent event)
-                " WHERE r.job_namespace = excluded.job_namespace AND r.job_name = excluded.job_name RETURNING 1",
-                {
-                    "id": ev.run_id, "ns": ev.job_namespace, "name": ev.job_name, "state": state,
-                    "type": ev.event_type, "t": ev.event_time,
-                    "ns_start": nominal.get("nominalStartTime"), "ns_end": nominal.get("nominalEndTime"),
-                    "facets": json.dumps(run_facets), "inputs": json.dumps(ios["inputs"]),
-                    "outputs": json.dumps(ios["outputs"]),
-                },
-            )
-            if cur.fetchone() is None:  # the caller rolls the transaction back: nothing is stored
-                raise RefusedEvent(409, f"run {ev.run_id} is already stored for another job; a run belongs to one job")
-            datasets, edges = {}, set()
-            for key, direction, io_facets in (("inputs", "in", "inputFacets"), ("outputs", "out", "outputFacets")):
-                for d in p.get(key) or []:
-                    facets = dict(d.get("facets") or {})
-                    facets.update(d.get(io_facets) or {})
-                    k = (d["namespace"], d["name"])
-                    datasets[k] = {**datasets.get(k, {}), **facets}
-                    edges.add((ev.job_namespace, ev.job_name, direction, *k))
-            if datasets:
-                psycopg2.extras.execute_values(
-                    cur,
-                    "INSERT INTO lineage_dataset AS d (namespace, name, created_at, updated_at) VALUES %s"
-                    " ON CONFLICT (namespace, name) DO UPDATE SET created_at = least(d.created_at, excluded.created_at),"
-                    "  updated_at = greatest(d.updated_at, excluded.updated_at)",
-                    [(ns, name, ev.event_time, ev.event_time) for ns, name in sorted(datasets)],
-                    template="(%s, %s, %s::timestamptz, %s::timestamptz)",
-                )
-                # the facets this job reports for each dataset, on the (dataset, this job) row only
-                psycopg2.extras.execute_values(
-                    cur,
-                    "INSERT INTO lineage_dataset_facet AS f (dataset_namespace, dataset_name, job_namespace, job_name,"
-                    " facets, created_at, updated_at) VALUES %s"
-                    " ON CONFLICT (dataset_namespace, dataset_name, job_namespace, job_name) DO UPDATE SET"
-                    "  facets = CASE WHEN excluded.updated_at >= f.updated_at THEN f.facets || excluded.facets"
-                    "                ELSE excluded.facets || f.facets END,"
-                    "  created_at = least(f.created_at, excluded.created_at),"
-                    "  updated_at = greatest(f.updated_at, excluded.updated_at)",
-                    [(ns, name, ev.job_namespace, ev.job_name, json.dumps(f), ev.event_time, ev.event_time)
-                     for (ns, name), f in sorted(datasets.items())],
-                    template="(%s, %s, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)",
-                )
-                psycopg2.extras.execute_values(
-                    cur,
-                    "INSERT INTO lineage_edge AS e (job_namespace, job_name, direction, dataset_namespace, dataset_name,"
-                    " updated_at) VALUES %s ON CONFLICT (job_namespace, job_name, direction, dataset_namespace,"
-                    " dataset_name) DO UPDATE SET updated_at = greatest(e.updated_at, excluded.updated_at)",
-                    [(*e, ev.event_time) for e in sorted(edges)],
-                    template="(%s, %s, %s, %s, %s, %s::timestamptz)",
-                )
-        return True
+            result = cur.fetchone()[0]
+        if result[0] == "refused":
+            raise self._refusal(result, team)
+        return result[0] == "stored"
 
     # -- retention ----------------------------------------------------------------
     def purge_older_than(self, cutoff: datetime) -> dict[str, int]:
         """Delete what was last seen before ``cutoff`` (event time): raw events, runs,
-        edges, per-job dataset facets, then jobs and datasets no edge or run refers to any
-        more. One transaction."""
+        edges, per-job dataset facets, dataset and job versions, then jobs and datasets no edge
+        or run refers to any more. One transaction."""
         out = {}
         with self.connection() as conn, conn.cursor() as cur:
-            for table, column in (("lineage_event", "event_time"), ("lineage_run", "updated_at"),
-                                  ("lineage_edge", "updated_at"), ("lineage_dataset_facet", "updated_at")):
-                cur.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff,))
+            # (runs and versions: created_at is indexed and never after updated_at; see migration 0003)
+            for table, where in (("lineage_event", "event_time < %(c)s"),
+                                 ("lineage_run", "created_at < %(c)s AND updated_at < %(c)s"),
+                                 ("lineage_edge", "updated_at < %(c)s"), ("lineage_dataset_facet", "updated_at < %(c)s"),
+                                 ("lineage_dataset_version", "created_at < %(c)s AND updated_at < %(c)s"),
+                                 ("lineage_job_version", "updated_at < %(c)s")):
+                cur.execute(f"DELETE FROM {table} WHERE {where}", {"c": cutoff})
                 out[table] = cur.rowcount
             cur.execute(
                 "DELETE FROM lineage_job j WHERE updated_at < %s"
@@ -387,3 +331,77 @@ class LineageStore:
             out["lineage_dataset"] = cur.rowcount
             conn.commit()
         return out
+
+
+class IngestQueue:
+    """Group commit for the ingest endpoint: events from many concurrent requests share a
+    transaction. One writer thread takes what is waiting (up to ``max_batch``, never waiting
+    for more: one event alone goes at once) and stores it with :meth:`LineageStore.ingest_batch`,
+    in arrival order; each request's future gets its event's result only after the commit, so a
+    ``201`` still means stored. Events of one run that one client sends one after the other
+    arrive, and are stored, in that order."""
+
+    def __init__(self, store: LineageStore, max_batch: int = 200) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def submit(self, event: RunEvent, owner: Owner, team: str | None) -> concurrent.futures.Future:
+        """A future of :meth:`LineageStore.ingest`'s result (True stored, False already stored) or
+        its exception (:class:`RefusedEvent`, a database error)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the lineage ingest queue is stopped")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lineage-ingest", daemon=True)
+                self._thread.start()
+            self._queue.put((event, owner, team, future))
+        return future
+
+    def stop(self, timeout: float = 10) -> None:
+        """Store what is queued, then end the writer thread."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            # a request that went away (its future cancelled) is not stored; the others can no
+            # longer be cancelled, so their results always land
+            batch = [item for item in batch if item[3].set_running_or_notify_cancel()]
+            if not batch:
+                if stop:
+                    return
+                continue
+            try:
+                results = self.store.ingest_batch([(e, o, t) for e, o, t, _ in batch])
+            except Exception as e:  # the database is down: every waiting request gets the error
+                results = [e] * len(batch)
+            for (_, _, _, future), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            if stop:
+                return

@@ -12,8 +12,14 @@ const cy = cytoscape({
   container: $("graph"),
   wheelSensitivity: 0.3,
   style: [
-    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 170, "font-size": 12,
-      "text-valign": "center", "text-halign": "center", width: 180, height: 44, "border-width": 1 } },
+    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 160, "font-size": 13,
+      "text-valign": "center", "text-halign": "center", width: 170, height: 44, "border-width": 1 } },
+    { selector: "node.domain", style: { shape: "round-rectangle", "background-color": "#f7fafc", "border-color": "#cbd5e0",
+      "text-valign": "top", "text-halign": "center", "font-size": 15, "font-weight": 600, padding: 14, color: "#2d3748" } },
+    { selector: "node.dag", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0",
+      "border-width": 2, "font-weight": 600, width: 200, height: 50 } },
+    { selector: "node.dag-open", style: { shape: "round-rectangle", "background-color": "#fff", "border-color": "#2b6cb0",
+      "border-style": "dashed", "text-valign": "top", "font-weight": 600, padding: 10 } },
     { selector: "node.job", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0" } },
     { selector: "node.dataset", style: { shape: "barrel", "background-color": "#f0fff4", "border-color": "#2f855a" } },
     { selector: "node.failed", style: { "border-color": "#c53030", "border-width": 2 } },
@@ -62,17 +68,32 @@ function status(text, error = false) {
 }
 
 const nodeId = (type, ns, name) => `${type}:${ns}:${name}`;
+const READABLE_ZOOM = 0.8;
 const jobLabel = (name) => name.replace(".", "\n");
 const datasetLabel = (ns, name) => `${name}\n${ns}`;
+
+// The whole graph in view, but labels stay readable without zooming: never below READABLE_ZOOM
+// (13 px text at 0.8 = 10.4 px); a larger graph starts at its top left corner and is panned.
+function fitReadable() {
+  cy.fit(undefined, 24);
+  if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
+  if (cy.zoom() < READABLE_ZOOM) {
+    cy.zoom(READABLE_ZOOM);
+    const bb = cy.elements().boundingBox();
+    cy.pan({ x: 24 - bb.x1 * READABLE_ZOOM, y: 24 - bb.y1 * READABLE_ZOOM });
+  }
+}
 
 // nodes: [{id, type: "job"|"dataset", ns, name, data}], edges: [[from, to]]
 function draw(nodes, edges, focus) {
   cy.elements().remove();
   cy.add(nodes.map((n) => ({
     group: "nodes",
-    data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.data || null,
-            label: n.type === "job" ? jobLabel(n.name) : datasetLabel(n.ns, n.name) },
-    classes: [n.type, n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
+    data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.type === "job" || n.type === "dataset" ? n.data || null : null,
+            dag: n.type === "dag" || n.type === "dag-open" ? n.name : undefined,
+            ...(n.parent ? { parent: n.parent } : {}),
+            label: n.label || (n.type === "job" ? jobLabel(n.name) : datasetLabel(n.ns, n.name)) },
+    classes: [n.type, n.failed || n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
   })));
   const ids = new Set(nodes.map((n) => n.id));
   const unique = new Set(edges.filter(([a, b]) => ids.has(a) && ids.has(b)).map(([a, b]) => `${a}\u0000${b}`));
@@ -80,9 +101,19 @@ function draw(nodes, edges, focus) {
     const [source, target] = key.split("\u0000");
     return { group: "edges", data: { id: key, source, target } };
   }));
-  cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 50 }).run();
-  cy.fit(undefined, 24);
-  if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
+  // left to right, unless top to bottom fits the graph area at a clearly larger size
+  let best = null;
+  for (const rankDir of ["LR", "TB"]) {
+    cy.layout({ name: "dagre", rankDir, nodeSep: 16, rankSep: 50 }).run();
+    cy.fit(undefined, 24);
+    if (!best || cy.zoom() > best.zoom * 1.15) best = { rankDir, zoom: cy.zoom() };
+    if (cy.zoom() >= 1) break;
+  }
+  if (best.rankDir !== "TB") {
+    cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
+    cy.fit(undefined, 24);
+  }
+  fitReadable();
   const jobs = nodes.filter((n) => n.type === "job").length;
   status(`${jobs} job${jobs === 1 ? "" : "s"}, ${nodes.length - jobs} dataset${nodes.length - jobs === 1 ? "" : "s"}` +
          (DAG_ID ? ` of DAG ${DAG_ID}` : "") + (focus ? ` around ${focus}` : ""));
@@ -111,6 +142,119 @@ async function overview() {
   draw([...nodes.values()], edges);
 }
 
+// -- the platform view: one node per DAG, grouped by domain (team), with the datasets that
+// connect DAGs; a DAG expands into its tasks and everything they read and write. ------------
+const expanded = new Set();
+let allJobs = null;
+
+async function jobsOfUser() {
+  if (!allJobs) allJobs = (await api("/jobs?limit=1000")).jobs;
+  return allJobs;
+}
+
+// {dags: Map dagId -> {dagId, team, job (the DAG-level job), tasks}, datasets: Map id -> {ns, name, writers, readers}}
+function platformModel(jobs) {
+  const dags = new Map(), datasets = new Map();
+  for (const j of jobs) {
+    const dagId = j.dagId || j.name.split(".")[0];
+    if (!dags.has(dagId)) dags.set(dagId, { dagId, team: j.team || "(no team)", job: null, tasks: [] });
+    const dag = dags.get(dagId);
+    if (j.name === dagId) { dag.job = j; continue; }
+    dag.tasks.push(j);
+    for (const [list, role] of [[j.inputs, "readers"], [j.outputs, "writers"]]) {
+      for (const d of list) {
+        const id = nodeId("dataset", d.namespace, d.name);
+        if (!datasets.has(id)) datasets.set(id, { id, ns: d.namespace, name: d.name, writers: new Set(), readers: new Set() });
+        datasets.get(id)[role].add(dagId);
+      }
+    }
+  }
+  return { dags, datasets };
+}
+
+const dagLabel = (dag) => `${dag.dagId}\n${dag.tasks.length} task${dag.tasks.length === 1 ? "" : "s"}`;
+
+async function platformView(select) {
+  status("Loading…");
+  const { dags, datasets } = platformModel(await jobsOfUser());
+  const nodes = [], edges = [];
+  const domains = new Set([...dags.values()].map((d) => d.team));
+  for (const team of domains) nodes.push({ id: `domain:${team}`, type: "domain", name: team, label: team });
+  const connecting = [...datasets.values()].filter((d) => new Set([...d.writers, ...d.readers]).size > 1);
+  const shown = new Map(connecting.map((d) => [d.id, d]));
+  for (const dag of dags.values()) {
+    const state = dag.job?.latestRun?.state;
+    if (!expanded.has(dag.dagId)) {
+      nodes.push({ id: `dag:${dag.dagId}`, type: "dag", name: dag.dagId, parent: `domain:${dag.team}`,
+                   label: dagLabel(dag), data: dag, failed: state === "FAILED" });
+      continue;
+    }
+    nodes.push({ id: `dag:${dag.dagId}`, type: "dag-open", name: dag.dagId, parent: `domain:${dag.team}`,
+                 label: dag.dagId, data: dag });
+    for (const t of dag.tasks) {
+      const jid = nodeId("job", t.namespace, t.name);
+      nodes.push({ id: jid, type: "job", ns: t.namespace, name: t.name, parent: `dag:${dag.dagId}`, data: t,
+                   label: t.name.slice(dag.dagId.length + 1) || t.name });
+      for (const d of t.inputs) { shown.set(nodeId("dataset", d.namespace, d.name), datasets.get(nodeId("dataset", d.namespace, d.name))); edges.push([nodeId("dataset", d.namespace, d.name), jid]); }
+      for (const d of t.outputs) { shown.set(nodeId("dataset", d.namespace, d.name), datasets.get(nodeId("dataset", d.namespace, d.name))); edges.push([jid, nodeId("dataset", d.namespace, d.name)]); }
+    }
+  }
+  for (const d of shown.values()) {
+    // a dataset sits in the domain box of the DAGs that write it when they are all of one domain
+    const teams = new Set([...d.writers].map((w) => dags.get(w).team));
+    nodes.push({ id: d.id, type: "dataset", ns: d.ns, name: d.name, parent: teams.size === 1 ? `domain:${[...teams][0]}` : null });
+    for (const w of d.writers) if (!expanded.has(w)) edges.push([`dag:${w}`, d.id]);
+    for (const r of d.readers) if (!expanded.has(r)) edges.push([d.id, `dag:${r}`]);
+  }
+  draw(nodes, edges, select);
+  const between = connecting.length;
+  status(`${dags.size} DAG${dags.size === 1 ? "" : "s"} in ${domains.size} domain${domains.size === 1 ? "" : "s"}, ` +
+         `${between} dataset${between === 1 ? "" : "s"} between DAGs` +
+         (!expanded.size ? "" : expanded.size <= 2 ? `; tasks of ${[...expanded].sort().join(", ")}`
+                                                     : `; tasks of ${expanded.size} DAGs`));
+  renderList(dags, datasets);
+}
+
+function toggleDag(dagId) {
+  if (expanded.has(dagId)) expanded.delete(dagId); else expanded.add(dagId);
+  return platformView(`dag:${dagId}`);
+}
+
+// The list beside the graph (as Marquez's jobs and datasets lists): DAGs by domain, datasets.
+function renderList(dags, datasets) {
+  const list = $("list");
+  const filter = $("list-filter").value.trim().toLowerCase();
+  const byTeam = new Map();
+  for (const dag of [...dags.values()].sort((a, b) => a.dagId.localeCompare(b.dagId))) {
+    if (!byTeam.has(dag.team)) byTeam.set(dag.team, []);
+    byTeam.get(dag.team).push(dag);
+  }
+  const body = el("div", { id: "list-body" });
+  for (const team of [...byTeam.keys()].sort()) {
+    const rows = byTeam.get(team).filter((d) => !filter || d.dagId.toLowerCase().includes(filter) ||
+                                                d.tasks.some((t) => t.name.toLowerCase().includes(filter)));
+    if (!rows.length) continue;
+    body.append(el("h3", {}, team));
+    for (const dag of rows) {
+      const state = dag.job?.latestRun?.state || "";
+      const b = el("button", { type: "button", class: "dag-item", "data-dag": dag.dagId },
+                   `${expanded.has(dag.dagId) ? "▾" : "▸"} ${dag.dagId}`);
+      b.addEventListener("click", () => toggleDag(dag.dagId).catch((e) => status(e.message, true)));
+      body.append(el("div", { class: "row" }, b, el("span", { class: `state-${state}` }, `${dag.tasks.length} tasks`)));
+    }
+  }
+  const ds = [...datasets.values()].filter((d) => !filter || d.name.toLowerCase().includes(filter))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  body.append(el("h3", {}, `Datasets (${ds.length})`));
+  for (const d of ds) {
+    const b = el("button", { type: "button", class: "dataset-item", title: d.ns }, d.name);
+    b.addEventListener("click", () => lineageOf(d.id).catch((e) => status(e.message, true)));
+    body.append(el("div", { class: "row" }, b));
+  }
+  list.querySelector("#list-body")?.remove();
+  list.append(body);
+}
+
 // Marquez's lineage graph around one node, to the chosen depth.
 async function lineageOf(id) {
   status("Loading…");
@@ -132,6 +276,7 @@ async function showJob(d) {
   const dagLink = job.dagId ? uiLink(`/dags/${seg(job.dagId)}`, `DAG ${job.dagId}`) : null;
   panel.replaceChildren(el("h2", {}, job.name), el("div", { class: "meta" }, `job · ${job.namespace}`),
                         el("p", {}, dagLink, job.team ? ` · team ${job.team}` : ""));
+  if (job.currentVersion) panel.append(el("p", { class: "meta", title: job.currentVersion }, `version ${job.currentVersion.slice(0, 8)}`));
   const sql = job.facets?.sql?.query;
   if (sql) panel.append(el("h3", {}, "SQL"), el("pre", {}, sql));
   const { runs } = await api(`/namespaces/${seg(job.namespace)}/jobs/${seg(job.name)}/runs?limit=5`);
@@ -160,6 +305,21 @@ async function showDataset(d) {
   }
   if (ds.updatedAt) panel.append(el("p", { class: "meta" }, `last written ${ds.updatedAt.replace("T", " ").slice(0, 19)}`));
   focusButton(panel, nodeId("dataset", ds.namespace, ds.name));
+  if (ds.columnLineage?.length) {
+    panel.append(el("h3", {}, "Column lineage"), el("table", { class: "column-lineage" },
+      el("tr", {}, el("th", {}, "column"), el("th", {}, "from")),
+      ...ds.columnLineage.map((c) => el("tr", {}, el("td", {}, c.name),
+        el("td", {}, c.inputFields.map((f) => `${f.dataset}.${f.field}` +
+          (f.transformationType ? ` (${f.transformationType.toLowerCase()})` : "")).join(", "))))));
+  }
+  const { versions, totalCount } = await api(`/namespaces/${seg(ds.namespace)}/datasets/${seg(ds.name)}/versions?limit=8`);
+  panel.append(el("h3", {}, `Versions (${totalCount})`), versions.length ? el("table", { class: "versions" },
+    el("tr", {}, el("th", {}, "version"), el("th", {}, "created"), el("th", {}, "by"), el("th", {}, "columns")),
+    ...versions.map((v) => el("tr", { title: v.version }, el("td", {}, v.version.slice(0, 8)),
+      el("td", {}, v.createdAt.replace("T", " ").slice(0, 16)),
+      el("td", { class: v.createdByRun ? `state-${v.createdByRun.state}` : "" },
+         v.createdByRun ? `run ${v.createdByRun.state.toLowerCase()}` : "read"),
+      el("td", {}, String(v.fields.length))))) : el("p", { class: "hint" }, "No versions."));
 }
 
 function focusButton(panel, id) {
@@ -170,8 +330,24 @@ function focusButton(panel, id) {
 
 cy.on("tap", "node", (evt) => {
   const d = evt.target.data();
-  (d.type === "job" ? showJob(d) : showDataset(d)).catch((e) => status(e.message, true));
+  if (d.type === "domain") return;
+  if ($("panel").hidden) { $("panel").hidden = false; cy.resize(); fitReadable(); } // the graph's area narrowed
+  const show = d.type === "job" ? showJob : d.type === "dataset" ? showDataset : showDag;
+  show(d).catch((e) => status(e.message, true));
 });
+cy.on("dbltap", "node.dag, node.dag-open", (evt) => toggleDag(evt.target.data("dag")).catch((e) => status(e.message, true)));
+
+async function showDag(d) {
+  const { dags } = platformModel(await jobsOfUser());
+  const dag = dags.get(d.dag);
+  const panel = $("panel");
+  const b = el("button", { type: "button" }, expanded.has(dag.dagId) ? "Collapse tasks" : "Expand tasks");
+  b.addEventListener("click", () => toggleDag(dag.dagId).catch((e) => status(e.message, true)));
+  panel.replaceChildren(el("h2", {}, dag.dagId), el("div", { class: "meta" }, `DAG · team ${dag.team}`),
+                        el("p", {}, uiLink(`/dags/${seg(dag.dagId)}`, `DAG ${dag.dagId}`)), b,
+                        el("h3", {}, "Tasks"),
+                        el("ul", {}, ...dag.tasks.map((t) => el("li", {}, t.name.slice(dag.dagId.length + 1)))));
+}
 
 $("search-form").addEventListener("submit", async (evt) => {
   evt.preventDefault();
@@ -195,6 +371,12 @@ $("depth").addEventListener("change", () => {
   const sel = cy.$("node:selected");
   if (sel.length) lineageOf(sel.id()).catch((e) => status(e.message, true));
 });
-$("overview").textContent = DAG_ID ? `All jobs of ${DAG_ID}` : "All jobs";
-$("overview").addEventListener("click", () => overview().catch((e) => status(e.message, true)));
-overview().catch((e) => status(e.message, true));
+const home = () => (DAG_ID ? overview() : platformView());
+$("overview").textContent = DAG_ID ? `All jobs of ${DAG_ID}` : "All DAGs";
+$("overview").addEventListener("click", () => home().catch((e) => status(e.message, true)));
+$("list-filter").addEventListener("input", () => jobsOfUser().then((jobs) => {
+  const { dags, datasets } = platformModel(jobs);
+  renderList(dags, datasets);
+}).catch((e) => status(e.message, true)));
+if (DAG_ID) $("list").hidden = true;
+home().catch((e) => status(e.message, true));

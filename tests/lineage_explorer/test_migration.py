@@ -144,3 +144,62 @@ def test_upgrade_keeps_stored_data_and_attributes_facets_to_their_jobs(lineage_d
     finally:
         upgraded.close()
         fresh.close()
+
+
+def test_upgrade_to_0003_gives_stored_runs_the_versions_ingest_gives(lineage_dsn, second_dsn, tmp_path):
+    """Events stored before 0003 (raw events, jobs, runs) get, from the upgrade, the job and
+    dataset versions that ingesting the same events after it gives."""
+    events = upgrade_events()
+    for i, e in enumerate(events):  # the DAG version changes with the later run
+        e["run"]["facets"]["airflow"] = {"_producer": "t", "_schemaURL": "t",
+                                         "dagRun": {"dag_version_id": "v-2" if i >= len(events) - 6 else "v-1"}}
+    for name in ("0001_lineage_store.sql", "0002_dataset_facets_per_job.sql"):
+        shutil.copy(MIGRATIONS / name, tmp_path)
+    conn = psycopg2.connect(lineage_dsn)
+    try:
+        assert migrate(conn, tmp_path, lock_name="lineage_explorer") == ["0001_lineage_store",
+                                                                        "0002_dataset_facets_per_job"]
+        with conn.cursor() as cur:
+            for e in events:
+                ev = RunEvent.parse(e)
+                cur.execute("INSERT INTO lineage_event (run_id, event_type, event_time, job_namespace, job_name,"
+                            " payload) VALUES (%s, %s, %s, %s, %s, %s)",
+                            (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, json.dumps(e)))
+                cur.execute("INSERT INTO lineage_job (namespace, name, created_at, updated_at) VALUES (%s, %s, %s, %s)"
+                            " ON CONFLICT (namespace, name) DO UPDATE SET updated_at = excluded.updated_at",
+                            (ev.job_namespace, ev.job_name, ev.event_time, ev.event_time))
+                cur.execute("INSERT INTO lineage_run (run_id, job_namespace, job_name, state, state_time, created_at,"
+                            " updated_at) VALUES (%s, %s, %s, 'RUNNING', %s, %s, %s) ON CONFLICT (run_id) DO UPDATE"
+                            " SET updated_at = excluded.updated_at",
+                            (ev.run_id, ev.job_namespace, ev.job_name, ev.event_time, ev.event_time, ev.event_time))
+        conn.commit()
+    finally:
+        conn.close()
+    assert query(lineage_dsn, "SELECT count(*) FROM lineage_event")[0][0] == len(events)
+
+    upgraded, fresh = LineageStore(lineage_dsn), LineageStore(second_dsn)
+    try:
+        with upgraded.connection():
+            pass  # applies 0003
+        for e in events:
+            name = e["job"]["name"].split(".")[0]
+            fresh.ingest(RunEvent.parse(e), Owner(name, TEAM_OF[name]))
+        for sql in ("SELECT dataset_namespace, dataset_name, version, job_namespace, job_name, run_id, direction,"
+                    " fields, lifecycle_state, created_at, updated_at FROM lineage_dataset_version ORDER BY 1, 2, 3",
+                    "SELECT namespace, name, version, created_at, updated_at, facets FROM lineage_job_version"
+                    " ORDER BY 1, 2, 3",
+                    "SELECT namespace, name, current_version FROM lineage_job ORDER BY 1, 2",
+                    "SELECT run_id, job_version FROM lineage_run ORDER BY 1"):
+            assert query(lineage_dsn, sql) == query(second_dsn, sql), sql
+        sql = "SELECT run_id, input_versions, output_versions FROM lineage_run ORDER BY 1"
+
+        def sort(rows):
+            return [(r[0], sorted(map(json.dumps, r[1])), sorted(map(json.dumps, r[2]))) for r in rows]
+        assert sort(query(lineage_dsn, sql)) == sort(query(second_dsn, sql))
+        assert query(lineage_dsn, "SELECT count(DISTINCT version) FROM lineage_job_version"
+                                  " WHERE name = 'bullhorn_sync.extract'") == [(2,)]
+        assert query(lineage_dsn, "SELECT count(*) FROM lineage_dataset_version WHERE run_id IS NOT NULL"
+                                  " AND dataset_name = 'referral.public.candidates'") == [(2,)]
+    finally:
+        upgraded.close()
+        fresh.close()

@@ -187,19 +187,36 @@ def test_purge_loop_runs_and_survives_failures(store, lineage_dsn):
     assert counts(lineage_dsn) == dict.fromkeys(counts(lineage_dsn), 0)
 
 
-def test_a_run_stays_with_its_job_even_past_the_check(store, lineage_dsn, monkeypatch):
-    """The run upsert itself refuses a run id stored for another job (what a concurrent first
-    event of the same run id would meet after the check): RefusedEvent, nothing stored."""
-    from lineage_explorer.store import LineageStore, RefusedEvent
+def test_a_run_stays_with_its_job_even_past_the_check(store, lineage_dsn):
+    """The run upsert itself refuses a run id stored for another job: a first event of the same
+    run id, for another job, in a transaction not yet committed when this event's check ran
+    (a concurrent writer), makes this event wait, then be refused (409); nothing of it stored."""
+    import concurrent.futures
+
+    from lineage_explorer.store import RefusedEvent
 
     start = next(e for e in events_for(three_teams()) if e["job"]["name"] == "bullhorn_sync.match")
-    assert store.ingest(RunEvent.parse(start), Owner("bullhorn_sync", "referral"))
-    before = counts(lineage_dsn)
-    monkeypatch.setattr(LineageStore, "_check_runs", staticmethod(lambda cur, ev, team: None))
-    hijack = json.loads(json.dumps(start))
-    hijack["job"]["name"], hijack["eventType"] = "looklyy_crawler.enrich", "FAIL"
-    with pytest.raises(RefusedEvent) as refused:
-        store.ingest(RunEvent.parse(hijack), Owner("looklyy_crawler", "looklyy"), "looklyy")
+    first = RunEvent.parse(start)
+    other = psycopg2.connect(lineage_dsn)
+    try:
+        with store.connection():
+            pass  # the schema is there
+        with other.cursor() as cur:  # the concurrent writer's run row, not committed yet
+            cur.execute("INSERT INTO lineage_run (run_id, job_namespace, job_name, state, state_time, created_at,"
+                        " updated_at) VALUES (%s, %s, 'bullhorn_sync.match', 'RUNNING', %s, %s, %s)",
+                        (first.run_id, first.job_namespace, first.event_time, first.event_time, first.event_time))
+        hijack = json.loads(json.dumps(start))
+        hijack["job"]["name"], hijack["eventType"] = "looklyy_crawler.enrich", "FAIL"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            claim = pool.submit(store.ingest, RunEvent.parse(hijack), Owner("looklyy_crawler", "looklyy"), "looklyy")
+            with pytest.raises(concurrent.futures.TimeoutError):
+                claim.result(timeout=1)  # past its check, waiting on the other writer's run row
+            other.commit()
+            with pytest.raises(RefusedEvent) as refused:
+                claim.result(timeout=30)
+    finally:
+        other.close()
     assert refused.value.status == 409
-    assert counts(lineage_dsn) == before
+    assert counts(lineage_dsn) == {"lineage_event": 0, "lineage_job": 0, "lineage_dataset": 0, "lineage_run": 1,
+                                   "lineage_edge": 0}
     assert rows(lineage_dsn, "SELECT job_name, state FROM lineage_run") == [("bullhorn_sync.match", "RUNNING")]
