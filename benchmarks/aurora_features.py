@@ -131,7 +131,7 @@ def aurora_platform(tmp: Path):
 
 def load_generated(users: int, days: int) -> None:
     from domains.aurora.db import DATABASE
-    from domains.aurora.generator import generate, load
+    from domains.aurora.local.generator import generate, load
 
     t0 = time.perf_counter()
     ds = generate(users=users, days=days, end=END)

@@ -20,7 +20,7 @@ from datetime import date
 import pandas as pd
 
 from domains.aurora.features import History, training_sets
-from domains.aurora.generator import generate
+from domains.aurora.local.generator import generate
 from domains.aurora.models import train_and_evaluate
 
 END = date(2026, 11, 30)

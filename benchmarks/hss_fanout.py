@@ -89,7 +89,7 @@ def serve_fixed(port: int) -> None:
 
 def serve(port: int) -> None:
     from devplatform.standin import serve as serve_standin
-    from domains.hss_workflow.standins.training import create_training_app
+    from domains.hss_workflow.local.training import create_training_app
 
     serve_standin(create_training_app(api_key="bench", max_concurrent=200, latency=LATENCY), port, "warning")
 

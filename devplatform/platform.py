@@ -27,7 +27,8 @@ from devplatform.domain_redis import DomainRedis, declared_services, redis_domai
 from devplatform.paths import ROOT
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc, RunAs
-from devplatform.tenants import TASK_UMASK, OsUser, TeamRuntime, can_switch_users, platform_user, tenant_python
+from devplatform.tenants import TASK_UMASK, TeamRuntime
+from devplatform.users import OsUser, can_switch_users, platform_user, tenant_python
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # The only privileges a platform process keeps: the dag-processor and the team triggerers start

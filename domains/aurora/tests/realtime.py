@@ -13,7 +13,7 @@ END = date(2026, 11, 30)  # the generated days end the day before: as_of 2026-11
 
 def load_dataset(users: int = 60, days: int = 40, end: date = END) -> dict:
     from domains.aurora.db import DATABASE
-    from domains.aurora.generator import generate, load
+    from domains.aurora.local.generator import generate, load
 
     with closing(DATABASE.connect()) as conn:
         return load(conn, generate(users=users, days=days, end=end))

@@ -13,7 +13,7 @@ import pandas as pd
 from conftest import run_dag
 from devplatform.smtp_sink import body_text
 from domains.aurora.db import DATABASE
-from domains.aurora.generator import DEFECT_KINDS, generate, load
+from domains.aurora.local.generator import DEFECT_KINDS, generate, load
 from domains.aurora.quality import CHECKS_BY_NAME
 from domains.aurora.tests.realtime import query
 

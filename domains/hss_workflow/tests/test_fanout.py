@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from domains.hss_workflow.fanout import Endpoint, FanOutError, post_all
-from domains.hss_workflow.standins.training import create_training_app
+from domains.hss_workflow.local.training import create_training_app
 
 KEY = "k-test"
 

@@ -2,7 +2,7 @@
 integrations and gamification, with structure the models can learn and, on request, the
 defects that ``data_quality_pipeline`` must catch.
 
-    python -m domains.aurora.generator --users 2000 --days 90          # aurora_postgres
+    python -m domains.aurora.local.generator --users 2000 --days 90          # aurora_postgres
     make aurora-data                                                   # the local platform
     generate(users=40, days=30, end=..., defects=DEFECT_KINDS)         # tests: a Dataset
 
@@ -531,7 +531,7 @@ def generate_and_load(conn, **params) -> dict[str, int] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m domains.aurora.generator")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m domains.aurora.local.generator")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--end", type=date.fromisoformat, default=None, help="the day after the last day (default today, UTC)")
