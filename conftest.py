@@ -300,9 +300,9 @@ class RedisServer:
 
 @pytest.fixture
 def domain_redis(tmp_path) -> Iterator[RedisServer]:
-    """A real Redis with ACL users ``aurora`` and ``referral`` (each on its own key prefix),
-    wired to the ``aurora_redis`` connection."""
-    server = RedisServer(tmp_path / "redis", ("aurora", "referral")).start()
+    """A real Redis with ACL users ``aurora`` and ``other_domain`` (each on its own key prefix:
+    the second stands for any other domain that declares Redis), wired to ``aurora_redis``."""
+    server = RedisServer(tmp_path / "redis", ("aurora", "other_domain")).start()
     set_connection("aurora_redis", **server.connection_fields("aurora"))
     yield server
     server.stop()

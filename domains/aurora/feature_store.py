@@ -26,7 +26,6 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-REDIS_CONN_ID = "aurora_redis"
 KEY_PREFIX = "aurora:features:"
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "activity": ("activity_count_24h", "activity_count_7d", "activity_count_30d", "activity_diversity_7d",
@@ -117,6 +116,7 @@ def update_feature_store(as_of: datetime) -> dict:
         conn.commit()
     written = 0
     if newest <= as_of_ts:
+        from domains.aurora.db import REDIS_CONN_ID
         client = connect(REDIS_CONN_ID)
         stamp = as_of_ts.isoformat()
         hashes = ((f"{KEY_PREFIX}{uid}", {**dict(zip(FEATURES, values, strict=True)), "as_of": stamp})

@@ -98,7 +98,9 @@ class History:
         return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
 
 
-def _ts(value) -> pd.Timestamp:
+def utc_timestamp(value) -> pd.Timestamp:
+    """``value`` (a datetime, string or Timestamp; naive means UTC) as a UTC ``pd.Timestamp``:
+    aurora's one "as of" normaliser (features, models, predictions)."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
@@ -150,7 +152,7 @@ def history_queries(start, end, user_ids=None, tables: Iterable[str] | None = No
                     event_types: Iterable[str] | None = None) -> tuple[dict[str, str], dict]:
     """The queries :func:`read_history` runs (``{name: sql}``, in ``TABLES``' order of the names
     asked for) and their parameters (bound by the driver, never formatted into the SQL)."""
-    start, end = _ts(start), _ts(end)
+    start, end = utc_timestamp(start), utc_timestamp(end)
     names = list(TABLES) if tables is None else list(dict.fromkeys(tables))
     unknown = sorted(set(names) - set(TABLES))
     if unknown:
@@ -228,12 +230,12 @@ def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None =
             frames[name] = _frame_from_csv(name, data)
             del data
     conn.commit()
-    return History(_ts(start), _ts(end), **frames,
+    return History(utc_timestamp(start), utc_timestamp(end), **frames,
                    event_types=tuple(params["event_types"]) if "events" in frames and event_types is not None else None)
 
 
 # -- the day grid ----------------------------------------------------------------------------
-def _rsum(a: np.ndarray, window: int) -> np.ndarray:
+def rolling_sum(a: np.ndarray, window: int) -> np.ndarray:
     """out[:, d] = a[:, d-window:d].sum(axis=1): the previous ``window`` days, ``d`` excluded."""
     zero = np.zeros(a.shape[:1] + (1,) + a.shape[2:], dtype=np.float64)
     c = np.concatenate([zero, np.cumsum(a, axis=1, dtype=np.float64)], axis=1)
@@ -286,7 +288,7 @@ class DailyArrays:
 
     @cached_property
     def ev_30(self) -> np.ndarray:
-        return _rsum(self.ev_count, 30)
+        return rolling_sum(self.ev_count, 30)
 
     @cached_property
     def ev_minutes(self) -> np.ndarray:
@@ -315,7 +317,7 @@ class DailyArrays:
         """Social events over the previous 7 days (reads only the social events)."""
         u, d, ok = self._events
         social = self.h.events["event_type"].to_numpy()[ok] == "social"
-        return _rsum(self._acc(u[social], d[social]), 7)
+        return rolling_sum(self._acc(u[social], d[social]), 7)
 
     # sleep: one night per row, the night that starts on sleep_date
     @cached_property
@@ -347,15 +349,15 @@ class DailyArrays:
     # nights d-7..d-1 (last night is the night that started on d-1)
     @cached_property
     def nights_7(self) -> np.ndarray:
-        return _rsum((~np.isnan(self.sl_dur)).astype(float), 7)
+        return rolling_sum((~np.isnan(self.sl_dur)).astype(float), 7)
 
     @cached_property
     def bed_mean(self) -> np.ndarray:
-        return _ratio(_rsum(np.nan_to_num(self.sl_bed), 7), self.nights_7)
+        return _ratio(rolling_sum(np.nan_to_num(self.sl_bed), 7), self.nights_7)
 
     @cached_property
     def bed_var(self) -> np.ndarray:
-        return np.maximum(_ratio(_rsum(np.nan_to_num(self.sl_bed) ** 2, 7), self.nights_7) - self.bed_mean ** 2, 0)
+        return np.maximum(_ratio(rolling_sum(np.nan_to_num(self.sl_bed) ** 2, 7), self.nights_7) - self.bed_mean ** 2, 0)
 
     # exercise
     @cached_property
@@ -402,28 +404,28 @@ class Feature:
 
 _EV, _SL, _EX = ("events",), ("sleep",), ("exercise",)
 FEATURE_DEFINITIONS: dict[str, Feature] = {
-    "activity_count_24h": Feature(lambda a: _rsum(a.ev_count, 1), _EV),
-    "activity_count_7d": Feature(lambda a: _rsum(a.ev_count, 7), _EV),
+    "activity_count_24h": Feature(lambda a: rolling_sum(a.ev_count, 1), _EV),
+    "activity_count_7d": Feature(lambda a: rolling_sum(a.ev_count, 7), _EV),
     "activity_count_30d": Feature(lambda a: a.ev_30, _EV),
-    "activity_diversity_7d": Feature(lambda a: (_rsum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
-    "total_minutes_7d": Feature(lambda a: _rsum(a.ev_minutes, 7), _EV),
-    "avg_sleep_duration_7d": Feature(lambda a: _ratio(_rsum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
+    "activity_diversity_7d": Feature(lambda a: (rolling_sum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
+    "total_minutes_7d": Feature(lambda a: rolling_sum(a.ev_minutes, 7), _EV),
+    "avg_sleep_duration_7d": Feature(lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
     "sleep_consistency_7d": Feature(lambda a: np.where(a.nights_7 >= 2, np.sqrt(a.bed_var), np.nan), _SL),
     "sleep_debt_minutes": Feature(
-        lambda a: _rsum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
-    "exercise_count_7d": Feature(lambda a: _rsum(a.ex_count, 7), _EX),
-    "exercise_consistency_score": Feature(lambda a: _rsum((a.ex_count > 0).astype(float), 28) / 28, _EX),
+        lambda a: rolling_sum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
+    "exercise_count_7d": Feature(lambda a: rolling_sum(a.ex_count, 7), _EX),
+    "exercise_consistency_score": Feature(lambda a: rolling_sum((a.ex_count > 0).astype(float), 28) / 28, _EX),
     "friend_count": Feature(lambda a: a.friends, ("friends",)),
     "social_engagement_score": Feature(lambda a: a.social_7 / 7 + a.friends / 10, ("events", "friends"), ("social",)),
     "social_count_7d": Feature(lambda a: a.social_7, _EV, ("social",)),
     "last_sleep_duration": Feature(lambda a: a.prev(a.sl_dur), _SL),
     "last_sleep_quality": Feature(lambda a: a.prev(a.sl_q), _SL),
     "last_bedtime_deviation": Feature(lambda a: np.abs(a.prev(a.sl_bed) - a.bed_mean), _SL),
-    "exercise_minutes_7d": Feature(lambda a: _rsum(a.ex_minutes, 7), _EX),
-    "user_energy_mean_30d": Feature(lambda a: _ratio(_rsum(a.energy_sum, 30), a.ev_30), _EV),
-    "user_mood_mean_30d": Feature(lambda a: _ratio(_rsum(a.mood_sum, 30), a.ev_30), _EV),
+    "exercise_minutes_7d": Feature(lambda a: rolling_sum(a.ex_minutes, 7), _EX),
+    "user_energy_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.energy_sum, 30), a.ev_30), _EV),
+    "user_mood_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.mood_sum, 30), a.ev_30), _EV),
     "user_sleep_quality_mean_30d": Feature(
-        lambda a: _ratio(_rsum(np.nan_to_num(a.sl_q), 30), _rsum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
+        lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_q), 30), rolling_sum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
     "day_of_week": Feature(lambda a: a.dow),
     "is_weekend": Feature(lambda a: (a.dow >= 5).astype(float)),
 }
@@ -496,7 +498,7 @@ def user_features(h: History, as_of=None, user_ids=None, features: Iterable[str]
     """One row per user (index ``user_id``): ``features`` (default: all ``USER_FEATURES``) at the
     start of ``as_of``'s day. ``h`` must cover the ``HISTORY_DAYS`` days before ``as_of`` and
     hold what the features need (:func:`history_needs`; all of it from a default ``read_history``)."""
-    as_of = _ts(as_of if as_of is not None else h.end)
+    as_of = utc_timestamp(as_of if as_of is not None else h.end)
     grid = build_grid(h, user_ids, features)
     d = np.full(len(grid.user_ids), int((as_of.normalize() - grid.day0).days))
     frame = _frame_at(grid, np.arange(len(grid.user_ids)), d)
@@ -569,5 +571,5 @@ def training_sets(h: History, max_energy_rows: int | None = 250_000, seed: int =
 
 def prediction_window(as_of: datetime) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The history ``user_features``/predictions need at ``as_of``: [start, as_of)."""
-    as_of = _ts(as_of)
+    as_of = utc_timestamp(as_of)
     return as_of.normalize() - timedelta(days=HISTORY_DAYS), as_of

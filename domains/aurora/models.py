@@ -67,12 +67,12 @@ from domains.aurora.features import (
     TARGET_FEATURES,
     TARGETS,
     History,
-    _ts,
     add_hour_features,
     exercised_before,
     prediction_window,
     read_history,
     user_features,
+    utc_timestamp,
 )
 from shared.outbox import Event, add_events
 
@@ -340,7 +340,7 @@ def register(conn, target: str, result: TrainingResult, run_key: str, as_of) -> 
             " artifact_sha256, features, params, metrics, baseline_metrics, current_metrics, training_rows,"
             " holdout_rows, holdout_from, promoted, decision, is_current)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (name, version, run_key, _ts(as_of).to_pydatetime(), result.model.algorithm,
+            (name, version, run_key, utc_timestamp(as_of).to_pydatetime(), result.model.algorithm,
              result.model.artifact_format, artifact, hashlib.sha256(artifact).hexdigest(), result.model.features,
              json.dumps(result.params), json.dumps(m), json.dumps(b),
              None if current_metrics is None else json.dumps(current_metrics), result.training_rows,
@@ -349,7 +349,7 @@ def register(conn, target: str, result: TrainingResult, run_key: str, as_of) -> 
         add_events(cur, [Event(TRAINING_TOPIC, TRAINING_EVENT, key=name, dedup_key=f"{name}|v{version}", data={
             "model_name": name, "version": version, "target": target, "promoted": promoted, "is_current": promoted,
             "decision": decision, "metrics": m, "baseline_metrics": b, "current_metrics": current_metrics,
-            "run_key": run_key, "as_of": _ts(as_of).isoformat(), "holdout_from": result.holdout_from.isoformat(),
+            "run_key": run_key, "as_of": utc_timestamp(as_of).isoformat(), "holdout_from": result.holdout_from.isoformat(),
             "training_rows": result.training_rows, "holdout_rows": result.holdout_rows,
             "algorithm": result.model.algorithm, "artifact_format": result.model.artifact_format,
         })], source=TRAINING_SOURCE)
@@ -402,7 +402,7 @@ def predict_from_features(target: str, features: pd.DataFrame, as_of, model: Mod
     """Predictions from ``features.user_features`` rows (index ``user_id``)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
-    as_of = _ts(as_of)
+    as_of = utc_timestamp(as_of)
     users = features.index.to_numpy()
     col = PREDICTION_COLUMNS[target]
     if target == "energy":

@@ -21,7 +21,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 90
-REDIS_CONN_ID = "aurora_redis"
 KAFKA_CONN_ID = "aurora_kafka"
 MODEL_KEY = "aurora:models:{target}"  # hash: the current version's metadata
 ARTIFACT_KEY = "aurora:models:{target}:v{version}"  # the version's artifact (native format), immutable
@@ -121,7 +120,7 @@ def publish_training_results(run_key: str, results: list[dict[str, Any]]) -> dic
     """The current versions to Redis; the registry's ``aurora.model.trained`` events (written
     with each version) from the outbox to Kafka. Redis down: fails (retried); broker down:
     the events wait in the outbox for the next publish."""
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, REDIS_CONN_ID
     from shared.outbox import publish_outbox
     from shared.redis_store import connect
 

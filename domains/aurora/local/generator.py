@@ -46,6 +46,7 @@ from domains.aurora.app import (
     PROVIDERS,
     level_for_xp,
 )
+from domains.aurora.features import rolling_sum
 
 # defect kind -> the data quality check that must report it (domains/aurora/quality.py)
 DEFECT_KINDS: dict[str, str] = {
@@ -100,14 +101,6 @@ def _ts(day0: np.datetime64, day: np.ndarray, hours: np.ndarray) -> np.ndarray:
 
 def _utc(values: np.ndarray) -> pd.Series:
     return pd.Series(pd.to_datetime(values, utc=True))
-
-
-def _rolling_sum(a: np.ndarray, window: int) -> np.ndarray:
-    """Sum over the previous ``window`` days, today excluded: out[:, d] = a[:, d-window:d].sum()."""
-    c = np.concatenate([np.zeros(a.shape[:1] + (1,) + a.shape[2:]), np.cumsum(a, axis=1)], axis=1)
-    d = np.arange(a.shape[1])
-    lo = np.maximum(d - window, 0)
-    return c[:, d] - c[:, lo]
 
 
 def generate(
@@ -170,8 +163,8 @@ def generate(
     bedtime_h = bed_habit[:, None] + bed_dev
     dur = need[:, None] + rng.normal(0, 45, (n, nd)) + 0.35 * ex_minutes - 18 * np.abs(bed_dev)
     dur = np.clip(np.round(dur), 180, 660)
-    debt = _rolling_sum(480 - dur, 7)  # minutes short of 8 h over the previous 7 nights
-    bed_spread = np.sqrt(np.maximum(_rolling_sum(bed_dev ** 2, 7) / 7, 0))
+    debt = rolling_sum(480 - dur, 7)  # minutes short of 8 h over the previous 7 nights
+    bed_spread = np.sqrt(np.maximum(rolling_sum(bed_dev ** 2, 7) / 7, 0))
 
     # -- the day's life events: slots between waking and bedtime, one event each --------------
     count = np.clip(rng.poisson(event_rate[:, None], (n, nd)), 1, 10)
@@ -206,8 +199,8 @@ def generate(
     type_idx = pd.Categorical(etype, categories=EVENT_TYPES).codes
     per_type = np.zeros((n, nd, len(EVENT_TYPES)))
     np.add.at(per_type, (ev_u, ev_d, type_idx), 1)
-    diversity_7d = (_rolling_sum(per_type, 7) > 0).sum(axis=2)
-    social_7d = _rolling_sum(per_type[:, :, EVENT_TYPES.index("social")], 7)
+    diversity_7d = (rolling_sum(per_type, 7) > 0).sum(axis=2)
+    social_7d = rolling_sum(per_type[:, :, EVENT_TYPES.index("social")], 7)
     engagement = np.minimum(social_7d / 7, 1.5) + np.minimum(friend_count, 20)[:, None] / 20
 
     # last night: the night that started the day before (day 0 uses the user's usual night)
