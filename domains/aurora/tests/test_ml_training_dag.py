@@ -13,7 +13,7 @@ from conftest import run_dag
 from domains.aurora import models
 from domains.aurora.db import DATABASE
 from domains.aurora.tests.realtime import load_dataset, query
-from shared.event_consumer import DedupConsumer
+from tests.event_consumer import DedupConsumer
 
 DAG_ID = "ml_training_pipeline"
 AS_OF = pd.Timestamp("2026-11-30T02:00:00Z")
