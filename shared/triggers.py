@@ -11,9 +11,11 @@
         timeout=timedelta(hours=6, minutes=10),  # backstop if no triggerer ran the trigger at all
     )
 
-``first_poll_at`` (epoch seconds) delays the first poll: a task that checked the service itself
-just before deferring passes ``time.time() + poll_seconds``. It also keeps the trigger from
-firing within moments of the deferral, which Airflow 3.3.2's scheduler mishandles: the
+The first poll comes one interval after the task deferred (``first_poll_at``, epoch seconds;
+default ``time.time() + poll_seconds`` when the trigger is made, on the worker): the task has
+just called or checked the service itself. This guard is the trigger's, so no operator can
+forget it: it keeps the trigger from firing within moments of the deferral, which Airflow
+3.3.2's scheduler mishandles: the
 executor's late "success" for the worker that deferred, read after the resumed task instance
 is queued again with the same try number, marks it ``up_for_retry``
 (apache/airflow#72716, #71580). On the per-team CeleryExecutor a resumed task is also sent
@@ -107,7 +109,8 @@ class HttpPollTrigger(BaseTrigger):
         self.done_field, self.done_values = done_field, list(done_values)
         self.deadline, self.poll_seconds = float(deadline), float(poll_seconds)
         self.started = float(started if started is not None else time.time())
-        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        # one interval after the deferral unless the task says otherwise (see the module's docstring)
+        self.first_poll_at = float(first_poll_at if first_poll_at is not None else time.time() + self.poll_seconds)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -179,8 +182,7 @@ class HttpPollTrigger(BaseTrigger):
             return
         url = root + "/" + self.endpoint.lstrip("/")
         polls, failures, body, last_error = 0, 0, None, None
-        if self.first_poll_at is not None:  # the task checked just before deferring
-            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
+        await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
         async with aiohttp.ClientSession(headers=headers, auth=auth, timeout=_timeout(settings["timeout"])) as session:
             while True:
                 if time.time() >= self.deadline:

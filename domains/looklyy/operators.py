@@ -75,7 +75,7 @@ class WaitForReviewOperator(LineageMixin, BaseOperator):
             trigger=HttpPollTrigger(
                 conn_id=self.conn_id, endpoint=REVIEW_STATUS, params={"session_id": self.session_id},
                 done_field="status", done_values=["completed"], deadline=deadline, poll_seconds=poll,
-                started=started, first_poll_at=min(now + poll, deadline),
+                started=started,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=deadline - now) + DEFERRAL_MARGIN,
