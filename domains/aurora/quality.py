@@ -345,12 +345,12 @@ def store_quality_report(run_key: str, as_of, groups: list[list[dict]]) -> dict[
     return {"run_key": run_key, **summary, "findings": [f for f in findings if not f["passed"]]}
 
 
-def send_critical_alerts(report: dict[str, Any], as_of, context) -> dict[str, Any]:
+def send_critical_alerts(report: dict[str, Any], as_of) -> dict[str, Any]:
     """Mail the critical findings (check, count, sample ids), once per run; nothing otherwise."""
     from contextlib import closing
 
     from domains.aurora.db import DATABASE
-    from shared.notifications import send_alert
+    from shared.notifications import send_summary
 
     crit = critical_findings(report["findings"])
     if not crit:
@@ -360,6 +360,6 @@ def send_critical_alerts(report: dict[str, Any], as_of, context) -> dict[str, An
         if not alert_pending(conn, run_key):
             return {"sent": False, "reason": "already sent for this run"}
         facts, tables = alert_facts(run_key, as_of, crit)
-        to = send_alert("aurora", f"data quality: {len(crit)} critical check(s) failed", facts, tables, context)
+        to = send_summary("aurora", f"ALERT data quality: {len(crit)} critical check(s) failed", facts, tables)
         mark_alerted(conn, run_key, to)
     return {"sent": True, "to": to, "checks": [f["check_name"] for f in crit]}

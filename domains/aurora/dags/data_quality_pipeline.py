@@ -74,7 +74,7 @@ def data_quality_pipeline():
         from domains.aurora.quality import send_critical_alerts
         from shared.runs import RunWindow
 
-        return send_critical_alerts(report, RunWindow.from_context(context).as_of, context)
+        return send_critical_alerts(report, RunWindow.from_context(context).as_of)
 
     report = store_quality_report([check_life_events(), check_users(), check_integrations(), check_gamification()])
     send_critical_alerts(report)
