@@ -24,6 +24,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from shared.runs import as_of_key
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "aurora:features:"
@@ -39,9 +41,6 @@ CHUNK_USERS = 10_000
 # A user's online features live a week after the last refresh (a user who left drops out).
 TTL_SECONDS = 7 * 24 * 3600
 
-
-def run_key(as_of: datetime) -> str:
-    return f"feature_store:{pd.Timestamp(as_of).tz_convert('UTC').isoformat()}"
 
 
 def user_ids(conn, only_active: bool = True) -> list[int]:
@@ -80,7 +79,7 @@ def compute_group(group: str, as_of: datetime) -> dict:
         raise ValueError(f"unknown feature group {group!r}; one of {sorted(FEATURE_GROUPS)}")
     with closing(DATABASE.connect()) as conn:
         frame = group_features(conn, group, as_of, user_ids(conn))
-        save_frame(conn, run_key(as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
+        save_frame(conn, as_of_key("feature_store", as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
                    frame.reset_index())
     read = ["users", *(TABLES[t] for t in history_needs(FEATURE_GROUPS[group]).tables if t != "users")]
     record_tables(inputs=read, outputs=["training_datasets"])
@@ -92,7 +91,7 @@ def snapshot(conn, as_of: datetime) -> pd.DataFrame:
     """The four stored groups joined: one row per user, the twelve features (index ``user_id``)."""
     from domains.aurora.datasets import load_frame
 
-    frames = [load_frame(conn, run_key(as_of), f"features:{g}").set_index("user_id") for g in FEATURE_GROUPS]
+    frames = [load_frame(conn, as_of_key("feature_store", as_of), f"features:{g}").set_index("user_id") for g in FEATURE_GROUPS]
     out = frames[0].join(frames[1:], how="outer")
     out.index = out.index.astype("int64")
     return out[list(FEATURES)].sort_index()

@@ -33,6 +33,7 @@ import pandas as pd
 
 from domains.aurora.db import REDIS_CONN_ID
 from domains.aurora.features import utc_timestamp
+from shared.runs import as_of_key
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,6 @@ COLUMNS = ["user_id", "target", "target_date", "horizon_hours", "target_time", "
 KEY = ["user_id", "target", "target_date", "horizon_hours"]
 
 
-def run_key(as_of) -> str:
-    return f"predictions:{utc_timestamp(as_of).isoformat()}"
-
 
 # -- 1. the cohort --------------------------------------------------------------------------------
 def select_users(as_of) -> dict:
@@ -65,7 +63,7 @@ def select_users(as_of) -> dict:
             cur.execute("SELECT id FROM users WHERE is_active AND subscription_tier = ANY(%s) ORDER BY id",
                         (list(PREDICTION_TIERS),))
             ids = [r[0] for r in cur.fetchall()]
-        save_frame(conn, run_key(as_of), "cohort", utc_timestamp(as_of).to_pydatetime(),
+        save_frame(conn, as_of_key("predictions", as_of), "cohort", utc_timestamp(as_of).to_pydatetime(),
                    pd.DataFrame({"user_id": np.asarray(ids, dtype="int64")}))
     record_tables(inputs=["users"], outputs=["training_datasets"])
     log.info("%d active premium/pro user(s) get predictions at %s", len(ids), utc_timestamp(as_of))
@@ -75,7 +73,7 @@ def select_users(as_of) -> dict:
 def cohort(conn, as_of) -> list[int]:
     from domains.aurora.datasets import load_frame
 
-    return [int(u) for u in load_frame(conn, run_key(as_of), "cohort")["user_id"]]
+    return [int(u) for u in load_frame(conn, as_of_key("predictions", as_of), "cohort")["user_id"]]
 
 
 # -- 2. predictions ----------------------------------------------------------------------------------
@@ -113,7 +111,7 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
         parts = [to_rows(target, models.predict(conn, target, utc_timestamp(as_of), users[i:i + chunk], model=model), as_of)
                  for i in range(0, len(users), chunk)]
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-        save_frame(conn, run_key(as_of), f"predictions:{target}", utc_timestamp(as_of).to_pydatetime(), rows)
+        save_frame(conn, as_of_key("predictions", as_of), f"predictions:{target}", utc_timestamp(as_of).to_pydatetime(), rows)
     record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES.values()], outputs=["training_datasets"])
     log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
              model.version)
@@ -148,7 +146,7 @@ def save_predictions(as_of) -> dict:
     from shared.outbox import add_events
 
     with closing(DATABASE.connect()) as conn:
-        rows = pd.concat([load_frame(conn, run_key(as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
+        rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
         if rows.empty:
             conn.commit()
             return {"rows": 0, "inserted": 0, "updated": 0, "events": 0}
