@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from devplatform.config import openlineage_extractors, openlineage_namespace  # noqa: E402
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer  # noqa: E402
-from devplatform.standin import StandInServer, free_port  # noqa: E402
+from devplatform.ports import free_port  # noqa: E402
+from devplatform.standin import StandInServer  # noqa: E402
 
 _STATE: dict = {}
 TEST_DAGS = ROOT / "tests" / "dags"

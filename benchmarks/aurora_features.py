@@ -58,7 +58,7 @@ import pandas as pd
 from devplatform.domain_redis import DomainRedis
 from devplatform.kafka_standin import KafkaStandIn
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 
 END = date(2026, 11, 30)
 AS_OF_FEATURES = pd.Timestamp("2026-11-30T06:00:00Z")

@@ -111,7 +111,7 @@ def wait_listening(port: int, timeout: float = 30) -> None:
 def main() -> None:
     import psutil
 
-    from devplatform.standin import free_port
+    from devplatform.ports import free_port
     from domains.hss_workflow.fanout import Endpoint, post_all
     from shared.http import ApiSettings
 

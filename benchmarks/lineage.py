@@ -28,7 +28,8 @@ from pathlib import Path
 
 from devplatform.config import lineage_explorer_config
 from devplatform.pg import PgServer
-from devplatform.standin import StandInServer, free_port
+from devplatform.ports import free_port
+from devplatform.standin import StandInServer
 
 lineage_explorer_config()  # plugins/ on sys.path, as in Airflow's processes
 

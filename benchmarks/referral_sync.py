@@ -18,7 +18,7 @@ import tracemalloc
 from pathlib import Path
 
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 
 
 def serve(port: int, n: int) -> None:
