@@ -55,7 +55,8 @@ def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: i
     """The group's features of ``users`` at ``as_of`` (index ``user_id``): only the history
     tables (and event types) the group needs are read, only its features computed; the same
     values as ``user_features(read_history(...), ...)[columns]``."""
-    from domains.aurora.features import history_needs, prediction_window, read_history, user_features
+    from domains.aurora.features import history_needs, prediction_window, user_features
+    from domains.aurora.history import read_history
 
     columns = list(FEATURE_GROUPS[group])
     needs = history_needs(columns)
@@ -73,7 +74,8 @@ def compute_group(group: str, as_of: datetime) -> dict:
     """Task body: compute one group and keep it for :func:`update_feature_store`."""
     from domains.aurora.datasets import save_frame
     from domains.aurora.db import DATABASE, record_tables
-    from domains.aurora.features import TABLES, history_needs
+    from domains.aurora.features import history_needs
+    from domains.aurora.history import TABLES
 
     if group not in FEATURE_GROUPS:
         raise ValueError(f"unknown feature group {group!r}; one of {sorted(FEATURE_GROUPS)}")

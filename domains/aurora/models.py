@@ -66,14 +66,12 @@ from domains.aurora.app import LEVEL_MAX, LEVEL_MIN
 from domains.aurora.features import (
     TARGET_FEATURES,
     TARGETS,
-    History,
     add_hour_features,
     exercised_before,
     prediction_window,
-    read_history,
     user_features,
-    utc_timestamp,
 )
+from domains.aurora.history import History, read_history, utc_timestamp
 from shared.outbox import Event, add_events
 
 MODEL_NAMES = {"energy": "aurora_energy", "mood": "aurora_mood", "sleep_quality": "aurora_sleep_quality"}

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from domains.aurora.db import REDIS_CONN_ID
-from domains.aurora.features import utc_timestamp
+from domains.aurora.history import utc_timestamp
 from shared.runs import as_of_key
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ def extract_training_data(run_key: str, as_of: datetime, days: int = TRAINING_DA
     """The last ``days`` days of valid rows before ``as_of``, read in one snapshot and stored."""
     from domains.aurora.datasets import prune, save_frame
     from domains.aurora.db import DATABASE
-    from domains.aurora.features import read_history
+    from domains.aurora.history import read_history
     from shared.lineage import record_postgres_io
 
     hook = DATABASE.hook()
@@ -53,7 +53,7 @@ def _history(conn, run_key: str, as_of: datetime, days: int):
     import pandas as pd
 
     from domains.aurora.datasets import load_frame
-    from domains.aurora.features import History
+    from domains.aurora.history import History
 
     frames = {name: load_frame(conn, run_key, f"snapshot:{name}") for name in SNAPSHOT_TABLES}
     end = pd.Timestamp(as_of)

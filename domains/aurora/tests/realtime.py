@@ -33,7 +33,8 @@ def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> 
 
     from domains.aurora import models
     from domains.aurora.db import DATABASE
-    from domains.aurora.features import read_history, training_sets
+    from domains.aurora.features import training_sets
+    from domains.aurora.history import read_history
 
     as_of = pd.Timestamp(end, tz="UTC")
     with closing(DATABASE.connect()) as conn:
