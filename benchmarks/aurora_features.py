@@ -280,7 +280,7 @@ def reader_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
 
 def main(users: int = 100_000, days: int = 31) -> None:
     with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
-        from domains.aurora import feature_store, models, predictions
+        from domains.aurora import feature_store, models, predictions, registry
         from domains.aurora.db import DATABASE
         from domains.aurora.features import training_sets
         from domains.aurora.history import read_history
@@ -293,7 +293,7 @@ def main(users: int = 100_000, days: int = 31) -> None:
             sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
             sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
             for target in models.MODEL_NAMES:
-                entry = models.train_target(conn, target, sets[target], "bench", as_of)
+                entry = registry.train_target(conn, target, sets[target], "bench", as_of)
                 if not entry.is_current:
                     raise SystemExit(f"{target}: the trained model was not promoted: {entry.decision}")
         print(f"  models trained on {len(sample):,} users in {time.perf_counter() - t0:.0f} s (not timed below)",

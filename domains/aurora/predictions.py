@@ -99,7 +99,7 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
 
 def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
     """Task body: the target's predictions for the cohort with the current model."""
-    from domains.aurora import models
+    from domains.aurora import models, registry
     from domains.aurora.datasets import save_frame
     from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
 
@@ -107,7 +107,7 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
     with closing(DATABASE.connect()) as conn:
         users = cohort(conn, as_of)
-        model = models.load_current(conn, target)  # NoCurrentModel: train first (clear message)
+        model = registry.load_current(conn, target)  # NoCurrentModel: train first (clear message)
         parts = [to_rows(target, models.predict(conn, target, utc_timestamp(as_of), users[i:i + chunk], model=model), as_of)
                  for i in range(0, len(users), chunk)]
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

@@ -8,7 +8,7 @@
 Data goes from task to task through ``training_datasets`` (PostgreSQL, keyed by the run
 key), so each task can run on any worker and a retry overwrites only its own rows. Every
 step is idempotent for a run key: a rerun of the same logical date trains nothing new
-(``models.train_target``), writes the same Redis values and adds no event.
+(``registry.train_target``), writes the same Redis values and adds no event.
 """
 
 from __future__ import annotations
@@ -78,12 +78,12 @@ def engineer_features(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) 
 
 def train_model(run_key: str, as_of: datetime, target: str) -> dict[str, Any]:
     """Train ``target`` on its feature set; evaluate on the hold-out; register; promote if better."""
-    from domains.aurora import models
+    from domains.aurora import registry
     from domains.aurora.datasets import load_frame
     from domains.aurora.db import DATABASE, record_tables
 
     with closing(DATABASE.connect()) as conn:
-        entry = models.train_target(conn, target, load_frame(conn, run_key, f"features:{target}"), run_key, as_of)
+        entry = registry.train_target(conn, target, load_frame(conn, run_key, f"features:{target}"), run_key, as_of)
     record_tables(inputs=["training_datasets", "model_registry"], outputs=["model_registry", "event_outbox"])
     log.info("%s v%d: %s; hold-out %s; naive baseline %s", entry.model_name, entry.version, entry.decision,
              entry.metrics, entry.baseline_metrics)
@@ -95,10 +95,10 @@ def publish_current_models(client, conn) -> dict[str, int]:
     hash that names it (so a reader never finds a hash pointing at a missing artifact)."""
     import json
 
-    from domains.aurora import models
+    from domains.aurora import registry
     from shared.redis_store import replace_hashes
 
-    current = models.current_versions(conn)
+    current = registry.current_versions(conn)
     for target, meta in current.items():
         with conn.cursor() as cur:
             cur.execute("SELECT artifact FROM model_registry WHERE model_name = %s AND version = %s",

@@ -31,7 +31,7 @@ def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> 
     """Train and register (promote) the three models on the loaded data, as ml_training_pipeline does."""
     import pandas as pd
 
-    from domains.aurora import models
+    from domains.aurora import models, registry
     from domains.aurora.db import DATABASE
     from domains.aurora.features import training_sets
     from domains.aurora.history import read_history
@@ -40,5 +40,5 @@ def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> 
     with closing(DATABASE.connect()) as conn:
         history = read_history(conn, as_of - pd.Timedelta(days=60), as_of)
         sets = training_sets(history)
-        return {t: models.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
+        return {t: registry.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
                 for t in models.MODEL_NAMES}
