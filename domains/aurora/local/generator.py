@@ -103,6 +103,13 @@ def _utc(values: np.ndarray) -> pd.Series:
     return pd.Series(pd.to_datetime(values, utc=True))
 
 
+def circadian(h: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Energy's daily curve at hour ``h`` for a body clock ``shift`` hours off the average."""
+    x = h - shift
+    return (1.6 * np.exp(-((x - 10.5) ** 2) / 8) - 0.9 * np.exp(-((x - 15.0) ** 2) / 2.5)
+            + 0.7 * np.exp(-((x - 18.5) ** 2) / 4) - 0.35 * np.maximum(x - 20.0, 0) ** 1.3)
+
+
 def generate(
     users: int = 2000,
     days: int = 90,
@@ -211,11 +218,6 @@ def generate(
     ex_hour[u_e[ex_ev], d_e[ex_ev]] = hour[ex_ev]
     worked_out_before = ex_today[u_e, d_e] & (ex_hour[u_e, d_e] < hour) & ~is_ex_event
 
-    def circadian(h: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        x = h - shift
-        return (1.6 * np.exp(-((x - 10.5) ** 2) / 8) - 0.9 * np.exp(-((x - 15.0) ** 2) / 2.5)
-                + 0.7 * np.exp(-((x - 18.5) ** 2) / 4) - 0.35 * np.maximum(x - 20.0, 0) ** 1.3)
-
     # sleep quality (per night) ---------------------------------------------------------------
     q = (8.5 + 1.3 * (dur - need[:, None]) / 60 - 0.9 * np.abs(bed_dev) - 1.8 * bed_spread
          - 0.45 * np.maximum(debt, 0) / 60 + 0.012 * ex_minutes - 0.12 * np.maximum(count - 5, 0)
@@ -278,7 +280,24 @@ def generate(
         "last_active_at": last_event.reindex(uid).to_numpy(),
     })
 
-    # -- integrations and their syncs -------------------------------------------------------------
+    integrations, syncs = _integrations(rng, uid, day0, end64)
+    cat, user_ach, gam = _gamification(rng, uid, nd, ev_u, ex_today, created, day0, end64)
+
+    tables = {
+        "users": users_df, "life_events": events, "sleep_records": sleep, "exercise_sessions": exercise,
+        "social_connections": social, "integrations": integrations, "integration_syncs": syncs,
+        "user_gamification": gam, "achievements": cat, "user_achievements": user_ach,
+    }
+    ds = Dataset(params, tables)
+    plant(ds, defects, defect_count, np.random.default_rng(seed + 1), pd.Timestamp(end64, tz="UTC"))
+    return ds
+
+
+# -- defects --------------------------------------------------------------------------------------
+def _integrations(rng: np.random.Generator, uid: np.ndarray, day0: np.datetime64,
+                  end64: np.datetime64) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's 0-3 integrations and their sync history (the paused ones' syncs dropped)."""
+    n = len(uid)
     n_int = rng.integers(0, 4, n)
     iu = np.repeat(uid, n_int)
     prov_idx = np.concatenate([rng.permutation(len(PROVIDERS))[:m] for m in n_int]) if n_int.sum() else np.array([], int)
@@ -309,8 +328,14 @@ def generate(
         "error": np.where(ok, None, "provider returned HTTP 503"),
     })
     syncs = syncs[integ_status[s_int] == "active"].reset_index(drop=True)
+    return integrations, syncs
 
-    # -- gamification -------------------------------------------------------------------------------
+
+def _gamification(rng: np.random.Generator, uid: np.ndarray, nd: int, ev_u: np.ndarray, ex_today: np.ndarray,
+                  created: np.ndarray, day0: np.datetime64,
+                  end64: np.datetime64) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """XP from events and workouts, the achievements unlocked (catalogue, unlocks, totals)."""
+    n = len(uid)
     ev_per_user = np.bincount(ev_u, minlength=n)
     ex_per_user = ex_today.sum(axis=1)
     base_xp = 2 * ev_per_user + 5 * ex_per_user
@@ -333,18 +358,9 @@ def generate(
         "level": np.array([level_for_xp(x) for x in total_xp], dtype="int64"),
         "updated_at": _utc(np.full(n, end64 - 60 * _MIN)),
     })
-
-    tables = {
-        "users": users_df, "life_events": events, "sleep_records": sleep, "exercise_sessions": exercise,
-        "social_connections": social, "integrations": integrations, "integration_syncs": syncs,
-        "user_gamification": gam, "achievements": cat, "user_achievements": user_ach,
-    }
-    ds = Dataset(params, tables)
-    plant(ds, defects, defect_count, np.random.default_rng(seed + 1), pd.Timestamp(end64, tz="UTC"))
-    return ds
+    return cat, user_ach, gam
 
 
-# -- defects --------------------------------------------------------------------------------------
 def plant(ds: Dataset, kinds, count: int, rng: np.random.Generator, end: pd.Timestamp) -> None:
     """Plant ``count`` rows of each defect kind; ``ds.planted[kind]`` = the ids its check reports."""
     t = ds.tables
