@@ -333,14 +333,12 @@ def check_group(group: str, as_of) -> list[dict[str, Any]]:
 def store_quality_report(run_key: str, as_of, groups: list[list[dict]]) -> dict[str, Any]:
     from contextlib import closing
 
-    from domains.aurora.db import DATABASE
-    from shared.lineage import record_postgres_io
+    from domains.aurora.db import DATABASE, record_tables
 
     findings = [f for g in groups for f in g]
-    hook = DATABASE.hook()
-    with closing(DATABASE.connect(hook)) as conn:
+    with closing(DATABASE.connect()) as conn:
         summary = store_report(conn, run_key, as_of, findings)
-    record_postgres_io(hook, outputs=["quality_runs", "quality_results"])
+    record_tables(outputs=["quality_runs", "quality_results"])
     log.info("quality report %s: %s", run_key, summary)
     return {"run_key": run_key, **summary, "findings": [f for f in findings if not f["passed"]]}
 

@@ -30,19 +30,16 @@ SNAPSHOT_TABLES = ("users", "events", "sleep", "exercise", "friends")
 def extract_training_data(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) -> dict[str, Any]:
     """The last ``days`` days of valid rows before ``as_of``, read in one snapshot and stored."""
     from domains.aurora.datasets import prune, save_frame
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
     from domains.aurora.history import read_history
-    from shared.lineage import record_postgres_io
 
-    hook = DATABASE.hook()
-    with closing(DATABASE.connect(hook)) as conn:
+    with closing(DATABASE.connect()) as conn:
         history = read_history(conn, as_of - timedelta(days=days), as_of)
         counts = {name: save_frame(conn, run_key, f"snapshot:{name}", as_of, frame, commit=False)
                   for name, frame in history.frames().items()}
         pruned = prune(conn, run_key, commit=False)
         conn.commit()
-    record_postgres_io(hook, inputs=["users", "life_events", "sleep_records", "exercise_sessions",
-                                     "social_connections"], outputs=["training_datasets"])
+    record_tables(inputs=list(HISTORY_TABLES.values()), outputs=["training_datasets"])
     if counts["events"] == 0:
         raise ValueError(f"no life events in the {days} days before {as_of}: nothing to train on")
     log.info("training snapshot %s: %s (old datasets pruned: %d)", run_key, counts, pruned)
