@@ -93,7 +93,7 @@ aurora-data: install  ## aurora's generated dataset into the running local platf
 ECOMMERCE_SCALE ?= 1
 ECOMMERCE_DAYS ?= 2
 ecommerce-data: install  ## ecommerce_ml raw drops (H&M format, reviews, events) in the local lake (ECOMMERCE_SCALE=, ECOMMERCE_DAYS=, ECOMMERCE_DAY=)
-	@$(BIN)/python -m domains.ecommerce_ml.generator --lake "file://$(CURDIR)/.local/tenants/ecommerce_ml/lake" \
+	@$(BIN)/python -m domains.ecommerce_ml.local.generator --lake "file://$(CURDIR)/.local/tenants/ecommerce_ml/lake" \
 		--days $(ECOMMERCE_DAYS) --scale $(ECOMMERCE_SCALE) $(if $(ECOMMERCE_DAY),--day $(ECOMMERCE_DAY))
 
 settings-env:  ## team-scoped AIRFLOW_CONN__/AIRFLOW_VAR__ lines for a Deployment, every value from the environment (MODE=local: the local platform's)

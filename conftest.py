@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from devplatform.config import openlineage_extractors, openlineage_namespace  # noqa: E402
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer  # noqa: E402
-from devplatform.standin import StandInServer, free_port  # noqa: E402
+from devplatform.ports import free_port  # noqa: E402
+from devplatform.standin import StandInServer  # noqa: E402
 
 _STATE: dict = {}
 TEST_DAGS = ROOT / "tests" / "dags"
@@ -300,9 +301,9 @@ class RedisServer:
 
 @pytest.fixture
 def domain_redis(tmp_path) -> Iterator[RedisServer]:
-    """A real Redis with ACL users ``aurora`` and ``referral`` (each on its own key prefix),
-    wired to the ``aurora_redis`` connection."""
-    server = RedisServer(tmp_path / "redis", ("aurora", "referral")).start()
+    """A real Redis with ACL users ``aurora`` and ``other_domain`` (each on its own key prefix:
+    the second stands for any other domain that declares Redis), wired to ``aurora_redis``."""
+    server = RedisServer(tmp_path / "redis", ("aurora", "other_domain")).start()
     set_connection("aurora_redis", **server.connection_fields("aurora"))
     yield server
     server.stop()

@@ -29,7 +29,7 @@ reader, old vs new, on one database, each step and path in a fresh child process
 ``VmHWM``), the frames checked equal exactly:
 
 - old: ``read_history`` as it was, rows fetched as Python objects (``pd.DataFrame(cur.fetchall())``
-  and ``pd.to_datetime(utc=True)``); new: ``features.read_history`` (COPY ... CSV into ``pd.read_csv``);
+  and ``pd.to_datetime(utc=True)``); new: ``history.read_history`` (COPY ... CSV into ``pd.read_csv``);
 - per table: that table of every user over the prediction window (one query);
 - per feature group: ``feature_store.group_features`` (its reads and its features, per chunk of
   users), the old path the same loop with the old reader;
@@ -58,7 +58,7 @@ import pandas as pd
 from devplatform.domain_redis import DomainRedis
 from devplatform.kafka_standin import KafkaStandIn
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 
 END = date(2026, 11, 30)
 AS_OF_FEATURES = pd.Timestamp("2026-11-30T06:00:00Z")
@@ -131,7 +131,7 @@ def aurora_platform(tmp: Path):
 
 def load_generated(users: int, days: int) -> None:
     from domains.aurora.db import DATABASE
-    from domains.aurora.generator import generate, load
+    from domains.aurora.local.generator import generate, load
 
     t0 = time.perf_counter()
     ds = generate(users=users, days=days, end=END)
@@ -149,7 +149,8 @@ def old_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFram
     """What ``feature_store.group_features`` did before (its code as it was): per chunk of users,
     the whole history read and every feature computed, then the group's columns kept."""
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
-    from domains.aurora.features import prediction_window, read_history, user_features
+    from domains.aurora.features import prediction_window, user_features
+    from domains.aurora.history import read_history
 
     columns = list(FEATURE_GROUPS[group])
     start, end = prediction_window(as_of)
@@ -214,7 +215,8 @@ def run_reader(path: str, what: str, days: int) -> dict:
     ``training``) by ``path`` (old or new); its frames come back for the equality check."""
     from domains.aurora.db import DATABASE
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS, user_ids
-    from domains.aurora.features import history_needs, prediction_window, read_history, user_features
+    from domains.aurora.features import history_needs, prediction_window, user_features
+    from domains.aurora.history import read_history
 
     # the old reader is the test's oracle (one copy): rows fetched as Python objects, then framed
     from domains.aurora.tests.test_read_history import old_read_history
@@ -245,7 +247,7 @@ def run_reader(path: str, what: str, days: int) -> dict:
 
 def reader_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
     from domains.aurora.feature_store import FEATURE_GROUPS
-    from domains.aurora.features import TABLES
+    from domains.aurora.history import TABLES
 
     rows: list[dict] = []
     with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
@@ -278,9 +280,10 @@ def reader_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
 
 def main(users: int = 100_000, days: int = 31) -> None:
     with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
-        from domains.aurora import feature_store, models, predictions
+        from domains.aurora import feature_store, models, predictions, registry
         from domains.aurora.db import DATABASE
-        from domains.aurora.features import read_history, training_sets
+        from domains.aurora.features import training_sets
+        from domains.aurora.history import read_history
 
         print(f"aurora benchmark: {users:,} users, {days} days ending {END} ({where})", flush=True)
         load_generated(users, days)
@@ -290,7 +293,7 @@ def main(users: int = 100_000, days: int = 31) -> None:
             sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
             sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
             for target in models.MODEL_NAMES:
-                entry = models.train_target(conn, target, sets[target], "bench", as_of)
+                entry = registry.train_target(conn, target, sets[target], "bench", as_of)
                 if not entry.is_current:
                     raise SystemExit(f"{target}: the trained model was not promoted: {entry.decision}")
         print(f"  models trained on {len(sample):,} users in {time.perf_counter() - t0:.0f} s (not timed below)",

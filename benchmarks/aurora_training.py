@@ -2,7 +2,7 @@
 
 The generated dataset (USERS users, DAYS days; default 2000 x 90, as `make start` loads) is
 built in memory and handed to the training code as ml_training_pipeline's snapshot would be
-(``features.History``); then the feature sets and the three models are built as its tasks
+(``history.History``); then the feature sets and the three models are built as its tasks
 build them: for each step the wall time and rows, for each model its hold-out metrics against
 the naive baseline (each user's mean over the training days) on the last 14 days.
 
@@ -19,8 +19,9 @@ from datetime import date
 
 import pandas as pd
 
-from domains.aurora.features import History, training_sets
-from domains.aurora.generator import generate
+from domains.aurora.features import training_sets
+from domains.aurora.history import History
+from domains.aurora.local.generator import generate
 from domains.aurora.models import train_and_evaluate
 
 END = date(2026, 11, 30)

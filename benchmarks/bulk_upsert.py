@@ -39,7 +39,7 @@ import psycopg2
 import sqlalchemy
 
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 from shared.db import bulk_upsert, copy_rows
 
 DDL = "CREATE TABLE bench (id bigint PRIMARY KEY, name text NOT NULL, score double precision, created date)"

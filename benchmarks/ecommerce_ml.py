@@ -104,8 +104,8 @@ def main() -> None:
     from airflow.sdk import ObjectStoragePath
 
     from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
-    from devplatform.standin import free_port
-    from domains.ecommerce_ml.generator import generate_day
+    from devplatform.ports import free_port
+    from domains.ecommerce_ml.local.generator import generate_day
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ecommerce-ml-"))
     os.chmod(tmp, 0o755)

@@ -24,8 +24,9 @@ import requests
 
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
-from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import free_port_range, free_ports
+from devplatform.platform import LocalPlatform
+from devplatform.ports import free_port_range, free_ports
+from devplatform.readiness import dag_files
 
 SIX_TASKS = '''"""Benchmark DAG: six no-op tasks in a chain (trigger -> success latency)."""
 from airflow.sdk import chain, dag, task

@@ -89,7 +89,7 @@ def serve_fixed(port: int) -> None:
 
 def serve(port: int) -> None:
     from devplatform.standin import serve as serve_standin
-    from domains.hss_workflow.standins.training import create_training_app
+    from domains.hss_workflow.local.training import create_training_app
 
     serve_standin(create_training_app(api_key="bench", max_concurrent=200, latency=LATENCY), port, "warning")
 
@@ -111,8 +111,9 @@ def wait_listening(port: int, timeout: float = 30) -> None:
 def main() -> None:
     import psutil
 
-    from devplatform.standin import free_port
+    from devplatform.ports import free_port
     from domains.hss_workflow.fanout import Endpoint, post_all
+    from shared.http import ApiSettings
 
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 400
@@ -125,8 +126,8 @@ def main() -> None:
             procs[name] = multiprocessing.get_context("spawn").Process(target=target, args=(port,), daemon=True)
             procs[name].start()
             wait_listening(port)
-            endpoints[name] = Endpoint(url=f"http://127.0.0.1:{port}/train/smart_ensemble/batches",
-                                       headers={"X-API-Key": "bench"}, timeout=30, backoff_initial=0.05)
+            settings = ApiSettings(f"http://127.0.0.1:{port}", {"X-API-Key": "bench"}, timeout=30.0, backoff_initial=0.05)
+            endpoints[name] = Endpoint(settings.url("/train/smart_ensemble/batches"), settings)
         # JSON text, as send_training_batches gets each body from PostgreSQL (training.load_batches)
         bodies = [json.dumps({"training_id": "bench", "batch_index": b,
                               "rows": [{"song_id": f"s{i}", "is_hit": i % 2,

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from devplatform.config import lineage_explorer_config
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 
 lineage_explorer_config()  # plugins/ on sys.path, as in Airflow's processes
 

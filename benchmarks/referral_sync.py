@@ -18,12 +18,12 @@ import tracemalloc
 from pathlib import Path
 
 from devplatform.pg import PgServer
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 
 
 def serve(port: int, n: int) -> None:
     from devplatform.standin import serve as serve_standin
-    from domains.referral.standins.bullhorn import create_bullhorn_app
+    from domains.referral.local.bullhorn import create_bullhorn_app
 
     serve_standin(create_bullhorn_app(seed_candidates=n, seed_positions=0), port, "warning")
 

@@ -24,7 +24,7 @@ from devplatform import platform as platform_module
 from devplatform.config import PlatformConfig
 from devplatform.paths import domain_names
 from devplatform.platform import LocalPlatform
-from devplatform.standin import free_port_range, free_ports
+from devplatform.ports import free_port_range, free_ports
 
 
 def make(standins: bool = True) -> LocalPlatform:

@@ -33,9 +33,9 @@ import psutil
 from devplatform.config import bundle_config
 from devplatform.paths import ROOT, bundle_dir, domain_names
 from devplatform.pg import PgServer
-from devplatform.platform import dag_files
-from devplatform.standin import free_port
-from devplatform.tenants import team_user, tenant_python
+from devplatform.ports import free_port
+from devplatform.readiness import dag_files
+from devplatform.users import team_user, tenant_python
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 VARIANTS = {"airflow": [AIRFLOW], "platform": [sys.executable, "-m", "platform_runtime.airflow_internals"]}

@@ -332,7 +332,7 @@ class PlatformConfig:
     def settings_vars(self) -> dict[str, str]:
         """Values that ``${...}`` placeholders in the domains' settings files resolve to."""
         s = self.secrets
-        from devplatform.tenants import EMBED_VENV, tenant_python
+        from devplatform.users import EMBED_VENV, tenant_python
 
         out = {"PLATFORM_PG_HOST": "127.0.0.1", "PLATFORM_PG_PORT": str(self.pg_port),
                # the heavy model environment's interpreter, as the team users can run it
@@ -433,7 +433,7 @@ class PlatformConfig:
         """For the dag-processor and the team triggerers (``platform_runtime.airflow_internals``):
         the interpreter the team users can run (``tenant_python``) and each team's home for its
         parse zygote and trigger runner, inside its own tenant folder."""
-        from devplatform.tenants import tenant_python
+        from devplatform.users import tenant_python
 
         return {
             "AIRFLOW__PLATFORM__TEAM_PYTHON": tenant_python(self.state),

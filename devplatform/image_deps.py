@@ -36,7 +36,7 @@ from devplatform.paths import ROOT, bundle_dir, domain_names
 
 AIRFLOW_REQUIREMENT = "apache-airflow==3.3.2"  # what Astro Runtime 3.3-2 ships
 RUNTIME_PACKAGES = ("platform_runtime", "shared", "domains")
-NOT_RUNTIME = {"tests", "standins", "dags", "migrations"}
+NOT_RUNTIME = {"tests", "local", "dags", "migrations"}  # local: stand-ins, generators, samples
 
 
 class ImageDepsError(RuntimeError):

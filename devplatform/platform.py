@@ -12,9 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -22,12 +19,16 @@ import psutil
 
 from devplatform import kafka_standin
 from devplatform import settings as domain_settings
-from devplatform.config import PlatformConfig, domain_db_role, ensure_ed25519_key
+from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.domain_redis import DomainRedis, declared_services, redis_domains
+from devplatform.local_commands import LOCAL_LOGS, DomainCommand
 from devplatform.paths import ROOT
 from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc, RunAs
-from devplatform.tenants import TASK_UMASK, OsUser, TeamRuntime, can_switch_users, platform_user, tenant_python
+from devplatform.readiness import api_healthy, bundle_state
+from devplatform.state import lock_state, own
+from devplatform.tenants import TASK_UMASK, TeamRuntime
+from devplatform.users import OsUser, can_switch_users, platform_user, tenant_python
 
 AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # The only privileges a platform process keeps: the dag-processor and the team triggerers start
@@ -38,61 +39,8 @@ SWITCH_USER_CAPS = ("setuid", "setgid")
 # normal one back once the platform is ready (as root only: a user may not lower a nice value).
 # On two cores they otherwise take a large share of the CPU the path to "ready" needs.
 START_NICE = 10
-# What the platform's user owns in the state folder (the rest: root's launcher, PostgreSQL's
-# user, the team users): Airflow's home (airflow.cfg, the UI's passwords file), pid files and the
-# Kafka stand-in's address, the mail sink's and the lineage file's folders, the Redis servers'
-# configs, the secrets file and the task-token signing key.
-PLATFORM_OWNED = ("airflow", "run", "mail", "openlineage", "redis", "secrets.json", "jwt-ed25519.pem")
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
 # team, of team-less DAGs): every team gets one, as it will get its own workers.
-
-
-# A domain's local command (settings.yaml ``local.<hook>``) -> the name of its log.
-LOCAL_LOGS = {"setup": "setup", "data": "generate"}
-
-
-@dataclass(frozen=True)
-class DomainCommand:
-    """One of a domain's local development commands (settings.yaml ``local.setup`` or
-    ``local.data``): domain code, so it runs like the team's worker, never with the platform's
-    environment.
-
-    - interpreter and OS user: as root with per-team workers (Celery), the team's OS user
-      (no extra groups, umask 077) with the interpreter the team users can run; otherwise the
-      platform's user and interpreter;
-    - environment, built from scratch: ``PATH``, ``PYTHONPATH``, ``LANG``, ``HOME`` and
-      ``AIRFLOW_HOME`` (the team's own ``tenants/<d>/local`` folder), the domain's
-      ``local.env``, and for ``local.data`` only the domain's own connections
-      (``AIRFLOW_CONN_<D>_*``). No metadata database URL, Fernet key, lineage key, nothing
-      of another team;
-    - output: :meth:`start` (background) appends it to ``log``; :meth:`run` (blocking) returns it
-      (``make aurora-data`` prints it).
-    """
-
-    domain: str
-    hook: str
-    argv: list[str]
-    env: dict[str, str]
-    user: OsUser | None
-    log: Path
-
-    def _popen_args(self) -> dict:
-        u = self.user
-        as_user = {"user": u.uid, "group": u.gid, "extra_groups": [], "umask": 0o077} if u else {}
-        return {"env": self.env, "cwd": ROOT, "stdin": subprocess.DEVNULL, **as_user}
-
-    def start(self) -> subprocess.Popen:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as f:
-            return subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT, **self._popen_args())
-
-    def run(self) -> str:
-        """Run to the end; its standard output. A failure raises with the end of its output."""
-        out = subprocess.run(self.argv, capture_output=True, text=True, **self._popen_args())
-        if out.returncode != 0:
-            raise RuntimeError(f"{self.domain}'s local.{self.hook} command failed (exit {out.returncode}):\n"
-                               f"{out.stdout[-1000:]}{out.stderr[-3000:]}")
-        return out.stdout
 
 
 def _say(msg: str) -> None:
@@ -129,17 +77,6 @@ class LocalPlatform:
         """The interpreter of the platform's processes: one the platform's user can run."""
         return tenant_python(self.config.state, create=True) if self.platform_user else sys.executable
 
-    def own(self, *paths: Path) -> None:
-        """Give ``paths`` (and what is inside them) to the platform's user."""
-        u = self.platform_user
-        if u is None:
-            return
-        for path in paths:
-            if not path.exists():
-                continue
-            for p in (path, *(path.rglob("*") if path.is_dir() and not path.is_symlink() else ())):
-                os.chown(p, u.uid, u.gid, follow_symlinks=False)
-
     def enforcement_gaps(self) -> list[str]:
         """What this ``make start`` cannot enforce, said at start (not root, or the baseline)."""
         if not self.config.celery:
@@ -153,6 +90,12 @@ class LocalPlatform:
             "signing key, PostgreSQL's data and its trusted socket); run as root for per-team OS users",
             "not root: the platform's processes run as this OS user, not as a platform user of their own",
         ]
+
+    def own(self, *paths: Path) -> None:
+        own(self.platform_user, *paths)
+
+    def lock_state(self) -> None:
+        lock_state(self.config, self.platform_user)
 
     # -- environment ----------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -421,26 +364,6 @@ class LocalPlatform:
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
 
-    def lock_state(self) -> None:
-        """As root: the platform's state folders are the platform's (mode 0700, the platform's
-        user's: :data:`PLATFORM_OWNED`, the rest root's); team users may only pass through the
-        state folder to their own tenant folder and the task logs. The secrets file and the
-        signing key exist before any process starts, so they are never the launcher's alone."""
-        state = self.config.state
-        os.chmod(state, 0o711)
-        for sub in (self.config.airflow_home, self.config.run_dir, self.config.mail_dir, self.config.lineage_file.parent):
-            sub.mkdir(parents=True, exist_ok=True)
-        self.config.secrets  # noqa: B018 (created now, if missing)
-        ensure_ed25519_key(self.config.jwt_private_key)
-        self.own(*(state / name for name in PLATFORM_OWNED))
-        self.share_task_logs()
-        shared = {"tenants", "tenant-python", self.config.task_log_dir.name}
-        shared |= {p.relative_to(state).parts[0] for p in self.config.bundle_paths.values() if p.is_relative_to(state)}
-        for child in state.iterdir():
-            if child.is_dir() and not child.is_symlink() and child.name not in shared and child != self.config.pgdata \
-                    and not child.name.startswith("tenant-python"):  # the team users' interpreters
-                os.chmod(child, 0o700)
-
     def starts_in_background(self, name: str) -> bool:
         """Started at :data:`START_NICE` (as root): nothing waits for it to be ready."""
         return os.geteuid() == 0 and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
@@ -454,20 +377,6 @@ class LocalPlatform:
             for q in (proc, *proc.children(recursive=True)):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     q.nice(value)
-
-    def share_task_logs(self) -> None:
-        """Task logs written before the platform had a user of its own (folders 0700, files 0600
-        of the team users): given to the platform's group, as new ones are (:data:`TASK_LOG_DIR_MODE`),
-        so that the api-server still shows them."""
-        u, logs = self.platform_user, self.config.task_log_dir
-        if u is None or not logs.is_dir():
-            return
-        for p in logs.rglob("*"):
-            st = p.lstat()
-            if st.st_gid == u.gid or p.is_symlink():
-                continue
-            os.chown(p, -1, u.gid)
-            os.chmod(p, (st.st_mode & 0o7777) | (0o2770 if p.is_dir() else 0o660))
 
     def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                     run_as: RunAs | None | bool = True, cwd: Path = ROOT) -> None:
@@ -538,40 +447,10 @@ class LocalPlatform:
 
     # -- readiness ------------------------------------------------------------------
     def api_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.config.api_url}/api/v2/monitor/health", timeout=3) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return api_healthy(self.config.api_url)
 
     def bundle_state(self) -> dict[str, dict]:
-        """Per bundle: DAG files expected, files parsed into DAGs, import errors."""
-        import psycopg2
-
-        state = {}
-        conn = psycopg2.connect(self.pg.admin_dsn("airflow"))
-        try:
-            with conn.cursor() as cur:
-                for d in self.config.domains:
-                    path = self.config.bundle_path(d)
-                    expected = {str(p.relative_to(path)) for p in dag_files(path)}
-                    cur.execute(
-                        "SELECT DISTINCT relative_fileloc FROM dag WHERE bundle_name = %s AND is_stale = false", (d,)
-                    )
-                    parsed = {r[0] for r in cur.fetchall()}
-                    cur.execute("SELECT filename, stacktrace FROM import_error WHERE bundle_name = %s", (d,))
-                    errors = dict(cur.fetchall())
-                    cur.execute("SELECT last_refreshed IS NOT NULL FROM dag_bundle WHERE name = %s", (d,))
-                    row = cur.fetchone()
-                    state[d] = {
-                        "expected": expected,
-                        "parsed": parsed,
-                        "errors": errors,
-                        "refreshed": bool(row and row[0]),
-                    }
-        finally:
-            conn.close()
-        return state
+        return bundle_state(self.pg, self.config)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -628,15 +507,3 @@ class LocalPlatform:
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
         return json.loads(path.read_text()) if path.exists() else {}
-
-
-def dag_files(folder: Path) -> list[Path]:
-    """Python files in a bundle folder that the dag-processor would consider (safe mode)."""
-    out = []
-    for p in sorted(folder.rglob("*.py")):
-        if "__pycache__" in p.parts or p.name.startswith("_"):
-            continue
-        text = p.read_text(errors="ignore")
-        if "airflow" in text and "dag" in text.lower():
-            out.append(p)
-    return out

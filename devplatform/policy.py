@@ -10,6 +10,7 @@ from collections import Counter
 import yaml
 
 from devplatform.settings import settings_file
+from shared.dag_defaults import team_pool
 
 MIN_RETRIES = 2
 # The global pool every Airflow deployment has; a team may use it, or its own pools.
@@ -38,7 +39,7 @@ def violations(report: dict[str, dict]) -> list[str]:
             out.append(f"{domain}: warning at parse time: {w}")
         for m in r["heavy_modules"]:
             out.append(f"{domain}: parsing imported heavy module {m!r}")
-        pools = team_pools(domain)
+        pools = {team_pool(domain): None, **team_pools(domain)}  # the platform names the default one
         for dag_id, d in r["dags"].items():
             where = f"{domain}/{d['file']}:{dag_id}"
             if ids[dag_id] > 1:

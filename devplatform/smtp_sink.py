@@ -37,7 +37,7 @@ class MailSink:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if port == 0:
-            from devplatform.standin import free_port
+            from devplatform.ports import free_port
 
             port = free_port()
         self.host, self.port = host, port

@@ -30,7 +30,7 @@ when made; ``make start`` sets the platform's (``standin_admin_key`` in
 (:data:`ADMIN_KEY_ENV`), never on its command line. ``/_standin/health`` stays open; the
 Python API (``server.faults``) needs no key.
 
-Secrets: query parameters and headers named like a secret (the names Airflow's secrets
+Secrets (:mod:`devplatform.masking`): query parameters and headers named like a secret (the names Airflow's secrets
 masker hides, e.g. ``password``, ``client_secret``, ``*token*``, ``Authorization``,
 ``api_key``, plus OAuth's ``code``) are replaced by ``***`` in the call records and in the
 server's access log, so ``/_standin/calls`` and the stand-in logs never repeat a credential.
@@ -42,87 +42,24 @@ from __future__ import annotations
 import asyncio
 import hmac
 import importlib
-import logging
 import random
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-MASK = "***"
+from devplatform.masking import mask_access_log, mask_mapping, mask_query
+from devplatform.ports import free_port
+
 ADMIN_KEY_HEADER = "X-Standin-Admin-Key"
 ADMIN_KEY_ENV = "STANDIN_ADMIN_KEY"  # make start -> serve-standin: the platform's admin key
 OPEN_ADMIN_PATHS = frozenset({"/_standin/health"})
-# Airflow's DEFAULT_SENSITIVE_FIELDS (airflow.sdk secrets masker), matched the same way: a
-# name is secret when it contains one of these, case-insensitively, with "-" read as "_".
-SENSITIVE_PARTS = frozenset({
-    "access_key", "access_token", "api_key", "apikey", "auth_header", "authorization", "bearer",
-    "connection_string", "dsn", "passphrase", "passwd", "password", "private_key", "proxy",
-    "proxy_password", "proxies", "secret", "service_account", "service_key", "token",
-    "keyfile_dict", "webhook_url",
-    # beyond Airflow's list: session cookies and OAuth's one-time authorization code
-    "cookie",
-})
-SENSITIVE_NAMES = frozenset({"code"})
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a parameter, header or field of this name carries a secret."""
-    n = name.lower().replace("-", "_")
-    return n in SENSITIVE_NAMES or any(part in n for part in SENSITIVE_PARTS)
-
-
-def mask_query(query: str) -> str:
-    """A query string with the values of secret parameters replaced by ``***``."""
-    if not query:
-        return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(is_secret_name(k) for k, _ in pairs):
-        return query
-    return urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*,:/")
-
-
-def mask_mapping(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Headers or a JSON body with secret fields masked (nested dicts and lists too)."""
-    items = values.items() if isinstance(values, Mapping) else values
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return mask_mapping(v)
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return v
-
-    return {k: MASK if is_secret_name(str(k)) else walk(v) for k, v in items}
-
-
-def mask_url(url: str) -> str:
-    """``/path?query`` with the query masked (what the access log prints)."""
-    path, sep, query = url.partition("?")
-    return f"{path}{sep}{mask_query(query)}" if sep else url
-
-
-class _MaskAccessLog(logging.Filter):
-    """Masks the request line uvicorn's access log prints (``client, method, path?query, ...``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
-            record.args = tuple(mask_url(a) if isinstance(a, str) and "?" in a else a for a in record.args)
-        return True
-
-
-def mask_access_log() -> None:
-    """Install the masking filter on uvicorn's access logger (once per process)."""
-    logger = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, _MaskAccessLog) for f in logger.filters):
-        logger.addFilter(_MaskAccessLog())
 
 
 class Fault(BaseModel):
@@ -354,46 +291,6 @@ def load_factory(path: str) -> Callable[..., FastAPI]:
     """``package.module:function`` -> the app factory."""
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free localhost ports (all held while choosing, so no two are the same)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port_range(n: int, exclude: tuple[int, ...] | list[int] = (), tries: int = 100) -> int:
-    """The first of ``n`` consecutive free localhost ports, none of them in ``exclude``
-    (a platform's triggerers serve their logs on ``trigger_log_port`` + index)."""
-    for _ in range(tries):
-        base = free_port()
-        ports = range(base, base + n)
-        if ports[-1] > 65535 or set(ports) & set(exclude):
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in ports:
-                socks.append(socket.socket())
-                socks[-1].bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError(f"no {n} consecutive free ports found in {tries} tries")
 
 
 def serve(app: FastAPI, port: int, log_level: str = "info") -> None:

@@ -5,7 +5,8 @@
     @dag(schedule="0 */6 * * *", **dag_kwargs("referral", doc_md=__doc__, default_args={"retries": 3}))
     def bullhorn_sync_optimized(): ...
 
-Defaults: owner ``<domain>``, retries 2 with exponential backoff from 1 minute (capped at
+Defaults: owner ``<domain>``, the team's pool ``<domain>_default`` (:func:`team_pool`: every
+task of a team counts against its team's slots, declared in its settings.yaml), retries 2 with exponential backoff from 1 minute (capped at
 15), 30-minute execution timeout, the failure notification to the domain's recipients,
 catchup off, one active run at a time, tags that include the domain, and a run timeout
 of 12 hours (longer than the longest wait a pipeline has: looklyy's 6-hour review).
@@ -25,10 +26,15 @@ PLATFORM_DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def team_pool(domain: str) -> str:
+    """The pool every task of the team runs in unless it names another of its team's pools."""
+    return f"{domain}_default"
+
+
 def task_defaults(domain: str, **overrides: Any) -> dict[str, Any]:
     from shared.notifications import OnFailure
 
-    args = {**PLATFORM_DEFAULT_ARGS, "owner": domain, "on_failure_callback": OnFailure(domain)}
+    args = {**PLATFORM_DEFAULT_ARGS, "owner": domain, "pool": team_pool(domain), "on_failure_callback": OnFailure(domain)}
     args.update(overrides)
     return args
 

@@ -201,7 +201,7 @@ class DomainDatabase:
         """A new DB-API connection to the domain's database with the schema up to date.
 
         Like ``hook.get_conn()``: the caller commits what it writes and closes it
-        (``with contextlib.closing(DATABASE.connect()) as conn:`` or try/finally).
+        (``with contextlib.closing(DATABASE.connect()) as conn:``, the one idiom every domain uses).
         """
         hook = hook or self.hook()
         conn = hook.get_conn()

@@ -1,4 +1,11 @@
-"""JSON services over HTTP, configured entirely by an Airflow connection.
+"""JSON services over HTTP, configured entirely by an Airflow connection: the one way.
+
+:class:`ApiSettings` is a service as its connection describes it (base URL, auth, headers,
+timeout, retry policy), read once; :data:`TRANSIENT_STATUS` is what is worth retrying and
+:meth:`ApiSettings.retrying`/:meth:`ApiSettings.async_retrying` the one retry policy
+(tenacity, sync and async). Three clients stand on them: :class:`JsonApiHook` (sync, a task's
+calls), ``shared.triggers.HttpPollTrigger`` (async, a deferred wait on the triggerer) and
+``domains.hss_workflow.fanout`` (async, many requests in flight from one task).
 
 ``JsonApiHook`` extends the http provider's ``HttpHook`` (base URL, session, TLS and
 proxy handling, extras) with what every domain needs:
@@ -8,7 +15,7 @@ proxy handling, extras) with what every domain needs:
   ``{"auth_type": "api_key", "api_key_header": "X-API-Key"}`` or ``{"auth_type":
   "bearer"}`` take the key or token from the connection's password;
 - retries (tenacity) with exponential backoff and jitter on connection errors, timeouts,
-  truncated bodies, 429 (honouring Retry-After, capped) and 5xx; any other 4xx fails at
+  truncated bodies, 408, 425, 429 (honouring Retry-After, capped) and 5xx; any other 4xx fails at
   once with :class:`PermanentApiError` naming method, path, status and a body excerpt;
 - an ``Idempotency-Key`` on every POST made inside a task, derived from the run (its logical
   date, else its run_id), task and map index, so a retried or rerun call is recognisable;
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -35,6 +43,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pydantic import BaseModel, ValidationError
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
     Retrying,
     retry_if_exception_type,
@@ -49,6 +58,12 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 OWN_EXTRAS = ("auth_type", "api_key_header", "max_attempts", "backoff_initial", "backoff_max", "retry_after_max")
+# The http provider's request options among the extras (``HttpHook``): never headers.
+PROVIDER_EXTRAS = ("timeout", "stream", "cert", "proxies", "proxy", "verify", "verify_ssl", "allow_redirects",
+                   "max_redirects", "trust_env", "check_response", "srv_lookup")
+# Worth retrying, for every client: the statuses that say "try again later" (RFC 9110: 408,
+# 425, 429, 5xx). Connection errors, timeouts and truncated bodies are transient too.
+TRANSIENT_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 EXCERPT = 200
 
 
@@ -106,6 +121,97 @@ class _WaitRetryAfter:
         return self.backoff(state)
 
 
+def status_error(where: str, status: int, text: str, retry_after: str | None = None) -> ApiError:
+    """The error for an unexpected answer: :class:`TransientApiError` (with its Retry-After)
+    for :data:`TRANSIENT_STATUS`, else :class:`PermanentApiError`; the message names the call,
+    the status and an excerpt of the body."""
+    msg = f"{where} answered {status}: {_excerpt(text)}"
+    if status in TRANSIENT_STATUS:
+        return TransientApiError(msg, status=status, retry_after=parse_retry_after(retry_after))
+    return PermanentApiError(msg, status=status)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """A JSON service as its Airflow connection describes it (see the module docstring for the
+    extras): built once by :meth:`from_connection`, used by every client."""
+
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)  # auth (api key, bearer), Accept, extras
+    basic_auth: tuple[str, str] | None = None
+    timeout: float | tuple[float, float] = 30.0
+    max_attempts: int = 5
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_max: float = 60.0
+
+    @classmethod
+    def from_connection(cls, conn: Any, extras: Mapping[str, Any] | None = None) -> ApiSettings:
+        """From an Airflow ``Connection`` (``extras``: its ``extra_dejson``, when read already,
+        e.g. with ``aextra_dejson()`` on the triggerer)."""
+        e = dict(conn.extra_dejson if extras is None else extras)
+        host = conn.host or ""
+        base = host if "://" in host else f"{conn.schema or 'http'}://{host}"
+        if conn.port:
+            base += f":{conn.port}"
+        headers = {"Accept": "application/json"}
+        headers.update({k: str(v) for k, v in e.items() if k not in OWN_EXTRAS and k not in PROVIDER_EXTRAS})
+        basic = None  # the auth header (below) wins over an extra of the same name
+        auth_type = e.get("auth_type", "basic")
+        if auth_type == "api_key":
+            headers[e.get("api_key_header", "X-API-Key")] = conn.password or ""
+        elif auth_type == "bearer":
+            headers["Authorization"] = f"Bearer {conn.password or ''}"
+        elif auth_type == "basic" and conn.login:
+            basic = (conn.login, conn.password or "")
+        timeout = e.get("timeout", 30)
+        return cls(base.rstrip("/"), headers, basic,
+                   tuple(float(t) for t in timeout) if isinstance(timeout, list | tuple) else float(timeout),
+                   int(e.get("max_attempts", 5)), float(e.get("backoff_initial", 0.5)),
+                   float(e.get("backoff_max", 30)), float(e.get("retry_after_max", 60)))
+
+    def aiohttp_timeout(self) -> Any:
+        """``timeout`` for aiohttp: a total, or ``[connect, read]`` as socket timeouts."""
+        import aiohttp
+
+        if isinstance(self.timeout, tuple):
+            connect, read = self.timeout
+            return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
+        return aiohttp.ClientTimeout(total=self.timeout)
+
+    def aiohttp_auth(self) -> Any:
+        import aiohttp
+
+        return aiohttp.BasicAuth(*self.basic_auth) if self.basic_auth else None
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + "/" + path.lstrip("/")
+
+    def wait(self) -> _WaitRetryAfter:
+        """The wait between tries: Retry-After (capped) when the answer gave one, else
+        exponential backoff with jitter from ``backoff_initial`` up to ``backoff_max``."""
+        return _WaitRetryAfter(self.backoff_initial, self.backoff_max, self.retry_after_max)
+
+    def _retry_kwargs(self, attempts: int | None) -> dict[str, Any]:
+        return dict(
+            stop=stop_after_attempt(int(attempts or self.max_attempts)),
+            wait=self.wait(),
+            retry=retry_if_exception_type(TransientApiError),
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "Attempt %d failed (%s); retrying in %.1f s", s.attempt_number, s.outcome.exception(), s.upcoming_sleep
+            ),
+        )
+
+    def retrying(self, attempts: int | None = None, sleep: Callable[[float], None] | None = None) -> Retrying:
+        """The retry policy for synchronous calls: :class:`TransientApiError` is tried again."""
+        return Retrying(**self._retry_kwargs(attempts), **({"sleep": sleep} if sleep is not None else {}))
+
+    def async_retrying(self, attempts: int | None = None) -> AsyncRetrying:
+        """The same policy for coroutines (``async for attempt in settings.async_retrying(): ...``)."""
+        return AsyncRetrying(**self._retry_kwargs(attempts))
+
+
 class JsonApiHook(HttpHook):
     """A JSON service behind an Airflow HTTP connection. See the module docstring."""
 
@@ -120,7 +226,7 @@ class JsonApiHook(HttpHook):
     def __init__(self, http_conn_id: str, *, sleep: Callable[[float], None] | None = None, **kwargs: Any) -> None:
         super().__init__(method="GET", http_conn_id=http_conn_id, **kwargs)
         self._session: requests.Session | None = None
-        self._extras: dict[str, Any] = {}
+        self.settings: ApiSettings | None = None  # the connection's, once get_conn has read it
         self._sleep = sleep
 
     # -- session ------------------------------------------------------------------------
@@ -131,21 +237,22 @@ class JsonApiHook(HttpHook):
             return self._session
         session = super().get_conn(headers, extra_options)
         conn = self.get_connection(self.http_conn_id)
-        self._extras = conn.extra_dejson
+        self.settings = ApiSettings.from_connection(conn)
         # The provider sends every extra it does not know as a header; this hook's own extras
         # are settings, not headers.
         for name in self.own_extras:
             session.headers.pop(name, None)
         if headers:
             session.headers.update(headers)
-        auth_type = self._extras.get("auth_type", "basic")
-        if auth_type in ("api_key", "bearer", "none"):
-            session.auth = None  # no basic auth: a header below, or the hook authenticates itself
-        if auth_type == "api_key":
-            session.headers[self._extras.get("api_key_header", "X-API-Key")] = conn.password or ""
-        elif auth_type == "bearer":
-            session.headers["Authorization"] = f"Bearer {conn.password or ''}"
-        session.headers.setdefault("Accept", "application/json")
+        if self.settings.basic_auth is None:
+            session.auth = None  # no basic auth: an api-key or bearer header, or the hook logs in itself
+        for name, value in self.settings.headers.items():  # the auth header wins; Accept only by default
+            if name in self.own_extras:  # a subclass's own settings
+                continue
+            if name == "Accept":
+                session.headers.setdefault(name, value)
+            else:
+                session.headers[name] = value
         self._session = session
         return session
 
@@ -156,24 +263,8 @@ class JsonApiHook(HttpHook):
 
     # -- requests -----------------------------------------------------------------------
     def _retrying(self, attempts: int | None = None) -> Retrying:
-        e = self._extras
-        kwargs: dict[str, Any] = {}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return Retrying(
-            stop=stop_after_attempt(int(attempts or e.get("max_attempts", 5))),
-            wait=_WaitRetryAfter(
-                float(e.get("backoff_initial", 0.5)),
-                float(e.get("backoff_max", 30)),
-                float(e.get("retry_after_max", 60)),
-            ),
-            retry=retry_if_exception_type(TransientApiError),
-            reraise=True,
-            before_sleep=lambda s: log.warning(
-                "Attempt %d failed (%s); retrying in %.1f s", s.attempt_number, s.outcome.exception(), s.upcoming_sleep
-            ),
-            **kwargs,
-        )
+        self.get_conn()
+        return self.settings.retrying(attempts, sleep=self._sleep)
 
     def send(
         self,
@@ -228,11 +319,7 @@ class JsonApiHook(HttpHook):
 
     @staticmethod
     def raise_for_status(where: str, resp: requests.Response) -> None:
-        status = resp.status_code
-        msg = f"{where} answered {status}: {_excerpt(resp.text)}"
-        if status == 429 or status >= 500:
-            raise TransientApiError(msg, status=status, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
-        raise PermanentApiError(msg, status=status)
+        raise status_error(where, resp.status_code, resp.text, resp.headers.get("Retry-After"))
 
     def request_json(
         self,

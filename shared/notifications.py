@@ -1,4 +1,7 @@
-"""Mail: the platform's default failure notification and the domains' summary emails.
+"""Mail: the platform's default failure notification and the domains' summary emails: one
+path each. A failed task mails through the provider's ``SmtpNotifier`` (:class:`OnFailure`);
+every report a task sends (a run's summary, aurora's critical-findings alert) through
+:func:`send_summary`.
 
 Both go through the SMTP provider (``smtp_default``, the platform's relay: the local SMTP
 sink in development). Recipients are a domain variable, ``<domain>_alert_emails``
@@ -191,20 +194,4 @@ def send_summary(
             html_content=f"<pre>{html.escape(report, quote=False)}</pre>",
             from_email=hook.from_email or "airflow@platform.local",
         )
-    return to
-
-
-def send_alert(
-    domain: str,
-    subject: str,
-    facts: Mapping[str, Any],
-    tables: Mapping[str, Sequence[Mapping[str, Any]]] = {},
-    context: Mapping[str, Any] | None = None,
-    to: Sequence[str] | None = None,
-) -> list[str]:
-    """Mail an alert (a summary, as :func:`send_summary` lays it out) to the domain's
-    recipients through the SMTP provider's ``SmtpNotifier``, with the task's ``context``.
-    The report's text is sent verbatim (never rendered as a template). Returns the recipients."""
-    to = list(to or recipients(domain))
-    _send_verbatim(domain, f"ALERT {subject}", render_summary(subject, facts, tables), to, context)
     return to

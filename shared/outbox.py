@@ -11,8 +11,8 @@ publishes an event for data whose transaction then rolls back. Instead:
 2. :func:`publish_outbox` sends the unpublished rows in outbox order through the Kafka
    provider's :class:`KafkaProducerHook`, waits for the broker's acknowledgements and marks
    only the acknowledged rows published. At-least-once: a row is marked after Kafka has it,
-   so a crash in between sends it again; consumers de-duplicate by ``event_id``
-   (:mod:`shared.event_consumer`). When the broker is unreachable nothing is marked, a
+   so a crash in between sends it again; consumers de-duplicate by ``event_id`` (as the
+   tests' ``tests/event_consumer.py`` does). When the broker is unreachable nothing is marked, a
    warning names the number of events waiting, and the call returns normally: the next
    publish (any later run) sends them.
 

@@ -128,6 +128,13 @@ def run_key(context: Mapping[str, Any] | None = None) -> str | None:
     return _key(ti.dag_id, ti.run_id, _utc(logical_date) if logical_date else None)
 
 
+def as_of_key(kind: str, as_of: Any) -> str:
+    """The key of what a run computes "as of" an instant (a features snapshot, a prediction set):
+    ``<kind>:<as_of in UTC, ISO>``, the same for every run over the same window, whatever its
+    run id, so a rerun replaces its work instead of adding to it."""
+    return f"{kind}:{_utc(as_of).isoformat()}"
+
+
 def _key(dag_id: str, run_id: str, logical_date: datetime | None) -> str:
     return f"{dag_id}@{logical_date.isoformat()}" if logical_date is not None else f"{dag_id}/{run_id}"
 

@@ -11,9 +11,11 @@
         timeout=timedelta(hours=6, minutes=10),  # backstop if no triggerer ran the trigger at all
     )
 
-``first_poll_at`` (epoch seconds) delays the first poll: a task that checked the service itself
-just before deferring passes ``time.time() + poll_seconds``. It also keeps the trigger from
-firing within moments of the deferral, which Airflow 3.3.2's scheduler mishandles: the
+The first poll comes one interval after the task deferred (``first_poll_at``, epoch seconds;
+default ``time.time() + poll_seconds`` when the trigger is made, on the worker): the task has
+just called or checked the service itself. This guard is the trigger's, so no operator can
+forget it: it keeps the trigger from firing within moments of the deferral, which Airflow
+3.3.2's scheduler mishandles: the
 executor's late "success" for the worker that deferred, read after the resumed task instance
 is queued again with the same try number, marks it ``up_for_retry``
 (apache/airflow#72716, #71580). On the per-team CeleryExecutor a resumed task is also sent
@@ -34,9 +36,10 @@ loop: after ``Retry-After`` when the service sends one (capped by the extra
 ``retry_after_max``, 60 s), else with exponential backoff from ``backoff_initial`` (0.5 s) up
 to ``backoff_max`` (30 s) and never beyond the poll interval; the deadline still applies.
 
-The connection is read in :meth:`run`, on the triggerer, with the same extras as
-``shared.http.JsonApiHook`` (``auth_type`` basic / api_key / bearer / none,
-``api_key_header``, ``timeout``); the serialized kwargs (stored in the metadata database)
+The connection is read in :meth:`run`, on the triggerer, into the same
+``shared.http.ApiSettings`` every HTTP client uses (``auth_type`` basic / api_key / bearer /
+none, ``api_key_header``, ``timeout``, the backoff extras), and answers are classified by the
+same ``shared.http.TRANSIENT_STATUS``; the serialized kwargs (stored in the metadata database)
 hold only the connection id. Airflow 3.3's triggerer resolves only global connections (its
 in-process Execution API has no task, hence no team): the local platform therefore gives
 each team's triggerer (``airflow triggerer --team-name <team>``) its own team's connections
@@ -54,20 +57,7 @@ from typing import Any
 import aiohttp
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from shared.http import OWN_EXTRAS, parse_retry_after
-
-TRANSIENT_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
-EXCERPT = 200
-
-
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Permanent(Exception):
-    pass
+from shared.http import EXCERPT, ApiSettings, PermanentApiError, TransientApiError, status_error
 
 
 def field_at(body: Any, path: str) -> Any:
@@ -77,13 +67,6 @@ def field_at(body: Any, path: str) -> Any:
             return None
         body = body[part]
     return body
-
-
-def _timeout(value: Any) -> aiohttp.ClientTimeout:
-    if isinstance(value, list | tuple):
-        connect, read = (float(v) for v in value)
-        return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
-    return aiohttp.ClientTimeout(total=float(value))
 
 
 class HttpPollTrigger(BaseTrigger):
@@ -107,7 +90,8 @@ class HttpPollTrigger(BaseTrigger):
         self.done_field, self.done_values = done_field, list(done_values)
         self.deadline, self.poll_seconds = float(deadline), float(poll_seconds)
         self.started = float(started if started is not None else time.time())
-        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        # one interval after the deferral unless the task says otherwise (see the module's docstring)
+        self.first_poll_at = float(first_poll_at if first_poll_at is not None else time.time() + self.poll_seconds)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -125,63 +109,39 @@ class HttpPollTrigger(BaseTrigger):
             },
         )
 
-    async def _session_settings(self) -> tuple[str, dict[str, str], aiohttp.BasicAuth | None, dict[str, Any]]:
+    async def _settings(self) -> ApiSettings:
         from airflow.sdk import BaseHook
 
         conn = await BaseHook.aget_connection(self.conn_id)
-        extras = await conn.aextra_dejson()
-        host = conn.host or ""
-        base = host if "://" in host else f"{conn.schema or 'http'}://{host}"
-        if conn.port:
-            base += f":{conn.port}"
-        headers = {"Accept": "application/json"}
-        auth = None
-        auth_type = extras.get("auth_type", "basic")
-        if auth_type == "api_key":
-            headers[extras.get("api_key_header", "X-API-Key")] = conn.password or ""
-        elif auth_type == "bearer":
-            headers["Authorization"] = f"Bearer {conn.password or ''}"
-        elif auth_type == "basic" and conn.login:
-            auth = aiohttp.BasicAuth(conn.login, conn.password or "")
-        settings = {
-            "timeout": extras.get("timeout", 30),
-            "backoff_initial": float(extras.get("backoff_initial", 0.5)),
-            "backoff_max": float(extras.get("backoff_max", 30)),
-            "retry_after_max": float(extras.get("retry_after_max", 60)),
-        }
-        headers.update({k: str(v) for k, v in extras.items() if k not in OWN_EXTRAS and k not in ("timeout", "verify")})
-        return base.rstrip("/"), headers, auth, settings
+        return ApiSettings.from_connection(conn, await conn.aextra_dejson())
 
     async def _poll(self, session: aiohttp.ClientSession, url: str) -> Any:
         where = f"GET {self.endpoint}"
         try:
             async with session.get(url, params=self.params) as resp:
                 text = await resp.text()
-                if resp.status in TRANSIENT_STATUS:
-                    raise _Transient(f"{where} answered {resp.status}: {text[:EXCERPT]}",
-                                     parse_retry_after(resp.headers.get("Retry-After")))
                 if resp.status >= 400:
-                    raise _Permanent(f"{where} answered {resp.status}: {text[:EXCERPT]}")
+                    raise status_error(where, resp.status, text, resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Transient(f"{where}: {type(exc).__name__} {exc}".strip()) from None
+            raise TransientApiError(f"{where}: {type(exc).__name__} {exc}".strip()) from None
         try:
             return json.loads(text)
         except ValueError:
-            raise _Transient(f"{where}: body is not JSON: {text[:EXCERPT]}") from None
+            raise TransientApiError(f"{where}: body is not JSON: {text[:EXCERPT]}") from None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         base = {"started": self.started, "deadline": self.deadline}
         try:
-            root, headers, auth, settings = await self._session_settings()
+            settings = await self._settings()
         except Exception as exc:  # a missing connection: say so instead of retrying for hours
             yield TriggerEvent({**base, "status": "error", "polls": 0,
                                 "message": f"connection {self.conn_id!r}: {type(exc).__name__}: {exc}"})
             return
-        url = root + "/" + self.endpoint.lstrip("/")
+        url = settings.url(self.endpoint)
         polls, failures, body, last_error = 0, 0, None, None
-        if self.first_poll_at is not None:  # the task checked just before deferring
-            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
-        async with aiohttp.ClientSession(headers=headers, auth=auth, timeout=_timeout(settings["timeout"])) as session:
+        await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
+        async with aiohttp.ClientSession(headers=settings.headers, auth=settings.aiohttp_auth(),
+                                         timeout=settings.aiohttp_timeout()) as session:
             while True:
                 if time.time() >= self.deadline:
                     self.log.info("%s: not done after %d poll(s); deadline passed", self.endpoint, polls)
@@ -191,14 +151,14 @@ class HttpPollTrigger(BaseTrigger):
                 polls += 1
                 try:
                     body = await self._poll(session, url)
-                except _Permanent as exc:
+                except PermanentApiError as exc:
                     yield TriggerEvent({**base, "status": "error", "polls": polls, "message": str(exc)})
                     return
-                except _Transient as exc:
+                except TransientApiError as exc:
                     failures += 1
                     last_error = str(exc)
-                    backoff = min(settings["backoff_initial"] * 2 ** (failures - 1), settings["backoff_max"])
-                    wait = (min(exc.retry_after, settings["retry_after_max"]) if exc.retry_after is not None
+                    backoff = min(settings.backoff_initial * 2 ** (failures - 1), settings.backoff_max)
+                    wait = (min(exc.retry_after, settings.retry_after_max) if exc.retry_after is not None
                             else min(backoff, self.poll_seconds))
                     self.log.warning("Poll %d failed (%s); next try in %.1f s", polls, exc, wait)
                 else:

@@ -21,8 +21,10 @@ from unittest import mock
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
-from devplatform.platform import LocalPlatform, dag_files
-from devplatform.standin import StandInServer, free_port_range, free_ports, load_factory
+from devplatform.platform import LocalPlatform
+from devplatform.ports import free_port_range, free_ports
+from devplatform.readiness import dag_files
+from devplatform.standin import StandInServer, load_factory
 
 TEAMS = domain_names()
 

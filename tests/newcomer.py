@@ -123,7 +123,7 @@ class Newcomer:
 
     def seed_confs(self) -> dict[str, dict]:
         """The seed's example confs, their paths under the roots the local platform sets."""
-        from domains.hss_workflow.standins.samples import SAMPLE_CSV
+        from domains.hss_workflow.local.samples import SAMPLE_CSV
 
         songs, training = self.hss_roots()
         return {
@@ -135,7 +135,7 @@ class Newcomer:
     def drop_new_training_csv(self) -> Path:
         """A training file the daily DAG has never seen (new content), written as the team's
         user would: into the drop folder, owned by the team."""
-        from domains.hss_workflow.standins.samples import write_dataset
+        from domains.hss_workflow.local.samples import write_dataset
 
         _, training = self.hss_roots()
         path = training / "incoming" / f"songs_{time.time_ns()}.csv"

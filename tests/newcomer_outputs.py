@@ -299,7 +299,7 @@ def check_looklyy_crawler(cur, run: Run) -> list[str]:
 
 
 # -- hss_workflow ---------------------------------------------------------------------------------
-HSS_MODELS = 5  # the training service's five models (domains/hss_workflow/standins/training.py)
+HSS_MODELS = 5  # the training service's five models (domains/hss_workflow/local/training.py)
 
 
 def check_comprehensive_analysis(cur, run: Run) -> list[str]:

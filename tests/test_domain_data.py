@@ -16,7 +16,7 @@ import pytest
 from devplatform import settings as domain_settings
 from devplatform.config import PlatformConfig, domain_db_role
 from devplatform.platform import LocalPlatform
-from devplatform.standin import free_ports
+from devplatform.ports import free_ports
 
 
 def test_generate_data_loads_the_domains_dataset_once():

@@ -10,31 +10,31 @@ from devplatform.domain_redis import acl_rules, redis_domains
 
 def test_aurora_user_cannot_read_or_write_another_prefix(domain_redis):
     aurora = domain_redis.client("aurora")
-    domain_redis.admin().set("referral:secret", "theirs")
+    domain_redis.admin().set("other_domain:secret", "theirs")
     aurora.set("aurora:mine", "ours")
     assert aurora.get("aurora:mine") == "ours"
     for attempt in (
-        lambda: aurora.get("referral:secret"),
-        lambda: aurora.set("referral:secret", "overwritten"),
+        lambda: aurora.get("other_domain:secret"),
+        lambda: aurora.set("other_domain:secret", "overwritten"),
         lambda: aurora.set("unprefixed", "x"),
-        lambda: aurora.hset("referral:h", mapping={"a": 1}),
-        lambda: aurora.rename("aurora:mine", "referral:stolen"),
-        lambda: aurora.publish("referral:events", "x"),
+        lambda: aurora.hset("other_domain:h", mapping={"a": 1}),
+        lambda: aurora.rename("aurora:mine", "other_domain:stolen"),
+        lambda: aurora.publish("other_domain:events", "x"),
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             attempt()
-    assert domain_redis.admin().get("referral:secret") == "theirs"
-    assert domain_redis.admin().exists("unprefixed", "referral:h", "referral:stolen") == 0
+    assert domain_redis.admin().get("other_domain:secret") == "theirs"
+    assert domain_redis.admin().exists("unprefixed", "other_domain:h", "other_domain:stolen") == 0
 
 
 def test_other_domains_user_cannot_read_aurora_keys(domain_redis):
     domain_redis.client("aurora").hset("aurora:features:1", mapping={"activity_count_7d": 3})
-    other = domain_redis.client("referral")
+    other = domain_redis.client("other_domain")
     with pytest.raises(redis.exceptions.NoPermissionError):
         other.hgetall("aurora:features:1")
     with pytest.raises(redis.exceptions.NoPermissionError):
         other.delete("aurora:features:1")
-    other.set("referral:ok", "1")  # its own prefix works
+    other.set("other_domain:ok", "1")  # its own prefix works
     assert domain_redis.client("aurora").hgetall("aurora:features:1") == {"activity_count_7d": "3"}
 
 
@@ -65,7 +65,7 @@ def test_redis_hook_logs_in_as_the_connections_user(domain_redis):
     client.set("aurora:hook", "1")
     assert "aurora" in {c["user"] for c in domain_redis.admin().client_list()}
     with pytest.raises(redis.exceptions.NoPermissionError):
-        client.get("referral:anything")
+        client.get("other_domain:anything")
 
 
 def test_acl_file_holds_no_clear_password():

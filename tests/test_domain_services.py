@@ -10,7 +10,7 @@ import redis
 from devplatform import settings
 from devplatform.config import PlatformConfig
 from devplatform.platform import LocalPlatform
-from devplatform.standin import free_ports
+from devplatform.ports import free_ports
 
 
 def test_start_serves_redis_and_kafka_and_fills_the_connections(tmp_path, monkeypatch):

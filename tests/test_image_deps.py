@@ -61,7 +61,7 @@ def test_check_reports_a_bundle_and_a_module_that_need_a_dev_only_package(image_
     assert any(p.startswith("airflow dags list failed") for p in problems), text
 
 
-def test_runtime_modules_are_the_packages_tasks_import_without_tests_standins_or_dag_files():
+def test_runtime_modules_are_the_packages_tasks_import_without_tests_local_code_or_dag_files():
     mods = runtime_modules()
     assert {"shared.db", "shared.http", "domains.referral.sync", "domains.looklyy.pipeline"} <= set(mods)
-    assert not [m for m in mods if {"tests", "standins", "dags"} & set(m.split("."))]
+    assert not [m for m in mods if {"tests", "local", "dags"} & set(m.split("."))]

@@ -1,16 +1,24 @@
-"""What ships and runs in the image imports nothing of the local tooling.
+"""The layering: what ships in the image imports nothing of the local tooling, the shared
+library and the runtime isolation import no domain, and no domain imports another.
 
-``platform_runtime/`` (the runtime isolation), ``shared/``, ``domains/`` (DAG files
-included), the api-server's ``plugins/`` and ``airflow_local_settings.py`` never import
-``devplatform``; ``platform_runtime`` and ``shared`` import no domain either.
-Their ``tests/`` and ``standins/`` folders are development tooling and may. Read with
-``ast`` from every ``.py`` file: ``import x``, ``from x import y``, ``importlib.import_module("x")``
-and ``__import__("x")`` with a literal name, at any depth (inside functions too).
+Two checks, for what each can see:
+
+- **import-linter** (the contracts in ``pyproject.toml`` ``[tool.importlinter]``) over the
+  packages ``platform_runtime``, ``shared``, ``domains``, ``devplatform`` and ``lineage_explorer``:
+  every static import, at any depth, and chains through other modules too.
+- **this module's scan** (``ast``) of what import-linter does not see: the DAG files (bundle
+  folders are no packages), the api-server's plugin modules and ``airflow_local_settings.py``
+  (top-level modules), and ``importlib.import_module("x")``/``__import__("x")`` with a
+  literal name anywhere. A domain's ``tests/`` and ``local/`` folders (stand-ins, generators,
+  samples) are development tooling and may import ``devplatform``.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +32,7 @@ FORBIDDEN = {
     "plugins": {"devplatform"},
     "airflow_local_settings.py": {"devplatform"},
 }
-NOT_SHIPPED_DIRS = {"tests", "standins", "__pycache__"}
+NOT_SHIPPED_DIRS = {"tests", "local", "__pycache__"}
 
 
 def imported_modules(source: str) -> list[tuple[int, str]]:
@@ -95,3 +103,40 @@ def test_a_planted_violation_fails_and_tooling_folders_may_import(tmp_path):
         "domains/team/dags/dag.py:1: imports devplatform.paths",
         "airflow_local_settings.py:1: imports devplatform.tenant_guard",
     ]
+
+
+CONTRACTS = ("What ships in the image never imports the local tooling",
+             "The shared library and the runtime isolation import no domain",
+             "A domain never imports another domain")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's ``lint-imports`` on the tree at ``root`` with its pyproject.toml contracts."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    return subprocess.run([str(lint), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{root}:{root / 'plugins'}"},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_linter_contracts_hold():
+    out = lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert all(f"{name} KEPT" in out.stdout for name in CONTRACTS), out.stdout[-2000:]
+
+
+def test_each_contract_breaks_on_a_planted_violation(tmp_path):
+    """A copy of the packages, one violation planted per contract: all three break, and a
+    domain's tests and local code still may import the local tooling."""
+    for package in ("platform_runtime", "shared", "domains", "devplatform", "plugins/lineage_explorer"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.png", "*.csv"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    assert lint_imports(tmp_path).returncode == 0
+    (tmp_path / "shared" / "planted.py").write_text("def f():\n    from devplatform.paths import ROOT\n    return ROOT\n")
+    (tmp_path / "platform_runtime" / "planted.py").write_text("import domains.aurora.db\n")
+    (tmp_path / "domains" / "aurora" / "planted.py").write_text("from domains.referral import sync\n")
+    (tmp_path / "domains" / "aurora" / "local" / "fine.py").write_text("import devplatform.standin\n")
+    out = lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert all(f"{name} BROKEN" in out.stdout for name in CONTRACTS), out.stdout[-3000:]
+    assert "shared.planted -> devplatform.paths" in out.stdout and "domains.aurora.planted -> domains.referral" in out.stdout
+    assert "domains.aurora.local.fine" not in out.stdout

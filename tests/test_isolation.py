@@ -250,7 +250,7 @@ def attack_runs(platform, tokens):
 
 
 def test_every_team_runs_its_tasks_on_its_own_celery_worker(platform, attack_runs):
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
 
     for team, run in attack_runs.items():
         assert run["states"]["attack"] == "success", (team, run["states"])
@@ -554,7 +554,7 @@ def test_each_team_lists_only_its_own_assets_and_cannot_make_events_on_others(pl
 def code_matrix(platform, rows_by_team: dict[str, dict]) -> tuple[dict[str, dict[str, bool]], dict]:
     """{attempt: {team: succeeded}} of tests/tenant_probe.py ``code_attack`` rows (a team's code
     inside a platform process), secrets judged against the platform's real ones."""
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
     from tests.tenant_probe import CODE_ATTEMPTS
 
     matrix: dict[str, dict[str, bool]] = {"run as another OS user than its team's": {}, **{a: {} for a in CODE_ATTEMPTS}}
@@ -679,7 +679,7 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
     team's processes (worker, Flower, parse zygote and its forks, trigger runner) as the team's
     user with no capability at all, PostgreSQL as its own user; only the dag-processor and the
     team triggerers keep a capability, CAP_SETUID/CAP_SETGID, to start those team processes."""
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
 
     pu = platform.platform_user
     assert pu is not None, "the tests run as root: the platform has a user of its own"
@@ -757,7 +757,7 @@ def test_platform_secrets_are_readable_by_the_platform_user_alone(platform):
     """The secrets file, the token-signing key and the UI's passwords file belong to the
     platform's user (mode 0600) and PostgreSQL's data folder to PostgreSQL's user (0700): every
     team user is refused all of them, the platform's user gets its own files and not the data."""
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
 
     cfg = platform.config
     pu = platform.platform_user
@@ -781,7 +781,7 @@ def test_postgres_gives_its_superuser_to_no_platform_or_team_user(platform):
     """Over the Unix socket the superuser is only for the OS user who started the server
     (``make start``) and the server's own (peer map); no other OS user even reaches the socket
     (the data folder is 0700), and over TCP the superuser has no password to log in with."""
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
 
     script = TRY_POSTGRES % {"socket": str(platform.pg.socket_dir), "port": platform.pg.port}
     users = {"platform": platform.platform_user, **{t: team_user(t) for t in TEAMS}}

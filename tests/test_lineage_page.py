@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from conftest import ROOT
-from devplatform.standin import free_port
+from devplatform.ports import free_port
 from tests.chromium import needs_chromium
 from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
 

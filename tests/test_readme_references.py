@@ -39,11 +39,11 @@ def references() -> list[tuple[str, str]]:
 
 def test_the_references_are_found():
     refs = {ref for _, ref in references()}
-    assert "domains.referral.standins.bullhorn:create_bullhorn_app" in refs
+    assert "domains.referral.local.bullhorn:create_bullhorn_app" in refs
     assert "devplatform.config:with_jwt_secret" in refs
-    text = "```yaml\n  app: domains.referral.standins.bullhorn:create_app   # x\n```\nsee `shared.db:copy_rows` and" \
+    text = "```yaml\n  app: domains.referral.local.bullhorn:create_app   # x\n```\nsee `shared.db:copy_rows` and" \
            " shared.db:not_in_code, `devplatform/settings.py` `load`"
-    assert code_references(text) == {"domains.referral.standins.bullhorn:create_app", "shared.db:copy_rows"}
+    assert code_references(text) == {"domains.referral.local.bullhorn:create_app", "shared.db:copy_rows"}
     assert file_references(text) == {"devplatform.settings:load"}
 
 

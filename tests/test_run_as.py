@@ -16,7 +16,7 @@ import pytest
 from devplatform.config import PlatformConfig
 from devplatform.platform import SWITCH_USER_CAPS, LocalPlatform
 from devplatform.processes import RunAs
-from devplatform.tenants import system_user, tenant_python
+from devplatform.users import system_user, tenant_python
 from platform_runtime.team_env import SWITCH_CAPS, TeamUser, as_user_argv, effective_caps
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,9 @@ import pytest
 import requests
 from fastapi import Request
 
-from devplatform.standin import MASK, create_app, free_port_range, free_ports, is_secret_name, mask_query
+from devplatform.masking import MASK, is_secret_name, mask_query
+from devplatform.ports import free_port_range, free_ports
+from devplatform.standin import create_app
 
 
 @pytest.fixture

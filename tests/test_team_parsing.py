@@ -54,7 +54,7 @@ def two_teams(platform_tmp, pg):
     from airflow.models.variable import Variable
     from airflow.utils.session import create_session
 
-    from devplatform.tenants import team_user
+    from devplatform.users import team_user
 
     base = Path("/tmp") / f"team-parsing-{uuid.uuid4().hex[:8]}"
     base.mkdir(mode=0o711)
@@ -102,7 +102,7 @@ def run_dag_processor(command: list[str], two_teams, home: Path) -> dict:
     from airflow.utils.session import create_session
     from sqlalchemy import delete
 
-    from devplatform.tenants import tenant_python
+    from devplatform.users import tenant_python
 
     with create_session() as session:  # a fresh start: a DAG whose version is known is not written again
         session.execute(delete(DagModel).where(DagModel.dag_id.like("tp%")))

@@ -11,9 +11,11 @@ from shared import outbox
 from shared.db import DomainDatabase
 
 DATABASE = DomainDatabase("aurora", Path(__file__).parent / "migrations", uses=(outbox.SCHEMA,))
+# aurora's Redis (the feature store's cache, the predictions' cache, training's metrics)
+REDIS_CONN_ID = "aurora_redis"
 
-# The app's tables the features read (``features.read_history``; ``features.TABLES`` is this):
-# the history's name for each (a ``features.History`` field) -> the app's table.
+# The app's tables the features read (``history.read_history``; ``history.TABLES`` is this):
+# the history's name for each (a ``history.History`` field) -> the app's table.
 HISTORY_TABLES = {"users": "users", "events": "life_events", "sleep": "sleep_records",
                   "exercise": "exercise_sessions", "friends": "social_connections"}
 

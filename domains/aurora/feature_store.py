@@ -24,9 +24,10 @@ from datetime import datetime
 
 import pandas as pd
 
+from shared.runs import as_of_key
+
 log = logging.getLogger(__name__)
 
-REDIS_CONN_ID = "aurora_redis"
 KEY_PREFIX = "aurora:features:"
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "activity": ("activity_count_24h", "activity_count_7d", "activity_count_30d", "activity_diversity_7d",
@@ -41,9 +42,6 @@ CHUNK_USERS = 10_000
 TTL_SECONDS = 7 * 24 * 3600
 
 
-def run_key(as_of: datetime) -> str:
-    return f"feature_store:{pd.Timestamp(as_of).tz_convert('UTC').isoformat()}"
-
 
 def user_ids(conn, only_active: bool = True) -> list[int]:
     with conn.cursor() as cur:
@@ -57,7 +55,8 @@ def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: i
     """The group's features of ``users`` at ``as_of`` (index ``user_id``): only the history
     tables (and event types) the group needs are read, only its features computed; the same
     values as ``user_features(read_history(...), ...)[columns]``."""
-    from domains.aurora.features import history_needs, prediction_window, read_history, user_features
+    from domains.aurora.features import history_needs, prediction_window, user_features
+    from domains.aurora.history import read_history
 
     columns = list(FEATURE_GROUPS[group])
     needs = history_needs(columns)
@@ -75,13 +74,14 @@ def compute_group(group: str, as_of: datetime) -> dict:
     """Task body: compute one group and keep it for :func:`update_feature_store`."""
     from domains.aurora.datasets import save_frame
     from domains.aurora.db import DATABASE, record_tables
-    from domains.aurora.features import TABLES, history_needs
+    from domains.aurora.features import history_needs
+    from domains.aurora.history import TABLES
 
     if group not in FEATURE_GROUPS:
         raise ValueError(f"unknown feature group {group!r}; one of {sorted(FEATURE_GROUPS)}")
     with closing(DATABASE.connect()) as conn:
         frame = group_features(conn, group, as_of, user_ids(conn))
-        save_frame(conn, run_key(as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
+        save_frame(conn, as_of_key("feature_store", as_of), f"features:{group}", pd.Timestamp(as_of).to_pydatetime(),
                    frame.reset_index())
     read = ["users", *(TABLES[t] for t in history_needs(FEATURE_GROUPS[group]).tables if t != "users")]
     record_tables(inputs=read, outputs=["training_datasets"])
@@ -93,7 +93,7 @@ def snapshot(conn, as_of: datetime) -> pd.DataFrame:
     """The four stored groups joined: one row per user, the twelve features (index ``user_id``)."""
     from domains.aurora.datasets import load_frame
 
-    frames = [load_frame(conn, run_key(as_of), f"features:{g}").set_index("user_id") for g in FEATURE_GROUPS]
+    frames = [load_frame(conn, as_of_key("feature_store", as_of), f"features:{g}").set_index("user_id") for g in FEATURE_GROUPS]
     out = frames[0].join(frames[1:], how="outer")
     out.index = out.index.astype("int64")
     return out[list(FEATURES)].sort_index()
@@ -117,6 +117,7 @@ def update_feature_store(as_of: datetime) -> dict:
         conn.commit()
     written = 0
     if newest <= as_of_ts:
+        from domains.aurora.db import REDIS_CONN_ID
         client = connect(REDIS_CONN_ID)
         stamp = as_of_ts.isoformat()
         hashes = ((f"{KEY_PREFIX}{uid}", {**dict(zip(FEATURES, values, strict=True)), "as_of": stamp})

@@ -38,7 +38,6 @@ libraries split on missing values natively.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,9 +47,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from domains.aurora.app import EVENT_TYPES, LEVEL_MAX, LEVEL_MIN, MAX_EVENT_MINUTES, SLEEP_NEED_MINUTES
-from domains.aurora.db import HISTORY_TABLES
-from shared.db import copy_out
+from domains.aurora.app import EVENT_TYPES, SLEEP_NEED_MINUTES
+from domains.aurora.history import TABLES, History, utc_timestamp
 
 SEED_FEATURES = (
     "activity_count_24h", "activity_count_7d", "activity_count_30d", "activity_diversity_7d", "total_minutes_7d",
@@ -73,167 +71,8 @@ HISTORY_DAYS = 31  # the longest look-back of a feature (30 days) + the day itse
 WARM_UP_DAYS = 7  # training rows need a week of history
 
 
-# The history's tables: its name for each (a ``History`` field) -> the app's table it reads.
-TABLES = HISTORY_TABLES
-
-
-@dataclass
-class History:
-    """The valid rows of a window ``[start, end)`` (``end``: the as-of time).
-
-    A table that was not read (``read_history(tables=...)``) is ``None``; ``event_types``: when
-    set, ``events`` holds only events of these types."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-    users: pd.DataFrame | None = None  # id, subscription_tier, is_active
-    events: pd.DataFrame | None = None  # user_id, event_type, started_at, duration_minutes, energy_level, mood_level
-    sleep: pd.DataFrame | None = None  # user_id, sleep_date, bedtime, duration_minutes, quality_score
-    exercise: pd.DataFrame | None = None  # user_id, started_at, duration_minutes, intensity
-    friends: pd.DataFrame | None = None  # user_id, connected_at
-    event_types: tuple[str, ...] | None = None
-
-    def frames(self) -> dict[str, pd.DataFrame]:
-        """The tables that were read, by name (``TABLES``' order)."""
-        return {name: frame for name in TABLES if (frame := getattr(self, name)) is not None}
-
-
-def _ts(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-# Only rows the data quality checks would pass: a bad row never reaches a model.
-_QUERIES = {
-    "users": "SELECT id, subscription_tier, is_active FROM users {users}",
-    "events": f"""
-        SELECT DISTINCT ON (user_id, event_type, started_at)
-               user_id, event_type, started_at, duration_minutes, energy_level, mood_level
-          FROM life_events
-         WHERE started_at >= %(start)s AND started_at < %(end)s {{user_filter}} {{event_filter}}
-           AND user_id IS NOT NULL AND event_type IS NOT NULL
-           AND duration_minutes > 0 AND duration_minutes < {MAX_EVENT_MINUTES}
-           AND energy_level BETWEEN {LEVEL_MIN} AND {LEVEL_MAX} AND mood_level BETWEEN {LEVEL_MIN} AND {LEVEL_MAX}
-         ORDER BY user_id, event_type, started_at, id""",
-    "sleep": f"""
-        SELECT user_id, sleep_date, bedtime, duration_minutes, quality_score
-          FROM sleep_records
-         WHERE bedtime >= %(start)s - interval '1 day' AND wake_time <= %(end)s {{user_filter}}
-           AND duration_minutes > 0 AND (quality_score IS NULL OR quality_score BETWEEN {LEVEL_MIN} AND {LEVEL_MAX})""",
-    "exercise": """
-        SELECT user_id, started_at, duration_minutes, intensity
-          FROM exercise_sessions
-         WHERE started_at >= %(start)s AND started_at < %(end)s {user_filter} AND duration_minutes > 0""",
-    "friends": """
-        SELECT user_id, connected_at FROM social_connections
-         WHERE status = 'accepted' AND connected_at < %(end)s {user_filter}""",
-}
-# Each query's columns as ``pd.DataFrame(cur.fetchall())`` typed them (the frames the features
-# were written against): NOT NULL integers int64, text ``str`` (NULL -> NaN), booleans bool,
-# ``sleep_date`` Python ``date`` objects ("date"), the time columns ("time") datetime64[us, UTC]; a nullable
-# integer (``None``) is left to the CSV parser: int64, or float64 with NaN once a NULL is read.
-_COLUMNS: dict[str, dict[str, str | None]] = {
-    "users": {"id": "int64", "subscription_tier": "str", "is_active": "bool"},
-    "events": {"user_id": "int64", "event_type": "str", "started_at": "time", "duration_minutes": "int64",
-               "energy_level": "int64", "mood_level": "int64"},
-    "sleep": {"user_id": "int64", "sleep_date": "date", "bedtime": "time", "duration_minutes": "int64",
-              "quality_score": None},
-    "exercise": {"user_id": "int64", "started_at": "time", "duration_minutes": "int64", "intensity": "int64"},
-    "friends": {"user_id": "int64", "connected_at": "time"},
-}
-# COPY's NULL marker: an empty string stays "" (never NaN); a text value "\N" would read as NULL
-# (no such value in these columns: tiers and event types are fixed words)
-_CSV_NULL = r"\N"
-
-
-def history_queries(start, end, user_ids=None, tables: Iterable[str] | None = None,
-                    event_types: Iterable[str] | None = None) -> tuple[dict[str, str], dict]:
-    """The queries :func:`read_history` runs (``{name: sql}``, in ``TABLES``' order of the names
-    asked for) and their parameters (bound by the driver, never formatted into the SQL)."""
-    start, end = _ts(start), _ts(end)
-    names = list(TABLES) if tables is None else list(dict.fromkeys(tables))
-    unknown = sorted(set(names) - set(TABLES))
-    if unknown:
-        raise ValueError(f"unknown history table(s) {unknown}; one of {list(TABLES)}")
-    params: dict = {"start": start.to_pydatetime(), "end": end.to_pydatetime()}
-    user_filter = users = event_filter = ""
-    if user_ids is not None:
-        params["ids"] = [int(u) for u in user_ids]
-        user_filter, users = "AND user_id = ANY(%(ids)s)", "WHERE id = ANY(%(ids)s)"
-    if event_types is not None:
-        params["event_types"] = sorted(set(event_types))
-        event_filter = "AND event_type = ANY(%(event_types)s)"
-    sql = {name: _QUERIES[name].format(user_filter=user_filter, users=users, event_filter=event_filter)
-           for name in names}
-    return sql, params
-
-
-def _copy_sql(name: str, sql: str) -> str:
-    """COPY of the table's query (``_QUERIES``) as CSV, the time columns as microseconds since
-    the epoch and ``sleep_date`` as days since it (integers: parsed without strings or time zones)."""
-    select = []
-    for col, kind in _COLUMNS[name].items():
-        if kind == "time":
-            select.append(f"(extract(epoch FROM q.{col}) * 1000000)::bigint AS {col}")
-        elif kind == "date":
-            select.append(f"(q.{col} - DATE '1970-01-01') AS {col}")
-        else:
-            select.append(f"q.{col}")
-    # a projection over the query: its rows in its order (events: ORDER BY of the DISTINCT ON)
-    return (f"COPY (SELECT {', '.join(select)} FROM ({sql}) AS q) TO STDOUT "
-            f"WITH (FORMAT csv, HEADER, NULL '{_CSV_NULL}')")
-
-
-def _frame_from_csv(name: str, data: io.BytesIO) -> pd.DataFrame:
-    """One table's rows (``_copy_sql``) as the frame ``pd.DataFrame(rows)`` +
-    ``pd.to_datetime(utc=True)`` built: same columns, dtypes, values, NaN/NaT."""
-    spec = _COLUMNS[name]
-    frame = pd.read_csv(data, dtype={c: t for c, t in spec.items() if t in ("int64", "str")},
-                        true_values=["t"], false_values=["f"], na_values=[_CSV_NULL], keep_default_na=False)
-    if list(frame.columns) != list(spec):
-        raise RuntimeError(f"history {name}: the query's columns {list(frame.columns)} are not {list(spec)}")
-    if frame.empty:  # no rows: what DataFrame([], columns=...) gave (object columns), times then parsed
-        frame = pd.DataFrame([], columns=list(spec))
-        for col, kind in spec.items():
-            if kind == "time":
-                frame[col] = pd.to_datetime(frame[col], utc=True)
-        return frame
-    for col, kind in spec.items():
-        if kind == "time":
-            frame[col] = pd.to_datetime(frame[col], unit="us", utc=True).astype("datetime64[us, UTC]")
-        elif kind == "date":  # Python dates, as the driver gave them
-            frame[col] = frame[col].to_numpy().astype("datetime64[D]").astype(object)
-        elif kind in (None, "str") and frame[col].isna().all():  # only NULLs: a column of None
-            frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return frame
-
-
-def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None = None,
-                 event_types: Iterable[str] | None = None) -> History:
-    """Read the valid rows of ``[start, end)`` in one repeatable-read snapshot.
-
-    ``user_ids``: only these users (an iterable of ids), else everyone. ``tables``: only these
-    (names of ``TABLES``; the others stay ``None``), else all. ``event_types``: only events of
-    these types (else all). :func:`history_needs` gives both for a set of features.
-
-    Each table streams as CSV (``COPY (query) TO STDOUT``, its parameters bound client-side by
-    the driver) into ``pd.read_csv``: the frames ``pd.DataFrame(cur.fetchall())`` gave, without a
-    Python object per value (side by side: ``python -m benchmarks.aurora_features --reader``)."""
-    queries, params = history_queries(start, end, user_ids, tables, event_types)
-    frames = {}
-    with conn.cursor() as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for name, sql in queries.items():
-            data = copy_out(cur, _copy_sql(name, sql), params)
-            frames[name] = _frame_from_csv(name, data)
-            del data
-    conn.commit()
-    return History(_ts(start), _ts(end), **frames,
-                   event_types=tuple(params["event_types"]) if "events" in frames and event_types is not None else None)
-
-
 # -- the day grid ----------------------------------------------------------------------------
-def _rsum(a: np.ndarray, window: int) -> np.ndarray:
+def rolling_sum(a: np.ndarray, window: int) -> np.ndarray:
     """out[:, d] = a[:, d-window:d].sum(axis=1): the previous ``window`` days, ``d`` excluded."""
     zero = np.zeros(a.shape[:1] + (1,) + a.shape[2:], dtype=np.float64)
     c = np.concatenate([zero, np.cumsum(a, axis=1, dtype=np.float64)], axis=1)
@@ -286,7 +125,7 @@ class DailyArrays:
 
     @cached_property
     def ev_30(self) -> np.ndarray:
-        return _rsum(self.ev_count, 30)
+        return rolling_sum(self.ev_count, 30)
 
     @cached_property
     def ev_minutes(self) -> np.ndarray:
@@ -315,7 +154,7 @@ class DailyArrays:
         """Social events over the previous 7 days (reads only the social events)."""
         u, d, ok = self._events
         social = self.h.events["event_type"].to_numpy()[ok] == "social"
-        return _rsum(self._acc(u[social], d[social]), 7)
+        return rolling_sum(self._acc(u[social], d[social]), 7)
 
     # sleep: one night per row, the night that starts on sleep_date
     @cached_property
@@ -347,15 +186,15 @@ class DailyArrays:
     # nights d-7..d-1 (last night is the night that started on d-1)
     @cached_property
     def nights_7(self) -> np.ndarray:
-        return _rsum((~np.isnan(self.sl_dur)).astype(float), 7)
+        return rolling_sum((~np.isnan(self.sl_dur)).astype(float), 7)
 
     @cached_property
     def bed_mean(self) -> np.ndarray:
-        return _ratio(_rsum(np.nan_to_num(self.sl_bed), 7), self.nights_7)
+        return _ratio(rolling_sum(np.nan_to_num(self.sl_bed), 7), self.nights_7)
 
     @cached_property
     def bed_var(self) -> np.ndarray:
-        return np.maximum(_ratio(_rsum(np.nan_to_num(self.sl_bed) ** 2, 7), self.nights_7) - self.bed_mean ** 2, 0)
+        return np.maximum(_ratio(rolling_sum(np.nan_to_num(self.sl_bed) ** 2, 7), self.nights_7) - self.bed_mean ** 2, 0)
 
     # exercise
     @cached_property
@@ -402,28 +241,28 @@ class Feature:
 
 _EV, _SL, _EX = ("events",), ("sleep",), ("exercise",)
 FEATURE_DEFINITIONS: dict[str, Feature] = {
-    "activity_count_24h": Feature(lambda a: _rsum(a.ev_count, 1), _EV),
-    "activity_count_7d": Feature(lambda a: _rsum(a.ev_count, 7), _EV),
+    "activity_count_24h": Feature(lambda a: rolling_sum(a.ev_count, 1), _EV),
+    "activity_count_7d": Feature(lambda a: rolling_sum(a.ev_count, 7), _EV),
     "activity_count_30d": Feature(lambda a: a.ev_30, _EV),
-    "activity_diversity_7d": Feature(lambda a: (_rsum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
-    "total_minutes_7d": Feature(lambda a: _rsum(a.ev_minutes, 7), _EV),
-    "avg_sleep_duration_7d": Feature(lambda a: _ratio(_rsum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
+    "activity_diversity_7d": Feature(lambda a: (rolling_sum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
+    "total_minutes_7d": Feature(lambda a: rolling_sum(a.ev_minutes, 7), _EV),
+    "avg_sleep_duration_7d": Feature(lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
     "sleep_consistency_7d": Feature(lambda a: np.where(a.nights_7 >= 2, np.sqrt(a.bed_var), np.nan), _SL),
     "sleep_debt_minutes": Feature(
-        lambda a: _rsum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
-    "exercise_count_7d": Feature(lambda a: _rsum(a.ex_count, 7), _EX),
-    "exercise_consistency_score": Feature(lambda a: _rsum((a.ex_count > 0).astype(float), 28) / 28, _EX),
+        lambda a: rolling_sum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
+    "exercise_count_7d": Feature(lambda a: rolling_sum(a.ex_count, 7), _EX),
+    "exercise_consistency_score": Feature(lambda a: rolling_sum((a.ex_count > 0).astype(float), 28) / 28, _EX),
     "friend_count": Feature(lambda a: a.friends, ("friends",)),
     "social_engagement_score": Feature(lambda a: a.social_7 / 7 + a.friends / 10, ("events", "friends"), ("social",)),
     "social_count_7d": Feature(lambda a: a.social_7, _EV, ("social",)),
     "last_sleep_duration": Feature(lambda a: a.prev(a.sl_dur), _SL),
     "last_sleep_quality": Feature(lambda a: a.prev(a.sl_q), _SL),
     "last_bedtime_deviation": Feature(lambda a: np.abs(a.prev(a.sl_bed) - a.bed_mean), _SL),
-    "exercise_minutes_7d": Feature(lambda a: _rsum(a.ex_minutes, 7), _EX),
-    "user_energy_mean_30d": Feature(lambda a: _ratio(_rsum(a.energy_sum, 30), a.ev_30), _EV),
-    "user_mood_mean_30d": Feature(lambda a: _ratio(_rsum(a.mood_sum, 30), a.ev_30), _EV),
+    "exercise_minutes_7d": Feature(lambda a: rolling_sum(a.ex_minutes, 7), _EX),
+    "user_energy_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.energy_sum, 30), a.ev_30), _EV),
+    "user_mood_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.mood_sum, 30), a.ev_30), _EV),
     "user_sleep_quality_mean_30d": Feature(
-        lambda a: _ratio(_rsum(np.nan_to_num(a.sl_q), 30), _rsum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
+        lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_q), 30), rolling_sum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
     "day_of_week": Feature(lambda a: a.dow),
     "is_weekend": Feature(lambda a: (a.dow >= 5).astype(float)),
 }
@@ -496,7 +335,7 @@ def user_features(h: History, as_of=None, user_ids=None, features: Iterable[str]
     """One row per user (index ``user_id``): ``features`` (default: all ``USER_FEATURES``) at the
     start of ``as_of``'s day. ``h`` must cover the ``HISTORY_DAYS`` days before ``as_of`` and
     hold what the features need (:func:`history_needs`; all of it from a default ``read_history``)."""
-    as_of = _ts(as_of if as_of is not None else h.end)
+    as_of = utc_timestamp(as_of if as_of is not None else h.end)
     grid = build_grid(h, user_ids, features)
     d = np.full(len(grid.user_ids), int((as_of.normalize() - grid.day0).days))
     frame = _frame_at(grid, np.arange(len(grid.user_ids)), d)
@@ -569,5 +408,5 @@ def training_sets(h: History, max_energy_rows: int | None = 250_000, seed: int =
 
 def prediction_window(as_of: datetime) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The history ``user_features``/predictions need at ``as_of``: [start, as_of)."""
-    as_of = _ts(as_of)
+    as_of = utc_timestamp(as_of)
     return as_of.normalize() - timedelta(days=HISTORY_DAYS), as_of

@@ -31,6 +31,10 @@ from contextlib import closing
 import numpy as np
 import pandas as pd
 
+from domains.aurora.db import REDIS_CONN_ID
+from domains.aurora.history import utc_timestamp
+from shared.runs import as_of_key
+
 log = logging.getLogger(__name__)
 
 TARGETS = ("energy", "mood", "sleep_quality")
@@ -38,7 +42,6 @@ TOPIC = "aurora.predictions"
 EVENT_TYPE = "aurora.prediction.created"
 SOURCE = "aurora/prediction_pipeline"
 KAFKA_CONN_ID = "aurora_kafka"
-REDIS_CONN_ID = "aurora_redis"
 KEY_PREFIX = "aurora:predictions:"
 CACHE_TTL_SECONDS = 36 * 3600  # until well after the next daily run
 CHUNK_USERS = 10_000
@@ -46,14 +49,6 @@ COLUMNS = ["user_id", "target", "target_date", "horizon_hours", "target_time", "
            "model_version", "as_of"]
 KEY = ["user_id", "target", "target_date", "horizon_hours"]
 
-
-def _utc(as_of) -> pd.Timestamp:
-    ts = pd.Timestamp(as_of)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def run_key(as_of) -> str:
-    return f"predictions:{_utc(as_of).isoformat()}"
 
 
 # -- 1. the cohort --------------------------------------------------------------------------------
@@ -68,17 +63,17 @@ def select_users(as_of) -> dict:
             cur.execute("SELECT id FROM users WHERE is_active AND subscription_tier = ANY(%s) ORDER BY id",
                         (list(PREDICTION_TIERS),))
             ids = [r[0] for r in cur.fetchall()]
-        save_frame(conn, run_key(as_of), "cohort", _utc(as_of).to_pydatetime(),
+        save_frame(conn, as_of_key("predictions", as_of), "cohort", utc_timestamp(as_of).to_pydatetime(),
                    pd.DataFrame({"user_id": np.asarray(ids, dtype="int64")}))
     record_tables(inputs=["users"], outputs=["training_datasets"])
-    log.info("%d active premium/pro user(s) get predictions at %s", len(ids), _utc(as_of))
-    return {"users": len(ids), "as_of": _utc(as_of).isoformat()}
+    log.info("%d active premium/pro user(s) get predictions at %s", len(ids), utc_timestamp(as_of))
+    return {"users": len(ids), "as_of": utc_timestamp(as_of).isoformat()}
 
 
 def cohort(conn, as_of) -> list[int]:
     from domains.aurora.datasets import load_frame
 
-    return [int(u) for u in load_frame(conn, run_key(as_of), "cohort")["user_id"]]
+    return [int(u) for u in load_frame(conn, as_of_key("predictions", as_of), "cohort")["user_id"]]
 
 
 # -- 2. predictions ----------------------------------------------------------------------------------
@@ -86,7 +81,7 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
     """A ``models.predict`` frame as ``predictions`` rows."""
     from domains.aurora.models import PREDICTION_COLUMNS
 
-    as_of = _utc(as_of)
+    as_of = utc_timestamp(as_of)
     out = pd.DataFrame({"user_id": frame["user_id"].astype("int64").to_numpy(), "target": target})
     if target == "energy":
         out["target_date"] = as_of.date()
@@ -104,7 +99,7 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
 
 def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
     """Task body: the target's predictions for the cohort with the current model."""
-    from domains.aurora import models
+    from domains.aurora import models, registry
     from domains.aurora.datasets import save_frame
     from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
 
@@ -112,11 +107,11 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
     with closing(DATABASE.connect()) as conn:
         users = cohort(conn, as_of)
-        model = models.load_current(conn, target)  # NoCurrentModel: train first (clear message)
-        parts = [to_rows(target, models.predict(conn, target, _utc(as_of), users[i:i + chunk], model=model), as_of)
+        model = registry.load_current(conn, target)  # NoCurrentModel: train first (clear message)
+        parts = [to_rows(target, models.predict(conn, target, utc_timestamp(as_of), users[i:i + chunk], model=model), as_of)
                  for i in range(0, len(users), chunk)]
         rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-        save_frame(conn, run_key(as_of), f"predictions:{target}", _utc(as_of).to_pydatetime(), rows)
+        save_frame(conn, as_of_key("predictions", as_of), f"predictions:{target}", utc_timestamp(as_of).to_pydatetime(), rows)
     record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES.values()], outputs=["training_datasets"])
     log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
              model.version)
@@ -151,7 +146,7 @@ def save_predictions(as_of) -> dict:
     from shared.outbox import add_events
 
     with closing(DATABASE.connect()) as conn:
-        rows = pd.concat([load_frame(conn, run_key(as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
+        rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
         if rows.empty:
             conn.commit()
             return {"rows": 0, "inserted": 0, "updated": 0, "events": 0}
@@ -175,7 +170,7 @@ def cache_predictions(as_of) -> dict:
     from domains.aurora.db import DATABASE
     from shared.redis_store import connect, replace_hashes
 
-    as_of = _utc(as_of)
+    as_of = utc_timestamp(as_of)
     client = connect(REDIS_CONN_ID)  # fails clearly before any work when Redis is down
     with closing(DATABASE.connect()) as conn:
         users = cohort(conn, as_of)

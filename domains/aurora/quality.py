@@ -333,24 +333,22 @@ def check_group(group: str, as_of) -> list[dict[str, Any]]:
 def store_quality_report(run_key: str, as_of, groups: list[list[dict]]) -> dict[str, Any]:
     from contextlib import closing
 
-    from domains.aurora.db import DATABASE
-    from shared.lineage import record_postgres_io
+    from domains.aurora.db import DATABASE, record_tables
 
     findings = [f for g in groups for f in g]
-    hook = DATABASE.hook()
-    with closing(DATABASE.connect(hook)) as conn:
+    with closing(DATABASE.connect()) as conn:
         summary = store_report(conn, run_key, as_of, findings)
-    record_postgres_io(hook, outputs=["quality_runs", "quality_results"])
+    record_tables(outputs=["quality_runs", "quality_results"])
     log.info("quality report %s: %s", run_key, summary)
     return {"run_key": run_key, **summary, "findings": [f for f in findings if not f["passed"]]}
 
 
-def send_critical_alerts(report: dict[str, Any], as_of, context) -> dict[str, Any]:
+def send_critical_alerts(report: dict[str, Any], as_of) -> dict[str, Any]:
     """Mail the critical findings (check, count, sample ids), once per run; nothing otherwise."""
     from contextlib import closing
 
     from domains.aurora.db import DATABASE
-    from shared.notifications import send_alert
+    from shared.notifications import send_summary
 
     crit = critical_findings(report["findings"])
     if not crit:
@@ -360,6 +358,6 @@ def send_critical_alerts(report: dict[str, Any], as_of, context) -> dict[str, An
         if not alert_pending(conn, run_key):
             return {"sent": False, "reason": "already sent for this run"}
         facts, tables = alert_facts(run_key, as_of, crit)
-        to = send_alert("aurora", f"data quality: {len(crit)} critical check(s) failed", facts, tables, context)
+        to = send_summary("aurora", f"ALERT data quality: {len(crit)} critical check(s) failed", facts, tables)
         mark_alerted(conn, run_key, to)
     return {"sent": True, "to": to, "checks": [f["check_name"] for f in crit]}

@@ -8,7 +8,7 @@
 Data goes from task to task through ``training_datasets`` (PostgreSQL, keyed by the run
 key), so each task can run on any worker and a retry overwrites only its own rows. Every
 step is idempotent for a run key: a rerun of the same logical date trains nothing new
-(``models.train_target``), writes the same Redis values and adds no event.
+(``registry.train_target``), writes the same Redis values and adds no event.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 90
-REDIS_CONN_ID = "aurora_redis"
 KAFKA_CONN_ID = "aurora_kafka"
 MODEL_KEY = "aurora:models:{target}"  # hash: the current version's metadata
 ARTIFACT_KEY = "aurora:models:{target}:v{version}"  # the version's artifact (native format), immutable
@@ -31,19 +30,16 @@ SNAPSHOT_TABLES = ("users", "events", "sleep", "exercise", "friends")
 def extract_training_data(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) -> dict[str, Any]:
     """The last ``days`` days of valid rows before ``as_of``, read in one snapshot and stored."""
     from domains.aurora.datasets import prune, save_frame
-    from domains.aurora.db import DATABASE
-    from domains.aurora.features import read_history
-    from shared.lineage import record_postgres_io
+    from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
+    from domains.aurora.history import read_history
 
-    hook = DATABASE.hook()
-    with closing(DATABASE.connect(hook)) as conn:
+    with closing(DATABASE.connect()) as conn:
         history = read_history(conn, as_of - timedelta(days=days), as_of)
         counts = {name: save_frame(conn, run_key, f"snapshot:{name}", as_of, frame, commit=False)
                   for name, frame in history.frames().items()}
         pruned = prune(conn, run_key, commit=False)
         conn.commit()
-    record_postgres_io(hook, inputs=["users", "life_events", "sleep_records", "exercise_sessions",
-                                     "social_connections"], outputs=["training_datasets"])
+    record_tables(inputs=list(HISTORY_TABLES.values()), outputs=["training_datasets"])
     if counts["events"] == 0:
         raise ValueError(f"no life events in the {days} days before {as_of}: nothing to train on")
     log.info("training snapshot %s: %s (old datasets pruned: %d)", run_key, counts, pruned)
@@ -54,7 +50,7 @@ def _history(conn, run_key: str, as_of: datetime, days: int):
     import pandas as pd
 
     from domains.aurora.datasets import load_frame
-    from domains.aurora.features import History
+    from domains.aurora.history import History
 
     frames = {name: load_frame(conn, run_key, f"snapshot:{name}") for name in SNAPSHOT_TABLES}
     end = pd.Timestamp(as_of)
@@ -79,12 +75,12 @@ def engineer_features(run_key: str, as_of: datetime, days: int = TRAINING_DAYS) 
 
 def train_model(run_key: str, as_of: datetime, target: str) -> dict[str, Any]:
     """Train ``target`` on its feature set; evaluate on the hold-out; register; promote if better."""
-    from domains.aurora import models
+    from domains.aurora import registry
     from domains.aurora.datasets import load_frame
     from domains.aurora.db import DATABASE, record_tables
 
     with closing(DATABASE.connect()) as conn:
-        entry = models.train_target(conn, target, load_frame(conn, run_key, f"features:{target}"), run_key, as_of)
+        entry = registry.train_target(conn, target, load_frame(conn, run_key, f"features:{target}"), run_key, as_of)
     record_tables(inputs=["training_datasets", "model_registry"], outputs=["model_registry", "event_outbox"])
     log.info("%s v%d: %s; hold-out %s; naive baseline %s", entry.model_name, entry.version, entry.decision,
              entry.metrics, entry.baseline_metrics)
@@ -96,10 +92,10 @@ def publish_current_models(client, conn) -> dict[str, int]:
     hash that names it (so a reader never finds a hash pointing at a missing artifact)."""
     import json
 
-    from domains.aurora import models
+    from domains.aurora import registry
     from shared.redis_store import replace_hashes
 
-    current = models.current_versions(conn)
+    current = registry.current_versions(conn)
     for target, meta in current.items():
         with conn.cursor() as cur:
             cur.execute("SELECT artifact FROM model_registry WHERE model_name = %s AND version = %s",
@@ -121,7 +117,7 @@ def publish_training_results(run_key: str, results: list[dict[str, Any]]) -> dic
     """The current versions to Redis; the registry's ``aurora.model.trained`` events (written
     with each version) from the outbox to Kafka. Redis down: fails (retried); broker down:
     the events wait in the outbox for the next publish."""
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, REDIS_CONN_ID
     from shared.outbox import publish_outbox
     from shared.redis_store import connect
 

@@ -3,7 +3,6 @@ streaming, and the lake paths of a day's drops."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -71,15 +70,6 @@ def copy_from_duckdb(con: Any, sql: str, cur: Any, table: str, columns: list[str
     from shared.db import copy_rows
 
     copy_rows(cur, table, columns, duck_rows(con, sql, params))
-
-
-def pg_in_transaction(conn: Any) -> None:
-    """Everything a task writes to PostgreSQL goes in one transaction: nothing half-written."""
-    conn.autocommit = False
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, stem: str = "part") -> dict:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The pool (settings.yaml) that bounds how many model tasks the team runs at once.
+# The pool (settings.yaml) that bounds how many model tasks the team runs at once (every other
+# task runs in the team's default pool, which the platform names: shared.dag_defaults.team_pool).
 EMBED_POOL = "ecommerce_ml_embeddings"
-DEFAULT_POOL = "ecommerce_ml_default"
 
 
 def embed_python() -> str:

@@ -4,7 +4,7 @@ pipeline log. Open it with ``DATABASE.connect()`` (see :class:`shared.db.DomainD
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,7 @@ def pipeline_step(run_id: str, step: str):
     """
     details: dict[str, Any] = {}
     started = datetime.now(UTC)
-    conn = DATABASE.connect()
-    try:
+    with closing(DATABASE.connect()) as conn:
         log_step(conn, run_id, step, "running", details, started, None)
         try:
             yield details
@@ -33,8 +32,6 @@ def pipeline_step(run_id: str, step: str):
             log_step(conn, run_id, step, "failed", details, started, datetime.now(UTC))
             raise
         log_step(conn, run_id, step, "success", details, started, datetime.now(UTC))
-    finally:
-        conn.close()
     record_postgres_io(DATABASE.hook(), outputs=["pipeline_logs"])
 
 
@@ -50,11 +47,8 @@ def log_step(conn, run_id, step, status, details, started, finished) -> None:
 
 def run_log(run_id: str) -> list[dict]:
     record_postgres_io(DATABASE.hook(), inputs=["pipeline_logs"])
-    conn = DATABASE.connect()
-    try:
+    with closing(DATABASE.connect()) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT step, status, details, extract(epoch FROM finished_at - started_at)"
                         " FROM pipeline_logs WHERE run_id = %s ORDER BY started_at", (run_id,))
             return [{"step": s, "status": st, "details": d, "seconds": float(sec or 0)} for s, st, d, sec in cur.fetchall()]
-    finally:
-        conn.close()

@@ -21,6 +21,7 @@ short; their ``execution_timeout`` stays the platform's.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,7 +75,7 @@ class WaitForReviewOperator(LineageMixin, BaseOperator):
             trigger=HttpPollTrigger(
                 conn_id=self.conn_id, endpoint=REVIEW_STATUS, params={"session_id": self.session_id},
                 done_field="status", done_values=["completed"], deadline=deadline, poll_seconds=poll,
-                started=started, first_poll_at=min(now + poll, deadline),
+                started=started,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=deadline - now) + DEFERRAL_MARGIN,
@@ -98,12 +99,9 @@ class WaitForReviewOperator(LineageMixin, BaseOperator):
 
         event = {**outcome, "session_id": self.session_id, "waited_seconds": round(time.time() - started, 3)}
         finished = datetime.now(UTC)
-        conn = DATABASE.connect()
-        try:
+        with closing(DATABASE.connect()) as conn:
             log_step(conn, run_key(context), self.task_id, "success", event,
                      finished - timedelta(seconds=event["waited_seconds"]), finished)
-        finally:
-            conn.close()
         # Lineage is recorded in the process that finishes the task (after a deferral, a new one).
         from domains.looklyy.api import LooklyyApiHook
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from datetime import UTC, datetime
 
 from domains.referral.db import DATABASE
@@ -25,9 +26,8 @@ def generate_embeddings(kind: str, batch_size: int = EMBED_BATCH, ml: MlServiceH
     source, target, key, text = KINDS[kind]
     ml = ml or MlServiceHook()
     pg = DATABASE.hook()
-    conn = DATABASE.connect(pg)
     embedded, batches, model_version = 0, 0, None
-    try:
+    with closing(DATABASE.connect(pg)) as conn:
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT s.id, {text}, s.content_hash FROM {source} s LEFT JOIN {target} e ON e.{key} = s.id"
@@ -46,8 +46,6 @@ def generate_embeddings(kind: str, batch_size: int = EMBED_BATCH, ml: MlServiceH
             embedded += len(batch)
             batches += 1
             model_version = resp.model_version
-    finally:
-        conn.close()
     record_postgres_io(pg, inputs=[source], outputs=[target])
     if batches:
         record_http_io(ml, inputs=["/v1/embeddings"])

@@ -10,6 +10,7 @@ positions and of deleted candidates, are retired.
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from datetime import UTC, datetime
 
 from domains.referral.db import DATABASE
@@ -34,8 +35,7 @@ def _blocks(items: list, size: int):
 def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None) -> dict:
     ml = ml or MlServiceHook()
     pg = DATABASE.hook()
-    conn = DATABASE.connect(pg)
-    try:
+    with closing(DATABASE.connect(pg)) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT candidates_through, positions_through FROM matching_state")
             c_through, p_through = cur.fetchone() or (EPOCH, EPOCH)
@@ -96,8 +96,6 @@ def find_matches(run_id: str, threshold: float, ml: MlServiceHook | None = None)
                 " LIMIT 5", (run_id,))
             top = [{"candidate": n, "position": t, "score": float(s)} for n, t, s in cur.fetchall()]
         conn.commit()
-    finally:
-        conn.close()
     record_postgres_io(pg, inputs=["candidate_embeddings", "position_embeddings", "candidates", "positions"],
                        outputs=["matches"])
     if model_version is not None:  # the service was called

@@ -1,6 +1,6 @@
 """The ML service (embeddings and matching) behind connection ``referral_ml_service``.
 
-Contract: see ``domains/referral/README.md`` (and its stand-in, standins/ml_service.py).
+Contract: see ``domains/referral/README.md`` (and its stand-in, local/ml_service.py).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -172,10 +173,9 @@ def sync_entity(entity: str, run_id: str, page_size: int = 500, bullhorn: Bullho
     spec = SPECS[entity]
     bullhorn = bullhorn or BullhornHook()
     pg = DATABASE.hook()
-    conn = DATABASE.connect(pg)
     result = SyncResult(entity)
     fields = list(spec.model.model_fields)
-    try:
+    with closing(DATABASE.connect(pg)) as conn:
         with conn.cursor() as cur:
             since = _watermark(cur, entity)
         conn.commit()
@@ -202,8 +202,6 @@ def sync_entity(entity: str, run_id: str, page_size: int = 500, bullhorn: Bullho
             cur.execute("SELECT count(*) FROM rejected_records WHERE entity = %s AND resolved_at IS NULL", (entity,))
             result.unresolved = cur.fetchone()[0]
         conn.commit()
-    finally:
-        conn.close()
     result.logins = bullhorn.logins
     if bullhorn.rest_url:
         record_http_io(bullhorn, inputs=[f"{bullhorn.rest_url}query/{entity}"])

@@ -15,3 +15,15 @@ def test_docstring_states_the_timeouts_the_code_sets():
     assert f"retries {kwargs['default_args']['retries']}" in doc
     assert kwargs["catchup"] is False and "catchup off" in doc
     assert kwargs["max_active_runs"] == 1 and "one active run at a time" in doc
+
+
+def test_every_task_runs_in_its_teams_pool_and_every_domain_declares_it():
+    """The platform names each team's default pool (``team_pool``); every domain's settings
+    declare it (with its slots), so no DAG file names a pool that may not exist."""
+    from devplatform.paths import domain_names
+    from devplatform.policy import team_pools
+
+    assert dag_defaults.dag_kwargs("aurora", doc_md=None)["default_args"]["pool"] == "aurora_default"
+    assert dag_defaults.dag_kwargs("aurora", doc_md=None, default_args={"pool": "aurora_x"})["default_args"]["pool"] == "aurora_x"
+    for domain in domain_names():
+        assert dag_defaults.team_pool(domain) in team_pools(domain), domain

@@ -1,4 +1,4 @@
-"""shared/outbox.py and shared/event_consumer.py on the real PostgreSQL and the Kafka stand-in,
+"""shared/outbox.py and tests/event_consumer.py on the real PostgreSQL and the Kafka stand-in,
 in aurora's database, which declares the outbox's schema (shared/migrations/outbox/)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from contextlib import closing
 import pytest
 
 from domains.aurora.db import DATABASE
-from shared.event_consumer import DedupConsumer
 from shared.outbox import Event, add_events, pending_count, publish_outbox
+from tests.event_consumer import DedupConsumer
 
 TOPIC = "aurora.test_events"
 

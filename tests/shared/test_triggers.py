@@ -126,6 +126,21 @@ def test_no_poll_before_first_poll_at(standin):
     assert call.at >= first  # a lower bound only: asyncio.sleep never wakes early
 
 
+def test_the_first_poll_waits_one_interval_unless_told_otherwise(standin):
+    """The guard is the trigger's: made without ``first_poll_at`` (hss's training wait), it still
+    never polls within moments of the deferral (apache/airflow#72716), and it survives serialization."""
+    server = standin(job_app())
+    server.app.state.done_after = 1
+    made = time.time()
+    trigger = make(server, poll_seconds=0.6)
+    assert made + 0.6 <= trigger.first_poll_at <= time.time() + 0.6
+    _, kwargs = trigger.serialize()
+    [event] = events(HttpPollTrigger(**kwargs))
+    assert event["status"] == "done" and event["polls"] == 1
+    [call] = server.faults.calls_to("/jobs/42")
+    assert call.at >= made + 0.6
+
+
 def test_first_poll_at_past_the_deadline_times_out_without_polling(standin):
     server = standin(job_app())
     now = time.time()

@@ -27,8 +27,6 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
-HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
-
 
 @dag(
     schedule="0 */4 * * *",
@@ -36,28 +34,28 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
                  tags=["data-quality"]),
 )
 def data_quality_pipeline():
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def check_life_events(**context) -> list:
         from domains.aurora.quality import check_group
         from shared.runs import RunWindow
 
         return check_group("life_events", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def check_users(**context) -> list:
         from domains.aurora.quality import check_group
         from shared.runs import RunWindow
 
         return check_group("users", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def check_integrations(**context) -> list:
         from domains.aurora.quality import check_group
         from shared.runs import RunWindow
 
         return check_group("integrations", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def check_gamification(**context) -> list:
         from domains.aurora.quality import check_group
         from shared.runs import RunWindow
@@ -76,7 +74,7 @@ def data_quality_pipeline():
         from domains.aurora.quality import send_critical_alerts
         from shared.runs import RunWindow
 
-        return send_critical_alerts(report, RunWindow.from_context(context).as_of, context)
+        return send_critical_alerts(report, RunWindow.from_context(context).as_of)
 
     report = store_quality_report([check_life_events(), check_users(), check_integrations(), check_gamification()])
     send_critical_alerts(report)

@@ -24,8 +24,6 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
-HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
-
 
 @dag(
     schedule="0 */6 * * *",
@@ -38,31 +36,31 @@ def feature_engineering_pipeline():
 
         return RunWindow.from_context(context).as_of
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def compute_user_activity_features(**context) -> dict:
         from domains.aurora.feature_store import compute_group
 
         return compute_group("activity", as_of(context))
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def compute_sleep_features(**context) -> dict:
         from domains.aurora.feature_store import compute_group
 
         return compute_group("sleep", as_of(context))
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def compute_exercise_features(**context) -> dict:
         from domains.aurora.feature_store import compute_group
 
         return compute_group("exercise", as_of(context))
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def compute_social_features(**context) -> dict:
         from domains.aurora.feature_store import compute_group
 
         return compute_group("social", as_of(context))
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def update_feature_store(**context) -> dict:
         from domains.aurora.feature_store import update_feature_store as update
 

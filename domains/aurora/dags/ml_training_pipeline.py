@@ -32,8 +32,6 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
-HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
-
 
 @dag(
     schedule="0 2 * * *",
@@ -41,35 +39,35 @@ HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
                  tags=["ml", "training"], max_active_runs=1),
 )
 def ml_training_pipeline():
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def extract_training_data(**context) -> dict:
         from domains.aurora.training import extract_training_data
         from shared.runs import RunWindow, run_key
 
         return extract_training_data(run_key(context), RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def engineer_features(extracted: dict, **context) -> dict:
         from domains.aurora.training import engineer_features
         from shared.runs import RunWindow
 
         return engineer_features(extracted["run_key"], RunWindow.from_context(context).as_of, extracted["days"])
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def train_energy_model(extracted: dict, **context) -> dict:
         from domains.aurora.training import train_model
         from shared.runs import RunWindow
 
         return train_model(extracted["run_key"], RunWindow.from_context(context).as_of, "energy")
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def train_mood_model(extracted: dict, **context) -> dict:
         from domains.aurora.training import train_model
         from shared.runs import RunWindow
 
         return train_model(extracted["run_key"], RunWindow.from_context(context).as_of, "mood")
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def train_sleep_model(extracted: dict, **context) -> dict:
         from domains.aurora.training import train_model
         from shared.runs import RunWindow

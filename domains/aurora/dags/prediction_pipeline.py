@@ -26,8 +26,6 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
-HEAVY = "aurora_default"  # the team's pool (domains/aurora/settings.yaml)
-
 
 @dag(
     schedule="0 6 * * *",
@@ -42,28 +40,28 @@ def prediction_pipeline():
 
         return select_users(RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def predict_energy(**context) -> dict:
         from domains.aurora.predictions import predict_target
         from shared.runs import RunWindow
 
         return predict_target("energy", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def predict_mood(**context) -> dict:
         from domains.aurora.predictions import predict_target
         from shared.runs import RunWindow
 
         return predict_target("mood", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def predict_sleep_quality(**context) -> dict:
         from domains.aurora.predictions import predict_target
         from shared.runs import RunWindow
 
         return predict_target("sleep_quality", RunWindow.from_context(context).as_of)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def save_predictions(**context) -> dict:
         from domains.aurora.predictions import save_predictions as save
         from shared.runs import RunWindow

@@ -112,7 +112,7 @@ CREATE TABLE user_achievements (
 );
 CREATE INDEX user_achievements_user ON user_achievements (user_id);
 
--- What the generator loaded (domains/aurora/generator.py): its parameters, so a second
+-- What the generator loaded (domains/aurora/local/generator.py): its parameters, so a second
 -- `make aurora-data` with the same parameters does nothing.
 CREATE TABLE generated_datasets (
     id          integer     PRIMARY KEY DEFAULT 1 CHECK (id = 1),

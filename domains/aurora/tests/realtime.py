@@ -13,7 +13,7 @@ END = date(2026, 11, 30)  # the generated days end the day before: as_of 2026-11
 
 def load_dataset(users: int = 60, days: int = 40, end: date = END) -> dict:
     from domains.aurora.db import DATABASE
-    from domains.aurora.generator import generate, load
+    from domains.aurora.local.generator import generate, load
 
     with closing(DATABASE.connect()) as conn:
         return load(conn, generate(users=users, days=days, end=end))
@@ -31,13 +31,14 @@ def train_current_models(end: date = END, params: dict | None = FAST_PARAMS) -> 
     """Train and register (promote) the three models on the loaded data, as ml_training_pipeline does."""
     import pandas as pd
 
-    from domains.aurora import models
+    from domains.aurora import models, registry
     from domains.aurora.db import DATABASE
-    from domains.aurora.features import read_history, training_sets
+    from domains.aurora.features import training_sets
+    from domains.aurora.history import read_history
 
     as_of = pd.Timestamp(end, tz="UTC")
     with closing(DATABASE.connect()) as conn:
         history = read_history(conn, as_of - pd.Timedelta(days=60), as_of)
         sets = training_sets(history)
-        return {t: models.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
+        return {t: registry.train_target(conn, t, sets[t], f"test-{end}", as_of, (params or {}).get(t))
                 for t in models.MODEL_NAMES}

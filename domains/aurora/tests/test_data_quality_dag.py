@@ -13,7 +13,7 @@ import pandas as pd
 from conftest import run_dag
 from devplatform.smtp_sink import body_text
 from domains.aurora.db import DATABASE
-from domains.aurora.generator import DEFECT_KINDS, generate, load
+from domains.aurora.local.generator import DEFECT_KINDS, generate, load
 from domains.aurora.quality import CHECKS_BY_NAME
 from domains.aurora.tests.realtime import query
 
@@ -89,6 +89,6 @@ def test_errors_and_warnings_are_reported_without_a_mail(domain_db, mail_sink):
     groups = [quality.check_group(g, AS_OF) for g in quality.GROUPS]
     report = quality.store_quality_report("manual", AS_OF, groups)
     assert {f["check_name"] for f in report["findings"]} == set(expected)
-    assert quality.send_critical_alerts(report, AS_OF, {}) == {"sent": False, "reason": "no critical finding"}
+    assert quality.send_critical_alerts(report, AS_OF) == {"sent": False, "reason": "no critical finding"}
     assert query(db, "SELECT status, critical, alert_sent_at FROM quality_runs") == [("error", 0, None)]
     assert mail_sink.messages() == []

@@ -65,7 +65,8 @@ def test_features_land_in_postgres_and_redis_and_a_rerun_changes_nothing(aurora,
 
     # the values are the features' one definition at as_of (what the models see)
     from domains.aurora.db import DATABASE
-    from domains.aurora.features import prediction_window, read_history, user_features
+    from domains.aurora.features import prediction_window, user_features
+    from domains.aurora.history import read_history
 
     with closing(DATABASE.connect()) as conn:
         start, end = prediction_window(AS_OF)

@@ -14,13 +14,12 @@ import pytest
 from domains.aurora.feature_store import FEATURE_GROUPS, group_features
 from domains.aurora.features import (
     FEATURE_DEFINITIONS,
-    TABLES,
     USER_FEATURES,
     history_needs,
     prediction_window,
-    read_history,
     user_features,
 )
+from domains.aurora.history import TABLES, read_history
 from domains.aurora.tests.realtime import load_dataset, query
 
 AS_OF = pd.Timestamp("2026-11-30T06:00:00Z")

@@ -9,7 +9,7 @@ from datetime import date
 import pandas as pd
 
 from domains.aurora.db import DATABASE
-from domains.aurora.generator import DEFECT_KINDS, generate, generate_and_load
+from domains.aurora.local.generator import DEFECT_KINDS, generate, generate_and_load
 
 END = date(2026, 6, 1)
 

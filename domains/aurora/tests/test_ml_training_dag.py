@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import run_dag
-from domains.aurora import models
+from domains.aurora import registry
 from domains.aurora.db import DATABASE
 from domains.aurora.tests.realtime import load_dataset, query
-from shared.event_consumer import DedupConsumer
+from tests.event_consumer import DedupConsumer
 
 DAG_ID = "ml_training_pipeline"
 AS_OF = pd.Timestamp("2026-11-30T02:00:00Z")
@@ -50,7 +50,7 @@ def aurora(domain_db, domain_redis, kafka_broker):
     return db, domain_redis
 
 
-def registry(db) -> list[tuple]:
+def registry_rows(db) -> list[tuple]:
     return query(db, "SELECT model_name, version, promoted, is_current, artifact_sha256 FROM model_registry"
                      " ORDER BY model_name, version")
 
@@ -59,12 +59,12 @@ def test_models_beat_the_baseline_are_published_and_a_rerun_changes_nothing(auro
     db, redis_server = aurora
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)
     assert dr.state == "success", states
-    rows = registry(db)
+    rows = registry_rows(db)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
         ("aurora_energy", 1, True, True), ("aurora_mood", 1, True, True), ("aurora_sleep_quality", 1, True, True)]
 
     with closing(DATABASE.connect()) as conn:
-        current = models.current_versions(conn)
+        current = registry.current_versions(conn)
     for target, meta in current.items():
         m, b = meta["metrics"], meta["baseline_metrics"]
         margin = 1 - m["mae"] / b["mae"]
@@ -93,7 +93,7 @@ def test_models_beat_the_baseline_are_published_and_a_rerun_changes_nothing(auro
         # the rerun of the same logical date: same registry, same Redis, no new event
         dr, states = run_dag(DAG_ID, logical_date=AS_OF)
         assert dr.state == "success", states
-        assert registry(db) == rows
+        assert registry_rows(db) == rows
         assert query(db, "SELECT count(*), count(published_at) FROM event_outbox WHERE topic = 'aurora.training'") \
             == [(3, 3)]
         assert consumer.read(timeout=8, idle=4) == []
@@ -104,16 +104,16 @@ def test_models_beat_the_baseline_are_published_and_a_rerun_changes_nothing(auro
 
     with closing(DATABASE.connect()) as conn:
         frame = load_frame(conn, f"{DAG_ID}@{AS_OF.isoformat()}", "features:mood")
-        worse = models.train_target(conn, "mood", frame, "manual-worse", AS_OF, params={"n_estimators": 30})
+        worse = registry.train_target(conn, "mood", frame, "manual-worse", AS_OF, params={"n_estimators": 30})
         print(f"worse mood model v{worse.version}: {worse.decision}")
         assert (worse.version, worse.promoted, worse.is_current) == (2, False, False)
         assert worse.metrics["mae"] >= worse.current_metrics["mae"] and "current v1" in worse.decision
-        assert models.load_current(conn, "mood").version == 1
-        better = models.train_target(conn, "mood", frame, "manual-better", AS_OF,
+        assert registry.load_current(conn, "mood").version == 1
+        better = registry.train_target(conn, "mood", frame, "manual-better", AS_OF,
                                      params={"n_estimators": 500, "learning_rate": 0.04})
         print(f"next mood model v{better.version}: {better.decision}")
         assert better.promoted == (better.metrics["mae"] < better.current_metrics["mae"])
-        assert models.load_current(conn, "mood").version == (3 if better.promoted else 1)
+        assert registry.load_current(conn, "mood").version == (3 if better.promoted else 1)
     stored = query(db, "SELECT version, promoted, is_current, metrics ? 'mae', current_metrics->>'version'"
                        " FROM model_registry WHERE model_name = 'aurora_mood' ORDER BY version")
     assert stored[:2] == [(1, True, not better.promoted, True, None), (2, False, False, True, "1")]

@@ -13,7 +13,7 @@ import pytest
 from conftest import lineage_io, run_dag
 from domains.aurora.predictions import KEY_PREFIX, TOPIC, publish_events, read_cached
 from domains.aurora.tests.realtime import load_dataset, query, train_current_models
-from shared.event_consumer import DedupConsumer
+from tests.event_consumer import DedupConsumer
 
 DAG_ID = "prediction_pipeline"
 AS_OF = pd.Timestamp("2026-11-30T06:00:00Z")

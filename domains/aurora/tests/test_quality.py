@@ -11,7 +11,7 @@ import pytest
 
 from domains.aurora import quality
 from domains.aurora.db import DATABASE
-from domains.aurora.generator import DEFECT_KINDS, generate, load
+from domains.aurora.local.generator import DEFECT_KINDS, generate, load
 
 END = date(2026, 6, 1)
 AS_OF = pd.Timestamp(END, tz="UTC") + pd.Timedelta(hours=4)

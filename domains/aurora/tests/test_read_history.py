@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from domains.aurora.features import TABLES, History, history_queries, prediction_window, read_history
+from domains.aurora.features import prediction_window
+from domains.aurora.history import TABLES, History, history_queries, read_history
 from domains.aurora.tests.realtime import load_dataset, query
 
 AS_OF = pd.Timestamp("2026-11-30T06:00:00Z")

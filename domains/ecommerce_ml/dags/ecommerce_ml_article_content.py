@@ -23,7 +23,7 @@ from shared.dag_defaults import dag_kwargs
 
 @dag(schedule=cron_intervals("0 3 * * *"),
      **dag_kwargs("ecommerce_ml", doc_md=__doc__, description="articles -> features, embedding text, changes",
-                  tags=["ml-dataset"], default_args={"pool": "ecommerce_ml_default"}))
+                  tags=["ml-dataset"]))
 def ecommerce_ml_article_content():
     @task(multiple_outputs=False, inlets=[assets.RAW_ARTICLES])
     def validate_articles() -> dict:

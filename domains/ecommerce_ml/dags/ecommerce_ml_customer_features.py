@@ -22,7 +22,7 @@ from shared.dag_defaults import dag_kwargs
 
 @dag(schedule=cron_intervals("0 4 * * *"),
      **dag_kwargs("ecommerce_ml", doc_md=__doc__, description="customers + interactions -> customer features",
-                  tags=["ml-dataset"], default_args={"pool": "ecommerce_ml_default"}))
+                  tags=["ml-dataset"]))
 def ecommerce_ml_customer_features():
     @task(multiple_outputs=False, inlets=[assets.RAW_CUSTOMERS])
     def validate_customers() -> dict:

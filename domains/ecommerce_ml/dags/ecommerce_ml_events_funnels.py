@@ -28,7 +28,7 @@ OUTPUTS = [assets.artifact("funnel_article"), assets.table("event_sessions"), as
 @dag(schedule=cron_intervals("*/15 * * * *"),
      **dag_kwargs("ecommerce_ml", doc_md=__doc__, description="clickstream -> sessions and funnels per 15 minutes",
                   tags=["ml-dataset"], dagrun_timeout=timedelta(minutes=30),
-                  default_args={"pool": "ecommerce_ml_default", "execution_timeout": timedelta(minutes=10)}))
+                  default_args={"execution_timeout": timedelta(minutes=10)}))
 def ecommerce_ml_events_funnels():
     @task(multiple_outputs=False, inlets=[assets.RAW_EVENTS, assets.RAW_ARTICLES])
     def validate_events() -> dict:

@@ -21,7 +21,7 @@ from shared.dag_defaults import dag_kwargs
 
 @dag(schedule=cron_intervals("0 5 * * *"),
      **dag_kwargs("ecommerce_ml", doc_md=__doc__, description="interactions -> daily sales series and trends",
-                  tags=["ml-dataset"], default_args={"pool": "ecommerce_ml_default"}))
+                  tags=["ml-dataset"]))
 def ecommerce_ml_time_series():
     @task(multiple_outputs=False, inlets=[assets.artifact("interactions"), assets.artifact("article_content")],
           outlets=[assets.artifact("sales_daily_article"), assets.artifact("sales_daily_group"),

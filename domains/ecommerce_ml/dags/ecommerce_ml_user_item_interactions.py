@@ -23,7 +23,7 @@ from shared.dag_defaults import dag_kwargs
 
 @dag(schedule=cron_intervals("0 2 * * *"),
      **dag_kwargs("ecommerce_ml", doc_md=__doc__, description="transactions -> interactions + implicit-feedback matrix",
-                  tags=["ml-dataset"], default_args={"pool": "ecommerce_ml_default"}))
+                  tags=["ml-dataset"]))
 def ecommerce_ml_user_item_interactions():
     @task(multiple_outputs=False, inlets=[assets.RAW_TRANSACTIONS, assets.RAW_ARTICLES, assets.RAW_CUSTOMERS])
     def validate_transactions() -> dict:

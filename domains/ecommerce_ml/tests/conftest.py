@@ -31,7 +31,7 @@ class Ecom:
         return ObjectStoragePath(self.lake_url + "/")
 
     def generate(self, day: date = DAY, scale: float = 1.0, parts=None):
-        from domains.ecommerce_ml.generator import generate_day
+        from domains.ecommerce_ml.local.generator import generate_day
 
         kwargs = {"parts": parts} if parts else {}
         return generate_day(self.root(), day, scale=scale, seed=12, **kwargs)

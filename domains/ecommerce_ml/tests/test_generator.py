@@ -35,7 +35,7 @@ def test_formats_quirks_and_determinism(ecom, tmp_path):
     # deterministic: the same seed, day and scale give byte-identical files
     from airflow.sdk import ObjectStoragePath
 
-    from domains.ecommerce_ml.generator import generate_day
+    from domains.ecommerce_ml.local.generator import generate_day
 
     generate_day(ObjectStoragePath(f"file://{tmp_path}/again/"), DAY, scale=1, seed=12)
     cmp = filecmp.dircmp(ecom.lake_dir / "raw", tmp_path / "again" / "raw")
@@ -57,7 +57,7 @@ def test_realism(ecom):
         ecom.raw("raw", "hm", f"dt={saturday}", "transactions_train.csv"))}
     assert len(repeat) > 0.05 * len(buyers)  # repeat buyers across days
     reviews = read_csv(ecom.raw("raw", "reviews", f"dt={monday}", "reviews.csv"))
-    from domains.ecommerce_ml.generator import NEGATIVE, POSITIVE
+    from domains.ecommerce_ml.local.generator import NEGATIVE, POSITIVE
 
     positive = [int(r["rating"]) for r in reviews if r["text"].startswith(tuple(POSITIVE))]
     negative = [int(r["rating"]) for r in reviews if r["text"].startswith(tuple(NEGATIVE))]

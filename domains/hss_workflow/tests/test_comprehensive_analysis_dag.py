@@ -16,8 +16,8 @@ from conftest import lineage_io, run_dag, set_connection
 from devplatform.smtp_sink import body_text
 from devplatform.standin import create_app
 from domains.hss_workflow.db import DATABASE
-from domains.hss_workflow.standins.samples import LYRICS, click_track
-from domains.hss_workflow.standins.services import (
+from domains.hss_workflow.local.samples import LYRICS, click_track
+from domains.hss_workflow.local.services import (
     audio_features,
     create_audio_app,
     create_content_app,

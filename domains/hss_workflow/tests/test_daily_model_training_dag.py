@@ -11,7 +11,7 @@ import pytest
 
 from conftest import lineage_io, load_dag, run_dag, set_connection
 from domains.hss_workflow.db import DATABASE
-from domains.hss_workflow.standins.samples import write_dataset
+from domains.hss_workflow.local.samples import write_dataset
 
 DAG_ID = "daily_model_training"
 

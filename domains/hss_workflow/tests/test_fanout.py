@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from domains.hss_workflow.fanout import Endpoint, FanOutError, post_all
-from domains.hss_workflow.standins.training import create_training_app
+from domains.hss_workflow.local.training import create_training_app
+from shared.http import ApiSettings
 
 KEY = "k-test"
 
@@ -18,8 +19,9 @@ def batches(n: int) -> list[dict]:
 
 
 def endpoint(server, **kw) -> Endpoint:
-    return Endpoint(url=f"{server.url}/train/smart_ensemble/batches", headers={"X-API-Key": KEY},
-                    **{"timeout": 1, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 0.1, **kw})
+    settings = ApiSettings(server.url, {"X-API-Key": KEY},
+                           **{"timeout": 1.0, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 0.1, **kw})
+    return Endpoint(settings.url("/train/smart_ensemble/batches"), settings)
 
 
 def test_in_flight_never_exceeds_the_bound_and_429s_are_waited_out(standin):

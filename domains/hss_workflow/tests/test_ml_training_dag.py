@@ -14,8 +14,8 @@ import requests
 from conftest import lineage_io, load_dag, run_dag, set_connection, set_variable
 from devplatform.smtp_sink import body_text
 from domains.hss_workflow.db import DATABASE
-from domains.hss_workflow.standins.samples import write_dataset
-from domains.hss_workflow.standins.training import MODELS, create_training_app
+from domains.hss_workflow.local.samples import write_dataset
+from domains.hss_workflow.local.training import MODELS, create_training_app
 
 DAG_ID = "ml_training_smart_ensemble"
 KEY = "hss-test-key"

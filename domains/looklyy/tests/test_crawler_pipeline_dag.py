@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_dag, set_connection, set_variable
 from devplatform.smtp_sink import body_text
-from domains.looklyy.standins.looklyy_api import create_looklyy_app
+from domains.looklyy.local.looklyy_api import create_looklyy_app
 
 DAG_ID = "looklyy_crawler_pipeline"
 STEPS = ["global_database_refresh", "user_database_sync", "surface_for_manual_review", "wait_for_manual_review",

@@ -35,10 +35,11 @@ import requests
 
 from devplatform.config import PlatformConfig
 from devplatform.platform import LocalPlatform
+from devplatform.ports import free_port_range, free_ports
 from devplatform.smtp_sink import body_text, read_mailbox
-from devplatform.standin import StandInServer, free_port_range, free_ports
+from devplatform.standin import StandInServer
+from domains.looklyy.local.looklyy_api import create_looklyy_app
 from domains.looklyy.operators import DEFERRAL_MARGIN, REVIEW_STATUS
-from domains.looklyy.standins.looklyy_api import create_looklyy_app
 
 DAG_ID = "looklyy_crawler_pipeline"
 TASK = "wait_for_manual_review"

@@ -30,8 +30,6 @@ from airflow.sdk import dag, task
 
 from shared.dag_defaults import dag_kwargs
 
-HEAVY = "referral_default"  # the team's pool (domains/referral/settings.yaml)
-
 
 @dag(
     schedule="0 */6 * * *",
@@ -53,7 +51,7 @@ def bullhorn_sync_optimized():
         limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
         return sync_entity("Candidate", run_id, max_rejected_share=limit)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def generate_candidate_embeddings() -> dict:
         from domains.referral.embeddings import generate_embeddings
 
@@ -68,13 +66,13 @@ def bullhorn_sync_optimized():
         limit = float(Variable.get("referral_max_rejected_share", default="0.05"))
         return sync_entity("JobOrder", run_id, max_rejected_share=limit)
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def generate_position_embeddings() -> dict:
         from domains.referral.embeddings import generate_embeddings
 
         return generate_embeddings("positions")
 
-    @task(pool=HEAVY, multiple_outputs=False)
+    @task(multiple_outputs=False)
     def find_matches(run_id=None) -> dict:
         from airflow.sdk import Variable
 

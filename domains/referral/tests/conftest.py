@@ -8,8 +8,8 @@ import pytest
 
 from conftest import db_query, set_connection, set_variable
 from devplatform.standin import StandInServer
-from domains.referral.standins.bullhorn import BullhornState, create_bullhorn_app
-from domains.referral.standins.ml_service import create_ml_app
+from domains.referral.local.bullhorn import BullhornState, create_bullhorn_app
+from domains.referral.local.ml_service import create_ml_app
 
 FAST_RETRIES = {"backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 1, "timeout": 5}
 

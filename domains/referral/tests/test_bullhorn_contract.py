@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from domains.referral.bullhorn.hook import BullhornHook
 from domains.referral.bullhorn.models import Candidate, JobOrder, PublishingStatus, problems
-from domains.referral.standins.bullhorn import ENTITYREF, violations
+from domains.referral.local.bullhorn import ENTITYREF, violations
 
 CONTRACT = Path(__file__).parent / "contract"
 MODELS = {"Candidate": Candidate, "JobOrder": JobOrder}

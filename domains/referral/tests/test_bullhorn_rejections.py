@@ -13,7 +13,7 @@ from conftest import run_dag
 from devplatform.smtp_sink import body_text
 from domains.referral import sync
 from domains.referral.bullhorn.models import JobOrder
-from domains.referral.standins.ml_service import embed, score
+from domains.referral.local.ml_service import embed, score
 
 DAG_ID = "bullhorn_sync_optimized"
 CONTRACT = Path(__file__).parent / "contract"

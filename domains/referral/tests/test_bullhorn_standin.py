@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domains.referral.standins.bullhorn import Record, _jpql, _lucene
+from domains.referral.local.bullhorn import Record, _jpql, _lucene
 
 REC = Record(7, 1_700_000_000_000, {"isOpen": True, "status": "Active"})
 
@@ -36,7 +36,7 @@ def test_the_admin_routes_need_the_stand_ins_admin_key(standin):
     platform's admin's, like the fault routes: 401 without the key, and not recorded as a call."""
     import requests
 
-    from domains.referral.standins.bullhorn import create_bullhorn_app
+    from domains.referral.local.bullhorn import create_bullhorn_app
 
     server = standin(create_bullhorn_app(seed_candidates=1, seed_positions=1))
     url = f"{server.url}/_standin/admin/Candidate"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import lineage_io, run_dag
 from devplatform.smtp_sink import body_text
-from domains.referral.standins.ml_service import embed, score
+from domains.referral.local.ml_service import embed, score
 
 DAG_ID = "bullhorn_sync_optimized"
 

@@ -7,7 +7,7 @@ still load every record exactly once.
 
 from __future__ import annotations
 
-from domains.referral.standins.ml_service import embed, score
+from domains.referral.local.ml_service import embed, score
 from domains.referral.tests.test_bullhorn_sync_dag import run, seed, xcom
 
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from conftest import run_dag, set_connection
-from domains.referral.standins.bullhorn import create_bullhorn_app
-from domains.referral.standins.ml_service import create_ml_app
+from domains.referral.local.bullhorn import create_bullhorn_app
+from domains.referral.local.ml_service import create_ml_app
 from domains.referral.tests.conftest import FAST_RETRIES
 
 DAG_ID = "bullhorn_sync_optimized"

@@ -1,7 +1,7 @@
 """Realistic, deterministic raw drops for the ecommerce_ml lake, in exactly the H&M formats
 (and this domain's reviews and events formats, see README.md).
 
-    python -m domains.ecommerce_ml.generator --lake file:///tmp/lake --day 2024-06-03 --days 2 --scale 1
+    python -m domains.ecommerce_ml.local.generator --lake file:///tmp/lake --day 2024-06-03 --days 2 --scale 1
     make ecommerce-data                       # the local platform's lake, the last 2 days
 
 The same seed, day and scale always give byte-identical files. What it models:

@@ -22,7 +22,7 @@ counts the work actually done, per path). The contracts:
 - intelligence (``hss_workflow_intelligence``) ``POST /insights/generate`` ``{"song_id", "audio",
   "content", "prediction"}`` -> ``{"song_id", "summary", "recommendations": [{"area", "advice",
   "priority"}]}``.
-- training: see :mod:`domains.hss_workflow.standins.training`.
+- training: see :mod:`domains.hss_workflow.local.training`.
 """
 
 from __future__ import annotations

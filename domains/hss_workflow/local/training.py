@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from devplatform.standin import create_app
-from domains.hss_workflow.standins.services import DEV_KEY, Idempotent
+from domains.hss_workflow.local.services import DEV_KEY, Idempotent
 
 MODELS = ("logistic_regression", "nearest_centroid", "decision_stump", "gaussian_nb", "knn5")
 

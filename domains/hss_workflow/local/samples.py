@@ -1,7 +1,7 @@
 """Sample data for the local platform and the tests: a song (MP3 or WAV, with lyrics) and a
 training CSV, written under the allowed roots.
 
-    python -m domains.hss_workflow.standins.samples SONGS_ROOT TRAINING_ROOT
+    python -m domains.hss_workflow.local.samples SONGS_ROOT TRAINING_ROOT
 
 writes ``SONGS_ROOT/example.mp3`` + ``example.txt`` (lyrics) and
 ``TRAINING_ROOT/filtered/filtered_audio_only_corrected_20250621_180350.csv`` (2,000 songs), the

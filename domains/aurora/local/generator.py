@@ -2,7 +2,7 @@
 integrations and gamification, with structure the models can learn and, on request, the
 defects that ``data_quality_pipeline`` must catch.
 
-    python -m domains.aurora.generator --users 2000 --days 90          # aurora_postgres
+    python -m domains.aurora.local.generator --users 2000 --days 90          # aurora_postgres
     make aurora-data                                                   # the local platform
     generate(users=40, days=30, end=..., defects=DEFECT_KINDS)         # tests: a Dataset
 
@@ -46,6 +46,7 @@ from domains.aurora.app import (
     PROVIDERS,
     level_for_xp,
 )
+from domains.aurora.features import rolling_sum
 
 # defect kind -> the data quality check that must report it (domains/aurora/quality.py)
 DEFECT_KINDS: dict[str, str] = {
@@ -102,12 +103,11 @@ def _utc(values: np.ndarray) -> pd.Series:
     return pd.Series(pd.to_datetime(values, utc=True))
 
 
-def _rolling_sum(a: np.ndarray, window: int) -> np.ndarray:
-    """Sum over the previous ``window`` days, today excluded: out[:, d] = a[:, d-window:d].sum()."""
-    c = np.concatenate([np.zeros(a.shape[:1] + (1,) + a.shape[2:]), np.cumsum(a, axis=1)], axis=1)
-    d = np.arange(a.shape[1])
-    lo = np.maximum(d - window, 0)
-    return c[:, d] - c[:, lo]
+def circadian(h: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Energy's daily curve at hour ``h`` for a body clock ``shift`` hours off the average."""
+    x = h - shift
+    return (1.6 * np.exp(-((x - 10.5) ** 2) / 8) - 0.9 * np.exp(-((x - 15.0) ** 2) / 2.5)
+            + 0.7 * np.exp(-((x - 18.5) ** 2) / 4) - 0.35 * np.maximum(x - 20.0, 0) ** 1.3)
 
 
 def generate(
@@ -170,8 +170,8 @@ def generate(
     bedtime_h = bed_habit[:, None] + bed_dev
     dur = need[:, None] + rng.normal(0, 45, (n, nd)) + 0.35 * ex_minutes - 18 * np.abs(bed_dev)
     dur = np.clip(np.round(dur), 180, 660)
-    debt = _rolling_sum(480 - dur, 7)  # minutes short of 8 h over the previous 7 nights
-    bed_spread = np.sqrt(np.maximum(_rolling_sum(bed_dev ** 2, 7) / 7, 0))
+    debt = rolling_sum(480 - dur, 7)  # minutes short of 8 h over the previous 7 nights
+    bed_spread = np.sqrt(np.maximum(rolling_sum(bed_dev ** 2, 7) / 7, 0))
 
     # -- the day's life events: slots between waking and bedtime, one event each --------------
     count = np.clip(rng.poisson(event_rate[:, None], (n, nd)), 1, 10)
@@ -206,8 +206,8 @@ def generate(
     type_idx = pd.Categorical(etype, categories=EVENT_TYPES).codes
     per_type = np.zeros((n, nd, len(EVENT_TYPES)))
     np.add.at(per_type, (ev_u, ev_d, type_idx), 1)
-    diversity_7d = (_rolling_sum(per_type, 7) > 0).sum(axis=2)
-    social_7d = _rolling_sum(per_type[:, :, EVENT_TYPES.index("social")], 7)
+    diversity_7d = (rolling_sum(per_type, 7) > 0).sum(axis=2)
+    social_7d = rolling_sum(per_type[:, :, EVENT_TYPES.index("social")], 7)
     engagement = np.minimum(social_7d / 7, 1.5) + np.minimum(friend_count, 20)[:, None] / 20
 
     # last night: the night that started the day before (day 0 uses the user's usual night)
@@ -217,11 +217,6 @@ def generate(
     ex_ev = np.flatnonzero(is_ex_event)
     ex_hour[u_e[ex_ev], d_e[ex_ev]] = hour[ex_ev]
     worked_out_before = ex_today[u_e, d_e] & (ex_hour[u_e, d_e] < hour) & ~is_ex_event
-
-    def circadian(h: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        x = h - shift
-        return (1.6 * np.exp(-((x - 10.5) ** 2) / 8) - 0.9 * np.exp(-((x - 15.0) ** 2) / 2.5)
-                + 0.7 * np.exp(-((x - 18.5) ** 2) / 4) - 0.35 * np.maximum(x - 20.0, 0) ** 1.3)
 
     # sleep quality (per night) ---------------------------------------------------------------
     q = (8.5 + 1.3 * (dur - need[:, None]) / 60 - 0.9 * np.abs(bed_dev) - 1.8 * bed_spread
@@ -285,7 +280,24 @@ def generate(
         "last_active_at": last_event.reindex(uid).to_numpy(),
     })
 
-    # -- integrations and their syncs -------------------------------------------------------------
+    integrations, syncs = _integrations(rng, uid, day0, end64)
+    cat, user_ach, gam = _gamification(rng, uid, nd, ev_u, ex_today, created, day0, end64)
+
+    tables = {
+        "users": users_df, "life_events": events, "sleep_records": sleep, "exercise_sessions": exercise,
+        "social_connections": social, "integrations": integrations, "integration_syncs": syncs,
+        "user_gamification": gam, "achievements": cat, "user_achievements": user_ach,
+    }
+    ds = Dataset(params, tables)
+    plant(ds, defects, defect_count, np.random.default_rng(seed + 1), pd.Timestamp(end64, tz="UTC"))
+    return ds
+
+
+# -- defects --------------------------------------------------------------------------------------
+def _integrations(rng: np.random.Generator, uid: np.ndarray, day0: np.datetime64,
+                  end64: np.datetime64) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's 0-3 integrations and their sync history (the paused ones' syncs dropped)."""
+    n = len(uid)
     n_int = rng.integers(0, 4, n)
     iu = np.repeat(uid, n_int)
     prov_idx = np.concatenate([rng.permutation(len(PROVIDERS))[:m] for m in n_int]) if n_int.sum() else np.array([], int)
@@ -316,8 +328,14 @@ def generate(
         "error": np.where(ok, None, "provider returned HTTP 503"),
     })
     syncs = syncs[integ_status[s_int] == "active"].reset_index(drop=True)
+    return integrations, syncs
 
-    # -- gamification -------------------------------------------------------------------------------
+
+def _gamification(rng: np.random.Generator, uid: np.ndarray, nd: int, ev_u: np.ndarray, ex_today: np.ndarray,
+                  created: np.ndarray, day0: np.datetime64,
+                  end64: np.datetime64) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """XP from events and workouts, the achievements unlocked (catalogue, unlocks, totals)."""
+    n = len(uid)
     ev_per_user = np.bincount(ev_u, minlength=n)
     ex_per_user = ex_today.sum(axis=1)
     base_xp = 2 * ev_per_user + 5 * ex_per_user
@@ -340,18 +358,9 @@ def generate(
         "level": np.array([level_for_xp(x) for x in total_xp], dtype="int64"),
         "updated_at": _utc(np.full(n, end64 - 60 * _MIN)),
     })
-
-    tables = {
-        "users": users_df, "life_events": events, "sleep_records": sleep, "exercise_sessions": exercise,
-        "social_connections": social, "integrations": integrations, "integration_syncs": syncs,
-        "user_gamification": gam, "achievements": cat, "user_achievements": user_ach,
-    }
-    ds = Dataset(params, tables)
-    plant(ds, defects, defect_count, np.random.default_rng(seed + 1), pd.Timestamp(end64, tz="UTC"))
-    return ds
+    return cat, user_ach, gam
 
 
-# -- defects --------------------------------------------------------------------------------------
 def plant(ds: Dataset, kinds, count: int, rng: np.random.Generator, end: pd.Timestamp) -> None:
     """Plant ``count`` rows of each defect kind; ``ds.planted[kind]`` = the ids its check reports."""
     t = ds.tables
@@ -531,7 +540,7 @@ def generate_and_load(conn, **params) -> dict[str, int] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m domains.aurora.generator")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m domains.aurora.local.generator")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--end", type=date.fromisoformat, default=None, help="the day after the last day (default today, UTC)")

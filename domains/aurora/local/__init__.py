@@ -1,0 +1,1 @@
+"""aurora's local-only code (development data for make start and the tests): never in the image."""
