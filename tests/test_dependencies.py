@@ -5,7 +5,7 @@
   version installed here, and constraints.txt leaves no installed distribution open.
 - The image installs ``requirements.txt`` on top of the Astro Runtime (which brings Airflow
   itself): what the code that runs in it imports (``platform_runtime/``, ``shared/``,
-  ``domains/`` less tests and stand-ins, ``plugins/``, ``airflow_local_settings.py``) is
+  ``domains/`` less tests and local-only code, ``plugins/``, ``airflow_local_settings.py``) is
   pinned in requirements.txt at the constraints' version, so the image and a fresh
   ``make install`` resolve the same versions.
 """
@@ -133,9 +133,9 @@ def files_under(*tops: str) -> list[Path]:
 
 def image_files() -> list[Path]:
     """Code that runs in the image: platform_runtime/, shared/, the domains, plugins/ and the
-    cluster policies' module, less tests and stand-ins."""
+    cluster policies' module, less tests and local-only code (stand-ins, generators)."""
     return [f for f in files_under("platform_runtime", "shared", "domains", "plugins", "airflow_local_settings.py")
-            if not {"tests", "standins"} & set(f.relative_to(ROOT).parts)]
+            if not {"tests", "local"} & set(f.relative_to(ROOT).parts)]
 
 
 def test_every_imported_distribution_is_pinned_at_the_installed_version():

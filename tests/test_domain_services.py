@@ -4,6 +4,11 @@ and stopped by `make stop`."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -13,13 +18,17 @@ from devplatform.platform import LocalPlatform
 from devplatform.ports import free_ports
 
 
-def test_start_serves_redis_and_kafka_and_fills_the_connections(tmp_path, monkeypatch):
+def test_start_serves_redis_and_kafka_and_fills_the_connections(monkeypatch):
     redis_port, pg_port = free_ports(2)
     monkeypatch.delenv("AURORA_KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.delenv("AURORA_REDIS_PASSWORD", raising=False)
-    platform = LocalPlatform(PlatformConfig(state=tmp_path / "state", pg_port=pg_port, domain_redis_port=redis_port),
-                             quiet=True)
+    # a state folder the platform's OS user can reach (pytest's tmp_path is root's alone), locked
+    # as `make start` locks it before it starts any process
+    state = Path(tempfile.mkdtemp(prefix="domain-services-"))
+    os.chmod(state, 0o711)
+    platform = LocalPlatform(PlatformConfig(state=state, pg_port=pg_port, domain_redis_port=redis_port), quiet=True)
     try:
+        platform.lock_state()
         platform.start_domain_services()
         assert {"redis-domains", "kafka-standin"} <= {n for n, up in platform.status().items() if up}
         values = platform.config.settings_vars()
@@ -41,3 +50,4 @@ def test_start_serves_redis_and_kafka_and_fills_the_connections(tmp_path, monkey
         stopped = platform.stop()
     assert {"redis-domains", "kafka-standin"} <= set(stopped)
     assert platform.config.kafka_bootstrap() is None
+    shutil.rmtree(state, ignore_errors=True)
