@@ -4,10 +4,11 @@ Starts the whole platform as ``make start`` does (every stand-in, per-team Redis
 workers and Flower, every Airflow component), cold (fresh state folder) on free ports, and
 prints the time of each phase as ``LocalPlatform.start`` logs it; then stops it.
 
-``python -m benchmarks.start_time [RUNS] [--no-standins] [--compare-nice]``
+``python -m benchmarks.start_time [RUNS] [--no-standins] [--compare-late]``
 
-``--compare-nice``: RUNS rounds, each a start with the background processes (triggerers,
-Flower) at ``START_NICE`` and one with every process at the same priority, alternated.
+``--compare-late``: RUNS rounds, each a start with the triggerers and Flower started once the
+platform is ready (``START_AFTER_READY``, what ``make start`` does) and one that starts them
+with the other components, alternated.
 """
 
 from __future__ import annotations
@@ -93,18 +94,19 @@ def report(title: str, results: list[dict[str, float]], cpu: dict[str, float]) -
         print(f"    {kind:40s} {seconds:6.1f}")
 
 
-def main(runs: int = 1, standins: bool = True, compare_nice: bool = False) -> None:
-    nice = platform_module.START_NICE
-    variants = {f"background at nice {nice}": nice, "every process at nice 0": 0} if compare_nice else {"": nice}
+def main(runs: int = 1, standins: bool = True, compare_late: bool = False) -> None:
+    late = platform_module.START_AFTER_READY
+    variants = ({"triggerers and Flower after ready": True, "every component before ready": False}
+                if compare_late else {"": late})
     results: dict[str, list] = {v: [] for v in variants}
     cpu: dict[str, dict] = {}
     for _ in range(runs):
         for label, value in variants.items():
-            platform_module.START_NICE = value
+            platform_module.START_AFTER_READY = value
             timings, used = start_once(standins)
             results[label].append(timings)
             cpu.setdefault(label, used)
-    platform_module.START_NICE = nice
+    platform_module.START_AFTER_READY = late
     print(f"\nmake start, cold, {'with' if standins else 'without'} stand-ins, {os.cpu_count()} cores,"
           f" load average at the end {os.getloadavg()[0]:.1f}")
     for label in variants:
@@ -113,4 +115,4 @@ def main(runs: int = 1, standins: bool = True, compare_nice: bool = False) -> No
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(int(args[0]) if args else 1, "--no-standins" not in sys.argv, "--compare-nice" in sys.argv)
+    main(int(args[0]) if args else 1, "--no-standins" not in sys.argv, "--compare-late" in sys.argv)

@@ -6,7 +6,6 @@ run on their own ports and state folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -14,8 +13,6 @@ import sys
 import time
 from functools import cached_property
 from pathlib import Path
-
-import psutil
 
 from devplatform import kafka_standin
 from devplatform import settings as domain_settings
@@ -34,11 +31,11 @@ AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 # The only privileges a platform process keeps: the dag-processor and the team triggerers start
 # each team's parse zygote and trigger runner as the team's OS user (platform_runtime.team_env).
 SWITCH_USER_CAPS = ("setuid", "setgid")
-# While `make start` brings the platform up, the processes nothing waits for (the triggerers,
-# each with its team's trigger runner, and Flower) start at a lower CPU priority, and get the
-# normal one back once the platform is ready (as root only: a user may not lower a nice value).
-# On two cores they otherwise take a large share of the CPU the path to "ready" needs.
-START_NICE = 10
+# Started once the platform is ready: the processes nothing waits for, the triggerers (each
+# with its team's trigger runner, a second interpreter importing Airflow) and Flower. On two
+# cores their start takes a third of the CPU the path to "ready" needs (benchmarks.start_time
+# --compare-late); a task that defers meanwhile waits for its team's triggerer, seconds later.
+START_AFTER_READY = True
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
 # team, of team-less DAGs): every team gets one, as it will get its own workers.
 
@@ -313,11 +310,10 @@ class LocalPlatform:
             rt = self.team_runtime(d)
             rt.prepare()
             self._start_proc(f"redis-{d}", rt.redis_command())
-        for name, (cmd, env, team) in self.team_components().items():
-            user = self.team_runtime(team).user
-            self._start_proc(name, cmd, env=env, run_as=RunAs(user.uid, user.gid, umask=TASK_UMASK) if user else None,
-                             cwd=self.team_runtime(team).home)
-        self.phase("mail sink, Redis, workers, Flower started")
+        for name in self.team_components():
+            if not self.starts_after_ready(name):
+                self.start_component(name)
+        self.phase("mail sink, Redis, workers started")
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
         self.pg.start()
@@ -350,9 +346,9 @@ class LocalPlatform:
         self.say(f"teams: {', '.join(cfg.domains)}; team-scoped settings applied: {counts}")
         self.phase("metadata database prepared")
 
-        for name, args in self.airflow_components().items():
-            self._start_proc(name, self.component_command(name, args), env=self.component_env(name),
-                             run_as=self.run_as(self.component_caps(name)))
+        for name in self.airflow_components():
+            if not self.starts_after_ready(name):
+                self.start_component(name)
         for (d, proc), hook in [*((s, "setup") for s in setups), *((g, "data") for g in generators)]:
             if proc.wait() != 0:
                 raise RuntimeError(f"{d}'s local.{hook} command failed (exit {proc.returncode}); see "
@@ -360,23 +356,26 @@ class LocalPlatform:
             self.say(f"{d}'s local.{hook} done, {time.monotonic() - t0:.1f} s after start")
         self.phase("Airflow components started, local data ready")
         self.wait_ready(wait_timeout)
-        self.renice_background(0)
+        for name in [*self.airflow_components(), *self.team_components()]:
+            if self.starts_after_ready(name):
+                self.start_component(name)
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
 
-    def starts_in_background(self, name: str) -> bool:
-        """Started at :data:`START_NICE` (as root): nothing waits for it to be ready."""
-        return os.geteuid() == 0 and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
+    def starts_after_ready(self, name: str) -> bool:
+        """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
+        return START_AFTER_READY and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
 
-    def renice_background(self, value: int) -> None:
-        """The processes :meth:`starts_in_background` started, and their children, at ``value``."""
-        for name in self.process_names():
-            proc = self.proc(name).process() if self.starts_in_background(name) else None
-            if proc is None:
-                continue
-            for q in (proc, *proc.children(recursive=True)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    q.nice(value)
+    def start_component(self, name: str) -> None:
+        """An Airflow component, or a team's worker or Flower, as its OS user."""
+        if name in self.team_components():
+            cmd, env, team = self.team_components()[name]
+            user = self.team_runtime(team).user
+            self._start_proc(name, cmd, env=env, run_as=RunAs(user.uid, user.gid, umask=TASK_UMASK) if user else None,
+                             cwd=self.team_runtime(team).home)
+            return
+        self._start_proc(name, self.component_command(name, self.airflow_components()[name]),
+                         env=self.component_env(name), run_as=self.run_as(self.component_caps(name)))
 
     def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                     run_as: RunAs | None | bool = True, cwd: Path = ROOT) -> None:
@@ -386,8 +385,6 @@ class LocalPlatform:
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
         pid = p.start(cmd, env or self.env(), cwd, run_as=self.run_as() if run_as is True else run_as)
-        if self.starts_in_background(name):
-            psutil.Process(pid).nice(START_NICE)
         self.say(f"{name}: started (pid {pid}), log {p.logfile}")
 
     def prepare_db(self, migrate: bool) -> dict:
@@ -496,7 +493,7 @@ class LocalPlatform:
 
     def _check_alive(self) -> None:
         for c in [*self.airflow_components(), *self.team_components()]:
-            if not self.proc(c).running():
+            if not self.starts_after_ready(c) and not self.proc(c).running():
                 log = self.proc(c).logfile
                 tail = log.read_text()[-3000:] if log.exists() else ""
                 raise RuntimeError(f"{c} exited; last log lines:\n{tail}")
