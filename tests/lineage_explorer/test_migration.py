@@ -17,6 +17,7 @@ from lineage_explorer.queries import Reader, Visibility
 from lineage_explorer.store import MIGRATIONS, LineageStore, Owner, RunEvent
 from shared.db import migrate
 from tests.lineage_explorer.events import Ds, events_for, three_teams
+from tests.lineage_explorer.sql import rows as query
 
 TEAM_OF = {d.dag_id: d.team for d in three_teams()}
 FACET_ROWS = ("SELECT dataset_namespace, dataset_name, job_namespace, job_name, facets, created_at, updated_at"
@@ -85,16 +86,6 @@ def write_as_before_0002(dsn: str, events: list[dict], folder: Path) -> None:
                              (d["facets"].get("lifecycleStateChange") or {}).get("lifecycleStateChange"),
                              d["created"], d["updated"]))
         conn.commit()
-    finally:
-        conn.close()
-
-
-def query(dsn: str, sql: str) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
     finally:
         conn.close()
 

@@ -11,6 +11,7 @@ import pytest
 
 from lineage_explorer.store import InvalidEvent, Owner, RunEvent
 from tests.lineage_explorer.events import events_for, three_teams
+from tests.lineage_explorer.sql import rows
 
 REAL_EVENTS = Path(__file__).parent / "data" / "platform_shared_check.jsonl"
 
@@ -24,16 +25,6 @@ def counts(dsn: str) -> dict[str, int]:
                 cur.execute(f"SELECT count(*) FROM {t}")
                 out[t] = cur.fetchone()[0]
             return out
-    finally:
-        conn.close()
-
-
-def rows(dsn: str, sql: str) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
     finally:
         conn.close()
 

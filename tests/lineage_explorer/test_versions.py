@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg2
 import yaml
 
 from lineage_explorer.store import Owner, RefusedEvent, RunEvent
 from tests.lineage_explorer.conftest import team_key_for
 from tests.lineage_explorer.events import NAMESPACE, events_for, three_teams
+from tests.lineage_explorer.sql import rows
 
 MARQUEZ = Path(__file__).parents[1] / "fixtures" / "marquez"
 PG = "postgres://127.0.0.1:5432"
@@ -209,16 +209,6 @@ def test_ingest_batch_is_sequential_ingest(store, lineage_dsn, pg):
     finally:
         sequential.close()
         pg.drop_database(other_dsn.rsplit("/", 1)[1])
-
-
-def rows(dsn: str, sql: str) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
