@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devplatform.paths import ROOT
+from devplatform.processes import RunAs
 from devplatform.users import OsUser
 
 # A domain's local command (settings.yaml ``local.<hook>``) -> the name of its log.
@@ -39,19 +40,24 @@ class DomainCommand:
     user: OsUser | None
     log: Path
 
-    def _popen_args(self) -> dict:
+    def _popen_args(self) -> tuple[list[str], dict]:
+        """The command line and ``Popen`` arguments: as the team's user, through the one user
+        switch every team process goes through (``RunAs``: no capability, no_new_privs)."""
         u = self.user
-        as_user = {"user": u.uid, "group": u.gid, "extra_groups": [], "umask": 0o077} if u else {}
-        return {"env": self.env, "cwd": ROOT, "stdin": subprocess.DEVNULL, **as_user}
+        run_as = RunAs(u.uid, u.gid, umask=0o077) if u else None
+        args = {"env": self.env, "cwd": ROOT, "stdin": subprocess.DEVNULL, **({"umask": run_as.umask} if run_as else {})}
+        return (run_as.argv(self.argv) if run_as else self.argv), args
 
     def start(self) -> subprocess.Popen:
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        argv, args = self._popen_args()
         with open(self.log, "ab") as f:
-            return subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT, **self._popen_args())
+            return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, **args)
 
     def run(self) -> str:
         """Run to the end; its standard output. A failure raises with the end of its output."""
-        out = subprocess.run(self.argv, capture_output=True, text=True, **self._popen_args())
+        argv, args = self._popen_args()
+        out = subprocess.run(argv, capture_output=True, text=True, **args)
         if out.returncode != 0:
             raise RuntimeError(f"{self.domain}'s local.{self.hook} command failed (exit {out.returncode}):\n"
                                f"{out.stdout[-1000:]}{out.stderr[-3000:]}")

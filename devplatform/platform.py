@@ -53,6 +53,7 @@ class LocalPlatform:
         # DAG file names that must fail to parse (a test's planted policy violations): ready
         # once they are import errors, and they stop nothing
         self.expected_import_errors: set[str] = set()
+        self._team_components: dict[str, tuple[list[str], dict[str, str], str]] | None = None
         self._mark = time.monotonic()
 
     # -- who runs what ---------------------------------------------------------------
@@ -200,13 +201,16 @@ class LocalPlatform:
         return TeamRuntime(self.config, team)
 
     def team_components(self) -> dict[str, tuple[list[str], dict[str, str], str]]:
-        """Process name -> (command, environment, team) of every team's worker and Flower."""
-        out = {}
-        for d in self.celery_teams():
-            rt = self.team_runtime(d)
-            out[f"worker-{d}"] = (rt.worker_command(), rt.worker_env(), d)
-            out[f"flower-{d}"] = (rt.flower_command(), rt.flower_env(), d)
-        return out
+        """Process name -> (command, environment, team) of every team's worker and Flower: built
+        once per instance (every team's settings file read), not on each readiness check."""
+        if self._team_components is None:
+            out = {}
+            for d in self.celery_teams():
+                rt = self.team_runtime(d)
+                out[f"worker-{d}"] = (rt.worker_command(), rt.worker_env(), d)
+                out[f"flower-{d}"] = (rt.flower_command(), rt.flower_env(), d)
+            self._team_components = out
+        return self._team_components
 
     def airflow_components(self) -> dict[str, list[str]]:
         """Process name -> airflow CLI arguments.
@@ -322,8 +326,8 @@ class LocalPlatform:
         for d in cfg.domains:
             self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d], DOMAIN_EXTENSIONS)
         self.pg.ensure_database("lineage", "lineage", secrets.lineage_db_password)
-        if self.platform_user:
-            self.lock_state()  # again: starting PostgreSQL opens the path to its data folder (o+rx)
+        if self.platform_user:  # starting PostgreSQL opened the path to its data folder (o+rx)
+            os.chmod(cfg.state, 0o711)
         self.say(f"databases: airflow, lineage + one per domain ({', '.join(cfg.domains)}), one login role each")
         self.phase("postgres and databases")
         # the stand-ins once PostgreSQL is up: some keep their state in their domain's database
@@ -368,8 +372,9 @@ class LocalPlatform:
 
     def start_component(self, name: str) -> None:
         """An Airflow component, or a team's worker or Flower, as its OS user."""
-        if name in self.team_components():
-            cmd, env, team = self.team_components()[name]
+        team_component = self.team_components().get(name)
+        if team_component is not None:
+            cmd, env, team = team_component
             user = self.team_runtime(team).user
             self._start_proc(name, cmd, env=env, run_as=RunAs(user.uid, user.gid, umask=TASK_UMASK) if user else None,
                              cwd=self.team_runtime(team).home)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -35,12 +34,9 @@ class RunAs:
     umask: int = 0o077
 
     def argv(self, cmd: list[str]) -> list[str]:
-        setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
-        if setpriv is None:
-            raise RuntimeError("setpriv (util-linux) is needed to start the platform's processes as their OS users")
-        keep = ",".join(["-all", *(f"+{c}" for c in self.caps)])
-        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", f"--inh-caps={keep}",
-                f"--ambient-caps={keep}", f"--bounding-set={keep}", "--no-new-privs", "--", *cmd]
+        from platform_runtime.team_env import setpriv_argv
+
+        return setpriv_argv(self.uid, self.gid, cmd, self.caps, bounding=True)
 
 
 class Proc:

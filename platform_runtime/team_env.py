@@ -92,19 +92,27 @@ def can_switch_users() -> bool:
     return os.geteuid() == 0 or effective_caps() & SWITCH_CAPS == SWITCH_CAPS
 
 
-def as_user_argv(user: TeamUser, argv: list[str]) -> list[str]:
-    """``argv`` run as ``user`` with no capability left: util-linux's ``setpriv`` sets the user,
-    its group and no other group, clears the inheritable and ambient capability sets (a
-    non-root process keeps its capabilities across a user switch; these two carry them
-    across ``exec``) and sets no_new_privs, so nothing the child executes (a set-uid program)
-    can give it a privilege back. Used by every platform process that starts team code."""
+def setpriv_argv(uid: int, gid: int, argv: list[str], keep: tuple[str, ...] = (), bounding: bool = False) -> list[str]:
+    """``argv`` run by util-linux's ``setpriv`` as ``uid``/``gid`` with no other group, no_new_privs
+    (nothing it executes, a set-uid program, gives it a privilege back) and only the
+    capabilities in ``keep`` in its inheritable and ambient sets (a non-root process keeps its
+    capabilities across a user switch; these two carry them across ``exec``). ``bounding``:
+    reduce the bounding set to ``keep`` too (needs CAP_SETPCAP: root's launcher only). The one
+    way the platform starts a process as another OS user (``devplatform.processes.RunAs`` too)."""
     import shutil
 
     setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
     if setpriv is None:
-        raise RuntimeError("setpriv (util-linux) is needed to start a team's child as its OS user")
-    return [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
-            "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--", *argv]
+        raise RuntimeError("setpriv (util-linux) is needed to start a process as another OS user")
+    caps = ",".join(["-all", *(f"+{c}" for c in keep)])
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", f"--inh-caps={caps}",
+            f"--ambient-caps={caps}", *([f"--bounding-set={caps}"] if bounding else []), "--no-new-privs", "--", *argv]
+
+
+def as_user_argv(user: TeamUser, argv: list[str]) -> list[str]:
+    """``argv`` run as the team's ``user`` with no capability left (:func:`setpriv_argv`). Used by
+    every platform process that starts team code."""
+    return setpriv_argv(user.uid, user.gid, argv)
 
 
 def team_python() -> str:
