@@ -32,6 +32,7 @@ Connection extras understood here (others go to the provider as usual, i.e. head
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -48,6 +49,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -192,10 +194,16 @@ class ApiSettings:
         exponential backoff with jitter from ``backoff_initial`` up to ``backoff_max``."""
         return _WaitRetryAfter(self.backoff_initial, self.backoff_max, self.retry_after_max)
 
-    def _retry_kwargs(self, attempts: int | None) -> dict[str, Any]:
+    def _retry_kwargs(self, attempts: int | None, until: float | None = None,
+                      backoff_cap: float | None = None) -> dict[str, Any]:
+        stop = stop_after_attempt(int(attempts or self.max_attempts))
+        if until is not None:  # a poll loop: no attempt limit, only its deadline (epoch seconds)
+            stop = stop_before_delay(max(0.0, until - time.time()))
+        wait = self.wait() if backoff_cap is None else _WaitRetryAfter(
+            self.backoff_initial, min(self.backoff_max, backoff_cap), self.retry_after_max)
         return dict(
-            stop=stop_after_attempt(int(attempts or self.max_attempts)),
-            wait=self.wait(),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception_type(TransientApiError),
             reraise=True,
             before_sleep=lambda s: log.warning(
@@ -207,9 +215,13 @@ class ApiSettings:
         """The retry policy for synchronous calls: :class:`TransientApiError` is tried again."""
         return Retrying(**self._retry_kwargs(attempts), **({"sleep": sleep} if sleep is not None else {}))
 
-    def async_retrying(self, attempts: int | None = None) -> AsyncRetrying:
-        """The same policy for coroutines (``async for attempt in settings.async_retrying(): ...``)."""
-        return AsyncRetrying(**self._retry_kwargs(attempts))
+    def async_retrying(self, attempts: int | None = None, *, until: float | None = None,
+                       backoff_cap: float | None = None) -> AsyncRetrying:
+        """The same policy for coroutines (``async for attempt in settings.async_retrying(): ...``).
+        A poll loop passes ``until`` (its deadline, epoch seconds: tries stop before a wait would
+        pass it, instead of after ``max_attempts``) and ``backoff_cap`` (its poll interval: the
+        backoff never waits longer; a Retry-After still wins)."""
+        return AsyncRetrying(**self._retry_kwargs(attempts, until, backoff_cap))
 
 
 class JsonApiHook(HttpHook):

@@ -31,10 +31,11 @@ The trigger fires once, with one of:
 - ``{"status": "error", "message": ...}`` on an answer that retrying cannot fix (401, 403,
   404, other 4xx, a connection that does not resolve): the task should fail with that message.
 
-Transient faults (connection errors, timeouts, 408/425/429, 5xx, a truncated body) are retried inside the poll
-loop: after ``Retry-After`` when the service sends one (capped by the extra
-``retry_after_max``, 60 s), else with exponential backoff from ``backoff_initial`` (0.5 s) up
-to ``backoff_max`` (30 s) and never beyond the poll interval; the deadline still applies.
+Transient faults (connection errors, timeouts, 408/425/429, 5xx, a truncated body) are retried
+by the platform's one retry policy, ``ApiSettings.async_retrying`` (tenacity), with the poll's
+deadline in place of an attempt limit: after ``Retry-After`` when the service sends one (capped
+by the extra ``retry_after_max``, 60 s), else with exponential backoff from ``backoff_initial``
+(0.5 s) up to ``backoff_max`` (30 s) and never beyond the poll interval.
 
 The connection is read in :meth:`run`, on the triggerer, into the same
 ``shared.http.ApiSettings`` every HTTP client uses (``auth_type`` basic / api_key / bearer /
@@ -129,6 +130,21 @@ class HttpPollTrigger(BaseTrigger):
         except ValueError:
             raise TransientApiError(f"{where}: body is not JSON: {text[:EXCERPT]}") from None
 
+    async def _answer(self, session: aiohttp.ClientSession, url: str, settings: ApiSettings,
+                      tally: dict[str, Any]) -> Any:
+        """One poll's body, transient faults retried by the platform's one retry policy
+        (``ApiSettings.async_retrying``) until the deadline, never waiting past the poll interval
+        unless a Retry-After says so."""
+        async for attempt in settings.async_retrying(until=self.deadline, backoff_cap=self.poll_seconds):
+            with attempt:
+                tally["polls"] += 1
+                try:
+                    return await self._poll(session, url)
+                except TransientApiError as exc:
+                    tally["last_error"] = str(exc)
+                    raise
+        raise AssertionError("unreachable: the retry policy re-raises the last error")  # pragma: no cover
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         base = {"started": self.started, "deadline": self.deadline}
         try:
@@ -138,34 +154,25 @@ class HttpPollTrigger(BaseTrigger):
                                 "message": f"connection {self.conn_id!r}: {type(exc).__name__}: {exc}"})
             return
         url = settings.url(self.endpoint)
-        polls, failures, body, last_error = 0, 0, None, None
+        tally: dict[str, Any] = {"polls": 0, "last_error": None}
+        body = None
         await asyncio.sleep(max(0.0, min(self.first_poll_at, self.deadline) - time.time()))
         async with aiohttp.ClientSession(headers=settings.headers, auth=settings.aiohttp_auth(),
                                          timeout=settings.aiohttp_timeout()) as session:
-            while True:
-                if time.time() >= self.deadline:
-                    self.log.info("%s: not done after %d poll(s); deadline passed", self.endpoint, polls)
-                    yield TriggerEvent({**base, "status": "timed_out", "body": body, "polls": polls,
-                                        "last_error": last_error})
-                    return
-                polls += 1
+            while time.time() < self.deadline:
                 try:
-                    body = await self._poll(session, url)
+                    body = await self._answer(session, url, settings, tally)
                 except PermanentApiError as exc:
-                    yield TriggerEvent({**base, "status": "error", "polls": polls, "message": str(exc)})
+                    yield TriggerEvent({**base, "status": "error", "polls": tally["polls"], "message": str(exc)})
                     return
-                except TransientApiError as exc:
-                    failures += 1
-                    last_error = str(exc)
-                    backoff = min(settings.backoff_initial * 2 ** (failures - 1), settings.backoff_max)
-                    wait = (min(exc.retry_after, settings.retry_after_max) if exc.retry_after is not None
-                            else min(backoff, self.poll_seconds))
-                    self.log.warning("Poll %d failed (%s); next try in %.1f s", polls, exc, wait)
-                else:
-                    failures = 0
-                    if field_at(body, self.done_field) in self.done_values:
-                        self.log.info("%s: done after %d poll(s)", self.endpoint, polls)
-                        yield TriggerEvent({**base, "status": "done", "body": body, "polls": polls})
-                        return
-                    wait = self.poll_seconds
-                await asyncio.sleep(max(0.0, min(wait, self.deadline - time.time())))
+                except TransientApiError:  # still failing when the next try would pass the deadline
+                    await asyncio.sleep(max(0.0, self.deadline - time.time()))
+                    break
+                if field_at(body, self.done_field) in self.done_values:
+                    self.log.info("%s: done after %d poll(s)", self.endpoint, tally["polls"])
+                    yield TriggerEvent({**base, "status": "done", "body": body, "polls": tally["polls"]})
+                    return
+                await asyncio.sleep(max(0.0, min(self.poll_seconds, self.deadline - time.time())))
+        self.log.info("%s: not done after %d poll(s); deadline passed", self.endpoint, tally["polls"])
+        yield TriggerEvent({**base, "status": "timed_out", "body": body, "polls": tally["polls"],
+                            "last_error": tally["last_error"]})

@@ -39,6 +39,13 @@ class Endpoint:
         settings = ApiSettings.from_connection(BaseHook.get_connection(conn_id))
         return cls(settings.url(path), settings)
 
+    @property
+    def resource(self) -> str:
+        """The URL as a lineage dataset names it (``shared.lineage.http_resource``)."""
+        from shared.lineage import http_resource
+
+        return http_resource(None, self.url)
+
 
 @dataclass
 class FanOutStats:
@@ -123,5 +130,11 @@ async def post_all(endpoint: Endpoint, bodies: Sequence[Any], max_in_flight: int
 
 def post_batches(conn_id: str, path: str, bodies: Sequence[Any], max_in_flight: int,
                  key_for: Callable[[int], str | None] = lambda i: None) -> FanOutStats:
-    """:func:`post_all` on the service behind ``conn_id``, from synchronous code (a task)."""
-    return asyncio.run(post_all(Endpoint.from_connection(conn_id, path), bodies, max_in_flight, key_for))
+    """:func:`post_all` on the service behind ``conn_id``, from synchronous code (a task); the
+    resource it wrote is reported through hook lineage (``shared.lineage``) once all are sent."""
+    from shared.lineage import record_io
+
+    endpoint = Endpoint.from_connection(conn_id, path)
+    stats = asyncio.run(post_all(endpoint, bodies, max_in_flight, key_for))
+    record_io(endpoint, outputs=[endpoint.resource])
+    return stats

@@ -19,7 +19,7 @@ from typing import Any
 from domains.hss_workflow.conf import ConfError, confine
 from domains.hss_workflow.db import DATABASE
 from shared.db import bulk_upsert
-from shared.lineage import file_uri, record_http_io, record_io, record_postgres_io
+from shared.lineage import file_uri, record_io, record_postgres_io
 
 BATCHES_PATH = "/train/smart_ensemble/batches"
 MAX_REJECTED_SHARE = 0.05
@@ -124,10 +124,7 @@ def send_batches(config: dict[str, Any], conn_id: str = "hss_workflow_ml_trainin
                              key_for=lambda i: idempotency_key(suffix=f"batch {i}"))
     except FanOutError as exc:
         raise fail(str(exc)) from None
-    from shared.http import JsonApiHook
-
     record_postgres_io(DATABASE.hook(), inputs=["training_rows"])
-    record_http_io(JsonApiHook(conn_id), outputs=[BATCHES_PATH])
     return {"training_id": config["training_id"], **stats.summary()}
 
 
