@@ -13,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: browser help install start aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser dockerfile help install start aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -53,6 +53,9 @@ logs:  ## follow every component's log
 
 parse:  ## parse every bundle in its own process, like the dag-processor
 	@$(BIN)/python -m devplatform parse
+
+dockerfile: install  ## rewrite the Dockerfile's team lines (executors, logins, bundles) from domains/ (after adding a domain)
+	@$(BIN)/python -m devplatform dockerfile
 
 image-deps: install  ## the image's dependencies alone (Airflow 3.3.2 + requirements.txt, constraints.txt) import, parse and list every bundle
 	@$(BIN)/python -m devplatform.image_deps --python $(PYTHON)

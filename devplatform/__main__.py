@@ -161,6 +161,14 @@ def cmd_kafka_standin(args) -> None:
     serve(Path(args.bootstrap_file))
 
 
+def cmd_dockerfile(args) -> None:
+    from devplatform.dockerfile import write
+    from devplatform.paths import domain_names
+
+    changed = write()
+    print(f"Dockerfile: team lines {'rewritten' if changed else 'already'} for {', '.join(domain_names())}")
+
+
 def cmd_parse(args) -> None:
     from devplatform.parse import parse_all_bundles
 
@@ -204,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("stop").set_defaults(fn=cmd_stop)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     sub.add_parser("parse").set_defaults(fn=cmd_parse)
+    sub.add_parser("dockerfile", help="rewrite the Dockerfile's team lines (executors, logins, bundles) "
+                                      "from domains/").set_defaults(fn=cmd_dockerfile)
     sub.add_parser("airflow-env").set_defaults(fn=cmd_airflow_env)
     s = sub.add_parser("apply-settings")
     s.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from devplatform.paths import ROOT, bundle_dir, domain_names, state_dir
+from devplatform.paths import ROOT, bundle_dir, domain_names, platform_domains, state_dir
 from platform_runtime import AUTH_MANAGER, GLOBAL_EXECUTOR
 
 DEFAULT_PG_PORT = 54320
@@ -193,7 +193,8 @@ class PlatformConfig:
     Fields not given are read from the environment (``PLATFORM_STATE_DIR``,
     ``PLATFORM_PG_PORT``, ``PLATFORM_API_PORT``, ``PLATFORM_SMTP_PORT``,
     ``PLATFORM_TRIGGER_LOG_PORT``, the first of one port per triggerer, ``PLATFORM_DOMAIN_REDIS_PORT``, and
-    ``PLATFORM_WORKER_LOG_PORT``, the scheduler's LocalExecutor log server) when the instance is made, so configs built with
+    ``PLATFORM_WORKER_LOG_PORT``, the scheduler's LocalExecutor log server; ``PLATFORM_DOMAINS``,
+    the domains to start, all by default) when the instance is made, so configs built with
     different environments can live side by side in one process.
     """
 
@@ -201,7 +202,7 @@ class PlatformConfig:
     pg_port: int = _env_int("PLATFORM_PG_PORT", DEFAULT_PG_PORT)
     api_port: int = _env_int("PLATFORM_API_PORT", DEFAULT_API_PORT)
     smtp_port: int = _env_int("PLATFORM_SMTP_PORT", DEFAULT_SMTP_PORT)
-    domains: list[str] = field(default_factory=domain_names)
+    domains: list[str] = field(default_factory=platform_domains)  # PLATFORM_DOMAINS: a subset
     bundle_paths: dict[str, Path] = field(default_factory=dict)
     extra_users: tuple[str, ...] = ()
     trigger_log_port: int = _env_int("PLATFORM_TRIGGER_LOG_PORT", DEFAULT_TRIGGER_LOG_PORT)

@@ -30,7 +30,7 @@ def test_image_configures_what_the_local_platform_configures():
     assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == bundle_config(root=Path("/usr/local/airflow"))
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == simple_auth_users()
     assert env["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
-    assert env["AIRFLOW__CORE__EXECUTOR"] == PlatformConfig(executor="celery").executor_setting()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == PlatformConfig(executor="celery", domains=domain_names()).executor_setting()
 
 
 def test_image_and_local_platform_run_the_team_scoped_auth_manager(tmp_path):

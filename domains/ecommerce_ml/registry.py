@@ -1,6 +1,14 @@
 """The metadata registry: one row per output (dataset, version, path, row count, schema,
 content hash, run) in ``dataset_registry``, and the matching Airflow Asset event.
 
+Two names, one dataset: the Asset (``domains.ecommerce_ml.assets``) is the output's identity
+in Airflow, fixed when the DAG file is parsed, so it cannot hold the database's or the lake's
+address (those come from connections, read only at run time); the OpenLineage dataset is that
+address (``shared.lineage``: ``postgres://host:port`` + ``db.schema.table``, the lake's
+``file://`` or ``s3://`` object). Each Asset event names its OpenLineage dataset in its extra
+(``openlineage: {namespace, name}``), and the lake artifacts are reported through hook lineage
+under that name, as the tables are by ``record_postgres_io``.
+
 A rerun that produces the same content leaves the row exactly as it was (same run id and
 time); new content replaces it and names the run that made it. Call :func:`register` in the
 same transaction as the load it describes (``commit=False`` loads, then one commit).
@@ -24,6 +32,11 @@ class Output:
     schema: list[dict]
     content_hash: str
     asset: Asset
+    location: str = ""  # the physical URI (shared.lineage): a table's postgres://..., an artifact's lake URL
+
+    @property
+    def lineage_uri(self) -> str:
+        return self.location or self.path
 
 
 def table_schema(cur: Any, table: str) -> list[dict]:
@@ -47,8 +60,13 @@ def table_content(cur: Any, table: str, where: str = "TRUE", params: tuple = ())
 
 def table_output(cur: Any, dataset: str, table: str, asset: Asset, where: str = "TRUE",
                  params: tuple = ()) -> Output:
+    from shared.lineage import PgTable
+
     n, h = table_content(cur, table, where, params)
-    return Output(dataset, "table", table, n, table_schema(cur, table), h, asset)
+    info = cur.connection.info  # the database this cursor writes: the address hook lineage names
+    where_ = PgTable(info.host if info.host and not info.host.startswith("/") else "localhost", int(info.port),
+                     info.dbname, table)
+    return Output(dataset, "table", table, n, table_schema(cur, table), h, asset, where_.uri)
 
 
 def register(cur: Any, out: Output, version: str, dag_id: str, run_id: str) -> bool:
@@ -68,16 +86,23 @@ def register(cur: Any, out: Output, version: str, dag_id: str, run_id: str) -> b
 
 
 def emit_asset_events(outputs: list[Output], version: str) -> None:
-    """Attach version, path and row count to the task's outlet events (the Assets view shows them)."""
+    """Attach version, path, row count and the OpenLineage dataset to the task's outlet events
+    (the Assets view shows them); report the lake artifacts through hook lineage."""
     from airflow.sdk import get_current_context
+
+    from shared.lineage import ol_dataset, record_io
 
     try:
         events = get_current_context()["outlet_events"]
     except Exception:  # outside a task (a script, the benchmark): no asset events to attach to
         return
     for out in outputs:
+        if out.kind == "artifact":  # the tables: record_postgres_io, by the code that wrote them
+            record_io(out, outputs=[out.lineage_uri])
+        ol = ol_dataset(out.lineage_uri)
         events[out.asset].extra = {"dataset": out.dataset, "version": version, "path": out.path,
-                                   "rows": out.row_count, "content_hash": out.content_hash}
+                                   "rows": out.row_count, "content_hash": out.content_hash,
+                                   "openlineage": {"namespace": ol.namespace, "name": ol.name}}
 
 
 def latest(cur: Any, dataset: str, kind: str = "artifact") -> dict | None:

@@ -10,7 +10,7 @@ import duckdb
 import pendulum
 import pytest
 
-from conftest import run_dag
+from conftest import lineage_io, run_dag
 from domains.ecommerce_ml.tests.conftest import DAY, read_csv
 
 DAG_ID = "ecommerce_ml_user_item_interactions"
@@ -21,6 +21,17 @@ def logical(day) -> pendulum.DateTime:
     """dag.test() takes the logical date as the trigger time: the run at D+1 02:00 processes day D."""
     nxt = day + timedelta(days=1)
     return pendulum.datetime(nxt.year, nxt.month, nxt.day, 2, tz="UTC")
+
+
+def asset_event_extras(dr, task_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [e.extra for e in session.scalars(select(AssetEvent).where(
+            AssetEvent.source_dag_id == dr.dag_id, AssetEvent.source_run_id == dr.run_id,
+            AssetEvent.source_task_id == task_id))]
 
 
 def recount(ecom, day):
@@ -41,7 +52,7 @@ def recount(ecom, day):
     return reasons, clean
 
 
-def test_interactions_rejections_matrix_and_rerun(ecom):
+def test_interactions_rejections_matrix_and_rerun(ecom, lineage_events):
     from domains.ecommerce_ml import interactions
     from domains.ecommerce_ml.common import Run
 
@@ -55,6 +66,12 @@ def test_interactions_rejections_matrix_and_rerun(ecom):
 
     dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
     assert dr.state == "success", states
+    # each Asset event names the OpenLineage dataset its task reported (one dataset, two names)
+    events = lineage_events()
+    for task_id, outlets in (("load_interactions", 3), ("build_user_item_matrix", 1)):  # tables and artifacts
+        named = {(e["openlineage"]["namespace"], e["openlineage"]["name"]) for e in asset_event_extras(dr, task_id)}
+        assert len(named) == outlets
+        assert named <= lineage_io(events, f"{DAG_ID}.{task_id}")[1], (task_id, named)
     reasons, clean = recount(ecom, DAY)
     c = truths.counts
     assert reasons == {"other_day": c["transactions_other_day"], "unknown_article": c["transactions_unknown_article"],
