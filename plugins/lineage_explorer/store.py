@@ -171,6 +171,9 @@ class LineageStore:
         self._pool = psycopg2.pool.ThreadedConnectionPool(1, maxconn, dsn)
         self._migrated = False
         self._lock = threading.Lock()
+        # how ingest_batch stored its batches: one set-based call, or one event after the other
+        self.batches_set_based = 0
+        self.batches_one_at_a_time = 0
 
     def close(self) -> None:
         self._pool.closeall()
@@ -224,14 +227,23 @@ class LineageStore:
         failure is that event's only."""
         if not items:
             return []
-        results: list[bool | Exception] = []
         try:
             with self.connection() as conn:
-                for event, owner, team in items:
-                    try:
-                        results.append(self._ingest(conn, event, owner, team))
-                    except RefusedEvent as e:
-                        results.append(e)
+                try:
+                    results: list[bool | Exception] | None = self._ingest_set(conn, items)
+                except psycopg2.Error:  # LN410 (an event older than a stored row), LN409, a deadlock
+                    conn.rollback()
+                    results = None
+                if results is None:  # one event after the other, still in one transaction
+                    self.batches_one_at_a_time += 1
+                    results = []
+                    for event, owner, team in items:
+                        try:
+                            results.append(self._ingest(conn, event, owner, team))
+                        except RefusedEvent as e:
+                            results.append(e)
+                else:
+                    self.batches_set_based += 1
                 conn.commit()
                 return results
         except psycopg2.Error:
@@ -271,6 +283,27 @@ class LineageStore:
                 chunk = []
         flush(chunk)
         return stored, dupes
+
+    @staticmethod
+    def _ingest_set(conn: Any, items: list[tuple[RunEvent, Owner, str | None]]) -> list[bool] | None:
+        """The whole batch through ``lineage_ingest_batch`` (migrations/0004): one statement per
+        table, the same rows as one event at a time. None (nothing written) when the batch holds
+        something that call leaves to the one-at-a-time path (an event it could refuse, a job's
+        events out of time order); raises the database's error (LN410: an event older than a
+        stored row; LN409); the caller rolls back."""
+        cols: list[list[Any]] = [[] for _ in range(12)]
+        for ev, owner, team in items:
+            parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
+                       for label, run_id, ns, name in ev.parent_runs()]
+            for col, value in zip(cols, (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
+                                         ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
+                                         RUN_STATES.get(ev.event_type), json.dumps(parents)), strict=True):
+                col.append(value)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT lineage_ingest_batch(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],"
+                " %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])", cols)
+            return cur.fetchone()[0]
 
     @staticmethod
     def _refusal(result: list[str], team: str | None) -> RefusedEvent:
