@@ -380,14 +380,17 @@ class IngestQueue:
     ``201`` still means stored. Events of one run that one client sends one after the other
     arrive, and are stored, in that order."""
 
-    def __init__(self, store: LineageStore, max_batch: int = 200, linger: float = 0.001, lingers: int = 2) -> None:
+    LINGERS = 10
+
+    def __init__(self, store: LineageStore, max_batch: int = 200, linger: float = 0.002,
+                 lingers: int | None = None) -> None:
         self.store = store
         self.max_batch = max_batch
         # when the last batch held more than one event (concurrent senders), the writer waits up
-        # to ``lingers`` times ``linger`` seconds for more before it writes: larger batches cost
-        # PostgreSQL less per event (see LineageStore.SET_BASED_FROM); one sender never waits
+        # to ``lingers`` times ``linger`` seconds for more before it writes, as long as each wait
+        # brings more: larger batches cost PostgreSQL less per event (LineageStore.SET_BASED_FROM)
         self.linger = linger
-        self.lingers = lingers
+        self.lingers = self.LINGERS if lingers is None else lingers
         self._last_batch = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -423,6 +426,9 @@ class IngestQueue:
                 return
             batch = [first]
             stop = False
+            # concurrent senders (the last batch held more than one event): while their requests
+            # keep arriving, a moment more for the others (each sender waits for its answer, so
+            # they stop arriving once all of them are waiting); one sender never waits
             lingers = self.lingers if self._last_batch > 1 else 0
             while len(batch) < self.max_batch:
                 try:
@@ -430,9 +436,12 @@ class IngestQueue:
                 except queue.Empty:
                     if lingers <= 0:
                         break
-                    lingers -= 1  # concurrent senders: a moment for their requests to arrive too
+                    lingers -= 1
                     time.sleep(self.linger)
-                    continue
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
                 if item is None:
                     stop = True
                     break
