@@ -248,13 +248,13 @@ def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
     late["eventType"], late["eventTime"] = "RUNNING", (FIRST + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     hijack = copy.deepcopy(second[5])
     hijack["job"]["name"] = next(e["job"]["name"] for e in first if e["job"]["name"] != hijack["job"]["name"])
-    batches = [first[:3] + [first[2]] + first[3:7], first[7:], second[:9], [first[-1]] + second[9:], [late],
-               [hijack, *second[:2]]]
+    batches = [first[:3] + [first[2]] + first[3:7], first[7:], second[:9], [first[-1]] + second[9:],
+               [late, *second[:3]], [hijack, *second[:3]]]
     results = [store.ingest_batch([item(e) for e in b]) for b in batches]
     assert store.batches_set_based == 4 and store.batches_one_at_a_time == 2
     assert results[0] == [True] * 3 + [False] + [True] * 4 and results[3] == [False] + [True] * (len(second) - 9)
-    assert results[4] == [True]
-    assert isinstance(results[5][0], RefusedEvent) and results[5][1:] == [False, False]
+    assert results[4] == [True, False, False, False]
+    assert isinstance(results[5][0], RefusedEvent) and results[5][1:] == [False, False, False]
 
     other_dsn = lineage_dsn + "_seq"
     pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])

@@ -14,8 +14,10 @@
 --   versions) is folded in arrival order, which equals the one-at-a-time result when every
 --   event is not older than what is stored for its row and a job's events in the batch are in
 --   time order (the usual case: a run reports START, RUNNING..., COMPLETE). Otherwise the
---   call gives up (NULL when seen in the batch itself; SQLSTATE LN410 when a stored row is
---   newer) and the caller stores the batch one event at a time, as before.
+--   call gives up (NULL, nothing written: an event older than its job's stored row, whose
+--   updated_at bounds every row the job's events write, or a job's events out of order in the
+--   batch; SQLSTATE LN410 from a row's guard when a concurrent writer made it newer meanwhile)
+--   and the caller stores the batch one event at a time, as before.
 --
 -- Nothing the one-at-a-time path could refuse goes through here either: a run id stored (or
 -- in the batch) for another job, or a parent/root run of another job or of another team than
@@ -58,6 +60,10 @@ BEGIN
         )
         SELECT 1 FROM ev JOIN lineage_run r ON r.run_id = ev.run_id
             WHERE (r.job_namespace, r.job_name) IS DISTINCT FROM (ev.job_ns, ev.job_name)
+        UNION ALL
+        -- an event older than its job's latest (every row a job's events write is at most as new)
+        SELECT 1 FROM ev JOIN lineage_job j ON j.namespace = ev.job_ns AND j.name = ev.job_name
+            WHERE ev.t < j.updated_at
         UNION ALL
         SELECT 1 FROM ev GROUP BY run_id HAVING count(DISTINCT (job_ns, job_name)) > 1
         UNION ALL
