@@ -272,16 +272,19 @@ def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
         pg.drop_database(other_dsn.rsplit("/", 1)[1])
 
 
-def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
+def test_concurrent_workers_over_http(explorer, standin, lineage_dsn, monkeypatch):
     """Eight workers post whole runs at once through the provider's http transport with their
-    team's keys (the endpoint's group commit stores them together): every event stored once,
-    every run's state that of its last event, every answer 201."""
+    team's keys (the endpoint's group commit stores them together, set-based from two events a
+    batch here, one at a time when a batch holds events older than stored rows): every event
+    stored once, every run's state that of its last event, every answer 201."""
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
     from lineage_explorer.config import transport_config
+    from lineage_explorer.store import LineageStore
 
+    monkeypatch.setattr(LineageStore, "SET_BASED_FROM", 2)
     server = standin(explorer.app)
-    events = [e for i in range(6) for e in day(FIRST + timedelta(hours=i), f"v-{i}")]
+    events = [e for i in range(12) for e in day(FIRST + timedelta(hours=i), f"v-{i}")]
     runs: dict[str, list[dict]] = {}
     for e in events:  # a DAG run with its tasks' runs goes to one worker, in order
         root = (e["run"]["facets"].get("parent") or {}).get("run", {}).get("runId") or e["run"]["runId"]
@@ -311,6 +314,7 @@ def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
         (len(events), len(events))]
     stored = {r[0]: (r[2], r[1]) for r in rows(lineage_dsn, "SELECT run_id::text, state, state_time FROM lineage_run")}
     assert stored == last
+    assert explorer.sub.state.services()[1].batches_set_based > 0
 
 
 def test_ingest_queue_survives_requests_that_went_away(store, lineage_dsn):
