@@ -9,17 +9,24 @@ Kafka, Redis, lake files; the provider's event shapes; 560 events per round of r
    (default 10k, 100k, 1M events); at each size ``GET /api/v1/lineage`` at depth 5 from a
    shared table is timed as admin and as one team (the store query plus the Marquez JSON
    shaping), median and max of QUERIES repetitions;
-2. store ingest, side by side on the full store: one transaction per event (``ingest``, what
-   the endpoint did before) and one per batch of 200 (``ingest_batch``), STORE_EVENTS each;
+2. store ingest, side by side on the full store, events newer than the stored history (as live
+   ingest is): one transaction per event (``ingest``), STORE_EVENTS events; then 200 per
+   transaction (``ingest_batch``) with each event of a batch on its own (``lineage_ingest_event``,
+   before migration 0004) and set-based (``lineage_ingest_batch``), and late events (older than
+   the stored history: the set-based call gives up, one event at a time), interleaved,
+   STORE_EVENTS in all each, with PostgreSQL's CPU time per event;
 3. HTTP ingest: the plugin's app served by uvicorn in its own process (as the api-server
-   serves it, one worker); 1, 8 and 32 concurrent clients, each a process (a worker), each
-   posting whole DAG runs in order through the OpenLineage client's own ``http`` transport with
-   its team's ingest key (DAG-level events: the platform key); HTTP_EVENTS events per step.
-   After each step the store is checked: every event stored once, every run's state and state
-   time those of its last event (nothing lost, duplicated or reordered). The CPU time per event
-   of the clients, the server process and PostgreSQL is printed with each step (clients and
-   server share the machine's cores). A last step measures the server's own capacity: 32
-   keep-alive connections from one asyncio process sending requests encoded beforehand;
+   serves it, one worker), two of them up at once on the same store: the group commit before
+   (each event of a batch on its own, no lingering) and after (set-based from 4 events a batch,
+   lingering for concurrent senders); 1, 8 and 32 concurrent clients, each a process (a
+   worker), each posting whole DAG runs in order through the OpenLineage client's own ``http``
+   transport with its team's ingest key (DAG-level events: the platform key); HTTP_EVENTS
+   events per step, before and after interleaved per step. After each step the store is
+   checked: every event stored once, every run's state and state time those of its last event
+   (nothing lost, duplicated or reordered). The CPU time per event of the clients, the server
+   process and PostgreSQL is printed with each step (clients and server share the machine's
+   cores). A last step (each server) measures the server's own capacity: 32 keep-alive
+   connections from one asyncio process sending requests encoded beforehand;
 4. retention at full size: ``purge`` of everything older than the median event time (half
    of the events), its run time, and the depth-5 query after it.
 
@@ -79,13 +86,20 @@ def key_of(event: dict) -> str:
 
 
 # -- the server process ----------------------------------------------------------------
-def serve(port: int, dsn: str) -> None:
-    """The plugin's app mounted like the api-server mounts it, on uvicorn, one process."""
+def serve(port: int, dsn: str, mode: str = "set") -> None:
+    """The plugin's app mounted like the api-server mounts it, on uvicorn, one process.
+    ``mode`` ``one``: the group commit as before migration 0004 (each event of a batch through
+    ``lineage_ingest_event``, no lingering), for the side-by-side comparison."""
     import uvicorn
     from fastapi import FastAPI
 
     from lineage_explorer.api import create_app
     from lineage_explorer.config import URL_PREFIX, Settings
+    from lineage_explorer.store import IngestQueue
+
+    if mode == "one":
+        LineageStore.SET_BASED_FROM = sys.maxsize
+        IngestQueue.LINGERS = 0
 
     settings = Settings(dsn=dsn, ingest_keys=KEYS, platform_key=PLATFORM_KEY, retention_days=0, namespace=NAMESPACE)
     app = FastAPI(title="bench")
@@ -94,11 +108,11 @@ def serve(port: int, dsn: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
+def start_server(dsn: str, mode: str = "set") -> tuple[subprocess.Popen, str]:
     import requests
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.lineage", "serve", str(port), dsn])
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.lineage", "serve", str(port), dsn, mode])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -332,7 +346,7 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
     pg.ensure_database("lineage", "lineage", "bench")
     dsn = f"postgresql://lineage:bench@127.0.0.1:{pg.port}/lineage"
     resolver = OwnerResolver(lookup=lookup, all_dag_ids=lambda: TEAM_OF)
-    server = None
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
     table: list[tuple[str, str]] = []
     try:
         store = LineageStore(dsn)
@@ -371,13 +385,16 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
             table.append((f"depth-5 at {total:,} events (admin / referral_op, median of {queries})",
                           f"{q['admin'][1]:.1f} ms / {q['referral_op'][1]:.1f} ms"))
 
-        # 2. store ingest side by side: one transaction per event, and per batch
-        fresh = rounds(datetime(2025, 6, 1, tzinfo=UTC))
+        # 2. store ingest side by side: one transaction per event, and per batch. New events are
+        # newer than the stored history, as live ingest is; "late" ones (older than every stored
+        # row of their jobs: a backfill of old history) only for the batch's fallback
+        fresh = rounds(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=BASE_ROUNDS * (copies + 1), days=1))
+        old_history = rounds(datetime(2025, 6, 1, tzinfo=UTC))
 
-        def take(n: int) -> list[dict]:
+        def take(n: int, source=fresh) -> list[dict]:
             out: list[dict] = []
             while len(out) < n:
-                out += next(fresh)
+                out += next(source)
             return out[:n]
 
         events = [RunEvent.parse(e) for e in take(store_events)]
@@ -385,48 +402,66 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
         for ev in events:
             store.ingest(ev, resolver.owner(ev))
         single = len(events) / (time.perf_counter() - t0)
-        events = [RunEvent.parse(e) for e in take(store_events)]
-        t0 = time.perf_counter()
-        for i in range(0, len(events), 200):
-            store.ingest_batch([(ev, resolver.owner(ev), None) for ev in events[i:i + 200]])
-        batched = len(events) / (time.perf_counter() - t0)
+        batched: dict[str, list[float]] = {"one": [], "set": [], "late": []}
+        for _ in range(2):  # interleaved: each event of the batch on its own (before 0004), set-based
+            for mode in batched:
+                LineageStore.SET_BASED_FROM = sys.maxsize if mode == "one" else 4
+                events = [RunEvent.parse(e) for e in take(store_events // 2, old_history if mode == "late" else fresh)]
+                cpu, t0 = cpu_seconds([pg.pid()]), time.perf_counter()
+                for i in range(0, len(events), 200):
+                    store.ingest_batch([(ev, resolver.owner(ev), None) for ev in events[i:i + 200]])
+                batched[mode].append(len(events) / (time.perf_counter() - t0))
+                batched[mode].append((cpu_seconds([pg.pid()]) - cpu) * 1000 / len(events))
+        LineageStore.SET_BASED_FROM = 4
+        rate = {m: len(v[0::2]) / sum(1 / r for r in v[0::2]) for m, v in batched.items()}
+        pg_ms = {m: statistics.mean(v[1::2]) for m, v in batched.items()}
         print(f"2. store ingest, {store_events} events each: one transaction per event {single:,.0f} events/s;"
-              f" 200 per transaction {batched:,.0f} events/s", flush=True)
+              f" 200 per transaction, each event on its own {rate['one']:,.0f} events/s (PostgreSQL"
+              f" {pg_ms['one']:.2f} CPU ms per event), set-based {rate['set']:,.0f} events/s"
+              f" ({pg_ms['set']:.2f} ms); late events, set-based call falling back {rate['late']:,.0f} events/s"
+              f" ({pg_ms['late']:.2f} ms)", flush=True)
         table.append(("store ingest, one transaction per event", f"{single:,.0f} events/s"))
-        table.append(("store ingest, 200 events per transaction", f"{batched:,.0f} events/s"))
+        table.append(("store ingest, 200 events per transaction, each event on its own (before)",
+                      f"{rate['one']:,.0f} events/s, PostgreSQL {pg_ms['one']:.2f} CPU ms per event"))
+        table.append(("store ingest, 200 events per transaction, set-based (migration 0004)",
+                      f"{rate['set']:,.0f} events/s, PostgreSQL {pg_ms['set']:.2f} CPU ms per event"))
+        table.append(("same, late events (older than their jobs' stored rows: one at a time after the set-based try)",
+                      f"{rate['late']:,.0f} events/s, PostgreSQL {pg_ms['late']:.2f} CPU ms per event"))
 
-        # 3. HTTP, 1 / 8 / 32 concurrent clients
-        server, url = start_server(dsn)
-        for n in CLIENTS:
+        # 3. HTTP, 1 / 8 / 32 concurrent clients, against the group commit before (each event of a
+        # batch on its own) and after (set-based, lingering), the two servers up at once, interleaved
+        servers = {mode: start_server(dsn, mode) for mode in ("one", "set")}
+        label = {"one": "before (each event on its own)", "set": "after (set-based)"}
+
+        def measure(mode: str, n: int | None) -> None:
+            proc, url = servers[mode]
             step = take(http_events)
-            server_cpu, pg_cpu = cpu_seconds([server.pid]), cpu_seconds([pg.pid()])
-            elapsed, errors, client_cpu = http_step(url, n, step)
-            server_cpu, pg_cpu = cpu_seconds([server.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
+            server_cpu, pg_cpu = cpu_seconds([proc.pid]), cpu_seconds([pg.pid()])
+            if n is None:
+                elapsed, errors, client_cpu = raw_step(url, 32, step)
+            else:
+                elapsed, errors, client_cpu = http_step(url, n, step)
+            server_cpu, pg_cpu = cpu_seconds([proc.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
             verdict = check_runs(store, step)
-            print(f"3. HTTP ingest, {n:>2} client(s), provider's http transport, team keys: "
-                  f"{len(step) / elapsed:,.0f} events/s ({len(step)} events, {elapsed:.1f} s, {errors} errors); "
-                  f"CPU ms per event: clients {client_cpu * 1000 / len(step):.2f}, server "
-                  f"{server_cpu * 1000 / len(step):.2f}, PostgreSQL {pg_cpu * 1000 / len(step):.2f}; "
-                  f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
-            table.append((f"HTTP ingest, {n} concurrent client(s)", f"{len(step) / elapsed:,.0f} events/s"
+            what = (f"{n:>2} client(s), provider's http transport, team keys" if n else
+                    "32 connections, pre-encoded requests (the server's capacity)")
+            cpu = (f"clients {client_cpu * 1000 / len(step):.2f}, server {server_cpu * 1000 / len(step):.2f},"
+                   f" PostgreSQL {pg_cpu * 1000 / len(step):.2f}")
+            print(f"3. HTTP ingest, {label[mode]}, {what}: {len(step) / elapsed:,.0f} events/s ({len(step)} events,"
+                  f" {elapsed:.1f} s, {errors} errors); CPU ms per event: {cpu}; load average"
+                  f" {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
+            table.append((f"HTTP ingest, {label[mode]}, " + (f"{n} concurrent client(s)" if n else
+                          "32 connections, pre-encoded requests (server capacity)"),
+                          f"{len(step) / elapsed:,.0f} events/s; CPU ms per event: {cpu}; load {os.getloadavg()[0]:.1f}"
                           + ("" if verdict.startswith("ok") and not errors else f" ({verdict}, {errors} errors)")))
-        # the server's capacity, clients aside: 32 connections, requests encoded beforehand
-        step = take(http_events)
-        server_cpu, pg_cpu = cpu_seconds([server.pid]), cpu_seconds([pg.pid()])
-        elapsed, bad, client_cpu = raw_step(url, 32, step)
-        server_cpu, pg_cpu = cpu_seconds([server.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
-        verdict = check_runs(store, step)
-        print(f"3. HTTP ingest, 32 connections, pre-encoded requests (the server's capacity): "
-              f"{len(step) / elapsed:,.0f} events/s ({len(step)} events, {elapsed:.1f} s, {bad} not 201); "
-              f"CPU ms per event: client {client_cpu * 1000 / len(step):.2f}, server "
-              f"{server_cpu * 1000 / len(step):.2f}, PostgreSQL {pg_cpu * 1000 / len(step):.2f}; "
-              f"load average {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
-        table.append(("HTTP ingest, 32 connections, pre-encoded requests (server capacity)",
-                      f"{len(step) / elapsed:,.0f} events/s" + ("" if verdict.startswith("ok") and not bad
-                                                                else f" ({verdict}, {bad} not 201)")))
-        server.terminate()
-        server.wait(30)
-        server = None
+
+        for n in (*CLIENTS, None):
+            for mode in servers:
+                measure(mode, n)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
+        servers = {}
 
         # 4. retention at full size
         with store.connection() as conn, conn.cursor() as cur:
@@ -448,14 +483,14 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
             print(f"| {k} | {v} |")
         store.close()
     finally:
-        if server is not None:
-            server.terminate()
+        for proc, _ in servers.values():
+            proc.terminate()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        serve(int(sys.argv[2]), sys.argv[3])
+        serve(int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
     else:
         main(*(int(a) for a in sys.argv[1:]))

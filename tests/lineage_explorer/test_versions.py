@@ -195,32 +195,96 @@ def test_ingest_batch_is_sequential_ingest(store, lineage_dsn, pg):
     try:
         for item in items[:-1]:
             sequential.ingest(*item)
-        tables = ("lineage_event (run_id, event_type, event_time, job_name, payload)",
-                  "lineage_run (run_id, state, state_time, started_at, ended_at, job_version, input_versions,"
-                  " output_versions)", "lineage_job (name, facets, current_version, updated_at)",
-                  "lineage_dataset_facet (dataset_name, job_name, facets, updated_at)",
-                  "lineage_dataset_version (dataset_name, version, job_name, run_id, fields, updated_at)",
-                  "lineage_job_version (name, version, created_at, updated_at)", "lineage_edge (job_name, direction,"
-                  " dataset_name, updated_at)")
-        for t in tables:
-            table, cols = t.split(" ", 1)
-            sql = f"SELECT {cols.strip('()')} FROM {table} ORDER BY 1, 2, 3"
-            assert rows(lineage_dsn, sql) == rows(other_dsn, sql), table
+        assert_same_store(lineage_dsn, other_dsn)
     finally:
         sequential.close()
         pg.drop_database(other_dsn.rsplit("/", 1)[1])
 
 
-def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
+# every column ingest writes, per table
+STORED = {
+    "lineage_event": "run_id, event_type, event_time, job_namespace, job_name, team, payload",
+    "lineage_run": "run_id, job_namespace, job_name, state, state_time, nominal_start_time, nominal_end_time,"
+                   " started_at, ended_at, facets, inputs, outputs, job_version, input_versions, output_versions,"
+                   " created_at, updated_at",
+    "lineage_job": "namespace, name, dag_id, team, parent_job_name, description, location, facets, current_version,"
+                   " created_at, updated_at",
+    "lineage_dataset": "namespace, name, created_at, updated_at",
+    "lineage_dataset_facet": "dataset_namespace, dataset_name, job_namespace, job_name, facets, created_at, updated_at",
+    "lineage_dataset_version": "dataset_namespace, dataset_name, version, job_namespace, job_name, run_id, direction,"
+                               " fields, facets, lifecycle_state, created_at, updated_at",
+    "lineage_job_version": "namespace, name, version, location, facets, created_at, updated_at",
+    "lineage_edge": "job_namespace, job_name, direction, dataset_namespace, dataset_name, updated_at",
+}
+
+
+def assert_same_store(dsn: str, other_dsn: str) -> None:
+    for table, cols in STORED.items():
+        sql = f"SELECT {cols} FROM {table} ORDER BY {', '.join(str(i + 1) for i in range(cols.count(',') + 1))}"
+        assert rows(dsn, sql) == rows(other_dsn, sql), table
+
+
+def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
+    """The group commit's set-based call (migration 0004) stores what one event per
+    transaction stores, every column of every table: batches with team keys and parent runs,
+    a run's START and COMPLETE in one batch, a replay inside a batch and of an earlier batch,
+    a lifecycle change and a new schema; a batch with an event older than what is stored, and
+    one with a run of another job, go one event at a time, with the same result."""
+    from lineage_explorer.store import LineageStore
+
+    owner = {d.dag_id: d.team for d in three_teams()}
+
+    def item(e: dict) -> tuple[RunEvent, Owner, str | None]:
+        dag = e["job"]["name"].split(".")[0]
+        return RunEvent.parse(e, raw=json.dumps(e)), Owner(dag, owner[dag]), owner[dag] if "." in e["job"]["name"] else None
+
+    first, second = day(FIRST, "v-1"), day(SECOND, "v-2", extra_column=True)
+    for e in second:
+        for d in e["outputs"]:
+            if d["name"] == CANDIDATES:
+                d["facets"]["lifecycleStateChange"] = {"_producer": "t", "_schemaURL": "t",
+                                                       "lifecycleStateChange": "OVERWRITE"}
+    late = copy.deepcopy(first[3])
+    late["eventType"], late["eventTime"] = "RUNNING", (FIRST + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hijack = copy.deepcopy(second[5])
+    hijack["job"]["name"] = next(e["job"]["name"] for e in first if e["job"]["name"] != hijack["job"]["name"])
+    batches = [first[:3] + [first[2]] + first[3:7], first[7:], second[:9], [first[-1]] + second[9:],
+               [late, *second[:3]], [hijack, *second[:3]]]
+    results = [store.ingest_batch([item(e) for e in b]) for b in batches]
+    assert store.batches_set_based == 4 and store.batches_one_at_a_time == 2
+    assert results[0] == [True] * 3 + [False] + [True] * 4 and results[3] == [False] + [True] * (len(second) - 9)
+    assert results[4] == [True, False, False, False]
+    assert isinstance(results[5][0], RefusedEvent) and results[5][1:] == [False, False, False]
+
+    other_dsn = lineage_dsn + "_seq"
+    pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])
+    sequential = LineageStore(other_dsn)
+    try:
+        for b in batches:
+            for e in b:
+                try:
+                    sequential.ingest(*item(e))
+                except RefusedEvent:
+                    pass
+        assert_same_store(lineage_dsn, other_dsn)
+    finally:
+        sequential.close()
+        pg.drop_database(other_dsn.rsplit("/", 1)[1])
+
+
+def test_concurrent_workers_over_http(explorer, standin, lineage_dsn, monkeypatch):
     """Eight workers post whole runs at once through the provider's http transport with their
-    team's keys (the endpoint's group commit stores them together): every event stored once,
-    every run's state that of its last event, every answer 201."""
+    team's keys (the endpoint's group commit stores them together, set-based from two events a
+    batch here, one at a time when a batch holds events older than stored rows): every event
+    stored once, every run's state that of its last event, every answer 201."""
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
     from lineage_explorer.config import transport_config
+    from lineage_explorer.store import LineageStore
 
+    monkeypatch.setattr(LineageStore, "SET_BASED_FROM", 2)
     server = standin(explorer.app)
-    events = [e for i in range(6) for e in day(FIRST + timedelta(hours=i), f"v-{i}")]
+    events = [e for i in range(12) for e in day(FIRST + timedelta(hours=i), f"v-{i}")]
     runs: dict[str, list[dict]] = {}
     for e in events:  # a DAG run with its tasks' runs goes to one worker, in order
         root = (e["run"]["facets"].get("parent") or {}).get("run", {}).get("runId") or e["run"]["runId"]
@@ -250,6 +314,7 @@ def test_concurrent_workers_over_http(explorer, standin, lineage_dsn):
         (len(events), len(events))]
     stored = {r[0]: (r[2], r[1]) for r in rows(lineage_dsn, "SELECT run_id::text, state, state_time FROM lineage_run")}
     assert stored == last
+    assert explorer.sub.state.services()[1].batches_set_based > 0
 
 
 def test_ingest_queue_survives_requests_that_went_away(store, lineage_dsn):
