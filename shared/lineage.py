@@ -222,7 +222,9 @@ def _make_extractor() -> type:
 
         @classmethod
         def get_operator_classnames(cls) -> list[str]:
-            return ["_PythonDecoratedOperator"]
+            # @task, and @task.external_python (its function runs in another interpreter: what
+            # it touched is recorded in the worker, e.g. by the task's ``post_execute``)
+            return ["_PythonDecoratedOperator", "_PythonExternalDecoratedOperator"]
 
         def _execute_extraction(self) -> OperatorLineage:
             return OperatorLineage()  # at start nothing is known yet

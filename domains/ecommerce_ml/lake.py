@@ -89,9 +89,21 @@ def local_path(path: ObjectStoragePath) -> str | None:
     return path.path if path.protocol in ("file", "local", "") else None
 
 
+def record_reads(*paths: ObjectStoragePath) -> None:
+    """Report lake paths a task read (hook lineage, ``shared.lineage``), named as Airflow's
+    ``ObjectStoragePath`` names the files it reads and writes itself (``publish``'s outputs), so a
+    file written by one task and read by the next is one dataset."""
+    from shared.lineage import record_io
+
+    for path in paths:
+        record_io(path, inputs=[str(path)])
+
+
 @contextmanager
 def readable(path: ObjectStoragePath):
-    """A local file name for ``path``: itself on a local lake, else a temporary copy (streamed)."""
+    """A local file name for ``path``: itself on a local lake, else a temporary copy (streamed).
+    Either way the read is reported as the task's input (:func:`record_reads`)."""
+    record_reads(path)
     local = local_path(path)
     if local is not None:
         yield local

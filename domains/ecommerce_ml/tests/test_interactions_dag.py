@@ -11,7 +11,7 @@ import pendulum
 import pytest
 
 from conftest import run_dag
-from domains.ecommerce_ml.tests.conftest import DAY, read_csv
+from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 
 DAG_ID = "ecommerce_ml_user_item_interactions"
 TABLES = ("interactions", "interaction_rejections", "dataset_registry")
@@ -41,7 +41,7 @@ def recount(ecom, day):
     return reasons, clean
 
 
-def test_interactions_rejections_matrix_and_rerun(ecom):
+def test_interactions_rejections_matrix_and_rerun(ecom, lineage_events):
     from domains.ecommerce_ml import interactions
     from domains.ecommerce_ml.common import Run
 
@@ -55,6 +55,11 @@ def test_interactions_rejections_matrix_and_rerun(ecom):
 
     dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
     assert dr.state == "success", states
+    # lineage (issue 23): the check reads the day's drop in the lake, as the build does
+    events = lineage_events()
+    drop = {f"raw/hm/dt={DAY}/{name}" for name in ("articles.csv", "customers.csv", "transactions_train.csv")}
+    assert lake_io(events, f"{DAG_ID}.validate_transactions") == (drop, set())
+    assert drop <= lake_io(events, f"{DAG_ID}.build_interactions")[0]
     reasons, clean = recount(ecom, DAY)
     c = truths.counts
     assert reasons == {"other_day": c["transactions_other_day"], "unknown_article": c["transactions_unknown_article"],

@@ -85,6 +85,7 @@ def test_training_end_to_end_throttled_fan_out_and_rerun(training, lineage_event
     pg = {t: (f"postgres://127.0.0.1:{db[1]}", f"{db[0]}.public.{t}") for t in
           ("training_runs", "training_rows", "training_model_metrics")}
     csv_file = ("file", str((root / CONF["dataset_path"]).resolve()))
+    assert lineage_io(events, f"{DAG_ID}.validate_training_config") == ({csv_file}, set())  # the file it checked
     assert lineage_io(events, f"{DAG_ID}.process_training_dataset") == (
         {csv_file}, {pg["training_runs"], pg["training_rows"]})
     assert lineage_io(events, f"{DAG_ID}.send_training_batches") == (
