@@ -128,13 +128,17 @@ def publish(local_file: str | Path, folder: ObjectStoragePath, stem: str, ext: s
 
     Returns (path, written): ``written`` is False when the same content was already there.
     """
+    from shared.lineage import record_io
+
     sha = sha256_file(local_file)
     dest = folder / f"{stem}-{sha[:16]}.{ext}"
+    record_io(dest, outputs=[str(dest)])  # the file the task produces (not its temporary name)
     if dest.exists():
         return dest, False
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{dest.name}.partial"
-    with open(local_file, "rb") as src, partial.open("wb") as dst:
+    # through the file system itself: ObjectStoragePath.open would report the temporary name
+    with open(local_file, "rb") as src, partial.fs.open(partial.path, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     partial.rename(dest)
     return dest, True

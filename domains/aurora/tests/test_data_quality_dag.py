@@ -85,7 +85,9 @@ def test_every_planted_defect_is_reported_and_only_critical_ones_are_mailed_once
                           ("check_integrations", ["integrations", "integration_syncs"]),
                           ("check_gamification", ["user_gamification", "user_achievements", "users", "achievements"])):
         assert lineage_io(events, f"{DAG_ID}.{task_id}") == (tables(*read), set()), task_id
-    assert lineage_io(events, f"{DAG_ID}.send_critical_alerts") == (tables("quality_runs"), tables("quality_runs"))
+    inputs, outputs = lineage_io(events, f"{DAG_ID}.send_critical_alerts")
+    mail = (f"smtp://127.0.0.1:{mail_sink.port}", mails[0]["To"])
+    assert (inputs, outputs) == (tables("quality_runs"), tables("quality_runs") | {mail})
 
     # a rerun: same report, no second mail
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)
