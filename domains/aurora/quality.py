@@ -359,12 +359,13 @@ def send_critical_alerts(report: dict[str, Any], as_of) -> dict[str, Any]:
     from shared.notifications import send_summary
 
     crit = critical_findings(report["findings"])
-    if not crit:
-        return {"sent": False, "reason": "no critical finding"}
     run_key = report["run_key"]
     with closing(DATABASE.connect()) as conn:
-        if not alert_pending(conn, run_key):
-            record_tables(inputs=["quality_runs"])
+        pending = alert_pending(conn, run_key)  # the run's stored report: its alert not sent yet
+        record_tables(inputs=["quality_runs"])
+        if not crit:
+            return {"sent": False, "reason": "no critical finding"}
+        if not pending:
             return {"sent": False, "reason": "already sent for this run"}
         facts, tables = alert_facts(run_key, as_of, crit)
         to = send_summary("aurora", f"ALERT data quality: {len(crit)} critical check(s) failed", facts, tables)
