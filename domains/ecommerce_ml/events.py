@@ -55,6 +55,9 @@ def _slots(start: datetime, end: datetime) -> list[datetime]:
 
 
 def _part_files(root, slots: list[datetime]) -> list[tuple[datetime, object]]:
+    """The part files of the slots' folders; the events drop (``raw/events/``) it scanned is
+    reported as read, also when no slot has a file yet."""
+    lake.record_reads(root / "raw" / "events")
     files = []
     for slot in slots:
         folder = lake.events_slot_dir(root, slot)

@@ -122,13 +122,22 @@ function draw(nodes, edges, focus) {
     const [source, target] = key.split("\u0000");
     return { group: "edges", data: { id: key, source, target } };
   }));
-  // left to right, unless top to bottom fits the graph area at a clearly larger size
+  // left to right, unless top to bottom fits the graph area at a clearly larger size; a layout
+  // whose longest edge, at the zoom it is shown at, spans less than the graph area comes first
+  const longestEdge = () => Math.max(0, ...cy.edges().map((e) => {
+    const a = e.source().position(), b = e.target().position();
+    return Math.hypot(a.x - b.x, a.y - b.y);
+  }));
   let best = null;
   for (const rankDir of ["LR", "TB"]) {
     cy.layout({ name: "dagre", rankDir, nodeSep: 16, rankSep: 50 }).run();
     cy.fit(undefined, 24);
-    if (!best || cy.zoom() > best.zoom * 1.15) best = { rankDir, zoom: cy.zoom() };
-    if (cy.zoom() >= 1) break;
+    const shown = Math.min(1.4, Math.max(cy.zoom(), READABLE_ZOOM));
+    const fits = longestEdge() * shown < cy.width() - 48;
+    if (!best || (fits && !best.fits) || (fits === best.fits && cy.zoom() > best.zoom * 1.15)) {
+      best = { rankDir, zoom: cy.zoom(), fits };
+    }
+    if (fits && cy.zoom() >= 1) break;
   }
   if (best.rankDir !== "TB") {
     cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
@@ -221,8 +230,9 @@ async function platformView(select) {
     }
   }
   for (const d of shown.values()) {
-    // a dataset sits in the domain box of the DAGs that write it when they are all of one domain
-    const teams = new Set([...d.writers].map((w) => dags.get(w).team));
+    // a dataset sits in the domain box of the DAGs that write it when they are all of one domain;
+    // one no DAG writes (a source), in the box of the DAGs that read it, likewise
+    const teams = new Set([...(d.writers.size ? d.writers : d.readers)].map((w) => dags.get(w).team));
     nodes.push({ id: d.id, type: "dataset", ns: d.ns, name: d.name, parent: teams.size === 1 ? `domain:${[...teams][0]}` : null });
     for (const w of d.writers) if (!expanded.has(w)) edges.push([`dag:${w}`, d.id]);
     for (const r of d.readers) if (!expanded.has(r)) edges.push([d.id, `dag:${r}`]);
