@@ -13,10 +13,12 @@ in every domain, and cross-DAG lineage joins on it:
   storage ``s3://bucket`` / ``gs://bucket``, name = the object key (or prefix).
 - Redis key spaces: namespace ``redis://host:port``, name = the key prefix (``aurora:session:``).
 - Kafka topics: namespace ``kafka://host:port`` (the first bootstrap server), name = the topic.
+- Mail: namespace ``smtp://host:port`` of the mail server, name = the recipient's address (a
+  summary or alert mailed to a team is an output of the task that sends it).
 
 Tasks report what they read and wrote through Airflow's hook-lineage collector
 (:func:`record_postgres_io`, :func:`record_http_io`, :func:`record_io` with :func:`file_uri`,
-:func:`object_uri`, :func:`redis_keyspace`, :func:`kafka_topic`), in the process that
+:func:`object_uri`, :func:`redis_keyspace`, :func:`kafka_topic`, :func:`mailbox`), in the process that
 finishes the task (a deferred operator records again when it resumes).
 
 The OpenLineage provider (2.20.3) turns only asset schemes with a registered converter
@@ -112,6 +114,13 @@ def kafka_topic(bootstrap_servers: str, topic: str) -> str:
     return f"kafka://{first}/{topic}"
 
 
+def mailbox(host: str, port: int, address: str) -> str:
+    """A recipient's mailbox on a mail server (namespace ``smtp://host:port``, name = the address)."""
+    if "@" not in address:
+        raise ValueError(f"a mailbox needs an address, got {address!r}")
+    return f"smtp://{host}:{int(port)}/{address}"
+
+
 def ol_dataset(uri: str):
     """The OpenLineage dataset for a URI made by this module (or any asset URI the provider
     converts): the provider's converter when it has one, else scheme://authority + resource."""
@@ -134,7 +143,7 @@ def _fallback_dataset(uri: str):
     return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=unquote(name) or "/")
 
 
-_FALLBACK_SCHEMES = ("http", "https", "redis", "kafka", "s3", "gs", "abfss", "wasbs", "hdfs")
+_FALLBACK_SCHEMES = ("http", "https", "redis", "kafka", "smtp", "s3", "gs", "abfss", "wasbs", "hdfs")
 
 
 def record_io(context: Any, *, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> None:
@@ -222,7 +231,9 @@ def _make_extractor() -> type:
 
         @classmethod
         def get_operator_classnames(cls) -> list[str]:
-            return ["_PythonDecoratedOperator"]
+            # @task, and @task.external_python (its function runs in another interpreter: what
+            # it touched is recorded in the worker, e.g. by the task's ``post_execute``)
+            return ["_PythonDecoratedOperator", "_PythonExternalDecoratedOperator"]
 
         def _execute_extraction(self) -> OperatorLineage:
             return OperatorLineage()  # at start nothing is known yet

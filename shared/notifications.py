@@ -179,7 +179,7 @@ def send_summary(
 ) -> list[str]:
     """Mail a summary to the domain's recipients through ``SmtpHook.send_email_smtp``, the
     provider's public sender (connection, TLS, login and retries are the provider's). Returns
-    the recipients.
+    the recipients; each one's mailbox is reported as an output of the task (``shared.lineage``).
 
     The provider sends HTML only, so the report goes as preformatted HTML: columns stay
     aligned in every mail client."""
@@ -194,4 +194,8 @@ def send_summary(
             html_content=f"<pre>{html.escape(report, quote=False)}</pre>",
             from_email=hook.from_email or "airflow@platform.local",
         )
+        conn = hook.get_connection(SMTP_CONN_ID)
+    from shared.lineage import mailbox, record_io
+
+    record_io(hook, outputs=[mailbox(conn.host or "localhost", conn.port or 25, address) for address in to])
     return to

@@ -143,6 +143,48 @@ def test_every_dag_of_every_team_succeeds_when_triggered_as_the_readme_shows(liv
     assert refused == [], refused[:5]
 
 
+@pytest.mark.timeout(300)
+def test_every_task_of_the_full_run_reports_what_it_read_and_wrote(live_platform, newcomer):
+    """Issue 23, "every task accounted for", over the runs of the test above (the lineage store's
+    events): every task of the 16 DAGs has a job in the store, and every task job reports at least
+    one dataset (on its own events or on its SQL child jobs'), or, for a task that triggers a DAG,
+    the parent run relation (the triggered run's events name the task's run as their parent), unless
+    it is in the policy's allow-list of tasks that touch nothing (devplatform/policy.py)."""
+    from devplatform.policy import LINEAGE_TOUCHES_NOTHING
+
+    tasks: dict[str, str] = {}  # "<dag_id>.<task_id>" -> dag_id
+    for dag_id, team in DAGS.items():
+        r = newcomer.call(team, "GET", f"/dags/{dag_id}/tasks")
+        r.raise_for_status()
+        tasks.update({f"{dag_id}.{t['task_id']}": dag_id for t in r.json()["tasks"]})
+    assert set(LINEAGE_TOUCHES_NOTHING) <= set(tasks), "stale allow-list entries: " + str(
+        sorted(set(LINEAGE_TOUCHES_NOTHING) - set(tasks)))
+    with psycopg2.connect(live_platform.pg.admin_dsn("lineage")) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT job_name, payload->'run'->'facets'->'parent'->'job'->>'name',
+                              jsonb_array_length(coalesce(payload->'inputs', '[]'))
+                              + jsonb_array_length(coalesce(payload->'outputs', '[]'))
+                       FROM lineage_event""")
+        events = cur.fetchall()
+    seen, accounted = set(), {}
+    for job, parent, datasets in events:
+        seen.add(job)
+        if job in tasks and datasets:
+            accounted.setdefault(job, "its datasets")
+        elif parent in tasks and job.startswith(parent + ".") and datasets:
+            accounted.setdefault(parent, f"the datasets of its child job {job}")
+        elif parent in tasks and job in DAGS:
+            accounted.setdefault(parent, f"the run of {job} it triggered (parent run facet)")
+    never = sorted(set(tasks) - seen)
+    unaccounted = sorted(set(tasks) - set(accounted) - set(LINEAGE_TOUCHES_NOTHING) - set(never))
+    print(f"\n{len(tasks)} tasks in {len(DAGS)} DAGs: {len(accounted)} report lineage, "
+          f"{len(LINEAGE_TOUCHES_NOTHING)} touch nothing (allow-list), {len(unaccounted)} report nothing, "
+          f"{len(never)} have no events")
+    assert never == [], f"tasks of the full run with no job in the lineage store: {never}"
+    assert unaccounted == [], f"task jobs that report no dataset and are not in the allow-list: {unaccounted}"
+    reporting = sorted(set(accounted) & set(LINEAGE_TOUCHES_NOTHING))
+    assert reporting == [], f"allow-listed as touching nothing, yet they report datasets: {reporting}"
+
+
 @pytest.mark.timeout(900)
 def test_the_other_ways_to_start_a_dag_run_it_too(live_platform, newcomer):
     """After the newcomer's runs: ``airflow dags trigger`` as the platform's admin (no logical
@@ -176,3 +218,4 @@ def test_the_other_ways_to_start_a_dag_run_it_too(live_platform, newcomer):
         cur.execute("SELECT count(*) FROM dataset_registry WHERE dag_id = %s AND version = %s",
                     ("ecommerce_ml_user_item_interactions", start.date().isoformat()))
         assert cur.fetchone()[0] > 0
+

@@ -225,3 +225,52 @@ def test_the_assets_page_shows_a_team_only_its_own_assets(live_platform, browser
         text = page.inner_text("body")
         assert [n for n in others if n in text.split()] == [], user
         context.close()
+
+
+# the Lineage page after the full run of tests/test_first_day.py: admin and two teams' op users
+LINEAGE_USERS = {"admin": None, "aurora_op": "aurora", "ecommerce_ml_op": "ecommerce_ml"}
+# per user, the DAG expanded into its tasks (the largest of what the user sees)
+LINEAGE_EXPAND = {"admin": "looklyy_crawler_pipeline", "aurora_op": "prediction_pipeline",
+                  "ecommerce_ml_op": "ecommerce_ml_events_funnels"}
+
+
+def test_the_lineage_page_is_readable_after_a_full_run_as_admin_and_as_two_teams(live_platform, browser):
+    """Issue 23, item 1, at platform scale: after every DAG of every team has run (the lineage
+    store holds the whole platform's events), the "Lineage" navigation entry as admin and as two
+    teams' op users draws one node per DAG of what the user may see, grouped by domain, with
+    labels at a readable size and no edge across the whole graph; a DAG expands into its tasks;
+    the list beside the graph names the user's DAGs and no other team's. Screenshots:
+    ``.local/screenshots/first_day_ui_lineage_*.png``."""
+    from tests.newcomer import DAGS
+    from tests.test_lineage_page import drawn, lineage_frame, readable
+
+    api = live_platform.config.api_url
+    saved = []
+    for user, team in LINEAGE_USERS.items():
+        mine = {d for d, t in DAGS.items() if team is None or t == team}
+        context, page = log_in(browser, api, user, live_platform.logins()[user])
+        page.goto(f"{api}/plugin/lineage")
+        frame = lineage_frame(page)
+        seen = drawn(frame)
+        assert mine <= seen["dag"], (user, sorted(mine - seen["dag"]))
+        if team is not None:  # a team user: its own DAGs, its own domain, nothing else
+            assert seen["dag"] == mine and seen["domain"] == {team}, (user, seen["dag"], seen["domain"])
+            others = set(DAGS) - mine
+            assert [d for d in others if d in frame.locator("body").inner_text()] == [], user
+        else:
+            assert set(DAGS.values()) <= seen["domain"], seen["domain"]
+        looks = readable(frame)
+        saved.append(shot(page, f"lineage_{user}"))  # kept, also when it is not readable
+        assert looks["minFont"] >= 10 and looks["maxEdge"] < looks["width"], (user, looks)
+        # a DAG expanded into its tasks and what they read and write
+        dag = LINEAGE_EXPAND[user]
+        frame.get_by_role("button", name=f"▸ {dag}", exact=True).click()
+        frame.wait_for_function("(id) => window.lineageGraph.getElementById(id).hasClass('dag-open')",
+                                arg=f"dag:{dag}", timeout=WAIT_MS)
+        tasks = {j for j in drawn(frame)["job"] if j.startswith(dag + ".")}
+        assert tasks, (user, dag)
+        looks = readable(frame)
+        saved.append(shot(page, f"lineage_{user}_{dag}"))
+        assert looks["minFont"] >= 10, (user, dag, looks)
+        context.close()
+    print("\nscreenshots: " + ", ".join(str(p) for p in saved))

@@ -192,6 +192,13 @@ GROUP_FRAMES = {
     "integrations": ("integrations",),
     "gamification": ("user_gamification", "user_achievements", "gamification_records"),
 }
+# the tables each group's frames read (its lineage)
+GROUP_TABLES = {
+    "life_events": ("life_events",),
+    "users": ("users",),
+    "integrations": ("integrations", "integration_syncs"),
+    "gamification": ("user_gamification", "user_achievements", "users", "achievements"),
+}
 
 
 def read_frame(conn, frame: str, as_of) -> pd.DataFrame:
@@ -319,10 +326,11 @@ def check_group(group: str, as_of) -> list[dict[str, Any]]:
     """One check group against ``aurora_postgres``: a finding per check."""
     from contextlib import closing
 
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
 
     with closing(DATABASE.connect()) as conn:
         findings = run_group(conn, group, as_of)
+    record_tables(inputs=GROUP_TABLES[group])
     for f in findings:
         if not f["passed"]:
             log.warning("%s [%s]: %d of %d rows fail (%s), e.g. %s", f["check_name"], f["severity"],
@@ -347,17 +355,20 @@ def send_critical_alerts(report: dict[str, Any], as_of) -> dict[str, Any]:
     """Mail the critical findings (check, count, sample ids), once per run; nothing otherwise."""
     from contextlib import closing
 
-    from domains.aurora.db import DATABASE
+    from domains.aurora.db import DATABASE, record_tables
     from shared.notifications import send_summary
 
     crit = critical_findings(report["findings"])
-    if not crit:
-        return {"sent": False, "reason": "no critical finding"}
     run_key = report["run_key"]
     with closing(DATABASE.connect()) as conn:
-        if not alert_pending(conn, run_key):
+        pending = alert_pending(conn, run_key)  # the run's stored report: its alert not sent yet
+        record_tables(inputs=["quality_runs"])
+        if not crit:
+            return {"sent": False, "reason": "no critical finding"}
+        if not pending:
             return {"sent": False, "reason": "already sent for this run"}
         facts, tables = alert_facts(run_key, as_of, crit)
         to = send_summary("aurora", f"ALERT data quality: {len(crit)} critical check(s) failed", facts, tables)
         mark_alerted(conn, run_key, to)
+    record_tables(inputs=["quality_runs"], outputs=["quality_runs"])  # alert_sent_at: once per run
     return {"sent": True, "to": to, "checks": [f["check_name"] for f in crit]}

@@ -35,10 +35,13 @@ def prepare(run_id: str, full_rebuild: bool) -> dict:
     from airflow.sdk import Variable
 
     from domains.ecommerce_ml import lake
+    from shared.lineage import record_postgres_io
 
-    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+    pg = DATABASE.hook()
+    with closing(DATABASE.connect(pg)) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {SOURCE_TABLE}")
         n = cur.fetchone()[0]
+    record_postgres_io(pg, inputs=[SOURCE_TABLE])
     if not n:
         raise RuntimeError(f"{SOURCE_TABLE} is empty: run ecommerce_ml_article_content first")
     root = lake.lake_root()
@@ -52,6 +55,19 @@ def prepare(run_id: str, full_rebuild: bool) -> dict:
     }
     log.info("%d articles in %s; job %s", n, SOURCE_TABLE, job)
     return job
+
+
+def record_embed_lineage(context, result=None) -> None:
+    """``post_execute`` of the heavy ``embed_articles`` task: its job runs in another interpreter,
+    without Airflow, so the worker reports what the job read (the source table, the frozen TF-IDF
+    model, the article images in the lake) and wrote (the three vector tables, a newly fitted
+    model), through the same hook lineage as every task."""
+    from domains.ecommerce_ml import lake
+    from shared.lineage import record_postgres_io
+
+    record_postgres_io(DATABASE.hook(), inputs=[SOURCE_TABLE, "embedding_models"],
+                       outputs=[*OUTPUT_TABLES.values(), "embedding_models"])
+    lake.record_reads(lake.images_dir(lake.lake_root()))
 
 
 def _heavy_url(path) -> str:

@@ -55,6 +55,9 @@ def _slots(start: datetime, end: datetime) -> list[datetime]:
 
 
 def _part_files(root, slots: list[datetime]) -> list[tuple[datetime, object]]:
+    """The part files of the slots' folders; the events drop (``raw/events/``) it scanned is
+    reported as read, also when no slot has a file yet."""
+    lake.record_reads(root / "raw" / "events")
     files = []
     for slot in slots:
         folder = lake.events_slot_dir(root, slot)
@@ -268,13 +271,17 @@ def late_slots(run: Run, root=None) -> list[datetime]:
     root = root or lake.lake_root()
     slots = _slots(run.start - LATE_SLOTS * SLOT, run.start)
     files = _part_files(root, slots)
-    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+    pg = DATABASE.hook()
+    with closing(DATABASE.connect(pg)) as conn, conn.cursor() as cur:
         cur.execute("SELECT path FROM event_files WHERE slot_start >= %s AND slot_start < %s",
                     (slots[0] if slots else run.start, run.start))
         seen = {r[0] for r in cur.fetchall()}
         cur.execute("SELECT slot_start FROM funnel_interval WHERE slot_start >= %s AND slot_start < %s",
                     (slots[0] if slots else run.start, run.start))
         processed = {r[0].astimezone(UTC) for r in cur.fetchall()}
+    from shared.lineage import record_postgres_io
+
+    record_postgres_io(pg, inputs=["event_files", "funnel_interval"])
     return sorted({slot for slot, p in files if slot in processed and _relative(p) not in seen})
 
 

@@ -89,9 +89,21 @@ def local_path(path: ObjectStoragePath) -> str | None:
     return path.path if path.protocol in ("file", "local", "") else None
 
 
+def record_reads(*paths: ObjectStoragePath) -> None:
+    """Report lake paths a task read (hook lineage, ``shared.lineage``), named as Airflow's
+    ``ObjectStoragePath`` names the files it reads and writes itself (``publish``'s outputs), so a
+    file written by one task and read by the next is one dataset."""
+    from shared.lineage import record_io
+
+    for path in paths:
+        record_io(path, inputs=[str(path)])
+
+
 @contextmanager
 def readable(path: ObjectStoragePath):
-    """A local file name for ``path``: itself on a local lake, else a temporary copy (streamed)."""
+    """A local file name for ``path``: itself on a local lake, else a temporary copy (streamed).
+    Either way the read is reported as the task's input (:func:`record_reads`)."""
+    record_reads(path)
     local = local_path(path)
     if local is not None:
         yield local
@@ -116,13 +128,17 @@ def publish(local_file: str | Path, folder: ObjectStoragePath, stem: str, ext: s
 
     Returns (path, written): ``written`` is False when the same content was already there.
     """
+    from shared.lineage import record_io
+
     sha = sha256_file(local_file)
     dest = folder / f"{stem}-{sha[:16]}.{ext}"
+    record_io(dest, outputs=[str(dest)])  # the file the task produces (not its temporary name)
     if dest.exists():
         return dest, False
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{dest.name}.partial"
-    with open(local_file, "rb") as src, partial.open("wb") as dst:
+    # through the file system itself: ObjectStoragePath.open would report the temporary name
+    with open(local_file, "rb") as src, partial.fs.open(partial.path, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     partial.rename(dest)
     return dest, True

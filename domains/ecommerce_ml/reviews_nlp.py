@@ -107,6 +107,15 @@ def load_reviews(run: Run) -> dict:
     return {"file": str(path), "rows": len(rows), "inserted": result.inserted, "updated": result.updated}
 
 
+def record_score_lineage(context, result=None) -> None:
+    """``post_execute`` of the heavy ``score_reviews`` task (another interpreter, without Airflow):
+    the worker reports what its job read and wrote, through the same hook lineage as every task."""
+    from shared.lineage import record_postgres_io
+
+    record_postgres_io(DATABASE.hook(), inputs=["reviews", "review_sentiment", "review_embeddings"],
+                       outputs=["review_sentiment", "review_embeddings"])
+
+
 AGGREGATE_SQL = """
 INSERT INTO article_review_aggregates AS a
     (article_id, as_of, n_reviews, avg_rating, avg_compound, share_positive, share_negative, last_review_at)

@@ -16,11 +16,13 @@ def validate_request(params: dict[str, Any]) -> dict[str, str]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from domains.hss_workflow.conf import ConfError
+    from shared.lineage import file_uri, record_io
 
     try:
         path = confine("song_path", params.get("song_path"))
     except ConfError as exc:
         raise AirflowFailException(str(exc)) from None
+    record_io(path, inputs=[file_uri(path)])  # the song it checked, which the services then read
     return {"song_id": str(params["song_id"]), "song_path": str(path)}
 
 

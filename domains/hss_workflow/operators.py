@@ -35,6 +35,7 @@ from contextlib import closing
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import BaseOperator
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -290,3 +291,27 @@ class MLTrainingOperator(WorkflowServiceOperator):
         if status.status == "failed":
             raise AirflowFailException(f"training job {status.job_id} failed: {status.error}")
         return self.to_xcom(context, status.model_dump(mode="json"))
+
+
+class DropFolderSensor(LineageMixin, FileSensor):
+    """The provider's ``FileSensor`` (deferrable or not), reporting what it waited for: the folder
+    its connection names (``fs`` connection, ``path`` extra), the same dataset the task that then
+    picks a file from it reads (``domains.hss_workflow.drop``)."""
+
+    def execute(self, context):
+        super().execute(context)  # returns once a file is there; defers (TaskDeferred) otherwise
+        self.record_watched_folder()
+
+    def execute_complete(self, context, event=None):
+        super().execute_complete(context, event)  # fails when the trigger found nothing
+        self.record_watched_folder()
+
+    def record_watched_folder(self) -> None:
+        from pathlib import Path
+
+        from airflow.providers.standard.hooks.filesystem import FSHook
+
+        from shared.lineage import file_uri, record_io
+
+        hook = FSHook(self.fs_conn_id)
+        record_io(hook, inputs=[file_uri(Path(hook.get_path()).resolve())])

@@ -41,6 +41,9 @@ def validate_training_config(params: dict[str, Any]) -> dict[str, Any]:
     for name, value, top in (("batch_size", batch_size, 5000), ("max_concurrent_requests", in_flight, 200)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
             raise fail(f"Invalid input for param {name}: {value!r} is not an integer in 1..{top}")
+    from shared.lineage import file_uri, record_io
+
+    record_io(path, inputs=[file_uri(path)])  # the training file it checked, read by the next task
     return {"dataset_path": str(path), "training_id": str(params["training_id"]), "batch_size": batch_size,
             "max_concurrent_requests": in_flight}
 

@@ -12,12 +12,12 @@ const cy = cytoscape({
   container: $("graph"),
   wheelSensitivity: 0.3,
   style: [
-    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 160, "font-size": 13,
-      "text-valign": "center", "text-halign": "center", width: 170, height: 44, "border-width": 1 } },
+    { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 400, "font-size": 13,
+      "text-valign": "center", "text-halign": "center", width: "data(w)", height: 44, "border-width": 1 } },
     { selector: "node.domain", style: { shape: "round-rectangle", "background-color": "#f7fafc", "border-color": "#cbd5e0",
       "text-valign": "top", "text-halign": "center", "font-size": 15, "font-weight": 600, padding: 14, color: "#2d3748" } },
     { selector: "node.dag", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0",
-      "border-width": 2, "font-weight": 600, width: 200, height: 50 } },
+      "border-width": 2, "font-weight": 600, height: 50 } },
     { selector: "node.dag-open", style: { shape: "round-rectangle", "background-color": "#fff", "border-color": "#2b6cb0",
       "border-style": "dashed", "text-valign": "top", "font-weight": 600, padding: 10 } },
     { selector: "node.job", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0" } },
@@ -69,8 +69,25 @@ function status(text, error = false) {
 
 const nodeId = (type, ns, name) => `${type}:${ns}:${name}`;
 const READABLE_ZOOM = 0.8;
-const jobLabel = (name) => name.replace(".", "\n");
-const datasetLabel = (ns, name) => `${name}\n${ns}`;
+// Labels fit their boxes: a node is as wide as its longest label line (at 13 px), and a
+// dataset's label is its own name (table, file, resource) over where it lives, each clipped in
+// the middle; the full name is in the panel and in the list's tooltip.
+const MAX_LINE = 34; // characters of a label line
+const clip = (s, n = MAX_LINE) => (s.length <= n ? s : `${s.slice(0, Math.ceil((n - 1) / 2))}…${s.slice(s.length - Math.floor((n - 1) / 2))}`);
+const jobLabel = (name) => name.split(".").length > 1
+  ? `${clip(name.slice(0, name.indexOf(".")))}\n${clip(name.slice(name.indexOf(".") + 1))}` : clip(name);
+function datasetParts(ns, name) {
+  const host = ns.replace(/^[a-z0-9+.-]+:\/\//i, "").replace(/@$/, "") || ns;
+  const table = name.match(/^([^./]+\.[^./]+)\.([^/]+)$/); // database.schema.table
+  if (table && ns.startsWith("postgres")) return [table[2], table[1]];
+  const path = name.split("/").filter(Boolean);
+  if (ns.startsWith("file") && path.length > 1) return [path[path.length - 1], path[path.length - 2]];
+  return [name, host];
+}
+const datasetLabel = (ns, name) => datasetParts(ns, name).map((s) => clip(s)).join("\n");
+const datasetShort = (ns, name) => datasetParts(ns, name).join(" · ");
+// the box for a label: about 7.6 px per character of bold 13 px text, at least 170 px
+const boxWidth = (label, min = 170) => Math.max(min, Math.ceil(Math.max(...label.split("\n").map((l) => l.length)) * 7.6) + 20);
 
 // The whole graph in view, but labels stay readable without zooming: never below READABLE_ZOOM
 // (13 px text at 0.8 = 10.4 px); a larger graph starts at its top left corner and is panned.
@@ -87,27 +104,40 @@ function fitReadable() {
 // nodes: [{id, type: "job"|"dataset", ns, name, data}], edges: [[from, to]]
 function draw(nodes, edges, focus) {
   cy.elements().remove();
-  cy.add(nodes.map((n) => ({
-    group: "nodes",
-    data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.type === "job" || n.type === "dataset" ? n.data || null : null,
-            dag: n.type === "dag" || n.type === "dag-open" ? n.name : undefined,
-            ...(n.parent ? { parent: n.parent } : {}),
-            label: n.label || (n.type === "job" ? jobLabel(n.name) : datasetLabel(n.ns, n.name)) },
-    classes: [n.type, n.failed || n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
-  })));
+  cy.add(nodes.map((n) => {
+    const label = n.label || (n.type === "job" ? jobLabel(n.name) : datasetLabel(n.ns, n.name));
+    const w = boxWidth(label, n.type === "dag" ? 200 : 170);
+    return {
+      group: "nodes",
+      data: { id: n.id, type: n.type, ns: n.ns, name: n.name, payload: n.type === "job" || n.type === "dataset" ? n.data || null : null,
+              dag: n.type === "dag" || n.type === "dag-open" ? n.name : undefined,
+              ...(n.parent ? { parent: n.parent } : {}),
+              label, w },
+      classes: [n.type, n.failed || n.data?.latestRun?.state === "FAILED" ? "failed" : ""].join(" "),
+    };
+  }));
   const ids = new Set(nodes.map((n) => n.id));
   const unique = new Set(edges.filter(([a, b]) => ids.has(a) && ids.has(b)).map(([a, b]) => `${a}\u0000${b}`));
   cy.add([...unique].map((key) => {
     const [source, target] = key.split("\u0000");
     return { group: "edges", data: { id: key, source, target } };
   }));
-  // left to right, unless top to bottom fits the graph area at a clearly larger size
+  // left to right, unless top to bottom fits the graph area at a clearly larger size; a layout
+  // whose longest edge, at the zoom it is shown at, spans less than the graph area comes first
+  const longestEdge = () => Math.max(0, ...cy.edges().map((e) => {
+    const a = e.source().position(), b = e.target().position();
+    return Math.hypot(a.x - b.x, a.y - b.y);
+  }));
   let best = null;
   for (const rankDir of ["LR", "TB"]) {
     cy.layout({ name: "dagre", rankDir, nodeSep: 16, rankSep: 50 }).run();
     cy.fit(undefined, 24);
-    if (!best || cy.zoom() > best.zoom * 1.15) best = { rankDir, zoom: cy.zoom() };
-    if (cy.zoom() >= 1) break;
+    const shown = Math.min(1.4, Math.max(cy.zoom(), READABLE_ZOOM));
+    const fits = longestEdge() * shown < cy.width() - 48;
+    if (!best || (fits && !best.fits) || (fits === best.fits && cy.zoom() > best.zoom * 1.15)) {
+      best = { rankDir, zoom: cy.zoom(), fits };
+    }
+    if (fits && cy.zoom() >= 1) break;
   }
   if (best.rankDir !== "TB") {
     cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
@@ -172,7 +202,7 @@ function platformModel(jobs) {
   return { dags, datasets };
 }
 
-const dagLabel = (dag) => `${dag.dagId}\n${dag.tasks.length} task${dag.tasks.length === 1 ? "" : "s"}`;
+const dagLabel = (dag) => `${clip(dag.dagId, 40)}\n${dag.tasks.length} task${dag.tasks.length === 1 ? "" : "s"}`;
 
 async function platformView(select) {
   status("Loading…");
@@ -190,18 +220,19 @@ async function platformView(select) {
       continue;
     }
     nodes.push({ id: `dag:${dag.dagId}`, type: "dag-open", name: dag.dagId, parent: `domain:${dag.team}`,
-                 label: dag.dagId, data: dag });
+                 label: clip(dag.dagId, 40), data: dag });
     for (const t of dag.tasks) {
       const jid = nodeId("job", t.namespace, t.name);
       nodes.push({ id: jid, type: "job", ns: t.namespace, name: t.name, parent: `dag:${dag.dagId}`, data: t,
-                   label: t.name.slice(dag.dagId.length + 1) || t.name });
+                   label: clip(t.name.slice(dag.dagId.length + 1) || t.name) });
       for (const d of t.inputs) { shown.set(nodeId("dataset", d.namespace, d.name), datasets.get(nodeId("dataset", d.namespace, d.name))); edges.push([nodeId("dataset", d.namespace, d.name), jid]); }
       for (const d of t.outputs) { shown.set(nodeId("dataset", d.namespace, d.name), datasets.get(nodeId("dataset", d.namespace, d.name))); edges.push([jid, nodeId("dataset", d.namespace, d.name)]); }
     }
   }
   for (const d of shown.values()) {
-    // a dataset sits in the domain box of the DAGs that write it when they are all of one domain
-    const teams = new Set([...d.writers].map((w) => dags.get(w).team));
+    // a dataset sits in the domain box of the DAGs that write it when they are all of one domain;
+    // one no DAG writes (a source), in the box of the DAGs that read it, likewise
+    const teams = new Set([...(d.writers.size ? d.writers : d.readers)].map((w) => dags.get(w).team));
     nodes.push({ id: d.id, type: "dataset", ns: d.ns, name: d.name, parent: teams.size === 1 ? `domain:${[...teams][0]}` : null });
     for (const w of d.writers) if (!expanded.has(w)) edges.push([`dag:${w}`, d.id]);
     for (const r of d.readers) if (!expanded.has(r)) edges.push([d.id, `dag:${r}`]);
@@ -247,7 +278,7 @@ function renderList(dags, datasets) {
     .sort((a, b) => a.name.localeCompare(b.name));
   body.append(el("h3", {}, `Datasets (${ds.length})`));
   for (const d of ds) {
-    const b = el("button", { type: "button", class: "dataset-item", title: d.ns }, d.name);
+    const b = el("button", { type: "button", class: "dataset-item", title: `${d.name}\n${d.ns}` }, datasetShort(d.ns, d.name));
     b.addEventListener("click", () => lineageOf(d.id).catch((e) => status(e.message, true)));
     body.append(el("div", { class: "row" }, b));
   }

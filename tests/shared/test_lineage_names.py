@@ -113,4 +113,6 @@ def test_the_extractor_is_registered_for_taskflow_tasks():
     from devplatform.config import openlineage_extractors
 
     assert openlineage_extractors() == "shared.lineage.TaskFlowLineageExtractor"
-    assert ExtractorManager().extractors["_PythonDecoratedOperator"].__name__ == "TaskFlowLineageExtractor"
+    extractors = ExtractorManager().extractors
+    for task_type in ("_PythonDecoratedOperator", "_PythonExternalDecoratedOperator"):  # @task, @task.external_python
+        assert extractors[task_type].__name__ == "TaskFlowLineageExtractor", task_type

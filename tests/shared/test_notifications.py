@@ -11,6 +11,9 @@ from shared.notifications import notify_failure, send_summary
 
 
 def test_summary_goes_through_the_provider_as_an_escaped_fixed_width_report(mail_sink):
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    get_hook_lineage_collector.cache_clear()
     to = send_summary("platform_tests", "nightly load", {"rows loaded": 3, "source": "<api> & co"},
                       {"Slowest steps": [{"step": "load", "seconds": 1.5}], "Rejected": []},
                       to=["ops@platform.local", "data@platform.local"])
@@ -23,6 +26,13 @@ def test_summary_goes_through_the_provider_as_an_escaped_fixed_width_report(mail
     assert "rows loaded  3\nsource       &lt;api&gt; &amp; co\n" in html  # aligned, and the HTML cannot be broken into
     assert "Slowest steps\n-------------\nstep | seconds\nload | 1.5\n" in html
     assert "Rejected\n--------\n(none)\n" in html
+    # the mailboxes are the task's outputs (shared.lineage, issue 23: a mail server is a service)
+    from shared.lineage import collected_lineage
+
+    lineage = collected_lineage()
+    assert sorted((d.namespace, d.name) for d in lineage.outputs) == [
+        (f"smtp://127.0.0.1:{mail_sink.port}", "data@platform.local"), (f"smtp://127.0.0.1:{mail_sink.port}", "ops@platform.local")]
+    get_hook_lineage_collector.cache_clear()
 
 
 # -- failure alerts: composed from whatever the context holds, never lost -------------------------

@@ -10,7 +10,7 @@ from datetime import date
 
 import pandas as pd
 
-from conftest import run_dag
+from conftest import lineage_io, run_dag
 from devplatform.smtp_sink import body_text
 from domains.aurora.db import DATABASE
 from domains.aurora.local.generator import DEFECT_KINDS, generate, load
@@ -43,7 +43,7 @@ def test_four_check_groups_in_parallel_before_the_report():
     assert dag.timetable.expression == "0 */4 * * *"
 
 
-def test_every_planted_defect_is_reported_and_only_critical_ones_are_mailed_once(domain_db, mail_sink):
+def test_every_planted_defect_is_reported_and_only_critical_ones_are_mailed_once(domain_db, mail_sink, lineage_events):
     db = domain_db("aurora")
     expected = load_with(DEFECT_KINDS)
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)
@@ -71,6 +71,23 @@ def test_every_planted_defect_is_reported_and_only_critical_ones_are_mailed_once
     for name in set(expected) - set(critical):
         assert name not in body
     print(body)
+
+    # lineage (issue 23): each check group reports the tables it read; the alert reads and marks
+    # the run's quality_runs row
+    conn = DATABASE.hook().get_connection(DATABASE.conn_id)
+    ns = f"postgres://{conn.host}:{conn.port}"
+
+    def tables(*names):
+        return {(ns, f"{conn.schema}.public.{n}") for n in names}
+
+    events = lineage_events()
+    for task_id, read in (("check_life_events", ["life_events"]), ("check_users", ["users"]),
+                          ("check_integrations", ["integrations", "integration_syncs"]),
+                          ("check_gamification", ["user_gamification", "user_achievements", "users", "achievements"])):
+        assert lineage_io(events, f"{DAG_ID}.{task_id}") == (tables(*read), set()), task_id
+    inputs, outputs = lineage_io(events, f"{DAG_ID}.send_critical_alerts")
+    mail = (f"smtp://127.0.0.1:{mail_sink.port}", mails[0]["To"])
+    assert (inputs, outputs) == (tables("quality_runs"), tables("quality_runs") | {mail})
 
     # a rerun: same report, no second mail
     dr, states = run_dag(DAG_ID, logical_date=AS_OF)

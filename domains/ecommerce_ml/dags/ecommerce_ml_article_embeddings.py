@@ -27,7 +27,7 @@ from airflow.sdk import Param, dag, task
 
 from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
-from domains.ecommerce_ml.embeddings import OUTPUT_TABLES, SOURCE_TABLE
+from domains.ecommerce_ml.embeddings import OUTPUT_TABLES, SOURCE_TABLE, record_embed_lineage
 from shared.dag_defaults import dag_kwargs
 
 
@@ -46,7 +46,7 @@ def ecommerce_ml_article_embeddings():
 
     @task.external_python(python=embed_python(), pool=EMBED_POOL, expect_airflow=False, multiple_outputs=False,
                           env_vars={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-                          execution_timeout=timedelta(hours=2))
+                          execution_timeout=timedelta(hours=2), post_execute=record_embed_lineage)
     def embed_articles(db: dict, job: dict) -> dict:
         from domains.ecommerce_ml.heavy.jobs import embed_articles as run
 

@@ -23,6 +23,7 @@ from airflow.sdk import dag, task
 
 from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.config import DB_FIELDS_TEMPLATE, EMBED_POOL, embed_python
+from domains.ecommerce_ml.reviews_nlp import record_score_lineage
 from domains.ecommerce_ml.timetables import cron_intervals
 from shared.dag_defaults import dag_kwargs
 
@@ -42,7 +43,7 @@ def ecommerce_ml_reviews_nlp():
 
     @task.external_python(python=embed_python(), pool=EMBED_POOL, expect_airflow=False, multiple_outputs=False,
                           env_vars={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-                          execution_timeout=timedelta(hours=1))
+                          execution_timeout=timedelta(hours=1), post_execute=record_score_lineage)
     def score_reviews(db: dict, loaded: dict, run_id: str) -> dict:
         from domains.ecommerce_ml.heavy.jobs import score_reviews as run
 

@@ -77,3 +77,15 @@ def ecom(domain_db, tmp_path, mail_sink) -> Ecom:
     set_variable("ecommerce_ml_alert_emails", "ecommerce-ml-ops@platform.local")
     os.environ.setdefault("ECOMMERCE_ML_DUCKDB_THREADS", "1")
     return Ecom(db, lake_dir)
+
+
+def lake_io(events: list[dict], job: str) -> tuple[set, set]:
+    """``conftest.lineage_io`` of a task, lake files named by their path under the lake
+    (``raw/hm/dt=.../articles.csv``) and tables by their name (``interactions``)."""
+    from conftest import lineage_io
+
+    def short(datasets):
+        return {d[1].split("/lake/", 1)[1] if d[0].startswith("file") else d[1].rsplit(".", 1)[-1] for d in datasets}
+
+    inputs, outputs = lineage_io(events, job)
+    return short(inputs), short(outputs)

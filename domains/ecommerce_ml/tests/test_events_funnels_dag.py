@@ -12,7 +12,7 @@ import pendulum
 import pytest
 
 from conftest import run_dag
-from domains.ecommerce_ml.tests.conftest import DAY, read_csv
+from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 
 DAG_ID = "ecommerce_ml_events_funnels"
 SLOT = timedelta(minutes=15)
@@ -108,11 +108,17 @@ def logical(end: datetime) -> pendulum.DateTime:
     return pendulum.instance(end)
 
 
-def test_sessions_funnels_rerun_and_late_events(ecom):
+def test_sessions_funnels_rerun_and_late_events(ecom, lineage_events):
     ecom.generate(DAY, scale=3, parts=("articles", "events"))
     end = START + SLOT
     dr, states = run_dag(DAG_ID, logical_date=logical(end))
     assert dr.state == "success", states
+    # lineage (issue 23): the check reads the interval's part files; the late-slot pass its bookkeeping
+    events = lineage_events()
+    read, written = lake_io(events, f"{DAG_ID}.validate_events")  # the drop it scanned, the part files it read
+    assert written == set() and "raw/events" in read, read
+    assert len(read) > 1 and all(p.startswith(f"raw/events/dt={DAY}/slot=") for p in read - {"raw/events"}), read
+    assert lake_io(events, f"{DAG_ID}.reprocess_late_slots") == ({"raw/events", "event_files", "funnel_interval"}, set())
     expected = recount(ecom, START, end)
     assert expected["events"] > 50 and expected["late_events"] > 0 and expected["sessions_carted"] > 0
     assert funnel(ecom, START) == {k: expected[k] for k in COLS}

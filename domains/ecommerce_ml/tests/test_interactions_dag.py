@@ -11,7 +11,7 @@ import pendulum
 import pytest
 
 from conftest import lineage_io, run_dag
-from domains.ecommerce_ml.tests.conftest import DAY, read_csv
+from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 
 DAG_ID = "ecommerce_ml_user_item_interactions"
 TABLES = ("interactions", "interaction_rejections", "dataset_registry")
@@ -72,6 +72,10 @@ def test_interactions_rejections_matrix_and_rerun(ecom, lineage_events):
         named = {(e["openlineage"]["namespace"], e["openlineage"]["name"]) for e in asset_event_extras(dr, task_id)}
         assert len(named) == outlets
         assert named <= lineage_io(events, f"{DAG_ID}.{task_id}")[1], (task_id, named)
+    # lineage (issue 23): the check reads the day's drop in the lake, as the build does
+    drop = {f"raw/hm/dt={DAY}/{name}" for name in ("articles.csv", "customers.csv", "transactions_train.csv")}
+    assert lake_io(events, f"{DAG_ID}.validate_transactions") == (drop, set())
+    assert drop <= lake_io(events, f"{DAG_ID}.build_interactions")[0]
     reasons, clean = recount(ecom, DAY)
     c = truths.counts
     assert reasons == {"other_day": c["transactions_other_day"], "unknown_article": c["transactions_unknown_article"],

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_dag
 from domains.ecommerce_ml.reviews_nlp import COLUMNS, ReviewFileError, parse_reviews
-from domains.ecommerce_ml.tests.conftest import DAY, read_csv
+from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 
 DAG_ID = "ecommerce_ml_reviews_nlp"
 TABLES = ("reviews", "review_sentiment", "review_embeddings", "article_review_aggregates", "dataset_registry")
@@ -24,12 +24,15 @@ def logical(day) -> pendulum.DateTime:
     return pendulum.datetime(nxt.year, nxt.month, nxt.day, 1, tz="UTC")
 
 
-def test_reviews_scored_embedded_aggregated_and_rerun_changes_nothing(ecom):
+def test_reviews_scored_embedded_aggregated_and_rerun_changes_nothing(ecom, lineage_events):
     ecom.generate(DAY, parts=("articles", "reviews"))
     raw = read_csv(ecom.raw("raw", "reviews", f"dt={DAY}", "reviews.csv"))
     assert len(raw) >= 30
     dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
     assert dr.state == "success", states
+    # lineage (issue 23): the heavy scoring job runs without Airflow; its worker reports what it touched
+    assert lake_io(lineage_events(), f"{DAG_ID}.score_reviews") == (
+        {"reviews", "review_sentiment", "review_embeddings"}, {"review_sentiment", "review_embeddings"})
     assert ecom.query("SELECT count(*), count(DISTINCT article_id) FROM reviews") == [
         (len(raw), len({r["article_id"] for r in raw}))]
     assert ecom.query("SELECT count(*) FROM review_sentiment") == [(len(raw),)]

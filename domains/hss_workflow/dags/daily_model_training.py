@@ -8,7 +8,8 @@ folder, then start `ml_training_smart_ensemble` on it.
 
 1. `wait_for_new_dataset`: a deferrable `FileSensor` for `*.csv` in the drop folder
    (connection `hss_workflow_training_drop`, type `fs`, extra `path`: `incoming/` under
-   `HSS_WORKFLOW_TRAINING_ROOT`); it waits on the triggerer, holding no worker slot, up to 20 h.
+   `HSS_WORKFLOW_TRAINING_ROOT`); it waits on the triggerer, holding no worker slot, up to 20 h;
+   its lineage names the folder it waited for (`DropFolderSensor`, domains/hss_workflow/operators.py).
 2. `pick_new_dataset`: the oldest file not trained on yet (by content hash, `dataset_files`);
    a file counts as trained on once its training run succeeded, so a file whose training
    failed is handed over again; none new: the run skips the training.
@@ -20,9 +21,9 @@ folder, then start `ml_training_smart_ensemble` on it.
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
 
+from domains.hss_workflow.operators import DropFolderSensor
 from shared.dag_defaults import dag_kwargs
 
 
@@ -30,7 +31,7 @@ from shared.dag_defaults import dag_kwargs
      **dag_kwargs("hss_workflow", doc_md=__doc__, description="Train on each new file of the drop folder",
                   tags=["training"]))
 def daily_model_training():
-    wait_for_new_dataset = FileSensor(
+    wait_for_new_dataset = DropFolderSensor(
         task_id="wait_for_new_dataset", fs_conn_id="hss_workflow_training_drop", filepath="*.csv",
         deferrable=True, poke_interval=60, timeout=timedelta(hours=20).total_seconds(),
     )

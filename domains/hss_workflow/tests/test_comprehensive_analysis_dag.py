@@ -111,6 +111,8 @@ def test_analysis_end_to_end_and_rerun_changes_nothing(hss, lineage_events):
         assert lineage_io(events, f"{DAG_ID}.{task}") == ({(hss.services[service].url, path)}, set())
     table = (f"postgres://127.0.0.1:{hss.db['port']}", f"{hss.db['schema']}.public.song_analyses")
     assert lineage_io(events, f"{DAG_ID}.aggregate_results") == (set(), {table})
+    # the request's check reads the song (issue 23: every task accounted for)
+    assert lineage_io(events, f"{DAG_ID}.validate_request") == ({("file", str((hss.root / "example.mp3").resolve()))}, set())
 
 
 def test_503_twice_and_a_timeout_are_survived_with_one_key_and_work_done_once(hss):

@@ -46,8 +46,15 @@ def test_a_new_file_starts_training_once_and_a_trained_file_is_not_trained_again
     run_id, conf = runs[0]
     assert conf["dataset_path"] == "incoming/songs_2026_06.csv" and run_id == f"daily__{conf['training_id']}"
     db = DATABASE.hook().get_connection(DATABASE.conn_id)
-    assert lineage_io(lineage_events(), f"{DAG_ID}.pick_new_dataset") == (
-        {("file", str((drop / "incoming").resolve()))}, {(f"postgres://{db.host}:{db.port}", f"{db.schema}.public.dataset_files")})
+    events, folder = lineage_events(), ("file", str((drop / "incoming").resolve()))
+    assert lineage_io(events, f"{DAG_ID}.pick_new_dataset") == (
+        {folder}, {(f"postgres://{db.host}:{db.port}", f"{db.schema}.public.dataset_files")})
+    # issue 23: the sensor reports what it waited for, the trigger the parent of the run it started
+    assert lineage_io(events, f"{DAG_ID}.wait_for_new_dataset") == ({folder}, set())
+    parent = conf["openlineage"]  # the provider's TriggerDagRunOperator support: the child run's parent
+    assert (parent["parentJobName"], parent["rootParentJobName"]) == (f"{DAG_ID}.start_training", DAG_ID), parent
+    started = [e for e in events if e["job"]["name"] == f"{DAG_ID}.start_training" and e["eventType"] == "START"]
+    assert started and started[-1]["run"]["runId"] == parent["parentRunId"], parent
 
     # the next day: the same content under another name is not new
     shutil.copy(drop / "incoming" / "songs_2026_06.csv", drop / "incoming" / "copy.csv")
