@@ -123,6 +123,12 @@ def _work(kind: str, lake_url: str) -> dict:
         from domains.ecommerce_ml import events, interactions  # noqa: F401
 
         return {"seconds": 0.0}
+    if kind == "sizes":  # what a day takes in PostgreSQL, per table (after the steps above ran)
+        with _pg_connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
+                        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+                        " AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 65536 ORDER BY 3 DESC")
+            return {"tables": {t: {"rows": r, "mb": round(b / 2**20, 1)} for t, r, b in cur.fetchall()}}
     if kind.startswith("duckdb"):
         return _work_bare(kind, lake_url)
     from airflow.sdk import ObjectStoragePath
@@ -139,7 +145,7 @@ def _work(kind: str, lake_url: str) -> dict:
         out = events.process_interval(Run("ecommerce_ml_events_funnels", "bench", start, start + timedelta(days=1)),
                                       root=root)
         return {"rows": out["events"] + out["rejected_events"], "rejected": out["rejected_events"],
-                "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0, "out": out}
     from domains.ecommerce_ml import interactions
 
     _pg_connect().close()  # migrations applied (and the 0003 table there) before timing, for every step
@@ -307,7 +313,11 @@ def main() -> None:
                 r = measure("funnels", lake_url, env)
                 results.append({"step": "funnels", "scale": f"{scale:g}x", "rows_read": r["rows"],
                                 "rejected": r["rejected"], "seconds": round(r["seconds"], 1),
-                                "peak_mb": round(r["peak_mb"]), "import_only_mb": round(base["peak_mb"])})
+                                "peak_mb": round(r["peak_mb"]), "import_only_mb": round(base["peak_mb"]),
+                                "out": r["out"]})
+            print(json.dumps({"scale": scale, "postgres": measure("sizes", lake_url, env)["tables"],
+                              "lake_curated_mb": round(sum(f.stat().st_size for f in (lake_dir / "curated").rglob(
+                                  "*.parquet")) / 2**20, 1)}), flush=True)
             for res in results[-5:]:
                 print(json.dumps(res), flush=True)
             shutil.rmtree(lake_dir / "curated", ignore_errors=True)  # the next run starts from the raw drops only
