@@ -101,7 +101,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="consecutive days of DAG 1 on the lake store")
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--days", type=int, default=14)
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", default="/tmp/ecommerce-ml-year")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--worker")
     p.add_argument("--lake")
