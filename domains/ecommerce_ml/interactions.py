@@ -1,5 +1,6 @@
-"""DAG 1, user-item interactions: a day's ``transactions_train.csv`` -> ``interactions``
-(cleaned, one row per customer, article, channel and price with the quantity bought),
+"""DAG 1, user-item interactions: a day's ``transactions_train.csv`` -> ``interactions`` (the
+lake artifact ``curated/interactions/v=<day>/``; cleaned, one row per customer, article,
+channel and price with the quantity bought),
 ``interaction_rejections`` (each rejected row with its line and reason) and the
 implicit-feedback matrix artifact (customer x article: purchases, quantity, recency).
 
@@ -19,13 +20,17 @@ The matrix (``curated/user_item_matrix/v=<day>/``) aggregates the cleaned intera
 artifacts of the ``window_days`` (default 90) days up to the run's day: per customer and
 article the purchase days, items, first and last day, ``recency_days`` (run day - last day)
 and ``weight`` = sum over items of 0.5 ** (age in days / 30) (a 30-day half-life).
-Everything runs in DuckDB with a memory limit over the files; PostgreSQL gets the rows by COPY.
+Everything runs in DuckDB with a memory limit over the files. The day's cleaned interactions are
+kept in the lake only (the registered artifact is the system of record; migration 0006 dropped the
+PostgreSQL copy): :func:`open_interactions` gives a DuckDB view over a range of days.
+PostgreSQL gets the rejections (by COPY) and the registry rows.
 """
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import timedelta
+from typing import Any
 
 from domains.ecommerce_ml import assets, formats, ingest, lake, registry
 from domains.ecommerce_ml.common import (
@@ -109,35 +114,56 @@ def build_interactions(run: Run, root=None) -> dict:
 
 
 def load_interactions(run: Run, built: dict, root=None) -> dict:
-    """The day's artifacts -> ``interactions`` and ``interaction_rejections``, one transaction."""
+    """Register the day: the cleaned interactions artifact (the system of record, read by DuckDB)
+    and its rejections, COPYed into ``interaction_rejections`` (served by day and line), in one
+    transaction. The interactions themselves are not loaded into PostgreSQL (migration 0006)."""
     from shared.lineage import record_postgres_io
 
     root = root or lake.lake_root()
     pg = DATABASE.hook()
     clean, rejected = built["interactions"], built["rejections"]
     with ingest.duckdb_session() as con, closing(DATABASE.connect(pg)) as conn, \
-            lake.readable(root / "curated" / clean["relative"]) as clean_local, \
             lake.readable(root / "curated" / rejected["relative"]) as rejected_local:
         with conn.cursor() as cur:
-            cur.execute("DELETE FROM interactions WHERE day = %s", (run.day,))
             cur.execute("DELETE FROM interaction_rejections WHERE day = %s", (run.day,))
-            copy_from_duckdb(con, f"SELECT {', '.join(INTERACTION_COLUMNS)} FROM read_parquet('{clean_local}')",
-                             cur, "interactions", INTERACTION_COLUMNS)
             copy_from_duckdb(con, f"SELECT {', '.join(REJECTION_COLUMNS)} FROM read_parquet('{rejected_local}')",
                              cur, "interaction_rejections", REJECTION_COLUMNS)
             outputs = [
                 artifact_output(clean, DATASET),
-                registry.table_output(cur, "interactions", "interactions", assets.table("interactions"),
-                                      "day = %s", (run.day,)),
                 registry.table_output(cur, "interaction_rejections", "interaction_rejections",
                                       assets.table("interaction_rejections"), "day = %s", (run.day,)),
             ]
             for out in outputs:
                 registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
         conn.commit()
-    record_postgres_io(pg, outputs=["interactions", "interaction_rejections", "dataset_registry"])
+    record_postgres_io(pg, outputs=["interaction_rejections", "dataset_registry"])
     registry.emit_asset_events(outputs, run.day_version)
-    return {"interactions": outputs[1].row_count, "rejections": outputs[2].row_count}
+    return {"interactions": outputs[0].row_count, "rejections": outputs[1].row_count}
+
+
+def interaction_files(first, last, root=None) -> list[tuple[str, Any]]:
+    """(day, ObjectStoragePath) of the registered interaction days in ``[first, last]``, oldest first."""
+    root = root or lake.lake_root()
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        days = registered_paths(cur, DATASET, str(first), str(last))
+    return [(version, lake_path(root, path)) for version, path in days]
+
+
+@contextmanager
+def open_interactions(first, last, root=None):
+    """A DuckDB connection with the view ``interactions`` (the columns of the old table: day,
+    customer_id, article_id, sales_channel_id, price, quantity) over the registered days in
+    ``[first, last]``: what the domain's users query (recommendation training, features)::
+
+        with open_interactions("2024-03-06", "2024-06-03") as con:
+            con.sql("SELECT article_id, sum(quantity) FROM interactions GROUP BY 1 ORDER BY 2 DESC LIMIT 20")
+    """
+    files = interaction_files(first, last, root)
+    if not files:
+        raise FileNotFoundError(f"no registered interactions between {first} and {last}")
+    with ingest.duckdb_session() as con, _local_files([p for _, p in files]) as local:
+        con.execute(f"CREATE VIEW interactions AS SELECT {', '.join(INTERACTION_COLUMNS)} FROM read_parquet({local!r})")
+        yield con
 
 
 def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
@@ -153,14 +179,19 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
         if not days or days[-1][0] != run.day_version:
             raise FileNotFoundError(f"no registered interactions for {run.day}: run load_interactions first")
         with ingest.duckdb_session() as con, _local_files([lake_path(root, p) for _, p in days]) as files:
+            # two plain aggregations, not count(DISTINCT day): DuckDB spills those beyond its memory
+            # limit, a distinct aggregate it does not (12 days at 0.1x ran out of 512 MB)
             matrix = publish_parquet(con, f"""
+                WITH per_day AS (
+                    SELECT customer_id, article_id, day, sum(quantity) AS quantity
+                    FROM read_parquet({files!r}) GROUP BY customer_id, article_id, day)
                 SELECT customer_id, article_id,
-                       count(DISTINCT day)::INTEGER AS purchase_days,
+                       count(*)::INTEGER AS purchase_days,
                        sum(quantity)::INTEGER AS items,
                        min(day) AS first_day, max(day) AS last_day,
                        (DATE '{run.day}' - max(day))::INTEGER AS recency_days,
                        round(sum(quantity * pow(0.5, (DATE '{run.day}' - day) / 30.0)), 6) AS weight
-                FROM read_parquet({files!r}) GROUP BY customer_id, article_id
+                FROM per_day GROUP BY customer_id, article_id
                 ORDER BY customer_id, article_id""", root, MATRIX, run.day_version, "matrix")
         with conn.cursor() as cur:
             out = artifact_output(matrix, MATRIX)

@@ -2,7 +2,8 @@
 ### ecommerce_ml_user_item_interactions
 
 Daily at 02:00 (the day before): the day's H&M `transactions_train.csv` → `interactions`
-(cleaned: one row per customer, article, channel and price with the quantity bought),
+(day-partitioned Parquet in the lake, registered in `dataset_registry`, read with DuckDB;
+cleaned: one row per customer, article, channel and price with the quantity bought),
 `interaction_rejections` (line and reason: missing value, another day's row, unknown article
 or customer, invalid price or channel), and the implicit-feedback matrix artifact (customer ×
 article: purchase days, items, recency, a decayed weight) over the last 90 days, in the lake
@@ -39,8 +40,7 @@ def ecommerce_ml_user_item_interactions():
 
         return interactions.build_interactions(Run.from_context())
 
-    @task(multiple_outputs=False, outlets=[assets.artifact("interactions"), assets.table("interactions"),
-                                           assets.table("interaction_rejections")])
+    @task(multiple_outputs=False, outlets=[assets.artifact("interactions"), assets.table("interaction_rejections")])
     def load_interactions(built: dict) -> dict:
         from domains.ecommerce_ml import interactions
         from domains.ecommerce_ml.common import Run

@@ -543,8 +543,14 @@ def write_images(root, cat: Catalogue, truths: Truths) -> None:
 
 
 def generate_day(root, day: date, *, scale: float = 1.0, seed: int = 12, parts: tuple[str, ...] = (
-        "articles", "customers", "transactions", "reviews", "events", "images")) -> Truths:
-    """Write one day's drops into the lake at ``root`` (an ObjectStoragePath). Returns the truths."""
+        "articles", "customers", "transactions", "reviews", "events", "images"),
+        events_scale: float | None = None) -> Truths:
+    """Write one day's drops into the lake at ``root`` (an ObjectStoragePath). Returns the truths.
+
+    ``events_scale`` sizes the clickstream (sessions) on its own, over the same catalogue as the
+    rest of the day (``scale`` sizes the catalogue, customers, transactions and reviews): one
+    consistent day whose events reference the articles of its ``articles.csv``.
+    """
     sc = Scale(scale)
     cat = Catalogue(seed, sc, day)
     truths = Truths(day.isoformat())
@@ -558,7 +564,7 @@ def generate_day(root, day: date, *, scale: float = 1.0, seed: int = 12, parts: 
     if "reviews" in parts:
         write_reviews(root, cat, day, sc, truths)
     if "events" in parts:
-        write_events(root, cat, day, sc, truths)
+        write_events(root, cat, day, Scale(events_scale) if events_scale else sc, truths)
     if "images" in parts:
         write_images(root, cat, truths)
     return truths

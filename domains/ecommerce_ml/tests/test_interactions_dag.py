@@ -14,7 +14,7 @@ from conftest import lineage_io, run_dag
 from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 
 DAG_ID = "ecommerce_ml_user_item_interactions"
-TABLES = ("interactions", "interaction_rejections", "dataset_registry")
+TABLES = ("interaction_rejections", "dataset_registry")
 
 
 def logical(day) -> pendulum.DateTime:
@@ -32,6 +32,14 @@ def asset_event_extras(dr, task_id: str) -> list[dict]:
         return [e.extra for e in session.scalars(select(AssetEvent).where(
             AssetEvent.source_dag_id == dr.dag_id, AssetEvent.source_run_id == dr.run_id,
             AssetEvent.source_task_id == task_id))]
+
+
+def lake_interactions(ecom, day) -> list[tuple]:
+    """The day's registered interactions artifact (the system of record since migration 0006), read by DuckDB."""
+    (path,) = [p for (p,) in ecom.query("SELECT path FROM dataset_registry WHERE dataset = 'interactions'"
+                                         " AND kind = 'artifact' AND version = %s", (str(day),))]
+    return duckdb.sql(f"SELECT day, customer_id, article_id, sales_channel_id, price, quantity"
+                      f" FROM read_parquet('{path.removeprefix('file://')}')").fetchall()
 
 
 def recount(ecom, day):
@@ -68,7 +76,7 @@ def test_interactions_rejections_matrix_and_rerun(ecom, lineage_events):
     assert dr.state == "success", states
     # each Asset event names the OpenLineage dataset its task reported (one dataset, two names)
     events = lineage_events()
-    for task_id, outlets in (("load_interactions", 3), ("build_user_item_matrix", 1)):  # tables and artifacts
+    for task_id, outlets in (("load_interactions", 2), ("build_user_item_matrix", 1)):  # tables and artifacts
         named = {(e["openlineage"]["namespace"], e["openlineage"]["name"]) for e in asset_event_extras(dr, task_id)}
         assert len(named) == outlets
         assert named <= lineage_io(events, f"{DAG_ID}.{task_id}")[1], (task_id, named)
@@ -82,12 +90,22 @@ def test_interactions_rejections_matrix_and_rerun(ecom, lineage_events):
                        "unknown_customer": c["transactions_unknown_customer"]}
     assert ecom.query("SELECT reason, count(*) FROM interaction_rejections WHERE day = %s GROUP BY reason"
                       " ORDER BY reason", (DAY,)) == sorted(reasons.items())
-    assert ecom.query("SELECT count(*), sum(quantity) FROM interactions WHERE day = %s", (DAY,)) == [
-        (len(clean), sum(clean.values()))]
+    # the interactions live in the lake only (migration 0006): no PostgreSQL copy, the artifact holds each row
+    assert ecom.query("SELECT to_regclass('interactions')") == [(None,)]
+    assert ecom.query("SELECT kind, row_count FROM dataset_registry WHERE dataset = 'interactions' AND version = %s",
+                      (str(DAY),)) == [("artifact", len(clean))]
+    stored = lake_interactions(ecom, DAY)
+    assert {(cu, a, ch, p): q for d, cu, a, ch, p, q in stored if d == DAY} == dict(clean)
+    assert len(stored) == len(clean)
     assert sum(clean.values()) + sum(reasons.values()) == c["transactions"]
     assert max(clean.values()) > 1  # identical rows became a quantity
-    ids = {r[0] for r in ecom.query("SELECT DISTINCT article_id FROM interactions")}
+    ids = {r[2] for r in stored}
     assert all(len(i) == 10 and i.startswith("0") for i in ids)  # leading zeros kept
+    # what the domain's users query: a DuckDB view over the registered days
+    with interactions.open_interactions(prev, DAY, ecom.root()) as con:
+        assert con.sql("SELECT day, count(*), sum(quantity) FROM interactions GROUP BY day ORDER BY day").fetchall() \
+            == [(prev, len(recount(ecom, prev)[1]), sum(recount(ecom, prev)[1].values())),
+                (DAY, len(clean), sum(clean.values()))]
     # rejected rows name their line in the file
     raw = read_csv(ecom.raw("raw", "hm", f"dt={DAY}", "transactions_train.csv"))
     line, article = ecom.query("SELECT line, article_id FROM interaction_rejections WHERE reason = 'unknown_article'"
@@ -157,10 +175,10 @@ def test_a_run_without_a_logical_date_processes_the_last_complete_day_like_the_s
     dr, states = run_dag(DAG_ID, logical_date=None, run_after=logical(DAY).add(hours=8, minutes=30))
     assert dr.state == "success", states
     assert dr.logical_date is None and dr.data_interval_start is None
-    assert ecom.query("SELECT DISTINCT day FROM interactions") == [(DAY,)]
+    assert {r[0] for r in lake_interactions(ecom, DAY)} == {DAY}
     assert ecom.query("SELECT DISTINCT version FROM dataset_registry WHERE dag_id = %s", (DAG_ID,)) == [(str(DAY),)]
-    before, files = ecom.tables_snapshot("interactions", "interaction_rejections"), ecom.lake_files()
+    before, files = ecom.tables_snapshot(*TABLES), ecom.lake_files()
     dr, states = run_dag(DAG_ID, logical_date=logical(DAY))
     assert dr.state == "success", states
-    assert ecom.tables_snapshot("interactions", "interaction_rejections") == before
+    assert ecom.tables_snapshot(*TABLES) == before
     assert ecom.lake_files() == files
