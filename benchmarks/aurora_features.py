@@ -332,6 +332,11 @@ def child_step(path: str, what: str) -> dict:
                 cur.execute("UPDATE event_outbox SET published_at = NULL, attempts = 0 WHERE topic = %s",
                             (predictions.TOPIC,))
         conn.commit()
+        if kind == "predict":  # every path: the model library imported and the model loaded once, untimed
+            from domains.aurora import registry
+
+            registry.load_current(conn, target)
+            conn.commit()
         prepared = _bare_prepare(conn, kind, target) if path == "bare" else None
     t0 = time.perf_counter()
     if path == "bare":
@@ -414,10 +419,10 @@ def _bare_run(kind: str, target: str, prepared) -> int:
                 copy_rows(cur, "predictions", predictions.COLUMNS, prepared)
                 cur.execute(
                     "INSERT INTO event_outbox (event_id, topic, event_key, payload)"
-                    " SELECT md5(%(topic)s || user_id || target || target_date || string_agg(predicted_value::text, ','"
+                    " SELECT md5(%(topic)s::text || user_id || target || target_date || string_agg(predicted_value::text, ','"
                     "        ORDER BY horizon_hours))::uuid, %(topic)s, user_id::text,"
-                    "        jsonb_build_object('event_id', 'x', 'event_type', %(type)s, 'schema_version', 1,"
-                    "          'occurred_at', now(), 'source', %(source)s, 'key', user_id::text, 'data',"
+                    "        jsonb_build_object('event_id', 'x', 'event_type', %(type)s::text, 'schema_version', 1,"
+                    "          'occurred_at', now(), 'source', %(source)s::text, 'key', user_id::text, 'data',"
                     "          jsonb_build_object('user_id', user_id, 'target', target, 'target_date', target_date,"
                     "            'as_of', min(as_of), 'model_name', min(model_name), 'model_version', min(model_version),"
                     "            'predictions', jsonb_agg(jsonb_build_object('horizon_hours', horizon_hours,"
