@@ -493,9 +493,11 @@ def _run_child(tree: Path, path: str, what: str) -> dict:
         f"mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
         f"def run(path, what):\n    return mod.child_step(path, what)\n")
     env = {**os.environ, "PYTHONPATH": f"{shim}:{tree}"}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(tree), path, what], env=env, cwd=str(tree),
-                         capture_output=True, text=True)
-    shutil.rmtree(shim, ignore_errors=True)
+    try:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(tree), path, what], env=env, cwd=str(tree),
+                             capture_output=True, text=True)
+    finally:
+        shutil.rmtree(shim, ignore_errors=True)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"{path} {what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
@@ -509,33 +511,35 @@ def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "ma
     from domains.aurora.history import read_history
 
     old_tree = _old_tree(rev)
-    new_tree = Path(__file__).resolve().parent.parent
-    rows: list[dict] = []
-    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
-        print(f"aurora prediction_pipeline, old ({rev}) vs new vs bare: {users:,} users, {days} days ending {END}"
-              f" ({where}); load average {os.getloadavg()[0]:.1f}", flush=True)
-        load_generated(users, days)
-        with closing(DATABASE.connect()) as conn:
-            as_of = pd.Timestamp(END, tz="UTC")
-            sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
-            sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
-            for target in models.MODEL_NAMES:
-                registry.train_target(conn, target, sets[target], "bench", as_of)
-        predictions.select_users(AS_OF_PREDICTIONS)
-        print(f"  {'step':24s} {'path':4s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}", flush=True)
-        steps = [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
-        for what in steps:
-            order = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
-            for path in order:
-                out = _run_child(old_tree if path == "old" else new_tree, path, what)
-                row = {"step": what, "path": path, **out}
-                rows.append(row)
-                print(f"  {what:24s} {path:4s} {out['seconds']:8.2f} {out['rows']:9,} "
-                      f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
-            by = {r["path"]: r["seconds"] for r in rows if r["step"] == what}
-            print(f"  {what:24s} new/old {by['old'] / by['new']:.2f}x faster; new at {by['bare'] / by['new']:.2f}x"
-                  f" of bare (old {by['bare'] / by['old']:.2f}x); load average {os.getloadavg()[0]:.1f}", flush=True)
-    shutil.rmtree(old_tree, ignore_errors=True)
+    try:
+        new_tree = Path(__file__).resolve().parent.parent
+        rows: list[dict] = []
+        with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
+            print(f"aurora prediction_pipeline, old ({rev}) vs new vs bare: {users:,} users, {days} days ending {END}"
+                  f" ({where}); load average {os.getloadavg()[0]:.1f}", flush=True)
+            load_generated(users, days)
+            with closing(DATABASE.connect()) as conn:
+                as_of = pd.Timestamp(END, tz="UTC")
+                sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
+                sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
+                for target in models.MODEL_NAMES:
+                    registry.train_target(conn, target, sets[target], "bench", as_of)
+            predictions.select_users(AS_OF_PREDICTIONS)
+            print(f"  {'step':24s} {'path':4s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}", flush=True)
+            steps = [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
+            for what in steps:
+                order = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
+                for path in order:
+                    out = _run_child(old_tree if path == "old" else new_tree, path, what)
+                    row = {"step": what, "path": path, **out}
+                    rows.append(row)
+                    print(f"  {what:24s} {path:4s} {out['seconds']:8.2f} {out['rows']:9,} "
+                          f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
+                by = {r["path"]: r["seconds"] for r in rows if r["step"] == what}
+                print(f"  {what:24s} new/old {by['old'] / by['new']:.2f}x faster; new at {by['bare'] / by['new']:.2f}x"
+                      f" of bare (old {by['bare'] / by['old']:.2f}x); load average {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        shutil.rmtree(old_tree, ignore_errors=True)
     return rows
 
 
