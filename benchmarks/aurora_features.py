@@ -34,6 +34,23 @@ reader, old vs new, on one database, each step and path in a fresh child process
 - per feature group: ``feature_store.group_features`` (its reads and its features, per chunk of
   users), the old path the same loop with the old reader;
 - training: the whole history of the DAYS days, every table (as ``training``/``models`` read it).
+
+``python -m benchmarks.aurora_features --predictions [USERS] [DAYS] [REV]`` (default 20000 31 main):
+``prediction_pipeline``'s steps side by side on one database: ``old`` (the task bodies as they are
+at git revision REV, extracted with ``git archive``), ``new`` (this tree) and ``bare`` (the same
+work without the project's code around it), each step and path in a fresh child process
+(seconds, rows, ``VmHWM``), interleaved step by step:
+
+- predict_target(t): bare = the same history queries (``history.history_queries``) as plain
+  ``COPY ... TO STDOUT`` into a buffer + one call of the model on the cohort's feature rows
+  (features computed before the clock starts);
+- save_predictions: bare = in one transaction, ``COPY`` of the same rows into ``predictions`` and
+  the outbox rows built by one ``INSERT ... SELECT ... GROUP BY`` (``jsonb_agg``) over them;
+  ``predictions`` and the topic's outbox rows are emptied before each path;
+- cache_predictions: bare = the same query + one pipelined ``HSET`` per user of prepared hashes;
+- publish_prediction_events: bare = the same payloads (read before the clock starts) produced
+  with a bare ``confluent_kafka.Producer`` (same connection settings) and one flush; the outbox
+  rows are marked unpublished again before each path.
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ from contextlib import closing, contextmanager
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from devplatform.domain_redis import DomainRedis
@@ -278,6 +296,253 @@ def reader_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
     return rows
 
 
+# -- prediction_pipeline side by side: old (a git revision), new (this tree), bare ------------------
+CHILD = r"""
+import json, sys, time
+from contextlib import closing
+from pathlib import Path
+import pandas as pd
+sys.path.insert(0, sys.argv[1])
+from benchmarks_child import run  # noqa: E402
+print("RESULT " + json.dumps(run(sys.argv[2], sys.argv[3])), flush=True)
+"""
+
+
+def _vmhwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_step(path: str, what: str) -> dict:
+    """In a fresh process (``path``'s tree first on ``sys.path``): reset what the step writes
+    (untimed), then time one step of prediction_pipeline by ``path`` (old/new) or the bare baseline."""
+    from domains.aurora import predictions
+    from domains.aurora.db import DATABASE
+
+    as_of = AS_OF_PREDICTIONS
+    kind, _, target = what.partition(":")
+    with closing(DATABASE.connect()) as conn:
+        with conn.cursor() as cur:
+            if kind == "save":
+                cur.execute("TRUNCATE predictions")
+                cur.execute("DELETE FROM event_outbox WHERE topic = %s", (predictions.TOPIC,))
+            elif kind == "publish":
+                cur.execute("UPDATE event_outbox SET published_at = NULL, attempts = 0 WHERE topic = %s",
+                            (predictions.TOPIC,))
+        conn.commit()
+        if kind == "predict":  # every path: the model library imported and the model loaded once, untimed
+            from domains.aurora import registry
+
+            registry.load_current(conn, target)
+            conn.commit()
+        prepared = _bare_prepare(conn, kind, target) if path == "bare" else None
+    t0 = time.perf_counter()
+    if path == "bare":
+        rows = _bare_run(kind, target, prepared)
+    elif kind == "predict":
+        rows = predictions.predict_target(target, as_of)["rows"]
+    elif kind == "save":
+        rows = predictions.save_predictions(as_of)["rows"]
+    elif kind == "cache":
+        rows = predictions.cache_predictions(as_of)["users"]
+    else:
+        rows = predictions.publish_events()["published"]
+    took = time.perf_counter() - t0
+    return {"seconds": took, "rows": int(rows), "peak_mb": _vmhwm_mb()}
+
+
+def _bare_prepare(conn, kind: str, target: str):
+    """What a bare baseline gets before the clock starts."""
+    from domains.aurora import models, predictions, registry
+    from domains.aurora.datasets import load_frame
+    from domains.aurora.features import prediction_window, user_features
+    from domains.aurora.history import read_history
+    from shared.runs import as_of_key
+
+    as_of = AS_OF_PREDICTIONS
+    users = predictions.cohort(conn, as_of)
+    if kind == "predict":
+        model = registry.load_current(conn, target)
+        start, end = prediction_window(as_of)
+        feats = []
+        for i in range(0, len(users), predictions.CHUNK_USERS):
+            ids = users[i:i + predictions.CHUNK_USERS]
+            h = read_history(conn, start, end, ids)
+            frame = models.predict_from_features(target, user_features(h, end, ids), end, model,
+                                                 h if target == "energy" else None)
+            feats.append(frame)
+        return {"users": users, "model": model, "frames": feats}
+    if kind == "save":
+        rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}")
+                          for t in predictions.TARGETS], ignore_index=True).reindex(columns=predictions.COLUMNS)
+        rows["target_time"] = pd.to_datetime(rows["target_time"], utc=True)
+        for col in ("user_id", "horizon_hours", "model_version"):
+            rows[col] = rows[col].astype("int64")
+        return rows
+    if kind == "cache":
+        return {"users": users}
+    with conn.cursor() as cur:
+        cur.execute("SELECT event_id::text, topic, event_key, payload::text FROM event_outbox"
+                    " WHERE published_at IS NULL AND topic = %s ORDER BY id", (predictions.TOPIC,))
+        return cur.fetchall()
+
+
+def _bare_run(kind: str, target: str, prepared) -> int:
+    from domains.aurora import predictions
+    from domains.aurora.db import DATABASE
+    from domains.aurora.features import prediction_window
+    from domains.aurora.history import history_queries
+    from shared.db import copy_out, copy_rows
+
+    as_of = AS_OF_PREDICTIONS
+    if kind == "predict":
+        start, end = prediction_window(as_of)
+        users, model, frames = prepared["users"], prepared["model"], prepared["frames"]
+        rows = 0
+        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+            for i in range(0, len(users), predictions.CHUNK_USERS):
+                queries, params = history_queries(start, end, users[i:i + predictions.CHUNK_USERS])
+                for sql in queries.values():
+                    copy_out(cur, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params)
+            conn.commit()
+        from domains.aurora.models import TARGET_FEATURES
+        feature_rows = [f for f in frames]
+        for f in feature_rows:  # the model on the same number of rows (its features at hand)
+            x = pd.DataFrame(np.zeros((len(f), len(TARGET_FEATURES[target]))), columns=list(TARGET_FEATURES[target]))
+            rows += len(model.predict(x))
+        return rows
+    if kind == "save":
+        with closing(DATABASE.connect()) as conn:
+            with conn.cursor() as cur:
+                copy_rows(cur, "predictions", predictions.COLUMNS, prepared)
+                cur.execute(
+                    "INSERT INTO event_outbox (event_id, topic, event_key, payload)"
+                    " SELECT md5(%(topic)s::text || user_id || target || target_date || string_agg(predicted_value::text, ','"
+                    "        ORDER BY horizon_hours))::uuid, %(topic)s, user_id::text,"
+                    "        jsonb_build_object('event_id', 'x', 'event_type', %(type)s::text, 'schema_version', 1,"
+                    "          'occurred_at', now(), 'source', %(source)s::text, 'key', user_id::text, 'data',"
+                    "          jsonb_build_object('user_id', user_id, 'target', target, 'target_date', target_date,"
+                    "            'as_of', min(as_of), 'model_name', min(model_name), 'model_version', min(model_version),"
+                    "            'predictions', jsonb_agg(jsonb_build_object('horizon_hours', horizon_hours,"
+                    "              'target_time', target_time, 'value', predicted_value) ORDER BY horizon_hours)))"
+                    "   FROM predictions GROUP BY user_id, target, target_date ON CONFLICT (event_id) DO NOTHING",
+                    {"topic": predictions.TOPIC, "type": predictions.EVENT_TYPE, "source": predictions.SOURCE})
+            conn.commit()
+        return len(prepared)
+    if kind == "cache":
+        from shared.redis_store import connect
+
+        client = connect("aurora_redis")
+        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT user_id, target, target_date, target_time, predicted_value, model_version"
+                " FROM predictions WHERE as_of = %s AND user_id = ANY(%s) ORDER BY user_id, target, horizon_hours",
+                (as_of.to_pydatetime(), prepared["users"]))
+            fetched = cur.fetchall()
+            conn.commit()
+        with client.pipeline(transaction=False) as pipe:
+            for uid in prepared["users"]:
+                pipe.hset(f"{predictions.KEY_PREFIX}{uid}", mapping={"as_of": "x", "energy": "[]", "mood": 1.0,
+                                                                      "sleep_quality": 1.0, "models": "{}"})
+            pipe.execute()
+        return len(prepared["users"]) if fetched is not None else 0
+    import json as _json
+
+    from airflow.sdk import BaseHook
+    from confluent_kafka import Producer
+
+    producer = Producer(BaseHook.get_connection(predictions.KAFKA_CONN_ID).extra_dejson)
+    acked = [0]
+
+    def on_delivery(err, msg) -> None:
+        if err is None:
+            acked[0] += 1
+
+    for eid, topic, key, payload in prepared:
+        while True:
+            try:
+                producer.produce(topic, value=payload.encode(), key=key.encode(), headers=[("event_id", eid.encode())],
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.5)
+    producer.flush(60)
+    _json.dumps(acked)
+    return acked[0]
+
+
+def _old_tree(rev: str) -> Path:
+    """The project's files at ``rev`` (``git archive``) in a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix=f"aurora-old-{rev}-"))
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def _run_child(tree: Path, path: str, what: str) -> dict:
+    """``child_step`` in a fresh interpreter with ``tree`` (old or this one) first on ``sys.path``;
+    the child imports this module (the current tree's copy) as ``benchmarks_child``."""
+    here = Path(__file__).resolve()
+    shim = Path(tempfile.mkdtemp(prefix="aurora-child-"))
+    (shim / "benchmarks_child.py").write_text(
+        f"import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('_aurora_bench', {str(here)!r})\n"
+        f"mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        f"def run(path, what):\n    return mod.child_step(path, what)\n")
+    env = {**os.environ, "PYTHONPATH": f"{shim}:{tree}"}
+    try:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(tree), path, what], env=env, cwd=str(tree),
+                             capture_output=True, text=True)
+    finally:
+        shutil.rmtree(shim, ignore_errors=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"{path} {what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main") -> list[dict]:
+    from domains.aurora import models, predictions, registry
+    from domains.aurora.db import DATABASE
+    from domains.aurora.features import training_sets
+    from domains.aurora.history import read_history
+
+    old_tree = _old_tree(rev)
+    try:
+        new_tree = Path(__file__).resolve().parent.parent
+        rows: list[dict] = []
+        with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
+            print(f"aurora prediction_pipeline, old ({rev}) vs new vs bare: {users:,} users, {days} days ending {END}"
+                  f" ({where}); load average {os.getloadavg()[0]:.1f}", flush=True)
+            load_generated(users, days)
+            with closing(DATABASE.connect()) as conn:
+                as_of = pd.Timestamp(END, tz="UTC")
+                sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
+                sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
+                for target in models.MODEL_NAMES:
+                    registry.train_target(conn, target, sets[target], "bench", as_of)
+            predictions.select_users(AS_OF_PREDICTIONS)
+            print(f"  {'step':24s} {'path':4s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}", flush=True)
+            steps = [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
+            for what in steps:
+                order = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
+                for path in order:
+                    out = _run_child(old_tree if path == "old" else new_tree, path, what)
+                    row = {"step": what, "path": path, **out}
+                    rows.append(row)
+                    print(f"  {what:24s} {path:4s} {out['seconds']:8.2f} {out['rows']:9,} "
+                          f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
+                by = {r["path"]: r["seconds"] for r in rows if r["step"] == what}
+                print(f"  {what:24s} new/old {by['old'] / by['new']:.2f}x faster; new at {by['bare'] / by['new']:.2f}x"
+                      f" of bare (old {by['bare'] / by['old']:.2f}x); load average {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        shutil.rmtree(old_tree, ignore_errors=True)
+    return rows
+
+
 def main(users: int = 100_000, days: int = 31) -> None:
     with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
         from domains.aurora import feature_store, models, predictions, registry
@@ -332,6 +597,8 @@ def main(users: int = 100_000, days: int = 31) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
+    elif sys.argv[1:2] == ["--predictions"]:
+        predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5])
     elif sys.argv[1:2] == ["--reader"]:
         reader_side_by_side(*(int(a) for a in sys.argv[2:4]))
     else:

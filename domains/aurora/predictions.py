@@ -121,21 +121,44 @@ def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
 
 # -- 3. PostgreSQL + outbox, one transaction -------------------------------------------------------
 def events_for(rows: pd.DataFrame):
-    """One outbox event per (user, target, target day); its id changes only when the prediction does."""
+    """One outbox event per (user, target, target day); its id changes only when the prediction does.
+
+    Groups are found on the sorted columns (one pass over plain lists, each distinct timestamp
+    formatted once) instead of a pandas group per event: the same events, in the same order,
+    as grouping the sorted rows by (user, target, target day)."""
     from shared.outbox import Event
 
+    if rows.empty:
+        return
     rows = rows.sort_values(["user_id", "target", "target_date", "horizon_hours"], kind="stable")
-    for (uid, target, day), g in rows.groupby(["user_id", "target", "target_date"], sort=False):
-        preds = [{"horizon_hours": int(h), "target_time": None if pd.isna(t) else pd.Timestamp(t).isoformat(),
-                  "value": float(v)}
-                 for h, t, v in zip(g["horizon_hours"], g["target_time"], g["predicted_value"], strict=True)]
-        first = g.iloc[0]
-        data = {"user_id": int(uid), "target": target, "target_date": str(day),
-                "as_of": pd.Timestamp(first["as_of"]).isoformat(), "model_name": first["model_name"],
-                "model_version": int(first["model_version"]), "predictions": preds}
+    uids = rows["user_id"].to_numpy()
+    targets = rows["target"].to_numpy(dtype=object)
+    days = rows["target_date"].to_numpy(dtype=object)
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = (uids[1:] != uids[:-1]) | (targets[1:] != targets[:-1]) | (days[1:] != days[:-1])
+    bounds = [*np.flatnonzero(starts).tolist(), len(rows)]
+
+    def iso(column: str, missing: str | None) -> list:
+        codes, uniques = pd.factorize(rows[column])
+        text = [pd.Timestamp(u).isoformat() for u in uniques]
+        return [missing if c < 0 else text[c] for c in codes.tolist()]
+
+    horizons = rows["horizon_hours"].to_numpy().tolist()
+    times = iso("target_time", None)
+    values = rows["predicted_value"].astype(float).tolist()
+    as_ofs = iso("as_of", "NaT")
+    names = rows["model_name"].tolist()
+    versions = rows["model_version"].to_numpy().tolist()
+    uid_list = uids.tolist()
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        preds = [{"horizon_hours": int(h), "target_time": t, "value": v}
+                 for h, t, v in zip(horizons[a:b], times[a:b], values[a:b], strict=True)]
+        uid, target, day = int(uid_list[a]), targets[a], days[a]
+        data = {"user_id": uid, "target": target, "target_date": str(day), "as_of": as_ofs[a],
+                "model_name": names[a], "model_version": int(versions[a]), "predictions": preds}
         digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds],
                                            sort_keys=True).encode()).hexdigest()[:16]
-        yield Event(TOPIC, EVENT_TYPE, str(int(uid)), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
+        yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
 def save_predictions(as_of) -> dict:
