@@ -225,14 +225,19 @@ class SupervisedProc:
     def running(self) -> bool:
         return self.process() is not None
 
-    def kill(self, sig: int = signal.SIGKILL, group: bool = True) -> int:
-        """A fault: ``sig`` to the process (and its process group: a pod's container dying takes
-        its children too). Returns the pid it was sent to."""
+    def kill(self, sig: int = signal.SIGKILL, tree: bool = True) -> int:
+        """A fault: ``sig`` to the process and (``tree``) every process it started, whatever
+        their process group or session (Airflow's task runner puts a task in a session of its
+        own): what a dying container or an OOM kill of its cgroup does. Returns the pid."""
+        import psutil
+
         p = self.process()
         if p is None:
             raise RuntimeError(f"{self.name} is not running")
-        if group:
-            os.killpg(p.pid, sig)
-        else:
-            os.kill(p.pid, sig)
+        victims = [p, *p.children(recursive=True)] if tree else [p]
+        for q in victims:
+            try:
+                q.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
         return p.pid
