@@ -496,7 +496,9 @@ class LocalPlatform:
 
     def status(self) -> dict[str, bool]:
         states = self.supervisor.states()
-        out = {name: states.get(name, {}).get("statename") in ("STARTING", "RUNNING") for name in self.process_names()}
+        out = {"supervisord": self.supervisor.running()}
+        out.update({name: states.get(name, {}).get("statename") in ("STARTING", "RUNNING")
+                    for name in [*self.process_names(), LISTENER]})
         out["postgres"] = self.pg.pid() is not None
         return out
 

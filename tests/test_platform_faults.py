@@ -19,12 +19,14 @@ task whose worker was killed is failed (and retried) within a minute instead of 
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import closing
 
 import psutil
 import psycopg2
 import pytest
+import requests
 
 from devplatform.smtp_sink import body_text, read_mailbox
 from tests.live_platform import TEAMS, running_platform
@@ -67,12 +69,13 @@ def fault_probe():
             "started timestamptz NOT NULL DEFAULT now(), finished timestamptz, PRIMARY KEY (run_id, try_number))")
         sql("CREATE TABLE IF NOT EXISTS fault_probe_output (run_id text PRIMARY KEY, try_number int, "
             "writes int NOT NULL DEFAULT 1)")
+        key = f"{{ti.dag_id}}/{{run_id}}"
         sql("INSERT INTO fault_probe_attempt (run_id, try_number, pid) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            run_id, ti.try_number, os.getpid())
+            key, ti.try_number, os.getpid())
         time.sleep(params["seconds"])
         sql("INSERT INTO fault_probe_output (run_id, try_number) VALUES (%s, %s) ON CONFLICT (run_id) DO UPDATE "
-            "SET writes = fault_probe_output.writes + 1, try_number = EXCLUDED.try_number", run_id, ti.try_number)
-        sql("UPDATE fault_probe_attempt SET finished = now() WHERE run_id = %s AND try_number = %s", run_id, ti.try_number)
+            "SET writes = fault_probe_output.writes + 1, try_number = EXCLUDED.try_number", key, ti.try_number)
+        sql("UPDATE fault_probe_attempt SET finished = now() WHERE run_id = %s AND try_number = %s", key, ti.try_number)
 
     slow_write()
 
@@ -80,14 +83,57 @@ def fault_probe():
 fault_probe()
 '''
 
+DEFER_PROBE = '''"""Deferral probe (test-only): waits in its team's triggerer, then writes its output row (an
+upsert counting its writes) in the team's database. See tests/test_platform_faults.py."""
+from datetime import timedelta
+
+from airflow.sdk import BaseOperator, dag
+
+
+class WaitThenWrite(BaseOperator):
+    def execute(self, context):
+        from datetime import datetime, timezone
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        seconds = context["params"]["seconds"]
+        self.defer(trigger=DateTimeTrigger(moment=datetime.now(timezone.utc) + timedelta(seconds=seconds)),
+                   method_name="resume", timeout=timedelta(seconds=seconds + 600))
+
+    def resume(self, context, event=None):
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        ti = context["ti"]
+        conn = PostgresHook(postgres_conn_id="{team}_postgres").get_conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS fault_probe_output (run_id text PRIMARY KEY, try_number int, "
+                            "writes int NOT NULL DEFAULT 1)")
+                cur.execute("INSERT INTO fault_probe_output (run_id, try_number) VALUES (%s, %s) ON CONFLICT (run_id) "
+                            "DO UPDATE SET writes = fault_probe_output.writes + 1, try_number = EXCLUDED.try_number",
+                            (f"{{ti.dag_id}}/{{ti.run_id}}", ti.try_number))
+            conn.commit()
+        finally:
+            conn.close()
+
+
+@dag(dag_id="{team}_defer_probe", schedule=None, params={{"seconds": 60}}, tags=["{team}"], doc_md=__doc__,
+     default_args={{"retries": 2, "retry_delay": timedelta(seconds=1)}})
+def defer_probe():
+    WaitThenWrite(task_id="wait_then_write")
+
+
+defer_probe()
+'''
+
 
 @pytest.fixture(scope="module")
 def platform(request):
     """A platform of its own (not the session's: a lowered heartbeat timeout, quick alerts)."""
     with running_platform(
-        "celery", max_task_retry_delay=5, plant={"{team}_fault_probe.py": FAULT_PROBE},
-        task_heartbeat_timeout=HEARTBEAT_TIMEOUT, alert_check_seconds=5, alert_queued_seconds=90,
-        alert_repeat_seconds=120,
+        "celery", max_task_retry_delay=5, plant={"{team}_fault_probe.py": FAULT_PROBE, "{team}_defer_probe.py": DEFER_PROBE},
+        task_heartbeat_timeout=HEARTBEAT_TIMEOUT, alert_check_seconds=5,
+        alert_repeat_seconds=120, alert_queued_seconds=20,
     ) as p:
         yield p
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -105,11 +151,12 @@ def user(platform):
     return Newcomer(platform)
 
 
-def trigger_probes(user: Newcomer, seconds: int = PROBE_SECONDS) -> dict[str, str]:
-    """One run of every team's fault probe; team -> run id."""
+def trigger_probes(user: Newcomer, seconds: int = PROBE_SECONDS, probe: str = "fault_probe",
+                   teams: list[str] = TEAMS) -> dict[str, str]:
+    """One run of every team's ``probe``; team -> run id."""
     runs = {}
-    for team in TEAMS:
-        dag_id = f"{team}_fault_probe"
+    for team in teams:
+        dag_id = f"{team}_{probe}"
         r = user.call(team, "PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         assert r.status_code == 200, r.text
         r = user.call(team, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {"seconds": seconds}})
@@ -118,43 +165,50 @@ def trigger_probes(user: Newcomer, seconds: int = PROBE_SECONDS) -> dict[str, st
     return runs
 
 
-def attempts(platform, team: str, run_id: str) -> list[tuple]:
+def attempts(platform, team: str, run_id: str, probe: str = "fault_probe") -> list[tuple]:
     """(try_number, pid, finished) of each try the probe recorded in the team's database."""
     with closing(psycopg2.connect(platform.pg.admin_dsn(team))) as conn, conn.cursor() as cur:
         cur.execute("SELECT to_regclass('fault_probe_attempt') IS NOT NULL")
         if not cur.fetchone()[0]:
             return []
         cur.execute("SELECT try_number, pid, finished IS NOT NULL FROM fault_probe_attempt WHERE run_id = %s "
-                    "ORDER BY try_number", (run_id,))
+                    "ORDER BY try_number", (f"{team}_{probe}/{run_id}",))
         return cur.fetchall()
 
 
-def output(platform, team: str, run_id: str) -> list[tuple]:
+def output(platform, team: str, run_id: str, probe: str = "fault_probe") -> list[tuple]:
     with closing(psycopg2.connect(platform.pg.admin_dsn(team))) as conn, conn.cursor() as cur:
         cur.execute("SELECT to_regclass('fault_probe_output') IS NOT NULL")
         if not cur.fetchone()[0]:
             return []
-        cur.execute("SELECT try_number, writes FROM fault_probe_output WHERE run_id = %s", (run_id,))
+        cur.execute("SELECT try_number, writes FROM fault_probe_output WHERE run_id = %s", (f"{team}_{probe}/{run_id}",))
         return cur.fetchall()
 
 
-def run_state(user: Newcomer, team: str, run_id: str) -> tuple[str, dict]:
-    dag_id = f"{team}_fault_probe"
+TASKS = {"fault_probe": "slow_write", "defer_probe": "wait_then_write"}
+
+
+def run_state(user: Newcomer, team: str, run_id: str, probe: str = "fault_probe") -> tuple[str, dict]:
+    dag_id = f"{team}_{probe}"
     r = user.call(team, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")
     r.raise_for_status()
-    tries = user.call(team, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/slow_write/tries")
+    tries = user.call(team, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{TASKS[probe]}/tries")
     tries.raise_for_status()
     return r.json()["state"], {t["try_number"]: t["state"] for t in tries.json()["task_instances"]}
 
 
 def wait_until(predicate, timeout: float, step: float = 1.0):
+    """``predicate()`` once it is truthy, else its last value after ``timeout``; an error
+    (the api-server restarting) counts as not yet."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
+    while True:
+        try:
+            value = predicate()
+        except (requests.RequestException, OSError):
+            value = None
+        if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
-    return predicate()
 
 
 def alert_mails(platform, subject_part: str) -> list:
@@ -214,3 +268,107 @@ def test_worker_sigkilled_mid_task_is_restarted_and_the_task_retried_once(platfo
     row["outcome"] = "pass"
     row["detail"] += f"; alert mailed to {platform.config.alert_email}; output rows 1, writes 1"
 
+
+
+def finished_runs(user: Newcomer, runs: dict[str, dict[str, str]]) -> dict | None:
+    """{(probe, team): (state, tries)} once every run has finished, else None."""
+    out = {}
+    for probe, by_team in runs.items():
+        for team, run_id in by_team.items():
+            state, tries = run_state(user, team, run_id, probe)
+            if state not in ("success", "failed"):
+                return None
+            out[(probe, team)] = (state, tries)
+    return out
+
+
+def ti_state(user: Newcomer, team: str, run_id: str, probe: str) -> str | None:
+    r = user.call(team, "GET", f"/dags/{team}_{probe}/dagRuns/{run_id}/taskInstances/{TASKS[probe]}")
+    return r.json().get("state") if r.status_code == 200 else None
+
+
+NEW_DAG = '''"""Planted after the dag-processor's restart (test-only)."""
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{team}_after_restart", schedule=None, tags=["{team}"], doc_md=__doc__)
+def after_restart():
+    @task
+    def nothing():
+        return None
+
+    nothing()
+
+
+after_restart()
+'''
+
+
+@pytest.mark.parametrize("component", ["scheduler", "triggerer-hss_workflow", "api-server", "dag-processor"])
+def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(platform, user, component):
+    """SIGKILL of an Airflow component (its whole process tree: the triggerer's trigger runner,
+    the dag-processor's parse zygotes) while a slow task and a deferred task of every team are
+    in flight: supervisord restarts it; every run finishes with its first try (a deferred task
+    resumes in the restarted triggerer), each output written once; the alert mailed. After the
+    dag-processor's restart a new DAG file is parsed."""
+    row = {"fault": f"SIGKILL {component}", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
+    ROWS.append(row)
+    runs = {"fault_probe": trigger_probes(user, seconds=30), "defer_probe": trigger_probes(user, 45, "defer_probe")}
+    # every slow task has started and every deferred task waits in its team's triggerer
+    started = wait_until(lambda: all(attempts(platform, t, r) for t, r in runs["fault_probe"].items())
+                         and all(ti_state(user, t, r, "defer_probe") == "deferred" for t, r in runs["defer_probe"].items()),
+                         180, step=2)
+    assert started, "the probes did not all start"
+    proc = platform.proc(component)
+    old_pid = proc.kill()
+    t0 = time.monotonic()
+    if component == "dag-processor":
+        for team in TEAMS:  # a DAG file changed while it was down
+            path = platform.config.bundle_path(team) / f"{team}_after_restart.py"
+            path.write_text(NEW_DAG.format(team=team))
+            os.chmod(path, 0o644)
+    done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+    info = proc.info() or {}
+    row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
+    assert done, f"runs not finished within {RUN_TIMEOUT} s of the kill; {component}: {info}"
+    bad = {k: v for k, v in done.items() if v[0] != "success" or v[1] != {1: "success"}}
+    assert not bad, bad
+    for (probe, team), _ in done.items():
+        assert output(platform, team, runs[probe][team], probe) == [(1, 1)], (probe, team)
+    if component == "dag-processor":
+        parsed = wait_until(lambda: all(user.call(t, "GET", f"/dags/{t}_after_restart").status_code == 200 for t in TEAMS),
+                            180, step=3)
+        assert parsed, "a DAG file added while the dag-processor was down was not parsed after its restart"
+    row["seconds"] = time.monotonic() - t0
+    info = proc.info() or {}
+    assert info.get("statename") == "RUNNING" and info.get("pid") != old_pid, info
+    sv_log = (platform.supervisor.log_dir / "supervisord.log").read_text()
+    assert f"exited: {component} (terminated by SIGKILL; not expected)" in sv_log
+    mails = wait_until(lambda: alert_mails(platform, f"{component} exited unexpectedly"), 30)
+    assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
+    row["outcome"] = "pass"
+    row["detail"] += f"; {len(done)} runs of 5 teams: first try, one write each; alert mailed"
+
+
+def test_a_worker_gone_and_a_queue_backing_up_are_alerted(platform, user):
+    """A team's worker stopped (no crash: only the periodic check sees it) while its task waits:
+    the platform's address gets "worker not running" and "queue backing up" mails; once the
+    worker is back the run finishes."""
+    team = "aurora"
+    row = {"fault": f"worker-{team} stopped, its queue backs up", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
+    ROWS.append(row)
+    platform.supervisor.stop_program(f"worker-{team}")
+    t0 = time.monotonic()
+    try:
+        runs = trigger_probes(user, seconds=1, teams=[team])
+        gone = wait_until(lambda: alert_mails(platform, f"team {team}: its Celery worker is not running"), 90, step=2)
+        backlog = wait_until(lambda: alert_mails(platform, f"team {team}: its queue is backing up"), 120, step=2)
+        row["detail"] = f"worker-gone mail {bool(gone)}, backlog mail {bool(backlog)}"
+        assert gone and backlog, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
+        assert "task instance(s) queued" in body_text(backlog[0])
+    finally:
+        platform.supervisor.start_program(f"worker-{team}")
+    done = wait_until(lambda: finished_runs(user, {"fault_probe": runs}), RUN_TIMEOUT, step=3)
+    assert done and done[("fault_probe", team)][0] == "success", done
+    row["seconds"] = time.monotonic() - t0
+    row["outcome"] = "pass"
