@@ -75,9 +75,11 @@ class _UnixTransport(xmlrpc.client.Transport):
 class Supervisor:
     """One platform's supervisord: its configuration, its programs' specs, its XML-RPC API."""
 
-    def __init__(self, run_dir: Path, log_dir: Path, autorestart: bool = True, owner: OsUser | None = None) -> None:
+    def __init__(self, run_dir: Path, log_dir: Path, autorestart: bool = True, owner: OsUser | None = None,
+                 start_retries: int = START_RETRIES) -> None:
         """``owner``: supervisord's OS user (as root), who must read what is written here."""
         self.run_dir, self.log_dir, self.autorestart, self.owner = run_dir, log_dir, autorestart, owner
+        self.start_retries = start_retries
         self.conf = run_dir / "supervisord.conf"
         self.socket = run_dir / "supervisor.sock"
         self.spec_dir = run_dir / "programs"
@@ -107,7 +109,7 @@ class Supervisor:
             lines += [
                 f"[program:{name}]", f"command={python} -I -S {launch} {self.spec_path(name)}",
                 "autostart=false", f"autorestart={'true' if self.autorestart else 'false'}",
-                f"startsecs={START_SECONDS}", f"startretries={START_RETRIES}",
+                f"startsecs={START_SECONDS}", f"startretries={self.start_retries}",
                 "stopsignal=TERM", f"stopwaitsecs={STOP_WAIT_SECONDS}", "stopasgroup=true", "killasgroup=true",
                 "stdout_logfile=NONE", "redirect_stderr=true", "",
             ]
