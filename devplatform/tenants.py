@@ -33,6 +33,9 @@ DEFAULT_CONCURRENCY = 2
 # them, no other team can.
 TASK_LOG_DIR_MODE = 0o3753
 TASK_UMASK = 0o007
+# ``[workers] execution_api_retries`` of a team's tasks: waits of 1, 2, 4, ... 64 s (capped at
+# ``execution_api_retry_wait_max``, 90 s), about 127 s in all before a call gives up.
+EXECUTION_API_RETRIES = 8
 
 
 def worker_concurrency(team: str) -> int:
@@ -182,6 +185,10 @@ class TeamRuntime:
         }
         env.update({
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
+            # a task rides out an api-server restart: its calls retried for about two minutes
+            # (Airflow's default, 5 retries, gives up after 31 s: a task resumed from a deferral
+            # while the api-server restarted failed every try; tests/test_platform_faults.py)
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": str(EXECUTION_API_RETRIES),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency(self.team)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.task_log_dir),
