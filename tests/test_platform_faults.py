@@ -32,6 +32,8 @@ from devplatform.smtp_sink import body_text, read_mailbox
 from tests.live_platform import TEAMS, running_platform
 from tests.newcomer import Newcomer
 
+# the platform's start (several minutes on a loaded 2-core machine) counts towards the first test's time
+pytestmark = pytest.mark.timeout(1800)
 HEARTBEAT_TIMEOUT = 20
 PROBE_SECONDS = 40
 RUN_TIMEOUT = 300
