@@ -333,10 +333,18 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
     info = proc.info() or {}
     row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
     assert done, f"runs not finished within {RUN_TIMEOUT} s of the kill; {component}: {info}"
-    bad = {k: v for k, v in done.items() if v[0] != "success" or v[1] != {1: "success"}}
+    # every run succeeded on its first try, or (the api-server away longer than this platform's
+    # 20 s heartbeat timeout: the task's heartbeats could not reach it) its first try was failed
+    # by the scheduler for that stated reason and the retry succeeded
+    retried = {k: v for k, v in done.items() if v == ("success", {1: "failed", 2: "success"})}
+    bad = {k: v for k, v in done.items() if v != ("success", {1: "success"}) and k not in retried}
     assert not bad, bad
-    for (probe, team), _ in done.items():
-        assert output(platform, team, runs[probe][team], probe) == [(1, 1)], (probe, team)
+    assert not retried or component == "api-server", retried
+    for probe, team in retried:
+        r = user.call(team, "GET", "/eventLogs", params={"dag_id": f"{team}_{probe}", "event": "heartbeat timeout"})
+        assert any(e["run_id"] == runs[probe][team] for e in r.json()["event_logs"]), (probe, team, r.text)
+    for (probe, team), (_, tries) in done.items():
+        assert output(platform, team, runs[probe][team], probe) == [(max(tries), 1)], (probe, team)
     if component == "dag-processor":
         parsed = wait_until(lambda: all(user.call(t, "GET", f"/dags/{t}_after_restart").status_code == 200 for t in TEAMS),
                             180, step=3)
@@ -349,7 +357,8 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
     mails = wait_until(lambda: alert_mails(platform, f"{component} exited unexpectedly"), 30)
     assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
     row["outcome"] = "pass"
-    row["detail"] += f"; {len(done)} runs of 5 teams: first try, one write each; alert mailed"
+    row["detail"] += (f"; {len(done)} runs of 5 teams succeeded, {len(retried)} retried after a heartbeat timeout, "
+                      "one write each; alert mailed")
 
 
 def test_a_worker_gone_and_a_queue_backing_up_are_alerted(platform, user):
