@@ -54,8 +54,12 @@ def cmd_stop(args) -> None:
 def cmd_status(args) -> None:
     from devplatform.platform import LocalPlatform
 
-    for name, up in LocalPlatform().status().items():
-        print(f"{name:40s} {'running' if up else 'stopped'}")
+    p = LocalPlatform()
+    states = p.states()
+    for name, up in p.status().items():
+        # supervisord's state when it is neither running nor stopped: BACKOFF, EXITED, FATAL
+        why = states.get(name, "STOPPED")
+        print(f"{name:40s} {'running' if up else 'stopped'}{'' if up or why == 'STOPPED' else f' ({why})'}")
 
 
 def cmd_apply_settings(args) -> None:

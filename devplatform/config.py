@@ -230,6 +230,20 @@ class PlatformConfig:
     # ``[platform] shared_assets`` (README "Assets"): {"<asset name or URI>": ["team", ...]},
     # set by the platform's operators (``PLATFORM_SHARED_ASSETS``); "" shares nothing.
     shared_assets: str = field(default_factory=lambda: os.environ.get("PLATFORM_SHARED_ASSETS", ""))
+    # supervisord restarts a platform process that dies (devplatform/supervisor.py); "0"
+    # (PLATFORM_AUTORESTART=0) switches that off: the build the fault tests must fail on.
+    autorestart: bool = field(default_factory=lambda: os.environ.get("PLATFORM_AUTORESTART", "1") != "0")
+    # Airflow's ``[scheduler] task_instance_heartbeat_timeout``: how long a running task may go
+    # without a heartbeat (its worker killed) before the scheduler fails it (a retry when it has
+    # tries left). None: Airflow's default, 300 s. The fault tests set a few seconds.
+    task_heartbeat_timeout: int | None = None
+    # The platform's alerts (devplatform/alerts.py): the address, and when a team's queue
+    # counts as backed up; PLATFORM_ALERT_* in the environment, or given by a test.
+    alert_email: str = field(default_factory=lambda: os.environ.get("PLATFORM_ALERT_EMAIL", "platform-alerts@platform.local"))
+    alert_check_seconds: float = _env_int("PLATFORM_ALERT_CHECK_SECONDS", 30)
+    alert_queue_length: int = _env_int("PLATFORM_ALERT_QUEUE_LENGTH", 50)
+    alert_queued_seconds: float = _env_int("PLATFORM_ALERT_QUEUED_SECONDS", 300)
+    alert_repeat_seconds: float = _env_int("PLATFORM_ALERT_REPEAT_SECONDS", 600)
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -365,6 +379,8 @@ class PlatformConfig:
             "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or (16 if self.celery else 4)),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
+            **({"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout)}
+               if self.task_heartbeat_timeout else {}),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # plugins/: the api-server's tenant guard (platform_runtime.tenant_guard)
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),

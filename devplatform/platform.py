@@ -24,6 +24,7 @@ from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
 from devplatform.processes import Proc, RunAs
 from devplatform.readiness import api_healthy, bundle_state
 from devplatform.state import lock_state, own
+from devplatform.supervisor import LISTENER, SUPERVISOR_CAPS, SupervisedProc, Supervisor
 from devplatform.tenants import TASK_UMASK, TeamRuntime
 from devplatform.users import OsUser, can_switch_users, platform_user, tenant_python
 
@@ -54,6 +55,7 @@ class LocalPlatform:
         # once they are import errors, and they stop nothing
         self.expected_import_errors: set[str] = set()
         self._team_components: dict[str, tuple[list[str], dict[str, str], str]] | None = None
+        self._programs: set[str] | None = None
         self._mark = time.monotonic()
 
     # -- who runs what ---------------------------------------------------------------
@@ -115,7 +117,20 @@ class LocalPlatform:
 
         return {**self.env(), ADMIN_KEY_ENV: self.config.secrets.standin_admin_key}
 
-    def proc(self, name: str) -> Proc:
+    @cached_property
+    def supervisor(self) -> Supervisor:
+        """The platform's process manager (devplatform/supervisor.py): it starts, restarts and
+        stops every process of :meth:`process_names`."""
+        return Supervisor(self.config.run_dir, self.config.state / "logs", autorestart=self.config.autorestart,
+                          owner=self.platform_user)
+
+    def proc(self, name: str) -> Proc | SupervisedProc:
+        """A platform process (a program of supervisord), or a log of ``make start``'s own
+        commands (``setup-<d>``, ``generate-<d>``)."""
+        if self._programs is None:
+            self._programs = set(self.process_names())
+        if name in self._programs or name == LISTENER:
+            return SupervisedProc(self.supervisor, name)
         return Proc(name, self.config.run_dir, self.config.state / "logs")
 
     def standin_specs(self) -> list[tuple[str, dict]]:
@@ -300,6 +315,7 @@ class LocalPlatform:
             self.say(f"cannot enforce: {gap}")
         if self.platform_user:
             self.lock_state()
+        self.start_supervisor()
         airflow_up = all(self.proc(c).running() for c in self.airflow_components())
 
         # What needs no metadata database starts first, while PostgreSQL starts and the
@@ -366,6 +382,35 @@ class LocalPlatform:
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
 
+    def start_supervisor(self) -> None:
+        """supervisord (as the platform's user, with only the capabilities it needs to start each
+        process as its own user) and its alert listener, unless it is already running."""
+        sv = self.supervisor
+        logs = self.config.state / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.own(logs)  # supervisord and each process's launcher write the processes' logs
+        if sv.running():
+            self.say(f"supervisord: already running (pid {sv.proc.process().pid})")
+            return
+        self._programs = set(self.process_names())
+        sv.write_config(sorted(self._programs), self.python)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(self.config.airflow_home),
+               "PYTHONPATH": str(ROOT)}
+        pid = sv.start(self.python, env, self.run_as(SUPERVISOR_CAPS))
+        self.say(f"supervisord: started (pid {pid}), restarts a process that dies; log {sv.log_dir / 'supervisord.log'}"
+                 + ("" if self.config.autorestart else " (autorestart OFF: PLATFORM_AUTORESTART=0)"))
+        cfg = self.config
+        alerts = {"to": cfg.alert_email, "smtp_port": cfg.smtp_port, "check_seconds": cfg.alert_check_seconds,
+                  "queue_length": cfg.alert_queue_length, "queued_seconds": cfg.alert_queued_seconds,
+                  "repeat_seconds": cfg.alert_repeat_seconds, "teams": self.celery_teams(),
+                  "brokers": {d: cfg.broker_url(d, 0) for d in self.celery_teams()},
+                  "db_url": cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+                  "supervisor_log": str(sv.log_dir / "supervisord.log")}
+        sv.write_spec(LISTENER, [self.python, "-m", "devplatform.alerts"],
+                      {**self.env(), "PLATFORM_ALERTS": json.dumps(alerts)}, ROOT, self.run_as(), listener=True)
+        sv.start_program(LISTENER)
+        self.say(f"platform alerts: mailed to {cfg.alert_email} (log {sv.log_dir / (LISTENER + '.log')})")
+
     def starts_after_ready(self, name: str) -> bool:
         """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
         return START_AFTER_READY and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
@@ -389,8 +434,10 @@ class LocalPlatform:
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        pid = p.start(cmd, env or self.env(), cwd, run_as=self.run_as() if run_as is True else run_as)
-        self.say(f"{name}: started (pid {pid}), log {p.logfile}")
+        self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as)
+        self.supervisor.start_program(name)
+        info = p.info() or {}
+        self.say(f"{name}: started (pid {info.get('pid')}), log {p.logfile}")
 
     def prepare_db(self, migrate: bool) -> dict:
         """Migrate, create the teams (``migrate``) and apply every domain's settings, in one
@@ -428,24 +475,37 @@ class LocalPlatform:
     def stop(self) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor
 
-        names = list(reversed(self.process_names()))
-        # every process gets SIGTERM at once (a Celery worker may take seconds to shut down)
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            done = list(pool.map(lambda n: self.proc(n).stop(), names))
-        stopped = [n for n, ok in zip(names, done, strict=True) if ok]
+        # supervisord stops every process at once (SIGTERM to each process group; a Celery worker
+        # may take seconds to shut down), then exits
+        states = self.supervisor.states()
+        stopped = [n for n, i in states.items() if i["statename"] in ("STARTING", "RUNNING", "BACKOFF")]
+        if self.supervisor.stop():
+            stopped.append("supervisord")
+        # processes of the pid-file launcher before supervisord (an older make start), or
         # anything left from a stand-in that is no longer declared
-        for pidfile in self.config.run_dir.glob("*.pid"):
-            if self.proc(pidfile.stem).stop():
-                stopped.append(pidfile.stem)
+        pidfiles = [p for p in self.config.run_dir.glob("*.pid") if p.stem != "supervisord"]
+        names = [p.stem for p in pidfiles]
+        logs = self.config.state / "logs"
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            done = list(pool.map(lambda n: Proc(n, self.config.run_dir, logs).stop(), names))
+        stopped += [n for n, ok in zip(names, done, strict=True) if ok]
         if self.pg.pid():
             self.pg.stop()
             stopped.append("postgres")
         return stopped
 
     def status(self) -> dict[str, bool]:
-        out = {name: self.proc(name).running() for name in self.process_names()}
+        states = self.supervisor.states()
+        out = {"supervisord": self.supervisor.running()}
+        out.update({name: states.get(name, {}).get("statename") in ("STARTING", "RUNNING")
+                    for name in [*self.process_names(), LISTENER]})
         out["postgres"] = self.pg.pid() is not None
         return out
+
+    def states(self) -> dict[str, str]:
+        """supervisord's state of each process (RUNNING, STARTING, BACKOFF, EXITED, FATAL, STOPPED)."""
+        states = self.supervisor.states()
+        return {name: states.get(name, {}).get("statename", "STOPPED") for name in [*self.process_names(), LISTENER]}
 
     # -- readiness ------------------------------------------------------------------
     def api_healthy(self) -> bool:
@@ -497,8 +557,11 @@ class LocalPlatform:
             self.phase("Celery workers ready")
 
     def _check_alive(self) -> None:
+        """A process that died while the platform starts stops ``make start`` (supervisord would
+        retry it: a crash at start is a fault to see, not to hide)."""
+        states = self.supervisor.states()
         for c in [*self.airflow_components(), *self.team_components()]:
-            if not self.starts_after_ready(c) and not self.proc(c).running():
+            if not self.starts_after_ready(c) and states.get(c, {}).get("statename") not in ("STARTING", "RUNNING"):
                 log = self.proc(c).logfile
                 tail = log.read_text()[-3000:] if log.exists() else ""
                 raise RuntimeError(f"{c} exited; last log lines:\n{tail}")

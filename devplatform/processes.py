@@ -1,4 +1,5 @@
-"""Start and stop the platform's background processes, tracked by pid file.
+"""Start and stop a background process tracked by pid file: supervisord itself
+(``devplatform.supervisor``), which starts and restarts every other platform process.
 
 Each process runs in its own session (so its children, e.g. LocalExecutor workers, share
 its process group). Its pid file records pid and start time; ``stop`` signals only a

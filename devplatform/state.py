@@ -14,10 +14,11 @@ from devplatform.config import PlatformConfig, ensure_ed25519_key
 from devplatform.users import OsUser
 
 # What the platform's user owns in the state folder (the rest: root's launcher, PostgreSQL's
-# user, the team users): Airflow's home (airflow.cfg, the UI's passwords file), pid files and the
-# Kafka stand-in's address, the mail sink's and the lineage file's folders, the Redis servers'
-# configs, the secrets file and the task-token signing key.
-PLATFORM_OWNED = ("airflow", "run", "mail", "openlineage", "redis", "secrets.json", "jwt-ed25519.pem")
+# user, the team users): Airflow's home (airflow.cfg, the UI's passwords file), the run folder
+# (supervisord's socket, configuration and the processes' specs; the Kafka stand-in's address),
+# the processes' logs (supervisord and each process's launcher write them), the mail sink's and
+# the lineage file's folders, the Redis servers' configs, the secrets file and the signing key.
+PLATFORM_OWNED = ("airflow", "run", "mail", "openlineage", "redis", "logs", "secrets.json", "jwt-ed25519.pem")
 
 
 def own(user: OsUser | None, *paths: Path) -> None:

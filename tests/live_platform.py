@@ -131,8 +131,12 @@ EXECUTOR_PROBES = {"celery": {"local": "LocalExecutor", "global": "platform_runt
                    "local": {}}
 
 
-def make_platform(executor: str = "celery", max_task_retry_delay: int | None = None) -> LocalPlatform:
-    """A platform of its own under a fresh folder that team users may traverse (mode 0711)."""
+def make_platform(executor: str = "celery", max_task_retry_delay: int | None = None,
+                  plant: dict[str, str] | None = None, **config) -> LocalPlatform:
+    """A platform of its own under a fresh folder that team users may traverse (mode 0711).
+
+    ``plant``: more test-only DAG files for every team's bundle, file name -> text, both
+    formatted with ``team``; ``config``: more :class:`PlatformConfig` fields."""
     state = Path(tempfile.mkdtemp(prefix="isolation-platform-"))
     os.chmod(state, 0o711)
     bundles = {}
@@ -147,6 +151,8 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         (folder / f"{team}_attack_probe.py").write_text(ATTACK_PROBE.format(team=team))
         for tag, name in EXECUTOR_PROBES[executor].items():
             (folder / f"{team}_executor_probe_{tag}.py").write_text(EXECUTOR_PROBE.format(team=team, tag=tag, executor=name))
+        for name, text in (plant or {}).items():
+            (folder / name.format(team=team)).write_text(text.format(team=team))
         bundles[team] = folder
     for path in (state / "bundles", *bundles.values(), *(f for b in bundles.values() for f in b.iterdir())):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -160,6 +166,7 @@ def make_platform(executor: str = "celery", max_task_retry_delay: int | None = N
         max_task_retry_delay=max_task_retry_delay,
         redis_ports=dict(zip(TEAMS, ports[4:4 + len(TEAMS)], strict=True)),
         flower_ports=dict(zip(TEAMS, ports[4 + len(TEAMS):4 + 2 * len(TEAMS)], strict=True)),
+        **config,
     )
     for i, team in enumerate(TEAMS):  # top-level code of a DAG file, against the next team
         other = TEAMS[(i + 1) % len(TEAMS)]

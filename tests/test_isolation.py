@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devplatform.supervisor import LISTENER
 from tests.live_platform import TEAMS, make_platform
 
 
@@ -664,21 +665,25 @@ def process_rows(platform) -> list[dict]:
         return out
 
     out = []
-    for name in platform.process_names():
+    for name in [*platform.process_names(), LISTENER]:
         top = platform.proc(name).process()
         assert top is not None, f"{name} is not running"
         out += rows(name, top)
+    # supervisord itself (its descendants are the processes above)
+    out.append(row("supervisord", platform.supervisor.proc.process()))
     return out + rows("postgres", psutil.Process(platform.pg.pid()))
 
 
 SWITCH_CAPS = (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID
+SUPERVISOR_CAPS = SWITCH_CAPS | (1 << 5) | (1 << 8)  # and CAP_KILL, CAP_SETPCAP
 
 
 def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(platform):
     """Issue 21, item 2: every process the platform started runs as its platform user, each
     team's processes (worker, Flower, parse zygote and its forks, trigger runner) as the team's
     user with no capability at all, PostgreSQL as its own user; only the dag-processor and the
-    team triggerers keep a capability, CAP_SETUID/CAP_SETGID, to start those team processes."""
+    team triggerers keep a capability, CAP_SETUID/CAP_SETGID, to start those team processes, and
+    supervisord those two and CAP_KILL/CAP_SETPCAP, to start and stop every process as its user."""
     from devplatform.users import team_user
 
     pu = platform.platform_user
@@ -699,6 +704,8 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
             team = tenant[uid]
             ok = r["caps"] == 0 and r["no_new_privs"] and name in (f"worker-{team}", f"flower-{team}",
                                                                    f"triggerer-{team}", "dag-processor")
+        elif uid == pu.uid and name == "supervisord":
+            ok = r["caps"] == SUPERVISOR_CAPS and r["no_new_privs"]
         elif uid == pu.uid:
             switches = name == "dag-processor" or name.startswith("triggerer-")
             ok = r["caps"] == (SWITCH_CAPS if switches else 0) and r["no_new_privs"]
@@ -806,14 +813,13 @@ def test_stop_stops_exactly_what_start_started(platform):
     import psutil
 
     assert all(platform.status().values())
-    started = []
-    for name in platform.process_names():
-        p = platform.proc(name).process()
-        started += [p] + p.children(recursive=True)
+    supervisord = platform.supervisor.proc.process()
+    started = [supervisord, *supervisord.children(recursive=True)]  # every process but PostgreSQL
+    assert {platform.proc(n).process().pid for n in platform.process_names()} <= {p.pid for p in started}
     postgres = psutil.Process(platform.pg.pid())
     bystander = psutil.Popen(["sleep", "60"])
     stopped = platform.stop()
-    assert set(stopped) == {*platform.process_names(), "postgres"}
+    assert set(stopped) == {*platform.process_names(), LISTENER, "supervisord", "postgres"}
     assert [p.pid for p in started + [postgres] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert bystander.is_running()
     bystander.kill()

@@ -1,0 +1,108 @@
+"""The local platform's process manager (devplatform/supervisor.py) and its alert listener
+(devplatform/alerts.py) on a real supervisord with a stand-in program, without the platform:
+a killed program is restarted (or, with autorestart off, is not), logged and alerted; one that
+keeps dying is backed off, given up on and alerted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devplatform.paths import ROOT
+from devplatform.smtp_sink import MailSink, body_text
+from devplatform.supervisor import LISTENER, START_SECONDS, SupervisedProc, Supervisor
+
+ALERT_TO = "platform-alerts@example.test"
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+
+
+def wait_until(predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+@pytest.fixture
+def supervised(tmp_path, request):
+    """A supervisord with the alert listener mailing a sink; ``(supervisor, sink)``."""
+    autorestart = getattr(request, "param", True)
+    sink = MailSink(tmp_path / "mail").start()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "logs").mkdir()
+    sv = Supervisor(tmp_path / "run", tmp_path / "logs", autorestart=autorestart, start_retries=2)
+    sv.write_config(["sleeper", "crasher"], sys.executable)
+    sv.start(sys.executable, ENV, None)
+    alerts = {"to": ALERT_TO, "smtp_port": sink.port, "check_seconds": 3600, "repeat_seconds": 0,
+              "supervisor_log": str(sv.log_dir / "supervisord.log")}
+    sv.write_spec(LISTENER, [sys.executable, "-m", "devplatform.alerts"], {**ENV, "PLATFORM_ALERTS": json.dumps(alerts)},
+                  ROOT, None, listener=True)
+    sv.start_program(LISTENER)
+    sv.write_spec("sleeper", ["/bin/sleep", "600"], ENV, tmp_path, None)
+    sv.write_spec("crasher", ["/bin/sh", "-c", "echo starting; exit 3"], ENV, tmp_path, None)
+    try:
+        yield sv, sink
+    finally:
+        sv.stop()
+        sink.stop()
+
+
+def subjects(sink) -> list[str]:
+    return [str(m["Subject"]) for m in sink.messages()]
+
+
+def test_a_killed_program_is_restarted_logged_and_alerted(supervised):
+    sv, sink = supervised
+    sv.start_program("sleeper")
+    sleeper = SupervisedProc(sv, "sleeper")
+    assert wait_until(lambda: (sleeper.info() or {}).get("statename") == "RUNNING", START_SECONDS + 10)
+    old = sleeper.kill(signal.SIGKILL)
+    assert wait_until(lambda: (p := sleeper.process()) is not None and p.pid != old, 10), sleeper.info()
+    log = (sv.log_dir / "supervisord.log").read_text()
+    assert "exited: sleeper (terminated by SIGKILL; not expected)" in log
+    # the launcher's line, on each start
+    assert wait_until(lambda: sleeper.logfile.read_text().count("starting sleeper") == 2, 10)
+    mails = wait_until(lambda: [m for m in sink.messages() if "sleeper exited unexpectedly" in str(m["Subject"])], 15)
+    assert mails, subjects(sink)
+    assert mails[0]["To"] == ALERT_TO and "SIGKILL" in body_text(mails[0])
+
+
+@pytest.mark.parametrize("supervised", [False], indirect=True)
+def test_without_autorestart_a_killed_program_stays_down_but_is_alerted(supervised):
+    sv, sink = supervised
+    sv.start_program("sleeper")
+    sleeper = SupervisedProc(sv, "sleeper")
+    assert wait_until(lambda: (sleeper.info() or {}).get("statename") == "RUNNING", START_SECONDS + 10)
+    sleeper.kill(signal.SIGKILL)
+    assert wait_until(lambda: (sleeper.info() or {}).get("statename") == "EXITED", 10)
+    time.sleep(2)
+    assert sleeper.process() is None
+    assert wait_until(lambda: any("sleeper exited unexpectedly" in s for s in subjects(sink)), 15), subjects(sink)
+
+
+def test_a_program_that_keeps_dying_is_backed_off_then_given_up_and_alerted(supervised):
+    sv, sink = supervised
+    sv.start_program("crasher")
+    crasher = SupervisedProc(sv, "crasher")
+    assert wait_until(lambda: (crasher.info() or {}).get("statename") == "FATAL", 30), crasher.info()
+    log = (sv.log_dir / "supervisord.log").read_text()
+    assert log.count("exited: crasher (exit status 3; not expected)") == 3  # the first try and 2 retries
+    assert "gave up: crasher entered FATAL state, too many start retries too quickly" in log
+    mails = wait_until(lambda: [m for m in sink.messages() if "crasher could not be restarted" in str(m["Subject"])], 15)
+    assert mails, subjects(sink)
+    assert "gave up: crasher" in body_text(mails[0])
+
+
+def test_spec_files_hold_the_environment_not_the_configuration(supervised):
+    """Secrets (the processes' environment) are in 0600 spec files, never in supervisord's
+    configuration or on a command line."""
+    sv, _ = supervised
+    sv.write_spec("sleeper", ["/bin/sleep", "600"], {**ENV, "A_SECRET": "s3cret"}, Path("/"), None)
+    assert "s3cret" not in sv.conf.read_text()
+    assert sv.spec_path("sleeper").stat().st_mode & 0o077 == 0
+    assert sv.conf.stat().st_mode & 0o077 == 0
