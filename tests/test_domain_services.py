@@ -28,7 +28,10 @@ def test_start_serves_redis_and_kafka_and_fills_the_connections(monkeypatch):
     os.chmod(state, 0o711)
     platform = LocalPlatform(PlatformConfig(state=state, pg_port=pg_port, domain_redis_port=redis_port), quiet=True)
     try:
+        for sub in (platform.config.run_dir, state / "logs"):
+            sub.mkdir(parents=True, exist_ok=True)
         platform.lock_state()
+        platform.start_supervisor()  # every platform process runs under it, as in `make start`
         platform.start_domain_services()
         assert {"redis-domains", "kafka-standin"} <= {n for n, up in platform.status().items() if up}
         values = platform.config.settings_vars()
@@ -48,6 +51,6 @@ def test_start_serves_redis_and_kafka_and_fills_the_connections(monkeypatch):
         assert Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=10).brokers
     finally:
         stopped = platform.stop()
-    assert {"redis-domains", "kafka-standin"} <= set(stopped)
+    assert {"redis-domains", "kafka-standin", "supervisord"} <= set(stopped)
     assert platform.config.kafka_bootstrap() is None
     shutil.rmtree(state, ignore_errors=True)
