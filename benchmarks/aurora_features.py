@@ -135,8 +135,11 @@ def aurora_platform(tmp: Path):
         set_connection("aurora_redis", conn_type="redis", host="127.0.0.1", port=redis.port, login="aurora",
                        password=redis_pw)
         bootstrap = kafka.start()
+        from shared.outbox import PRODUCER_BATCHING  # what aurora's settings.yaml sets on the connection
+
         set_connection("aurora_kafka", conn_type="kafka",
-                       extra={"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 60000})
+                       extra={"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 60000,
+                              **PRODUCER_BATCHING})
         yield f"PostgreSQL {pg.port}, Redis {redis.port}, Kafka {bootstrap}"
     finally:
         kafka.stop()
