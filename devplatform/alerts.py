@@ -25,6 +25,7 @@ import os
 import smtplib
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -166,7 +167,8 @@ class Alerts:
         out = {}
         for team, url in self.s.brokers.items():
             try:
-                out[team] = int(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).llen(self.s.queue))
+                with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:  # closed each tick
+                    out[team] = int(client.llen(self.s.queue))
             except Exception as e:  # noqa: BLE001
                 log(f"team {team}'s broker not read: {e!r}")
         return out
@@ -178,12 +180,8 @@ class Alerts:
         import psycopg2
 
         try:
-            conn = psycopg2.connect(self.s.db_url.replace("postgresql+psycopg2://", "postgresql://"), connect_timeout=3)
-        except psycopg2.Error as e:
-            log(f"metadata database not reached: {e!r}")
-            return {}
-        try:
-            with conn.cursor() as cur:
+            with closing(psycopg2.connect(self.s.db_url.replace("postgresql+psycopg2://", "postgresql://"),
+                                          connect_timeout=3)) as conn, conn.cursor() as cur:
                 cur.execute(
                     "SELECT bt.team_name, count(*), coalesce(extract(epoch FROM now() - min(ti.queued_dttm)), 0)"
                     " FROM task_instance ti JOIN dag d ON d.dag_id = ti.dag_id"
@@ -193,9 +191,6 @@ class Alerts:
         except psycopg2.Error as e:
             log(f"queued task instances not read: {e!r}")
             return {}
-        finally:
-            conn.close()
-
 
 def main() -> None:
     from supervisor import childutils

@@ -51,7 +51,11 @@ ALIVE = ("STARTING", "RUNNING")
 
 
 class _UnixTransport(xmlrpc.client.Transport):
-    """XML-RPC over supervisord's Unix socket (the standard library's HTTP client on a Unix socket)."""
+    """XML-RPC over supervisord's Unix socket (the standard library's HTTP client on a Unix socket).
+
+    Not supervisor's own ``supervisor.xmlrpc.SupervisorTransport``: it opens its socket with no
+    timeout, so a stuck supervisord would hang ``make status``/``make stop`` and the alert
+    listener; this one times out after ``timeout`` seconds."""
 
     def __init__(self, path: Path, timeout: float = 10) -> None:
         super().__init__()
