@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from devplatform.config import PlatformConfig, openlineage_extractors, openlineage_namespace
+from devplatform.config import PlatformConfig, heartbeat_settings, openlineage_extractors, openlineage_namespace
 from devplatform.paths import DOMAINS_DIR, ROOT
 from devplatform.users import EMBED_VENV, OsUser, platform_user, team_user, tenant_python
 
@@ -33,13 +33,6 @@ DEFAULT_CONCURRENCY = 2
 # them, no other team can.
 TASK_LOG_DIR_MODE = 0o3753
 TASK_UMASK = 0o007
-# How long a team's task keeps calling the Execution API while the api-server is away (a
-# restart took 75 s to 3 min on this 2-core machine under load): ``[workers]
-# execution_api_retries`` tries, each wait drawn between ``execution_api_retry_wait_min`` and an
-# exponential cap (tenacity's wait_random_exponential, at most 90 s): about 4 min on average,
-# against Airflow's default 5 tries from 1 s, which gave up after about 31 s (59 s seen).
-EXECUTION_API_RETRIES = 12
-EXECUTION_API_RETRY_WAIT_MIN = 3
 
 
 def worker_concurrency(team: str) -> int:
@@ -189,10 +182,11 @@ class TeamRuntime:
         }
         env.update({
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
-            # a task rides out an api-server restart (tests/test_platform_faults.py: with Airflow's
-            # defaults a task resumed from a deferral during the restart failed every try)
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": str(EXECUTION_API_RETRIES),
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": str(EXECUTION_API_RETRY_WAIT_MIN),
+            # a task rides out an api-server restart and is never failed by the scheduler while it still
+            # runs (the image's settings, checked by devplatform.config.heartbeat_settings; with Airflow's
+            # defaults a task resumed from a deferral during a restart failed every try, and a try
+            # failed by the heartbeat timeout during an outage finished and wrote its output twice)
+            **heartbeat_settings(),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency(self.team)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.task_log_dir),
