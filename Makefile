@@ -78,7 +78,7 @@ test-faults: install  ## the platform fault matrix (issue 26): a platform of its
 	@PLATFORM_FAULT_MATRIX=1 $(BIN)/pytest tests/test_platform_faults.py $(PYTEST_ARGS)
 
 test-faults-unprotected: install  ## the fault matrix's restart rows with supervisord's restarts off: each must fail (~30 min)
-	@PLATFORM_AUTORESTART=0 PLATFORM_FAULT_MATRIX=1 $(BIN)/pytest tests/test_platform_faults.py -k "component or broker" $(PYTEST_ARGS)
+	@PLATFORM_AUTORESTART=0 PLATFORM_FAULT_MATRIX=1 $(BIN)/pytest tests/test_platform_faults.py -k "component or broker or postgresql" $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days), parsing as the team, the lineage explorer (1/8/32 HTTP clients, depth-5 from 10k to 1M events, retention at 1M)
 	@$(BIN)/python -m benchmarks.bulk_upsert

@@ -26,8 +26,10 @@ that long for its retry.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from contextlib import closing
+from pathlib import Path
 
 import psutil
 import psycopg2
@@ -314,6 +316,24 @@ def wait_until(predicate, timeout: float, step: float = 1.0):
         time.sleep(step)
 
 
+def supervised_pids(platform) -> dict[str, int]:
+    return {name: info["pid"] for name, info in platform.supervisor.states().items()}
+
+
+def restarted_since(platform, before: dict[str, int]) -> list[str]:
+    """The platform processes that supervisord started again since ``before``."""
+    return sorted(n for n, pid in supervised_pids(platform).items() if n in before and pid != before[n])
+
+
+def start_the_fallen(platform) -> list[str]:
+    """Without autorestart (the unprotected mode): start every platform process that is down,
+    so that the next row has a whole platform; the names started."""
+    fallen = [n for n, info in platform.supervisor.states().items() if info["statename"] != "RUNNING"]
+    for name in fallen:
+        platform.supervisor.start_program(name)
+    return fallen
+
+
 def alert_mails(platform, subject_part: str) -> list:
     return [m for m in read_mailbox(platform.config.mail_dir)
             if m["To"] == platform.config.alert_email and subject_part in str(m["Subject"])]
@@ -346,7 +366,7 @@ def test_worker_sigkilled_mid_task_is_restarted_and_the_task_retried_once(platfo
         done = wait_until(finished, HEARTBEAT_TIMEOUT + RUN_TIMEOUT, step=3)
     finally:
         if UNPROTECTED:  # the next row gets a whole platform
-            platform.supervisor.start_program(f"worker-{team}")
+            start_the_fallen(platform)
     state, tries = run_state(user, team, runs[team])
     info = worker.info() or {}
     row["detail"] = f"run {state}, tries {tries}, worker {info.get('statename')} pid {old_pid}->{info.get('pid')}"
@@ -441,9 +461,13 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
             path.write_text(NEW_DAG.format(team=team))
             os.chmod(path, 0o644)
     try:
+        outage = ""
+        if component == "api-server":  # how long the tasks in flight could not reach it
+            back = wait_until(platform.api_healthy, RUN_TIMEOUT)
+            outage = f", back (healthy) {time.monotonic() - t0:.0f} s after the kill" if back else ", not back"
         done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
         info = proc.info() or {}
-        row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
+        row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}{outage}"
         assert done, f"runs not finished within {RUN_TIMEOUT} s of the kill; {component}: {info}"
         if component == "dag-processor":
             parsed = wait_until(lambda: all(user.call(t, "GET", f"/dags/{t}_after_restart").status_code == 200
@@ -451,7 +475,7 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
             assert parsed, "a DAG file added while the dag-processor was down was not parsed after its restart"
     finally:
         if UNPROTECTED:  # the next row gets a whole platform
-            platform.supervisor.start_program(component)
+            start_the_fallen(platform)
     row["seconds"] = time.monotonic() - t0
     # every run succeeded on its first try (none failed by the scheduler's heartbeat timeout
     # while the api-server was away), each output written once
@@ -494,15 +518,6 @@ def test_a_worker_gone_and_a_queue_backing_up_are_alerted(platform, user):
     row["outcome"] = "pass"
 
 
-def supervised_pids(platform) -> dict[str, int]:
-    return {name: info["pid"] for name, info in platform.supervisor.states().items()}
-
-
-def restarted_since(platform, before: dict[str, int]) -> list[str]:
-    """The platform processes that supervisord started again since ``before``."""
-    return sorted(n for n, pid in supervised_pids(platform).items() if n in before and pid != before[n])
-
-
 @FAILS_UNPROTECTED
 def test_a_teams_redis_broker_restarted_with_tasks_queued_and_running_loses_none(platform, user):
     """SIGKILL of a team's Redis broker (the Celery queue between the scheduler and the team's
@@ -536,8 +551,8 @@ def test_a_teams_redis_broker_restarted_with_tasks_queued_and_running_loses_none
                         f"redis-{team} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
         assert done, {r: run_state(user, team, r) for r in mine}
     finally:
-        if UNPROTECTED:
-            platform.supervisor.start_program(f"redis-{team}")
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
     row["seconds"] = time.monotonic() - t0
     for other, run_id in runs.items():
         assert run_state(user, other, run_id) == ("success", {1: "success"}), other
@@ -561,7 +576,7 @@ def bulk_rows(platform, team: str, run_id: str) -> int:
         return cur.fetchone()[0]
 
 
-@PROTECTED_ONLY
+@FAILS_UNPROTECTED
 def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplicates_nothing(platform, user):
     """PostgreSQL (the metadata database and every domain's database: one server) restarted
     (``pg_ctl stop -m fast``, then started: every connection cut, every open transaction rolled
@@ -585,7 +600,11 @@ def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplic
     platform.pg.start()
     outage = time.monotonic() - t0
     runs["bulk_probe"] = {team: bulk}
-    done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+    try:
+        done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+    finally:
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
     restarted = restarted_since(platform, before)
     row["detail"] = f"database down {outage:.0f} s; processes restarted by supervisord: {restarted or 'none'}"
     assert done, {k: run_state(user, k[1], runs[k[0]][k[1]], k[0]) for k in
@@ -601,6 +620,24 @@ def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplic
     row["outcome"] = "pass"
     row["detail"] += (f"; bulk load tries {tries}, {rows} rows once; {len(runs['fault_probe'])} other runs succeeded "
                       "on their first try, one write each")
+
+
+def file_size_limit(pid: int) -> tuple[str, str]:
+    """(soft, hard) RLIMIT_FSIZE of a process, as /proc shows it."""
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if x.startswith("Max file size"))
+    return tuple(line.split()[3:5])
+
+
+def set_file_size_limit(owner, pid: int, limit: int | None) -> None:
+    """util-linux's ``prlimit`` on ``pid`` (``limit`` None: unlimited), run as the process's own
+    user: changing another process's limits takes that user or CAP_SYS_RESOURCE, which root in
+    this container lacks."""
+    from platform_runtime.team_env import setpriv_argv
+
+    argv = ["prlimit", f"--pid={pid}", f"--fsize={limit or 'unlimited'}:unlimited"]
+    done = subprocess.run(setpriv_argv(owner.uid, owner.gid, argv) if owner else argv, capture_output=True, text=True)
+    if done.returncode and psutil.pid_exists(pid):  # (a process that ended meanwhile needs no limit)
+        raise RuntimeError(f"prlimit {pid}: {done.stderr}")
 
 
 @PROTECTED_ONLY
@@ -628,10 +665,11 @@ def test_the_lake_full_fails_the_publish_clearly_with_nothing_half_written_and_t
     os.chmod(source, 0o640)
     lake = platform.config.tenant_dir(team) / "lake" / "fault_probe"
     worker = platform.proc(f"worker-{team}").process()
-    tree = [worker, *worker.children(recursive=True)]
-    limits = {q.pid: q.rlimit(psutil.RLIMIT_FSIZE) for q in tree}
+    tree = [worker, *worker.children()]  # the worker and its pool: every task process forks from these
+    assert all(file_size_limit(q.pid) == ("unlimited", "unlimited") for q in tree)
     for q in tree:
-        q.rlimit(psutil.RLIMIT_FSIZE, (1 << 20, limits[q.pid][1]))
+        set_file_size_limit(owner, q.pid, 1 << 20)
+    assert all(file_size_limit(q.pid) == (str(1 << 20), "unlimited") for q in tree)
     t0 = time.monotonic()
     try:
         runs = {"fault_probe": trigger_probes(user, seconds=20),
@@ -641,7 +679,7 @@ def test_the_lake_full_fails_the_publish_clearly_with_nothing_half_written_and_t
     finally:
         for q in tree:
             if q.is_running():
-                q.rlimit(psutil.RLIMIT_FSIZE, limits[q.pid])
+                set_file_size_limit(owner, q.pid, None)
     run_id = runs["lake_probe"][team]
     assert done[("lake_probe", team)] == ("failed", {1: "failed", 2: "failed"}), done[("lake_probe", team)]
     logs = sorted(platform.config.task_log_dir.glob(f"dag_id={team}_lake_probe/run_id={run_id}/task_id=publish_drop/*.log"))
