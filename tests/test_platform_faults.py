@@ -42,7 +42,8 @@ from devplatform.users import team_user
 from tests.live_platform import TEAMS, running_platform
 from tests.newcomer import Newcomer
 
-# The matrix starts its own platform and takes about 18 min on two loaded cores: it runs with
+# The matrix starts its own platform and takes about 20 min on two loaded cores (the worker row alone
+# waits out the 6-min heartbeat timeout): it runs with
 # `make test-faults` (PLATFORM_FAULT_MATRIX=1), not in `make test`, whose budget it would exceed.
 # The platform's start (several minutes on a loaded 2-core machine) counts towards the first test's time.
 pytestmark = [pytest.mark.timeout(1800),
@@ -576,7 +577,9 @@ def bulk_rows(platform, team: str, run_id: str) -> int:
         return cur.fetchone()[0]
 
 
-@FAILS_UNPROTECTED
+# Whether it fails without restarts depends on the outage: after 12 s down the scheduler, the
+# dag-processor and every triggerer exited (and were restarted), after 1 s none did.
+@pytest.mark.xfail(UNPROTECTED, strict=False, reason="protection off: fails when a component exits on the outage")
 def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplicates_nothing(platform, user):
     """PostgreSQL (the metadata database and every domain's database: one server) restarted
     (``pg_ctl stop -m fast``, then started: every connection cut, every open transaction rolled
