@@ -332,6 +332,9 @@ def start_the_fallen(platform) -> list[str]:
     fallen = [n for n, info in platform.supervisor.states().items() if info["statename"] != "RUNNING"]
     for name in fallen:
         platform.supervisor.start_program(name)
+    whole = wait_until(lambda: platform.api_healthy() and all(
+        info["statename"] == "RUNNING" for info in platform.supervisor.states().values()), 300, step=2)
+    assert whole, platform.supervisor.states()
     return fallen
 
 
