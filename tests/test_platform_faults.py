@@ -593,12 +593,14 @@ def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplic
     team, rows = "aurora", 100_000
     row = {"fault": "PostgreSQL restart mid bulk load + metadata writes", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
     ROWS.append(row)
-    bulk = trigger_probes(user, probe="bulk_probe", teams=[team], conf={"rows": rows, "seconds": 45})[team]
     runs = {"fault_probe": trigger_probes(user, seconds=60)}
-    started = wait_until(lambda: all(attempts(platform, t, r) for t, r in runs["fault_probe"].items())
-                         and attempts(platform, team, bulk, "bulk_probe"), 180, step=1)
+    started = wait_until(lambda: all(attempts(platform, t, r) for t, r in runs["fault_probe"].items()), 180, step=1)
     assert started, "the probes did not all start"
+    # then the bulk load, so that it is surely in flight at the fault (however long the others took to start)
+    bulk = trigger_probes(user, probe="bulk_probe", teams=[team], conf={"rows": rows, "seconds": 45})[team]
+    assert wait_until(lambda: attempts(platform, team, bulk, "bulk_probe"), 120, step=1), "the bulk load did not start"
     time.sleep(5)  # the COPY of the bulk load is under way
+    assert attempts(platform, team, bulk, "bulk_probe")[0][2] is False  # not finished
     assert bulk_rows(platform, team, bulk) == 0  # nothing visible before the load's commit
     before = supervised_pids(platform)
     t0 = time.monotonic()
