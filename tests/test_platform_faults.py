@@ -10,11 +10,12 @@ no output lost or written twice, the platform's alert mailed.
 
 Known to fail without the protection: ``PLATFORM_AUTORESTART=0`` builds the platform with
 supervisord's autorestart off (``devplatform.supervisor``). ``make test-faults-unprotected`` runs
-the rows whose protection is a restart (a worker, the scheduler, a triggerer, the api-server, the
+the rows whose protection is a restart (the scheduler, a triggerer, the api-server, the
 dag-processor, a team's Redis) on such a platform, each marked as a strict expected failure: a
-row that passes there fails the run; the killed process is started again after its row, so that
-the next row has a whole platform. The rows whose protection is not a restart (PostgreSQL's
-restart, the full lake) run in the protected mode only; the lake's own protection (no
+row that passes there fails the run (the worker row is one too, left out of that run for its
+11-min wait); every fallen process is started again after its row, so that the next row has a
+whole platform. The PostgreSQL row is a non-strict expected failure there (a short outage
+crashes no component); the lake row runs in the protected mode only: its protection (no
 half-written file) has a unit test that fails without it (domains/ecommerce_ml/tests/test_lake_full.py).
 
 Timing: the platform's own heartbeat settings, the image's (``Dockerfile``,
