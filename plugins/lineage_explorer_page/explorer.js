@@ -160,12 +160,12 @@ function layoutWhole() {
 // readable labels when that is possible, else readable and no wider than the graph area.
 // A dataset of several domains (outside every box) is a block of its own: packed last, it fills
 // what the rows leave free.
-const BOX_GAP = 30; // model px between packed boxes
+const BOX_GAP = 24; // model px between packed boxes
 
 // A block laid out one way: its box and where each of its nodes went.
 function layoutBlock(block, rankDir) {
   const inner = block.connectedEdges().filter((e) => block.has(e.source()) && block.has(e.target()));
-  block.union(inner).layout({ name: "dagre", rankDir, nodeSep: 12, rankSep: 30, fit: false }).run();
+  block.union(inner).layout({ name: "dagre", rankDir, nodeSep: 10, rankSep: 30, fit: false }).run();
   const bb = block.boundingBox();
   return { x1: bb.x1, y1: bb.y1, w: bb.w, h: bb.h, longest: longestEdge(inner),
            positions: block.filter((n) => n.isChildless()).map((n) => [n, { ...n.position() }]) };
@@ -199,12 +199,13 @@ function packDomains() {
 
   const fitW = cy.width() - 48, fitH = cy.height() - 48; // fitReadable's margins
   // better: no edge of a box as long as the graph area is wide; then everything in view at a
-  // readable zoom (the larger, the better, up to 1.4); else readable within the graph's width
-  // (the shorter, the better); else as narrow, then as short, as can be
+  // readable zoom (the larger, the better, up to 1.4, then the one that would fill the area
+  // best); else readable within the graph's width (the shorter, the better); else as narrow,
+  // then as short, as can be
   const score = (ways, packed) => {
-    const zoom = Math.min(fitW / packed.w, fitH / packed.h, 1.4);
+    const fill = Math.min(fitW / packed.w, fitH / packed.h), zoom = Math.min(fill, 1.4);
     const fits = ways.every((w) => w.longest * Math.max(zoom, READABLE_ZOOM) < fitW);
-    if (zoom >= READABLE_ZOOM) return [fits, 2, zoom, 0];
+    if (zoom >= READABLE_ZOOM) return [fits, 2, zoom, fill];
     if (packed.w * READABLE_ZOOM <= fitW) return [fits, 1, -packed.h, 0];
     return [fits, 0, -packed.w, -packed.h];
   };
