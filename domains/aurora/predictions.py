@@ -156,8 +156,10 @@ def events_for(rows: pd.DataFrame):
         uid, target, day = int(uid_list[a]), targets[a], days[a]
         data = {"user_id": uid, "target": target, "target_date": str(day), "as_of": as_ofs[a],
                 "model_name": names[a], "model_version": int(versions[a]), "predictions": preds}
-        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds],
-                                           sort_keys=True).encode()).hexdigest()[:16]
+        # the prediction dicts' keys are written in sorted order, so this is the text that
+        # sort_keys=True gave (the event ids of earlier runs stay the same) without sorting
+        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds]
+                                           ).encode()).hexdigest()[:16]
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
