@@ -296,27 +296,22 @@ class CopyReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterable[Any]) -> None:
         self._chunks = iter(chunks)
-        self._rest = memoryview(b"")
+        self._buf = bytearray()
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        out = memoryview(b).cast("B")
-        size, filled = len(out), 0
-        rest = self._rest
-        while filled < size:
-            if not rest:
-                chunk = next(self._chunks, None)
-                if chunk is None:
+        size, buf = len(b), self._buf
+        if len(buf) < size:
+            for chunk in self._chunks:  # each row appended to one bytearray: no slicing per row
+                buf += chunk
+                if len(buf) >= size:
                     break
-                rest = memoryview(chunk).cast("B")
-            n = min(len(rest), size - filled)
-            out[filled:filled + n] = rest[:n]
-            filled += n
-            rest = rest[n:]
-        self._rest = rest
-        return filled
+        n = min(size, len(buf))
+        memoryview(b).cast("B")[:n] = buf[:n]
+        del buf[:n]  # from the front of a bytearray: no copy of the rest
+        return n
 
 
 @contextmanager

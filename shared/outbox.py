@@ -248,14 +248,12 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
             acked: list[int] = []
             errors: dict[int, str] = {}
             on_delivery = _delivery_recorder(acked, errors)
+            produce = producer.produce
             for row_id, eid, topic, key, payload in batch:
                 while True:
-                    try:
-                        producer.produce(
-                            topic, value=payload.encode(), key=key.encode() if key is not None else None,
-                            headers=[("event_id", eid.encode())],
-                            on_delivery=lambda err, msg, row_id=row_id, record=on_delivery: record(err, row_id),
-                        )
+                    try:  # text as it is: the client sends str values, keys and headers as UTF-8
+                        produce(topic, value=payload, key=key, headers=[("event_id", eid)],
+                                on_delivery=lambda err, msg, row_id=row_id, record=on_delivery: record(err, row_id))
                         break
                     except BufferError:  # local queue full: let deliveries drain, then go on
                         producer.poll(0.5)
