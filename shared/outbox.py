@@ -188,7 +188,7 @@ def publish_outbox(
     conn: Any,
     kafka_conn_id: str,
     *,
-    batch_size: int = 20_000,
+    batch_size: int = 5000,
     probe_timeout: float = 10.0,
     flush_timeout: float = 60.0,
 ) -> PublishResult:
