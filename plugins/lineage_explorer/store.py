@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,8 @@ class RunEvent:
     job_namespace: str
     job_name: str
     raw: str | None = None  # the JSON text ``payload`` was read from, stored as it is (no re-encoding)
+    # the ``parent`` run facet's runs (see parent_runs), read once by parse
+    parents: tuple[tuple[str, str, str, str], ...] = ()
 
     @classmethod
     def parse(cls, payload: Any, raw: str | None = None) -> RunEvent:
@@ -126,9 +129,8 @@ class RunEvent:
         event_type = payload.get("eventType") or ""
         if event_type and event_type not in (*RUN_STATES, "OTHER"):
             raise InvalidEvent(f"unknown eventType {event_type!r}")
-        event = cls(payload, run_id, event_type, event_time, ns, name, raw)
-        event.parent_runs()  # a parent the store could not check is no run event it keeps
-        return event
+        # a parent the store could not check is no run event it keeps
+        return cls(payload, run_id, event_type, event_time, ns, name, raw, tuple(cls._parent_runs(run)))
 
     @property
     def parent_job_name(self) -> str | None:
@@ -139,8 +141,18 @@ class RunEvent:
         """The runs the ``parent`` run facet and its ``root`` attach this event to, as
         ``(facet, run id, job namespace, job name)``. Both need a UUID run id and a job
         (namespace, name), as the spec's ParentRunFacet requires: a run that cannot be checked
-        is :class:`InvalidEvent`, not kept."""
-        parent = (self.payload["run"].get("facets") or {}).get("parent")
+        is :class:`InvalidEvent`, not kept (by :meth:`parse`, which reads them once)."""
+        return list(self.parents)
+
+    @cached_property
+    def parents_json(self) -> str:
+        """:meth:`parent_runs` as the ingest functions take them (JSON ``[{label, run_id, namespace, name}]``)."""
+        return json.dumps([{"label": label, "run_id": run_id, "namespace": ns, "name": name}
+                           for label, run_id, ns, name in self.parents])
+
+    @staticmethod
+    def _parent_runs(event_run: dict) -> list[tuple[str, str, str, str]]:
+        parent = (event_run.get("facets") or {}).get("parent")
         if parent is None:
             return []
         if not isinstance(parent, dict):
@@ -299,11 +311,9 @@ class LineageStore:
         stored row; LN409); the caller rolls back."""
         cols: list[list[Any]] = [[] for _ in range(12)]
         for ev, owner, team in items:
-            parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
-                       for label, run_id, ns, name in ev.parent_runs()]
             for col, value in zip(cols, (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
                                          ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
-                                         RUN_STATES.get(ev.event_type), json.dumps(parents)), strict=True):
+                                         RUN_STATES.get(ev.event_type), ev.parents_json), strict=True):
                 col.append(value)
         with conn.cursor() as cur:
             cur.execute(
@@ -326,14 +336,12 @@ class LineageStore:
         caller's transaction; the function reads what it derives from the payload itself. Raises
         :class:`RefusedEvent` (nothing written), or the database's error (SQLSTATE ``LN409``: a
         concurrent event claimed the run); the caller rolls back."""
-        parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
-                   for label, run_id, ns, name in ev.parent_runs()]
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT lineage_ingest_event(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::jsonb)",
                 (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
                  ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
-                 RUN_STATES.get(ev.event_type), json.dumps(parents)),
+                 RUN_STATES.get(ev.event_type), ev.parents_json),
             )
             result = cur.fetchone()[0]
         if result[0] == "refused":
