@@ -97,7 +97,10 @@ def run_once(p: LocalPlatform, headers: dict, dag_id: str, timeout: float = 600)
     r.raise_for_status()
     run_id = r.json()["dag_run_id"]
     while time.monotonic() - t0 < timeout:
-        state = requests.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
+        try:
+            state = requests.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
+        except requests.RequestException:  # an api-server slow to answer (a loaded machine): ask again
+            continue
         if state == "success":
             return time.monotonic() - t0, run_id
         if state == "failed":
