@@ -99,3 +99,19 @@ def test_worker_settings_switch_between_tuned_and_previous(monkeypatch, tmp_path
     monkeypatch.setenv("PLATFORM_WORKER_SETTINGS", "fast")
     with pytest.raises(ValueError, match="PLATFORM_WORKER_SETTINGS"):
         PlatformConfig(state=tmp_path)
+
+
+def test_a_stand_in_of_a_platform_on_its_own_state_reads_that_platforms_config(monkeypatch, tmp_path):
+    """`serve-standin` builds its PlatformConfig from its environment: it must be its platform's
+    (a test's or a benchmark's state folder and ports), not make start's defaults."""
+    from devplatform.platform import LocalPlatform
+
+    for var in ("PLATFORM_STATE_DIR", "PLATFORM_PG_PORT", "PLATFORM_DOMAIN_REDIS_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    p = LocalPlatform(PlatformConfig(state=tmp_path / "bench", pg_port=45001, domain_redis_port=45002), quiet=True)
+    env = p.standin_env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seen = PlatformConfig()
+    assert (seen.state, seen.pg_port, seen.domain_redis_port) == ((tmp_path / "bench").resolve(), 45001, 45002)
+    assert seen.settings_vars()["PLATFORM_PG_PORT"] == "45001"
