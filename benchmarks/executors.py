@@ -322,7 +322,13 @@ def main() -> None:
     for r in range(args.rounds):
         for n in names[r % len(names):] + names[:r % len(names)]:  # the order rotated each round
             print(f"[bench] round {r + 1}/{args.rounds}: {n}", flush=True)
-            results[n].append(measure(n))
+            results[n].append(m := measure(n))
+            print(f"[bench]   start {m['start_s']:.1f} s, idle PSS {total(m['usage']).pss / 2**20:.0f} MiB, 6-task "
+                  f"{[round(x, 2) for x in m['six_s']]} (first {m['first_six_s']:.2f}), referral {m['sync_s']}, "
+                  f"load {m['load'][0]:.1f}", flush=True)
+        if r + 1 < args.rounds:  # what the rounds so far say, in case the run is cut short
+            report(results)
+    print(f"\n[bench] all {args.rounds} rounds:")
     report(results)
 
 
