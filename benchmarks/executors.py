@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from contextlib import closing
@@ -317,6 +318,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, of: " + ", ".join(SETUPS))
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
     names = args.setups.split(",")
     results: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
