@@ -234,7 +234,22 @@ def timeline_table(title: str, tl: dict) -> str:
     return "\n".join(lines)
 
 
-def measure(setup: str) -> dict:
+def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
+    """Seconds until the platform idles as it will: every triggerer has started its trigger runner
+    (a child process, tens of seconds after the triggerers, which start once the platform is
+    ready), then 10 s more. Measured earlier, idle memory depends on how far that got."""
+    t0 = time.monotonic()
+    names = [c for c in p.airflow_components() if c.startswith("triggerer")]
+    while time.monotonic() - t0 < timeout:
+        procs = [p.proc(n).process() for n in names]
+        if all(proc and proc.children() for proc in procs):
+            break
+        time.sleep(1)
+    time.sleep(10)
+    return time.monotonic() - t0
+
+
+def measure(setup: str, memory_only: bool = False) -> dict:
     """One round of one set-up: start its platform cold, measure, stop it."""
     executor, worker_settings = SETUPS[setup]
     p = make(executor, worker_settings)
@@ -244,8 +259,10 @@ def measure(setup: str) -> dict:
     try:
         p.start(wait_timeout=600)
         started = time.monotonic() - t0
-        time.sleep(20)  # let every component settle (triggerers and Flower start after ready)
+        settled = wait_settled(p)
         usage = platform_usage(p)
+        if memory_only:
+            return {"start_s": started, "settled_s": settled, "usage": usage, "load": os.getloadavg()}
         pw = p.logins()["admin"]
         token = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": pw}, timeout=30)
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -313,10 +330,25 @@ def report(results: dict[str, list[dict]]) -> None:
         print(timeline_table(f"{n}:", results[n][-1]["timeline"]))
 
 
+def report_memory(results: dict[str, list[dict]]) -> None:
+    names = list(results)
+    print(f"\nidle memory, {len(results[names[0]])} interleaved round(s), each platform alone, measured once every "
+          f"triggerer had started its trigger runner; load average after each: "
+          f"{[round(r['load'][0], 1) for rs in results.values() for r in rs]}")
+    for n in names:
+        print(f"  {n}: PSS {[round(total(r['usage']).pss / 2**20) for r in results[n]]} MiB, median "
+              f"{statistics.median([total(r['usage']).pss / 2**20 for r in results[n]]):.0f}; RSS summed median "
+              f"{statistics.median([total(r['usage']).rss / 2**20 for r in results[n]]):.0f}; start "
+              f"{[round(r['start_s'], 1) for r in results[n]]} s")
+    print("per process kind (the round with the median PSS total of each set-up; MiB):")
+    print(memory_table({n: median_round(results[n])["usage"] for n in names}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, of: " + ", ".join(SETUPS))
+    parser.add_argument("--memory-only", action="store_true", help="only start, settle and the idle PSS per kind")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
     names = args.setups.split(",")
@@ -324,12 +356,20 @@ def main() -> None:
     for r in range(args.rounds):
         for n in names[r % len(names):] + names[:r % len(names)]:  # the order rotated each round
             print(f"[bench] round {r + 1}/{args.rounds}: {n}", flush=True)
-            results[n].append(m := measure(n))
+            results[n].append(m := measure(n, args.memory_only))
+            if args.memory_only:
+                print(f"[bench]   start {m['start_s']:.1f} s, settled {m['settled_s']:.0f} s later, idle PSS "
+                      f"{total(m['usage']).pss / 2**20:.0f} MiB, load {m['load'][0]:.1f}", flush=True)
+                continue
             print(f"[bench]   start {m['start_s']:.1f} s, idle PSS {total(m['usage']).pss / 2**20:.0f} MiB, 6-task "
                   f"{[round(x, 2) for x in m['six_s']]} (first {m['first_six_s']:.2f}), referral {m['sync_s']}, "
                   f"load {m['load'][0]:.1f}", flush=True)
-        if r + 1 < args.rounds:  # what the rounds so far say, in case the run is cut short
+        if args.memory_only:
+            report_memory(results)
+        elif r + 1 < args.rounds:  # what the rounds so far say, in case the run is cut short
             report(results)
+    if args.memory_only:
+        return
     print(f"\n[bench] all {args.rounds} rounds:")
     report(results)
 
