@@ -16,6 +16,14 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
+# The team workers' settings from issue 25's timeline (devplatform/tenants.py WORKER_TUNING says
+# why each; tests/test_astro_project.py keeps them equal): the Task SDK's listener manager loaded
+# once per worker before its pool forks (platform_runtime/celery_preload.py), not once per task;
+# a pool process free at most 1 s after its task succeeded (not 5 s); no stale-bundle cleanup
+# process (every bundle is a LocalDagBundle, which has no versions to clean).
+ENV AIRFLOW__CELERY__EXTRA_CELERY_CONFIG='{"imports": ["platform_runtime.celery_preload"]}' \
+    AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1 \
+    AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL=0
 # OpenLineage transport, SMTP and every connection/variable are set per Deployment (Astro
 # environment variables or a secrets backend), e.g. the team-scoped lines from `make settings-env`.
 # Lineage goes to the api-server's lineage explorer (plugins/lineage_explorer/README.md):

@@ -29,6 +29,7 @@ DEFAULT_TRIGGER_LOG_PORT = 8794
 DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
+WORKER_SETTINGS = ("tuned", "previous")  # PlatformConfig.worker_settings
 DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
 
 
@@ -224,6 +225,10 @@ class PlatformConfig:
     # set-up, every task inside the scheduler (LocalExecutor, shared JWT secret): kept as
     # the baseline of the benchmarks and of the attack matrix, it isolates nothing at runtime.
     executor: str = field(default_factory=lambda: os.environ.get("PLATFORM_EXECUTOR", "celery"))
+    # The team workers' settings (devplatform/tenants.py WORKER_TUNING and the pool's autoscale):
+    # "tuned", or "previous", the settings before issue 25 (PLATFORM_WORKER_SETTINGS): the
+    # before/after switch of `make bench-executors`.
+    worker_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_WORKER_SETTINGS", "tuned"))
     redis_ports: dict[str, int] = field(default_factory=dict)
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
@@ -245,6 +250,10 @@ class PlatformConfig:
     alert_queue_length: int = _env_int("PLATFORM_ALERT_QUEUE_LENGTH", 50)
     alert_queued_seconds: float = _env_int("PLATFORM_ALERT_QUEUED_SECONDS", 300)
     alert_repeat_seconds: float = _env_int("PLATFORM_ALERT_REPEAT_SECONDS", 600)
+
+    def __post_init__(self) -> None:
+        if self.worker_settings not in WORKER_SETTINGS:
+            raise ValueError(f"PLATFORM_WORKER_SETTINGS must be one of {WORKER_SETTINGS}, not {self.worker_settings!r}")
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
