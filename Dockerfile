@@ -32,6 +32,14 @@ ENV AIRFLOW__WORKERS__EXECUTION_API_RETRIES=17 \
     AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX=15 \
     AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=1 \
     AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=360
+# The team workers' settings from issue 25's timeline (devplatform/tenants.py WORKER_TUNING says
+# why each; tests/test_astro_project.py keeps them equal): the Task SDK's listener manager loaded
+# once per worker before its pool forks (platform_runtime/celery_preload.py), not once per task;
+# a pool process free at most 1 s after its task succeeded (not 5 s); no stale-bundle cleanup
+# process (every bundle is a LocalDagBundle, which has no versions to clean).
+ENV AIRFLOW__CELERY__EXTRA_CELERY_CONFIG='{"imports": ["platform_runtime.celery_preload"]}' \
+    AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1 \
+    AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL=0
 # OpenLineage transport, SMTP and every connection/variable are set per Deployment (Astro
 # environment variables or a secrets backend), e.g. the team-scoped lines from `make settings-env`.
 # Lineage goes to the api-server's lineage explorer (plugins/lineage_explorer/README.md):

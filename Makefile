@@ -90,7 +90,7 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.team_parsing
 	@$(BIN)/python -m benchmarks.lineage
 
-bench-executors: install  ## benchmark: per-team Celery vs LocalExecutor (two whole platforms, ~10 min)
+bench-executors: install  ## benchmark: LocalExecutor vs per-team Celery with the workers' previous and tuned settings (3 interleaved rounds of whole platforms, ~30 min): timings, per-task timeline, idle PSS per process kind
 	@$(BIN)/python -m benchmarks.executors
 
 lineage-load: install  ## load an OpenLineage events file into the running platform's lineage explorer (FILE=.local/openlineage/events.jsonl)

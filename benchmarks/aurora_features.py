@@ -35,11 +35,12 @@ reader, old vs new, on one database, each step and path in a fresh child process
   users), the old path the same loop with the old reader;
 - training: the whole history of the DAYS days, every table (as ``training``/``models`` read it).
 
-``python -m benchmarks.aurora_features --predictions [USERS] [DAYS] [REV]`` (default 20000 31 main):
-``prediction_pipeline``'s steps side by side on one database: ``old`` (the task bodies as they are
-at git revision REV, extracted with ``git archive``), ``new`` (this tree) and ``bare`` (the same
-work without the project's code around it), each step and path in a fresh child process
-(seconds, rows, ``VmHWM``), interleaved step by step:
+``python -m benchmarks.aurora_features --predictions [USERS] [DAYS] [REV] [ROUNDS]`` (default 20000 31
+main 3): ``prediction_pipeline``'s steps side by side on one database: ``old`` (the task bodies as
+they are at git revision REV, extracted with ``git archive``), ``new`` (this tree) and ``bare`` (the
+same work without the project's code around it), each step and path in a fresh child process
+(seconds, rows, ``VmHWM``), ROUNDS interleaved rounds per step (the paths' order rotated each
+round), then per step the medians, their ratios and each path's highest peak RSS:
 
 - predict_target(t): bare = the same history queries (``history.history_queries``) as plain
   ``COPY ... TO STDOUT`` into a buffer + one call of the model on the cohort's feature rows
@@ -507,7 +508,7 @@ def _run_child(tree: Path, path: str, what: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main") -> list[dict]:
+def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main", rounds: int = 3) -> list[dict]:
     from domains.aurora import models, predictions, registry
     from domains.aurora.db import DATABASE
     from domains.aurora.features import training_sets
@@ -519,7 +520,7 @@ def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "ma
         rows: list[dict] = []
         with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
             print(f"aurora prediction_pipeline, old ({rev}) vs new vs bare: {users:,} users, {days} days ending {END}"
-                  f" ({where}); load average {os.getloadavg()[0]:.1f}", flush=True)
+                  f" ({where}); {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
             load_generated(users, days)
             with closing(DATABASE.connect()) as conn:
                 as_of = pd.Timestamp(END, tz="UTC")
@@ -528,19 +529,28 @@ def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "ma
                 for target in models.MODEL_NAMES:
                     registry.train_target(conn, target, sets[target], "bench", as_of)
             predictions.select_users(AS_OF_PREDICTIONS)
-            print(f"  {'step':24s} {'path':4s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}", flush=True)
+            print(f"  {'step':24s} {'path':4s} {'round':>5s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}",
+                  flush=True)
             steps = [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
             for what in steps:
-                order = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
-                for path in order:
-                    out = _run_child(old_tree if path == "old" else new_tree, path, what)
-                    row = {"step": what, "path": path, **out}
-                    rows.append(row)
-                    print(f"  {what:24s} {path:4s} {out['seconds']:8.2f} {out['rows']:9,} "
-                          f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
-                by = {r["path"]: r["seconds"] for r in rows if r["step"] == what}
-                print(f"  {what:24s} new/old {by['old'] / by['new']:.2f}x faster; new at {by['bare'] / by['new']:.2f}x"
-                      f" of bare (old {by['bare'] / by['old']:.2f}x); load average {os.getloadavg()[0]:.1f}", flush=True)
+                base = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
+                for r in range(rounds):
+                    order = base[r % 3:] + base[:r % 3]  # interleaved: each path first once in three rounds
+                    for path in order:
+                        out = _run_child(old_tree if path == "old" else new_tree, path, what)
+                        row = {"step": what, "path": path, "round": r + 1, **out}
+                        rows.append(row)
+                        print(f"  {what:24s} {path:4s} {r + 1:5d} {out['seconds']:8.2f} {out['rows']:9,} "
+                              f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
+                med = {p: float(np.median([x["seconds"] for x in rows if x["step"] == what and x["path"] == p]))
+                       for p in base}
+                peak = {p: max(x["peak_mb"] for x in rows if x["step"] == what and x["path"] == p) for p in base}
+                n = next(x["rows"] for x in rows if x["step"] == what and x["path"] == "new")
+                print(f"  {what:24s} medians: old {med['old']:.2f} s, new {med['new']:.2f} s ({n / med['new']:,.0f} rows/s),"
+                      f" bare {med['bare']:.2f} s; new/old {med['old'] / med['new']:.2f}x faster; new at"
+                      f" {med['bare'] / med['new']:.2f}x of bare (old {med['bare'] / med['old']:.2f}x); peak RSS old"
+                      f" {peak['old']:,.0f} / new {peak['new']:,.0f} / bare {peak['bare']:,.0f} MB;"
+                      f" load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         shutil.rmtree(old_tree, ignore_errors=True)
     return rows
@@ -601,7 +611,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
     elif sys.argv[1:2] == ["--predictions"]:
-        predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5])
+        predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5], *(int(a) for a in sys.argv[5:6]))
     elif sys.argv[1:2] == ["--reader"]:
         reader_side_by_side(*(int(a) for a in sys.argv[2:4]))
     else:

@@ -1,27 +1,39 @@
-"""Benchmark (not a test): per-team Celery workers against the earlier LocalExecutor set-up.
+"""Benchmark (not a test): per-team Celery workers against the earlier LocalExecutor set-up,
+and the team workers' settings before and after issue 25, side by side in one run.
 
-One run starts a whole platform per set-up, one after the other, on its own ports and
-state folder, and measures side by side: platform start wall time (cold: fresh database),
-the platform's total resident memory once idle, trigger -> success of a 6-task DAG of
-no-op tasks (3 runs, sequential), and trigger -> success of the referral sync
-(``bullhorn_sync_optimized``) with no changes (2 runs after the first, loading sync), against
-referral's own stand-ins moved to free ports (their settings' ports belong to `make start`).
+Set-ups: ``local`` (every task in the scheduler's LocalExecutor, the baseline), ``celery-before``
+(team workers with the settings before issue 25, ``PLATFORM_WORKER_SETTINGS=previous``) and
+``celery-after`` (today's, ``devplatform/tenants.py`` ``WORKER_TUNING``). Each round starts
+every set-up in turn (the order rotated each round) as a whole platform on its own ports and
+state folder, cold (fresh database), and measures: start wall time; idle memory as PSS per
+process kind (``benchmarks/platform_memory.py``) 20 s after ready; a 6-task chain of no-op
+tasks, trigger -> success (the first run after start reported apart, then 2 timed runs); the
+referral sync (``bullhorn_sync_optimized``) with no changes (after a first, loading sync),
+against referral's own stand-ins moved to free ports. Then it stops that platform. Medians over
+the rounds; the timeline of one 6-task run per set-up (where each task's seconds go).
 
-``python -m benchmarks.executors``
+``python -m benchmarks.executors [--rounds 3] [--setups local,celery-before,celery-after]``
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
+import psycopg2
 import requests
 
+from benchmarks.platform_memory import memory_table, platform_usage, total
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform
@@ -45,7 +57,11 @@ bench_six_tasks()
 '''
 
 
-def make(executor: str) -> LocalPlatform:
+# set-up -> (executor, team workers' settings)
+SETUPS = {"local": ("local", "previous"), "celery-before": ("celery", "previous"), "celery-after": ("celery", "tuned")}
+
+
+def make(executor: str, worker_settings: str = "tuned") -> LocalPlatform:
     teams = domain_names()
     state = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
     os.chmod(state, 0o711)
@@ -62,7 +78,7 @@ def make(executor: str) -> LocalPlatform:
         state=state, pg_port=ports.pop(), api_port=ports.pop(), smtp_port=ports.pop(), worker_log_port=ports.pop(),
         domain_redis_port=ports.pop(),
         trigger_log_port=free_port_range(len(teams) + 1, exclude=ports),  # one per triggerer
-        bundle_paths={"referral": folder}, executor=executor,
+        bundle_paths={"referral": folder}, executor=executor, worker_settings=worker_settings,
         redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},
     )
     p = LocalPlatform(cfg, quiet=True)
@@ -74,34 +90,20 @@ def make(executor: str) -> LocalPlatform:
     return p
 
 
-def resident_mib(p: LocalPlatform) -> float:
-    pids = set()
-    for name in p.process_names():
-        proc = p.proc(name).process()
-        if proc:
-            pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
-    if p.pg.pid():
-        pg = psutil.Process(p.pg.pid())
-        pids |= {pg.pid, *(c.pid for c in pg.children(recursive=True))}
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
-
-
-def run_once(p: LocalPlatform, headers: dict, dag_id: str, timeout: float = 600) -> float:
+def run_once(p: LocalPlatform, headers: dict, dag_id: str, timeout: float = 600) -> tuple[float, str]:
+    """Trigger -> success of one run of ``dag_id``: (seconds, run id)."""
     api = f"{p.config.api_url}/api/v2"
     t0 = time.monotonic()
     r = requests.post(f"{api}/dags/{dag_id}/dagRuns", json={"logical_date": None}, headers=headers, timeout=30)
     r.raise_for_status()
     run_id = r.json()["dag_run_id"]
     while time.monotonic() - t0 < timeout:
-        state = requests.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
+        try:
+            state = requests.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
+        except requests.RequestException:  # an api-server slow to answer (a loaded machine): ask again
+            continue
         if state == "success":
-            return time.monotonic() - t0
+            return time.monotonic() - t0, run_id
         if state == "failed":
             raise RuntimeError(f"{dag_id} {run_id} failed")
         time.sleep(0.25)
@@ -123,27 +125,155 @@ def referral_sync(p: LocalPlatform, headers: dict, runs: int = 2) -> list[float]
         if time.monotonic() - started > 600:
             raise TimeoutError(f"{dag_id}: the first sync did not finish")
         time.sleep(1)
-    return [run_once(p, headers, dag_id) for _ in range(runs)]
+    return [run_once(p, headers, dag_id)[0] for _ in range(runs)]
 
 
-def measure(executor: str) -> dict:
-    p = make(executor)
+
+LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.rstrip("Z")).replace(tzinfo=UTC)
+
+
+def log_events(path: Path, patterns: dict[str, str]) -> dict[str, datetime]:
+    """{key: time of the last log line matching ``patterns[key]`` (a regex)} in a component's log
+    (structlog lines starting with an ISO time)."""
+    found = {}
+    if not path.exists():
+        return found
+    compiled = {k: re.compile(v) for k, v in patterns.items()}
+    for line in path.read_text(errors="replace").splitlines():
+        m = LOG_STAMP.match(line)
+        if not m:
+            continue
+        for key, rx in compiled.items():
+            if rx.search(line):
+                found[key] = _stamp(m.group(1))
+    return found
+
+
+def task_log_events(path: Path) -> dict[str, datetime]:
+    """From a task's own log (JSON lines): the task process up (its first line), DAG file parsed,
+    task body returned, and its last line (post-execute done: XCom, OpenLineage COMPLETE)."""
+    out = {}
+    if not path.exists():
+        return out
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    if not lines:
+        return out
+    out["proc_up"] = _stamp(lines[0]["timestamp"])
+    out["last_line"] = _stamp(lines[-1]["timestamp"])
+    for d in lines:
+        if d.get("event") == "Worker startup parse complete":
+            out["parsed"] = _stamp(d["timestamp"])
+        if str(d.get("event", "")).startswith("Done. Returned value"):
+            out["body_done"] = _stamp(d["timestamp"])
+    return out
+
+
+TIMELINE_COLUMNS = [
+    ("sched>queued", "scheduler: scheduled -> queued (critical section, executor queue)"),
+    ("queued>worker", "Celery: queued -> message received by the team's worker (send, broker, free pool process)"),
+    ("worker>proc", "-> task process up (Celery: pool process runs the supervisor, forks; LocalExecutor: from queued)"),
+    ("proc>parsed", "task process: startup details (Execution API run call), listeners, imports, DAG file parsed"),
+    ("parsed>body", "task body (pre-execute incl. OpenLineage START, the callable)"),
+    ("body>success", "post-execute (XCom push, OpenLineage COMPLETE) and the success call (Execution API)"),
+    ("slot busy", "success -> the supervisor returns (pool/worker process free again)"),
+    ("success>next", "success -> the next task scheduled (scheduler loop)"),
+]
+
+
+def timeline(p: LocalPlatform, dag_id: str, run_id: str) -> dict:
+    """Where each task's seconds went in one run: metadata DB timestamps, the task logs and the
+    worker's (Celery) or scheduler's (LocalExecutor) log."""
+    with closing(psycopg2.connect(p.pg.admin_dsn("airflow"))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT task_id, id::text, scheduled_dttm, queued_dttm, start_date, end_date, external_executor_id "
+                    "FROM task_instance WHERE dag_id = %s AND run_id = %s ORDER BY scheduled_dttm", (dag_id, run_id))
+        tis = cur.fetchall()
+        cur.execute("SELECT queued_at, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
+        run_queued, run_start, run_end = cur.fetchone()
+    log_dir = p.config.state / "logs"
+    component = log_dir / ("worker-referral.log" if p.config.celery else "scheduler.log")
+    rows = []
+    for i, (task_id, ti_id, sched, queued, start, end, celery_id) in enumerate(tis):
+        ev = log_events(component, {
+            "received": rf"execute_workload\[{celery_id}\] received" if celery_id else r"(?!)",
+            "finished": rf"Workload finished.*workload_id={ti_id}",
+        })
+        ev.update(task_log_events(p.config.task_log_dir / f"dag_id={dag_id}" / f"run_id={run_id}"
+                                  / f"task_id={task_id}" / "attempt=1.log"))
+        nxt = tis[i + 1][2] if i + 1 < len(tis) else None
+
+        def gap(a, b):
+            return (b - a).total_seconds() if a and b else None
+
+        picked = ev.get("received") if p.config.celery else queued
+        rows.append({"task": task_id, "start_date": start, "values": [
+            gap(sched, queued), gap(queued, ev.get("received")), gap(picked, ev.get("proc_up")),
+            gap(ev.get("proc_up"), ev.get("parsed")), gap(ev.get("parsed"), ev.get("body_done")),
+            gap(ev.get("body_done"), end), gap(end, ev.get("finished")), gap(end, nxt)]})
+    return {"rows": rows, "created>first scheduled": (tis[0][2] - run_queued).total_seconds(),
+            "last success>run success": (run_end - tis[-1][5]).total_seconds(),
+            "run": (run_end - run_queued).total_seconds()}
+
+
+def timeline_table(title: str, tl: dict) -> str:
+    head = f"{'task':8s}" + "".join(f"{c:>14s}" for c, _ in TIMELINE_COLUMNS)
+    lines = [title, head]
+    sums = [0.0] * len(TIMELINE_COLUMNS)
+    for row in tl["rows"]:
+        cells = []
+        for j, v in enumerate(row["values"]):
+            cells.append(f"{'-':>14s}" if v is None else f"{v:>14.2f}")
+            sums[j] += v or 0.0
+        lines.append(f"{row['task']:8s}" + "".join(cells))
+    lines.append(f"{'sum':8s}" + "".join(f"{v:>14.2f}" for v in sums))
+    lines.append(f"  run created -> first task scheduled {tl['created>first scheduled']:.2f} s; last task's success -> run "
+                 f"success {tl['last success>run success']:.2f} s; run queued -> success {tl['run']:.2f} s (metadata DB)")
+    return "\n".join(lines)
+
+
+def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
+    """Seconds until the platform idles as it will: every triggerer has started its trigger runner
+    (a child process, tens of seconds after the triggerers, which start once the platform is
+    ready), then 10 s more. Measured earlier, idle memory depends on how far that got."""
+    t0 = time.monotonic()
+    names = [c for c in p.airflow_components() if c.startswith("triggerer")]
+    while time.monotonic() - t0 < timeout:
+        procs = [p.proc(n).process() for n in names]
+        if all(proc and proc.children() for proc in procs):
+            break
+        time.sleep(1)
+    time.sleep(10)
+    return time.monotonic() - t0
+
+
+def measure(setup: str, memory_only: bool = False) -> dict:
+    """One round of one set-up: start its platform cold, measure, stop it."""
+    executor, worker_settings = SETUPS[setup]
+    p = make(executor, worker_settings)
     saved = {k: os.environ.get(k) for k in p.referral_env}
     os.environ.update(p.referral_env)  # read by the settings' placeholders when the platform starts
     t0 = time.monotonic()
     try:
         p.start(wait_timeout=600)
         started = time.monotonic() - t0
-        time.sleep(20)  # let every component settle before measuring memory
-        rss = resident_mib(p)
+        settled = wait_settled(p)
+        usage = platform_usage(p)
+        if memory_only:
+            return {"start_s": started, "settled_s": settled, "usage": usage, "load": os.getloadavg()}
         pw = p.logins()["admin"]
         token = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": pw}, timeout=30)
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         requests.patch(f"{p.config.api_url}/api/v2/dags/bench_six_tasks", json={"is_paused": False}, headers=headers,
                        timeout=30).raise_for_status()
-        six = [run_once(p, headers, "bench_six_tasks") for _ in range(3)]
-        sync = referral_sync(p, headers)
-        return {"start_s": started, "rss_mib": rss, "six_s": six, "sync_s": sync}
+        first, _ = run_once(p, headers, "bench_six_tasks")
+        six = [run_once(p, headers, "bench_six_tasks") for _ in range(2)]
+        tl = timeline(p, "bench_six_tasks", six[-1][1])
+        sync = referral_sync(p, headers, runs=1)
+        return {"start_s": started, "usage": usage, "first_six_s": first, "six_s": [s for s, _ in six],
+                "timeline": tl, "sync_s": sync, "load": os.getloadavg()}
     finally:
         p.stop()
         shutil.rmtree(p.config.state, ignore_errors=True)
@@ -154,25 +284,94 @@ def measure(executor: str) -> dict:
                 os.environ[k] = v
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """The round whose idle PSS total is the median one (its per-kind figures are printed)."""
+    ordered = sorted(rounds, key=lambda r: total(r["usage"]).pss)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def report(results: dict[str, list[dict]]) -> None:
+    names = list(results)
+    loads = [r["load"] for rs in results.values() for r in rs]
+    print(f"\nexecutors benchmark, {os.cpu_count()} cores, {len(results[names[0]])} interleaved round(s); "
+          f"1-min load average after each set-up's round: {[round(la[0], 1) for la in loads]}")
+    print(f"{'':52s}" + "".join(f"{n:>16s}" for n in names))
+
+    def row(label, values, fmt="{:.1f}"):
+        print(f"{label:52s}" + "".join(f"{fmt.format(v):>16s}" for v in values))
+
+    med = {n: {k: statistics.median([x for r in rs for x in (r[k] if isinstance(r[k], list) else [r[k]])])
+               for k in ("start_s", "first_six_s", "six_s", "sync_s")} for n, rs in results.items()}
+    row("start, cold (s, median)", [med[n]["start_s"] for n in names])
+    row("idle PSS, whole platform (MiB, median)",
+        [statistics.median([total(r["usage"]).pss / 2**20 for r in results[n]]) for n in names], "{:.0f}")
+    row("idle RSS summed (MiB, median; double-counts)",
+        [statistics.median([total(r["usage"]).rss / 2**20 for r in results[n]]) for n in names], "{:.0f}")
+    row("6-task DAG, trigger->success (s, median)", [med[n]["six_s"] for n in names], "{:.2f}")
+    row("6-task DAG, first run after start (s, median)", [med[n]["first_six_s"] for n in names], "{:.2f}")
+    row("referral sync, no changes (s, median)", [med[n]["sync_s"] for n in names], "{:.2f}")
+    if "local" in results:
+        for n in names:
+            if n != "local":
+                print(f"  {n} / local: 6-task {med[n]['six_s'] / med['local']['six_s']:.2f}x, referral sync "
+                      f"{med[n]['sync_s'] / med['local']['sync_s']:.2f}x")
+    for n in names:
+        print(f"  {n} runs: 6-task {[round(x, 2) for r in results[n] for x in r['six_s']]}, first after start "
+              f"{[round(r['first_six_s'], 2) for r in results[n]]}, referral {[round(x, 2) for r in results[n] for x in r['sync_s']]}, "
+              f"start {[round(r['start_s'], 1) for r in results[n]]}")
+    print("\nidle memory per process kind (the round with the median PSS total of each set-up; MiB). PSS charges a page"
+          "\nshared with processes outside the platform (the same .so files in another platform) partly to them.")
+    print(memory_table({n: median_round(results[n])["usage"] for n in names}))
+    print("\ntimeline of one 6-task run (the last round's second timed run) per set-up, seconds:")
+    for c, text in TIMELINE_COLUMNS:
+        print(f"  {c:14s} {text}")
+    for n in names:
+        print()
+        print(timeline_table(f"{n}:", results[n][-1]["timeline"]))
+
+
+def report_memory(results: dict[str, list[dict]]) -> None:
+    names = list(results)
+    print(f"\nidle memory, {len(results[names[0]])} interleaved round(s), each platform alone, measured once every "
+          f"triggerer had started its trigger runner; load average after each: "
+          f"{[round(r['load'][0], 1) for rs in results.values() for r in rs]}")
+    for n in names:
+        print(f"  {n}: PSS {[round(total(r['usage']).pss / 2**20) for r in results[n]]} MiB, median "
+              f"{statistics.median([total(r['usage']).pss / 2**20 for r in results[n]]):.0f}; RSS summed median "
+              f"{statistics.median([total(r['usage']).rss / 2**20 for r in results[n]]):.0f}; start "
+              f"{[round(r['start_s'], 1) for r in results[n]]} s")
+    print("per process kind (the round with the median PSS total of each set-up; MiB):")
+    print(memory_table({n: median_round(results[n])["usage"] for n in names}))
+
+
 def main() -> None:
-    results = {mode: measure(mode) for mode in ("local", "celery")}
-    load = os.getloadavg()[0]
-    print(f"\nexecutors benchmark, {os.cpu_count()} cores, load average at the end {load:.1f}")
-    print(f"{'':44s} {'LocalExecutor':>16s} {'Celery per team':>16s}")
-    rows = [
-        ("make-start equivalent, cold (s)", "start_s", "{:.1f}"),
-        ("platform resident memory, idle (MiB)", "rss_mib", "{:.0f}"),
-    ]
-    for label, key, fmt in rows:
-        print(f"{label:44s} {fmt.format(results['local'][key]):>16s} {fmt.format(results['celery'][key]):>16s}")
-    med = {m: statistics.median(r["six_s"]) for m, r in results.items()}
-    print(f"{'6-task DAG: trigger->success, median of 3 (s)':44s} {med['local']:>16.1f} {med['celery']:>16.1f}")
-    print(f"  (all runs: local {[round(x, 1) for x in results['local']['six_s']]}, "
-          f"celery {[round(x, 1) for x in results['celery']['six_s']]})")
-    med = {m: statistics.median(r["sync_s"]) for m, r in results.items()}
-    print(f"{'referral sync, no changes: trigger->success (s)':44s} {med['local']:>16.1f} {med['celery']:>16.1f}")
-    print(f"  (all runs: local {[round(x, 1) for x in results['local']['sync_s']]}, "
-          f"celery {[round(x, 1) for x in results['celery']['sync_s']]})")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, of: " + ", ".join(SETUPS))
+    parser.add_argument("--memory-only", action="store_true", help="only start, settle and the idle PSS per kind")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
+    names = args.setups.split(",")
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:  # the order rotated each round
+            print(f"[bench] round {r + 1}/{args.rounds}: {n}", flush=True)
+            results[n].append(m := measure(n, args.memory_only))
+            if args.memory_only:
+                print(f"[bench]   start {m['start_s']:.1f} s, settled {m['settled_s']:.0f} s later, idle PSS "
+                      f"{total(m['usage']).pss / 2**20:.0f} MiB, load {m['load'][0]:.1f}", flush=True)
+                continue
+            print(f"[bench]   start {m['start_s']:.1f} s, idle PSS {total(m['usage']).pss / 2**20:.0f} MiB, 6-task "
+                  f"{[round(x, 2) for x in m['six_s']]} (first {m['first_six_s']:.2f}), referral {m['sync_s']}, "
+                  f"load {m['load'][0]:.1f}", flush=True)
+        if args.memory_only:
+            report_memory(results)
+        elif r + 1 < args.rounds:  # what the rounds so far say, in case the run is cut short
+            report(results)
+    if args.memory_only:
+        return
+    print(f"\n[bench] all {args.rounds} rounds:")
+    report(results)
 
 
 if __name__ == "__main__":

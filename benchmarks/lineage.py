@@ -16,22 +16,26 @@ Kafka, Redis, lake files; the provider's event shapes; 560 events per round of r
    the stored history: the set-based call gives up, one event at a time), interleaved,
    STORE_EVENTS in all each, with PostgreSQL's CPU time per event;
 3. HTTP ingest: the plugin's app served by uvicorn in its own process (as the api-server
-   serves it, one worker), two of them up at once on the same store: the group commit before
-   (each event of a batch on its own, no lingering) and after (set-based from 4 events a batch,
-   lingering for concurrent senders); 1, 8 and 32 concurrent clients, each a process (a
-   worker), each posting whole DAG runs in order through the OpenLineage client's own ``http``
-   transport with its team's ingest key (DAG-level events: the platform key); HTTP_EVENTS
-   events per step, before and after interleaved per step. After each step the store is
-   checked: every event stored once, every run's state and state time those of its last event
-   (nothing lost, duplicated or reordered). The CPU time per event of the clients, the server
-   process and PostgreSQL is printed with each step (clients and server share the machine's
-   cores). A last step (each server) measures the server's own capacity: 32 keep-alive
-   connections from one asyncio process sending requests encoded beforehand;
+   serves it, one worker), two of them up at once on the same store: before (the
+   ``lineage_explorer`` package as committed on git revision BEFORE, default ``main``; its
+   clients without ``NO_PROXY``, as the platform's workers were) and after (this work tree's;
+   its clients with the ``NO_PROXY`` the platform now sets, ``PlatformConfig.no_proxy_env``);
+   1, 8 and 32 concurrent clients, each a process (a worker), each posting whole DAG runs in
+   order through the OpenLineage client's own ``http`` transport with its team's ingest key
+   (DAG-level events: the platform key); HTTP_EVENTS events per step, before and after
+   interleaved per step. After each step the store is checked: every event stored once, every
+   run's state and state time those of its last event (nothing lost, duplicated or reordered).
+   The CPU time per event of the clients, the server process and PostgreSQL is printed with
+   each step (clients and server share the machine's cores), and the ceiling it sets on this
+   machine: its cores / (client + server + PostgreSQL CPU time per event). Then each server's
+   own capacity (32 keep-alive connections from one asyncio process sending requests encoded
+   beforehand), and the clients' own ceiling: the same 1, 8 and 32 clients (with ``NO_PROXY``)
+   against a do-nothing stub server (answers every request ``201`` at once);
 4. retention at full size: ``purge`` of everything older than the median event time (half
    of the events), its run time, and the depth-5 query after it.
 
-``python -m benchmarks.lineage [MAX_EVENTS] [HTTP_EVENTS] [STORE_EVENTS] [QUERIES]``
-(defaults 1000000 6000 5000 20; SIZES are 10k, 100k, ... up to MAX_EVENTS). About 10 minutes
+``python -m benchmarks.lineage [MAX_EVENTS] [HTTP_EVENTS] [STORE_EVENTS] [QUERIES] [BEFORE]``
+(defaults 1000000 6000 5000 20 main; SIZES are 10k, 100k, ... up to MAX_EVENTS). About 10 minutes
 for 1M events on 2 cores.
 """
 
@@ -86,21 +90,17 @@ def key_of(event: dict) -> str:
 
 
 # -- the server process ----------------------------------------------------------------
-def serve(port: int, dsn: str, mode: str = "set") -> None:
-    """The plugin's app mounted like the api-server mounts it, on uvicorn, one process.
-    ``mode`` ``one``: the group commit as before migration 0004 (each event of a batch through
-    ``lineage_ingest_event``, no lingering), for the side-by-side comparison."""
+def serve(port: int, dsn: str) -> None:
+    """The plugin's app mounted like the api-server mounts it, on uvicorn, one process (the
+    ``lineage_explorer`` package first on ``PYTHONPATH``: see :func:`start_server`)."""
     import uvicorn
     from fastapi import FastAPI
 
     from lineage_explorer.api import create_app
     from lineage_explorer.config import URL_PREFIX, Settings
-    from lineage_explorer.store import IngestQueue
 
-    if mode == "one":
-        LineageStore.SET_BASED_FROM = sys.maxsize
-        IngestQueue.LINGERS = 0
-
+    print(f"benchmark server on port {port}: lineage_explorer from {Path(create_app.__code__.co_filename).parent}",
+          flush=True)
     settings = Settings(dsn=dsn, ingest_keys=KEYS, platform_key=PLATFORM_KEY, retention_days=0, namespace=NAMESPACE)
     app = FastAPI(title="bench")
     app.mount(URL_PREFIX, create_app(settings_factory=lambda: settings, resolver_factory=lambda s: OwnerResolver(
@@ -108,16 +108,60 @@ def serve(port: int, dsn: str, mode: str = "set") -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_server(dsn: str, mode: str = "set") -> tuple[subprocess.Popen, str]:
+def serve_stub(port: int) -> None:
+    """A do-nothing HTTP/1.1 server: every request answered ``201 {"stored": true}`` at once,
+    on keep-alive connections (what a client costs with no server work behind it)."""
+    import asyncio
+
+    answer = b'HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{"stored": true}'
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                               if h.lower().startswith(b"content-length")), 0)
+                await reader.readexactly(length)
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(connection, "127.0.0.1", port, backlog=256)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def plugin_at(rev: str, dest: Path) -> Path:
+    """The ``lineage_explorer`` package as committed on git revision ``rev``, extracted under
+    ``dest``; returns the folder to put first on ``PYTHONPATH``."""
+    from devplatform.paths import ROOT
+
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "plugins/lineage_explorer"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "plugins"
+
+
+def start_server(dsn: str, plugins: Path | None = None, stub: bool = False) -> tuple[subprocess.Popen, str]:
+    """The benchmark's server process: the plugin's app (``plugins``: the folder its
+    ``lineage_explorer`` package is taken from, else this work tree's) or the stub."""
     import requests
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.lineage", "serve", str(port), dsn, mode])
+    env = dict(os.environ)
+    if plugins is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(plugins), *filter(None, [env.get("PYTHONPATH")])])
+    args = ["serve-stub", str(port)] if stub else ["serve", str(port), dsn]
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.lineage", *args], env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.post(f"{url}/lineage-explorer/api/v1/lineage", json={}, timeout=2).status_code == 401:
+            if requests.post(f"{url}/lineage-explorer/api/v1/lineage", json={}, timeout=2).status_code in (401, 201):
                 return proc, url
         except requests.ConnectionError:
             time.sleep(0.2)
@@ -126,8 +170,14 @@ def start_server(dsn: str, mode: str = "set") -> tuple[subprocess.Popen, str]:
 
 
 # -- clients -------------------------------------------------------------------------
-def client(url: str, events: list[dict], barrier, results) -> None:
-    """One worker: the provider's http transport per key, its runs' events in order."""
+def client(url: str, events: list[dict], barrier, results, env: dict[str, str | None]) -> None:
+    """One worker: the provider's http transport per key, its runs' events in order, with
+    ``env`` set in its environment (None: unset)."""
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
     from lineage_explorer.config import transport_config
@@ -163,7 +213,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def http_step(url: str, clients: int, events: list[dict]) -> tuple[float, int, float]:
+def http_step(url: str, clients: int, events: list[dict], env: dict[str, str | None]) -> tuple[float, int, float]:
     """Whole runs dealt to ``clients`` processes; returns (seconds, errors, the clients' CPU
     seconds while emitting). The clients are forked from a fork server that has only imported
     this module (not from this process, whose memory every child would otherwise copy)."""
@@ -181,7 +231,7 @@ def http_step(url: str, clients: int, events: list[dict]) -> tuple[float, int, f
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["benchmarks.lineage"])
     barrier, results = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=client, args=(url, share, barrier, results)) for share in shares]
+    procs = [ctx.Process(target=client, args=(url, share, barrier, results, env)) for share in shares]
     for p in procs:
         p.start()
     barrier.wait()
@@ -338,7 +388,8 @@ def count_events(store: LineageStore) -> int:
     return n
 
 
-def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int = 5000, queries: int = 20) -> None:
+def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int = 5000, queries: int = 20,
+         before: str = "main") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-lineage-"))
     pg = PgServer(tmp / "pgdata", free_port())
     pg.start()
@@ -428,10 +479,15 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
         table.append(("same, late events (older than their jobs' stored rows: one at a time after the set-based try)",
                       f"{rate['late']:,.0f} events/s, PostgreSQL {pg_ms['late']:.2f} CPU ms per event"))
 
-        # 3. HTTP, 1 / 8 / 32 concurrent clients, against the group commit before (each event of a
-        # batch on its own) and after (set-based, lingering), the two servers up at once, interleaved
-        servers = {mode: start_server(dsn, mode) for mode in ("one", "set")}
-        label = {"one": "before (each event on its own)", "set": "after (set-based)"}
+        # 3. HTTP, 1 / 8 / 32 concurrent clients, against the server as committed on BEFORE (its
+        # clients without NO_PROXY) and as in this work tree (with it), the two up at once, interleaved
+        from devplatform.config import PlatformConfig
+
+        no_proxy = PlatformConfig(state=tmp / "platform").no_proxy_env()
+        client_env = {"before": {k: None for k in no_proxy}, "after": no_proxy}
+        servers = {"before": start_server(dsn, plugin_at(before, tmp / "before")), "after": start_server(dsn)}
+        label = {"before": f"before ({before})", "after": "after (this tree)"}
+        cores = os.cpu_count() or 1
 
         def measure(mode: str, n: int | None) -> None:
             proc, url = servers[mode]
@@ -440,24 +496,36 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
             if n is None:
                 elapsed, errors, client_cpu = raw_step(url, 32, step)
             else:
-                elapsed, errors, client_cpu = http_step(url, n, step)
+                elapsed, errors, client_cpu = http_step(url, n, step, client_env[mode])
             server_cpu, pg_cpu = cpu_seconds([proc.pid]) - server_cpu, cpu_seconds([pg.pid()]) - pg_cpu
-            verdict = check_runs(store, step)
+            load = os.getloadavg()[0]
+            verdict = check_runs(store, step) if mode != "stub" else "ok"
             what = (f"{n:>2} client(s), provider's http transport, team keys" if n else
                     "32 connections, pre-encoded requests (the server's capacity)")
-            cpu = (f"clients {client_cpu * 1000 / len(step):.2f}, server {server_cpu * 1000 / len(step):.2f},"
-                   f" PostgreSQL {pg_cpu * 1000 / len(step):.2f}")
+            per = [x * 1000 / len(step) for x in (client_cpu, server_cpu, pg_cpu)]
+            cpu = f"clients {per[0]:.2f}, server {per[1]:.2f}, PostgreSQL {per[2]:.2f}"
+            ceiling = cores * 1000 / sum(per) if n else cores * 1000 / sum(per[1:])
             print(f"3. HTTP ingest, {label[mode]}, {what}: {len(step) / elapsed:,.0f} events/s ({len(step)} events,"
-                  f" {elapsed:.1f} s, {errors} errors); CPU ms per event: {cpu}; load average"
-                  f" {os.getloadavg()[0]:.1f}; {verdict}", flush=True)
+                  f" {elapsed:.1f} s, {errors} errors); CPU ms per event: {cpu}; ceiling on {cores} free cores"
+                  f" {ceiling:,.0f} events/s; load average {load:.1f}; {verdict}", flush=True)
             table.append((f"HTTP ingest, {label[mode]}, " + (f"{n} concurrent client(s)" if n else
                           "32 connections, pre-encoded requests (server capacity)"),
-                          f"{len(step) / elapsed:,.0f} events/s; CPU ms per event: {cpu}; load {os.getloadavg()[0]:.1f}"
+                          f"{len(step) / elapsed:,.0f} events/s; CPU ms per event: {cpu}; ceiling {ceiling:,.0f}"
+                          f" events/s; load {load:.1f}"
                           + ("" if verdict.startswith("ok") and not errors else f" ({verdict}, {errors} errors)")))
 
         for n in (*CLIENTS, None):
-            for mode in servers:
+            for mode in ("before", "after"):
                 measure(mode, n)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
+        # the clients' own ceiling: the same clients against a server that does nothing
+        servers = {"stub": start_server(dsn, stub=True)}
+        label["stub"] = "do-nothing stub server"
+        client_env["stub"] = no_proxy
+        for n in CLIENTS:
+            measure("stub", n)
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
@@ -491,6 +559,8 @@ def main(max_events: int = 1_000_000, http_events: int = 6000, store_events: int
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        serve(int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
+        serve(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1:2] == ["serve-stub"]:
+        serve_stub(int(sys.argv[2]))
     else:
-        main(*(int(a) for a in sys.argv[1:]))
+        main(*(int(a) for a in sys.argv[1:5]), *sys.argv[5:6])

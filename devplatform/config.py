@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devplatform.paths import ROOT, bundle_dir, domain_names, platform_domains, state_dir
 from platform_runtime import AUTH_MANAGER, GLOBAL_EXECUTOR
@@ -28,6 +29,7 @@ DEFAULT_TRIGGER_LOG_PORT = 8794
 DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
+WORKER_SETTINGS = ("tuned", "previous")  # PlatformConfig.worker_settings
 DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
 
 
@@ -300,6 +302,10 @@ class PlatformConfig:
     # set-up, every task inside the scheduler (LocalExecutor, shared JWT secret): kept as
     # the baseline of the benchmarks and of the attack matrix, it isolates nothing at runtime.
     executor: str = field(default_factory=lambda: os.environ.get("PLATFORM_EXECUTOR", "celery"))
+    # The team workers' settings (devplatform/tenants.py WORKER_TUNING and the pool's autoscale):
+    # "tuned", or "previous", the settings before issue 25 (PLATFORM_WORKER_SETTINGS): the
+    # before/after switch of `make bench-executors`.
+    worker_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_WORKER_SETTINGS", "tuned"))
     redis_ports: dict[str, int] = field(default_factory=dict)
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
@@ -317,6 +323,10 @@ class PlatformConfig:
     alert_queue_length: int = _env_int("PLATFORM_ALERT_QUEUE_LENGTH", 50)
     alert_queued_seconds: float = _env_int("PLATFORM_ALERT_QUEUED_SECONDS", 300)
     alert_repeat_seconds: float = _env_int("PLATFORM_ALERT_REPEAT_SECONDS", 600)
+
+    def __post_init__(self) -> None:
+        if self.worker_settings not in WORKER_SETTINGS:
+            raise ValueError(f"PLATFORM_WORKER_SETTINGS must be one of {WORKER_SETTINGS}, not {self.worker_settings!r}")
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -353,6 +363,25 @@ class PlatformConfig:
         s = self.secrets
         key = s.lineage_platform_key if team is None else s.lineage_ingest_keys[team]
         return json.dumps(transport_config(self.api_url, key))
+
+    def no_proxy_env(self) -> dict[str, str]:
+        """``NO_PROXY``/``no_proxy`` of every process that emits OpenLineage events or calls the
+        api-server (Airflow's components, the teams' workers): the entries already set in this
+        process's environment (either spelling), plus the api-server's host, which also serves
+        the lineage explorer. The provider's ``http`` transport (requests) then takes its
+        no-proxy branch for every event instead of reading the proxy settings from the
+        environment on each call (about 15 % of its CPU time per event), and never sends the
+        events, or the Execution API's calls, through a proxy set for the outside world."""
+        entries: list[str] = []
+        for key in ("no_proxy", "NO_PROXY"):
+            for entry in os.environ.get(key, "").split(","):
+                if entry.strip() and entry.strip() not in entries:
+                    entries.append(entry.strip())
+        host = urlsplit(self.api_url).hostname
+        if host and host not in entries:
+            entries.append(host)
+        value = ",".join(entries)
+        return {"NO_PROXY": value, "no_proxy": value}
 
     def lineage_explorer_env(self) -> dict[str, str]:
         """The api-server's ``[lineage_explorer]`` settings (database, every ingest key)."""
@@ -480,6 +509,7 @@ class PlatformConfig:
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": self.openlineage_transport(),
+            **self.no_proxy_env(),
             # Platform-owned global connection: the SMTP sink (the platform's mail relay).
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
                 {

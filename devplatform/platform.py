@@ -115,7 +115,15 @@ class LocalPlatform:
         environment, not on the command line that ``ps`` shows)."""
         from devplatform.standin import ADMIN_KEY_ENV
 
-        return {**self.env(), ADMIN_KEY_ENV: self.config.secrets.standin_admin_key}
+        return {**self.env(), **self.state_env(), ADMIN_KEY_ENV: self.config.secrets.standin_admin_key}
+
+    def state_env(self) -> dict[str, str]:
+        """For a platform command that builds its own ``PlatformConfig`` (prepare-db, a stand-in):
+        this platform's state folder and ports, not the defaults of ``make start``."""
+        cfg = self.config
+        return {"PLATFORM_STATE_DIR": str(cfg.state), "PLATFORM_PG_PORT": str(cfg.pg_port),
+                # the domains' Redis port of this platform (its connections name it)
+                "PLATFORM_DOMAIN_REDIS_PORT": str(cfg.domain_redis_port)}
 
     @cached_property
     def supervisor(self) -> Supervisor:
@@ -442,9 +450,7 @@ class LocalPlatform:
     def prepare_db(self, migrate: bool) -> dict:
         """Migrate, create the teams (``migrate``) and apply every domain's settings, in one
         process (``python -m devplatform prepare-db``): Airflow is imported once, not per step."""
-        env = {**self.env(), "PLATFORM_STATE_DIR": str(self.config.state), "PLATFORM_PG_PORT": str(self.config.pg_port),
-               # the domains' Redis port of this platform (its connections name it)
-               "PLATFORM_DOMAIN_REDIS_PORT": str(self.config.domain_redis_port)}
+        env = {**self.env(), **self.state_env()}
         out = self.run_platform_command(
             [self.python, "-m", "devplatform", "prepare-db", *(["--migrate"] if migrate else [])], env, check=False)
         if out.returncode != 0:

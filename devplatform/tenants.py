@@ -33,6 +33,34 @@ DEFAULT_CONCURRENCY = 2
 # them, no other team can.
 TASK_LOG_DIR_MODE = 0o3753
 TASK_UMASK = 0o007
+# A team worker's settings from issue 25's timeline (benchmarks/executors.py prints it), on top
+# of Airflow's own (acks late, prefetch multiplier 1, prefork pool: unchanged). The Dockerfile
+# sets the same values (tests/test_astro_project.py keeps them in step); the pool's autoscale
+# is local only (Astro sizes a worker queue's concurrency itself). PlatformConfig.worker_settings
+# "previous" starts workers without them: the benchmark's before/after switch.
+WORKER_TUNING = {
+    # The task process is forked from a pool process and loaded the Task SDK's listener manager
+    # (the OpenLineage listener plugin, ~330 modules) anew for every task: 0.4-0.9 s per task.
+    # Loaded once in the worker before it forks its pool (platform_runtime/celery_preload.py).
+    "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": ["platform_runtime.celery_preload"]}),
+    # The task SDK's supervisor (one per task, in the pool process) waits in select() for at
+    # most this many seconds between checks; when the task process closes its last socket before
+    # it has exited, the supervisor noticed the exit only at the next check: the pool process
+    # stayed busy up to 5 s (Airflow's default) after the task had succeeded, and the next task
+    # of a chain waited for a free pool process. 1 s: at most 1 s. It is also the interval of a
+    # running task's heartbeat (Execution API PUT .../heartbeat): one a second per running task
+    # instead of one per 5 s. A worker's death is unaffected: its tasks stop heartbeating and the
+    # scheduler's task_instance_heartbeat_timeout fails (and retries) them as before.
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+    # `airflow celery worker` forks a process that removes old versions of versioned bundles
+    # (git); every bundle here is a LocalDagBundle, which has none: 0 starts no such process
+    # (88 MiB PSS per team idle).
+    "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
+}
+# Idle, a team's worker keeps one pool process (each 54 MiB PSS idle) and forks more, up to its
+# concurrency, the moment a task message finds every pool process busy (Celery's autoscaler runs
+# on each task message); one idle for 30 s is stopped. Prefetch stays concurrency x 1.
+MIN_POOL_PROCESSES = 1
 
 
 def worker_concurrency(team: str) -> int:
@@ -205,7 +233,11 @@ class TeamRuntime:
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
             # the team's own ingest key: the lineage explorer accepts it only for this team's DAGs
             "AIRFLOW__OPENLINEAGE__TRANSPORT": cfg.openlineage_transport(self.team),
+            # the api-server (Execution API, lineage explorer) reached without a proxy lookup
+            **cfg.no_proxy_env(),
         })
+        if cfg.worker_settings == "tuned":
+            env.update(WORKER_TUNING)
         return env
 
     def local_env(self) -> dict[str, str]:
@@ -217,9 +249,12 @@ class TeamRuntime:
     def worker_command(self) -> list[str]:
         # --skip-serve-logs: the api-server reads task logs from the shared log folder, so
         # workers need no log-server signing secret (one that would open every team's logs).
+        concurrency = worker_concurrency(self.team)
+        pool = (["--autoscale", f"{concurrency},{min(MIN_POOL_PROCESSES, concurrency)}"]
+                if self.config.worker_settings == "tuned" else [])
         return [
             tenant_python(self.config.state), "-m", "airflow", "celery", "worker",
-            "--concurrency", str(worker_concurrency(self.team)), "--celery-hostname", f"{self.team}@%h",
+            "--concurrency", str(concurrency), *pool, "--celery-hostname", f"{self.team}@%h",
             "--skip-serve-logs", "--without-mingle", "--without-gossip",
         ]
 

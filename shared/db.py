@@ -30,8 +30,12 @@
 - :func:`migrate` applies a folder of ordered ``NNNN_name.sql`` files once each, recorded in
   ``schema_migrations`` with a checksum, under an advisory lock: safe to run concurrently
   and again; an applied file that was edited afterwards is refused.
-- :func:`copy_out` runs ``COPY (query) TO STDOUT`` with driver-bound parameters into a buffer
-  (aurora's ``read_history`` streams its tables this way into ``pd.read_csv``).
+- :func:`copy_reader` runs ``COPY (query) TO STDOUT`` with driver-bound parameters and hands its
+  output over as a binary file read in large blocks while the server is still sending it
+  (:class:`CopyReader`): THE way to read bulk rows. :func:`copy_frame` reads a CSV COPY straight
+  into ``pandas.read_csv`` through it (aurora's ``read_history`` and prediction cache), parsing
+  block by block as the rows arrive, with no copy of the whole output in memory;
+  :func:`copy_out` is the whole output in one buffer (small results).
 - :func:`bulk_upsert` loads rows or a DataFrame with ``COPY`` into a temporary table and
   merges with ``INSERT ... ON CONFLICT`` in one transaction: a retried load never
   duplicates, a killed one leaves nothing half-written, an unchanged row is not rewritten.
@@ -49,7 +53,8 @@ import hashlib
 import io
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,22 +285,79 @@ def _qualified(table: str) -> str:
     return ".".join(_ident(p) for p in table.split("."))
 
 
-def copy_out(cur: Any, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> io.BytesIO:
-    """Run ``COPY (query) TO STDOUT ...`` (``sql``) and return its output in a buffer, at 0.
+class CopyReader(io.RawIOBase):
+    """A read-only binary file over the data of a running ``COPY ... TO STDOUT``.
+
+    psycopg 3 hands COPY data over one row at a time (``Copy.read()``, ``iter(copy)``); each
+    ``read(n)`` here hands back one block of up to ``n`` bytes filled from as many rows as fit
+    (a row that does not fit is split, its rest starts the next block), so a reader such as
+    ``pd.read_csv`` parses large blocks while the server is still sending the rest.
+    """
+
+    def __init__(self, chunks: Iterable[Any]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        size, buf = len(b), self._buf
+        if len(buf) < size:
+            for chunk in self._chunks:  # each row appended to one bytearray: no slicing per row
+                buf += chunk
+                if len(buf) >= size:
+                    break
+        n = min(size, len(buf))
+        memoryview(b).cast("B")[:n] = buf[:n]
+        del buf[:n]  # from the front of a bytearray: no copy of the rest
+        return n
+
+
+@contextmanager
+def copy_reader(cur: Any, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None,
+                block_size: int = 1 << 20) -> Iterator[io.BufferedReader]:
+    """Run ``COPY (query) TO STDOUT ...`` (``sql``) and read its output as a binary file, in
+    blocks of ``block_size`` bytes, as the server sends it (psycopg 3, the postgres provider's
+    default driver: :class:`CopyReader` over the public ``Copy`` iteration). Leaving the block
+    early reads the rest of the COPY to its end, so the connection is usable again.
 
     ``params`` are bound by the driver on the client (COPY takes no server-side parameters),
-    never formatted into the SQL by the caller: psycopg 3 (the postgres provider's default
-    driver) ``cursor.copy(sql, params)``; psycopg2 the statement rendered by ``cursor.mogrify``.
+    never formatted into the SQL by the caller: psycopg 3 ``cursor.copy(sql, params)``; psycopg2
+    renders the statement with ``cursor.mogrify`` and reads the whole output with its own C loop
+    (``copy_expert``) into a buffer first.
     """
-    data = io.BytesIO()
     if hasattr(cur, "copy_expert"):  # psycopg2
-        cur.copy_expert(cur.mogrify(sql, params) if params else sql, data, size=1 << 20)
-    else:
-        with cur.copy(sql, params) as copy:  # psycopg 3
-            for chunk in copy:
-                data.write(chunk)
-    data.seek(0)
-    return data
+        data = io.BytesIO()
+        cur.copy_expert(cur.mogrify(sql, params) if params else sql, data, size=block_size)
+        data.seek(0)
+        yield io.BufferedReader(data, buffer_size=block_size)
+        return
+    with cur.copy(sql, params) as copy:  # psycopg 3
+        yield io.BufferedReader(CopyReader(copy), buffer_size=block_size)
+
+
+def copy_out(cur: Any, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> io.BytesIO:
+    """The whole output of ``COPY (query) TO STDOUT ...`` in one buffer, at 0 (:func:`copy_reader`;
+    for small results: a bulk reader parses :func:`copy_reader`'s blocks as they come)."""
+    with copy_reader(cur, sql, params) as stream:
+        return io.BytesIO(stream.read())
+
+
+def copy_frame(cur: Any, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None,
+               null: str = "\\N", **read_csv: Any) -> pd.DataFrame:
+    """The rows of ``query`` (a SELECT) as a DataFrame: ``COPY (query) TO STDOUT`` as CSV with a
+    header (NULL written as ``null``) parsed by ``pandas.read_csv`` block by block from
+    :func:`copy_reader` while the server sends it: no Python object per value, no copy of the
+    whole output. ``read_csv`` options (``dtype``, ``true_values``, ...) are passed on; ``null``
+    reads as NaN and nothing else does (an empty text stays ``""``). No rows: an empty frame with
+    the query's columns (object dtype)."""
+    import pandas as pd
+
+    literal = "'" + null.replace("'", "''") + "'"
+    sql = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER, NULL {literal})"
+    with copy_reader(cur, sql, params) as stream:
+        return pd.read_csv(stream, na_values=[null], keep_default_na=False, **read_csv)
 
 
 def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:

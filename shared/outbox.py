@@ -77,11 +77,15 @@ class Event:
 
 def envelope(event: Event, source: str, occurred_at: datetime | None = None) -> dict[str, Any]:
     """The documented JSON message of an event (see the module docstring)."""
+    return _envelope(event, event.event_id, source, (occurred_at or datetime.now(UTC)).isoformat())
+
+
+def _envelope(event: Event, eid: str, source: str, occurred_at: str) -> dict[str, Any]:
     return {
-        "event_id": event.event_id,
+        "event_id": eid,
         "event_type": event.event_type,
         "schema_version": SCHEMA_VERSION,
-        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        "occurred_at": occurred_at,
         "source": source,
         "key": event.key,
         "data": dict(event.data),
@@ -93,11 +97,12 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
 
     Returns how many were new; an event whose id is already in the outbox is skipped.
     """
-    now = datetime.now(UTC)
-    rows = [
-        (e.event_id, e.topic, e.key, json.dumps(envelope(e, source, now), default=str, sort_keys=True))
-        for e in events
-    ]
+    occurred_at = datetime.now(UTC).isoformat()
+    rows = []
+    for e in events:
+        eid = e.event_id  # a uuid5 (SHA-1): made once per event
+        # no sort_keys: the column is jsonb, which keeps keys in its own order whatever the text's
+        rows.append((eid, e.topic, e.key, json.dumps(_envelope(e, eid, source, occurred_at), default=str)))
     if not rows:
         return 0
     if any(key == "\\N" for _, _, key, _ in rows):  # COPY's NULL marker as a key: the array statement
@@ -243,14 +248,12 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
             acked: list[int] = []
             errors: dict[int, str] = {}
             on_delivery = _delivery_recorder(acked, errors)
+            produce = producer.produce
             for row_id, eid, topic, key, payload in batch:
                 while True:
-                    try:
-                        producer.produce(
-                            topic, value=payload.encode(), key=key.encode() if key is not None else None,
-                            headers=[("event_id", eid.encode())],
-                            on_delivery=lambda err, msg, row_id=row_id, record=on_delivery: record(err, row_id),
-                        )
+                    try:  # text as it is: the client sends str values, keys and headers as UTF-8
+                        produce(topic, value=payload, key=key, headers=[("event_id", eid)],
+                                on_delivery=lambda err, msg, row_id=row_id, record=on_delivery: record(err, row_id))
                         break
                     except BufferError:  # local queue full: let deliveries drain, then go on
                         producer.poll(0.5)

@@ -106,3 +106,14 @@ def test_the_image_ships_the_runtime_isolation():
                    if fnmatch(prefix, p) or fnmatch(prefix, p.removeprefix("**/"))]
         assert not dropped, f"{path} is dropped by .dockerignore {dropped}"
     assert dockerfile_env()["AIRFLOW__CORE__EXECUTOR"].split(";")[0] == "platform_runtime.executors.RefusingExecutor"
+
+
+def test_image_sets_the_team_workers_settings_the_local_platform_sets(tmp_path):
+    """issue 25: the workers' settings (devplatform/tenants.py WORKER_TUNING) are the image's too."""
+    from devplatform.config import dockerfile_env as docker_env
+    from devplatform.tenants import WORKER_TUNING, TeamRuntime
+
+    image = docker_env()
+    assert {k: image.get(k) for k in WORKER_TUNING} == WORKER_TUNING
+    worker = TeamRuntime(PlatformConfig(state=tmp_path, domains=domain_names()), "referral").worker_env()
+    assert {k: worker[k] for k in WORKER_TUNING} == WORKER_TUNING

@@ -153,3 +153,42 @@ print(json.dumps({"waits": waits, "attempts": stops.index(True) + 1, "max_failed
     assert sum(min(w) for w in waits) >= budget.outage_tolerance
     assert sum(max(w) for w in waits) + budget.retries * 5 <= budget.give_up_after
     assert (sdk["max_failed"], sdk["timeout"], sdk["interval"]) == (1, budget.heartbeat_timeout, 5)
+def test_worker_settings_switch_between_tuned_and_previous(monkeypatch, tmp_path):
+    """The benchmark's before/after switch (PLATFORM_WORKER_SETTINGS): "tuned" by default, and
+    the workers' command and environment follow it; anything else is refused."""
+    import json
+
+    import pytest
+
+    from devplatform.tenants import WORKER_TUNING, TeamRuntime, worker_concurrency
+
+    monkeypatch.delenv("PLATFORM_WORKER_SETTINGS", raising=False)
+    tuned = TeamRuntime(PlatformConfig(state=tmp_path), "referral")
+    monkeypatch.setenv("PLATFORM_WORKER_SETTINGS", "previous")
+    previous = TeamRuntime(PlatformConfig(state=tmp_path), "referral")
+    n = worker_concurrency("referral")
+    cmd = tuned.worker_command()
+    assert cmd[cmd.index("--autoscale") + 1] == f"{n},1" and cmd[cmd.index("--concurrency") + 1] == str(n)
+    assert "--autoscale" not in previous.worker_command()
+    env, old = tuned.worker_env(), previous.worker_env()
+    assert {k: env[k] for k in WORKER_TUNING} == WORKER_TUNING and not set(WORKER_TUNING) & set(old)
+    assert json.loads(env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"]) == {"imports": ["platform_runtime.celery_preload"]}
+    monkeypatch.setenv("PLATFORM_WORKER_SETTINGS", "fast")
+    with pytest.raises(ValueError, match="PLATFORM_WORKER_SETTINGS"):
+        PlatformConfig(state=tmp_path)
+
+
+def test_a_stand_in_of_a_platform_on_its_own_state_reads_that_platforms_config(monkeypatch, tmp_path):
+    """`serve-standin` builds its PlatformConfig from its environment: it must be its platform's
+    (a test's or a benchmark's state folder and ports), not make start's defaults."""
+    from devplatform.platform import LocalPlatform
+
+    for var in ("PLATFORM_STATE_DIR", "PLATFORM_PG_PORT", "PLATFORM_DOMAIN_REDIS_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    p = LocalPlatform(PlatformConfig(state=tmp_path / "bench", pg_port=45001, domain_redis_port=45002), quiet=True)
+    env = p.standin_env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seen = PlatformConfig()
+    assert (seen.state, seen.pg_port, seen.domain_redis_port) == ((tmp_path / "bench").resolve(), 45001, 45002)
+    assert seen.settings_vars()["PLATFORM_PG_PORT"] == "45001"

@@ -238,11 +238,12 @@ def test_the_lineage_page_is_readable_after_a_full_run_as_admin_and_as_two_teams
     """Issue 23, item 1, at platform scale: after every DAG of every team has run (the lineage
     store holds the whole platform's events), the "Lineage" navigation entry as admin and as two
     teams' op users draws one node per DAG of what the user may see, grouped by domain, with
-    labels at a readable size and no edge across the whole graph; a DAG expands into its tasks;
+    labels at a readable size, every domain box in view as the page opens (no panning) and no
+    edge across the whole graph; a DAG expands into its tasks;
     the list beside the graph names the user's DAGs and no other team's. Screenshots:
     ``.local/screenshots/first_day_ui_lineage_*.png``."""
     from tests.newcomer import DAGS
-    from tests.test_lineage_page import drawn, lineage_frame, readable
+    from tests.test_lineage_page import domains_outside, drawn, lineage_frame, readable
 
     api = live_platform.config.api_url
     saved = []
@@ -262,6 +263,7 @@ def test_the_lineage_page_is_readable_after_a_full_run_as_admin_and_as_two_teams
         looks = readable(frame)
         saved.append(shot(page, f"lineage_{user}"))  # kept, also when it is not readable
         assert looks["minFont"] >= 10 and looks["maxEdge"] < looks["width"], (user, looks)
+        assert domains_outside(page, frame) == {}, (user, looks)
         # a DAG expanded into its tasks and what they read and write
         dag = LINEAGE_EXPAND[user]
         frame.get_by_role("button", name=f"▸ {dag}", exact=True).click()

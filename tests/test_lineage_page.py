@@ -11,6 +11,10 @@ and the DAG tab; the test checks the nodes the page drew, that labels are drawn 
 size and no edge spans the graph, that no other team's job name reached the page (drawn or
 fetched), the selected job's panel (its SQL, last runs, the link back to its DAG), a dataset's
 versions and column lineage, search and depth, and saves screenshots (``.local/screenshots/``).
+
+At full scale (``tests/lineage_explorer/full_run.py``: every DAG of a full run, in a store and
+api-server of their own) admin and two teams' op users open the platform view at 1500x950: every
+domain box they see must be wholly in view, with readable labels and no edge across the graph.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import secrets
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,6 +36,7 @@ from conftest import ROOT
 from devplatform.ports import free_port
 from tests.chromium import needs_chromium
 from tests.lineage_explorer.events import NAMESPACE, Dag, Ds, Task, events_for, pg, three_teams
+from tests.lineage_explorer.full_run import full_run
 
 WAIT_MS = 90_000  # generous: the machine's two cores are shared (no timing is asserted)
 SHOTS = ROOT / ".local" / "screenshots"
@@ -48,6 +54,9 @@ TEAM_OF = {d.dag_id: d.team for d in DAGS}
 JOBS: dict[str, set] = {}
 for _d in DAGS:
     JOBS.setdefault(_d.team, set()).update(f"{_d.dag_id}.{t.task_id}" for t in _d.tasks)
+# the platform at full scale: every DAG of a full run, looked at by admin and two teams
+FULL_RUN = full_run()
+FULL_RUN_USERS = {"admin": "admin", "aurora_op": "op:aurora", "ecommerce_ml_op": "op:ecommerce_ml"}
 
 pytestmark = needs_chromium
 
@@ -67,17 +76,18 @@ def seed_dags() -> None:
     sync_bag_to_db(bag, "lineage_tests_looklyy", None)
 
 
-@pytest.fixture(scope="module")
-def platform(pg, tmp_path_factory):
-    """A real api-server (UI, auth, plugins) on a free port, with the events stored."""
-    home = tmp_path_factory.mktemp("lineage-page-home")
+@contextmanager
+def serving(pg, home: Path, dags: list, users: dict[str, str], adjust=lambda event: None):
+    """A real api-server (UI, auth, plugins) on a free port, its own ``lineage`` database, the
+    DAGs' run events stored through the ingest API with each team's key (``adjust`` may add
+    facets to an event first); yields {"url", "passwords", "log"}."""
+    team_of = {d.dag_id: d.team for d in dags}
     dbname = f"lineage_{secrets.token_hex(4)}"
     db_password = secrets.token_urlsafe(12)
     pg.ensure_database(dbname, "lineage", db_password)
-    seed_dags()
-    keys = {team: secrets.token_urlsafe(16) for team in TEAM_OF.values()}
+    keys = {team: secrets.token_urlsafe(16) for team in team_of.values()}
     platform_key = secrets.token_urlsafe(16)
-    passwords = {u: secrets.token_urlsafe(12) for u in USERS}
+    passwords = {u: secrets.token_urlsafe(12) for u in users}
     (home / "passwords.json").write_text(json.dumps(passwords))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__CORE__PLUGINS", "AIRFLOW_CONN_"))}
@@ -86,7 +96,7 @@ def platform(pg, tmp_path_factory):
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__MULTI_TEAM": "True",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in users.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
@@ -113,20 +123,10 @@ def platform(pg, tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, (home / "api-server.log").read_text()[-3000:]
             time.sleep(0.5)
-        for event in events_for(DAGS):  # each worker reports with its team's key
+        for event in events_for(dags):  # each worker reports with its team's key
+            adjust(event)
             name = event["job"]["name"]
-            for d in event["outputs"]:  # the provider's column lineage for the SQL that writes matches
-                if d["name"] == "referral.public.matches":
-                    d["facets"]["columnLineage"] = {
-                        "_producer": event["producer"], "fields": {"candidate_id": {"inputFields": [
-                            {"namespace": d["namespace"], "name": "referral.public.candidates", "field": "id",
-                             "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]}},
-                        "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json"}
-            if name.startswith(PIPELINE.dag_id + "."):  # the provider's airflow facet names the Airflow run
-                event["run"]["facets"]["airflow"] = {
-                    "_producer": event["producer"], "dagRun": {"dag_id": PIPELINE.dag_id, "run_id": PIPELINE_RUN},
-                    "_schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"}
-            key = keys[TEAM_OF[name.split(".")[0]]] if "." in name else platform_key
+            key = keys[team_of[name.split(".")[0]]] if "." in name else platform_key
             r = requests.post(f"{url}/lineage-explorer/api/v1/lineage", json=event,
                               headers={"Authorization": f"Bearer {key}"}, timeout=10)
             assert r.status_code == 201, r.text
@@ -139,6 +139,40 @@ def platform(pg, tmp_path_factory):
             proc.kill()
         log.close()
         pg.drop_database(dbname)
+
+
+def provider_facets(event: dict) -> None:
+    """What the provider adds to the fixture's events: the column lineage of the SQL that writes
+    referral's matches, and the Airflow run of the real looklyy DAG's tasks."""
+    for d in event["outputs"]:
+        if d["name"] == "referral.public.matches":
+            d["facets"]["columnLineage"] = {
+                "_producer": event["producer"], "fields": {"candidate_id": {"inputFields": [
+                    {"namespace": d["namespace"], "name": "referral.public.candidates", "field": "id",
+                     "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]}},
+                "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json"}
+    if event["job"]["name"].startswith(PIPELINE.dag_id + "."):
+        event["run"]["facets"]["airflow"] = {
+            "_producer": event["producer"], "dagRun": {"dag_id": PIPELINE.dag_id, "run_id": PIPELINE_RUN},
+            "_schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"}
+
+
+@pytest.fixture(scope="module")
+def platform(pg, tmp_path_factory):
+    """Three teams' DAGs (and the real looklyy DAG) in a store of their own."""
+    seed_dags()
+    with serving(pg, tmp_path_factory.mktemp("lineage-page-home"), DAGS, USERS, provider_facets) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def full_platform(pg, tmp_path_factory):
+    """The store as a full run of all 16 DAGs leaves it (tests/lineage_explorer/full_run.py)."""
+    from tests.lineage_explorer.conftest import seed_metadata
+
+    seed_metadata(FULL_RUN)
+    with serving(pg, tmp_path_factory.mktemp("lineage-page-full-run"), FULL_RUN, FULL_RUN_USERS) as served:
+        yield served
 
 
 def logged_in(browser, platform, user):
@@ -186,7 +220,7 @@ def drawn(frame) -> dict[str, set]:
 
 def readable(frame) -> dict:
     """What the graph looks like on screen: the smallest rendered label size (px), the longest
-    edge against the graph's width, every node inside the graph area at the start."""
+    edge against the graph's width."""
     return frame.evaluate("""() => {
         const cy = window.lineageGraph, w = cy.width();
         const fonts = cy.nodes().map(n => parseFloat(n.style('font-size')) * cy.zoom());
@@ -196,6 +230,25 @@ def readable(frame) -> dict:
         });
         return {minFont: Math.min(...fonts), maxEdge: Math.max(0, ...lengths), width: w, zoom: cy.zoom()};
     }""")
+
+
+def domains_outside(page, frame) -> dict[str, dict]:
+    """The domain boxes (with their titles) not wholly inside the part of the graph the window
+    shows: the graph's area on the page, within the window. {domain: its box and that area}."""
+    graph = frame.locator("#graph").bounding_box()  # page coordinates (the page's iframe included)
+    view = page.viewport_size
+    area = {"x1": max(graph["x"], 0), "y1": max(graph["y"], 0),
+            "x2": min(graph["x"] + graph["width"], view["width"]), "y2": min(graph["y"] + graph["height"], view["height"])}
+    boxes = frame.evaluate("""() => Object.fromEntries(window.lineageGraph.nodes('.domain').map(n => {
+        const b = n.renderedBoundingBox();
+        return [n.data('name'), {x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2}];
+    }))""")
+    out = {}
+    for name, b in boxes.items():
+        box = {"x1": graph["x"] + b["x1"], "y1": graph["y"] + b["y1"], "x2": graph["x"] + b["x2"], "y2": graph["y"] + b["y2"]}
+        if box["x1"] < area["x1"] or box["y1"] < area["y1"] or box["x2"] > area["x2"] or box["y2"] > area["y2"]:
+            out[name] = {"box": {k: round(v) for k, v in box.items()}, "area": {k: round(v) for k, v in area.items()}}
+    return out
 
 
 def wait_status(frame, pattern: str) -> None:
@@ -343,6 +396,43 @@ def test_the_dag_tab_shows_that_dags_jobs_and_admin_sees_every_team(platform, br
     assert looks["minFont"] >= 10, looks
     page.screenshot(path=str(SHOTS / "lineage-admin-expanded.png"))
     context.close()
+
+
+def test_the_platform_view_of_a_full_run_fits_the_page_as_admin_and_as_two_teams(full_platform, browser):
+    """Issue 23, item 1, at the scale of a full run (16 DAGs in 5 domains, 69 tasks, 94 datasets):
+    at 1500x950 the platform view opens with every domain box the user sees wholly in view, its
+    labels readable without zooming and no edge as long as the graph is wide; as admin (every
+    domain) and as two teams' op users (their own domain only). A DAG expanded into its tasks
+    keeps the labels readable. Screenshots: ``lineage-full-run-*.png``."""
+    statuses = {"admin": "16 DAGs in 5 domains, 14 datasets between DAGs",
+                "aurora_op": "4 DAGs in 1 domain, 8 datasets between DAGs",
+                "ecommerce_ml_op": "7 DAGs in 1 domain, 6 datasets between DAGs"}
+    expand = {"admin": "prediction_pipeline", "aurora_op": "prediction_pipeline",
+              "ecommerce_ml_op": "ecommerce_ml_events_funnels"}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for user, role in FULL_RUN_USERS.items():
+        team = role.split(":")[1] if ":" in role else None
+        mine = [d for d in FULL_RUN if team in (None, d.team)]
+        context, page = logged_in(browser, full_platform, user)
+        page.goto(full_platform["url"] + "/plugin/lineage")
+        frame = lineage_frame(page)
+        page.screenshot(path=str(SHOTS / f"lineage-full-run-{user}.png"))  # kept, also when it does not fit
+        seen = drawn(frame)
+        assert (seen["dag"], seen["domain"]) == ({d.dag_id for d in mine}, {d.team for d in mine}), user
+        assert frame.locator("#status").inner_text() == statuses[user]
+        looks = readable(frame)
+        assert looks["minFont"] >= 10 and looks["maxEdge"] < looks["width"], (user, looks)
+        assert domains_outside(page, frame) == {}, (user, looks)
+
+        frame.get_by_role("button", name=f"▸ {expand[user]}", exact=True).click()
+        frame.wait_for_function("(id) => window.lineageGraph.getElementById(id).hasClass('dag-open')",
+                                arg=f"dag:{expand[user]}", timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / f"lineage-full-run-{user}-{expand[user]}.png"))
+        tasks = {f"{expand[user]}.{t.task_id}" for d in mine if d.dag_id == expand[user] for t in d.tasks}
+        assert tasks <= drawn(frame)["job"], user
+        looks = readable(frame)
+        assert looks["minFont"] >= 10, (user, looks)
+        context.close()
 
 
 def test_the_page_without_a_login_fetches_nothing(platform, browser):

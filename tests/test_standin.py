@@ -175,10 +175,14 @@ def test_make_start_hands_the_platform_admin_key_to_stand_ins_in_their_environme
     (tmp_path / "secrets.json").write_text(__import__("json").dumps(old))
     key = Secrets.load_or_create(tmp_path / "secrets.json", ["referral"]).standin_admin_key
     assert len(key) >= 32 and Secrets.load_or_create(tmp_path / "secrets.json", ["referral"]).standin_admin_key == key
-    platform = LocalPlatform.__new__(LocalPlatform)
-    platform.config = type("Cfg", (), {"secrets": Secrets.load_or_create(tmp_path / "secrets.json", ["referral"])})()
+    from devplatform.config import PlatformConfig
+
+    platform = LocalPlatform(PlatformConfig(state=tmp_path, domains=["referral"], pg_port=45001, domain_redis_port=45002))
     monkeypatch.setattr(LocalPlatform, "env", lambda self: {"PATH": "/usr/bin"})
-    assert platform.standin_env() == {"PATH": "/usr/bin", ADMIN_KEY_ENV: key}
+    # and the platform's own state folder and ports (a test's or a benchmark's platform is not make start's)
+    assert platform.standin_env() == {"PATH": "/usr/bin", "PLATFORM_STATE_DIR": str(tmp_path.resolve()),
+                                      "PLATFORM_PG_PORT": "45001", "PLATFORM_DOMAIN_REDIS_PORT": "45002",
+                                      ADMIN_KEY_ENV: key}
 
 
 def test_serve_standin_takes_the_admin_key_from_its_environment(monkeypatch):

@@ -1,12 +1,12 @@
 """aurora's history: the valid rows of a window read from its database (I/O only).
 
-:func:`read_history` streams each table as CSV (``COPY (query) TO STDOUT``) into pandas;
+:func:`read_history` streams each table as CSV (``COPY (query) TO STDOUT``) into pandas
+(``shared.db.copy_frame``, parsed block by block as the server sends it);
 ``domains.aurora.features`` computes the features from the :class:`History` it returns.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 from domains.aurora.app import LEVEL_MAX, LEVEL_MIN, MAX_EVENT_MINUTES
 from domains.aurora.db import HISTORY_TABLES
-from shared.db import copy_out
+from shared.db import copy_frame
 
 # The history's tables: its name for each (a ``History`` field) -> the app's table it reads.
 TABLES = HISTORY_TABLES
@@ -86,8 +86,8 @@ _COLUMNS: dict[str, dict[str, str | None]] = {
     "exercise": {"user_id": "int64", "started_at": "time", "duration_minutes": "int64", "intensity": "int64"},
     "friends": {"user_id": "int64", "connected_at": "time"},
 }
-# COPY's NULL marker: an empty string stays "" (never NaN); a text value "\N" would read as NULL
-# (no such value in these columns: tiers and event types are fixed words)
+# COPY's NULL marker (``copy_frame``'s): an empty string stays "" (never NaN); a text value "\N"
+# would read as NULL (no such value in these columns: tiers and event types are fixed words)
 _CSV_NULL = r"\N"
 
 
@@ -113,9 +113,9 @@ def history_queries(start, end, user_ids=None, tables: Iterable[str] | None = No
     return sql, params
 
 
-def _copy_sql(name: str, sql: str) -> str:
-    """COPY of the table's query (``_QUERIES``) as CSV, the time columns as microseconds since
-    the epoch and ``sleep_date`` as days since it (integers: parsed without strings or time zones)."""
+def _select_sql(name: str, sql: str) -> str:
+    """The table's query (``_QUERIES``) with the time columns as microseconds since the epoch and
+    ``sleep_date`` as days since it (integers: parsed without strings or time zones)."""
     select = []
     for col, kind in _COLUMNS[name].items():
         if kind == "time":
@@ -125,16 +125,16 @@ def _copy_sql(name: str, sql: str) -> str:
         else:
             select.append(f"q.{col}")
     # a projection over the query: its rows in its order (events: ORDER BY of the DISTINCT ON)
-    return (f"COPY (SELECT {', '.join(select)} FROM ({sql}) AS q) TO STDOUT "
-            f"WITH (FORMAT csv, HEADER, NULL '{_CSV_NULL}')")
+    return f"SELECT {', '.join(select)} FROM ({sql}) AS q"
 
 
-def _frame_from_csv(name: str, data: io.BytesIO) -> pd.DataFrame:
-    """One table's rows (``_copy_sql``) as the frame ``pd.DataFrame(rows)`` +
-    ``pd.to_datetime(utc=True)`` built: same columns, dtypes, values, NaN/NaT."""
+def _read_table(cur, name: str, sql: str, params: dict) -> pd.DataFrame:
+    """One table's rows (``_select_sql``, read by ``copy_frame``) as the frame ``pd.DataFrame(rows)``
+    + ``pd.to_datetime(utc=True)`` built: same columns, dtypes, values, NaN/NaT."""
     spec = _COLUMNS[name]
-    frame = pd.read_csv(data, dtype={c: t for c, t in spec.items() if t in ("int64", "str")},
-                        true_values=["t"], false_values=["f"], na_values=[_CSV_NULL], keep_default_na=False)
+    frame = copy_frame(cur, _select_sql(name, sql), params, null=_CSV_NULL,
+                       dtype={c: t for c, t in spec.items() if t in ("int64", "str")},
+                       true_values=["t"], false_values=["f"])
     if list(frame.columns) != list(spec):
         raise RuntimeError(f"history {name}: the query's columns {list(frame.columns)} are not {list(spec)}")
     if frame.empty:  # no rows: what DataFrame([], columns=...) gave (object columns), times then parsed
@@ -162,16 +162,15 @@ def read_history(conn, start, end, user_ids=None, tables: Iterable[str] | None =
     these types (else all). :func:`history_needs` gives both for a set of features.
 
     Each table streams as CSV (``COPY (query) TO STDOUT``, its parameters bound client-side by
-    the driver) into ``pd.read_csv``: the frames ``pd.DataFrame(cur.fetchall())`` gave, without a
-    Python object per value (side by side: ``python -m benchmarks.aurora_features --reader``)."""
+    the driver) into ``pd.read_csv`` block by block (``shared.db.copy_frame``): the frames
+    ``pd.DataFrame(cur.fetchall())`` gave, without a Python object per value and without the
+    whole CSV in memory (side by side: ``python -m benchmarks.aurora_features --reader``)."""
     queries, params = history_queries(start, end, user_ids, tables, event_types)
     frames = {}
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         for name, sql in queries.items():
-            data = copy_out(cur, _copy_sql(name, sql), params)
-            frames[name] = _frame_from_csv(name, data)
-            del data
+            frames[name] = _read_table(cur, name, sql, params)
     conn.commit()
     return History(utc_timestamp(start), utc_timestamp(end), **frames,
                    event_types=tuple(params["event_types"]) if "events" in frames and event_types is not None else None)

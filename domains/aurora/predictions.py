@@ -156,8 +156,10 @@ def events_for(rows: pd.DataFrame):
         uid, target, day = int(uid_list[a]), targets[a], days[a]
         data = {"user_id": uid, "target": target, "target_date": str(day), "as_of": as_ofs[a],
                 "model_name": names[a], "model_version": int(versions[a]), "predictions": preds}
-        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds],
-                                           sort_keys=True).encode()).hexdigest()[:16]
+        # the prediction dicts' keys are written in sorted order, so this is the text that
+        # sort_keys=True gave (the event ids of earlier runs stay the same) without sorting
+        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds]
+                                           ).encode()).hexdigest()[:16]
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
@@ -206,17 +208,22 @@ def cache_predictions(as_of) -> dict:
             rows = cur.fetchall()
         conn.commit()
     hashes: dict[str, dict] = {}
+    stamp = as_of.isoformat()
+    iso: dict = {}  # each distinct time and day formatted once (12 energy steps, a few days)
     for uid, target, day, t, value, version in rows:
-        h = hashes.setdefault(f"{KEY_PREFIX}{uid}", {"as_of": as_of.isoformat(), "models": {}})
+        h = hashes.get(uid)
+        if h is None:
+            h = hashes[uid] = {"as_of": stamp, "models": {}}
         h["models"][target] = version
+        day_text = iso.get(day) or iso.setdefault(day, day.isoformat())
         if target == "energy":
-            h.setdefault("energy", []).append([t.isoformat(), value])
-            h["energy_date"] = day.isoformat()
+            h.setdefault("energy", []).append([iso.get(t) or iso.setdefault(t, t.isoformat()), value])
+            h["energy_date"] = day_text
         else:
             h[target] = value
-            h[f"{target}_date"] = day.isoformat()
-    encoded = {k: {f: (json.dumps(v) if isinstance(v, list | dict) else v) for f, v in h.items()}
-               for k, h in hashes.items()}
+            h[f"{target}_date"] = day_text
+    encoded = {f"{KEY_PREFIX}{uid}": {f: (json.dumps(v) if isinstance(v, list | dict) else v) for f, v in h.items()}
+               for uid, h in hashes.items()}
     written = replace_hashes(client, encoded, ttl=CACHE_TTL_SECONDS)
     log.info("cached the predictions of %d user(s) in Redis (TTL %d s)", written, CACHE_TTL_SECONDS)
     return {"users": written, "ttl_seconds": CACHE_TTL_SECONDS}

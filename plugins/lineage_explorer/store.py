@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,8 @@ class RunEvent:
     job_namespace: str
     job_name: str
     raw: str | None = None  # the JSON text ``payload`` was read from, stored as it is (no re-encoding)
+    # the ``parent`` run facet's runs (see parent_runs), read once by parse
+    parents: tuple[tuple[str, str, str, str], ...] = ()
 
     @classmethod
     def parse(cls, payload: Any, raw: str | None = None) -> RunEvent:
@@ -126,9 +129,8 @@ class RunEvent:
         event_type = payload.get("eventType") or ""
         if event_type and event_type not in (*RUN_STATES, "OTHER"):
             raise InvalidEvent(f"unknown eventType {event_type!r}")
-        event = cls(payload, run_id, event_type, event_time, ns, name, raw)
-        event.parent_runs()  # a parent the store could not check is no run event it keeps
-        return event
+        # a parent the store could not check is no run event it keeps
+        return cls(payload, run_id, event_type, event_time, ns, name, raw, tuple(cls._parent_runs(run)))
 
     @property
     def parent_job_name(self) -> str | None:
@@ -139,8 +141,18 @@ class RunEvent:
         """The runs the ``parent`` run facet and its ``root`` attach this event to, as
         ``(facet, run id, job namespace, job name)``. Both need a UUID run id and a job
         (namespace, name), as the spec's ParentRunFacet requires: a run that cannot be checked
-        is :class:`InvalidEvent`, not kept."""
-        parent = (self.payload["run"].get("facets") or {}).get("parent")
+        is :class:`InvalidEvent`, not kept (by :meth:`parse`, which reads them once)."""
+        return list(self.parents)
+
+    @cached_property
+    def parents_json(self) -> str:
+        """:meth:`parent_runs` as the ingest functions take them (JSON ``[{label, run_id, namespace, name}]``)."""
+        return json.dumps([{"label": label, "run_id": run_id, "namespace": ns, "name": name}
+                           for label, run_id, ns, name in self.parents])
+
+    @staticmethod
+    def _parent_runs(event_run: dict) -> list[tuple[str, str, str, str]]:
+        parent = (event_run.get("facets") or {}).get("parent")
         if parent is None:
             return []
         if not isinstance(parent, dict):
@@ -176,9 +188,15 @@ class LineageStore:
         self._pool = psycopg2.pool.ThreadedConnectionPool(1, maxconn, dsn)
         self._migrated = False
         self._lock = threading.Lock()
-        # how ingest_batch stored its batches: one set-based call, or one event after the other
+        # how ingest_batch stored its batches: set-based (in one call or more, with the late
+        # events between them one at a time), or every event one after the other
         self.batches_set_based = 0
         self.batches_one_at_a_time = 0
+        self.events_one_at_a_time = 0
+        # per job: the newest event time this store stored for it (or read from lineage_job), so
+        # that ingest_batch sees which events of a batch are late before the set-based call does
+        self._job_times: dict[tuple[str, str], datetime] = {}
+        self._job_times_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.closeall()
@@ -226,10 +244,18 @@ class LineageStore:
         """Store many events in one transaction (group commit), each exactly as :meth:`ingest`
         would, in order; returns per event True (stored), False (already stored) or the
         :class:`RefusedEvent` (or database error) it got. A refused event writes nothing, so it
-        needs no savepoint. When the transaction fails as a whole (a concurrent writer claimed
-        a run in between, a deadlock with another writer, an event the database rejects), it is
-        rolled back and every event is stored on its own, one transaction each, so one event's
-        failure is that event's only."""
+        needs no savepoint.
+
+        The batch is cut, in arrival order, into runs of events that are not late (each no older
+        than its job's newest event stored or before it in the batch): each run of at least
+        SET_BASED_FROM events is stored by one set-based call, and every other event, a late
+        one in particular, on its own between them; in that order, the result is that of one
+        event after the other. When a set-based call gives up (something this store did not
+        know: another writer stored newer events, an event it could refuse), the transaction
+        is rolled back and the whole batch stored one event after the other. When the
+        transaction fails as a whole (a concurrent writer claimed a run in between, a deadlock
+        with another writer, an event the database rejects), it is rolled back and every event
+        is stored on its own, one transaction each, so one event's failure is that event's only."""
         if not items:
             return []
         try:
@@ -237,23 +263,21 @@ class LineageStore:
                 results: list[bool | Exception] | None = None
                 if len(items) >= self.SET_BASED_FROM:
                     try:
-                        results = self._ingest_set(conn, items)
+                        results = self._ingest_segments(conn, items)
                     except psycopg2.Error:  # LN410 (an event older than a stored row), LN409, a deadlock
+                        pass
+                    if results is None:  # nothing of the batch stays; what this store knew was not so
                         conn.rollback()
+                        self._forget_jobs(items)
                 if results is None:  # one event after the other, still in one transaction
                     self.batches_one_at_a_time += 1
-                    results = []
-                    for event, owner, team in items:
-                        try:
-                            results.append(self._ingest(conn, event, owner, team))
-                        except RefusedEvent as e:
-                            results.append(e)
-                else:
-                    self.batches_set_based += 1
+                    results = self._ingest_each(conn, items)
                 conn.commit()
+                self._remember_jobs(items, results)
                 return results
         except psycopg2.Error:
             pass  # rolled back by connection(): nothing of the batch is stored
+        self._forget_jobs(items)
         out: list[bool | Exception] = []
         for event, owner, team in items:
             try:
@@ -261,6 +285,72 @@ class LineageStore:
             except (RefusedEvent, psycopg2.Error) as e:
                 out.append(e)
         return out
+
+    def _ingest_each(self, conn: Any, items: list[tuple[RunEvent, Owner, str | None]]) -> list[bool | Exception]:
+        self.events_one_at_a_time += len(items)
+        results: list[bool | Exception] = []
+        for event, owner, team in items:
+            try:
+                results.append(self._ingest(conn, event, owner, team))
+            except RefusedEvent as e:
+                results.append(e)
+        return results
+
+    def _ingest_segments(self, conn: Any, items: list[tuple[RunEvent, Owner, str | None]]) -> list[bool | Exception] | None:
+        """The batch as runs of events that are not late, set-based, and the rest one at a time
+        (see :meth:`ingest_batch`), in the caller's transaction; None when a set-based call gave
+        up (the caller rolls back)."""
+        latest = self._job_latest(conn, {(ev.job_namespace, ev.job_name) for ev, _, _ in items})
+        segments: list[list[int]] = [[]]
+        for i, (ev, _, _) in enumerate(items):
+            job = (ev.job_namespace, ev.job_name)
+            if job in latest and ev.event_time < latest[job]:  # late: on its own
+                segments += [[i], []]
+            else:
+                latest[job] = ev.event_time
+                segments[-1].append(i)
+        if not any(len(seg) >= self.SET_BASED_FROM for seg in segments):
+            self.batches_one_at_a_time += 1
+            return self._ingest_each(conn, items)
+        results: list[bool | Exception] = []
+        for seg in segments:
+            part = [items[i] for i in seg]
+            if len(seg) < self.SET_BASED_FROM:
+                results += self._ingest_each(conn, part)
+                continue
+            stored = self._ingest_set(conn, part)
+            if stored is None:
+                return None
+            results += stored
+        self.batches_set_based += 1
+        return results
+
+    def _job_latest(self, conn: Any, jobs: set[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+        """The newest event time stored per job of ``jobs``: what this store stored, else the
+        job's row (read once, then kept up to date by :meth:`_remember_jobs`)."""
+        with self._job_times_lock:
+            known = {j: self._job_times[j] for j in jobs if j in self._job_times}
+        unknown = sorted(jobs - known.keys())
+        if unknown:
+            with conn.cursor() as cur:
+                cur.execute("SELECT j.namespace, j.name, j.updated_at FROM lineage_job j"
+                            " JOIN unnest(%s::text[], %s::text[]) AS u(ns, name) ON (j.namespace, j.name) = (u.ns, u.name)",
+                            ([ns for ns, _ in unknown], [name for _, name in unknown]))
+                known.update({(ns, name): t for ns, name, t in cur.fetchall()})
+        return known
+
+    def _remember_jobs(self, items: list[tuple[RunEvent, Owner, str | None]], results: list[bool | Exception]) -> None:
+        with self._job_times_lock:
+            for (ev, _, _), result in zip(items, results, strict=True):
+                if not isinstance(result, Exception):
+                    job = (ev.job_namespace, ev.job_name)
+                    if job not in self._job_times or self._job_times[job] < ev.event_time:
+                        self._job_times[job] = ev.event_time
+
+    def _forget_jobs(self, items: list[tuple[RunEvent, Owner, str | None]]) -> None:
+        with self._job_times_lock:
+            for ev, _, _ in items:
+                self._job_times.pop((ev.job_namespace, ev.job_name), None)
 
     def ingest_many(self, events: Iterable[RunEvent], resolve: Callable[[RunEvent], Owner], batch: int = 500,
                     refused: list[str] | None = None) -> tuple[int, int]:
@@ -299,11 +389,9 @@ class LineageStore:
         stored row; LN409); the caller rolls back."""
         cols: list[list[Any]] = [[] for _ in range(12)]
         for ev, owner, team in items:
-            parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
-                       for label, run_id, ns, name in ev.parent_runs()]
             for col, value in zip(cols, (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
                                          ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
-                                         RUN_STATES.get(ev.event_type), json.dumps(parents)), strict=True):
+                                         RUN_STATES.get(ev.event_type), ev.parents_json), strict=True):
                 col.append(value)
         with conn.cursor() as cur:
             cur.execute(
@@ -326,14 +414,12 @@ class LineageStore:
         caller's transaction; the function reads what it derives from the payload itself. Raises
         :class:`RefusedEvent` (nothing written), or the database's error (SQLSTATE ``LN409``: a
         concurrent event claimed the run); the caller rolls back."""
-        parents = [{"label": label, "run_id": run_id, "namespace": ns, "name": name}
-                   for label, run_id, ns, name in ev.parent_runs()]
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT lineage_ingest_event(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::jsonb)",
                 (ev.run_id, ev.event_type, ev.event_time, ev.job_namespace, ev.job_name, team,
                  ev.raw or json.dumps(ev.payload), owner.dag_id, owner.team, ev.parent_job_name,
-                 RUN_STATES.get(ev.event_type), json.dumps(parents)),
+                 RUN_STATES.get(ev.event_type), ev.parents_json),
             )
             result = cur.fetchone()[0]
         if result[0] == "refused":

@@ -13,11 +13,11 @@ const cy = cytoscape({
   wheelSensitivity: 0.3,
   style: [
     { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 400, "font-size": 13,
-      "text-valign": "center", "text-halign": "center", width: "data(w)", height: 44, "border-width": 1 } },
+      "text-valign": "center", "text-halign": "center", width: "data(w)", height: 38, "border-width": 1 } },
     { selector: "node.domain", style: { shape: "round-rectangle", "background-color": "#f7fafc", "border-color": "#cbd5e0",
-      "text-valign": "top", "text-halign": "center", "font-size": 15, "font-weight": 600, padding: 14, color: "#2d3748" } },
+      "text-valign": "top", "text-halign": "center", "font-size": 15, "font-weight": 600, padding: 10, color: "#2d3748" } },
     { selector: "node.dag", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0",
-      "border-width": 2, "font-weight": 600, height: 50 } },
+      "border-width": 2, "font-weight": 600, height: 40 } },
     { selector: "node.dag-open", style: { shape: "round-rectangle", "background-color": "#fff", "border-color": "#2b6cb0",
       "border-style": "dashed", "text-valign": "top", "font-weight": 600, padding: 10 } },
     { selector: "node.job", style: { shape: "round-rectangle", "background-color": "#ebf4ff", "border-color": "#2b6cb0" } },
@@ -122,32 +122,124 @@ function draw(nodes, edges, focus) {
     const [source, target] = key.split("\u0000");
     return { group: "edges", data: { id: key, source, target } };
   }));
-  // left to right, unless top to bottom fits the graph area at a clearly larger size; a layout
-  // whose longest edge, at the zoom it is shown at, spans less than the graph area comes first
-  const longestEdge = () => Math.max(0, ...cy.edges().map((e) => {
-    const a = e.source().position(), b = e.target().position();
-    return Math.hypot(a.x - b.x, a.y - b.y);
-  }));
-  let best = null;
-  for (const rankDir of ["LR", "TB"]) {
-    cy.layout({ name: "dagre", rankDir, nodeSep: 16, rankSep: 50 }).run();
-    cy.fit(undefined, 24);
-    const shown = Math.min(1.4, Math.max(cy.zoom(), READABLE_ZOOM));
-    const fits = longestEdge() * shown < cy.width() - 48;
-    if (!best || (fits && !best.fits) || (fits === best.fits && cy.zoom() > best.zoom * 1.15)) {
-      best = { rankDir, zoom: cy.zoom(), fits };
-    }
-    if (fits && cy.zoom() >= 1) break;
-  }
-  if (best.rankDir !== "TB") {
-    cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
-    cy.fit(undefined, 24);
-  }
+  if (cy.nodes(".domain").length) packDomains(); else layoutWhole();
   fitReadable();
   const jobs = nodes.filter((n) => n.type === "job").length;
   status(`${jobs} job${jobs === 1 ? "" : "s"}, ${nodes.length - jobs} dataset${nodes.length - jobs === 1 ? "" : "s"}` +
          (DAG_ID ? ` of DAG ${DAG_ID}` : "") + (focus ? ` around ${focus}` : ""));
   if (focus) cy.getElementById(focus).select();
+}
+
+// The longest edge of a collection (model px, between node centres).
+const longestEdge = (edges) => Math.max(0, ...edges.map((e) => {
+  const a = e.source().position(), b = e.target().position();
+  return Math.hypot(a.x - b.x, a.y - b.y);
+}));
+
+// One graph, one dagre layout: left to right, unless top to bottom fits the graph area at a
+// clearly larger size; a layout whose longest edge, at the zoom it is shown at, spans less than
+// the graph area comes first.
+function layoutWhole() {
+  let best = null;
+  for (const rankDir of ["LR", "TB"]) {
+    cy.layout({ name: "dagre", rankDir, nodeSep: 16, rankSep: 50 }).run();
+    cy.fit(undefined, 24);
+    const shown = Math.min(1.4, Math.max(cy.zoom(), READABLE_ZOOM));
+    const fits = longestEdge(cy.edges()) * shown < cy.width() - 48;
+    if (!best || (fits && !best.fits) || (fits === best.fits && cy.zoom() > best.zoom * 1.15)) {
+      best = { rankDir, zoom: cy.zoom(), fits };
+    }
+    if (fits && cy.zoom() >= 1) break;
+  }
+  if (best.rankDir !== "TB") cy.layout({ name: "dagre", rankDir: best.rankDir, nodeSep: 16, rankSep: 50 }).run();
+}
+
+// The platform view: each domain's box laid out on its own (dagre, left to right and top to
+// bottom), then the boxes packed into rows (shelves), choosing each box's direction and the rows'
+// width so that the whole platform is shown as large as it can be: every box in view with
+// readable labels when that is possible, else readable and no wider than the graph area.
+// A dataset of several domains (outside every box) is a block of its own: packed last, it fills
+// what the rows leave free.
+const BOX_GAP = 24; // model px between packed boxes
+
+// A block laid out one way: its box and where each of its nodes went.
+function layoutBlock(block, rankDir) {
+  const inner = block.connectedEdges().filter((e) => block.has(e.source()) && block.has(e.target()));
+  block.union(inner).layout({ name: "dagre", rankDir, nodeSep: 10, rankSep: 30, fit: false }).run();
+  const bb = block.boundingBox();
+  return { x1: bb.x1, y1: bb.y1, w: bb.w, h: bb.h, longest: longestEdge(inner),
+           positions: block.filter((n) => n.isChildless()).map((n) => [n, { ...n.position() }]) };
+}
+
+// Boxes ({w, h}) in rows, in order, a row no wider than `limit` unless one box is: {rows, w, h};
+// a row: {h, items: [[index of the box, its x]]}.
+function shelves(boxes, limit) {
+  const rows = [];
+  boxes.forEach((box, i) => {
+    const row = rows[rows.length - 1];
+    if (row && row.w + BOX_GAP + box.w <= limit) {
+      row.items.push([i, row.w + BOX_GAP]);
+      row.w += BOX_GAP + box.w;
+      row.h = Math.max(row.h, box.h);
+    } else rows.push({ items: [[i, 0]], w: box.w, h: box.h });
+  });
+  return { rows, w: Math.max(...rows.map((r) => r.w)), h: rows.reduce((h, r) => h + r.h, 0) + BOX_GAP * (rows.length - 1) };
+}
+
+function packDomains() {
+  const groups = [...cy.nodes(".domain").map((d) => d.union(d.descendants())),
+                  ...cy.nodes().filter((n) => n.isOrphan() && !n.hasClass("domain")).map((n) => n.collection())];
+  const blocks = groups.map((eles) => {
+    const [lr, tb] = [layoutBlock(eles, "LR"), layoutBlock(eles, "TB")];
+    const ways = Math.round(lr.w) === Math.round(tb.w) && Math.round(lr.h) === Math.round(tb.h) ? [lr] : [lr, tb];
+    return { ways, compact: ways.reduce((x, y) => (x.w * x.h <= y.w * y.h ? x : y)) };
+  });
+  // the largest first (dagre is deterministic: a stable order)
+  blocks.sort((a, b) => b.compact.w * b.compact.h - a.compact.w * a.compact.h);
+
+  const fitW = cy.width() - 48, fitH = cy.height() - 48; // fitReadable's margins
+  // better: no edge of a box as long as the graph area is wide; then everything in view at a
+  // readable zoom (the larger, the better, up to 1.4, then the one that would fill the area
+  // best); else readable within the graph's width (the shorter, the better); else as narrow,
+  // then as short, as can be
+  const score = (ways, packed) => {
+    const fill = Math.min(fitW / packed.w, fitH / packed.h), zoom = Math.min(fill, 1.4);
+    const fits = ways.every((w) => w.longest * Math.max(zoom, READABLE_ZOOM) < fitW);
+    if (zoom >= READABLE_ZOOM) return [fits, 2, zoom, fill];
+    if (packed.w * READABLE_ZOOM <= fitW) return [fits, 1, -packed.h, 0];
+    return [fits, 0, -packed.w, -packed.h];
+  };
+  const better = (a, b) => { const i = a.findIndex((x, k) => x !== b[k]); return i >= 0 && a[i] > b[i]; };
+  let best = null;
+  // every choice of directions (up to 64 choices; beyond, each box its more compact way)
+  const choices = blocks.reduce((n, b) => n * b.ways.length, 1);
+  for (let c = 0; c < (choices <= 64 ? choices : 1); c++) {
+    let rest = c;
+    const ways = blocks.map((b) => {
+      if (choices > 64) return b.compact;
+      const way = b.ways[rest % b.ways.length];
+      rest = Math.floor(rest / b.ways.length);
+      return way;
+    });
+    const limits = new Set(); // the widths at which the rows change: those of runs of consecutive boxes
+    for (let i = 0; i < ways.length; i++) {
+      let w = -BOX_GAP;
+      for (let j = i; j < ways.length; j++) limits.add((w += BOX_GAP + ways[j].w));
+    }
+    for (const limit of limits) {
+      const packed = shelves(ways, limit);
+      const s = score(ways, packed);
+      if (!best || better(s, best.score)) best = { score: s, ways, packed };
+    }
+  }
+  let y = 0;
+  for (const row of best.packed.rows) {
+    for (const [i, x] of row.items) {
+      const way = best.ways[i];
+      for (const [n, p] of way.positions) n.position({ x: p.x - way.x1 + x, y: p.y - way.y1 + y });
+    }
+    y += row.h + BOX_GAP;
+  }
 }
 
 // Every job the user may see (or the DAG's), with the datasets it reads and writes.

@@ -272,6 +272,46 @@ def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
         pg.drop_database(other_dsn.rsplit("/", 1)[1])
 
 
+def test_late_events_inside_a_batch_go_one_at_a_time_between_set_based_calls(store, lineage_dsn, pg):
+    """Runs of each DAG an hour apart reported at once (as concurrent runs, a backfill or
+    workers catching up report them): the middle hour's stored first, then one batch with the
+    latest hour's events interleaved with the earliest's. Only the late events (older than their
+    job's newest, stored or earlier in the batch) go one at a time, the runs of events between
+    them set-based; every column of every table is what storing one event after the other gives."""
+    from lineage_explorer.store import LineageStore
+
+    owner = {d.dag_id: d.team for d in three_teams()}
+
+    def item(e: dict) -> tuple[RunEvent, Owner, str | None]:
+        dag = e["job"]["name"].split(".")[0]
+        return RunEvent.parse(e, raw=json.dumps(e)), Owner(dag, owner[dag]), owner[dag] if "." in e["job"]["name"] else None
+
+    earlier, middle, later = (day(FIRST + timedelta(hours=h), "v-1") for h in range(3))
+    mixed = []  # four events of the latest runs, then two of the earliest, ...
+    for i in range(0, max(len(later), 2 * len(earlier)), 4):
+        mixed += later[i:i + 4] + earlier[i // 2:i // 2 + 2]
+    batches = [middle, mixed]
+    late = sum(1 for i, e in enumerate(mixed) if any(
+        x["job"]["name"] == e["job"]["name"] and x["eventTime"] > e["eventTime"] for x in middle + mixed[:i]))
+    assert late == len(earlier)
+    results = [store.ingest_batch([item(e) for e in b]) for b in batches]
+    assert results == [[True] * len(b) for b in batches]
+    assert (store.batches_set_based, store.batches_one_at_a_time) == (2, 0)
+    assert store.events_one_at_a_time == late
+
+    other_dsn = lineage_dsn + "_seq"
+    pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])
+    sequential = LineageStore(other_dsn)
+    try:
+        for b in batches:
+            for e in b:
+                sequential.ingest(*item(e))
+        assert_same_store(lineage_dsn, other_dsn)
+    finally:
+        sequential.close()
+        pg.drop_database(other_dsn.rsplit("/", 1)[1])
+
+
 def test_concurrent_workers_over_http(explorer, standin, lineage_dsn, monkeypatch):
     """Eight workers post whole runs at once through the provider's http transport with their
     team's keys (the endpoint's group commit stores them together, set-based whatever a batch's

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urljoin
 
 from devplatform.config import PlatformConfig
 from devplatform.paths import ROOT
@@ -42,6 +43,43 @@ def test_each_process_reports_with_its_own_key(tmp_path, monkeypatch):
         assert not any(k.startswith("AIRFLOW__LINEAGE_EXPLORER__") for k in platform.component_env(name))
     # keys are generated once and kept
     assert PlatformConfig(state=tmp_path).secrets.lineage_ingest_keys == s.lineage_ingest_keys
+
+
+def test_every_emitting_process_reaches_the_explorer_without_a_proxy_lookup(tmp_path, monkeypatch):
+    """NO_PROXY names the api-server's host in every process that emits events (the entries
+    already set are kept): requests, under the provider's http transport, then takes its
+    no-proxy branch for the explorer's URL and sends nothing through a proxy set for the rest."""
+    import requests
+    from requests.utils import should_bypass_proxies
+
+    monkeypatch.delenv("PLATFORM_OPENLINEAGE", raising=False)
+    for key in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NO_PROXY", "corp.example, .internal")
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8")
+    cfg = PlatformConfig(state=tmp_path, api_port=41234)
+    platform = LocalPlatform(cfg, quiet=True)
+    envs = {name: platform.component_env(name) for name in ("scheduler", "dag-processor", "api-server")}
+    for team in cfg.domains:
+        envs[f"worker-{team}"] = platform.team_runtime(team).worker_env()
+        envs[f"triggerer-{team}"] = platform.component_env(f"triggerer-{team}")
+    url = "http://127.0.0.1:41234/lineage-explorer/api/v1/lineage"
+    assert urljoin(transport(envs["scheduler"])["url"], transport(envs["scheduler"])["endpoint"]) == url
+    for name, env in envs.items():
+        assert env["NO_PROXY"] == env["no_proxy"] == "10.0.0.0/8,corp.example,.internal,127.0.0.1", name
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    for key in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(key)
+    # without it, requests looks the proxy up for the explorer's URL and would use it
+    assert not should_bypass_proxies(url, None)
+    assert requests.Session().merge_environment_settings(url, {}, None, None, None)["proxies"]["http"] == (
+        "http://proxy.invalid:3128")
+    for key in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(key, envs["worker-referral"][key])
+    assert should_bypass_proxies(url, None)
+    assert "http" not in requests.Session().merge_environment_settings(url, {}, None, None, None)["proxies"]
+    assert not should_bypass_proxies("http://198.51.100.7/", None)  # only the platform's hosts
 
 
 def test_file_transport_stays_available_for_debugging(tmp_path, monkeypatch):

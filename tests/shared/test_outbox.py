@@ -96,3 +96,52 @@ def test_broker_down_events_wait_then_go_out(db, kafka_broker, caplog):
     with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
         got = consumer.read(expected=7, timeout=40)
     assert sorted(e["data"]["n"] for e in got) == list(range(7)) and consumer.duplicates == 0
+
+
+def test_a_broker_lost_mid_publish_leaves_exactly_the_unacknowledged_rows_for_the_next_publish(db, kafka_broker):
+    """At-least-once across batches: the broker goes down after the first batch was acknowledged
+    and marked. Rows are marked only for acknowledged messages; the rest (sent into the outage,
+    or never acknowledged) stay unpublished with their attempt and error recorded, and the next
+    publish, to the broker back up (a new, empty cluster), sends exactly those, each once."""
+    import threading
+    import time
+
+    n, batch = 12_000, 1_000
+    with db.cursor() as cur:
+        add_events(cur, events(n), source="tests")
+    db.commit()
+    stopped = threading.Event()
+
+    def stop_after_the_first_batch() -> None:
+        with closing(DATABASE.connect()) as watcher:
+            deadline = time.monotonic() + 60
+            while pending_count(watcher) == n and time.monotonic() < deadline:
+                watcher.rollback()
+                time.sleep(0.005)
+        kafka_broker.stop()
+        stopped.set()
+
+    watcher = threading.Thread(target=stop_after_the_first_batch)
+    watcher.start()
+    result = publish_outbox(db, "aurora_kafka", batch_size=batch, flush_timeout=5)
+    watcher.join()
+    assert stopped.is_set()
+    with db.cursor() as cur:
+        cur.execute("SELECT event_id::text, published_at IS NOT NULL, attempts, last_error FROM event_outbox ORDER BY id")
+        rows = cur.fetchall()
+    db.commit()
+    marked = [r for r in rows if r[1]]
+    waiting = [r for r in rows if not r[1]]
+    assert result.published == len(marked) and result.waiting == len(waiting)
+    assert batch <= len(marked) < n and result.waiting > 0
+    assert all(r[2] == 1 and r[3] is None for r in marked)
+    tried = [r for r in waiting if r[2] == 1]  # the batch sent into the outage: attempt and error recorded
+    assert tried and all(r[3] for r in tried)
+    kafka_broker.start()
+    assert publish_outbox(db, "aurora_kafka").published == len(waiting)
+    assert pending_count(db) == 0
+    with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
+        got = consumer.read(expected=len(waiting), timeout=60)
+        got += consumer.read(timeout=6, idle=3)
+    assert sorted(e["event_id"] for e in got) == sorted(r[0] for r in waiting)
+    assert consumer.duplicates == 0

@@ -1,0 +1,166 @@
+"""The platform's memory as PSS, per process kind (issue 25), for ``benchmarks/executors.py``.
+
+RSS summed over processes counts every page shared between forks (a Celery worker and its
+pool, the dag-processor's zygotes and their children, PostgreSQL's backends and its shared
+buffers) once per process. PSS (``/proc/<pid>/smaps_rollup``) charges a shared page to each
+process that maps it by its share, so the sum over processes is the memory they take together.
+USS (private pages only) is what stopping the process would give back.
+
+Caveat, said where the figures are printed: a page shared with processes outside the platform
+(the same ``.so`` files mapped by another platform on the machine) is charged partly to them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+KIB = 1024
+
+
+def parse_smaps_rollup(text: str) -> dict[str, int]:
+    """``/proc/<pid>/smaps_rollup``'s ``Key:   123 kB`` lines as {key: bytes}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
+            out[parts[0][:-1]] = int(parts[1]) * KIB
+    return out
+
+
+def smaps_rollup(pid: int) -> dict[str, int] | None:
+    """The process's rollup in bytes, or None when it is gone or not ours to read."""
+    try:
+        return parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+@dataclass
+class Usage:
+    """One kind's processes: how many, and their PSS, USS and RSS summed (bytes)."""
+
+    count: int = 0
+    pss: int = 0
+    uss: int = 0
+    rss: int = 0
+    pids: list[int] = field(default_factory=list)
+
+    def add(self, pid: int, rollup: dict[str, int]) -> None:
+        self.count += 1
+        self.pids.append(pid)
+        self.pss += rollup.get("Pss", 0)
+        self.uss += rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)
+        self.rss += rollup.get("Rss", 0)
+
+
+def program_kind(program: str, teams: list[str]) -> str:
+    """A supervisord program's kind, its team folded in: ``worker-aurora`` -> ``worker-<team>``."""
+    for team in sorted(teams, key=len, reverse=True):
+        for prefix in ("worker-", "flower-", "redis-", "triggerer-"):
+            if program == prefix + team:
+                return prefix + "<team>"
+        if program.startswith(f"standin-{team}-"):
+            return "stand-in"
+    return program
+
+
+def child_kind(parent_kind: str, cmdline: list[str]) -> str:
+    """The kind of a process started by a platform process (any depth below it)."""
+    text = " ".join(cmdline)
+    if parent_kind == "worker-<team>":
+        return "worker-<team> pool process" if "ForkPoolWorker" in text else "worker-<team> other child"
+    if parent_kind == "dag-processor":
+        return "dag-processor parse zygote (per team)" if " zygote" in text else "dag-processor child"
+    if parent_kind.startswith("triggerer"):
+        return f"{parent_kind} trigger runner"
+    if parent_kind == "postgres":
+        return "postgres"
+    return f"{parent_kind} child"
+
+
+def tree_usage(roots: dict[str, int], teams: list[str]) -> dict[str, Usage]:
+    """{kind: Usage} of the processes under ``roots`` ({program name: pid}): each root and its
+    descendants down to (not into) another root, so each process is counted once, under the
+    nearest root (supervisord's programs under their own names, not supervisord's)."""
+    kinds: dict[str, Usage] = {}
+    root_pids = set(roots.values())
+    for program, pid in roots.items():
+        kind = program_kind(program, teams)
+        todo: list[tuple[int, str | None]] = [(pid, kind)]
+        while todo:
+            current, k = todo.pop()
+            try:
+                proc = psutil.Process(current)
+                k = k or child_kind(kind, proc.cmdline())
+                todo += [(c.pid, None) for c in proc.children() if c.pid not in root_pids]
+            except psutil.NoSuchProcess:
+                continue
+            rollup = smaps_rollup(current)
+            if rollup is not None:
+                kinds.setdefault(k, Usage()).add(current, rollup)
+    return kinds
+
+
+def platform_roots(p) -> dict[str, int]:
+    """{program: pid} of a running ``LocalPlatform``: supervisord (itself only: its programs are
+    roots of their own), every program it runs, the alert listener, and PostgreSQL."""
+    from devplatform.supervisor import LISTENER
+
+    roots = {}
+    sv = p.supervisor.proc.process()
+    if sv:
+        roots["supervisord"] = sv.pid
+    for name in [*p.process_names(), LISTENER]:
+        proc = p.proc(name).process()
+        if proc:
+            roots[name] = proc.pid
+    if p.pg.pid():
+        roots["postgres"] = p.pg.pid()
+    return roots
+
+
+def platform_usage(p) -> dict[str, Usage]:
+    """The running platform's processes by kind."""
+    return tree_usage(platform_roots(p), p.config.domains)
+
+
+def total(usage: dict[str, Usage]) -> Usage:
+    out = Usage()
+    for u in usage.values():
+        out.count += u.count
+        out.pss += u.pss
+        out.uss += u.uss
+        out.rss += u.rss
+    return out
+
+
+def memory_table(columns: dict[str, dict[str, Usage]]) -> str:
+    """One row per kind, per column "n  PSS MiB": ``columns`` = {title: {kind: Usage}}."""
+    kinds = sorted({k for c in columns.values() for k in c},
+                   key=lambda k: -max(c.get(k, Usage()).pss for c in columns.values()))
+    width = max(len(k) for k in [*kinds, "total (RSS summed, for comparison)"]) + 2
+    head = f"{'process kind':{width}s}" + "".join(f"{t:>24s}" for t in columns)
+    sub = f"{'':{width}s}" + "".join(f"{'n   PSS MiB  USS MiB':>24s}" for _ in columns)
+    lines = [head, sub]
+
+    def cell(u: Usage | None) -> str:
+        return f"{'-':>24s}" if not u or not u.count else f"{u.count:>6d} {u.pss / 2**20:>8.0f} {u.uss / 2**20:>8.0f}"
+
+    for k in kinds:
+        lines.append(f"{k:{width}s}" + "".join(cell(c.get(k)) for c in columns.values()))
+    lines.append(f"{'total':{width}s}" + "".join(cell(total(c)) for c in columns.values()))
+    lines.append(f"{'total (RSS summed, for comparison)':{width}s}"
+                 + "".join(f"{total(c).rss / 2**20:>24.0f}" for c in columns.values()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the running `make start` platform
+    from devplatform.platform import LocalPlatform
+
+    platform = LocalPlatform(quiet=True)
+    print(f"make start's platform, load average {os.getloadavg()[0]:.1f}")
+    print(memory_table({"now": platform_usage(platform)}))
