@@ -16,6 +16,22 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__OPENLINEAGE__NAMESPACE=airflow-platform \
     AIRFLOW__OPENLINEAGE__EXTRACTORS=shared.lineage.TaskFlowLineageExtractor \
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST='[{"name": "aurora", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/aurora/dags"}, "team_name": "aurora"}, {"name": "ecommerce_ml", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/ecommerce_ml/dags"}, "team_name": "ecommerce_ml"}, {"name": "hss_workflow", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/hss_workflow/dags"}, "team_name": "hss_workflow"}, {"name": "looklyy", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/looklyy/dags"}, "team_name": "looklyy"}, {"name": "referral", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": "/usr/local/airflow/domains/referral/dags"}, "team_name": "referral"}]'
+# A task rides out an api-server outage, and the scheduler never gives up on a task that is
+# still alive (issue 26; devplatform/config.py `heartbeat_settings` checks these numbers, and the
+# local platform and the tests read them from here). Each call to the Execution API is tried
+# EXECUTION_API_RETRIES times, RETRY_WAIT_MIN = _MAX seconds apart (tenacity's random wait
+# between the two is then exact): an outage of up to (17 - 1) x 15 = 240 s is ridden out, and a
+# task reports its state once the api-server is back (an api-server restart took 47 s to 3 min on
+# a loaded 2-core machine). A call gives up at the latest after 240 s + 17 x the 5 s request
+# timeout = 325 s; with MAX_FAILED_HEARTBEATS=1 the task's supervisor then kills the task at
+# once. The scheduler fails a task without a heartbeat only after
+# TASK_INSTANCE_HEARTBEAT_TIMEOUT = 360 s > 325 s + the 5 s heartbeat interval: so it never fails
+# (and retries) a try that is still running, which then finished and wrote its output twice.
+ENV AIRFLOW__WORKERS__EXECUTION_API_RETRIES=17 \
+    AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN=15 \
+    AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX=15 \
+    AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=1 \
+    AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=360
 # The team workers' settings from issue 25's timeline (devplatform/tenants.py WORKER_TUNING says
 # why each; tests/test_astro_project.py keeps them equal): the Task SDK's listener manager loaded
 # once per worker before its pool forks (platform_runtime/celery_preload.py), not once per task;

@@ -13,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: browser dockerfile help install start test-faults aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser dockerfile help install start test-faults test-faults-unprotected aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -74,8 +74,11 @@ browser:  ## Debian's chromium for the browser tests (apt-get as root when missi
 test: install browser lint image-deps  ## lint, the image's dependency set, then every test on a real embedded PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-test-faults: install  ## the platform fault matrix (issue 26): a platform of its own, each fault injected while runs of every team are in flight (~18 min)
+test-faults: install  ## the platform fault matrix (issue 26): a platform of its own, each fault injected while runs of every team are in flight (~30 min)
 	@PLATFORM_FAULT_MATRIX=1 $(BIN)/pytest tests/test_platform_faults.py $(PYTEST_ARGS)
+
+test-faults-unprotected: install  ## the fault matrix's restart rows with supervisord's restarts off: each must fail (~30 min)
+	@PLATFORM_AUTORESTART=0 PLATFORM_FAULT_MATRIX=1 $(BIN)/pytest tests/test_platform_faults.py -k "component or broker or postgresql" $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse times, referral, hss, aurora features+predictions (100k users), aurora training (2,000 users x 90 days), parsing as the team, the lineage explorer (1/8/32 HTTP clients, depth-5 from 10k to 1M events, retention at 1M)
 	@$(BIN)/python -m benchmarks.bulk_upsert

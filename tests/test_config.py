@@ -76,6 +76,83 @@ def test_shared_assets_reach_airflow_and_a_malformed_value_is_refused(monkeypatc
         PlatformConfig(state=tmp_path).airflow_env()
 
 
+AIRFLOW_DEFAULTS = {  # Airflow 3.3's own values of the heartbeat settings (config.yml)
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "5",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "1.0",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "90.0",
+    "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "3",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
+}
+
+
+def test_the_heartbeat_timeout_outlasts_every_execution_api_retry_and_airflows_defaults_do_not(tmp_path):
+    """Issue 26, the api-server row: a try the scheduler fails while the task still runs finishes
+    and writes its output, and so does its retry. The image's settings keep the scheduler's
+    heartbeat timeout above the longest a task can go on without reaching the api-server; the
+    scheduler and every team's worker get them."""
+    import pytest
+
+    from devplatform.config import HEARTBEAT_KEYS, heartbeat_budget, heartbeat_settings
+    from devplatform.tenants import TeamRuntime
+
+    image = heartbeat_settings()
+    assert image == {k: dockerfile_env()[k] for k in HEARTBEAT_KEYS}
+    budget = heartbeat_budget(image)
+    assert budget.outage_tolerance >= 180, "an api-server restart took up to 3 min on a loaded 2-core machine"
+    assert budget.heartbeat_timeout > budget.give_up_after + 5
+    cfg = PlatformConfig(state=tmp_path, domains=["referral"])
+    assert {k: cfg.airflow_env()[k] for k in HEARTBEAT_KEYS} == image
+    assert {k: TeamRuntime(cfg, "referral").worker_env()[k] for k in HEARTBEAT_KEYS} == image
+
+    # Airflow's defaults never fail a running try (a call gives up within 40 s), but a task
+    # outlives only a 4-s outage; the platform's earlier settings (12 tries, waits from 3 s to
+    # 90 s, Airflow's 300 s heartbeat timeout) rode out 33 s at least, and a call could go on for 550 s
+    defaults = heartbeat_budget(AIRFLOW_DEFAULTS)
+    assert (defaults.outage_tolerance, defaults.give_up_after) == (4, 40)
+    earlier = heartbeat_budget({**AIRFLOW_DEFAULTS, "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "12",
+                                "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "3"})
+    assert (earlier.outage_tolerance, earlier.give_up_after) == (33, 550)
+    assert any("is not above" in problem for problem in earlier.problems())
+    with pytest.raises(ValueError, match="task_instance_heartbeat_timeout 20 s"):
+        heartbeat_settings({**image, "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20"})
+    with pytest.raises(ValueError, match="max_failed_heartbeats is 3"):
+        heartbeat_settings({**image, "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "3"})
+
+
+def test_the_heartbeat_budget_is_what_the_task_sdk_really_does_with_these_settings():
+    """The budget's arithmetic against the task SDK's own client and supervisor, imported in a
+    process with the image's settings: its retry policy's waits and attempts, its heartbeat limits."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from devplatform.config import heartbeat_budget, heartbeat_settings
+
+    image = heartbeat_settings()
+    code = """
+import json
+from unittest import mock
+from airflow.sdk.api.client import Client
+from airflow.sdk.execution_time import supervisor
+policy = Client.request.retry  # tenacity's Retrying of the client's request method
+waits, stops = [], []
+for n in range(1, 40):
+    state = mock.Mock(attempt_number=n, seconds_since_start=0.0)
+    waits.append([policy.wait(state) for _ in range(20)])
+    stops.append(policy.stop(state))
+print(json.dumps({"waits": waits, "attempts": stops.index(True) + 1, "max_failed": supervisor.MAX_FAILED_HEARTBEATS,
+                  "timeout": supervisor.HEARTBEAT_TIMEOUT, "interval": supervisor.MIN_HEARTBEAT_INTERVAL}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **image}, capture_output=True, text=True,
+                         check=True).stdout
+    sdk = json.loads(out.strip().splitlines()[-1])
+    budget = heartbeat_budget(image)
+    assert sdk["attempts"] == budget.retries
+    waits = sdk["waits"][:budget.retries - 1]  # the sleeps between the attempts
+    assert sum(min(w) for w in waits) >= budget.outage_tolerance
+    assert sum(max(w) for w in waits) + budget.retries * 5 <= budget.give_up_after
+    assert (sdk["max_failed"], sdk["timeout"], sdk["interval"]) == (1, budget.heartbeat_timeout, 5)
 def test_worker_settings_switch_between_tuned_and_previous(monkeypatch, tmp_path):
     """The benchmark's before/after switch (PLATFORM_WORKER_SETTINGS): "tuned" by default, and
     the workers' command and environment follow it; anything else is refused."""

@@ -9,38 +9,55 @@ finished (retried or failed for a stated reason, per Airflow's semantics, none l
 no output lost or written twice, the platform's alert mailed.
 
 Known to fail without the protection: ``PLATFORM_AUTORESTART=0`` builds the platform with
-supervisord's autorestart off (``devplatform.supervisor``), and then the worker row fails (the
-retry waits in a queue that no worker serves).
+supervisord's autorestart off (``devplatform.supervisor``). ``make test-faults-unprotected`` runs
+the rows whose protection is a restart (the scheduler, a triggerer, the api-server, the
+dag-processor, a team's Redis) on such a platform, each marked as a strict expected failure: a
+row that passes there fails the run (the worker row is one too, left out of that run for its
+11-min wait); every fallen process is started again after its row, so that the next row has a
+whole platform. The PostgreSQL row is a non-strict expected failure there (a short outage
+crashes no component); the lake row runs in the protected mode only: its protection (no
+half-written file) has a unit test that fails without it (domains/ecommerce_ml/tests/test_lake_full.py).
 
-Timing: Airflow's ``[scheduler] task_instance_heartbeat_timeout`` (300 s by default) is set to
-:data:`HEARTBEAT_TIMEOUT` on this platform (``PlatformConfig.task_heartbeat_timeout``), so a
-task whose worker was killed is failed (and retried) within a minute instead of five.
+Timing: the platform's own heartbeat settings, the image's (``Dockerfile``,
+``devplatform.config.heartbeat_settings``): a task rides out an api-server outage of up to
+4 min and the scheduler fails a task without a heartbeat after 6 min, so the worker row waits
+that long for its retry.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from contextlib import closing
+from pathlib import Path
 
 import psutil
 import psycopg2
 import pytest
 import requests
 
+from devplatform.config import heartbeat_budget, heartbeat_settings
 from devplatform.smtp_sink import body_text, read_mailbox
+from devplatform.users import team_user
 from tests.live_platform import TEAMS, running_platform
 from tests.newcomer import Newcomer
 
-# The matrix starts its own platform and takes about 18 min on two loaded cores: it runs with
+# The matrix starts its own platform and takes about 20 min on two loaded cores (the worker row alone
+# waits out the 6-min heartbeat timeout): it runs with
 # `make test-faults` (PLATFORM_FAULT_MATRIX=1), not in `make test`, whose budget it would exceed.
 # The platform's start (several minutes on a loaded 2-core machine) counts towards the first test's time.
 pytestmark = [pytest.mark.timeout(1800),
               pytest.mark.skipif(os.environ.get("PLATFORM_FAULT_MATRIX") != "1",
-                                 reason="the fault matrix (~18 min): make test-faults")]
-HEARTBEAT_TIMEOUT = 20
+                                 reason="the fault matrix (~30 min): make test-faults")]
+HEARTBEAT_TIMEOUT = heartbeat_budget(heartbeat_settings()).heartbeat_timeout
 PROBE_SECONDS = 40
 RUN_TIMEOUT = 300
+# PLATFORM_AUTORESTART=0: the build without supervisord's restarts (make test-faults-unprotected)
+UNPROTECTED = os.environ.get("PLATFORM_AUTORESTART", "1") == "0"
+# a row whose protection is a restart must fail without it
+FAILS_UNPROTECTED = pytest.mark.xfail(UNPROTECTED, strict=True, reason="protection off (PLATFORM_AUTORESTART=0)")
+PROTECTED_ONLY = pytest.mark.skipif(UNPROTECTED, reason="its protection is not a restart: run in the protected mode")
 ROWS: list[dict] = []
 
 FAULT_PROBE = '''"""Fault probe (test-only): one slow task; each try is recorded, the output is one row per run
@@ -133,21 +150,103 @@ defer_probe()
 '''
 
 
+BULK_PROBE = '''"""Bulk-load probe (test-only): one task loads ``rows`` rows into the team's database with
+shared.db.bulk_upsert (COPY into a temporary table, then one merge, in one transaction: the path
+every domain's bulk loads take), the rows produced slowly so that the load is in flight for about
+``seconds``; each try recorded first. See tests/test_platform_faults.py."""
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{team}_bulk_probe", schedule=None, params={{"rows": 100000, "seconds": 20}}, tags=["{team}"],
+     doc_md=__doc__, default_args={{"retries": 2, "retry_delay": timedelta(seconds=1)}})
+def bulk_probe():
+    @task
+    def bulk_load(params=None, ti=None, run_id=None):
+        import os
+        import time
+        from contextlib import closing
+
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from shared.db import bulk_upsert
+
+        hook = PostgresHook(postgres_conn_id="{team}_postgres")
+        key = f"{{ti.dag_id}}/{{run_id}}"
+        with closing(hook.get_conn()) as conn:
+            with conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS fault_probe_attempt (run_id text, try_number int, pid int, "
+                            "started timestamptz NOT NULL DEFAULT now(), finished timestamptz, "
+                            "PRIMARY KEY (run_id, try_number))")
+                cur.execute("CREATE TABLE IF NOT EXISTS fault_bulk (run_id text, n int, payload text, "
+                            "PRIMARY KEY (run_id, n))")
+                cur.execute("INSERT INTO fault_probe_attempt (run_id, try_number, pid) VALUES (%s, %s, %s) "
+                            "ON CONFLICT DO NOTHING", (key, ti.try_number, os.getpid()))
+            conn.commit()
+            rows, pause = params["rows"], params["seconds"] / 1000
+
+            def produce():
+                for n in range(rows):
+                    if n % (rows // 1000) == 0:
+                        time.sleep(pause)
+                    yield key, n, f"row {{n}} of {{key}}"
+
+            result = bulk_upsert(conn, "fault_bulk", ["run_id", "n", "payload"], produce(), key=["run_id", "n"])
+            with conn.cursor() as cur:
+                cur.execute("UPDATE fault_probe_attempt SET finished = now() WHERE run_id = %s AND try_number = %s",
+                            (key, ti.try_number))
+            conn.commit()
+        return {{"inserted": result.inserted, "updated": result.updated}}
+
+    bulk_load()
+
+
+bulk_probe()
+'''
+
+LAKE_PROBE = '''"""Lake probe (test-only, ecommerce_ml's lake): publishes the file named in the run's conf into the
+lake with domains.ecommerce_ml.lake.publish (content-addressed name, written through a .partial file).
+See tests/test_platform_faults.py."""
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{team}_lake_probe", schedule=None, params={{"source": ""}}, tags=["{team}"], doc_md=__doc__,
+     default_args={{"retries": 1, "retry_delay": timedelta(seconds=1)}})
+def lake_probe():
+    @task
+    def publish_drop(params=None):
+        from domains.ecommerce_ml.lake import lake_root, publish
+
+        dest, written = publish(params["source"], lake_root() / "fault_probe", "drop", "bin")
+        return {{"dest": dest.path, "written": written}}
+
+    publish_drop()
+
+
+lake_probe()
+'''
+
+
 @pytest.fixture(scope="module")
 def platform(request):
     """A platform of its own (not the session's: a lowered heartbeat timeout, quick alerts)."""
     with running_platform(
-        "celery", max_task_retry_delay=5, plant={"{team}_fault_probe.py": FAULT_PROBE, "{team}_defer_probe.py": DEFER_PROBE},
-        task_heartbeat_timeout=HEARTBEAT_TIMEOUT, alert_check_seconds=5,
+        "celery", max_task_retry_delay=5,
+        plant={"{team}_fault_probe.py": FAULT_PROBE, "{team}_defer_probe.py": DEFER_PROBE,
+               "{team}_bulk_probe.py": BULK_PROBE, "{team}_lake_probe.py": LAKE_PROBE},
+        alert_check_seconds=5,
         alert_repeat_seconds=120, alert_queued_seconds=20,
     ) as p:
         yield p
     capture = request.config.pluginmanager.get_plugin("capturemanager")
-    lines = ["", f"fault matrix (autorestart {'on' if p.config.autorestart else 'OFF'}, "
-                 f"task heartbeat timeout {HEARTBEAT_TIMEOUT} s)",
-             f"{'fault':<44} {'outcome':<7} {'recovered in':>12}  detail"]
+    mode = "protected" if p.config.autorestart else "PROTECTION OFF (PLATFORM_AUTORESTART=0): every row must FAIL"
+    lines = ["", f"fault matrix, {mode}; task heartbeat timeout {HEARTBEAT_TIMEOUT:g} s",
+             f"{'fault':<52} {'outcome':<7} {'recovered in':>12}  detail"]
     for row in ROWS:
-        lines.append(f"{row['fault']:<44} {row['outcome']:<7} {row['seconds']:>10.0f} s  {row['detail']}")
+        lines.append(f"{row['fault']:<52} {row['outcome']:<7} {row['seconds']:>10.0f} s  {row['detail']}")
     with capture.global_and_fixture_disabled():  # the table is shown whatever pytest captures
         print("\n".join(lines), flush=True)
 
@@ -158,14 +257,15 @@ def user(platform):
 
 
 def trigger_probes(user: Newcomer, seconds: int = PROBE_SECONDS, probe: str = "fault_probe",
-                   teams: list[str] = TEAMS) -> dict[str, str]:
+                   teams: list[str] = TEAMS, conf: dict | None = None) -> dict[str, str]:
     """One run of every team's ``probe``; team -> run id."""
     runs = {}
     for team in teams:
         dag_id = f"{team}_{probe}"
         r = user.call(team, "PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         assert r.status_code == 200, r.text
-        r = user.call(team, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {"seconds": seconds}})
+        r = user.call(team, "POST", f"/dags/{dag_id}/dagRuns",
+                      json={"logical_date": None, "conf": conf if conf is not None else {"seconds": seconds}})
         assert r.status_code == 200, r.text
         runs[team] = r.json()["dag_run_id"]
     return runs
@@ -191,7 +291,8 @@ def output(platform, team: str, run_id: str, probe: str = "fault_probe") -> list
         return cur.fetchall()
 
 
-TASKS = {"fault_probe": "slow_write", "defer_probe": "wait_then_write"}
+TASKS = {"fault_probe": "slow_write", "defer_probe": "wait_then_write", "bulk_probe": "bulk_load",
+         "lake_probe": "publish_drop"}
 
 
 def run_state(user: Newcomer, team: str, run_id: str, probe: str = "fault_probe") -> tuple[str, dict]:
@@ -217,11 +318,33 @@ def wait_until(predicate, timeout: float, step: float = 1.0):
         time.sleep(step)
 
 
+def supervised_pids(platform) -> dict[str, int]:
+    return {name: info["pid"] for name, info in platform.supervisor.states().items()}
+
+
+def restarted_since(platform, before: dict[str, int]) -> list[str]:
+    """The platform processes that supervisord started again since ``before``."""
+    return sorted(n for n, pid in supervised_pids(platform).items() if n in before and pid != before[n])
+
+
+def start_the_fallen(platform) -> list[str]:
+    """Without autorestart (the unprotected mode): start every platform process that is down,
+    so that the next row has a whole platform; the names started."""
+    fallen = [n for n, info in platform.supervisor.states().items() if info["statename"] != "RUNNING"]
+    for name in fallen:
+        platform.supervisor.start_program(name)
+    whole = wait_until(lambda: platform.api_healthy() and all(
+        info["statename"] == "RUNNING" for info in platform.supervisor.states().values()), 300, step=2)
+    assert whole, platform.supervisor.states()
+    return fallen
+
+
 def alert_mails(platform, subject_part: str) -> list:
     return [m for m in read_mailbox(platform.config.mail_dir)
             if m["To"] == platform.config.alert_email and subject_part in str(m["Subject"])]
 
 
+@FAILS_UNPROTECTED
 def test_worker_sigkilled_mid_task_is_restarted_and_the_task_retried_once(platform, user):
     """SIGKILL of a team's Celery worker (its whole process group: the worker, its pool and the
     task's processes, as when a worker's container dies) while its task runs."""
@@ -243,11 +366,17 @@ def test_worker_sigkilled_mid_task_is_restarted_and_the_task_retried_once(platfo
         state, tries = run_state(user, team, runs[team])
         return (state, tries) if state in ("success", "failed") else None
 
-    done = wait_until(finished, RUN_TIMEOUT, step=3)
+    try:
+        # the scheduler's heartbeat timeout, then the retry
+        done = wait_until(finished, HEARTBEAT_TIMEOUT + RUN_TIMEOUT, step=3)
+    finally:
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
     state, tries = run_state(user, team, runs[team])
     info = worker.info() or {}
     row["detail"] = f"run {state}, tries {tries}, worker {info.get('statename')} pid {old_pid}->{info.get('pid')}"
-    assert done, f"{team}'s run did not finish within {RUN_TIMEOUT} s of the kill: {state}, tries {tries}, worker {info}"
+    assert done, f"{team}'s run did not finish within {HEARTBEAT_TIMEOUT + RUN_TIMEOUT:g} s of the kill: {state}, " \
+                 f"tries {tries}, worker {info}"
     row["seconds"] = time.monotonic() - t0
     assert state == "success", (state, tries)
     assert tries == {1: "failed", 2: "success"} or tries == {1: "up_for_retry", 2: "success"}, tries
@@ -310,19 +439,16 @@ after_restart()
 '''
 
 
-API_SERVER_DOUBLE_WRITE = pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue 26): an api-server down longer than the task heartbeat timeout lets the scheduler fail a "
-    "try whose task never hears of it; that try finishes and writes, then its retry writes again"))
-
-
-@pytest.mark.parametrize("component", ["scheduler", "triggerer-hss_workflow",
-                                       pytest.param("api-server", marks=API_SERVER_DOUBLE_WRITE), "dag-processor"])
+@FAILS_UNPROTECTED
+@pytest.mark.parametrize("component", ["scheduler", "triggerer-hss_workflow", "api-server", "dag-processor"])
 def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(platform, user, component):
     """SIGKILL of an Airflow component (its whole process tree: the triggerer's trigger runner,
     the dag-processor's parse zygotes) while a slow task and a deferred task of every team are
     in flight: supervisord restarts it; every run finishes with its first try (a deferred task
-    resumes in the restarted triggerer), each output written once; the alert mailed. After the
-    dag-processor's restart a new DAG file is parsed."""
+    resumes in the restarted triggerer; a task in flight while the api-server is away reports its
+    state once it is back, and the scheduler never fails it meanwhile: the heartbeat timeout is
+    above the task's Execution API retry budget), each output written once; the alert mailed.
+    After the dag-processor's restart a new DAG file is parsed."""
     row = {"fault": f"SIGKILL {component}", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
     ROWS.append(row)
     runs = {"fault_probe": trigger_probes(user, seconds=30), "defer_probe": trigger_probes(user, 45, "defer_probe")}
@@ -339,27 +465,29 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
             path = platform.config.bundle_path(team) / f"{team}_after_restart.py"
             path.write_text(NEW_DAG.format(team=team))
             os.chmod(path, 0o644)
-    done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
-    info = proc.info() or {}
-    row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
-    assert done, f"runs not finished within {RUN_TIMEOUT} s of the kill; {component}: {info}"
-    # every run succeeded on its first try, or (the api-server away longer than this platform's
-    # 20 s heartbeat timeout: the task's heartbeats could not reach it) its first try was failed
-    # by the scheduler for that stated reason and the retry succeeded
-    retried = {k: v for k, v in done.items() if v == ("success", {1: "failed", 2: "success"})}
-    bad = {k: v for k, v in done.items() if v != ("success", {1: "success"}) and k not in retried}
-    assert not bad, bad
-    assert not retried or component == "api-server", retried
-    for probe, team in retried:
-        r = user.call(team, "GET", "/eventLogs", params={"dag_id": f"{team}_{probe}", "event": "heartbeat timeout"})
-        assert any(e["run_id"] == runs[probe][team] for e in r.json()["event_logs"]), (probe, team, r.text)
-    for (probe, team), (_, tries) in done.items():
-        assert output(platform, team, runs[probe][team], probe) == [(max(tries), 1)], (probe, team)
-    if component == "dag-processor":
-        parsed = wait_until(lambda: all(user.call(t, "GET", f"/dags/{t}_after_restart").status_code == 200 for t in TEAMS),
-                            180, step=3)
-        assert parsed, "a DAG file added while the dag-processor was down was not parsed after its restart"
+    try:
+        outage = ""
+        if component == "api-server" and not UNPROTECTED:  # how long the tasks in flight could not reach it
+            back = wait_until(platform.api_healthy, RUN_TIMEOUT)
+            outage = f", back (healthy) {time.monotonic() - t0:.0f} s after the kill" if back else ", not back"
+        done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+        info = proc.info() or {}
+        row["detail"] = f"{component} {info.get('statename')} pid {old_pid}->{info.get('pid')}{outage}"
+        assert done, f"runs not finished within {RUN_TIMEOUT} s of the kill; {component}: {info}"
+        if component == "dag-processor":
+            parsed = wait_until(lambda: all(user.call(t, "GET", f"/dags/{t}_after_restart").status_code == 200
+                                            for t in TEAMS), 180, step=3)
+            assert parsed, "a DAG file added while the dag-processor was down was not parsed after its restart"
+    finally:
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
     row["seconds"] = time.monotonic() - t0
+    # every run succeeded on its first try (none failed by the scheduler's heartbeat timeout
+    # while the api-server was away), each output written once
+    bad = {k: v for k, v in done.items() if v != ("success", {1: "success"})}
+    assert not bad, bad
+    for probe, team in done:
+        assert output(platform, team, runs[probe][team], probe) == [(1, 1)], (probe, team)
     info = proc.info() or {}
     assert info.get("statename") == "RUNNING" and info.get("pid") != old_pid, info
     sv_log = (platform.supervisor.log_dir / "supervisord.log").read_text()
@@ -367,10 +495,10 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
     mails = wait_until(lambda: alert_mails(platform, f"{component} exited unexpectedly"), 30)
     assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
     row["outcome"] = "pass"
-    row["detail"] += (f"; {len(done)} runs of 5 teams succeeded, {len(retried)} retried after a heartbeat timeout, "
-                      "one write each; alert mailed")
+    row["detail"] += f"; {len(done)} runs of 5 teams succeeded on their first try, one write each; alert mailed"
 
 
+@PROTECTED_ONLY
 def test_a_worker_gone_and_a_queue_backing_up_are_alerted(platform, user):
     """A team's worker stopped (no crash: only the periodic check sees it) while its task waits:
     the platform's address gets "worker not running" and "queue backing up" mails; once the
@@ -393,3 +521,196 @@ def test_a_worker_gone_and_a_queue_backing_up_are_alerted(platform, user):
     assert done and done[("fault_probe", team)][0] == "success", done
     row["seconds"] = time.monotonic() - t0
     row["outcome"] = "pass"
+
+
+@FAILS_UNPROTECTED
+def test_a_teams_redis_broker_restarted_with_tasks_queued_and_running_loses_none(platform, user):
+    """SIGKILL of a team's Redis broker (the Celery queue between the scheduler and the team's
+    worker) while two of its tasks run and more wait in its queue, with a run of every team in
+    flight: supervisord restarts it, and the broker, durable (append-only file, fsync'd on every
+    write), still holds the queued tasks; the worker reconnects; every run succeeds on its
+    first try, each output written once."""
+    team = "looklyy"
+    row = {"fault": f"SIGKILL redis-{team} (broker), tasks queued + running", "outcome": "FAIL", "seconds": 0.0,
+           "detail": ""}
+    ROWS.append(row)
+    runs = trigger_probes(user, seconds=30)
+    extra = [trigger_probes(user, seconds=20, teams=[team])[team] for _ in range(4)]
+    mine = [runs[team], *extra]
+
+    def queued_and_running():
+        states = [ti_state(user, team, r, "fault_probe") for r in mine]
+        return states if states.count("running") >= 2 and states.count("queued") >= 2 else None
+
+    states = wait_until(queued_and_running, 180, step=1)
+    assert states, [ti_state(user, team, r, "fault_probe") for r in mine]
+    broker = platform.proc(f"redis-{team}")
+    old_pid = broker.kill()
+    t0 = time.monotonic()
+    all_runs = {"fault_probe": dict(runs)}
+    try:
+        done = wait_until(lambda: finished_runs(user, all_runs) and all(
+            run_state(user, team, r)[0] in ("success", "failed") for r in extra), RUN_TIMEOUT, step=3)
+        info = broker.info() or {}
+        row["detail"] = f"{team}: {states.count('running')} running, {states.count('queued')} queued at the kill; " \
+                        f"redis-{team} {info.get('statename')} pid {old_pid}->{info.get('pid')}"
+        assert done, {r: run_state(user, team, r) for r in mine}
+    finally:
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
+    row["seconds"] = time.monotonic() - t0
+    for other, run_id in runs.items():
+        assert run_state(user, other, run_id) == ("success", {1: "success"}), other
+        assert output(platform, other, run_id) == [(1, 1)], other
+    for run_id in extra:
+        assert run_state(user, team, run_id) == ("success", {1: "success"}), run_id
+        assert output(platform, team, run_id) == [(1, 1)], run_id
+    assert info.get("statename") == "RUNNING" and info.get("pid") != old_pid, info
+    mails = wait_until(lambda: alert_mails(platform, f"redis-{team} exited unexpectedly"), 30)
+    assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
+    row["outcome"] = "pass"
+    row["detail"] += f"; {len(runs) + len(extra)} runs succeeded on their first try, one write each; alert mailed"
+
+
+def bulk_rows(platform, team: str, run_id: str) -> int:
+    with closing(psycopg2.connect(platform.pg.admin_dsn(team))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('fault_bulk') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT count(*) FROM fault_bulk WHERE run_id = %s", (f"{team}_bulk_probe/{run_id}",))
+        return cur.fetchone()[0]
+
+
+# Whether it fails without restarts depends on the outage: after 12 s down the scheduler, the
+# dag-processor and every triggerer exited (and were restarted), after 1 s none did.
+@pytest.mark.xfail(UNPROTECTED, strict=False, reason="protection off: fails when a component exits on the outage")
+def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplicates_nothing(platform, user):
+    """PostgreSQL (the metadata database and every domain's database: one server) restarted
+    (``pg_ctl stop -m fast``, then started: every connection cut, every open transaction rolled
+    back) in the middle of a domain's bulk load and while every team's task heartbeats (metadata
+    writes through the api-server) and the scheduler writes: the bulk load's try fails with the
+    server's reason and its retry loads every row once (one transaction: nothing half-written
+    stays); the other runs succeed, each output written once; no run stuck."""
+    team, rows = "aurora", 100_000
+    row = {"fault": "PostgreSQL restart mid bulk load + metadata writes", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
+    ROWS.append(row)
+    runs = {"fault_probe": trigger_probes(user, seconds=60)}
+    started = wait_until(lambda: all(attempts(platform, t, r) for t, r in runs["fault_probe"].items()), 180, step=1)
+    assert started, "the probes did not all start"
+    # then the bulk load, so that it is surely in flight at the fault (however long the others took to start)
+    bulk = trigger_probes(user, probe="bulk_probe", teams=[team], conf={"rows": rows, "seconds": 45})[team]
+    assert wait_until(lambda: attempts(platform, team, bulk, "bulk_probe"), 120, step=1), "the bulk load did not start"
+    time.sleep(5)  # the COPY of the bulk load is under way
+    assert attempts(platform, team, bulk, "bulk_probe")[0][2] is False  # not finished
+    assert bulk_rows(platform, team, bulk) == 0  # nothing visible before the load's commit
+    before = supervised_pids(platform)
+    t0 = time.monotonic()
+    platform.pg.stop()
+    platform.pg.start()
+    outage = time.monotonic() - t0
+    runs["bulk_probe"] = {team: bulk}
+    try:
+        done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+    finally:
+        if UNPROTECTED:  # the next row gets a whole platform
+            start_the_fallen(platform)
+    restarted = restarted_since(platform, before)
+    row["detail"] = f"database down {outage:.0f} s; processes restarted by supervisord: {restarted or 'none'}"
+    assert done, {k: run_state(user, k[1], runs[k[0]][k[1]], k[0]) for k in
+                  [(p, t) for p, by in runs.items() for t in by]}
+    row["seconds"] = time.monotonic() - t0
+    state, tries = done[("bulk_probe", team)]
+    assert state == "success", (state, tries)
+    assert tries[max(tries)] == "success" and all(s == "failed" for n, s in tries.items() if n < max(tries)), tries
+    assert bulk_rows(platform, team, bulk) == rows
+    for other, run_id in runs["fault_probe"].items():
+        assert done[("fault_probe", other)] == ("success", {1: "success"}), other
+        assert output(platform, other, run_id) == [(1, 1)], other
+    row["outcome"] = "pass"
+    row["detail"] += (f"; bulk load tries {tries}, {rows} rows once; {len(runs['fault_probe'])} other runs succeeded "
+                      "on their first try, one write each")
+
+
+def file_size_limit(pid: int) -> tuple[str, str]:
+    """(soft, hard) RLIMIT_FSIZE of a process, as /proc shows it."""
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if x.startswith("Max file size"))
+    return tuple(line.split()[3:5])
+
+
+def set_file_size_limit(owner, pid: int, limit: int | None) -> None:
+    """util-linux's ``prlimit`` on ``pid`` (``limit`` None: unlimited), run as the process's own
+    user: changing another process's limits takes that user or CAP_SYS_RESOURCE, which root in
+    this container lacks."""
+    from platform_runtime.team_env import setpriv_argv
+
+    argv = ["prlimit", f"--pid={pid}", f"--fsize={limit or 'unlimited'}:unlimited"]
+    done = subprocess.run(setpriv_argv(owner.uid, owner.gid, argv) if owner else argv, capture_output=True, text=True)
+    if done.returncode and psutil.pid_exists(pid):  # (a process that ended meanwhile needs no limit)
+        raise RuntimeError(f"prlimit {pid}: {done.stderr}")
+
+
+@PROTECTED_ONLY
+def test_the_lake_full_fails_the_publish_clearly_with_nothing_half_written_and_the_rerun_repairs(platform, user):
+    """ecommerce_ml's lake "full" while runs of every team are in flight: every process of the
+    team's worker gets a file-size limit (RLIMIT_FSIZE, 1 MiB), so the kernel refuses the lake
+    write that passes it (EFBIG, where a full disk gives ENOSPC; no root needed). The publish
+    fails with the kernel's reason in the task's log, leaving neither the file nor a .partial;
+    the limit lifted, a rerun (the failed task cleared) writes the file whole. The other runs,
+    the team's own included, go on."""
+    import errno
+    import hashlib
+
+    team = "ecommerce_ml"
+    row = {"fault": f"{team}'s lake full (EFBIG) mid-write", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
+    ROWS.append(row)
+    data = platform.config.tenant_dir(team) / "data"  # the team's own folder
+    data.mkdir(parents=True, exist_ok=True)
+    source = data / "fault-drop.bin"
+    source.write_bytes(os.urandom(3 << 20))
+    owner = team_user(team)
+    for path in (data, source):
+        if owner:
+            os.chown(path, owner.uid, owner.gid)
+    os.chmod(source, 0o640)
+    lake = platform.config.tenant_dir(team) / "lake" / "fault_probe"
+    worker = platform.proc(f"worker-{team}").process()
+    tree = [worker, *worker.children()]  # the worker and its pool: every task process forks from these
+    assert all(file_size_limit(q.pid) == ("unlimited", "unlimited") for q in tree)
+    for q in tree:
+        set_file_size_limit(owner, q.pid, 1 << 20)
+    assert all(file_size_limit(q.pid) == (str(1 << 20), "unlimited") for q in tree)
+    t0 = time.monotonic()
+    try:
+        runs = {"fault_probe": trigger_probes(user, seconds=20),
+                "lake_probe": trigger_probes(user, probe="lake_probe", teams=[team], conf={"source": str(source)})}
+        done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+        assert done, "runs not finished"
+    finally:
+        for q in tree:
+            if q.is_running():
+                set_file_size_limit(owner, q.pid, None)
+    run_id = runs["lake_probe"][team]
+    assert done[("lake_probe", team)] == ("failed", {1: "failed", 2: "failed"}), done[("lake_probe", team)]
+    logs = sorted(platform.config.task_log_dir.glob(f"dag_id={team}_lake_probe/run_id={run_id}/task_id=publish_drop/*.log"))
+    assert len(logs) == 2, logs
+    for log in logs:
+        assert f"[Errno {errno.EFBIG}] File too large" in log.read_text(errors="replace"), log
+    assert not lake.exists() or list(lake.iterdir()) == [], list(lake.iterdir())
+    for other, other_run in runs["fault_probe"].items():
+        assert done[("fault_probe", other)] == ("success", {1: "success"}), other
+        assert output(platform, other, other_run) == [(1, 1)], other
+    # the rerun: the failed task cleared, the limit gone
+    r = user.call(team, "POST", f"/dags/{team}_lake_probe/clearTaskInstances",
+                  json={"dry_run": False, "dag_run_id": run_id, "only_failed": True})
+    assert r.status_code == 200, r.text
+    rerun = wait_until(lambda: (s := run_state(user, team, run_id, "lake_probe"))[0] in ("success", "failed") and s,
+                       RUN_TIMEOUT, step=3)
+    assert rerun and rerun[0] == "success", rerun
+    row["seconds"] = time.monotonic() - t0
+    files = sorted(p.name for p in lake.iterdir())
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert files == [f"drop-{digest[:16]}.bin"], files
+    assert (lake / files[0]).read_bytes() == source.read_bytes()
+    row["outcome"] = "pass"
+    row["detail"] = (f"both tries failed, log: '[Errno {errno.EFBIG}] File too large'; lake: no file, no .partial; "
+                     f"the other {len(runs['fault_probe'])} runs succeeded; rerun (cleared) wrote it whole: {files[0]}")

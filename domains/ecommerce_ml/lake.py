@@ -138,8 +138,15 @@ def publish(local_file: str | Path, folder: ObjectStoragePath, stem: str, ext: s
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{dest.name}.partial"
     # through the file system itself: ObjectStoragePath.open would report the temporary name
-    with open(local_file, "rb") as src, partial.fs.open(partial.path, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+    try:
+        with open(local_file, "rb") as src, partial.fs.open(partial.path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except BaseException:
+        # a full disk (ENOSPC), a file size limit (EFBIG), a lost connection: no half-written
+        # file is left behind (the task fails saying why; a rerun writes the file whole)
+        if partial.exists():
+            partial.unlink()
+        raise
     partial.rename(dest)
     return dest, True
 
