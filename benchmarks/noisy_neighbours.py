@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -254,7 +256,8 @@ class Flood:
         for path in self.written:
             path.unlink(missing_ok=True)
         self.written.clear()
-        wait_for("flood drained", lambda: not {"queued", "running", "scheduled"} & {
+        # paused, its scheduled tasks stay scheduled; the queued and running ones finish
+        wait_for("flood drained", lambda: not {"queued", "running"} & {
             s for s, n in ti_states(self.platform, self.dag_id).items() if n}, 600, every=1)
         # the runs themselves (paused, they would wait forever): deleted as the REST API does it
         with metadata_db(self.platform) as conn, conn.cursor() as cur:
@@ -282,6 +285,8 @@ def main() -> None:
     ap.add_argument("--slow-seconds", type=float, default=20)
     ap.add_argument("--settle", type=float, default=15, help="seconds of flood before the victim measures")
     args = ap.parse_args()
+    # stopped with SIGTERM (or SIGINT, ignored in a background job): the platform is still stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from tests.newcomer import Newcomer
 

@@ -449,10 +449,10 @@ class PlatformConfig:
         (the Dockerfile sets the same)."""
         if not self.team_limits:
             return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "False"}
-        from platform_runtime.team_limits import PLATFORM_DEFAULTS
+        from platform_runtime.team_limits import DEFAULT_MAX_ACTIVE_RUNS_PER_DAG
 
         return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "True",
-                "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(PLATFORM_DEFAULTS["default_max_active_runs_per_dag"])}
+                "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(DEFAULT_MAX_ACTIVE_RUNS_PER_DAG)}
 
     def executor_setting(self) -> str:
         """``[core] executor``: the global executor multi-team mode requires first, then one

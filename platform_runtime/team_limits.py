@@ -14,8 +14,8 @@ policies only:
 - **The scheduler's parallelism** (``[core] parallelism``, shared by every executor: a team's
   queued Celery tasks count against it) is the sum of every team's pool slots
   (:func:`platform_parallelism`): one team at its limit leaves every other team its slots.
-- **Active runs.** ``[core] max_active_runs_per_dag`` (:data:`PLATFORM_DEFAULTS`, for a DAG
-  that sets none) and a team's ceiling (``limits.max_active_runs_per_dag``), applied by
+- **Active runs.** ``[core] max_active_runs_per_dag`` (:data:`DEFAULT_MAX_ACTIVE_RUNS_PER_DAG`,
+  for a DAG that sets none) and a team's ceiling (``limits.max_active_runs_per_dag``), applied by
   ``dag_policy``: a DAG with 500 queued runs keeps at most that many running, so the
   scheduler examines a bounded number of its runs and task instances per loop.
 - **Parse time.** A DAG file of a team may parse for at most ``limits.parse_timeout_seconds``
@@ -40,14 +40,14 @@ from pathlib import Path
 import yaml
 
 DEFAULT_POOL = "default_pool"  # Airflow's global pool
-# The platform's limits, for a team whose settings.yaml declares none (the Dockerfile sets the
-# same [core] values; tests/test_team_limits.py keeps them in step).
+# ``[core] max_active_runs_per_dag``, platform-wide: the active runs of a DAG that sets none
+# (Airflow's default is 16). The Dockerfile sets the same (tests/test_team_limits.py).
+DEFAULT_MAX_ACTIVE_RUNS_PER_DAG = 4
+# A team's limits where its settings.yaml ``limits:`` declares none.
 PLATFORM_DEFAULTS = {
-    # ``[core] max_active_runs_per_dag``: for a DAG that sets none (Airflow's default is 16)
-    "default_max_active_runs_per_dag": 4,
     # a team's ceiling: a DAG may ask for more active runs than the default, up to this
     "max_active_runs_per_dag": 16,
-    # ``[core] dagbag_import_timeout`` for the team's files (Airflow's default is 30 s)
+    # the team's files' ``dagbag_import_timeout`` (Airflow's default, for every file, is 30 s)
     "parse_timeout_seconds": 15,
 }
 DOMAINS_DIR = Path(__file__).resolve().parent.parent / "domains"
@@ -61,8 +61,11 @@ def team_settings(team: str) -> dict:
 
 
 def team_limits(team: str) -> dict:
-    """The team's ``limits:`` over :data:`PLATFORM_DEFAULTS`."""
-    return {**PLATFORM_DEFAULTS, **(team_settings(team).get("limits") or {})}
+    """The team's ``limits:`` over :data:`PLATFORM_DEFAULTS` (an unknown key is an error)."""
+    own = team_settings(team).get("limits") or {}
+    if unknown := set(own) - set(PLATFORM_DEFAULTS):
+        raise ValueError(f"domains/{team}/settings.yaml limits: unknown {sorted(unknown)}; known: {sorted(PLATFORM_DEFAULTS)}")
+    return {**PLATFORM_DEFAULTS, **own}
 
 
 def team_pool_slots(team: str) -> dict[str, int]:

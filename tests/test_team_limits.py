@@ -11,7 +11,12 @@ import pytest
 from devplatform.config import PlatformConfig, bundle_config, dockerfile_env
 from devplatform.paths import domain_names
 from platform_runtime import team_limits
-from platform_runtime.team_limits import PLATFORM_DEFAULTS, platform_parallelism, team_pool_slots
+from platform_runtime.team_limits import (
+    DEFAULT_MAX_ACTIVE_RUNS_PER_DAG,
+    PLATFORM_DEFAULTS,
+    platform_parallelism,
+    team_pool_slots,
+)
 from shared.dag_defaults import team_pool
 
 
@@ -21,7 +26,7 @@ def test_the_image_sets_the_limits_the_local_platform_sets(tmp_path):
     for key in ("AIRFLOW__CORE__PARALLELISM", "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "AIRFLOW__PLATFORM__TEAM_LIMITS"):
         assert image[key] == local[key], key
     assert int(image["AIRFLOW__CORE__PARALLELISM"]) == platform_parallelism(domain_names())
-    assert int(image["AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG"]) == PLATFORM_DEFAULTS["default_max_active_runs_per_dag"]
+    assert int(image["AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG"]) == DEFAULT_MAX_ACTIVE_RUNS_PER_DAG
 
 
 def test_the_schedulers_parallelism_leaves_every_team_its_slots(tmp_path):
@@ -35,11 +40,17 @@ def test_the_schedulers_parallelism_leaves_every_team_its_slots(tmp_path):
     assert off["AIRFLOW__PLATFORM__TEAM_LIMITS"] == "False" and "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG" not in off
 
 
+def test_a_misspelt_limit_is_refused(monkeypatch):
+    monkeypatch.setattr(team_limits, "team_settings", lambda team: {"limits": {"max_active_run_per_dag": 3}})
+    with pytest.raises(ValueError, match="max_active_run_per_dag"):
+        team_limits.team_limits("aurora")
+
+
 def test_every_team_has_limits_within_what_the_platform_allows():
     for t in domain_names():
         limits = team_limits.team_limits(t)
         assert set(limits) == set(PLATFORM_DEFAULTS), t
-        assert 0 < limits["default_max_active_runs_per_dag"] <= limits["max_active_runs_per_dag"], t
+        assert 0 < DEFAULT_MAX_ACTIVE_RUNS_PER_DAG <= limits["max_active_runs_per_dag"], t
         assert 0 < limits["parse_timeout_seconds"] <= 30, t  # never more than Airflow's own default
 
 
