@@ -4,12 +4,18 @@
 # with devplatform/config.py. AIRFLOW__OPENLINEAGE__NAMESPACE below is the one source of
 # the namespace: devplatform/config.py reads it from here for the local platform and tests,
 # and of the extractor that puts every dataset a @task records on its events (shared/lineage.py).
+# Per-team limits (platform_runtime/team_limits.py, README "Per-team limits"): PARALLELISM is
+# every team's pool slots together (`make dockerfile` writes it), MAX_ACTIVE_RUNS_PER_DAG the
+# platform's default for a DAG that sets none; each team's ceiling and parse-time limit come
+# from its domains/<d>/settings.yaml through the cluster policies (airflow_local_settings.py).
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__MULTI_TEAM=True \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
-    AIRFLOW__CORE__PARALLELISM=16 \
+    AIRFLOW__CORE__PARALLELISM="21" \
+    AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG=4 \
+    AIRFLOW__PLATFORM__TEAM_LIMITS=True \
     AIRFLOW__CORE__EXECUTOR="platform_runtime.executors.RefusingExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \
     AIRFLOW__CORE__AUTH_MANAGER=platform_runtime.auth.TeamScopedAuthManager \
     AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,aurora_op:op:aurora,aurora_viewer:viewer:aurora,ecommerce_ml_op:op:ecommerce_ml,ecommerce_ml_viewer:viewer:ecommerce_ml,hss_workflow_op:op:hss_workflow,hss_workflow_viewer:viewer:hss_workflow,looklyy_op:op:looklyy,looklyy_viewer:viewer:looklyy,referral_op:op:referral,referral_viewer:viewer:referral" \

@@ -13,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: browser dockerfile help install start test-faults test-faults-unprotected aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser dockerfile help install start test-faults test-faults-unprotected test-noisy bench-noisy aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -89,6 +89,13 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.aurora_training
 	@$(BIN)/python -m benchmarks.team_parsing
 	@$(BIN)/python -m benchmarks.lineage
+
+bench-noisy: install  ## benchmark: noisy neighbours, one team's flood vs another's delays, per-team limits off then on (two platforms, ~40 min; under flock /tmp/bench.lock)
+	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits off
+	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits on
+
+test-noisy: install  ## per-team limits in force on a platform of its own (flood, slow DAG file; ~10 min)
+	@PLATFORM_NOISY=1 $(BIN)/pytest tests/test_noisy_neighbours.py $(PYTEST_ARGS)
 
 bench-executors: install  ## benchmark: LocalExecutor vs per-team Celery with the workers' previous and tuned settings (3 interleaved rounds of whole platforms, ~30 min): timings, per-task timeline, idle PSS per process kind
 	@$(BIN)/python -m benchmarks.executors

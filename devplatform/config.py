@@ -325,6 +325,10 @@ class PlatformConfig:
     alert_queue_length: int = _env_int("PLATFORM_ALERT_QUEUE_LENGTH", 50)
     alert_queued_seconds: float = _env_int("PLATFORM_ALERT_QUEUED_SECONDS", 300)
     alert_repeat_seconds: float = _env_int("PLATFORM_ALERT_REPEAT_SECONDS", 600)
+    # Per-team limits (platform_runtime.team_limits: a team's pools, its share of the scheduler's
+    # parallelism, its ceiling on active runs, its parse-time limit); "0" (PLATFORM_TEAM_LIMITS=0)
+    # switches them off: the build the noisy-neighbour benchmark and tests compare against.
+    team_limits: bool = field(default_factory=lambda: os.environ.get("PLATFORM_TEAM_LIMITS", "1") != "0")
 
     def __post_init__(self) -> None:
         if self.worker_settings not in WORKER_SETTINGS:
@@ -481,7 +485,8 @@ class PlatformConfig:
             "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", f"/tmp/platform-runtime-{os.getuid()}"),
             "AIRFLOW__CORE__MULTI_TEAM": "True",
             "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or (16 if self.celery else 4)),
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or self.default_parallelism()),
+            **self.team_limits_env(),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
             # the scheduler's heartbeat timeout and the workers' Execution API retries: the image's (Dockerfile)
             **heartbeat_settings(),
@@ -531,6 +536,28 @@ class PlatformConfig:
         else:
             env["AIRFLOW__API_AUTH__JWT_SECRET"] = s.with_jwt_secret(self.state / "secrets.json")
         return env
+
+    def default_parallelism(self) -> int:
+        """``[core] parallelism`` unless given: with per-team limits, every team's pool slots
+        together (``platform_runtime.team_limits.platform_parallelism``); else 16 with per-team
+        Celery workers, 4 with the LocalExecutor baseline (it forks that many workers)."""
+        if not self.celery:
+            return 4
+        if self.team_limits:
+            from platform_runtime.team_limits import platform_parallelism
+
+            return platform_parallelism(self.domains)
+        return 16
+
+    def team_limits_env(self) -> dict[str, str]:
+        """``[platform] team_limits`` and the platform's default ``[core] max_active_runs_per_dag``
+        (the Dockerfile sets the same)."""
+        if not self.team_limits:
+            return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "False"}
+        from platform_runtime.team_limits import DEFAULT_MAX_ACTIVE_RUNS_PER_DAG
+
+        return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "True",
+                "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(DEFAULT_MAX_ACTIVE_RUNS_PER_DAG)}
 
     def executor_setting(self) -> str:
         """``[core] executor``: the global executor multi-team mode requires first, then one

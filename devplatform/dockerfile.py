@@ -6,8 +6,9 @@ platform (``tests/test_astro_project.py`` fails until they do): the executors
 (``AIRFLOW__CORE__EXECUTOR``: the refusing global one, then one CeleryExecutor per team),
 the logins (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``: admin, then ``<team>_op`` and
 ``<team>_viewer``) and the bundles (``AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST``: one
-LocalDagBundle per domain under ``/usr/local/airflow``, owned by its team). Nothing else in
-the file is touched.
+LocalDagBundle per domain under ``/usr/local/airflow``, owned by its team). A fourth follows
+from the teams' settings: ``AIRFLOW__CORE__PARALLELISM``, every team's pool slots together
+(``platform_runtime.team_limits``). Nothing else in the file is touched.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from pathlib import Path
 from devplatform.config import bundle_config, simple_auth_users
 from devplatform.paths import ROOT, domain_names
 from platform_runtime import GLOBAL_EXECUTOR
+from platform_runtime.team_limits import platform_parallelism
 
 IMAGE_ROOT = Path("/usr/local/airflow")  # the Astro Runtime image's project folder
 
 
 def team_values(domains: list[str]) -> dict[str, str]:
-    """The three team lines' values for ``domains``, as the image must set them."""
+    """The team lines' values for ``domains``, as the image must set them (the scheduler's
+    parallelism too: every team's pool slots together, ``platform_runtime.team_limits``)."""
     return {
+        "AIRFLOW__CORE__PARALLELISM": str(platform_parallelism(domains)),
         "AIRFLOW__CORE__EXECUTOR": ";".join([GLOBAL_EXECUTOR, *(f"{d}=CeleryExecutor" for d in domains)]),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(domains),
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle_config(root=IMAGE_ROOT, domains=domains)),

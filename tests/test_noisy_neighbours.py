@@ -1,0 +1,117 @@
+"""Per-team limits in force on a real platform (issue 26, noisy neighbours; not timed).
+
+A platform of its own with two teams (``aurora`` floods, ``hss_workflow`` is the victim), the
+benchmark's DAG files planted (``benchmarks/noisy_neighbours.py``):
+
+- a flood of runs of a DAG of many mapped tasks written without the platform's defaults
+  (Airflow's global pool and active runs): the flooding team never holds more task slots
+  than its pools have, nor more active runs than the platform's default, and the victim's
+  task still runs;
+- a DAG file of the flooding team whose top-level code burns more CPU than the team's
+  parse-time limit and less than Airflow's own default: it is cut off by the limit (an
+  import error saying so), and the victim's new DAG file still appears.
+
+Both fail on the build with the limits off (``PLATFORM_TEAM_LIMITS=0``): the flood's tasks
+then take the global pool's slots, and the slow file parses. The platform's start takes
+several minutes on two loaded cores: it runs with ``make test-noisy`` (``PLATFORM_NOISY=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import requests
+
+from benchmarks.noisy_neighbours import FLOOD, FLOODER, NEW_FILE, SLOW, TEAMS, VICTIM, Victim, plant, run_states, ti_states
+from platform_runtime.team_limits import DEFAULT_MAX_ACTIVE_RUNS_PER_DAG, team_limits, team_pool_slots
+from shared.dag_defaults import team_pool
+from tests.live_platform import running_platform
+from tests.newcomer import Newcomer
+
+pytestmark = [pytest.mark.timeout(1800),
+              pytest.mark.skipif(os.environ.get("PLATFORM_NOISY") != "1",
+                                 reason="a platform of its own (several minutes): make test-noisy")]
+FLOOD_TASKS = 30
+FLOOD_RUNS = 12
+
+
+@pytest.fixture(scope="module")
+def platform():
+    files = {**plant(), "{team}_noisy_flood.py": FLOOD.replace("{tasks}", str(FLOOD_TASKS))}
+    with running_platform("celery", plant=files, domains=TEAMS) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def user(platform):
+    return Newcomer(platform)
+
+
+def slots_held(platform, team: str) -> int:
+    """Task slots the team holds now: its task instances queued or running (what pools count)."""
+    from benchmarks.noisy_neighbours import metadata_db
+
+    with metadata_db(platform) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM task_instance ti JOIN dag d ON d.dag_id = ti.dag_id "
+                    "WHERE d.bundle_name = %s AND ti.state IN ('queued', 'running')", (team,))
+        return cur.fetchone()[0]
+
+
+def test_a_flooding_team_holds_no_more_than_its_slots_and_runs(platform, user):
+    dag_id = f"{FLOODER}_noisy_flood"
+    for _ in range(FLOOD_RUNS):
+        r = user.call(FLOODER, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        assert r.status_code == 200, r.text
+    r = user.call(FLOODER, "PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    assert r.status_code == 200, r.text
+    slots = team_pool_slots(FLOODER)[team_pool(FLOODER)]
+    victim = Victim(user, platform)
+    held, running_runs = [], []
+    deadline = time.monotonic() + 90
+    waits = []
+    while time.monotonic() < deadline:
+        held.append(slots_held(platform, FLOODER))
+        running_runs.append(run_states(platform, dag_id).get("running", 0))
+        if len(waits) < 2 and ti_states(platform, dag_id).get("success", 0):
+            waits.append(victim.due_to_running())  # the victim's task runs during the flood
+        time.sleep(1)
+    r = user.call(FLOODER, "PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+    assert r.status_code == 200, r.text
+    print(f"\nflooding team's slots held (max {max(held)}, its pools {slots}); its running runs (max "
+          f"{max(running_runs)}); victim's due -> running {waits}")
+    assert max(held) > 0 and ti_states(platform, dag_id).get("success", 0) > 0  # the flood did run
+    assert max(held) <= slots, f"{FLOODER} held {max(held)} task slots, its pools have {slots}"
+    assert max(running_runs) <= DEFAULT_MAX_ACTIVE_RUNS_PER_DAG
+    assert len(waits) == 2
+
+
+def test_a_slow_file_is_cut_off_by_its_teams_limit_and_the_victims_file_still_appears(platform, user):
+    limit = team_limits(FLOODER)["parse_timeout_seconds"]
+    seconds = limit + 8  # beyond the team's limit, within Airflow's default (30 s)
+    slow = platform.config.bundle_path(FLOODER) / f"{FLOODER}_noisy_slow_test_0.py"
+    slow.write_text(SLOW.format(team=FLOODER, n="test_0", seconds=seconds))
+    os.chmod(slow, 0o644)
+    new_id = f"{VICTIM}_noisy_new_test"
+    new = platform.config.bundle_path(VICTIM) / f"{new_id}.py"
+    time.sleep(2)  # the slow file first: the victim's comes while the slow one is parsed
+    new.write_text(NEW_FILE.format(dag_id=new_id, team=VICTIM))
+    os.chmod(new, 0o644)
+    admin = requests.post(f"{platform.config.api_url}/auth/token",
+                          json={"username": "admin", "password": platform.logins()["admin"]}, timeout=30).json()["access_token"]
+
+    def import_error():
+        r = requests.get(f"{platform.config.api_url}/api/v2/importErrors", headers={"Authorization": f"Bearer {admin}"},
+                         params={"limit": 100}, timeout=30)
+        r.raise_for_status()
+        return next((e["stack_trace"] for e in r.json()["import_errors"] if e["filename"].endswith(slow.name)), None)
+
+    deadline, error, appeared = time.monotonic() + 300, None, False
+    while time.monotonic() < deadline and not (error and appeared):
+        error = error or import_error()
+        appeared = appeared or user.call(VICTIM, "GET", f"/dags/{new_id}").status_code == 200
+        time.sleep(2)
+    assert appeared, f"{new_id} never appeared"
+    assert error and "DagBag import timeout" in error and f"after {float(limit)}s" in error, error
+    assert user.call(FLOODER, "GET", f"/dags/{FLOODER}_noisy_slow_test_0").status_code == 404
