@@ -118,7 +118,14 @@ def test_a_sixth_domain_added_as_the_readme_says_runs_its_dag_on_the_platform():
         assert update(dockerfile, [*domain_names(), NAME]) != dockerfile
         made = run(["make", "-s", "dockerfile"], project, env)
         assert made.returncode == 0 and "rewritten" in made.stdout, made.stdout + made.stderr
-        assert (project / "Dockerfile").read_text() == update(dockerfile, [*domain_names(), NAME])
+        # what the copy's own code makes of the old file: the team lines, and the parallelism from
+        # the copy's settings (the new team's pool slots counted), not this checkout's
+        (work / "Dockerfile.before").write_text(dockerfile)
+        expected = run([sys.executable, "-c", "import sys; from devplatform.dockerfile import update; "
+                        f"sys.stdout.write(update(open({str(work / 'Dockerfile.before')!r}).read(), {[*domain_names(), NAME]!r}))"],
+                       project, env)
+        assert expected.returncode == 0, expected.stderr
+        assert (project / "Dockerfile").read_text() == expected.stdout
         astro_test = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                       "tests/test_astro_project.py::test_image_configures_what_the_local_platform_configures"]
         after = run(astro_test, project, env)

@@ -224,13 +224,32 @@ def assert_same_store(dsn: str, other_dsn: str) -> None:
         assert rows(dsn, sql) == rows(other_dsn, sql), table
 
 
+def assert_same_as_one_at_a_time(lineage_dsn: str, pg, items: list) -> None:
+    """The same events stored one at a time (``LineageStore.ingest``, refused ones skipped) into
+    a second store give the same rows in every table as ``lineage_dsn`` holds."""
+    from lineage_explorer.store import LineageStore
+
+    other_dsn = lineage_dsn + "_seq"
+    pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])
+    sequential = LineageStore(other_dsn)
+    try:
+        for args in items:
+            try:
+                sequential.ingest(*args)
+            except RefusedEvent:
+                pass
+        assert_same_store(lineage_dsn, other_dsn)
+    finally:
+        sequential.close()
+        pg.drop_database(other_dsn.rsplit("/", 1)[1])
+
+
 def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
     """The group commit's set-based call (migration 0004) stores what one event per
     transaction stores, every column of every table: batches with team keys and parent runs,
     a run's START and COMPLETE in one batch, a replay inside a batch and of an earlier batch,
     a lifecycle change and a new schema; a batch with an event older than what is stored, and
     one with a run of another job, go one event at a time, with the same result."""
-    from lineage_explorer.store import LineageStore
 
     owner = {d.dag_id: d.team for d in three_teams()}
 
@@ -256,20 +275,7 @@ def test_set_based_batch_is_one_event_at_a_time(store, lineage_dsn, pg):
     assert results[4] == [True, False, False, False]
     assert isinstance(results[5][0], RefusedEvent) and results[5][1:] == [False, False, False]
 
-    other_dsn = lineage_dsn + "_seq"
-    pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])
-    sequential = LineageStore(other_dsn)
-    try:
-        for b in batches:
-            for e in b:
-                try:
-                    sequential.ingest(*item(e))
-                except RefusedEvent:
-                    pass
-        assert_same_store(lineage_dsn, other_dsn)
-    finally:
-        sequential.close()
-        pg.drop_database(other_dsn.rsplit("/", 1)[1])
+    assert_same_as_one_at_a_time(lineage_dsn, pg, [item(e) for b in batches for e in b])
 
 
 def test_late_events_inside_a_batch_go_one_at_a_time_between_set_based_calls(store, lineage_dsn, pg):
@@ -278,7 +284,6 @@ def test_late_events_inside_a_batch_go_one_at_a_time_between_set_based_calls(sto
     latest hour's events interleaved with the earliest's. Only the late events (older than their
     job's newest, stored or earlier in the batch) go one at a time, the runs of events between
     them set-based; every column of every table is what storing one event after the other gives."""
-    from lineage_explorer.store import LineageStore
 
     owner = {d.dag_id: d.team for d in three_teams()}
 
@@ -299,17 +304,7 @@ def test_late_events_inside_a_batch_go_one_at_a_time_between_set_based_calls(sto
     assert (store.batches_set_based, store.batches_one_at_a_time) == (2, 0)
     assert store.events_one_at_a_time == late
 
-    other_dsn = lineage_dsn + "_seq"
-    pg.ensure_database(other_dsn.rsplit("/", 1)[1], "lineage", other_dsn.split(":")[2].split("@")[0])
-    sequential = LineageStore(other_dsn)
-    try:
-        for b in batches:
-            for e in b:
-                sequential.ingest(*item(e))
-        assert_same_store(lineage_dsn, other_dsn)
-    finally:
-        sequential.close()
-        pg.drop_database(other_dsn.rsplit("/", 1)[1])
+    assert_same_as_one_at_a_time(lineage_dsn, pg, [item(e) for b in batches for e in b])
 
 
 def test_concurrent_workers_over_http(explorer, standin, lineage_dsn, monkeypatch):
