@@ -638,6 +638,9 @@ CHILD_ENV = {
     "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
     "AIRFLOW__LOGGING__LOGGING_LEVEL", "AIRFLOW__OPENLINEAGE__NAMESPACE", "AIRFLOW__OPENLINEAGE__EXTRACTORS",
     "AIRFLOW__OPENLINEAGE__DISABLED",
+    # the per-team limits the cluster policies apply while the team's files parse
+    # (platform_runtime.team_limits): every team's slots and ceilings, no secret
+    "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "AIRFLOW__PLATFORM__TEAM_LIMITS",
 }
 
 
@@ -827,8 +830,10 @@ def test_stop_stops_exactly_what_start_started(platform):
 
 def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
     """The matrix can fail: with every task inside the scheduler (LocalExecutor, shared JWT
-    secret, one OS user), the same probe reaches the platform's secrets."""
-    p = make_platform("local")
+    secret, one OS user), the same probe reaches the platform's secrets. That set-up had no
+    per-team limits either: its probe, whose attacks succeed there and so take longer, is not cut
+    off by a team's parse timeout (platform_runtime.team_limits)."""
+    p = make_platform("local", team_limits=False)
     p.standin_specs = lambda: []
     try:
         p.start(wait_timeout=400)

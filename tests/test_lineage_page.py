@@ -168,11 +168,15 @@ def platform(pg, tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_platform(pg, tmp_path_factory):
     """The store as a full run of all 16 DAGs leaves it (tests/lineage_explorer/full_run.py)."""
-    from tests.lineage_explorer.conftest import seed_metadata
+    from tests.lineage_explorer.conftest import restore_bundles, seed_metadata
 
-    seed_metadata(FULL_RUN)
-    with serving(pg, tmp_path_factory.mktemp("lineage-page-full-run"), FULL_RUN, FULL_RUN_USERS) as served:
-        yield served
+    # the real DAG ids: earlier tests of the session may have recorded them under other bundles
+    moved = seed_metadata(FULL_RUN, claim=True)
+    try:
+        with serving(pg, tmp_path_factory.mktemp("lineage-page-full-run"), FULL_RUN, FULL_RUN_USERS) as served:
+            yield served
+    finally:
+        restore_bundles(moved)
 
 
 def logged_in(browser, platform, user):

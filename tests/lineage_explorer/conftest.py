@@ -37,8 +37,12 @@ def store(lineage_dsn):
     s.close()
 
 
-def seed_metadata(dags) -> None:
-    """Teams, one bundle per team and the DAGs, as the dag-processor records them."""
+def seed_metadata(dags, claim: bool = False) -> dict[str, str]:
+    """Teams, one bundle per team and the DAGs, as the dag-processor records them.
+
+    ``claim``: a DAG already recorded (by an earlier test of the session, under another bundle)
+    is moved into its team's bundle here; returns {dag_id: its previous bundle} for
+    :func:`restore_bundles`."""
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
     from airflow.models.team import Team
@@ -53,9 +57,25 @@ def seed_metadata(dags) -> None:
                 bundle.teams.append(t)
             session.add(bundle)
         session.flush()
+        moved = {}
         for d in dags:
-            if session.get(DagModel, d.dag_id) is None:
+            existing = session.get(DagModel, d.dag_id)
+            if existing is None:
                 session.add(DagModel(dag_id=d.dag_id, bundle_name=f"lineage_tests_{d.team}", fileloc=f"/dags/{d.dag_id}.py"))
+            elif claim and existing.bundle_name != f"lineage_tests_{d.team}":
+                moved[d.dag_id] = existing.bundle_name
+                existing.bundle_name = f"lineage_tests_{d.team}"
+    return moved
+
+
+def restore_bundles(moved: dict[str, str]) -> None:
+    """Give the DAGs :func:`seed_metadata` claimed their previous bundles back."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for dag_id, bundle in moved.items():
+            session.get(DagModel, dag_id).bundle_name = bundle
 
 
 @pytest.fixture
