@@ -150,12 +150,9 @@ def refuse_to_parse(team: str, why: str) -> None:
 
 
 def bundle_team(bundle_name: str) -> str | None:
-    import json
+    from platform_runtime.tenant_guard import configured_bundles, team_of_bundle
 
-    from airflow.configuration import conf
-
-    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
-    return next((b.get("team_name") for b in bundles if b.get("name") == bundle_name), None)
+    return team_of_bundle(bundle_name, configured_bundles())
 
 
 @attrs.define(kw_only=True)

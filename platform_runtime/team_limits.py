@@ -33,11 +33,12 @@ team that rewrites the policy from its own DAG file's top-level code.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
 import yaml
+
+from platform_runtime.tenant_guard import team_of_file
 
 DEFAULT_POOL = "default_pool"  # Airflow's global pool
 # ``[core] max_active_runs_per_dag``, platform-wide: the active runs of a DAG that sets none
@@ -85,20 +86,9 @@ def enabled() -> bool:
     return conf.getboolean("platform", "team_limits", fallback=True)
 
 
-def _team_of_file(fileloc: str | None) -> str | None:
-    from airflow.configuration import conf
-
-    from platform_runtime.tenant_guard import bundle_of_file, team_of_bundle
-
-    if not fileloc:
-        return None
-    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
-    return team_of_bundle(bundle_of_file(fileloc, bundles), bundles)
-
-
 def limit_dag(dag) -> None:
     """Cluster policy (DAG): the team's ceiling on a DAG's active runs."""
-    team = _team_of_file(dag.fileloc) if enabled() else None
+    team = team_of_file(dag.fileloc) if enabled() else None
     if team is None:
         return
     ceiling = int(team_limits(team)["max_active_runs_per_dag"])
@@ -110,7 +100,7 @@ def limit_task(task) -> None:
     """Cluster policy (task): a team task in Airflow's global pool runs in its team's default pool."""
     if task.dag is None or not enabled() or task.pool != DEFAULT_POOL:
         return
-    team = _team_of_file(task.dag.fileloc)
+    team = team_of_file(task.dag.fileloc)
     if team is None:
         return
     from shared.dag_defaults import team_pool
@@ -123,5 +113,5 @@ def parse_timeout(dag_file_path: str) -> float:
     from airflow.configuration import conf
 
     default = conf.getfloat("core", "dagbag_import_timeout")
-    team = _team_of_file(dag_file_path) if enabled() else None
+    team = team_of_file(dag_file_path) if enabled() else None
     return float(team_limits(team)["parse_timeout_seconds"]) if team else default

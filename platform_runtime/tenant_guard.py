@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 TRIGGER_PATH = re.compile(r"^/execution/dag-runs/(?P<dag_id>[^/]+)/(?P<run_id>[^/]+)(?:/clear)?/?$")
@@ -43,6 +44,27 @@ def named_dag_ids(task) -> list[str]:
     if isinstance(task, ExternalTaskMarker):
         ids.append(task.external_dag_id)
     return [i for i in ids if isinstance(i, str) and "{{" not in i]
+
+
+def configured_bundles() -> list[dict]:
+    """``[dag_processor] dag_bundle_config_list``, parsed once per distinct value (the cluster
+    policies ask for it once per task while a file parses)."""
+    from airflow.configuration import conf
+
+    return _parsed_bundles(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
+
+
+@lru_cache(maxsize=4)
+def _parsed_bundles(raw: str) -> list[dict]:
+    return json.loads(raw)
+
+
+def team_of_file(fileloc: str | None) -> str | None:
+    """The team owning the bundle that ``fileloc`` lies in, if any."""
+    if not fileloc:
+        return None
+    bundles = configured_bundles()
+    return team_of_bundle(bundle_of_file(fileloc, bundles), bundles)
 
 
 def bundle_of_file(fileloc: str, bundles: list[dict]) -> str | None:
@@ -167,9 +189,7 @@ def enforce_team_executor(task, bundles: list[dict], refuse: bool = True) -> Non
 def task_policy(task) -> None:
     """Cluster policy: a team task runs on its team's executor (named if it names none, refused
     if it names another); refuse an operator that names another team's DAG."""
-    from airflow.configuration import conf
-
-    bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
+    bundles = configured_bundles()
     enforce_team_executor(task, bundles)
     if not named_dag_ids(task):
         return
