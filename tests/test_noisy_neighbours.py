@@ -136,6 +136,16 @@ def test_each_teams_processes_weigh_one_cpu_share(platform):
         assert p is not None, f"{name} is not running"
         return [p, *p.children(recursive=True)]
 
+    def zygote(team: str) -> psutil.Process | None:
+        """The team's parse zygote: a child of the dag-processor (its forks, the parses, come and go)."""
+        for q in platform.proc("dag-processor").process().children():
+            try:
+                if "zygote" in q.cmdline() and q.environ().get("_PLATFORM_TEAM") == team:
+                    return q
+            except psutil.Error:  # a child that just ended
+                continue
+        return None
+
     control = {name: autogroup.read(tree(name)[0].pid) for name in ("scheduler", "api-server", "dag-processor")}
     control["supervisord"] = autogroup.read(platform.supervisor.proc.process().pid)
     base = autogroup.nice_for(0)
@@ -143,13 +153,12 @@ def test_each_teams_processes_weigh_one_cpu_share(platform):
     seen: dict[str, tuple[str, int]] = {}
     for team in TEAMS:
         for name in (f"worker-{team}", f"triggerer-{team}", f"flower-{team}"):
-            groups = {autogroup.read(q.pid) for q in tree(name)}
+            groups = {g for q in tree(name) if (g := autogroup.read(q.pid))}  # None: a task that just ended
             assert len(groups) == 1, f"{name}'s processes in several groups: {groups}"
             seen[name] = groups.pop()
-        zygotes = [q for q in tree("dag-processor") if "zygote" in q.cmdline()
-                   and q.environ().get("_PLATFORM_TEAM") == team]
-        assert zygotes, f"no parse zygote of {team}"
-        seen[f"zygote-{team}"] = autogroup.read(zygotes[0].pid)
+        z = zygote(team)
+        assert z is not None, f"no parse zygote of {team}"
+        seen[f"zygote-{team}"] = autogroup.read(z.pid)
     print(f"\nautogroups: control plane {control}; teams {seen}")
     all_groups = [g[0] for g in (*control.values(), *seen.values())]
     assert len(set(all_groups)) == len(all_groups), "two components share a CPU group"
