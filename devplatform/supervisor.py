@@ -20,7 +20,10 @@ socket in the platform's run folder (0700 of the platform's user).
 
 Each program's command is ``python -I -S devplatform/launch.py <spec>``: the spec (JSON, 0600)
 holds the argv, environment, umask and log of the process, written before its first start, so
-that no secret sits in supervisord's configuration or on a command line.
+that no secret sits in supervisord's configuration or on a command line. With the spec's
+``autogroup_nice`` the launcher starts the process in a session, so a CPU share (CFS autogroup),
+of its own (``platform_runtime.autogroup``); it still leads its own process group, which
+``stopasgroup``/``killasgroup`` signal.
 """
 
 from __future__ import annotations
