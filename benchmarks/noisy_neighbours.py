@@ -309,6 +309,9 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     loads: list[str] = []
     with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on") as platform:
+        if platform.config.cpu_groups:
+            print(f"[noisy] a team's CPU groups at autogroup nice {platform.config.autogroup_nice(True)}, the control "
+                  f"plane's at {platform.config.autogroup_nice(False)} (PLATFORM_TEAM_CPU_NICE)", flush=True)
         user = Newcomer(platform)
         victim = Victim(user, platform)
         flood = Flood(user, platform, args.flood_runs, args.slow_files, args.slow_seconds)
