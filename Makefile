@@ -90,8 +90,8 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.team_parsing
 	@$(BIN)/python -m benchmarks.lineage
 
-bench-noisy: install  ## benchmark: noisy neighbours, one team's flood vs another's delays, per-team limits off then on (two platforms, ~40 min; under flock /tmp/bench.lock)
-	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits off
+bench-noisy: install  ## benchmark: noisy neighbours, one team's flood vs another's delays, per-team limits and CPU groups off then on (two platforms, ~40 min; under flock /tmp/bench.lock)
+	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits off --cpu-groups off
 	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits on
 
 test-noisy: install  ## per-team limits in force on a platform of its own (flood, slow DAG file; ~10 min)

@@ -415,9 +415,16 @@ class LocalPlatform:
                   "db_url": cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
                   "supervisor_log": str(sv.log_dir / "supervisord.log")}
         sv.write_spec(LISTENER, [self.python, "-m", "devplatform.alerts"],
-                      {**self.env(), "PLATFORM_ALERTS": json.dumps(alerts)}, ROOT, self.run_as(), listener=True)
+                      {**self.env(), "PLATFORM_ALERTS": json.dumps(alerts)}, ROOT, self.run_as(), listener=True,
+                      autogroup_nice=self.config.autogroup_nice(False))
         sv.start_program(LISTENER)
         self.say(f"platform alerts: mailed to {cfg.alert_email} (log {sv.log_dir / (LISTENER + '.log')})")
+
+    def is_team_process(self, name: str) -> bool:
+        """A process that runs a team's code (its worker with its tasks, its triggerer with its
+        trigger runner) or serves only that team (its Flower): its CPU group sits at the teams'
+        nice (``PlatformConfig.autogroup_nice``); the control plane's at the platform's own."""
+        return name in self.team_components() or name.startswith("triggerer-")
 
     def starts_after_ready(self, name: str) -> bool:
         """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
@@ -442,7 +449,8 @@ class LocalPlatform:
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as)
+        self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as,
+                                   autogroup_nice=self.config.autogroup_nice(self.is_team_process(name)))
         self.supervisor.start_program(name)
         info = p.info() or {}
         self.say(f"{name}: started (pid {info.get('pid')}), log {p.logfile}")

@@ -641,6 +641,8 @@ CHILD_ENV = {
     # the per-team limits the cluster policies apply while the team's files parse
     # (platform_runtime.team_limits): every team's slots and ceilings, no secret
     "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "AIRFLOW__PLATFORM__TEAM_LIMITS",
+    # the autogroup nice of the team's parse zygote (platform_runtime.autogroup): a number
+    "AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE",
 }
 
 
