@@ -387,9 +387,13 @@ def test_a_teams_own_lineage_key_and_domain_redis_password_are_not_forbidden_to_
 
 
 def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
+    """Flower runs on demand (``make flower TEAM=<team>``, issue 25): none after make start; each
+    started as ``make flower`` starts it, as its team's user (the process test below)."""
     s = platform.config.secrets
+    assert [t for t in TEAMS if platform.proc(f"flower-{t}").running()] == []
     for i, team in enumerate(TEAMS):
-        base = platform.team_runtime(team).flower_url()
+        base = platform.start_flower(team)
+        assert base == platform.team_runtime(team).flower_url()
         for path in ("/metrics", "/healthcheck"):  # platform_runtime.flower guards these too
             assert requests.get(base + path, timeout=30).status_code == 401, (team, path)
             assert requests.get(base + path, auth=(team, s.flower_passwords[team]), timeout=30).status_code == 200
