@@ -61,6 +61,8 @@ def cmd_status(args) -> None:
     for name, up in p.status().items():
         # supervisord's state when it is neither running nor stopped: BACKOFF, EXITED, FATAL
         why = states.get(name, "STOPPED")
+        if not up and why == "STOPPED" and p.on_demand(name):
+            why = f"on demand: make flower TEAM={name.removeprefix('flower-')}"
         print(f"{name:40s} {'running' if up else 'stopped'}{'' if up or why == 'STOPPED' else f' ({why})'}")
 
 
