@@ -696,6 +696,8 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
     pu = platform.platform_user
     assert pu is not None, "the tests run as root: the platform has a user of its own"
     tenant = {team_user(t).uid: t for t in TEAMS}
+    for t in TEAMS:  # on demand (make flower TEAM=<team>): started here, so its row is checked too
+        platform.start_flower(t)
     rows = process_rows(platform)
     print(f"\n{'process':<28} {'pid':>7} {'OS user':<22} caps  nnp  command")
     for r in rows:
