@@ -30,6 +30,7 @@ DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
 WORKER_SETTINGS = ("tuned", "previous")  # PlatformConfig.worker_settings
+IDLE_SETTINGS = ("lean", "previous")  # PlatformConfig.idle_settings
 DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
 # A team's processes' autogroup nice above the control plane's (PlatformConfig.team_cpu_nice): a
 # team's group weighs 526 against a control-plane process's 1024 (the kernel's nice-to-weight
@@ -312,6 +313,12 @@ class PlatformConfig:
     # "tuned", or "previous", the settings before issue 25 (PLATFORM_WORKER_SETTINGS): the
     # before/after switch of `make bench-executors`.
     worker_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_WORKER_SETTINGS", "tuned"))
+    # What runs while the platform idles (issue 25): "lean" starts no team-less triggerer (every
+    # bundle belongs to a team, so it had no trigger to run; a trigger without a team is alerted,
+    # devplatform/alerts.py) and no Flower at start (each team's on demand: `make flower
+    # TEAM=<team>`); "previous" (PLATFORM_IDLE_SETTINGS) starts both, as before: the before/after
+    # switch of `python -m benchmarks.executors --memory-only --in-place`.
+    idle_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_IDLE_SETTINGS", "lean"))
     redis_ports: dict[str, int] = field(default_factory=dict)
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
@@ -343,6 +350,8 @@ class PlatformConfig:
     def __post_init__(self) -> None:
         if self.worker_settings not in WORKER_SETTINGS:
             raise ValueError(f"PLATFORM_WORKER_SETTINGS must be one of {WORKER_SETTINGS}, not {self.worker_settings!r}")
+        if self.idle_settings not in IDLE_SETTINGS:
+            raise ValueError(f"PLATFORM_IDLE_SETTINGS must be one of {IDLE_SETTINGS}, not {self.idle_settings!r}")
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
