@@ -152,6 +152,7 @@ def test_each_teams_processes_weigh_one_cpu_share(platform):
     team_nice = platform.config.autogroup_nice(True)
     seen: dict[str, tuple[str, int]] = {}
     for team in TEAMS:
+        platform.start_flower(team)  # on demand (make flower TEAM=<team>): started, so its group is checked too
         for name in (f"worker-{team}", f"triggerer-{team}", f"flower-{team}"):
             groups = {g for q in tree(name) if (g := autogroup.read(q.pid))}  # None: a task that just ended
             assert len(groups) == 1, f"{name}'s processes in several groups: {groups}"
