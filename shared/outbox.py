@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,9 +62,16 @@ def event_id(topic: str, dedup_key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{topic}|{dedup_key}"))
 
 
+class EncodedJSON(str):
+    """An event's ``data`` already encoded as JSON text (a JSON object), put into the message as
+    it is: for a publisher of many events that has the text at hand (e.g. it hashed it for the
+    event's id), instead of encoding a dict a second time. ``json.loads`` gives the data back."""
+
+
 @dataclass(frozen=True)
 class Event:
-    """One event to add: ``dedup_key`` names the fact (e.g. ``"<user>|energy|2026-12-02|<hash>"``)."""
+    """One event to add: ``dedup_key`` names the fact (e.g. ``"<user>|energy|2026-12-02|<hash>"``);
+    ``data`` a mapping, or an :class:`EncodedJSON` text of one."""
 
     topic: str
     event_type: str
@@ -90,8 +97,31 @@ def _envelope(event: Event, eid: str, source: str, occurred_at: str) -> dict[str
         "occurred_at": occurred_at,
         "source": source,
         "key": event.key,
-        "data": dict(event.data),
+        "data": json.loads(event.data) if isinstance(event.data, EncodedJSON) else dict(event.data),
     }
+
+
+def _envelope_texts(events: Iterable[Event], source: str, occurred_at: str) -> Iterator[tuple[str, str, str | None, str]]:
+    """(event id, topic, key, message text) per event: the text ``json.dumps(envelope(...))``
+    gives, with the envelope's few repeated strings encoded once and :class:`EncodedJSON` data
+    put in as it is."""
+    encoded: dict[Any, str] = {}
+
+    def enc(v: Any) -> str:
+        text = encoded.get(v)
+        if text is None:
+            text = encoded[v] = json.dumps(v)
+            if len(encoded) > 10_000:  # keys repeat little: keep the cache small
+                encoded.clear()
+        return text
+
+    tail = f'"schema_version": {SCHEMA_VERSION}, "occurred_at": {enc(occurred_at)}, "source": {enc(source)}, "key": '
+    for e in events:
+        eid = e.event_id  # a uuid5 (SHA-1): made once per event
+        data = e.data if isinstance(e.data, EncodedJSON) else json.dumps(dict(e.data), default=str)
+        # no sort_keys: the column is jsonb, which keeps keys in its own order whatever the text's
+        yield eid, e.topic, e.key, (f'{{"event_id": "{eid}", "event_type": {enc(e.event_type)}, {tail}'
+                                    f'{enc(e.key)}, "data": {data}}}')
 
 
 def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
@@ -99,12 +129,7 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
 
     Returns how many were new; an event whose id is already in the outbox is skipped.
     """
-    occurred_at = datetime.now(UTC).isoformat()
-    rows = []
-    for e in events:
-        eid = e.event_id  # a uuid5 (SHA-1): made once per event
-        # no sort_keys: the column is jsonb, which keeps keys in its own order whatever the text's
-        rows.append((eid, e.topic, e.key, json.dumps(_envelope(e, eid, source, occurred_at), default=str)))
+    rows = list(_envelope_texts(events, source, datetime.now(UTC).isoformat()))
     if not rows:
         return 0
     if any(key == "\\N" for _, _, key, _ in rows):  # COPY's NULL marker as a key: the array statement

@@ -224,28 +224,50 @@ def test_a_broker_lost_mid_publish_leaves_exactly_the_unacknowledged_rows_for_th
     and marked. Rows are marked only for acknowledged messages; the rest (sent into the outage,
     or never acknowledged) stay unpublished with their attempt and error recorded, and the next
     publish, to the broker back up (a new, empty cluster), sends exactly those, each once."""
-    import threading
     import time
 
     n, batch = 12_000, 1_000
     with db.cursor() as cur:
         add_events(cur, events(n), source="tests")
     db.commit()
+    # the publisher's first mark (batch 1 acknowledged) waits on a lock the gate holds; once it
+    # waits, the broker stops and the gate lets it commit: batch 2 goes into the outage, however
+    # fast the publisher is
+    gate_lock = 4242
+    gate = DATABASE.connect()
+    with gate.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (gate_lock,))
+        cur.execute("CREATE FUNCTION wait_for_the_gate() RETURNS trigger LANGUAGE plpgsql AS"
+                    f" $$ BEGIN PERFORM pg_advisory_xact_lock_shared({gate_lock}); RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER wait_for_the_gate AFTER UPDATE ON event_outbox_mark"
+                    " FOR EACH ROW EXECUTE FUNCTION wait_for_the_gate()")
+    gate.commit()
     stopped = threading.Event()
 
     def stop_after_the_first_batch() -> None:
-        with closing(DATABASE.connect()) as watcher:
-            deadline = time.monotonic() + 60
-            while pending_count(watcher) == n and time.monotonic() < deadline:
-                watcher.rollback()
-                time.sleep(0.005)
-        kafka_broker.stop()
-        stopped.set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with gate.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+                            " AND NOT granted", (gate_lock,))
+                waiting = cur.fetchone()[0]
+            gate.commit()
+            if waiting:
+                kafka_broker.stop()
+                stopped.set()
+                break
+            time.sleep(0.01)
+        with gate.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (gate_lock,))
+        gate.commit()
 
     watcher = threading.Thread(target=stop_after_the_first_batch)
     watcher.start()
-    result = publish_outbox(db, "aurora_kafka", batch_size=batch, flush_timeout=5)
-    watcher.join()
+    try:
+        result = publish_outbox(db, "aurora_kafka", batch_size=batch, flush_timeout=5)
+    finally:
+        watcher.join()
+        gate.close()
     assert stopped.is_set()
     with db.cursor() as cur:
         cur.execute("SELECT o.event_id::text, w.id IS NULL, o.attempts, o.last_error FROM event_outbox o"
