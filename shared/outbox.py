@@ -213,6 +213,12 @@ _NEXT_BATCH = (
     " WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
     " AND published_at IS NULL ORDER BY txid, id LIMIT %s"
 )
+# The same rows without the horizon: what a publish sends, marking each row, once a transaction
+# that is still running held it back for ``settle_timeout`` (the mark stays below that transaction).
+_HELD_BATCH = (
+    f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
+    " WHERE (txid, id) > (%s::xid8, %s) AND published_at IS NULL ORDER BY txid, id LIMIT %s"
+)
 
 
 def publish_outbox(
@@ -236,9 +242,12 @@ def publish_outbox(
     consumers de-duplicate by ``event_id``). Rows acknowledged after an unacknowledged one get
     ``published_at`` one by one; unacknowledged rows get ``attempts``/``last_error`` and wait.
 
-    Rows whose transaction began after one that is still running (anywhere on the server) are
-    held back until it ends, up to ``settle_timeout`` seconds, then left for the next publish
-    with a warning: the mark cannot pass a row that may still be committed below it.
+    Rows whose transaction began after one that is still running (anywhere on the server: the
+    horizon is the server's oldest running transaction) are held back until it ends, up to
+    ``settle_timeout`` seconds: the mark cannot pass a row that may still be committed below it.
+    Then they are sent all the same and marked one by one (``published_at``), with a warning,
+    while the mark waits below that transaction: another database's long transaction slows a
+    publish down to per-row marking, it never stops it.
     An unreachable broker (no metadata within ``probe_timeout``) or unacknowledged messages
     leave rows waiting and log a warning with the count; nothing is raised for that, the rows
     wait for the next publish.
@@ -307,6 +316,7 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
     published = 0
     topics: set[str] = set()
     settle_until = None
+    beyond = False  # past the horizon: held rows sent and marked one by one, the mark stays
     while True:
         with conn.cursor() as cur:
             # an advisory lock, not FOR UPDATE on the mark: no transaction id is taken before the
@@ -314,24 +324,28 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
             cur.execute(f"SELECT txid::text, id FROM {MARK_TABLE} WHERE name = %s", (MARK,))
             mark_txid, mark_id = cur.fetchone()
-            cur.execute(_NEXT_BATCH, (mark_txid, mark_id, batch_size))
+            cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (mark_txid, mark_id, batch_size))
             batch = cur.fetchall()
             if not batch:
                 conn.commit()
+                if beyond:
+                    break
                 held = pending_count(conn)  # committed, but behind a transaction still running
                 conn.commit()
                 if not held:
                     break
                 settle_until = settle_until or time.monotonic() + settle_timeout
                 if time.monotonic() >= settle_until:
-                    log.warning("%d event(s) were written by transactions that began after one still running; "
-                                "they go out with the next publish", held)
-                    return PublishResult(published, held, topics=frozenset(topics))
+                    log.warning("%d event(s) were written by transactions that began after one still running "
+                                "(on any database of the server); sent now and marked one by one, the mark "
+                                "waits for that transaction to end", held)
+                    beyond = True
+                    continue
                 time.sleep(0.05)
                 continue
             settle_until = None
             acked, errors = _send(producer, batch, flush_timeout)
-            run = acked.find(0)  # the acknowledged run at the batch's start
+            run = 0 if beyond else acked.find(0)  # the acknowledged run at the batch's start (moves the mark)
             run = len(batch) if run < 0 else run
             if run:
                 cur.execute(f"UPDATE {MARK_TABLE} SET txid = %s::xid8, id = %s WHERE name = %s",

@@ -118,12 +118,14 @@ def test_published_at_least_once_and_read_exactly_once(db, kafka_broker):
         assert ns == sorted(ns)
 
 
-def test_a_row_committed_after_a_later_one_is_neither_skipped_nor_sent_early(db, kafka_broker):
+def test_a_row_committed_after_a_later_one_is_never_skipped_and_a_long_transaction_stops_nothing(db, kafka_broker):
     """Ids are handed out at INSERT, transactions commit in any order. Writer A takes its
     transaction id first and holds its events open; writer B commits events with ids below
     (B inserted first) and above (B inserted after) A's. No publish may move the mark past a row
-    A can still commit below it: B's rows wait (no mark jumps over A's), then all go out once
-    A commits. A mark by id alone (``id > last published id``) skips A's rows for ever."""
+    A can still commit below it: B's rows wait for A up to ``settle_timeout``, then go out marked
+    one by one while the mark stays below A; A's rows go out once A commits, each event once.
+    A mark by id alone (``id > last published id``) skips A's rows for ever; a publish that only
+    waits for A is stopped by any long transaction on the server (another team's database too)."""
     with closing(DATABASE.connect()) as a, closing(DATABASE.connect()) as b:
         with a.cursor() as cur:
             cur.execute("INSERT INTO facts VALUES (1)")  # A's transaction id: the older one
@@ -136,9 +138,14 @@ def test_a_row_committed_after_a_later_one_is_neither_skipped_nor_sent_early(db,
             add_events(cur, events(3, start=6), source="tests")  # ids above A's events
         b.commit()
         result = publish_outbox(db, "aurora_kafka", settle_timeout=0.5)
-        assert (result.published, result.waiting) == (0, 6)  # A still running: nothing passes it
+        assert (result.published, result.waiting) == (6, 0)  # B's, marked one by one; A's not visible yet
+        with db.cursor() as cur:
+            cur.execute("SELECT txid < (SELECT min(txid) FROM event_outbox WHERE published_at IS NOT NULL)"
+                        " FROM event_outbox_mark")
+            assert cur.fetchone()[0] is True  # the mark stayed below A
+        db.commit()
         a.commit()
-    assert publish_outbox(db, "aurora_kafka").published == 9
+    assert publish_outbox(db, "aurora_kafka").published == 3  # A's, now below the horizon
     assert pending_count(db) == 0
     with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
         got = consumer.read(expected=9, timeout=40)
