@@ -114,11 +114,12 @@ def step(results: list, name: str, fn, rows_of=lambda r: r):
 
 
 @contextmanager
-def aurora_platform(tmp: Path):
+def aurora_platform(tmp: Path, pgdata: Path | None = None):
     """Embedded PostgreSQL with the aurora database, the domain Redis and the Kafka stand-in, on
-    free ports, wired to aurora's connections (environment variables: child processes see them)."""
+    free ports, wired to aurora's connections (environment variables: child processes see them).
+    ``pgdata``: a PostgreSQL data folder kept after the run (``--prepare``), else one in ``tmp``."""
     os.environ.setdefault("AIRFLOW_HOME", str(tmp / "airflow"))
-    pg = PgServer(tmp / "pgdata", free_port())
+    pg = PgServer(pgdata or tmp / "pgdata", free_port())
     redis_proc = None
     kafka = KafkaStandIn(tmp / "kafka")
     try:
@@ -332,16 +333,40 @@ def child_step(path: str, what: str) -> dict:
             if kind == "save":
                 cur.execute("TRUNCATE predictions")
                 cur.execute("DELETE FROM event_outbox WHERE topic = %s", (predictions.TOPIC,))
-            elif kind == "publish":
-                cur.execute("UPDATE event_outbox SET published_at = NULL, attempts = 0 WHERE topic = %s",
-                            (predictions.TOPIC,))
+            elif kind == "publish":  # every event waiting again, for the old code (published_at) and the new (mark)
+                cur.execute("UPDATE event_outbox SET published_at = NULL, attempts = 0 WHERE topic = %s"
+                            " AND (published_at IS NOT NULL OR attempts <> 0)", (predictions.TOPIC,))
+                cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
+                if cur.fetchone()[0]:
+                    cur.execute("UPDATE event_outbox_mark SET txid = '0', id = 0")
+            if kind in ("save", "publish"):  # each path on its own outbox indexes (the old code's: before 0002)
+                cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
+                if cur.fetchone()[0] and path == "old":
+                    cur.execute("DROP INDEX IF EXISTS event_outbox_txid_id")
+                    cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_unpublished ON event_outbox (id)"
+                                " WHERE published_at IS NULL")
+                elif path != "old":
+                    cur.execute("DROP INDEX IF EXISTS event_outbox_unpublished")
+                    cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_txid_id ON event_outbox (txid, id)")
         conn.commit()
+        if kind in ("save", "publish"):  # the dead rows of the reset gone, for every path alike
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("VACUUM (ANALYZE) event_outbox")
+                cur.execute("VACUUM (ANALYZE) predictions")
+            conn.autocommit = False
         if kind == "predict":  # every path: the model library imported and the model loaded once, untimed
             from domains.aurora import registry
 
             registry.load_current(conn, target)
             conn.commit()
         prepared = _bare_prepare(conn, kind, target) if path == "bare" else None
+    # a task body runs inside Airflow's task runner, which loaded the plugins (its listeners)
+    # before the body starts; here the first lineage call would load them (about 2 s of CPU,
+    # airflow.sdk.execution_time and the plugins manager) inside the clock. Every path, untimed:
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    get_hook_lineage_collector()
     t0 = time.perf_counter()
     if path == "bare":
         rows = _bare_run(kind, target, prepared)
@@ -508,33 +533,80 @@ def _run_child(tree: Path, path: str, what: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main", rounds: int = 3) -> list[dict]:
+def prepare_predictions_data(users: int, days: int) -> None:
+    """What every step of ``--predictions`` starts from, in ``aurora_platform``'s database: the
+    generated data loaded, the three models trained on a sample, the cohort selected, and the
+    predictions saved once (so that save, cache and publish have their input)."""
     from domains.aurora import models, predictions, registry
     from domains.aurora.db import DATABASE
     from domains.aurora.features import training_sets
     from domains.aurora.history import read_history
 
+    with closing(DATABASE.connect()) as conn:
+        with conn.cursor() as cur:  # a --prepare run stopped after loading: the data is there
+            cur.execute("SELECT count(*), (SELECT count(*) FROM life_events) FROM users")
+            loaded = cur.fetchone()
+        conn.commit()
+    if loaded[0] == users and loaded[1]:
+        print(f"  {users:,} users already loaded (a --prepare run stopped after loading)", flush=True)
+    else:
+        load_generated(users, days)
+    with closing(DATABASE.connect()) as conn:
+        as_of = pd.Timestamp(END, tz="UTC")
+        sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
+        sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
+        for target in models.MODEL_NAMES:
+            registry.train_target(conn, target, sets[target], "bench", as_of)
+    predictions.select_users(AS_OF_PREDICTIONS)
+
+
+def prepare(folder: str, users: int = 100_000, days: int = 31) -> None:
+    """``--prepare FOLDER USERS DAYS``: the PostgreSQL data folder ``--predictions --data FOLDER``
+    runs on, made outside any timing (and outside the benchmark lock)."""
+    folder_path = Path(folder).resolve()
+    folder_path.mkdir(parents=True, exist_ok=True)
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=folder_path / "pgdata") as where:
+        print(f"preparing {users:,} users x {days} days in {folder_path} ({where})", flush=True)
+        prepare_predictions_data(users, days)
+        from domains.aurora import predictions
+
+        for target in predictions.TARGETS:  # save's input, as predict_target leaves it
+            predictions.predict_target(target, AS_OF_PREDICTIONS)
+        (folder_path / "prepared.json").write_text(json.dumps({"users": users, "days": days}))
+    print(f"prepared: {folder_path}", flush=True)
+
+
+def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main", rounds: int = 3,
+                             data: str | None = None, steps: list[str] | None = None,
+                             first_round: int = 1) -> list[dict]:
+    """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
+    ``steps``: only these (e.g. ``save,cache,publish``); ``first_round``: the number of the
+    first round (the paths' order rotates with it), so that rounds split across several runs
+    interleave as one run's would."""
+    from domains.aurora import predictions
+
+    pgdata = None
+    if data:
+        meta = json.loads((Path(data) / "prepared.json").read_text())
+        if (meta["users"], meta["days"]) != (users, days):
+            raise SystemExit(f"{data} holds {meta['users']} users x {meta['days']} days, not {users} x {days}")
+        pgdata = Path(data).resolve() / "pgdata"
     old_tree = _old_tree(rev)
     try:
         new_tree = Path(__file__).resolve().parent.parent
         rows: list[dict] = []
-        with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
+        with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
             print(f"aurora prediction_pipeline, old ({rev}) vs new vs bare: {users:,} users, {days} days ending {END}"
-                  f" ({where}); {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-            load_generated(users, days)
-            with closing(DATABASE.connect()) as conn:
-                as_of = pd.Timestamp(END, tz="UTC")
-                sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
-                sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
-                for target in models.MODEL_NAMES:
-                    registry.train_target(conn, target, sets[target], "bench", as_of)
-            predictions.select_users(AS_OF_PREDICTIONS)
+                  f" ({where}); {rounds} interleaved round(s) from round {first_round};"
+                  f" load average {os.getloadavg()[0]:.1f}", flush=True)
+            if not data:
+                prepare_predictions_data(users, days)
             print(f"  {'step':24s} {'path':4s} {'round':>5s} {'seconds':>8s} {'rows':>9s} {'rows/s':>10s} {'peak RSS':>9s}",
                   flush=True)
-            steps = [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
+            steps = steps or [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
             for what in steps:
                 base = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
-                for r in range(rounds):
+                for r in range(first_round - 1, first_round - 1 + rounds):
                     order = base[r % 3:] + base[:r % 3]  # interleaved: each path first once in three rounds
                     for path in order:
                         out = _run_child(old_tree if path == "old" else new_tree, path, what)
@@ -608,10 +680,25 @@ def main(users: int = 100_000, days: int = 31) -> None:
 
 
 if __name__ == "__main__":
+    args = sys.argv[1:]
+    options = {}
+    for name in ("--data", "--steps", "--first-round"):  # --predictions' options, anywhere after it
+        if name in args:
+            i = args.index(name)
+            options[name[2:].replace("-", "_")] = args[i + 1]
+            del args[i:i + 2]
+    if "steps" in options:
+        options["steps"] = options["steps"].split(",")
+    if "first_round" in options:
+        options["first_round"] = int(options["first_round"])
+    sys.argv[1:] = args
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
+    elif sys.argv[1:2] == ["--prepare"]:
+        prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:
-        predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5], *(int(a) for a in sys.argv[5:6]))
+        predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5], *(int(a) for a in sys.argv[5:6]),
+                                 **options)
     elif sys.argv[1:2] == ["--reader"]:
         reader_side_by_side(*(int(a) for a in sys.argv[2:4]))
     else:

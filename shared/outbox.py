@@ -8,11 +8,13 @@ publishes an event for data whose transaction then rolls back. Instead:
    they describe was committed. An event's id is derived from its topic and a key the caller
    chooses for the fact it reports (:func:`event_id`), so writing the same fact again (a
    rerun) adds nothing (``ON CONFLICT (event_id) DO NOTHING``).
-2. :func:`publish_outbox` sends the unpublished rows in outbox order through the Kafka
-   provider's :class:`KafkaProducerHook`, waits for the broker's acknowledgements and marks
-   only the acknowledged rows published. At-least-once: a row is marked after Kafka has it,
-   so a crash in between sends it again; consumers de-duplicate by ``event_id`` (as the
-   tests' ``tests/event_consumer.py`` does). When the broker is unreachable nothing is marked, a
+2. :func:`publish_outbox` sends the waiting rows in outbox order (writing transaction, then
+   id) through the Kafka provider's :class:`KafkaProducerHook`, waits for the broker's
+   acknowledgements and moves a high-water mark (one row, ``event_outbox_mark``) past the
+   acknowledged ones, instead of rewriting each published row. At-least-once: the mark moves
+   after Kafka has the rows, so a crash in between sends them again; consumers de-duplicate
+   by ``event_id`` (as the tests' ``tests/event_consumer.py`` does). The view
+   ``event_outbox_waiting`` lists the rows not published yet. When the broker is unreachable nothing is marked, a
    warning names the number of events waiting, and the call returns normally: the next
    publish (any later run) sends them.
 
@@ -29,7 +31,7 @@ The message (value, UTF-8 JSON; key = the event's ``key``; header ``event_id``):
     }
 
 The table ``event_outbox`` is this component's schema, defined once in
-``shared/migrations/outbox/0001_event_outbox.sql``. A domain that publishes declares it and
+``shared/migrations/outbox/`` (0001: the table; 0002: its publish mark and waiting view). A domain that publishes declares it and
 gets the table in its own database, migrated before the domain's own migrations
 (:class:`shared.db.DomainDatabase`)::
 
@@ -41,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,9 +62,16 @@ def event_id(topic: str, dedup_key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{topic}|{dedup_key}"))
 
 
+class EncodedJSON(str):
+    """An event's ``data`` already encoded as JSON text (a JSON object), put into the message as
+    it is: for a publisher of many events that has the text at hand (e.g. it hashed it for the
+    event's id), instead of encoding a dict a second time. ``json.loads`` gives the data back."""
+
+
 @dataclass(frozen=True)
 class Event:
-    """One event to add: ``dedup_key`` names the fact (e.g. ``"<user>|energy|2026-12-02|<hash>"``)."""
+    """One event to add: ``dedup_key`` names the fact (e.g. ``"<user>|energy|2026-12-02|<hash>"``);
+    ``data`` a mapping, or an :class:`EncodedJSON` text of one."""
 
     topic: str
     event_type: str
@@ -88,8 +97,31 @@ def _envelope(event: Event, eid: str, source: str, occurred_at: str) -> dict[str
         "occurred_at": occurred_at,
         "source": source,
         "key": event.key,
-        "data": dict(event.data),
+        "data": json.loads(event.data) if isinstance(event.data, EncodedJSON) else dict(event.data),
     }
+
+
+def _envelope_texts(events: Iterable[Event], source: str, occurred_at: str) -> Iterator[tuple[str, str, str | None, str]]:
+    """(event id, topic, key, message text) per event: the text ``json.dumps(envelope(...))``
+    gives, with the envelope's few repeated strings encoded once and :class:`EncodedJSON` data
+    put in as it is."""
+    encoded: dict[Any, str] = {}
+
+    def enc(v: Any) -> str:
+        text = encoded.get(v)
+        if text is None:
+            text = encoded[v] = json.dumps(v)
+            if len(encoded) > 10_000:  # keys repeat little: keep the cache small
+                encoded.clear()
+        return text
+
+    tail = f'"schema_version": {SCHEMA_VERSION}, "occurred_at": {enc(occurred_at)}, "source": {enc(source)}, "key": '
+    for e in events:
+        eid = e.event_id  # a uuid5 (SHA-1): made once per event
+        data = e.data if isinstance(e.data, EncodedJSON) else json.dumps(dict(e.data), default=str)
+        # no sort_keys: the column is jsonb, which keeps keys in its own order whatever the text's
+        yield eid, e.topic, e.key, (f'{{"event_id": "{eid}", "event_type": {enc(e.event_type)}, {tail}'
+                                    f'{enc(e.key)}, "data": {data}}}')
 
 
 def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
@@ -97,12 +129,7 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
 
     Returns how many were new; an event whose id is already in the outbox is skipped.
     """
-    occurred_at = datetime.now(UTC).isoformat()
-    rows = []
-    for e in events:
-        eid = e.event_id  # a uuid5 (SHA-1): made once per event
-        # no sort_keys: the column is jsonb, which keeps keys in its own order whatever the text's
-        rows.append((eid, e.topic, e.key, json.dumps(_envelope(e, eid, source, occurred_at), default=str)))
+    rows = list(_envelope_texts(events, source, datetime.now(UTC).isoformat()))
     if not rows:
         return 0
     if any(key == "\\N" for _, _, key, _ in rows):  # COPY's NULL marker as a key: the array statement
@@ -166,42 +193,68 @@ class PublishResult:
     topics: frozenset[str] = frozenset()  # the topics that got acknowledged events (lineage outputs)
 
 
-def _delivery_recorder(acked: list[int], errors: dict[int, str]):
-    """A delivery callback body: an acknowledged row id into ``acked``, a failed one into ``errors``."""
-
-    def record(err: Any, row_id: int) -> None:
-        if err is None:
-            acked.append(row_id)
-        else:
-            errors[row_id] = str(err)
-
-    return record
-
-
 def pending_count(conn: Any) -> int:
+    """The events waiting to be published (the view ``event_outbox_waiting``)."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {OUTBOX_TABLE} WHERE published_at IS NULL")
+        cur.execute(f"SELECT count(*) FROM {WAITING_VIEW}")
         return int(cur.fetchone()[0])
+
+
+WAITING_VIEW = "event_outbox_waiting"  # shared/migrations/outbox/0002_publish_mark.sql
+MARK_TABLE = "event_outbox_mark"
+MARK = "published"
+# the outbox's publish lock (pg_advisory_xact_lock; advisory locks are per database)
+_PUBLISH_LOCK = int.from_bytes(uuid.uuid5(NAMESPACE, "event_outbox publish").bytes[:8], "big", signed=True)
+# The next rows to send: above the mark, written by transactions that have all ended (below the
+# oldest transaction still running, so no row can appear below them later), not acknowledged
+# one by one after a hole, in (txid, id) order (index event_outbox_txid_id).
+_NEXT_BATCH = (
+    f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
+    " WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+    " AND published_at IS NULL ORDER BY txid, id LIMIT %s"
+)
+# The same rows without the horizon: what a publish sends, marking each row, once a transaction
+# that is still running held it back for ``settle_timeout`` (the mark stays below that transaction).
+_HELD_BATCH = (
+    f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
+    " WHERE (txid, id) > (%s::xid8, %s) AND published_at IS NULL ORDER BY txid, id LIMIT %s"
+)
 
 
 def publish_outbox(
     conn: Any,
     kafka_conn_id: str,
     *,
-    batch_size: int = 5000,
+    batch_size: int = 20_000,
     probe_timeout: float = 10.0,
     flush_timeout: float = 60.0,
+    settle_timeout: float = 30.0,
 ) -> PublishResult:
-    """Publish every unpublished outbox row, oldest first, in batches; mark the acknowledged ones.
+    """Publish every waiting outbox row, oldest first, in batches; mark the acknowledged ones.
 
-    Rows are locked ``FOR UPDATE SKIP LOCKED`` while a batch is in flight, so two publishers
-    never send the same batch concurrently. An unreachable broker (no metadata within
-    ``probe_timeout``) or unacknowledged messages leave rows unpublished and log a warning
-    with the count; nothing is raised for that, the rows wait for the next publish.
+    Call it on a connection without uncommitted writes (it commits per batch). A batch is the
+    next ``batch_size`` rows above the high-water mark (``event_outbox_mark``), read and marked
+    under the outbox's publish lock (a transaction-level advisory lock): a second publisher
+    waits for the first one's batch, then starts above its new mark, so two publishers never
+    send the same rows at once and never both skip one. Once Kafka acknowledged the batch, the
+    mark moves past the acknowledged run at its start, in the same transaction; a crash before
+    that commit leaves the mark where it was and the batch is sent again (at least once;
+    consumers de-duplicate by ``event_id``). Rows acknowledged after an unacknowledged one get
+    ``published_at`` one by one; unacknowledged rows get ``attempts``/``last_error`` and wait.
+
+    Rows whose transaction began after one that is still running (anywhere on the server: the
+    horizon is the server's oldest running transaction) are held back until it ends, up to
+    ``settle_timeout`` seconds: the mark cannot pass a row that may still be committed below it.
+    Then they are sent all the same and marked one by one (``published_at``), with a warning,
+    while the mark waits below that transaction: another database's long transaction slows a
+    publish down to per-row marking, it never stops it.
+    An unreachable broker (no metadata within ``probe_timeout``) or unacknowledged messages
+    leave rows waiting and log a warning with the count; nothing is raised for that, the rows
+    wait for the next publish.
     """
     producer = _producer(kafka_conn_id)
     try:
-        result = _publish(conn, producer, kafka_conn_id, batch_size, probe_timeout, flush_timeout)
+        result = _publish(conn, producer, kafka_conn_id, batch_size, probe_timeout, flush_timeout, settle_timeout)
         if result.topics:
             _record_topics(producer, kafka_conn_id, result.topics)
         return result
@@ -217,8 +270,36 @@ def _producer(kafka_conn_id: str) -> Any:
     return KafkaProducerHook(kafka_config_id=kafka_conn_id).get_producer()
 
 
+def _send(producer: Any, batch: list[tuple], flush_timeout: float) -> tuple[bytearray, dict[int, str]]:
+    """Produce ``batch`` and wait for the broker: per row 1 if acknowledged, and the errors by row."""
+    acked = bytearray(len(batch))
+    errors: dict[int, str] = {}
+
+    def record(err: Any, i: int) -> None:
+        if err is None:
+            acked[i] = 1
+        else:
+            errors[i] = str(err)
+
+    produce = producer.produce
+    for i, (_, _, eid, topic, key, payload) in enumerate(batch):
+        while True:
+            try:  # text as it is: the client sends str values, keys and headers as UTF-8
+                produce(topic, value=payload, key=key, headers=[("event_id", eid)],
+                        on_delivery=lambda err, msg, i=i: record(err, i))
+                break
+            except BufferError:  # local queue full: let deliveries drain, then go on
+                producer.poll(0.5)
+    if producer.flush(flush_timeout):
+        producer.purge()  # undelivered messages: their rows stay unpublished
+        producer.flush(5)
+    return acked, errors
+
+
 def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, probe_timeout: float,
-             flush_timeout: float) -> PublishResult:
+             flush_timeout: float, settle_timeout: float) -> PublishResult:
+    import time
+
     from confluent_kafka import KafkaException
 
     try:
@@ -234,48 +315,58 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
 
     published = 0
     topics: set[str] = set()
+    settle_until = None
+    beyond = False  # past the horizon: held rows sent and marked one by one, the mark stays
     while True:
         with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT id, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
-                " WHERE published_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (batch_size,),
-            )
+            # an advisory lock, not FOR UPDATE on the mark: no transaction id is taken before the
+            # batch is read, so this publisher's own transaction does not hold the frontier back
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
+            cur.execute(f"SELECT txid::text, id FROM {MARK_TABLE} WHERE name = %s", (MARK,))
+            mark_txid, mark_id = cur.fetchone()
+            cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (mark_txid, mark_id, batch_size))
             batch = cur.fetchall()
             if not batch:
                 conn.commit()
-                break
-            acked: list[int] = []
-            errors: dict[int, str] = {}
-            on_delivery = _delivery_recorder(acked, errors)
-            produce = producer.produce
-            for row_id, eid, topic, key, payload in batch:
-                while True:
-                    try:  # text as it is: the client sends str values, keys and headers as UTF-8
-                        produce(topic, value=payload, key=key, headers=[("event_id", eid)],
-                                on_delivery=lambda err, msg, row_id=row_id, record=on_delivery: record(err, row_id))
-                        break
-                    except BufferError:  # local queue full: let deliveries drain, then go on
-                        producer.poll(0.5)
-            left = producer.flush(flush_timeout)
-            if left:
-                producer.purge()  # undelivered messages: their rows stay unpublished
-                producer.flush(5)
-            done = set(acked)
-            if acked:
-                topics.update(r[2] for r in batch if r[0] in done)
-                cur.execute(
-                    f"UPDATE {OUTBOX_TABLE} SET published_at = now(), attempts = attempts + 1, last_error = NULL"
-                    " WHERE id = ANY(%s)", (acked,),
-                )
-            failed = [r[0] for r in batch if r[0] not in done]
+                if beyond:
+                    break
+                held = pending_count(conn)  # committed, but behind a transaction still running
+                conn.commit()
+                if not held:
+                    break
+                settle_until = settle_until or time.monotonic() + settle_timeout
+                if time.monotonic() >= settle_until:
+                    log.warning("%d event(s) were written by transactions that began after one still running "
+                                "(on any database of the server); sent now and marked one by one, the mark "
+                                "waits for that transaction to end", held)
+                    beyond = True
+                    continue
+                time.sleep(0.05)
+                continue
+            settle_until = None
+            acked, errors = _send(producer, batch, flush_timeout)
+            run = 0 if beyond else acked.find(0)  # the acknowledged run at the batch's start (moves the mark)
+            run = len(batch) if run < 0 else run
+            if run:
+                cur.execute(f"UPDATE {MARK_TABLE} SET txid = %s::xid8, id = %s WHERE name = %s",
+                            (batch[run - 1][1], batch[run - 1][0], MARK))
+            holes = [batch[i][0] for i in range(run, len(batch)) if acked[i]]
+            if holes:  # acknowledged after an unacknowledged row: marked one by one
+                cur.execute(f"UPDATE {OUTBOX_TABLE} SET published_at = now(), last_error = NULL WHERE id = ANY(%s)",
+                            (holes,))
+            failed = [batch[i][0] for i in range(run, len(batch)) if not acked[i]]
             if failed:
                 cur.execute(
                     f"UPDATE {OUTBOX_TABLE} SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
                     (next(iter(errors.values()), "not acknowledged in time")[:500], failed),
                 )
+            done = run + len(holes)
+            if done == len(batch):
+                topics.update(r[3] for r in batch)
+            else:
+                topics.update(batch[i][3] for i in range(len(batch)) if acked[i])
         conn.commit()
-        published += len(acked)
+        published += done
         if failed:
             waiting = pending_count(conn)
             conn.rollback()

@@ -8,9 +8,11 @@ The connection's login is the domain's Redis ACL user (``devplatform/domain_redi
 the provider's ``RedisHook`` passes it as the username. Keys must carry the domain's prefix;
 any other key is refused by the server (``NOPERM``).
 
-:func:`replace_hashes` sends ``DEL key`` + ``HSET key ...`` (+ ``EXPIRE``) for a batch of keys
-inside one ``MULTI``/``EXEC`` transaction: Redis runs the batch as one step, so a reader sees
-either a key's old hash or its new one, never a mix and never fields left from the old one.
+:func:`replace_hashes` replaces each key with one call of a small Lua script (``DEL key`` +
+``HSET key ...`` + ``EXPIRE``), pipelined in batches: Redis runs a script as one step, so a
+reader sees either a key's old hash or its new one, never a mix and never fields left from the
+old one (one command per key instead of three in a ``MULTI``/``EXEC``: about half the client's
+work, measured with ``benchmarks.aurora_features --predictions``).
 It reports the key spaces it wrote (each key's prefix up to its last ``:``, e.g.
 ``aurora:features:``) as OpenLineage outputs through :mod:`shared.lineage`.
 """
@@ -66,28 +68,39 @@ def _batches(items: Iterable[tuple[str, Mapping[str, Any]]], size: int) -> Itera
         yield batch
 
 
+# KEYS[1]: the key; ARGV[1]: TTL in seconds ("0": none), then field, value, field, value, ...
+_REPLACE_HASH = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  if ARGV[1] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+end
+return 1
+"""
+
+
 def replace_hashes(client: Any, hashes: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]],
                    ttl: int | None = None, batch_size: int = BATCH) -> int:
-    """Replace each key's hash (old fields removed), ``batch_size`` keys per transaction.
+    """Replace each key's hash (old fields removed), ``batch_size`` keys per pipelined round trip.
 
     Returns the number of keys written. A connection failure raises :class:`RedisUnavailable`;
-    batches already written are complete (each one is all-or-nothing)."""
+    each key written before it is complete (its replacement is one script call)."""
     import redis
 
     items = hashes.items() if isinstance(hashes, Mapping) else hashes
     written = 0
     prefixes: set[str] = set()
+    script = client.register_script(_REPLACE_HASH)
+    expire = str(int(ttl)) if ttl else "0"
     try:
         for batch in _batches(items, batch_size):
-            with client.pipeline(transaction=True) as pipe:
+            with client.pipeline(transaction=False) as pipe:
                 for key, mapping in batch:
                     prefixes.add(key_prefix(key))
-                    fields = _fields(mapping)
-                    pipe.delete(key)
-                    if fields:
-                        pipe.hset(key, mapping=fields)
-                        if ttl:
-                            pipe.expire(key, ttl)
+                    args = [expire]
+                    for field, value in _fields(mapping).items():
+                        args += (field, value)
+                    script(keys=[key], args=args, client=pipe)
                 pipe.execute()
             written += len(batch)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:

@@ -125,8 +125,10 @@ def events_for(rows: pd.DataFrame):
 
     Groups are found on the sorted columns (one pass over plain lists, each distinct timestamp
     formatted once) instead of a pandas group per event: the same events, in the same order,
-    as grouping the sorted rows by (user, target, target day)."""
-    from shared.outbox import Event
+    as grouping the sorted rows by (user, target, target day). Each event's data is written as
+    JSON text once (:class:`shared.outbox.EncodedJSON`), each prediction's ``{...}`` made in one
+    pass over the rows: the same text ``json.dumps`` gives, which also feeds the event's digest."""
+    from shared.outbox import EncodedJSON, Event
 
     if rows.empty:
         return
@@ -138,28 +140,35 @@ def events_for(rows: pd.DataFrame):
     starts[1:] = (uids[1:] != uids[:-1]) | (targets[1:] != targets[:-1]) | (days[1:] != days[:-1])
     bounds = [*np.flatnonzero(starts).tolist(), len(rows)]
 
-    def iso(column: str, missing: str | None) -> list:
+    def iso(column: str, missing: str | None, encode=lambda t: t) -> list:
         codes, uniques = pd.factorize(rows[column])
-        text = [pd.Timestamp(u).isoformat() for u in uniques]
+        text = [encode(pd.Timestamp(u).isoformat()) for u in uniques]
         return [missing if c < 0 else text[c] for c in codes.tolist()]
 
-    horizons = rows["horizon_hours"].to_numpy().tolist()
-    times = iso("target_time", None)
-    values = rows["predicted_value"].astype(float).tolist()
+    times = iso("target_time", "null", json.dumps)  # "..." or null, as json.dumps writes them
+    values = rows["predicted_value"].astype(float)
+    # json.dumps writes a finite float as repr() does (NaN and infinities as NaN, Infinity)
+    values = list(map(repr if np.isfinite(values.to_numpy()).all() else json.dumps, values.tolist()))
+    # one prediction's JSON, as json.dumps writes {"horizon_hours": h, "target_time": t, "value": v}
+    # (keys in sorted order, the text sort_keys=True gave, so earlier runs' event ids stay the same)
+    preds = [f'{{"horizon_hours": {int(h)}, "target_time": {t}, "value": {v}}}'
+             for h, t, v in zip(rows["horizon_hours"].to_numpy().tolist(), times, values, strict=True)]
     as_ofs = iso("as_of", "NaT")
     names = rows["model_name"].tolist()
     versions = rows["model_version"].to_numpy().tolist()
     uid_list = uids.tolist()
+    text: dict = {}  # the few distinct strings (targets, model names, days, as_of), encoded once
+
+    def enc(v) -> str:
+        return text.get(v) or text.setdefault(v, json.dumps(v))
+
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        preds = [{"horizon_hours": int(h), "target_time": t, "value": v}
-                 for h, t, v in zip(horizons[a:b], times[a:b], values[a:b], strict=True)]
-        uid, target, day = int(uid_list[a]), targets[a], days[a]
-        data = {"user_id": uid, "target": target, "target_date": str(day), "as_of": as_ofs[a],
-                "model_name": names[a], "model_version": int(versions[a]), "predictions": preds}
-        # the prediction dicts' keys are written in sorted order, so this is the text that
-        # sort_keys=True gave (the event ids of earlier runs stay the same) without sorting
-        digest = hashlib.sha256(json.dumps([data["model_name"], data["model_version"], preds]
-                                           ).encode()).hexdigest()[:16]
+        uid, target, day, name, version = int(uid_list[a]), targets[a], days[a], names[a], int(versions[a])
+        p = "[" + ", ".join(preds[a:b]) + "]"
+        digest = hashlib.sha256(f"[{enc(name)}, {version}, {p}]".encode()).hexdigest()[:16]
+        data = EncodedJSON(
+            f'{{"user_id": {uid}, "target": {enc(target)}, "target_date": {enc(str(day))}, "as_of": {enc(as_ofs[a])},'
+            f' "model_name": {enc(name)}, "model_version": {version}, "predictions": {p}}}')
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 

@@ -304,6 +304,7 @@ CREATE TABLE event_outbox (
 );
 CREATE INDEX event_outbox_unpublished ON event_outbox (id) WHERE published_at IS NULL;
 """  # aurora's migration 0050_event_outbox.sql as databases applied it before the outbox became shared
+OUTBOX_0050_COLUMNS = "id, event_id, topic, event_key, payload, created_at, published_at, attempts, last_error"
 
 
 def test_a_database_of_the_old_aurora_layout_keeps_its_outbox_and_ends_with_the_same_schema(domain_db, tmp_path):
@@ -325,12 +326,15 @@ def test_a_database_of_the_old_aurora_layout_keeps_its_outbox_and_ends_with_the_
             cur.execute("INSERT INTO event_outbox (event_id, topic, event_key, payload, published_at) VALUES"
                         " (gen_random_uuid(), 'aurora.t', 'k1', '{\"n\": 1}', now()),"
                         " (gen_random_uuid(), 'aurora.t', 'k2', '{\"n\": 2}', NULL)")
-            cur.execute("SELECT * FROM event_outbox ORDER BY id")
+            cur.execute(f"SELECT {OUTBOX_0050_COLUMNS} FROM event_outbox ORDER BY id")
             kept = cur.fetchall()
         old.commit()
 
-        assert DATABASE.migrate(old) == ["outbox/0001_event_outbox"]  # recorded; the table is not touched
-        assert rows(old, "SELECT * FROM event_outbox ORDER BY id") == kept
+        # 0001 recorded (the table is not touched); 0002 adds the publish mark: the rows keep their
+        # columns, the one published before stays published, the other waits
+        assert DATABASE.migrate(old) == ["outbox/0001_event_outbox", "outbox/0002_publish_mark"]
+        assert rows(old, f"SELECT {OUTBOX_0050_COLUMNS} FROM event_outbox ORDER BY id") == kept
+        assert rows(old, "SELECT event_key FROM event_outbox_waiting") == [("k2",)]
         assert schema_of(old) == schema_of(fresh)
         assert set(applied(old)) - set(applied(fresh)) == {"0050_event_outbox"}  # kept, without a file: ignored
         assert DATABASE.migrate(old) == []

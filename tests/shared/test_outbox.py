@@ -4,6 +4,9 @@ in aurora's database, which declares the outbox's schema (shared/migrations/outb
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import threading
 from contextlib import closing
 
 import pytest
@@ -32,7 +35,8 @@ def db(domain_db):
 
 def outbox(conn) -> list[tuple]:
     with conn.cursor() as cur:
-        cur.execute("SELECT event_id::text, topic, payload, published_at IS NOT NULL FROM event_outbox ORDER BY id")
+        cur.execute("SELECT o.event_id::text, o.topic, o.payload, w.id IS NULL FROM event_outbox o"
+                    " LEFT JOIN event_outbox_waiting w ON w.id = o.id ORDER BY o.id")
         rows = cur.fetchall()
     conn.commit()
     return rows
@@ -59,25 +63,149 @@ def test_events_are_written_with_their_data_or_not_at_all(db):
     assert len(outbox(db)) == 2
 
 
+class DiesAtCommit:
+    """A connection whose owner dies (``os._exit``) when it commits: a publisher that crashed
+    after Kafka acknowledged its batch and before the transaction that marks it committed."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def cursor(self, *args, **kwargs):
+        return self._conn.cursor(*args, **kwargs)
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+
+    def commit(self) -> None:
+        os._exit(CRASHED)
+
+
+CRASHED = 3
+
+
+def publisher_that_crashes_before_marking() -> None:
+    with closing(DATABASE.connect()) as conn:
+        publish_outbox(DiesAtCommit(conn), "aurora_kafka")
+    os._exit(0)  # not reached when a batch was sent
+
+
 def test_published_at_least_once_and_read_exactly_once(db, kafka_broker):
     with db.cursor() as cur:
         add_events(cur, events(20), source="tests")
     db.commit()
     assert publish_outbox(db, "aurora_kafka").published == 20
     assert pending_count(db) == 0
-    # a publisher that died after Kafka acknowledged 5 events but before marking them
+    # 5 more, and a publisher (its own process) that dies after Kafka acknowledged them,
+    # before its transaction moved the mark: they are still waiting and go out again
     with db.cursor() as cur:
-        cur.execute("UPDATE event_outbox SET published_at = NULL WHERE id IN (SELECT id FROM event_outbox ORDER BY id LIMIT 5)")
+        add_events(cur, events(5, start=20), source="tests")
+    db.commit()
+    child = multiprocessing.get_context("fork").Process(target=publisher_that_crashes_before_marking)
+    child.start()
+    child.join(60)
+    assert child.exitcode == CRASHED
+    assert pending_count(db) == 5
     db.commit()
     assert publish_outbox(db, "aurora_kafka").published == 5
+    assert pending_count(db) == 0
     with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
-        got = consumer.read(expected=20, timeout=40)
-        got += consumer.read(timeout=6, idle=3)  # anything beyond the 20 would be a duplicate or an extra
-    assert sorted(e["data"]["n"] for e in got) == list(range(20))
-    assert consumer.duplicates == 5
+        got = consumer.read(expected=25, timeout=40)
+        got += consumer.read(timeout=6, idle=3)  # anything beyond the 25 would be a duplicate or an extra
+    assert sorted(e["data"]["n"] for e in got) == list(range(25))
+    assert consumer.duplicates == 5  # the crashed publisher's batch, sent twice
     for key in ("user-0", "user-1", "user-2"):  # per key, in outbox order
         ns = [e["data"]["n"] for e in got if e["key"] == key]
         assert ns == sorted(ns)
+
+
+def test_a_row_committed_after_a_later_one_is_never_skipped_and_a_long_transaction_stops_nothing(db, kafka_broker):
+    """Ids are handed out at INSERT, transactions commit in any order. Writer A takes its
+    transaction id first and holds its events open; writer B commits events with ids below
+    (B inserted first) and above (B inserted after) A's. No publish may move the mark past a row
+    A can still commit below it: B's rows wait for A up to ``settle_timeout``, then go out marked
+    one by one while the mark stays below A; A's rows go out once A commits, each event once.
+    A mark by id alone (``id > last published id``) skips A's rows for ever; a publish that only
+    waits for A is stopped by any long transaction on the server (another team's database too)."""
+    with closing(DATABASE.connect()) as a, closing(DATABASE.connect()) as b:
+        with a.cursor() as cur:
+            cur.execute("INSERT INTO facts VALUES (1)")  # A's transaction id: the older one
+        with b.cursor() as cur:
+            add_events(cur, events(3, start=0), source="tests")  # ids below A's events
+        b.commit()
+        with a.cursor() as cur:
+            add_events(cur, events(3, start=3), source="tests")
+        with b.cursor() as cur:
+            add_events(cur, events(3, start=6), source="tests")  # ids above A's events
+        b.commit()
+        result = publish_outbox(db, "aurora_kafka", settle_timeout=0.5)
+        assert (result.published, result.waiting) == (6, 0)  # B's, marked one by one; A's not visible yet
+        with db.cursor() as cur:
+            cur.execute("SELECT txid < (SELECT min(txid) FROM event_outbox WHERE published_at IS NOT NULL)"
+                        " FROM event_outbox_mark")
+            assert cur.fetchone()[0] is True  # the mark stayed below A
+        db.commit()
+        a.commit()
+    assert publish_outbox(db, "aurora_kafka").published == 3  # A's, now below the horizon
+    assert pending_count(db) == 0
+    with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
+        got = consumer.read(expected=9, timeout=40)
+        got += consumer.read(timeout=6, idle=3)
+    assert sorted(e["data"]["n"] for e in got) == list(range(9)) and consumer.duplicates == 0
+
+
+def test_a_publish_waits_for_a_running_writer_then_sends_its_rows_too(db, kafka_broker):
+    writer = DATABASE.connect()
+    with writer.cursor() as cur:
+        add_events(cur, events(4, start=0), source="tests")
+    with db.cursor() as cur:
+        add_events(cur, events(4, start=4), source="tests")
+    db.commit()
+    timer = threading.Timer(1.0, writer.commit)
+    timer.start()
+    try:
+        result = publish_outbox(db, "aurora_kafka", settle_timeout=30)
+    finally:
+        timer.join()
+        writer.close()
+    assert (result.published, result.waiting) == (8, 0)
+
+
+def test_concurrent_publishers_send_each_event_once_while_writers_add_more(db, kafka_broker):
+    """Four publishers at once, small batches, while a writer commits more events: together
+    they send every event exactly once (the publish lock serialises batches, the mark moves
+    only forward), and their counts add up."""
+    with db.cursor() as cur:
+        add_events(cur, events(3000), source="tests")
+    db.commit()
+    counts: list[int] = []
+    done = threading.Event()
+
+    def write_more() -> None:
+        with closing(DATABASE.connect()) as conn:
+            for start in range(3000, 4000, 50):
+                with conn.cursor() as cur:
+                    add_events(cur, events(50, start=start), source="tests")
+                conn.commit()
+        done.set()
+
+    def publish() -> None:
+        with closing(DATABASE.connect()) as conn:
+            while True:
+                finished = done.is_set()  # read before the publish: nothing was added after it
+                counts.append(publish_outbox(conn, "aurora_kafka", batch_size=200).published)
+                if finished:
+                    return
+
+    threads = [threading.Thread(target=write_more)] + [threading.Thread(target=publish) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sum(counts) == 4000 and pending_count(db) == 0
+    with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
+        got = consumer.read(expected=4000, timeout=60)
+        got += consumer.read(timeout=6, idle=3)
+    assert sorted(e["data"]["n"] for e in got) == list(range(4000)) and consumer.duplicates == 0
 
 
 def test_broker_down_events_wait_then_go_out(db, kafka_broker, caplog):
@@ -103,38 +231,61 @@ def test_a_broker_lost_mid_publish_leaves_exactly_the_unacknowledged_rows_for_th
     and marked. Rows are marked only for acknowledged messages; the rest (sent into the outage,
     or never acknowledged) stay unpublished with their attempt and error recorded, and the next
     publish, to the broker back up (a new, empty cluster), sends exactly those, each once."""
-    import threading
     import time
 
     n, batch = 12_000, 1_000
     with db.cursor() as cur:
         add_events(cur, events(n), source="tests")
     db.commit()
+    # the publisher's first mark (batch 1 acknowledged) waits on a lock the gate holds; once it
+    # waits, the broker stops and the gate lets it commit: batch 2 goes into the outage, however
+    # fast the publisher is
+    gate_lock = 4242
+    gate = DATABASE.connect()
+    with gate.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (gate_lock,))
+        cur.execute("CREATE FUNCTION wait_for_the_gate() RETURNS trigger LANGUAGE plpgsql AS"
+                    f" $$ BEGIN PERFORM pg_advisory_xact_lock_shared({gate_lock}); RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER wait_for_the_gate AFTER UPDATE ON event_outbox_mark"
+                    " FOR EACH ROW EXECUTE FUNCTION wait_for_the_gate()")
+    gate.commit()
     stopped = threading.Event()
 
     def stop_after_the_first_batch() -> None:
-        with closing(DATABASE.connect()) as watcher:
-            deadline = time.monotonic() + 60
-            while pending_count(watcher) == n and time.monotonic() < deadline:
-                watcher.rollback()
-                time.sleep(0.005)
-        kafka_broker.stop()
-        stopped.set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with gate.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+                            " AND NOT granted", (gate_lock,))
+                waiting = cur.fetchone()[0]
+            gate.commit()
+            if waiting:
+                kafka_broker.stop()
+                stopped.set()
+                break
+            time.sleep(0.01)
+        with gate.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (gate_lock,))
+        gate.commit()
 
     watcher = threading.Thread(target=stop_after_the_first_batch)
     watcher.start()
-    result = publish_outbox(db, "aurora_kafka", batch_size=batch, flush_timeout=5)
-    watcher.join()
+    try:
+        result = publish_outbox(db, "aurora_kafka", batch_size=batch, flush_timeout=5)
+    finally:
+        watcher.join()
+        gate.close()
     assert stopped.is_set()
     with db.cursor() as cur:
-        cur.execute("SELECT event_id::text, published_at IS NOT NULL, attempts, last_error FROM event_outbox ORDER BY id")
+        cur.execute("SELECT o.event_id::text, w.id IS NULL, o.attempts, o.last_error FROM event_outbox o"
+                    " LEFT JOIN event_outbox_waiting w ON w.id = o.id ORDER BY o.id")
         rows = cur.fetchall()
     db.commit()
     marked = [r for r in rows if r[1]]
     waiting = [r for r in rows if not r[1]]
     assert result.published == len(marked) and result.waiting == len(waiting)
     assert batch <= len(marked) < n and result.waiting > 0
-    assert all(r[2] == 1 and r[3] is None for r in marked)
+    assert all(r[2] == 0 and r[3] is None for r in marked)  # attempts: the sends Kafka did not acknowledge
     tried = [r for r in waiting if r[2] == 1]  # the batch sent into the outage: attempt and error recorded
     assert tried and all(r[3] for r in tried)
     kafka_broker.start()
