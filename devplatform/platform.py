@@ -425,19 +425,19 @@ class LocalPlatform:
         new start recovers from its write-ahead log), stopped last. A server that already runs
         (started by ``pg_ctl``, e.g. by an older ``make start``) is kept, its rules reloaded."""
         changed = self.pg.prepare()
-        if self.pg.pid() and not self.proc("postgres").running():
-            if changed:
-                self.pg.reload()
-            self.say(f"postgres: already running outside supervisord (pid {self.pg.pid()})")
-        else:
+        running = self.pg.pid() is not None
+        if running:
+            supervised = self.proc("postgres").running()
+            self.say(f"postgres: already running{'' if supervised else ' outside supervisord'} (pid {self.pg.pid()})")
+        else:  # (a server it starts reads the rules itself)
             user = self.pg.run_as().get("user")
             owner = pwd.getpwnam(user) if user else None
             self._start_proc("postgres", self.pg.server_argv(),
                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
                              run_as=RunAs(owner.pw_uid, owner.pw_gid) if owner else None, cwd=self.pg.datadir)
-            if changed and self.proc("postgres").running():
-                self.pg.reload()
         self.pg.wait_ready(timeout=120)
+        if running and changed:  # a server from before reads the new rules
+            self.pg.reload()
 
     def starts_after_ready(self, name: str) -> bool:
         """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
