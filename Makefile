@@ -13,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/platform-runtime-$(shell id -u)
 PYTEST_ARGS ?=
 MODE ?= deploy
 
-.PHONY: browser dockerfile help install start test-faults test-faults-unprotected test-noisy bench-noisy aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
+.PHONY: browser dockerfile flower flower-stop help install start test-faults test-faults-unprotected test-noisy bench-noisy aurora-data ecommerce-data stop restart status logs parse image-deps pytest test lint bench bench-executors settings-env airflow-env clean lineage-load
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -36,7 +36,7 @@ $(EMBED_STAMP): requirements-embed.txt
 
 install: $(STAMP) $(EMBED_STAMP)  ## create the virtualenvs (Airflow's, and ecommerce_ml's heavy one) from the project's files
 
-start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery/Flower)
+start: install  ## start the whole platform (embedded PostgreSQL, stand-ins, mail sink, Airflow, per-team Redis/Celery; Flower on demand: make flower)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	@$(BIN)/python -m devplatform start
 
@@ -44,6 +44,14 @@ stop:  ## stop exactly what `make start` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m devplatform stop; fi
 
 restart: stop start  ## stop, then start
+
+flower:  ## start a team's Flower (Celery monitoring, login team:password) on the running platform: make flower TEAM=referral
+	@test -n "$(TEAM)" || { echo "usage: make flower TEAM=<team>"; exit 2; }
+	@$(BIN)/python -m devplatform flower $(TEAM)
+
+flower-stop:  ## stop a team's Flower: make flower-stop TEAM=referral
+	@test -n "$(TEAM)" || { echo "usage: make flower-stop TEAM=<team>"; exit 2; }
+	@$(BIN)/python -m devplatform flower --stop $(TEAM)
 
 status:  ## what is running
 	@$(BIN)/python -m devplatform status
@@ -90,8 +98,8 @@ bench: install  ## benchmarks (not tests): bulk upsert vs COPY vs to_sql, parse 
 	@$(BIN)/python -m benchmarks.team_parsing
 	@$(BIN)/python -m benchmarks.lineage
 
-bench-noisy: install  ## benchmark: noisy neighbours, one team's flood vs another's delays, per-team limits off then on (two platforms, ~40 min; under flock /tmp/bench.lock)
-	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits off
+bench-noisy: install  ## benchmark: noisy neighbours, one team's flood vs another's delays, per-team limits and CPU groups off then on (two platforms, ~40 min; under flock /tmp/bench.lock)
+	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits off --cpu-groups off
 	@flock /tmp/bench.lock $(BIN)/python -m benchmarks.noisy_neighbours --limits on
 
 test-noisy: install  ## per-team limits in force on a platform of its own (flood, slow DAG file; ~10 min)

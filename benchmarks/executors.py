@@ -13,6 +13,15 @@ against referral's own stand-ins moved to free ports. Then it stops that platfor
 the rounds; the timeline of one 6-task run per set-up (where each task's seconds go).
 
 ``python -m benchmarks.executors [--rounds 3] [--setups local,celery-before,celery-after]``
+
+Idle memory alone (``--memory-only``): per round, each set-up's platform started cold and
+measured once settled. ``--in-place`` (set-ups that differ only in what runs while idle,
+``PLATFORM_IDLE_SETTINGS``: ``celery-all-on``, every process started as before, against
+``celery-after``): one cold platform per round, measured in one set-up, switched to the other
+(the team-less triggerer and the Flowers stopped, or started and settled) and measured again,
+the order alternated each round: half the starts, so 3 rounds fit one benchmark-lock hold.
+``--save FILE`` appends each round's figures to FILE (JSON lines) and ``--report FILE`` prints
+the medians over every round saved there (a long run split into one call per round).
 """
 
 from __future__ import annotations
@@ -27,13 +36,14 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
 import requests
 
-from benchmarks.platform_memory import memory_table, platform_usage, total
+from benchmarks.platform_memory import Usage, memory_table, platform_usage, total
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform
@@ -57,11 +67,16 @@ bench_six_tasks()
 '''
 
 
-# set-up -> (executor, team workers' settings)
-SETUPS = {"local": ("local", "previous"), "celery-before": ("celery", "previous"), "celery-after": ("celery", "tuned")}
+# set-up -> (executor, team workers' settings, what runs while idle); the default run's set-ups
+SETUPS = {"local": ("local", "previous", "previous"), "celery-before": ("celery", "previous", "previous"),
+          "celery-after": ("celery", "tuned", "lean"), "celery-all-on": ("celery", "tuned", "previous")}
+DEFAULT_SETUPS = ("local", "celery-before", "celery-after")
+# the programs PLATFORM_IDLE_SETTINGS=lean does not start (devplatform/platform.py): the team-less
+# triggerer and, per team, Flower
+IDLE_EXTRA = ("triggerer", "flower-")
 
 
-def make(executor: str, worker_settings: str = "tuned") -> LocalPlatform:
+def make(executor: str, worker_settings: str = "tuned", idle_settings: str = "lean") -> LocalPlatform:
     teams = domain_names()
     state = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
     os.chmod(state, 0o711)
@@ -79,6 +94,7 @@ def make(executor: str, worker_settings: str = "tuned") -> LocalPlatform:
         domain_redis_port=ports.pop(),
         trigger_log_port=free_port_range(len(teams) + 1, exclude=ports),  # one per triggerer
         bundle_paths={"referral": folder}, executor=executor, worker_settings=worker_settings,
+        idle_settings=idle_settings,
         redis_ports={t: ports.pop() for t in teams}, flower_ports={t: ports.pop() for t in teams},
     )
     p = LocalPlatform(cfg, quiet=True)
@@ -251,8 +267,8 @@ def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
 
 def measure(setup: str, memory_only: bool = False) -> dict:
     """One round of one set-up: start its platform cold, measure, stop it."""
-    executor, worker_settings = SETUPS[setup]
-    p = make(executor, worker_settings)
+    executor, worker_settings, idle_settings = SETUPS[setup]
+    p = make(executor, worker_settings, idle_settings)
     saved = {k: os.environ.get(k) for k in p.referral_env}
     os.environ.update(p.referral_env)  # read by the settings' placeholders when the platform starts
     t0 = time.monotonic()
@@ -282,6 +298,71 @@ def measure(setup: str, memory_only: bool = False) -> dict:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def switch_idle(p: LocalPlatform, idle_settings: str) -> float:
+    """The running platform as ``PLATFORM_IDLE_SETTINGS=idle_settings`` would have started it: the
+    team-less triggerer and every Flower stopped ("lean"), or started ("previous"); then settled
+    (every triggerer's runner started, 10 s more). Seconds it took."""
+    t0 = time.monotonic()
+    if idle_settings == "lean":
+        for name in p.process_names():
+            if name == "triggerer" or name.startswith("flower-"):
+                p.supervisor.stop_program(name)
+        p.config.idle_settings = "lean"
+        time.sleep(10)
+    else:
+        p.config.idle_settings = "previous"
+        for name in p.process_names():
+            if name == "triggerer" or name.startswith("flower-"):
+                p.start_component(name)
+        wait_settled(p)
+    return time.monotonic() - t0
+
+
+def measure_in_place(order: list[str]) -> dict[str, dict]:
+    """One round of set-ups that differ only in what runs idle: one cold platform, started as
+    ``order[0]``, measured, switched to each next set-up and measured; then stopped."""
+    executor, worker_settings, first = SETUPS[order[0]]
+    assert all(SETUPS[n][:2] == (executor, worker_settings) for n in order), order
+    p = make(executor, worker_settings, first)
+    # supervisord's configuration lists every program either set-up runs (it is written once, at start)
+    every = [*p.airflow_components(), "triggerer", *(f"flower-{d}" for d in p.celery_teams())]
+    p.process_names = lambda: list(dict.fromkeys([*LocalPlatform.process_names(p), *every]))
+    saved = {k: os.environ.get(k) for k in p.referral_env}
+    os.environ.update(p.referral_env)
+    out = {}
+    t0 = time.monotonic()
+    try:
+        p.start(wait_timeout=600)
+        started = time.monotonic() - t0
+        for i, name in enumerate(order):
+            settled = wait_settled(p) if i == 0 else switch_idle(p, SETUPS[name][2])
+            out[name] = {"start_s": started, "settled_s": settled, "usage": platform_usage(p), "load": os.getloadavg()}
+        return out
+    finally:
+        p.stop()
+        shutil.rmtree(p.config.state, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def save_round(path: Path, results: dict[str, dict]) -> None:
+    """Append one round ({set-up: figures}) to ``path`` as a JSON line."""
+    row = {n: {**r, "usage": {k: asdict(u) for k, u in r["usage"].items()}} for n, r in results.items()}
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def load_rounds(path: Path) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        for n, r in json.loads(line).items():
+            results.setdefault(n, []).append({**r, "usage": {k: Usage(**u) for k, u in r["usage"].items()}})
+    return results
 
 
 def median_round(rounds: list[dict]) -> dict:
@@ -333,7 +414,7 @@ def report(results: dict[str, list[dict]]) -> None:
 def report_memory(results: dict[str, list[dict]]) -> None:
     names = list(results)
     print(f"\nidle memory, {len(results[names[0]])} interleaved round(s), each platform alone, measured once every "
-          f"triggerer had started its trigger runner; load average after each: "
+          f"triggerer had started its trigger runner; 1-min load average after each: "
           f"{[round(r['load'][0], 1) for rs in results.values() for r in rs]}")
     for n in names:
         print(f"  {n}: PSS {[round(total(r['usage']).pss / 2**20) for r in results[n]]} MiB, median "
@@ -347,12 +428,33 @@ def report_memory(results: dict[str, list[dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, of: " + ", ".join(SETUPS))
+    parser.add_argument("--setups", default=",".join(DEFAULT_SETUPS), help="comma-separated, of: " + ", ".join(SETUPS))
     parser.add_argument("--memory-only", action="store_true", help="only start, settle and the idle PSS per kind")
+    parser.add_argument("--in-place", action="store_true",
+                        help="with --memory-only: one platform per round, switched between the set-ups")
+    parser.add_argument("--first-round", type=int, default=1, help="the number of the first round (sets its order)")
+    parser.add_argument("--save", type=Path, help="append each round's figures to this file (JSON lines)")
+    parser.add_argument("--report", type=Path, help="only print the idle memory of the rounds saved in this file")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
+    if args.report:
+        report_memory(load_rounds(args.report))
+        return
     names = args.setups.split(",")
     results: dict[str, list[dict]] = {n: [] for n in names}
+    if args.in_place:
+        for r in range(args.first_round - 1, args.first_round - 1 + args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]  # the order rotated each round
+            print(f"[bench] round {r + 1}: one platform, {' then '.join(order)}", flush=True)
+            got = measure_in_place(order)
+            for n, m in got.items():
+                results[n].append(m)
+                print(f"[bench]   {n}: start {m['start_s']:.1f} s, settled {m['settled_s']:.0f} s later, idle PSS "
+                      f"{total(m['usage']).pss / 2**20:.0f} MiB, load {m['load'][0]:.1f}", flush=True)
+            if args.save:
+                save_round(args.save, got)
+        report_memory(results)
+        return
     for r in range(args.rounds):
         for n in names[r % len(names):] + names[:r % len(names)]:  # the order rotated each round
             print(f"[bench] round {r + 1}/{args.rounds}: {n}", flush=True)

@@ -23,7 +23,9 @@ def cmd_start(args) -> None:
     for user, pw in sorted(logins.items()):
         print(f"  {user:24s} {pw}")
     if p.config.celery:
-        print("Celery: one worker pool per team, each with its own Redis; Flower per team (login team:password):")
+        on_demand = p.on_demand(f"flower-{p.celery_teams()[0]}") if p.celery_teams() else False
+        print("Celery: one worker pool per team, each with its own Redis; Flower per team (login team:password)"
+              + (", started on demand: make flower TEAM=<team>" if on_demand else "") + ":")
         for d in p.celery_teams():
             rt = p.team_runtime(d)
             print(f"  {d:14s} {rt.flower_url():28s} {d}:{p.config.secrets.flower_passwords[d]}")
@@ -59,7 +61,25 @@ def cmd_status(args) -> None:
     for name, up in p.status().items():
         # supervisord's state when it is neither running nor stopped: BACKOFF, EXITED, FATAL
         why = states.get(name, "STOPPED")
+        if not up and why == "STOPPED" and p.on_demand(name):
+            why = f"on demand: make flower TEAM={name.removeprefix('flower-')}"
         print(f"{name:40s} {'running' if up else 'stopped'}{'' if up or why == 'STOPPED' else f' ({why})'}")
+
+
+def cmd_flower(args) -> None:
+    """A team's Flower on demand (``make flower TEAM=<team>``; ``--stop``: ``make flower-stop``)."""
+    from devplatform.platform import LocalPlatform
+
+    p = LocalPlatform(quiet=True)
+    if not p.supervisor.running():
+        sys.exit("flower: the platform is not running (make start)")
+    if args.stop:
+        p.stop_flower(args.team)
+        print(f"flower-{args.team}: stopped")
+        return
+    url = p.start_flower(args.team)
+    print(f"flower-{args.team}: {url} (login {args.team}:{p.config.secrets.flower_passwords[args.team]}); "
+          f"make flower-stop TEAM={args.team} stops it (make stop too)")
 
 
 def cmd_apply_settings(args) -> None:
@@ -216,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("stop").set_defaults(fn=cmd_stop)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     sub.add_parser("parse").set_defaults(fn=cmd_parse)
+    s = sub.add_parser("flower", help="start (or --stop) a team's Flower on the running platform")
+    s.add_argument("team")
+    s.add_argument("--stop", action="store_true")
+    s.set_defaults(fn=cmd_flower)
     sub.add_parser("dockerfile", help="rewrite the Dockerfile's team lines (executors, logins, bundles) "
                                       "from domains/").set_defaults(fn=cmd_dockerfile)
     sub.add_parser("airflow-env").set_defaults(fn=cmd_airflow_env)

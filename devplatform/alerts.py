@@ -10,7 +10,13 @@ running as the platform's user. It mails ``PLATFORM_ALERT_EMAIL`` (default
 - a team's Celery worker is not running (checked every ``PLATFORM_ALERT_CHECK_SECONDS``),
 - a team's queue backs up: at least ``PLATFORM_ALERT_QUEUE_LENGTH`` messages waiting in the
   team's Redis broker, or a task instance of the team ``queued`` for longer than
-  ``PLATFORM_ALERT_QUEUED_SECONDS`` in the metadata database.
+  ``PLATFORM_ALERT_QUEUED_SECONDS`` in the metadata database,
+- a trigger waits for a triggerer (no triggerer has taken it) for longer than
+  ``PLATFORM_ALERT_QUEUED_SECONDS``: its team's triggerer is not running, or the trigger has no
+  team (its DAG's bundle has none, or its team was deleted). In multi-team mode a team's
+  triggerer takes only its own team's triggers, and the platform runs no team-less triggerer
+  (``PLATFORM_IDLE_SETTINGS=previous`` starts one): nothing runs such a trigger, and its
+  deferred task would wait, unseen, until its trigger's timeout (forever without one).
 
 The same alert (kind and subject) is mailed at most once per ``PLATFORM_ALERT_REPEAT_SECONDS``;
 how many were held back is said in the next one. A mail that cannot be sent (the mail sink is
@@ -152,6 +158,19 @@ class Alerts:
                            f"{oldest:.0f} s (alert at {self.s.queued_seconds:.0f} s). Its worker: "
                            f"{states.get(f'worker-{team}', '?')}.")
 
+        for team, (n, oldest, waiting_tasks) in self.triggers_waiting().items():
+            if oldest < self.s.queued_seconds:
+                continue
+            who = f"team {team}" if team else "no team"
+            why = (f"team {team}'s triggerer (triggerer-{team}: {states.get(f'triggerer-{team}', '?')}) has not taken them"
+                   if team else "a trigger without a team is run by no triggerer here (each team's triggerer takes only "
+                   "its own team's; the DAG's bundle has no team, or its team was deleted)")
+            self.alert(f"trigger-waiting:{team or '-'}", f"{who}: {n} trigger(s) waiting for a triggerer",
+                       f"{n} trigger(s) of {who} not taken by any triggerer, the oldest created {oldest:.0f} s ago "
+                       f"(alert at {self.s.queued_seconds:.0f} s): {why}. Deferred task(s) waiting on them: "
+                       f"{waiting_tasks or 'none (asset or callback triggers)'}. They stay deferred until their "
+                       "trigger's timeout (or forever without one).")
+
     def worker_states(self) -> dict[str, str]:
         if self.rpc is None:
             return {}
@@ -191,6 +210,27 @@ class Alerts:
         except psycopg2.Error as e:
             log(f"queued task instances not read: {e!r}")
             return {}
+
+    def triggers_waiting(self) -> dict[str | None, tuple[int, float, str]]:
+        """Team (None: no team) -> (triggers no triggerer has taken, seconds since the oldest was
+        created, the deferred tasks waiting on them), from the metadata DB."""
+        if not self.s.db_url:
+            return {}
+        import psycopg2
+
+        try:
+            with closing(psycopg2.connect(self.s.db_url.replace("postgresql+psycopg2://", "postgresql://"),
+                                          connect_timeout=3)) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT t.team_name, count(DISTINCT t.id), extract(epoch FROM now() - min(t.created_date)),"
+                    " coalesce(string_agg(DISTINCT ti.dag_id || '.' || ti.task_id, ', '), '')"
+                    " FROM trigger t LEFT JOIN task_instance ti ON ti.trigger_id = t.id"
+                    " WHERE t.triggerer_id IS NULL GROUP BY t.team_name")
+                return {team: (int(n), float(age), tasks) for team, n, age, tasks in cur.fetchall()}
+        except psycopg2.Error as e:
+            log(f"waiting triggers not read: {e!r}")
+            return {}
+
 
 def main() -> None:
     from supervisor import childutils

@@ -30,7 +30,12 @@ DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's own default
 DEFAULT_REDIS_PORT = 16390
 DEFAULT_FLOWER_PORT = 5560
 WORKER_SETTINGS = ("tuned", "previous")  # PlatformConfig.worker_settings
+IDLE_SETTINGS = ("lean", "previous")  # PlatformConfig.idle_settings
 DEFAULT_DOMAIN_REDIS_PORT = 16379  # the domains' Redis (devplatform.domain_redis), not Redis' 6379
+# A team's processes' autogroup nice above the control plane's (PlatformConfig.team_cpu_nice): a
+# team's group weighs 526 against a control-plane process's 1024 (the kernel's nice-to-weight
+# table), so the scheduler, api-server and PostgreSQL, which every team needs, come first.
+TEAM_CPU_NICE = 3
 
 
 def dockerfile_env(text: str | None = None) -> dict[str, str]:
@@ -308,6 +313,12 @@ class PlatformConfig:
     # "tuned", or "previous", the settings before issue 25 (PLATFORM_WORKER_SETTINGS): the
     # before/after switch of `make bench-executors`.
     worker_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_WORKER_SETTINGS", "tuned"))
+    # What runs while the platform idles (issue 25): "lean" starts no team-less triggerer (every
+    # bundle belongs to a team, so it had no trigger to run; a trigger without a team is alerted,
+    # devplatform/alerts.py) and no Flower at start (each team's on demand: `make flower
+    # TEAM=<team>`); "previous" (PLATFORM_IDLE_SETTINGS) starts both, as before: the before/after
+    # switch of `python -m benchmarks.executors --memory-only --in-place`.
+    idle_settings: str = field(default_factory=lambda: os.environ.get("PLATFORM_IDLE_SETTINGS", "lean"))
     redis_ports: dict[str, int] = field(default_factory=dict)
     flower_ports: dict[str, int] = field(default_factory=dict)
     # The domains' Redis (one server, one ACL user per domain; devplatform/domain_redis.py).
@@ -329,10 +340,18 @@ class PlatformConfig:
     # parallelism, its ceiling on active runs, its parse-time limit); "0" (PLATFORM_TEAM_LIMITS=0)
     # switches them off: the build the noisy-neighbour benchmark and tests compare against.
     team_limits: bool = field(default_factory=lambda: os.environ.get("PLATFORM_TEAM_LIMITS", "1") != "0")
+    # Per-team CPU shares (platform_runtime.autogroup): every platform process in a session, so a
+    # CFS autogroup, of its own; a team's worker, Flower, triggerer and parse zygote at autogroup
+    # nice ``team_cpu_nice`` (PLATFORM_TEAM_CPU_NICE) above the control plane's. "0"
+    # (PLATFORM_CPU_GROUPS=0) starts them all in supervisord's one group, as before.
+    cpu_groups: bool = field(default_factory=lambda: os.environ.get("PLATFORM_CPU_GROUPS", "1") != "0")
+    team_cpu_nice: int = _env_int("PLATFORM_TEAM_CPU_NICE", TEAM_CPU_NICE)
 
     def __post_init__(self) -> None:
         if self.worker_settings not in WORKER_SETTINGS:
             raise ValueError(f"PLATFORM_WORKER_SETTINGS must be one of {WORKER_SETTINGS}, not {self.worker_settings!r}")
+        if self.idle_settings not in IDLE_SETTINGS:
+            raise ValueError(f"PLATFORM_IDLE_SETTINGS must be one of {IDLE_SETTINGS}, not {self.idle_settings!r}")
 
     def bundle_path(self, domain: str) -> Path:
         return self.bundle_paths.get(domain, bundle_dir(domain))
@@ -487,6 +506,7 @@ class PlatformConfig:
             "AIRFLOW__CORE__EXECUTOR": self.executor_setting(),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or self.default_parallelism()),
             **self.team_limits_env(),
+            **self.cpu_groups_env(),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
             # the scheduler's heartbeat timeout and the workers' Execution API retries: the image's (Dockerfile)
             **heartbeat_settings(),
@@ -558,6 +578,25 @@ class PlatformConfig:
 
         return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "True",
                 "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(DEFAULT_MAX_ACTIVE_RUNS_PER_DAG)}
+
+    def cpu_groups_env(self) -> dict[str, str]:
+        """``[platform] team_autogroup_nice``: where the dag-processor starts a team's parse zygote,
+        in a CPU group of the team's own at this nice (``platform_runtime.airflow_internals``);
+        unset (``PLATFORM_CPU_GROUPS=0``), in the dag-processor's."""
+        if not self.cpu_groups:
+            return {}
+        from platform_runtime.autogroup import nice_for
+
+        return {"AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE": str(nice_for(self.team_cpu_nice))}
+
+    def autogroup_nice(self, team_process: bool) -> int | None:
+        """The autogroup nice of a platform process started now (None: no group of its own): the
+        starting process's own (0, or 19 under ``lowprio``), plus :attr:`team_cpu_nice` for a team's."""
+        if not self.cpu_groups:
+            return None
+        from platform_runtime.autogroup import nice_for
+
+        return nice_for(self.team_cpu_nice if team_process else 0)
 
     def executor_setting(self) -> str:
         """``[core] executor``: the global executor multi-team mode requires first, then one

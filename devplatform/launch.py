@@ -8,15 +8,31 @@ the log file. This script appends a line to that log, points stdout/stderr at it
 writes its own log, as under the old pid-file launcher; supervisord copies nothing), and
 execs the argv: the pid supervisord watches is the process itself.
 
+With ``autogroup_nice`` in the spec the process first starts a session of its own, so a CFS
+autogroup of its own at that nice (``platform_runtime/autogroup.py``, loaded by path): it and
+everything it starts weigh one CPU share, whatever their number. It still leads a process group
+numbered by its pid, which supervisord signals (``stopasgroup``/``killasgroup``).
+
 Standard library only and run isolated (``-I -S``): it imports nothing of the project, and
 the environment it hands on is only the spec's (plus supervisord's ``SUPERVISOR_*`` for an
 event listener).
 """
 
+import importlib.util
 import json
 import os
 import sys
 import time
+from pathlib import Path
+
+
+def _autogroup():
+    """``platform_runtime/autogroup.py`` by path: nothing else of the project is imported."""
+    path = Path(__file__).resolve().parent.parent / "platform_runtime" / "autogroup.py"
+    spec = importlib.util.spec_from_file_location("platform_autogroup", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(spec_path: str) -> None:
@@ -26,7 +42,16 @@ def main(spec_path: str) -> None:
     env.update({k: v for k, v in os.environ.items() if k.startswith("SUPERVISOR_")})
     fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    os.write(fd, f"[supervisor] {stamp} starting {spec['name']} (pid {os.getpid()})\n".encode())
+    group = ""
+    if spec.get("autogroup_nice") is not None:
+        autogroup = _autogroup()
+        try:
+            autogroup.new_group(int(spec["autogroup_nice"]))
+            got = autogroup.read()
+            group = f", session {os.getsid(0)}, " + (f"autogroup {got[0]} nice {got[1]}" if got else "no autogroups (kernel)")
+        except OSError as e:  # started all the same, in supervisord's group: said in its log
+            group = f", no CPU group of its own ({e})"
+    os.write(fd, f"[supervisor] {stamp} starting {spec['name']} (pid {os.getpid()}{group})\n".encode())
     # an event listener talks to supervisord on stdin/stdout: only its stderr goes to the log
     os.dup2(fd, 2)
     if not spec.get("listener"):

@@ -39,7 +39,10 @@ SWITCH_USER_CAPS = ("setuid", "setgid")
 # --compare-late); a task that defers meanwhile waits for its team's triggerer, seconds later.
 START_AFTER_READY = True
 # In multi-team mode a triggerer runs only the triggers of its own team (or, without a
-# team, of team-less DAGs): every team gets one, as it will get its own workers.
+# team, of team-less DAGs): every team gets one, as it will get its own workers. Every bundle
+# here belongs to a team, so the team-less triggerer had no trigger to run (~190 MiB PSS idle
+# with its runner): it runs only with PLATFORM_IDLE_SETTINGS=previous (and in the LocalExecutor
+# baseline's benchmarks); a trigger without a team is alerted (devplatform/alerts.py).
 
 
 def _say(msg: str) -> None:
@@ -243,7 +246,7 @@ class LocalPlatform:
         workers: every component writes into the one local log folder, which the api-server
         reads directly (trigger logs included), so a log server per process (each a process
         importing Airflow) would serve nothing the api-server cannot read itself."""
-        out = {c: [c] for c in AIRFLOW_COMPONENTS}
+        out = {c: [c] for c in AIRFLOW_COMPONENTS if c != "triggerer" or self.config.idle_settings == "previous"}
         out.update({f"triggerer-{d}": ["triggerer", "--team-name", d] for d in self.config.domains})
         for name in out:
             if name == "scheduler" or name.startswith("triggerer"):
@@ -385,7 +388,7 @@ class LocalPlatform:
         self.phase("Airflow components started, local data ready")
         self.wait_ready(wait_timeout)
         for name in [*self.airflow_components(), *self.team_components()]:
-            if self.starts_after_ready(name):
+            if self.starts_after_ready(name) and not self.on_demand(name):
                 self.start_component(name)
         self.timings["total"] = time.monotonic() - t0
         self.say(f"ready in {self.timings['total']:.1f} s")
@@ -415,7 +418,8 @@ class LocalPlatform:
                   "db_url": cfg.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
                   "supervisor_log": str(sv.log_dir / "supervisord.log")}
         sv.write_spec(LISTENER, [self.python, "-m", "devplatform.alerts"],
-                      {**self.env(), "PLATFORM_ALERTS": json.dumps(alerts)}, ROOT, self.run_as(), listener=True)
+                      {**self.env(), "PLATFORM_ALERTS": json.dumps(alerts)}, ROOT, self.run_as(), listener=True,
+                      autogroup_nice=self.config.autogroup_nice(False))
         sv.start_program(LISTENER)
         self.say(f"platform alerts: mailed to {cfg.alert_email} (log {sv.log_dir / (LISTENER + '.log')})")
 
@@ -439,9 +443,46 @@ class LocalPlatform:
         if running and changed:  # a server from before reads the new rules
             self.pg.reload()
 
+    def is_team_process(self, name: str) -> bool:
+        """A process that runs a team's code (its worker with its tasks, its triggerer with its
+        trigger runner) or serves only that team (its Flower): its CPU group sits at the teams'
+        nice (``PlatformConfig.autogroup_nice``); the control plane's at the platform's own."""
+        return name in self.team_components() or name.startswith("triggerer-")
+
     def starts_after_ready(self, name: str) -> bool:
         """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
         return START_AFTER_READY and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
+
+    def on_demand(self, name: str) -> bool:
+        """Not started by ``make start``: a team's Flower, unless ``PLATFORM_IDLE_SETTINGS=previous``
+        (a monitoring page nobody looks at most of the time, ~48 MiB PSS each idle); ``make
+        flower TEAM=<team>`` starts it (:meth:`start_flower`), ``make flower-stop`` stops it."""
+        return name.startswith("flower-") and self.config.idle_settings == "lean"
+
+    def start_flower(self, team: str, timeout: float = 60) -> str:
+        """Start ``team``'s Flower (supervisord restarts it if it dies, until ``make stop`` or
+        :meth:`stop_flower`) and wait until it answers its team's login; its URL."""
+        import requests
+
+        if team not in self.celery_teams():
+            raise ValueError(f"no team {team!r} with a Celery worker (teams: {', '.join(self.celery_teams())})")
+        self.start_component(f"flower-{team}")
+        url, auth = self.team_runtime(team).flower_url(), (team, self.config.secrets.flower_passwords[team])
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"{url}/healthcheck", auth=auth, timeout=5).status_code == 200:
+                    return url
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or self.states().get(f"flower-{team}") in ("FATAL", "EXITED", "STOPPED"):
+                log = self.proc(f"flower-{team}").logfile
+                raise RuntimeError(f"flower-{team} did not answer at {url}; last log lines:\n"
+                                   + (log.read_text(errors="replace")[-2000:] if log.exists() else ""))
+            time.sleep(0.5)
+
+    def stop_flower(self, team: str) -> None:
+        self.supervisor.stop_program(f"flower-{team}")
 
     def start_component(self, name: str) -> None:
         """An Airflow component, or a team's worker or Flower, as its OS user."""
@@ -462,7 +503,8 @@ class LocalPlatform:
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
-        self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as)
+        self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as,
+                                   autogroup_nice=self.config.autogroup_nice(self.is_team_process(name)))
         self.supervisor.start_program(name)
         info = p.info() or {}
         self.say(f"{name}: started (pid {info.get('pid')}), log {p.logfile}")

@@ -20,7 +20,10 @@ socket in the platform's run folder (0700 of the platform's user).
 
 Each program's command is ``python -I -S devplatform/launch.py <spec>``: the spec (JSON, 0600)
 holds the argv, environment, umask and log of the process, written before its first start, so
-that no secret sits in supervisord's configuration or on a command line.
+that no secret sits in supervisord's configuration or on a command line. With the spec's
+``autogroup_nice`` the launcher starts the process in a session, so a CPU share (CFS autogroup),
+of its own (``platform_runtime.autogroup``); it still leads its own process group, which
+``stopasgroup``/``killasgroup`` signal.
 """
 
 from __future__ import annotations
@@ -134,13 +137,15 @@ class Supervisor:
         self._own(self.spec_dir, self.conf)
 
     def write_spec(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, run_as: RunAs | None,
-                   umask: int = 0o022, listener: bool = False) -> None:
+                   umask: int = 0o022, listener: bool = False, autogroup_nice: int | None = None) -> None:
         """What :mod:`devplatform.launch` execs for ``name``: ``cmd`` in ``cwd`` (``env --chdir``,
-        inside the user switch: a team's folder is closed to the platform's user), as ``run_as``."""
+        inside the user switch: a team's folder is closed to the platform's user), as ``run_as``.
+        ``autogroup_nice``: in a session, so a CPU share (CFS autogroup), of its own at that nice
+        (``platform_runtime.autogroup``); None: in supervisord's session, with every such program."""
         inner = ["/usr/bin/env", f"--chdir={cwd}", *cmd]
         spec = {"name": name, "argv": run_as.argv(inner) if run_as else inner, "env": env,
                 "umask": run_as.umask if run_as else umask, "log": str(self.log_dir / f"{name}.log"),
-                "listener": listener}
+                "listener": listener, "autogroup_nice": autogroup_nice}
         path = self.spec_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

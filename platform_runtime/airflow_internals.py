@@ -380,6 +380,11 @@ def trigger_runner() -> None:
 
 # -- the zygote (a fresh interpreter, as the team's OS user) ------------------------------
 def zygote(channel_fd: int) -> None:
+    nice = os.environ.get("AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE")
+    if nice:  # the team's parses weigh one CPU share (platform_runtime.autogroup), not the dag-processor's
+        from platform_runtime.autogroup import new_group
+
+        new_group(int(nice))
     home = os.environ["HOME"]
     os.chdir(home)
     log = os.open(os.path.join(home, "zygote.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

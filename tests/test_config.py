@@ -178,6 +178,32 @@ def test_worker_settings_switch_between_tuned_and_previous(monkeypatch, tmp_path
         PlatformConfig(state=tmp_path)
 
 
+def test_idle_settings_lean_starts_no_teamless_triggerer_and_flower_on_demand(monkeypatch, tmp_path):
+    """PLATFORM_IDLE_SETTINGS (issue 25's idle memory): "lean" by default, no team-less triggerer
+    (only the team ones) and each team's Flower not started by make start but on demand (still a
+    program of supervisord's: make flower starts it); "previous" as before; anything else refused."""
+    import pytest
+
+    from devplatform.platform import LocalPlatform
+
+    monkeypatch.delenv("PLATFORM_IDLE_SETTINGS", raising=False)
+    monkeypatch.delenv("PLATFORM_EXECUTOR", raising=False)
+    lean = LocalPlatform(PlatformConfig(state=tmp_path), quiet=True)
+    monkeypatch.setenv("PLATFORM_IDLE_SETTINGS", "previous")
+    previous = LocalPlatform(PlatformConfig(state=tmp_path), quiet=True)
+    teams = lean.config.domains
+    assert [c for c in lean.airflow_components() if c.startswith("triggerer")] == [f"triggerer-{d}" for d in teams]
+    assert [c for c in previous.airflow_components() if c.startswith("triggerer")] == [
+        "triggerer", *(f"triggerer-{d}" for d in teams)]
+    for d in teams:
+        assert lean.on_demand(f"flower-{d}") and not previous.on_demand(f"flower-{d}")
+        assert f"flower-{d}" in lean.process_names()  # supervisord's program, started by make flower
+        assert not lean.on_demand(f"worker-{d}") and not lean.on_demand(f"triggerer-{d}")
+    monkeypatch.setenv("PLATFORM_IDLE_SETTINGS", "none")
+    with pytest.raises(ValueError, match="PLATFORM_IDLE_SETTINGS"):
+        PlatformConfig(state=tmp_path)
+
+
 def test_a_stand_in_of_a_platform_on_its_own_state_reads_that_platforms_config(monkeypatch, tmp_path):
     """`serve-standin` builds its PlatformConfig from its environment: it must be its platform's
     (a test's or a benchmark's state folder and ports), not make start's defaults."""

@@ -387,9 +387,13 @@ def test_a_teams_own_lineage_key_and_domain_redis_password_are_not_forbidden_to_
 
 
 def test_each_team_has_its_own_flower_behind_a_password(platform, attack_runs):
+    """Flower runs on demand (``make flower TEAM=<team>``, issue 25): none after make start; each
+    started as ``make flower`` starts it, as its team's user (the process test below)."""
     s = platform.config.secrets
+    assert [t for t in TEAMS if platform.proc(f"flower-{t}").running()] == []
     for i, team in enumerate(TEAMS):
-        base = platform.team_runtime(team).flower_url()
+        base = platform.start_flower(team)
+        assert base == platform.team_runtime(team).flower_url()
         for path in ("/metrics", "/healthcheck"):  # platform_runtime.flower guards these too
             assert requests.get(base + path, timeout=30).status_code == 401, (team, path)
             assert requests.get(base + path, auth=(team, s.flower_passwords[team]), timeout=30).status_code == 200
@@ -641,6 +645,8 @@ CHILD_ENV = {
     # the per-team limits the cluster policies apply while the team's files parse
     # (platform_runtime.team_limits): every team's slots and ceilings, no secret
     "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "AIRFLOW__PLATFORM__TEAM_LIMITS",
+    # the autogroup nice of the team's parse zygote (platform_runtime.autogroup): a number
+    "AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE",
 }
 
 
@@ -692,6 +698,8 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
     pu = platform.platform_user
     assert pu is not None, "the tests run as root: the platform has a user of its own"
     tenant = {team_user(t).uid: t for t in TEAMS}
+    for t in TEAMS:  # on demand (make flower TEAM=<team>): started here, so its row is checked too
+        platform.start_flower(t)
     rows = process_rows(platform)
     print(f"\n{'process':<28} {'pid':>7} {'OS user':<22} caps  nnp  command")
     for r in rows:
@@ -808,6 +816,7 @@ def test_postgres_gives_its_superuser_to_no_platform_or_team_user(platform):
 
 def test_every_component_started_cleanly(platform):
     names = [*platform.airflow_components(), *platform.team_components(), *(f"redis-{t}" for t in TEAMS)]
+    names = [n for n in names if not platform.on_demand(n) or platform.proc(n).logfile.exists()]  # Flower: if started
     logs = {name: platform.proc(name).logfile.read_text() for name in names}
     assert {name: "address already in use" in text for name, text in logs.items()} == {n: False for n in logs}
 
@@ -815,15 +824,17 @@ def test_every_component_started_cleanly(platform):
 def test_stop_stops_exactly_what_start_started(platform):
     import psutil
 
-    assert all(platform.status().values())
+    not_asked_for = {n for n in platform.process_names() if platform.on_demand(n) and not platform.proc(n).running()}
+    assert all(up for n, up in platform.status().items() if n not in not_asked_for)
     supervisord = platform.supervisor.proc.process()
     started = [supervisord, *supervisord.children(recursive=True)]  # PostgreSQL's processes among them
-    assert {platform.proc(n).process().pid for n in platform.process_names()} <= {p.pid for p in started}
+    names = [n for n in platform.process_names() if n not in not_asked_for]
+    assert {platform.proc(n).process().pid for n in names} <= {p.pid for p in started}
     postgres = psutil.Process(platform.pg.pid())
     assert postgres.pid == platform.proc("postgres").process().pid
     bystander = psutil.Popen(["sleep", "60"])
     stopped = platform.stop()
-    assert set(stopped) == {*platform.process_names(), LISTENER, "supervisord", "postgres"}
+    assert set(stopped) == {*names, LISTENER, "supervisord", "postgres"}
     assert [p.pid for p in started + [postgres] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert bystander.is_running()
     bystander.kill()

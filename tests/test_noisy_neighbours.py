@@ -12,7 +12,8 @@ benchmark's DAG files planted (``benchmarks/noisy_neighbours.py``):
   import error saying so), and the victim's new DAG file still appears.
 
 Both fail on the build with the limits off (``PLATFORM_TEAM_LIMITS=0``): the flood's tasks
-then take the global pool's slots, and the slow file parses. The platform's start takes
+then take the global pool's slots, and the slow file parses. And each team's processes sit in CPU
+groups of their own (``platform_runtime.autogroup``), which fails with ``PLATFORM_CPU_GROUPS=0``. The platform's start takes
 several minutes on two loaded cores: it runs with ``make test-noisy`` (``PLATFORM_NOISY=1``).
 """
 
@@ -115,3 +116,53 @@ def test_a_slow_file_is_cut_off_by_its_teams_limit_and_the_victims_file_still_ap
     assert appeared, f"{new_id} never appeared"
     assert error and "DagBag import timeout" in error and f"after {float(limit)}s" in error, error
     assert user.call(FLOODER, "GET", f"/dags/{FLOODER}_noisy_slow_test_0").status_code == 404
+
+
+def test_each_teams_processes_weigh_one_cpu_share(platform):
+    """Every team's worker (with its pool and task processes), triggerer (with its trigger
+    runner), Flower and parse zygote sits in a CFS autogroup of its own at the teams' nice, apart
+    from the control plane's (``platform_runtime.autogroup``): a team's flood weighs one share
+    per process group, not one per process. Fails with ``PLATFORM_CPU_GROUPS=0`` (every program
+    in supervisord's one group, the zygotes in the dag-processor's)."""
+    import psutil
+
+    from platform_runtime import autogroup
+
+    if not autogroup.enabled():
+        pytest.skip("kernel without CFS autogroups")
+
+    def tree(name: str) -> list[psutil.Process]:
+        p = platform.proc(name).process()
+        assert p is not None, f"{name} is not running"
+        return [p, *p.children(recursive=True)]
+
+    def zygote(team: str) -> psutil.Process | None:
+        """The team's parse zygote: a child of the dag-processor (its forks, the parses, come and go)."""
+        for q in platform.proc("dag-processor").process().children():
+            try:
+                if "zygote" in q.cmdline() and q.environ().get("_PLATFORM_TEAM") == team:
+                    return q
+            except psutil.Error:  # a child that just ended
+                continue
+        return None
+
+    control = {name: autogroup.read(tree(name)[0].pid) for name in ("scheduler", "api-server", "dag-processor")}
+    control["supervisord"] = autogroup.read(platform.supervisor.proc.process().pid)
+    base = autogroup.nice_for(0)
+    team_nice = platform.config.autogroup_nice(True)
+    seen: dict[str, tuple[str, int]] = {}
+    for team in TEAMS:
+        platform.start_flower(team)  # on demand (make flower TEAM=<team>): started, so its group is checked too
+        for name in (f"worker-{team}", f"triggerer-{team}", f"flower-{team}"):
+            groups = {g for q in tree(name) if (g := autogroup.read(q.pid))}  # None: a task that just ended
+            assert len(groups) == 1, f"{name}'s processes in several groups: {groups}"
+            seen[name] = groups.pop()
+        z = zygote(team)
+        assert z is not None, f"no parse zygote of {team}"
+        seen[f"zygote-{team}"] = autogroup.read(z.pid)
+    print(f"\nautogroups: control plane {control}; teams {seen}")
+    all_groups = [g[0] for g in (*control.values(), *seen.values())]
+    assert len(set(all_groups)) == len(all_groups), "two components share a CPU group"
+    assert all(g[1] == base for name, g in control.items() if name != "supervisord")
+    assert team_nice == autogroup.nice_for(platform.config.team_cpu_nice) and platform.config.team_cpu_nice > 0
+    assert all(g[1] == team_nice for g in seen.values())

@@ -1,7 +1,8 @@
 """The local platform's process manager (devplatform/supervisor.py) and its alert listener
 (devplatform/alerts.py) on a real supervisord with a stand-in program, without the platform:
 a killed program is restarted (or, with autorestart off, is not), logged and alerted; one that
-keeps dying is backed off, given up on and alerted."""
+keeps dying is backed off, given up on and alerted; each program weighs one CPU share (its own
+CFS autogroup), however many processes it runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from devplatform.paths import ROOT
 from devplatform.smtp_sink import MailSink, body_text
 from devplatform.supervisor import LISTENER, START_SECONDS, SupervisedProc, Supervisor
+from platform_runtime import autogroup
 
 ALERT_TO = "platform-alerts@example.test"
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
@@ -37,7 +39,7 @@ def supervised(tmp_path, request):
     (tmp_path / "run").mkdir()
     (tmp_path / "logs").mkdir()
     sv = Supervisor(tmp_path / "run", tmp_path / "logs", autorestart=autorestart, start_retries=2)
-    sv.write_config(["sleeper", "crasher"], sys.executable)
+    sv.write_config(["sleeper", "crasher", "flood", "victim"], sys.executable)
     sv.start(sys.executable, ENV, None)
     alerts = {"to": ALERT_TO, "smtp_port": sink.port, "check_seconds": 3600, "repeat_seconds": 0,
               "supervisor_log": str(sv.log_dir / "supervisord.log")}
@@ -193,3 +195,73 @@ def test_postgres_killed_is_restarted_recovers_its_committed_rows_and_is_stopped
     sv.stop_program("postgres")
     assert "received fast shutdown request" in log.read_text()
     assert pg.pid() is None
+
+
+# N processes spinning on one CPU (pinned: the shares compare the same way on any number of cores)
+SPIN = """import os, sys
+os.sched_setaffinity(0, {int(sys.argv[1])})
+for _ in range(int(sys.argv[2]) - 1):
+    if os.fork() == 0:
+        break
+while True:
+    pass
+"""
+
+
+def cpu_seconds(proc: SupervisedProc) -> tuple[float, list[int]]:
+    """CPU seconds used so far by the program's process and its children, and their pids."""
+    import psutil
+
+    p = proc.process()
+    total, pids = 0.0, []
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+            pids.append(q.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return total, pids
+
+
+@pytest.mark.skipif(not autogroup.enabled(), reason="kernel without CFS autogroups")
+@pytest.mark.parametrize("groups", [True, pytest.param(False, marks=pytest.mark.xfail(
+    strict=True, reason="protection off: every program in supervisord's one autogroup"))])
+def test_a_flooding_program_weighs_one_cpu_share_in_an_autogroup_of_its_own(supervised, groups):
+    """A program of 6 spinning processes and one of 1, on the same CPU: each in its own session
+    (autogroup) at the nice asked, its children with it, the single process gets about half the
+    CPU (one share against one), not a seventh; supervisord still stops each whole group."""
+    sv, _ = supervised
+    cpu = min(os.sched_getaffinity(0))
+    nice = autogroup.nice_for(3) if groups else None
+    for name, n in (("flood", 6), ("victim", 1)):
+        sv.write_spec(name, [sys.executable, "-c", SPIN, str(cpu), str(n)], ENV, Path("/"), None, autogroup_nice=nice)
+        sv.start_program(name)
+    flood, victim = SupervisedProc(sv, "flood"), SupervisedProc(sv, "victim")
+    assert wait_until(lambda: flood.process() and len(flood.process().children()) == 5 and victim.process(), 30)
+    own = autogroup.read()
+    groups_seen = {}
+    for proc in (flood, victim):
+        p = proc.process()
+        assert os.getpgid(p.pid) == p.pid  # still a process group of its own, which supervisord signals
+        groups_seen[proc.name] = {autogroup.read(q.pid) for q in [p, *p.children()]}
+        assert len(groups_seen[proc.name]) == 1, groups_seen  # children in their program's group
+    start = {proc.name: cpu_seconds(proc)[0] for proc in (flood, victim)}
+    used = {}
+
+    def enough():
+        used.update({proc.name: cpu_seconds(proc)[0] - start[proc.name] for proc in (flood, victim)})
+        return sum(used.values()) >= 4
+
+    assert wait_until(enough, 120), used
+    share = used["victim"] / sum(used.values())
+    flood_pids = cpu_seconds(flood)[1]
+    sv.stop_program("flood")  # SIGTERM to its process group: every one of its 6 processes
+    import psutil
+
+    assert wait_until(lambda: not any(psutil.pid_exists(pid) for pid in flood_pids), 10)
+    print(f"\nCPU used: {used}; the victim's share {share:.2f}; groups {groups_seen}; the test's own {own}")
+    assert share >= 0.35, f"the single process got {share:.0%} of the CPU against 6 in another program"
+    flood_group, victim_group = (next(iter(groups_seen[n])) for n in ("flood", "victim"))
+    assert flood_group != victim_group and own[0] not in (flood_group[0], victim_group[0])
+    assert flood_group[1] == victim_group[1] == nice
