@@ -115,8 +115,9 @@ class PgServer:
             return None
         return pid
 
-    def start(self) -> None:
-        """Initialise the data folder once, then start the server unless it already runs."""
+    def prepare(self) -> bool:
+        """Initialise the data folder once and write its authentication rules; True if the
+        rules changed (a server already running must reload them)."""
         self.datadir.mkdir(parents=True, exist_ok=True)
         run_as = self.run_as()
         self._prepare_permissions()
@@ -132,7 +133,20 @@ class PgServer:
             if run_as:
                 entry = pwd.getpwnam(SYSTEM_USER)
                 os.chown(self.datadir / "postgresql.conf", entry.pw_uid, entry.pw_gid)
-        changed = self.write_auth(run_as)
+        return self.write_auth(run_as)
+
+    def server_argv(self) -> list[str]:
+        """The server in the foreground (``postgres -D``), for a process manager to run and
+        restart (``make start``: supervisord's ``postgres`` program): it logs to stderr, exits
+        on SIGINT after a fast shutdown (every session cut, open transactions rolled back), and
+        after a crash (SIGKILL) a new start recovers from the write-ahead log."""
+        return [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.datadir), "-h", self.host, "-p", str(self.port),
+                "-k", str(self.socket_dir)]
+
+    def start(self) -> None:
+        """Initialise the data folder once, then start the server in the background
+        (``pg_ctl``, not supervised) unless it already runs."""
+        changed = self.prepare()
         if self.pid():
             if changed:  # a data folder from before: the running server reads the new rules
                 self.reload()
@@ -142,7 +156,7 @@ class PgServer:
             ["-w", "-t", "60", "-o", options, "-l", str(self.datadir / "server.log"), "start"],
             pgdata=self.datadir,
             timeout=90,
-            **run_as,
+            **self.run_as(),
         )
 
     def reload(self) -> None:

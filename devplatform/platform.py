@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -183,7 +184,7 @@ class LocalPlatform:
                              self.proc(f"{LOCAL_LOGS[hook]}-{domain}").logfile)
 
     def process_names(self) -> list[str]:
-        names = ["smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
+        names = ["postgres", "smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
         names += [f"redis-{d}" for d in self.celery_teams()]
         names += [n for n, on in (("redis-domains", self.redis_domains()), ("kafka-standin", self.kafka_domains())) if on]
         return names + list(self.airflow_components()) + list(self.team_components())
@@ -347,8 +348,7 @@ class LocalPlatform:
         self.phase("mail sink, Redis, workers started")
 
         self.say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{cfg.pg_port}, data in {cfg.pgdata}")
-        self.pg.start()
-        self.pg.wait_ready()
+        self.start_postgres()
         self.pg.ensure_database("airflow", "airflow", secrets.airflow_db_password)
         for d in cfg.domains:
             self.pg.ensure_database(d, domain_db_role(d), secrets.domain_db_passwords[d], DOMAIN_EXTENSIONS)
@@ -422,6 +422,26 @@ class LocalPlatform:
                       autogroup_nice=self.config.autogroup_nice(False))
         sv.start_program(LISTENER)
         self.say(f"platform alerts: mailed to {cfg.alert_email} (log {sv.log_dir / (LISTENER + '.log')})")
+
+    def start_postgres(self) -> None:
+        """PostgreSQL as supervisord's ``postgres`` program (``postgres -D`` in the foreground, as
+        the server's OS user): restarted like every platform process when it dies (a crash: a
+        new start recovers from its write-ahead log), stopped last. A server that already runs
+        (started by ``pg_ctl``, e.g. by an older ``make start``) is kept, its rules reloaded."""
+        changed = self.pg.prepare()
+        running = self.pg.pid() is not None
+        if running:
+            supervised = self.proc("postgres").running()
+            self.say(f"postgres: already running{'' if supervised else ' outside supervisord'} (pid {self.pg.pid()})")
+        else:  # (a server it starts reads the rules itself)
+            user = self.pg.run_as().get("user")
+            owner = pwd.getpwnam(user) if user else None
+            self._start_proc("postgres", self.pg.server_argv(),
+                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+                             run_as=RunAs(owner.pw_uid, owner.pw_gid) if owner else None, cwd=self.pg.datadir)
+        self.pg.wait_ready(timeout=120)
+        if running and changed:  # a server from before reads the new rules
+            self.pg.reload()
 
     def is_team_process(self, name: str) -> bool:
         """A process that runs a team's code (its worker with its tasks, its triggerer with its

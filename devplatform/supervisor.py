@@ -1,8 +1,8 @@
 """The local platform's process manager: supervisord (``supervisor`` from PyPI).
 
 ``make start`` starts one supervisord, as the platform's OS user, and asks it to start every
-platform process (stand-ins, mail sink, Redis servers, Airflow components, team workers and
-Flower) in ``make start``'s order; supervisord restarts a process that dies, logs it
+platform process (PostgreSQL, stand-ins, mail sink, Redis servers, Airflow components, team
+workers and Flower) in ``make start``'s order; supervisord restarts a process that dies, logs it
 (``.local/logs/supervisord.log``: ``exited: worker-referral (terminated by SIGKILL; not
 expected)`` then ``spawned: ...``; the process's own log gets a ``[supervisor] ... starting``
 line) and backs off when a process dies again within :data:`START_SECONDS` of a start (1 s,
@@ -51,6 +51,11 @@ START_RETRIES = 5
 # SIGTERM, then SIGKILL to the whole process group after this long (make stop, supervisorctl stop)
 STOP_WAIT_SECONDS = 20
 ALIVE = ("STARTING", "RUNNING")
+# Programs in a group of their own, stopped after the platform's group (supervisord stops its
+# groups one at a time, the highest priority first), with their own stop settings: PostgreSQL,
+# which every other process uses until it stops (SIGINT is its fast shutdown: sessions cut, open
+# transactions rolled back, a checkpoint; SIGTERM would wait for every session to end).
+STOPPED_LAST = {"postgres": {"priority": 1, "stopsignal": "INT", "stopwaitsecs": 60}}
 
 
 class _UnixTransport(xmlrpc.client.Transport):
@@ -100,7 +105,7 @@ class Supervisor:
     def write_config(self, names: list[str], python: str) -> None:
         """supervisord.conf: every program of the platform, none started by supervisord itself
         (``make start`` starts them in its order), all in one group (``make stop`` stops them at
-        once), and the alert listener."""
+        once) but those of :data:`STOPPED_LAST` (stopped after it), and the alert listener."""
         self.spec_dir.mkdir(parents=True, exist_ok=True)
         launch = ROOT / "devplatform" / "launch.py"
         lines = [
@@ -110,14 +115,15 @@ class Supervisor:
             "nodaemon=true", "silent=true", "identifier=platform", f"childlogdir={self.log_dir}", "minfds=4096", "",
             "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
             "[supervisorctl]", f"serverurl=unix://{self.socket}", "",
-            f"[group:{GROUP}]", f"programs={','.join(names)}", "",
+            f"[group:{GROUP}]", f"programs={','.join(n for n in names if n not in STOPPED_LAST)}", "",
         ]
         for name in names:
+            stop = {"stopsignal": "TERM", "stopwaitsecs": STOP_WAIT_SECONDS, **STOPPED_LAST.get(name, {})}
             lines += [
                 f"[program:{name}]", f"command={python} -I -S {launch} {self.spec_path(name)}",
                 "autostart=false", f"autorestart={'true' if self.autorestart else 'false'}",
                 f"startsecs={START_SECONDS}", f"startretries={self.start_retries}",
-                "stopsignal=TERM", f"stopwaitsecs={STOP_WAIT_SECONDS}", "stopasgroup=true", "killasgroup=true",
+                *(f"{k}={v}" for k, v in stop.items()), "stopasgroup=true", "killasgroup=true",
                 "stdout_logfile=NONE", "redirect_stderr=true", "",
             ]
         lines += [
@@ -194,7 +200,7 @@ class Supervisor:
 
     @staticmethod
     def qualified(name: str) -> str:
-        return name if name == LISTENER else f"{GROUP}:{name}"
+        return name if name == LISTENER or name in STOPPED_LAST else f"{GROUP}:{name}"
 
     def states(self) -> dict[str, dict]:
         """Program name -> supervisord's info (``statename``, ``pid``, ...); {} when it is not running."""

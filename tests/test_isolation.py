@@ -680,7 +680,7 @@ def process_rows(platform) -> list[dict]:
         out += rows(name, top)
     # supervisord itself (its descendants are the processes above)
     out.append(row("supervisord", platform.supervisor.proc.process()))
-    return out + rows("postgres", psutil.Process(platform.pg.pid()))
+    return out  # PostgreSQL among them: supervisord's postgres program
 
 
 SWITCH_CAPS = (1 << 6) | (1 << 7)  # CAP_SETGID, CAP_SETUID
@@ -710,7 +710,7 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
         (uid,) = r["uids"] if len(r["uids"]) == 1 else (None,)
         name = r["name"]
         if name == "postgres":
-            ok = r["user"] == "embedded_postgres" and r["caps"] == 0
+            ok = r["user"] == "embedded_postgres" and r["caps"] == 0 and r["no_new_privs"]
         elif uid in tenant:  # team code: the team's own process, under its own component only
             team = tenant[uid]
             ok = r["caps"] == 0 and r["no_new_privs"] and name in (f"worker-{team}", f"flower-{team}",
@@ -827,10 +827,11 @@ def test_stop_stops_exactly_what_start_started(platform):
     not_asked_for = {n for n in platform.process_names() if platform.on_demand(n) and not platform.proc(n).running()}
     assert all(up for n, up in platform.status().items() if n not in not_asked_for)
     supervisord = platform.supervisor.proc.process()
-    started = [supervisord, *supervisord.children(recursive=True)]  # every process but PostgreSQL
+    started = [supervisord, *supervisord.children(recursive=True)]  # PostgreSQL's processes among them
     names = [n for n in platform.process_names() if n not in not_asked_for]
     assert {platform.proc(n).process().pid for n in names} <= {p.pid for p in started}
     postgres = psutil.Process(platform.pg.pid())
+    assert postgres.pid == platform.proc("postgres").process().pid
     bystander = psutil.Popen(["sleep", "60"])
     stopped = platform.stop()
     assert set(stopped) == {*names, LISTENER, "supervisord", "postgres"}

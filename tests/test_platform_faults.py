@@ -11,12 +11,12 @@ no output lost or written twice, the platform's alert mailed.
 Known to fail without the protection: ``PLATFORM_AUTORESTART=0`` builds the platform with
 supervisord's autorestart off (``devplatform.supervisor``). ``make test-faults-unprotected`` runs
 the rows whose protection is a restart (the scheduler, a triggerer, the api-server, the
-dag-processor, a team's Redis) on such a platform, each marked as a strict expected failure: a
-row that passes there fails the run (the worker row is one too, left out of that run for its
-11-min wait); every fallen process is started again after its row, so that the next row has a
-whole platform. The PostgreSQL row is a non-strict expected failure there (a short outage
-crashes no component); the lake row runs in the protected mode only: its protection (no
-half-written file) has a unit test that fails without it (domains/ecommerce_ml/tests/test_lake_full.py).
+dag-processor, a team's Redis, PostgreSQL) on such a platform, each marked as a strict expected
+failure: a row that passes there fails the run (the worker row is one too, left out of that run
+for its 11-min wait: ``-k worker_sigkilled`` runs it alone); every fallen process is started again
+after its row, so that the next row has a whole platform. The lake row runs in the protected mode
+only: its protection (no half-written file) has a unit test that fails without it
+(domains/ecommerce_ml/tests/test_lake_full.py).
 
 Timing: the platform's own heartbeat settings, the image's (``Dockerfile``,
 ``devplatform.config.heartbeat_settings``): a task rides out an api-server outage of up to
@@ -369,14 +369,14 @@ def test_worker_sigkilled_mid_task_is_restarted_and_the_task_retried_once(platfo
     try:
         # the scheduler's heartbeat timeout, then the retry
         done = wait_until(finished, HEARTBEAT_TIMEOUT + RUN_TIMEOUT, step=3)
+        state, tries = run_state(user, team, runs[team])
+        info = worker.info() or {}  # (as the fault left it: before the unprotected mode starts it again)
+        row["detail"] = f"run {state}, tries {tries}, worker {info.get('statename')} pid {old_pid}->{info.get('pid')}"
+        assert done, f"{team}'s run did not finish within {HEARTBEAT_TIMEOUT + RUN_TIMEOUT:g} s of the kill: " \
+                     f"{state}, tries {tries}, worker {info}"
     finally:
         if UNPROTECTED:  # the next row gets a whole platform
             start_the_fallen(platform)
-    state, tries = run_state(user, team, runs[team])
-    info = worker.info() or {}
-    row["detail"] = f"run {state}, tries {tries}, worker {info.get('statename')} pid {old_pid}->{info.get('pid')}"
-    assert done, f"{team}'s run did not finish within {HEARTBEAT_TIMEOUT + RUN_TIMEOUT:g} s of the kill: {state}, " \
-                 f"tries {tries}, worker {info}"
     row["seconds"] = time.monotonic() - t0
     assert state == "success", (state, tries)
     assert tries == {1: "failed", 2: "success"} or tries == {1: "up_for_retry", 2: "success"}, tries
@@ -581,18 +581,29 @@ def bulk_rows(platform, team: str, run_id: str) -> int:
         return cur.fetchone()[0]
 
 
-# Whether it fails without restarts depends on the outage: after 12 s down the scheduler, the
-# dag-processor and every triggerer exited (and were restarted), after 1 s none did.
-@pytest.mark.xfail(UNPROTECTED, strict=False, reason="protection off: fails when a component exits on the outage")
-def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplicates_nothing(platform, user):
-    """PostgreSQL (the metadata database and every domain's database: one server) restarted
-    (``pg_ctl stop -m fast``, then started: every connection cut, every open transaction rolled
-    back) in the middle of a domain's bulk load and while every team's task heartbeats (metadata
-    writes through the api-server) and the scheduler writes: the bulk load's try fails with the
-    server's reason and its retry loads every row once (one transaction: nothing half-written
-    stays); the other runs succeed, each output written once; no run stuck."""
+def database_accepts(platform) -> bool:
+    try:
+        psycopg2.connect(platform.pg.admin_dsn(), connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+@FAILS_UNPROTECTED
+def test_postgresql_killed_mid_bulk_load_and_metadata_writes_is_restarted_and_loses_and_duplicates_nothing(
+        platform, user):
+    """PostgreSQL (the metadata database and every domain's database: one server, supervisord's
+    ``postgres`` program) crashed: SIGKILL of the server and every backend (every connection cut,
+    every open transaction lost) in the middle of a domain's bulk load and while every team's
+    task heartbeats (metadata writes through the api-server) and the scheduler writes.
+    supervisord starts it again and it recovers from its write-ahead log; a component that exits
+    on the lost connection is restarted too; the bulk load's try fails with the server's reason
+    and its retry loads every row once (one transaction: nothing half-written stays); the other
+    runs succeed, each output written once; no run stuck; the alert mailed. Without autorestart
+    the server stays down and no run finishes."""
     team, rows = "aurora", 100_000
-    row = {"fault": "PostgreSQL restart mid bulk load + metadata writes", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
+    row = {"fault": "SIGKILL PostgreSQL mid bulk load + metadata writes", "outcome": "FAIL", "seconds": 0.0,
+           "detail": ""}
     ROWS.append(row)
     runs = {"fault_probe": trigger_probes(user, seconds=60)}
     started = wait_until(lambda: all(attempts(platform, t, r) for t, r in runs["fault_probe"].items()), 180, step=1)
@@ -604,20 +615,26 @@ def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplic
     assert attempts(platform, team, bulk, "bulk_probe")[0][2] is False  # not finished
     assert bulk_rows(platform, team, bulk) == 0  # nothing visible before the load's commit
     before = supervised_pids(platform)
+    server = platform.proc("postgres")
+    old_pid = server.kill()
     t0 = time.monotonic()
-    platform.pg.stop()
-    platform.pg.start()
+    back = wait_until(lambda: (p := server.process()) is not None and p.pid != old_pid and database_accepts(platform),
+                      RUN_TIMEOUT, step=0.5)
     outage = time.monotonic() - t0
     runs["bulk_probe"] = {team: bulk}
     try:
-        done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+        done = back and wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
+        info = server.info() or {}
+        row["detail"] = (f"postgres {info.get('statename')} pid {old_pid}->{info.get('pid')}, "
+                         + (f"accepting connections {outage:.0f} s after the kill" if back else
+                            f"not accepting connections {outage:.0f} s after the kill"))
+        assert back, f"PostgreSQL not back within {RUN_TIMEOUT} s of the kill: {info}"
+        assert done, f"runs not finished within {RUN_TIMEOUT} s of PostgreSQL's return"
     finally:
         if UNPROTECTED:  # the next row gets a whole platform
             start_the_fallen(platform)
-    restarted = restarted_since(platform, before)
-    row["detail"] = f"database down {outage:.0f} s; processes restarted by supervisord: {restarted or 'none'}"
-    assert done, {k: run_state(user, k[1], runs[k[0]][k[1]], k[0]) for k in
-                  [(p, t) for p, by in runs.items() for t in by]}
+    restarted = [n for n in restarted_since(platform, before) if n != "postgres"]
+    row["detail"] += f"; other processes restarted by supervisord: {', '.join(restarted) or 'none'}"
     row["seconds"] = time.monotonic() - t0
     state, tries = done[("bulk_probe", team)]
     assert state == "success", (state, tries)
@@ -626,9 +643,14 @@ def test_postgresql_restarted_mid_bulk_load_and_metadata_writes_loses_and_duplic
     for other, run_id in runs["fault_probe"].items():
         assert done[("fault_probe", other)] == ("success", {1: "success"}), other
         assert output(platform, other, run_id) == [(1, 1)], other
+    sv_log = (platform.supervisor.log_dir / "supervisord.log").read_text()
+    assert "exited: postgres (terminated by SIGKILL; not expected)" in sv_log
+    assert "automatic recovery in progress" in server.logfile.read_text()
+    mails = wait_until(lambda: alert_mails(platform, "postgres exited unexpectedly"), 60)
+    assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
     row["outcome"] = "pass"
-    row["detail"] += (f"; bulk load tries {tries}, {rows} rows once; {len(runs['fault_probe'])} other runs succeeded "
-                      "on their first try, one write each")
+    row["detail"] += (f"; crash recovery; bulk load tries {tries}, {rows} rows once; {len(runs['fault_probe'])} other "
+                      "runs succeeded on their first try, one write each; alert mailed")
 
 
 def file_size_limit(pid: int) -> tuple[str, str]:

@@ -111,6 +111,92 @@ def test_spec_files_hold_the_environment_not_the_configuration(supervised):
     assert sv.conf.stat().st_mode & 0o077 == 0
 
 
+@pytest.fixture
+def supervised_postgres(tmp_path, request):
+    """A real PostgreSQL (the embedded server) as supervisord's ``postgres`` program, the way
+    ``make start`` runs it (``devplatform.platform.LocalPlatform.start_postgres``);
+    ``(supervisor, pg)``."""
+    import pwd
+
+    from devplatform.pg import PgServer
+    from devplatform.ports import free_port
+    from devplatform.processes import RunAs
+
+    os.chmod(tmp_path, 0o755)  # the server's OS user reaches its data folder
+    pg = PgServer(tmp_path / "pgdata", free_port())
+    pg.prepare()
+    for name in ("run", "logs"):
+        (tmp_path / name).mkdir()
+    sv = Supervisor(tmp_path / "run", tmp_path / "logs", autorestart=getattr(request, "param", True))
+    sv.write_config(["postgres"], sys.executable)
+    sv.start(sys.executable, ENV, None)
+    user = pg.run_as().get("user")
+    owner = pwd.getpwnam(user) if user else None
+    sv.write_spec("postgres", pg.server_argv(), ENV, pg.datadir, RunAs(owner.pw_uid, owner.pw_gid) if owner else None)
+    sv.start_program("postgres")
+    try:
+        pg.wait_ready(60)
+        yield sv, pg
+    finally:
+        sv.stop()
+
+
+def accepts(pg) -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(pg.admin_dsn(), connect_timeout=2).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+@pytest.mark.parametrize("supervised_postgres", [True, False], indirect=True, ids=["autorestart", "no-autorestart"])
+def test_postgres_killed_is_restarted_recovers_its_committed_rows_and_is_stopped_fast(supervised_postgres):
+    """SIGKILL of the server and every backend (a crash): supervisord starts it again, it
+    recovers from its write-ahead log (the committed row there, the open transaction's row
+    not); without autorestart it stays down. ``make stop`` stops it with SIGINT, its fast
+    shutdown (SIGTERM, smart, would wait for every session to end)."""
+    from contextlib import closing
+
+    import psycopg2
+
+    from devplatform.supervisor import STOPPED_LAST
+
+    sv, pg = supervised_postgres
+    conf = sv.conf.read_text()
+    assert "[group:platform]\nprograms=\n" in conf and "stopsignal=INT" in conf  # a group of its own
+    with closing(psycopg2.connect(pg.admin_dsn())) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE crash (n int)")
+        cur.execute("INSERT INTO crash VALUES (1)")
+        conn.commit()
+    open_tx = psycopg2.connect(pg.admin_dsn())
+    with open_tx.cursor() as cur:
+        cur.execute("INSERT INTO crash VALUES (2)")  # not committed at the crash
+    server = SupervisedProc(sv, "postgres")
+    assert wait_until(lambda: (server.info() or {}).get("statename") == "RUNNING", START_SECONDS + 10)
+    backends = server.process().children()
+    assert backends  # the server's own processes (checkpointer, walwriter, ...) and the sessions
+    old = server.kill(signal.SIGKILL)
+    open_tx.close()
+    log = server.logfile
+    if not sv.autorestart:
+        assert wait_until(lambda: (server.info() or {}).get("statename") == "EXITED", 10), server.info()
+        time.sleep(3)
+        assert not accepts(pg) and server.process() is None
+        return
+    assert wait_until(lambda: (p := server.process()) is not None and p.pid != old and accepts(pg), 60), server.info()
+    assert "exited: postgres (terminated by SIGKILL; not expected)" in (sv.log_dir / "supervisord.log").read_text()
+    assert "automatic recovery in progress" in log.read_text()
+    with closing(psycopg2.connect(pg.admin_dsn())) as conn, conn.cursor() as cur:
+        cur.execute("SELECT n FROM crash ORDER BY n")
+        assert cur.fetchall() == [(1,)]
+    assert STOPPED_LAST["postgres"]["stopsignal"] == "INT"
+    sv.stop_program("postgres")
+    assert "received fast shutdown request" in log.read_text()
+    assert pg.pid() is None
+
+
 # N processes spinning on one CPU (pinned: the shares compare the same way on any number of cores)
 SPIN = """import os, sys
 os.sched_setaffinity(0, {int(sys.argv[1])})
