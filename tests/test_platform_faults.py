@@ -707,8 +707,8 @@ def test_the_lake_full_fails_the_publish_clearly_with_nothing_half_written_and_t
                 "lake_probe": trigger_probes(user, probe="lake_probe", teams=[team], conf={"source": str(source)})}
         done = wait_until(lambda: finished_runs(user, runs), RUN_TIMEOUT, step=3)
         assert done, "runs not finished"
-    finally:
-        for q in tree:
+    finally:  # every process of the worker now: its autoscaled pool forked more while the limit held
+        for q in {*tree, worker, *worker.children(recursive=True)}:
             if q.is_running():
                 set_file_size_limit(owner, q.pid, None)
     run_id = runs["lake_probe"][team]
