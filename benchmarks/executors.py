@@ -35,7 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,14 +266,30 @@ def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
     return time.monotonic() - t0
 
 
+@contextmanager
+def running(p: LocalPlatform) -> Iterator[None]:
+    """``p``'s referral placeholders in the environment (its settings read them when it starts)
+    while the block runs; then the platform stopped, its state removed, the environment restored."""
+    saved = {k: os.environ.get(k) for k in p.referral_env}
+    os.environ.update(p.referral_env)
+    try:
+        yield
+    finally:
+        p.stop()
+        shutil.rmtree(p.config.state, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def measure(setup: str, memory_only: bool = False) -> dict:
     """One round of one set-up: start its platform cold, measure, stop it."""
     executor, worker_settings, idle_settings = SETUPS[setup]
     p = make(executor, worker_settings, idle_settings)
-    saved = {k: os.environ.get(k) for k in p.referral_env}
-    os.environ.update(p.referral_env)  # read by the settings' placeholders when the platform starts
     t0 = time.monotonic()
-    try:
+    with running(p):
         p.start(wait_timeout=600)
         started = time.monotonic() - t0
         settled = wait_settled(p)
@@ -290,14 +307,6 @@ def measure(setup: str, memory_only: bool = False) -> dict:
         sync = referral_sync(p, headers, runs=1)
         return {"start_s": started, "usage": usage, "first_six_s": first, "six_s": [s for s, _ in six],
                 "timeline": tl, "sync_s": sync, "load": os.getloadavg()}
-    finally:
-        p.stop()
-        shutil.rmtree(p.config.state, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def switch_idle(p: LocalPlatform, idle_settings: str) -> float:
@@ -329,25 +338,15 @@ def measure_in_place(order: list[str]) -> dict[str, dict]:
     # supervisord's configuration lists every program either set-up runs (it is written once, at start)
     every = [*p.airflow_components(), "triggerer", *(f"flower-{d}" for d in p.celery_teams())]
     p.process_names = lambda: list(dict.fromkeys([*LocalPlatform.process_names(p), *every]))
-    saved = {k: os.environ.get(k) for k in p.referral_env}
-    os.environ.update(p.referral_env)
     out = {}
     t0 = time.monotonic()
-    try:
+    with running(p):
         p.start(wait_timeout=600)
         started = time.monotonic() - t0
         for i, name in enumerate(order):
             settled = wait_settled(p) if i == 0 else switch_idle(p, SETUPS[name][2])
             out[name] = {"start_s": started, "settled_s": settled, "usage": platform_usage(p), "load": os.getloadavg()}
         return out
-    finally:
-        p.stop()
-        shutil.rmtree(p.config.state, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def save_round(path: Path, results: dict[str, dict]) -> None:

@@ -194,42 +194,37 @@ class Alerts:
 
     def queued_task_instances(self) -> dict[str, tuple[int, float]]:
         """Team -> (task instances queued, seconds the oldest has been), from the metadata DB."""
-        if not self.s.db_url:
-            return {}
-        import psycopg2
-
-        try:
-            with closing(psycopg2.connect(self.s.db_url.replace("postgresql+psycopg2://", "postgresql://"),
-                                          connect_timeout=3)) as conn, conn.cursor() as cur:
-                cur.execute(
-                    "SELECT bt.team_name, count(*), coalesce(extract(epoch FROM now() - min(ti.queued_dttm)), 0)"
-                    " FROM task_instance ti JOIN dag d ON d.dag_id = ti.dag_id"
-                    " JOIN dag_bundle_team bt ON bt.dag_bundle_name = d.bundle_name"
-                    " WHERE ti.state = 'queued' GROUP BY bt.team_name")
-                return {team: (int(n), float(age)) for team, n, age in cur.fetchall()}
-        except psycopg2.Error as e:
-            log(f"queued task instances not read: {e!r}")
-            return {}
+        rows = self._metadata_rows(
+            "SELECT bt.team_name, count(*), coalesce(extract(epoch FROM now() - min(ti.queued_dttm)), 0)"
+            " FROM task_instance ti JOIN dag d ON d.dag_id = ti.dag_id"
+            " JOIN dag_bundle_team bt ON bt.dag_bundle_name = d.bundle_name"
+            " WHERE ti.state = 'queued' GROUP BY bt.team_name", "queued task instances")
+        return {team: (int(n), float(age)) for team, n, age in rows}
 
     def triggers_waiting(self) -> dict[str | None, tuple[int, float, str]]:
         """Team (None: no team) -> (triggers no triggerer has taken, seconds since the oldest was
         created, the deferred tasks waiting on them), from the metadata DB."""
+        rows = self._metadata_rows(
+            "SELECT t.team_name, count(DISTINCT t.id), extract(epoch FROM now() - min(t.created_date)),"
+            " coalesce(string_agg(DISTINCT ti.dag_id || '.' || ti.task_id, ', '), '')"
+            " FROM trigger t LEFT JOIN task_instance ti ON ti.trigger_id = t.id"
+            " WHERE t.triggerer_id IS NULL GROUP BY t.team_name", "waiting triggers")
+        return {team: (int(n), float(age), tasks) for team, n, age, tasks in rows}
+
+    def _metadata_rows(self, sql: str, what: str) -> list[tuple]:
+        """The rows of ``sql`` on the metadata DB; none (logged) when it cannot be read."""
         if not self.s.db_url:
-            return {}
+            return []
         import psycopg2
 
         try:
             with closing(psycopg2.connect(self.s.db_url.replace("postgresql+psycopg2://", "postgresql://"),
                                           connect_timeout=3)) as conn, conn.cursor() as cur:
-                cur.execute(
-                    "SELECT t.team_name, count(DISTINCT t.id), extract(epoch FROM now() - min(t.created_date)),"
-                    " coalesce(string_agg(DISTINCT ti.dag_id || '.' || ti.task_id, ', '), '')"
-                    " FROM trigger t LEFT JOIN task_instance ti ON ti.trigger_id = t.id"
-                    " WHERE t.triggerer_id IS NULL GROUP BY t.team_name")
-                return {team: (int(n), float(age), tasks) for team, n, age, tasks in cur.fetchall()}
+                cur.execute(sql)
+                return cur.fetchall()
         except psycopg2.Error as e:
-            log(f"waiting triggers not read: {e!r}")
-            return {}
+            log(f"{what} not read: {e!r}")
+            return []
 
 
 def main() -> None:
