@@ -86,13 +86,16 @@ def _mail_problem(run: Run, text: str, what: str) -> list[str]:
 
 # -- windows (ecommerce_ml: a run without a logical date processes the last complete interval) ----
 def _window(cron: str, run: Run) -> tuple[datetime, datetime]:
-    """The run's window: the last complete interval of the schedule when it was triggered, as
-    the tasks themselves compute it (``shared.runs.last_complete_interval``)."""
+    """The run's window: the last complete interval of the schedule when it was triggered, on the day
+    every daily ecommerce_ml stage agrees on, as the tasks themselves compute it
+    (``shared.runs.last_complete_interval``, ``domains.ecommerce_ml.common.manual_window``)."""
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+    from domains.ecommerce_ml.common import manual_window
     from shared.runs import last_complete_interval
 
-    return last_complete_interval(CronDataIntervalTimetable(cron, "UTC"), run["run_after"])
+    start, end = last_complete_interval(CronDataIntervalTimetable(cron, "UTC"), run["run_after"])
+    return manual_window(start, end, run["run_after"])
 
 
 # -- ecommerce_ml: registry rows of the run's version and the lake files they point at ------------

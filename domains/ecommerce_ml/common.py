@@ -4,11 +4,28 @@ streaming, and the lake paths of a day's drops."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.runs import RunWindow
+
+# The daily stages run from 01:00 to 05:00 UTC (the seed's schedules: reviews 01:00, interactions 02:00, article
+# content 03:00, customer features 04:00, time series 05:00), each processing the day before.
+DAILY_PIPELINE_CLOSES = timedelta(hours=5)
+
+
+def manual_window(start: datetime, end: datetime, run_after: datetime) -> tuple[datetime, datetime]:
+    """The window of a daily stage triggered without a logical date: the interval of its schedule over the
+    last day whose whole daily pipeline has closed, the same day for every stage whenever they are triggered.
+    Airflow's inference (``start``/``end``: the schedule's last complete interval) gives each schedule its own:
+    between 02:00 and 05:00 the 02:00 stage would process yesterday and the 04:00 one the day before, which the
+    02:00 stage has not processed. Windows other than one day are returned as they are."""
+    if end - start != timedelta(days=1):
+        return start, end
+    day = (run_after.astimezone(UTC) - DAILY_PIPELINE_CLOSES).date() - timedelta(days=1)
+    shift = timedelta(days=(start.astimezone(UTC).date() - day).days)
+    return start - shift, end - shift
 
 
 @dataclass(frozen=True)
@@ -16,6 +33,21 @@ class Run(RunWindow):
     """A DAG run's identity and data interval ``[start, end)`` (UTC): the platform's
     :class:`shared.runs.RunWindow` (a run triggered without a logical date gets the last
     complete interval of the DAG's schedule), plus this domain's version names."""
+
+    @classmethod
+    def from_context(cls, context: Any = None) -> Run:
+        """:meth:`RunWindow.from_context`, with a daily stage triggered without a logical date on the day
+        every stage agrees on (:func:`manual_window`)."""
+        run = super().from_context(context)
+        if not run.inferred:
+            return run
+        if context is None:
+            from airflow.sdk import get_current_context
+
+            context = get_current_context()
+        run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
+        start, end = manual_window(run.start, run.end, run_after)
+        return replace(run, start=start, end=end)
 
     @property
     def day_version(self) -> str:
