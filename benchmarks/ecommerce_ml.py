@@ -3,6 +3,9 @@ over the same generated day, side by side in one run, and its funnels (DAG 7).
 
     python -m benchmarks.ecommerce_ml --scales 1,3 --rounds 3 --data-dir /tmp/ecom-bench   # 1 = 5 M transactions
     python -m benchmarks.ecommerce_ml --scales 1,10                                         # 10x: ~51 M rows
+    python -m benchmarks.ecommerce_ml --scales 10 --data-dir D --no-funnels --generate-only  # write the day only
+    python -m benchmarks.ecommerce_ml --scales 10 --data-dir D --no-funnels --rounds 2 \
+        --steps project,duckdb_parquet --once duckdb_pg       # now vs A every round, B in the first only
 
 One consistent generated day per scale: ``articles.csv``, ``customers.csv``,
 ``transactions_train.csv`` and the day's clickstream from ONE catalogue (the generator's
@@ -25,7 +28,8 @@ each step in its own Python process as an Airflow worker runs a task, peak memor
   (migration 0003's DDL, recreated in the benchmark's database for ``project_before`` and B).
 
 ``funnels`` (``process_interval`` over a whole day of events) runs once per scale after the
-rounds. ``import only`` is a worker that only imports the domain (Airflow + DuckDB).
+rounds (``--no-funnels``: neither generated nor run). Each step's A-over-step ratio is also printed
+per round (paired: the same minutes' load). ``import only`` is a worker that only imports the domain (Airflow + DuckDB).
 """
 
 from __future__ import annotations
@@ -230,20 +234,28 @@ def measure(kind: str, lake_url: str, env: dict) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def generate(lake_dir: Path, scale: float) -> dict:
-    """One consistent day: the H&M files and the events from one catalogue. Reused when there."""
+def generate(lake_dir: Path, scale: float, events: bool = True) -> dict:
+    """One consistent day: the H&M files (and the events, for the funnels) from one catalogue.
+    Reused when there (a lake generated without events gets them added when asked for)."""
     from airflow.sdk import ObjectStoragePath
 
     from domains.ecommerce_ml.local.generator import generate_day
 
     counts_file = lake_dir / "generator-counts.json"
-    if counts_file.exists():
-        return json.loads(counts_file.read_text())
+    counts = json.loads(counts_file.read_text()) if counts_file.exists() else None
+    parts = ("articles", "customers", "transactions")
+    if counts is not None:
+        if not events or "events" in counts:
+            return counts
+        parts = ("events",)
     lake_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     truths = generate_day(ObjectStoragePath(f"file://{lake_dir}/"), DAY, scale=TX_PER_SCALE * scale,
-                          parts=("articles", "customers", "transactions", "events"), events_scale=EV_PER_SCALE * scale)
-    counts = {**truths.counts, "generate_s": round(time.perf_counter() - t0)}
+                          parts=parts + (("events",) if events and "events" not in parts else ()),
+                          events_scale=EV_PER_SCALE * scale)
+    seconds = round(time.perf_counter() - t0)
+    counts = {**(counts or {}), **truths.counts,
+              **({"generate_s": seconds} if counts is None else {"generate_events_s": seconds})}
     counts_file.write_text(json.dumps(counts))
     return counts
 
@@ -256,9 +268,24 @@ def main() -> None:
     p.add_argument("--worker")
     p.add_argument("--lake")
     p.add_argument("--data-dir", help="keep the generated lakes here and reuse them on the next run")
+    p.add_argument("--steps", default=",".join(STEPS), help="steps measured every round (comma-separated)")
+    p.add_argument("--once", default="", help="steps measured once, in the first round (e.g. duckdb_pg)")
+    p.add_argument("--generate-only", action="store_true", help="write the days into --data-dir and stop")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.lake)))
+        return
+    every = tuple(x for x in args.steps.split(",") if x)
+    once = tuple(x for x in args.once.split(",") if x)
+    if unknown := set(every + once) - set(STEPS):
+        p.error(f"unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
+    if args.generate_only:
+        if not args.data_dir:
+            p.error("--generate-only needs --data-dir")
+        for scale in (float(x) for x in args.scales.split(",")):
+            t0 = time.perf_counter()
+            counts = generate(Path(args.data_dir) / f"lake-{scale:g}", scale, events=not args.no_funnels)
+            print(json.dumps({"scale": scale, "seconds": round(time.perf_counter() - t0, 1), **counts}), flush=True)
         return
 
     from devplatform.pg import DOMAIN_EXTENSIONS, PgServer
@@ -280,7 +307,7 @@ def main() -> None:
             password = secrets.token_urlsafe(12)
             pg.ensure_database(db, "ecommerce_ml", password, DOMAIN_EXTENSIONS)  # pgvector, as make start
             lake_dir = (Path(args.data_dir) if args.data_dir else tmp) / f"lake-{scale:g}"
-            counts = generate(lake_dir, scale)
+            counts = generate(lake_dir, scale, events=not args.no_funnels)
             raw_mb = sum(f.stat().st_size for f in (lake_dir / "raw" / "hm").rglob("*.csv")) / 2**20
             lake_url = f"file://{lake_dir}"
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
@@ -289,14 +316,20 @@ def main() -> None:
                        "login": "ecommerce_ml", "password": password}),
                    "AIRFLOW_CONN_ECOMMERCE_ML_LAKE": json.dumps({"conn_type": "fs", "extra": {"base_url": lake_url}})}
             base = measure("import", lake_url, env)
-            runs: dict[str, list[dict]] = {s: [] for s in STEPS}
+            runs: dict[str, list[dict]] = {s: [] for s in every + once}
             for r in range(n_rounds):
-                order = STEPS[r % len(STEPS):] + STEPS[:r % len(STEPS)]
+                steps = every + (once if r == 0 else ())
+                order = steps[r % len(steps):] + steps[:r % len(steps)]
                 for step in order:
                     runs[step].append(measure(step, lake_url, env))
                     print(json.dumps({"scale": scale, "round": r, "step": step, **runs[step][-1],
                                       "load": os.getloadavg()[0]}), flush=True)
-            for step in STEPS:
+            if "duckdb_parquet" in every:  # paired within a round: the same minutes' load
+                for step in every:
+                    paired = [round(a["seconds"] / x["seconds"], 2)
+                              for a, x in zip(runs["duckdb_parquet"], runs[step], strict=True)]
+                    print(json.dumps({"scale": scale, "step": step, "A_over_step_per_round": paired}), flush=True)
+            for step in every + once:
                 rs = runs[step]
                 med = statistics.median(x["seconds"] for x in rs)
                 results.append({"step": step, "scale": f"{scale:g}x", "rows_read": counts["transactions"],
@@ -320,7 +353,7 @@ def main() -> None:
             print(json.dumps({"scale": scale, "postgres": measure("sizes", lake_url, env)["tables"],
                               "lake_curated_mb": round(sum(f.stat().st_size for f in (lake_dir / "curated").rglob(
                                   "*.parquet")) / 2**20, 1)}), flush=True)
-            for res in results[-5:]:
+            for res in results[-(len(every + once) + (not args.no_funnels)):]:
                 print(json.dumps(res), flush=True)
             shutil.rmtree(lake_dir / "curated", ignore_errors=True)  # the next run starts from the raw drops only
             if not args.data_dir:
@@ -334,7 +367,7 @@ def main() -> None:
     print(f"\n{'step':<16}{'scale':>6}{'rows read':>11}{'out':>10}{'rejected':>9}{'median s':>9}{'build s':>8}"
           f"{'load s':>7}{'vs A':>6}{'peak MB':>8}")
     for r in results:
-        ratio = f"{bare[r['scale']] / r['seconds']:.2f}x" if r["step"] != "funnels" else ""
+        ratio = f"{bare[r['scale']] / r['seconds']:.2f}x" if r["step"] != "funnels" and r["scale"] in bare else ""
         print(f"{r['step']:<16}{r['scale']:>6}{r['rows_read']:>11}{r.get('interactions') or '':>10}"
               f"{r['rejected'] if r['rejected'] is not None else '':>9}{r['seconds']:>9}{r.get('build_s', ''):>8}"
               f"{r.get('load_s', ''):>7}{ratio:>6}{r['peak_mb']:>8}")

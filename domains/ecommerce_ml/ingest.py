@@ -133,13 +133,24 @@ def _line_at(local: str, byte_position: int) -> int:
     return lines
 
 
-def _physical_lines(con: Any, table: str, fmt: FileFormat) -> None:
+def _has_quote(local: str) -> bool:
+    """Whether the file holds a ``"`` at all (a byte search, at disk speed): without one no value is quoted,
+    so none can span lines."""
+    with open(local, "rb") as f:
+        while chunk := f.read(1 << 22):
+            if b'"' in chunk:
+                return True
+    return False
+
+
+def _physical_lines(con: Any, table: str, fmt: FileFormat, local: str) -> None:
     """Shift ``_line`` (record number + 1) by the line ends inside the quoted values of the rows before it.
 
-    Only text columns can hold a line end (any other type would have been rejected), and only a table that
-    has one is rewritten: a file without multi-line values keeps ``_line`` as it was, at no extra cost."""
+    Only quoted text values can hold a line end (any other type would have been rejected), and only a table
+    that has one is rewritten: a file without multi-line values keeps ``_line`` as it was; a file without a
+    quote character (the transactions) is not even scanned in DuckDB."""
     text = [c for c, t in fmt.columns if t == "VARCHAR"]
-    if not text:
+    if not text or not _has_quote(local):
         return
     ends = " + ".join(f"coalesce(length({c}) - length(replace({c}, chr(10), '')), 0)" for c in text)
     if not fetch(con, f"SELECT count(*) FROM {table} WHERE {ends} > 0")[0][0]:
@@ -179,5 +190,5 @@ def load_csv(con: Any, table: str, local: str, fmt: FileFormat, display: str, *,
         line = _line_at(local, int(position)) if position is not None else int(line)
         raise CorruptFile(display, line, str(column), f"{str(kind).lower()}: {first}")
     if replace:
-        _physical_lines(con, table, fmt)
+        _physical_lines(con, table, fmt, local)
     return fetch(con, f"SELECT count(*) FROM {table}")[0][0]

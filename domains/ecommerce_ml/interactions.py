@@ -17,7 +17,9 @@ Identical rows within the day are H&M's way of writing a quantity (one row per i
 are kept as ``quantity``, not rejected.
 
 The matrix (``curated/user_item_matrix/v=<day>/``) aggregates the cleaned interaction
-artifacts of the ``window_days`` (default 90) days up to the run's day: per customer and
+artifacts of the ``window_days`` (default 90) days up to the run's day, through one partial
+aggregate per day (``curated/user_item_day/v=<day>/``: customer, article, day, items; built
+when the day first enters a matrix, rebuilt only if its interactions change): per customer and
 article the purchase days, items, first and last day, ``recency_days`` (run day - last day)
 and ``weight`` = sum over items of 0.5 ** (age in days / 30) (a 30-day half-life).
 Everything runs in DuckDB with a memory limit over the files. The day's cleaned interactions are
@@ -45,6 +47,7 @@ from domains.ecommerce_ml.db import DATABASE
 
 DATASET = "interactions"
 MATRIX = "user_item_matrix"
+DAY_PAIRS = "user_item_day"
 WINDOW_DAYS = 90
 INTERACTION_COLUMNS = ["day", "customer_id", "article_id", "sales_channel_id", "price", "quantity"]
 REJECTION_COLUMNS = ["day", "line", "reason", "t_dat", "customer_id", "article_id", "price", "sales_channel_id"]
@@ -73,11 +76,11 @@ def validate_transactions(run: Run, root=None) -> dict:
 
 
 CLASSIFY = """
-CREATE TABLE classified AS
+CREATE VIEW classified AS
 SELECT tx.*,
   CASE WHEN t_dat IS NULL OR customer_id IS NULL OR article_id IS NULL OR price IS NULL OR sales_channel_id IS NULL
          THEN 'missing_value'
-       WHEN t_dat <> ?::DATE THEN 'other_day'
+       WHEN t_dat <> DATE '{day}' THEN 'other_day'
        WHEN NOT EXISTS (SELECT 1 FROM article_ids a WHERE a.article_id = tx.article_id) THEN 'unknown_article'
        WHEN NOT EXISTS (SELECT 1 FROM customer_ids c WHERE c.customer_id = tx.customer_id) THEN 'unknown_customer'
        WHEN price <= 0 THEN 'invalid_price'
@@ -97,19 +100,21 @@ def build_interactions(run: Run, root=None) -> dict:
         con.execute("CREATE TABLE customer_ids AS SELECT DISTINCT customer_id FROM customers")
         con.execute("DROP TABLE articles")
         con.execute("DROP TABLE customers")
-        con.execute(CLASSIFY, [run.day])
+        # a view, not a table: the day's rows are classified twice while they stream (into the clean
+        # artifact, then into the small rejections table) instead of being written into DuckDB once more
+        con.execute(CLASSIFY.format(day=run.day.isoformat()))
         clean = publish_parquet(con, f"""
             SELECT DATE '{run.day}' AS day, customer_id, article_id, sales_channel_id::SMALLINT AS sales_channel_id,
                    price, count(*)::INTEGER AS quantity
             FROM classified WHERE reason IS NULL
             GROUP BY ALL ORDER BY customer_id, article_id, sales_channel_id, price""", root, DATASET, run.day_version)
+        con.execute("CREATE TABLE rejected AS SELECT * FROM classified WHERE reason IS NOT NULL")
+        con.execute("DROP TABLE tx")
         rejected = publish_parquet(con, f"""
             SELECT DATE '{run.day}' AS day, _line::INTEGER AS line, reason, t_dat, customer_id, article_id, price,
                    sales_channel_id
-            FROM classified WHERE reason IS NOT NULL ORDER BY _line""", root, "interaction_rejections",
-                                   run.day_version)
-        reasons = dict(ingest.fetch(con, "SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL"
-                                         " GROUP BY reason ORDER BY reason"))
+            FROM rejected ORDER BY _line""", root, "interaction_rejections", run.day_version)
+        reasons = dict(ingest.fetch(con, "SELECT reason, count(*) FROM rejected GROUP BY reason ORDER BY reason"))
     return {"rows_read": counts["tx"], "interactions": clean, "rejections": rejected, "rejected": reasons}
 
 
@@ -166,33 +171,61 @@ def open_interactions(first, last, root=None):
         yield con
 
 
+# count(*) over the partials' rows (one per pair and day), not count(DISTINCT day): DuckDB spills plain
+# aggregates beyond its memory limit, a distinct aggregate it does not (12 days at 0.1x ran out of 512 MB)
+MATRIX_SQL = """
+SELECT customer_id, article_id,
+       count(*)::INTEGER AS purchase_days,
+       sum(items)::INTEGER AS items,
+       min(day) AS first_day, max(day) AS last_day,
+       (DATE '{day}' - max(day))::INTEGER AS recency_days,
+       round(sum(items * pow(0.5, (DATE '{day}' - day) / 30.0)), 6) AS weight
+FROM {pairs} GROUP BY customer_id, article_id
+ORDER BY customer_id, article_id"""
+# one row per customer, article and day: what a day adds to the matrix (its channels and prices summed)
+DAY_PAIRS_SQL = """
+SELECT customer_id, article_id, day, sum(quantity)::INTEGER AS items
+FROM read_parquet({files}) GROUP BY customer_id, article_id, day"""
+
+
+def _day_pairs(cur, con, root, run: Run, first: str) -> list[Any]:
+    """The per-day partial aggregates of the window (``curated/user_item_day/v=<day>/``), one per
+    registered interactions day: built once, when a day first enters a matrix, and rebuilt only when
+    that day's interactions change (the file name carries their content hash), so a day's matrix
+    groups the window's pairs once instead of regrouping every day's interactions."""
+    cur.execute("SELECT i.version, i.path, i.content_hash, p.path FROM dataset_registry i"
+                " LEFT JOIN dataset_registry p ON p.dataset = %s AND p.kind = 'artifact' AND p.version = i.version"
+                " WHERE i.dataset = %s AND i.kind = 'artifact' AND i.version BETWEEN %s AND %s ORDER BY i.version",
+                (DAY_PAIRS, DATASET, first, run.day_version))
+    out = []
+    for version, path, content_hash, pairs_path in cur.fetchall():
+        stem = f"pairs-{content_hash.removeprefix('sha256:')[:16]}"
+        if pairs_path is None or not pairs_path.rsplit("/", 1)[-1].startswith(stem + "-"):
+            with lake.readable(lake_path(root, path)) as local:
+                built = publish_parquet(con, DAY_PAIRS_SQL.format(files=[local]) + " ORDER BY customer_id, article_id",
+                                        root, DAY_PAIRS, version, stem)
+            registry.register(cur, artifact_output(built, DAY_PAIRS), version, run.dag_id, run.run_id)
+            pairs_path = built["path"]
+        out.append((version, lake_path(root, pairs_path)))
+    return out
+
+
 def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
-    """The implicit-feedback matrix over the registered interaction days in the window."""
+    """The implicit-feedback matrix over the registered interaction days in the window, combined
+    from the days' partial aggregates (:func:`_day_pairs`)."""
     from shared.lineage import record_postgres_io
 
     root = root or lake.lake_root()
     pg = DATABASE.hook()
     first = (run.day - timedelta(days=window_days - 1)).isoformat()
-    with closing(DATABASE.connect(pg)) as conn:
+    with closing(DATABASE.connect(pg)) as conn, ingest.duckdb_session() as con:
         with conn.cursor() as cur:
-            days = registered_paths(cur, DATASET, first, run.day_version)
+            days = _day_pairs(cur, con, root, run, first)
         if not days or days[-1][0] != run.day_version:
             raise FileNotFoundError(f"no registered interactions for {run.day}: run load_interactions first")
-        with ingest.duckdb_session() as con, _local_files([lake_path(root, p) for _, p in days]) as files:
-            # two plain aggregations, not count(DISTINCT day): DuckDB spills those beyond its memory
-            # limit, a distinct aggregate it does not (12 days at 0.1x ran out of 512 MB)
-            matrix = publish_parquet(con, f"""
-                WITH per_day AS (
-                    SELECT customer_id, article_id, day, sum(quantity) AS quantity
-                    FROM read_parquet({files!r}) GROUP BY customer_id, article_id, day)
-                SELECT customer_id, article_id,
-                       count(*)::INTEGER AS purchase_days,
-                       sum(quantity)::INTEGER AS items,
-                       min(day) AS first_day, max(day) AS last_day,
-                       (DATE '{run.day}' - max(day))::INTEGER AS recency_days,
-                       round(sum(quantity * pow(0.5, (DATE '{run.day}' - day) / 30.0)), 6) AS weight
-                FROM per_day GROUP BY customer_id, article_id
-                ORDER BY customer_id, article_id""", root, MATRIX, run.day_version, "matrix")
+        with _local_files([p for _, p in days]) as files:
+            matrix = publish_parquet(con, MATRIX_SQL.format(day=run.day, pairs=f"read_parquet({files!r})"),
+                                     root, MATRIX, run.day_version, "matrix")
         with conn.cursor() as cur:
             out = artifact_output(matrix, MATRIX)
             registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
@@ -200,6 +233,13 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
     record_postgres_io(pg, outputs=["dataset_registry"])
     registry.emit_asset_events([out], run.day_version)
     return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"]}
+
+
+def full_matrix_sql(day, files: list[str]) -> str:
+    """The matrix straight from the window's interaction files (every day regrouped): what
+    :func:`build_matrix` computes from the partial aggregates, as one query (the tests and the
+    year benchmark compare the two)."""
+    return MATRIX_SQL.format(day=day, pairs=f"({DAY_PAIRS_SQL.format(files=files)})")
 
 
 class _local_files:

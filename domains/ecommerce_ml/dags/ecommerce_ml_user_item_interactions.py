@@ -7,7 +7,8 @@ cleaned: one row per customer, article, channel and price with the quantity boug
 `interaction_rejections` (line and reason: missing value, another day's row, unknown article
 or customer, invalid price or channel), and the implicit-feedback matrix artifact (customer ×
 article: purchase days, items, recency, a decayed weight) over the last 90 days, in the lake
-under `curated/interactions/` and `curated/user_item_matrix/`.
+under `curated/interactions/` and `curated/user_item_matrix/` (combined from each day's
+partial aggregate, `curated/user_item_day/`, built once per day).
 
 `validate_transactions` → `build_interactions` → `load_interactions` → `build_user_item_matrix`
 

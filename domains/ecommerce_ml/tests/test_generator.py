@@ -73,3 +73,38 @@ def test_realism(ecom):
     assert 0.01 < bought < 0.08 and bought < carted < 0.4  # plausible conversion
     assert mon.counts["events_late"] > 0 and mon.counts["events_duplicate"] >= 0
     assert monday - saturday == timedelta(days=2)
+
+
+def test_transactions_reference_the_days_catalogue(ecom, monkeypatch):
+    """Written in several chunks: every row's article and customer are the day's own, but for exactly
+    the bad rows the generator counts (each row at most one problem), and the same files again."""
+    from airflow.sdk import ObjectStoragePath
+
+    from domains.ecommerce_ml.local import generator
+
+    monkeypatch.setattr(generator, "TX_CHUNK", 4_000)
+    truths = ecom.generate(DAY, scale=20, parts=("articles", "customers", "transactions"))
+    folder = ecom.raw("raw", "hm", f"dt={DAY}")
+    articles = {a["article_id"] for a in read_csv(folder / "articles.csv")}
+    customers = {c["customer_id"] for c in read_csv(folder / "customers.csv")}
+    tx = read_csv(folder / "transactions_train.csv")
+    c = truths.counts
+    assert len(tx) == c["transactions"] > 5 * 4_000  # several chunks
+    unknown_article = [t for t in tx if t["article_id"] not in articles]
+    unknown_customer = [t for t in tx if t["customer_id"] not in customers]
+    other_day = [t for t in tx if t["t_dat"] != str(DAY)]
+    assert len(unknown_article) == c["transactions_unknown_article"] > 0
+    assert len(unknown_customer) == c["transactions_unknown_customer"] > 0
+    assert len(other_day) == c["transactions_other_day"] > 0
+    assert all(t["article_id"].endswith("999") and len(t["article_id"]) == 10 for t in unknown_article)
+    assert {t["t_dat"] for t in other_day} == {str(DAY - timedelta(days=1))}
+    bad = [id(t) for t in unknown_article + unknown_customer + other_day]
+    assert len(bad) == len(set(bad))  # one problem a row: the rejection reasons count them exactly
+    assert all(0 < float(t["price"]) < 1 and t["sales_channel_id"] in ("1", "2") for t in tx)
+    from domains.ecommerce_ml.local.generator import generate_day
+
+    again = ecom.lake_dir.parent / "again"
+    generate_day(ObjectStoragePath(f"file://{again}/"), DAY, scale=20, seed=12,
+                 parts=("articles", "customers", "transactions"))
+    assert filecmp.cmp(folder / "transactions_train.csv", again / "raw" / "hm" / f"dt={DAY}" / "transactions_train.csv",
+                       shallow=False)
