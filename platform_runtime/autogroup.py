@@ -42,13 +42,25 @@ def enabled() -> bool:
         return False
 
 
+ROOT = ("/", 0)  # the root task group: init's session and every session never moved out of it
+
+
 def read(pid: int | str = "self") -> tuple[str, int] | None:
-    """``(group, nice)`` of a process, e.g. ``("/autogroup-123", 0)``; None if unknown."""
+    """``(group, nice)`` of a process, e.g. ``("/autogroup-123", 0)``; ``ROOT`` for a process in
+    the root task group, which the kernel prints as an empty file (a session that kept init's
+    group, as a container's or a CI runner's processes often do); None if unknown (no such
+    process, no autogroups)."""
     try:
         with open(f"/proc/{pid}/autogroup") as f:
-            group, _, nice = f.read().split()
+            text = f.read()
+    except OSError:
+        return None
+    if not text.strip():
+        return ROOT
+    try:
+        group, _, nice = text.split()
         return group, int(nice)
-    except (OSError, ValueError):
+    except ValueError:
         return None
 
 

@@ -265,3 +265,13 @@ def test_a_flooding_program_weighs_one_cpu_share_in_an_autogroup_of_its_own(supe
     flood_group, victim_group = (next(iter(groups_seen[n])) for n in ("flood", "victim"))
     assert flood_group != victim_group and own[0] not in (flood_group[0], victim_group[0])
     assert flood_group[1] == victim_group[1] == nice
+
+
+@pytest.mark.skipif(not autogroup.enabled(), reason="kernel without CFS autogroups")
+def test_a_process_in_the_root_group_reads_as_root_not_unknown():
+    """init's session stays in the root task group, whose ``/proc/<pid>/autogroup`` the kernel
+    leaves empty: a process there (a CI runner's, a container's) reads as ``ROOT``, so a check
+    comparing its group with another's does not meet None; a process that is gone reads None."""
+    assert autogroup.read(1) == autogroup.ROOT
+    assert autogroup.read(2**22 + 1) is None  # above the kernel's pid_max: no such process
+    assert autogroup.read() is not None
