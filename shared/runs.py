@@ -73,6 +73,9 @@ class RunWindow:
     given a logical date, ``dag.test()``), else the last complete interval of the DAG's
     schedule at the time it was triggered (:func:`last_complete_interval`; ``inferred`` is
     True). ``as_of`` is the window's end: what a snapshot taken by the run is "as of".
+    ``run_after`` is the time the window was inferred at (None for a run with a data interval),
+    so that a domain can adjust an inferred window (``dataclasses.replace``) without reading
+    the task's context again.
     """
 
     dag_id: str
@@ -81,6 +84,7 @@ class RunWindow:
     end: datetime
     logical_date: datetime | None = None
     inferred: bool = False
+    run_after: datetime | None = None
 
     @property
     def as_of(self) -> datetime:
@@ -112,9 +116,10 @@ class RunWindow:
         end = context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None)
         if start is not None and end is not None:
             return cls(dag_id, run_id, _utc(start), _utc(end), _utc(logical_date) if logical_date else None)
-        run_after = getattr(dag_run, "run_after", None) or datetime.now(UTC)
+        run_after = _utc(getattr(dag_run, "run_after", None) or datetime.now(UTC))
         start, end = last_complete_interval(getattr(dag, "timetable", None), run_after)
-        return cls(dag_id, run_id, start, end, _utc(logical_date) if logical_date else None, inferred=True)
+        return cls(dag_id, run_id, start, end, _utc(logical_date) if logical_date else None, inferred=True,
+                   run_after=run_after)
 
 
 def run_key(context: Mapping[str, Any] | None = None) -> str | None:

@@ -41,12 +41,7 @@ class Run(RunWindow):
         run = super().from_context(context)
         if not run.inferred:
             return run
-        if context is None:
-            from airflow.sdk import get_current_context
-
-            context = get_current_context()
-        run_after = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
-        start, end = manual_window(run.start, run.end, run_after)
+        start, end = manual_window(run.start, run.end, run.run_after)
         return replace(run, start=start, end=end)
 
     @property

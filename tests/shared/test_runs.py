@@ -42,6 +42,7 @@ AT = datetime(2026, 12, 5, 10, 30, tzinfo=UTC)
 def test_a_run_without_a_logical_date_gets_the_last_complete_interval_of_its_schedule(schedule, start, end):
     window = RunWindow.from_context(_context(_dag(schedule), AT))
     assert (window.start, window.end, window.as_of, window.inferred) == (start, end, end, True)
+    assert window.run_after == AT  # what it was inferred at: a domain adjusting the window needs no context
     assert window.logical_date is None and window.key == "d/manual__x"
 
 
@@ -61,7 +62,7 @@ def test_a_run_with_a_data_interval_keeps_it():
     start, end = datetime(2026, 12, 3, 2, tzinfo=UTC), datetime(2026, 12, 4, 2, tzinfo=UTC)
     context = _context(_dag("0 2 * * *"), AT, logical_date=end, data_interval_start=start, data_interval_end=end)
     window = RunWindow.from_context(context)
-    assert (window.start, window.end, window.inferred) == (start, end, False)
+    assert (window.start, window.end, window.inferred, window.run_after) == (start, end, False, None)
     assert window.key == run_key(context) == "d@2026-12-04T02:00:00+00:00"
 
 
