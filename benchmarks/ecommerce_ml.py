@@ -234,12 +234,19 @@ def _work_bare(kind: str, lake_url: str) -> dict:
     return {"interactions": out["interactions"], "seconds": t2 - t0, "build_s": t1 - t0, "load_s": t2 - t1}
 
 
-def measure(kind: str, lake_url: str, env: dict) -> dict:
+def measure(kind: str, lake_url: str, env: dict, may_fail: bool = False) -> dict:
+    """One step in a worker process. ``may_fail`` (the timed steps): a step that fails (a baseline out
+    of memory at 10x) is reported with the last line of its error, and the rounds go on."""
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ecommerce_ml", "--worker", kind, "--lake", lake_url],
-                            env=env, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    if proc.wait() != 0:
-        raise RuntimeError(f"{kind} worker failed ({proc.returncode})")
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE if may_fail else None, text=True)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        if not may_fail:
+            raise RuntimeError(f"{kind} worker failed ({proc.returncode})")
+        sys.stderr.write(err)
+        reason = next((line for line in reversed(err.splitlines()) if "Error" in line or "Exception" in line),
+                      f"exit code {proc.returncode}")
+        return {"failed": reason.strip()[:160]}
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -330,21 +337,27 @@ def main() -> None:
                 steps = every + (once if r == 0 else ())
                 order = steps[r % len(steps):] + steps[:r % len(steps)]
                 for step in order:
-                    runs[step].append(measure(step, lake_url, env))
+                    runs[step].append(measure(step, lake_url, env, may_fail=True))
                     print(json.dumps({"scale": scale, "round": r, "step": step, **runs[step][-1],
                                       "load": os.getloadavg()[0]}), flush=True)
             for ref in (s for s in ("duckdb_parquet", "duckdb_unbounded") if s in every):
                 for step in every:  # paired within a round: the same minutes' load
-                    paired = [round(a["seconds"] / x["seconds"], 2)
-                              for a, x in zip(runs[ref], runs[step], strict=True)]
+                    paired = [round(a["seconds"] / x["seconds"], 2) if "failed" not in a and "failed" not in x
+                              else None for a, x in zip(runs[ref], runs[step], strict=True)]
                     print(json.dumps({"scale": scale, "step": step, f"{ref}_over_step_per_round": paired}), flush=True)
             for step in every + once:
-                rs = runs[step]
+                rs = [x for x in runs[step] if "failed" not in x]
+                if not rs:  # failed in every round: reported with its error, no time
+                    results.append({"step": step, "scale": f"{scale:g}x", "rows_read": counts["transactions"],
+                                    "failed": runs[step][0]["failed"], "rejected": None, "seconds": None,
+                                    "peak_mb": None})
+                    continue
                 med = statistics.median(x["seconds"] for x in rs)
                 results.append({"step": step, "scale": f"{scale:g}x", "rows_read": counts["transactions"],
                                 "interactions": rs[0]["interactions"], "rejected": rs[0].get("rejected"),
                                 "reasons": rs[0].get("reasons"), "seconds": round(med, 1),
-                                "all_s": [round(x["seconds"], 1) for x in rs],
+                                "all_s": [round(x["seconds"], 1) if "failed" not in x else "failed"
+                                          for x in runs[step]],
                                 "build_s": round(statistics.median(x["build_s"] for x in rs), 1),
                                 "load_s": round(statistics.median(x["load_s"] for x in rs), 1),
                                 "peak_mb": round(max(x["peak_mb"] for x in rs)),
@@ -374,11 +387,14 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}")
     bare: dict[str, float] = {}  # per scale: A where it ran, else A'
     for ref in ("duckdb_unbounded", "duckdb_parquet"):
-        bare.update({r["scale"]: r["seconds"] for r in results if r["step"] == ref})
+        bare.update({r["scale"]: r["seconds"] for r in results if r["step"] == ref and r["seconds"]})
     print("vs bare: against duckdb_parquet (A) where it ran at that scale, else duckdb_unbounded (A')")
     print(f"\n{'step':<16}{'scale':>6}{'rows read':>11}{'out':>10}{'rejected':>9}{'median s':>9}{'build s':>8}"
           f"{'load s':>7}{'vs bare':>8}{'peak MB':>8}")
     for r in results:
+        if r.get("failed"):
+            print(f"{r['step']:<16}{r['scale']:>6}{r['rows_read']:>11}  failed: {r['failed']}")
+            continue
         ratio = f"{bare[r['scale']] / r['seconds']:.2f}x" if r["step"] != "funnels" and r["scale"] in bare else ""
         print(f"{r['step']:<16}{r['scale']:>6}{r['rows_read']:>11}{r.get('interactions') or '':>10}"
               f"{r['rejected'] if r['rejected'] is not None else '':>9}{r['seconds']:>9}{r.get('build_s', ''):>8}"
