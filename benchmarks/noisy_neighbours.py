@@ -21,10 +21,12 @@ tasks drained, the slow files removed) before the next round.
 ``--limits off`` builds the platform with ``PLATFORM_TEAM_LIMITS=0`` (per-team limits off,
 ``platform_runtime.team_limits``); ``on`` (default) as ``make start`` does. ``--cpu-groups off``
 starts every platform process in supervisord's one CPU group (``PLATFORM_CPU_GROUPS=0``,
-``platform_runtime.autogroup``); ``on`` (default) each in its own. Run it alone on the machine
+``platform_runtime.autogroup``); ``on`` (default) each in its own. ``--parse-share off`` builds it
+with ``PLATFORM_PARSE_SHARE=0`` (no bundle's share of the dag-processor's parse slots:
+Airflow's one queue for every slot; ``platform_runtime.airflow_internals``). Run it alone on the machine
 (``make bench-noisy`` holds ``/tmp/bench.lock``); one mode per call.
 
-    python -m benchmarks.noisy_neighbours [--limits on|off] [--cpu-groups on|off] [--rounds 3]
+    python -m benchmarks.noisy_neighbours [--limits on|off] [--cpu-groups on|off] [--parse-share on|off] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -108,13 +110,14 @@ def plant() -> dict[str, str]:
     return {"{team}_noisy_probe.py": PROBE}
 
 
-def make(limits: bool, flood_tasks: int, cpu_groups: bool = True, **config):
+def make(limits: bool, flood_tasks: int, cpu_groups: bool = True, parse_share: bool = True, **config):
     """A platform of its own with the two teams, the probe in every bundle and the flood DAG in
     the flooder's (paused, as every new DAG)."""
     from tests.live_platform import running_platform
 
     files = {**plant(), "{team}_noisy_flood.py": FLOOD.replace("{tasks}", str(flood_tasks))}
-    return running_platform("celery", plant=files, domains=TEAMS, team_limits=limits, cpu_groups=cpu_groups, **config)
+    return running_platform("celery", plant=files, domains=TEAMS, team_limits=limits, cpu_groups=cpu_groups,
+                            parse_share=parse_share, **config)
 
 
 def now() -> datetime:
@@ -292,6 +295,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limits", choices=["on", "off"], default="on")
     ap.add_argument("--cpu-groups", choices=["on", "off"], default="on")
+    ap.add_argument("--parse-share", choices=["on", "off"], default="on")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--flood-runs", type=int, default=500)
     ap.add_argument("--flood-tasks", type=int, default=50)
@@ -304,11 +308,13 @@ def main() -> None:
 
     from tests.newcomer import Newcomer
 
-    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}: starting a platform ({', '.join(TEAMS)}); "
+    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}, parse share {args.parse_share}: "
+          f"starting a platform ({', '.join(TEAMS)}); "
           f"load {load()}", flush=True)
     results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     loads: list[str] = []
-    with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on") as platform:
+    with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on",
+              parse_share=args.parse_share == "on") as platform:
         if platform.config.cpu_groups:
             print(f"[noisy] a team's CPU groups at autogroup nice {platform.config.autogroup_nice(True)}, the control "
                   f"plane's at {platform.config.autogroup_nice(False)} (PLATFORM_TEAM_CPU_NICE)", flush=True)
@@ -333,7 +339,8 @@ def main() -> None:
                     results[phase].setdefault(k, []).append(v)
                 print(f"[noisy] round {i} {phase}: " + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
                       + f"; load {loads[-1]}{extra}", flush=True)
-    print(f"\nnoisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()} ({args.rounds} "
+    print(f"\nnoisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()}, parse share "
+          f"{args.parse_share.upper()} ({args.rounds} "
           f"interleaved rounds, medians; victim "
           f"{VICTIM}, flooder {FLOODER}: {args.flood_runs} runs x {args.flood_tasks} tasks, {args.slow_files} files "
           f"parsing {args.slow_seconds:.0f} s CPU)")
