@@ -188,7 +188,34 @@ class Victim:
             return run["end_date"] if run["state"] == "success" else None
 
         end = wait_for("comprehensive_analysis succeeded", finished, 900, every=1)
+        self.last_path = self.critical_path(run_id, t0)
         return (datetime.fromisoformat(end) - t0).total_seconds()
+
+    def critical_path(self, run_id: str, t0: datetime) -> dict[str, float]:
+        """Where a run's seconds went, along its critical path (from the task that ended last back
+        through the upstream task that ended last): ``schedule`` = upstreams done (or the trigger)
+        -> queued (the scheduler), ``dispatch`` = queued -> started (Celery, the worker's fork,
+        the task's start-up), ``run`` = started -> ended."""
+        tasks = self.user.call(VICTIM, "GET", "/dags/comprehensive_analysis/tasks").json()["tasks"]
+        upstream: dict[str, list[str]] = {t["task_id"]: [] for t in tasks}
+        for t in tasks:
+            for d in t["downstream_task_ids"]:
+                upstream[d].append(t["task_id"])
+        with metadata_db(self.platform) as conn, conn.cursor() as cur:
+            cur.execute("SELECT task_id, queued_dttm, start_date, end_date FROM task_instance "
+                        "WHERE dag_id = 'comprehensive_analysis' AND run_id = %s", (run_id,))
+            ti = {row[0]: row[1:] for row in cur.fetchall()}
+        out = {"schedule": 0.0, "dispatch": 0.0, "run": 0.0}
+        task = max(ti, key=lambda k: ti[k][2])
+        while task is not None:
+            queued, start, end = ti[task]
+            before = max(upstream[task], key=lambda k: ti[k][2], default=None)
+            ready = ti[before][2] if before else t0
+            out["schedule"] += (queued - ready).total_seconds()
+            out["dispatch"] += (start - queued).total_seconds()
+            out["run"] += (end - start).total_seconds()
+            task = before
+        return out
 
     def file_visible(self, tag: str) -> float:
         dag_id = f"{VICTIM}_noisy_new_{tag}"
@@ -214,6 +241,8 @@ class Victim:
         t.start()
         out["due -> running"] = self.due_to_running()
         out["comprehensive_analysis"] = self.analysis()
+        for k, v in self.last_path.items():
+            out[f"  its critical path: {k}"] = v
         t.join()
         if errors:
             raise errors[0]
@@ -344,10 +373,10 @@ def main() -> None:
           f"interleaved rounds, medians; victim "
           f"{VICTIM}, flooder {FLOODER}: {args.flood_runs} runs x {args.flood_tasks} tasks, {args.slow_files} files "
           f"parsing {args.slow_seconds:.0f} s CPU)")
-    print(f"{'victim delay':<26} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
+    print(f"{'victim delay':<32} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
     for metric in results["quiet"]:
         q, f = statistics.median(results["quiet"][metric]), statistics.median(results["flood"][metric])
-        print(f"{metric:<26} {q:>7.1f}s {f:>7.1f}s {f / q:>5.2f}x   "
+        print(f"{metric:<32} {q:>7.1f}s {f:>7.1f}s {f / q if q else float('nan'):>5.2f}x   "
               f"{' '.join(f'{v:.1f}' for v in results['quiet'][metric])} | {' '.join(f'{v:.1f}' for v in results['flood'][metric])}")
     print(f"load averages at each measurement: {'; '.join(loads)}")
 
