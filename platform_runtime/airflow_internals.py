@@ -360,14 +360,15 @@ def fair_manager_class() -> type:
           waiting for its ``refresh_interval``.
         """
 
-        _bundle_dirs: dict[str, Path] = attrs.field(factory=dict, init=False)
-        _dir_stamps: dict[str, dict[str, int]] = attrs.field(factory=dict, init=False)
-        _share_enabled: bool | None = attrs.field(default=None, init=False)
+        bundle_dirs: dict[str, Path] = attrs.field(factory=dict, init=False)  # the bundles watched, name -> root
+        folder_stamps: dict[str, dict[str, int]] = attrs.field(factory=dict, init=False)
+        share_enabled: bool = attrs.field(factory=fair_share_enabled, init=False)
 
         def get_all_bundles(self):
             bundles = super().get_all_bundles()
             wanted = self.bundle_names_to_parse
-            self._bundle_dirs = {b.name: Path(b.path) for b in bundles if not wanted or b.name in wanted}
+            self.bundle_dirs = {b.name: Path(b.path) for b in bundles if not wanted or b.name in wanted}
+            self.log.info("A bundle's share of the parse slots: %s", self.share() or "off (Airflow's one queue)")
             return bundles
 
         def claim_priority_files(self):
@@ -380,23 +381,33 @@ def fair_manager_class() -> type:
         def changed_bundles(self) -> set[str]:
             """Bundles whose folders changed since the last look (none on the first look)."""
             changed = set()
-            for name, root in self._bundle_dirs.items():
+            for name, root in self.bundle_dirs.items():
                 stamps = dir_stamps(root)
-                if name in self._dir_stamps and stamps != self._dir_stamps[name]:
+                if name in self.folder_stamps and stamps != self.folder_stamps[name]:
                     changed.add(name)
-                self._dir_stamps[name] = stamps
+                self.folder_stamps[name] = stamps
             return changed
 
+        def share(self) -> int | None:
+            """The parse slots one bundle may hold at once (None: no share, Airflow's one queue)."""
+            return bundle_share(self._parallelism, len(self.bundle_dirs)) if self.share_enabled else None
+
+        def queued(self) -> list:
+            return list(self._file_queue)
+
+        def parsing(self) -> list:
+            return list(self._processors)
+
         def _start_new_processes(self):
-            if self._share_enabled is None:
-                self._share_enabled = fair_share_enabled()
-                self.log.info("A bundle's share of the parse slots: %s",
-                              bundle_share(self._parallelism, len(self._bundle_dirs)) if self._share_enabled else "off")
-            if not self._share_enabled or not self._file_queue:
+            self.start_files()
+
+        def start_files(self) -> None:
+            """Start parsing files from the queue's front in the free slots, each bundle up to its share."""
+            share = self.share()
+            if share is None or not self._file_queue:
                 return super()._start_new_processes()
-            queue = list(self._file_queue)
-            share = bundle_share(self._parallelism, len(self._bundle_dirs))
-            picked = pick_fair(queue, list(self._processors), self._parallelism, share)
+            queue = self.queued()
+            picked = pick_fair(queue, self.parsing(), self._parallelism, share)
             # Airflow's own loop starts them (its stats, its duplicate check), over the picked files only
             self._file_queue = OrderedDict.fromkeys(picked)
             try:

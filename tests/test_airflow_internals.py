@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import pkgutil
-from collections import OrderedDict
 from importlib.metadata import version
 from pathlib import Path
 
@@ -163,7 +162,7 @@ def test_the_dag_processor_command_builds_its_manager_through_the_module_level_c
     the command must build its manager by that name."""
     from airflow.cli.commands import dag_processor_command
 
-    assert "processor=DagFileProcessorManager(" in inspect.getsource(dag_processor_command._create_dag_processor_job_runner)
+    assert "processor=DagFileProcessorManager(" in inspect.getsource(dag_processor_command)
 
 
 def test_the_manager_starts_files_from_the_front_of_its_queue_while_slots_are_free():
@@ -171,36 +170,40 @@ def test_the_manager_starts_files_from_the_front_of_its_queue_while_slots_are_fr
     queue's front while ``_parallelism`` exceeds ``_processors``, dropping a file already parsing;
     the parsing loop asks ``claim_priority_files`` every turn, before it refreshes the bundles,
     and ``request_bundle_refresh`` makes the next refresh take that bundle."""
-    manager = resolve("airflow.dag_processing.manager.DagFileProcessorManager")
-    start = inspect.getsource(manager._start_new_processes)
+    manager = "airflow.dag_processing.manager.DagFileProcessorManager"
+    start = inspect.getsource(resolve(f"{manager}._start_new_processes"))
     for needle in ("while self._parallelism > len(self._processors) and self._file_queue:",
                    "self._file_queue.popitem(last=False)", "if file in self._processors:",
                    "self._processors[file] = processor"):
         assert needle in start, needle
-    loop = inspect.getsource(manager._run_parsing_loop)
+    source = inspect.getsource(resolve(manager))
+    loop = source[source.index("def _run_parsing_loop"):]
     assert loop.index("self._queue_requested_files_for_parsing()") < loop.index("self._refresh_dag_bundles(")
-    assert "self.claim_priority_files()" in inspect.getsource(manager._queue_requested_files_for_parsing)
-    assert "bundle.name not in self._force_refresh_bundles" in inspect.getsource(manager.should_skip_refresh)
-    assert "self.get_all_bundles()" in inspect.getsource(manager.load_dag_bundles)
+    assert "files = self.claim_priority_files()" in source
+    assert "bundle.name not in self._force_refresh_bundles" in inspect.getsource(resolve(manager).should_skip_refresh)
+    assert "dag_bundles = self.get_all_bundles()" in source
 
 
-def files(*names: str):
+def files(*names: str, root: Path = Path("/b")):
     from airflow.dag_processing.manager import DagFileInfo
 
-    return [DagFileInfo(rel_path=Path(f"{n}.py"), bundle_name=n.split("_")[0], bundle_path=Path("/b")) for n in names]
+    return [DagFileInfo(rel_path=Path(f"{n}.py"), bundle_name=n.split("_")[0], bundle_path=root) for n in names]
+
+
+def stems(fs) -> list[str]:
+    return [f.rel_path.stem for f in fs]
 
 
 def test_no_bundle_holds_more_than_its_share_of_the_parse_slots():
     queue = files("slow_1", "slow_2", "slow_3", "victim_new", "other_1")
     # two slots, two bundles parsing nothing: one slow file and the victim's, in queue order
-    assert [f.rel_path.stem for f in airflow_internals.pick_fair(queue, [], 2, 1)] == ["slow_1", "victim_new"]
+    assert stems(airflow_internals.pick_fair(queue, [], 2, 1)) == ["slow_1", "victim_new"]
     # one slow file parsing: the victim's file takes the other slot
-    running = files("slow_0")
-    assert [f.rel_path.stem for f in airflow_internals.pick_fair(queue, running, 2, 1)] == ["victim_new"]
+    assert stems(airflow_internals.pick_fair(queue, files("slow_0"), 2, 1)) == ["victim_new"]
     # every slot held: nothing starts
     assert airflow_internals.pick_fair(queue, files("slow_0", "victim_old"), 2, 1) == []
     # a share of 2 out of 5 slots
-    assert [f.rel_path.stem for f in airflow_internals.pick_fair(queue, [], 5, 2)] == ["slow_1", "slow_2", "victim_new", "other_1"]
+    assert stems(airflow_internals.pick_fair(queue, [], 5, 2)) == ["slow_1", "slow_2", "victim_new", "other_1"]
     # a file parsing now and queued again is handed on (Airflow drops it) without taking a slot
     again = files("slow_0")
     assert airflow_internals.pick_fair(again + files("victim_new"), again, 2, 1) == again + files("victim_new")
@@ -213,39 +216,39 @@ def test_a_bundles_share_is_its_part_of_the_slots_at_least_one():
     assert airflow_internals.bundle_share(4, 0) == 4
 
 
-def test_the_fair_manager_starts_only_its_share_and_keeps_the_rest_in_order(monkeypatch):
-    """The real class over Airflow's own ``_start_new_processes``: with two slots and the flooding
-    bundle's files first in the queue, one of them and the victim's file start; the other slow
-    files keep their places."""
+def test_the_fair_manager_starts_only_its_share_and_keeps_the_rest_in_order(monkeypatch, tmp_path):
+    """The real class over Airflow's own queue and ``_start_new_processes``: two slots, the
+    flooding bundle's three files queued first, then the victim's: one slow file and the
+    victim's start, the other slow files keep their places."""
     from airflow.dag_processing.manager import DagFileProcessorManager
 
     cls = airflow_internals.fair_manager_class()
     assert issubclass(cls, DagFileProcessorManager)
-    manager = cls(max_runs=1)
-    manager._parallelism = 2
-    manager._bundle_dirs = {"slow": Path("/s"), "victim": Path("/v")}
-    manager._share_enabled = True
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE", "alphabetical")
+    manager = cls(max_runs=1, parallelism=2)
+    manager.bundle_dirs = {"slow": tmp_path, "victim": tmp_path}
+    manager.share_enabled = True
+    assert manager.share() == 1
     started = []
     monkeypatch.setattr(cls, "_create_process", lambda self, f: started.append(f) or object())
-    queue = files("slow_1", "slow_2", "slow_3", "victim_new")
-    manager._file_queue = OrderedDict.fromkeys(queue)
-    manager._start_new_processes()
-    assert [f.rel_path.stem for f in started] == ["slow_1", "victim_new"]
-    assert [f.rel_path.stem for f in manager._file_queue] == ["slow_2", "slow_3"]
-    manager._start_new_processes()  # both slots held: nothing more
+    slow = files("slow_1", "slow_2", "slow_3", root=tmp_path)
+    manager.prepare_file_queue(known_files={"slow": set(slow), "victim": set(files("victim_a", root=tmp_path))})
+    assert stems(manager.queued()) == ["slow_1", "slow_2", "slow_3", "victim_a"]
+    manager.start_files()
+    assert stems(started) == ["slow_1", "victim_a"] and stems(manager.parsing()) == ["slow_1", "victim_a"]
+    assert stems(manager.queued()) == ["slow_2", "slow_3"]
+    manager.start_files()  # both slots held: nothing more
     assert len(started) == 2
-    del manager._processors[files("slow_1")[0]]
-    manager._start_new_processes()  # the slow bundle's slot is free again: its next file
-    assert [f.rel_path.stem for f in started] == ["slow_1", "victim_new", "slow_2"]
+    manager.share_enabled = False  # Airflow's own loop: the next slow file would take a free slot
+    assert manager.share() is None
 
 
 def test_a_new_file_in_a_bundle_folder_is_seen_at_the_next_look(tmp_path):
     cls = airflow_internals.fair_manager_class()
     bundle = tmp_path / "victim"
     (bundle / "sub").mkdir(parents=True)
-    manager = cls.__new__(cls)  # only the folder watch: no Airflow set-up needed
-    object.__setattr__(manager, "_bundle_dirs", {"victim": bundle})
-    object.__setattr__(manager, "_dir_stamps", {})
+    manager = cls(max_runs=1)
+    manager.bundle_dirs = {"victim": bundle}
     assert manager.changed_bundles() == set()  # the first look
     assert manager.changed_bundles() == set()
     (bundle / "sub" / "new.py").write_text("")
