@@ -6,14 +6,17 @@
 # and of the extractor that puts every dataset a @task records on its events (shared/lineage.py).
 # Per-team limits (platform_runtime/team_limits.py, README "Per-team limits"): PARALLELISM is
 # every team's pool slots together (`make dockerfile` writes it), MAX_ACTIVE_RUNS_PER_DAG the
-# platform's default for a DAG that sets none; each team's ceiling and parse-time limit come
-# from its domains/<d>/settings.yaml through the cluster policies (airflow_local_settings.py).
+# platform's default for a DAG that sets none, PARSING_PROCESSES a parse slot per team's bundle
+# (the dag-processor holds each bundle to its share: platform_runtime/airflow_internals.py);
+# each team's ceiling and parse-time limit come from its domains/<d>/settings.yaml through the
+# cluster policies (airflow_local_settings.py).
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__CORE__MULTI_TEAM=True \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     AIRFLOW__CORE__PARALLELISM="21" \
+    AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="5" \
     AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG=4 \
     AIRFLOW__PLATFORM__TEAM_LIMITS=True \
     AIRFLOW__CORE__EXECUTOR="platform_runtime.executors.RefusingExecutor;aurora=CeleryExecutor;ecommerce_ml=CeleryExecutor;hss_workflow=CeleryExecutor;looklyy=CeleryExecutor;referral=CeleryExecutor" \

@@ -21,10 +21,12 @@ tasks drained, the slow files removed) before the next round.
 ``--limits off`` builds the platform with ``PLATFORM_TEAM_LIMITS=0`` (per-team limits off,
 ``platform_runtime.team_limits``); ``on`` (default) as ``make start`` does. ``--cpu-groups off``
 starts every platform process in supervisord's one CPU group (``PLATFORM_CPU_GROUPS=0``,
-``platform_runtime.autogroup``); ``on`` (default) each in its own. Run it alone on the machine
+``platform_runtime.autogroup``); ``on`` (default) each in its own. ``--parse-share off`` builds it
+with ``PLATFORM_PARSE_SHARE=0`` (no bundle's share of the dag-processor's parse slots:
+Airflow's one queue for every slot; ``platform_runtime.airflow_internals``). Run it alone on the machine
 (``make bench-noisy`` holds ``/tmp/bench.lock``); one mode per call.
 
-    python -m benchmarks.noisy_neighbours [--limits on|off] [--cpu-groups on|off] [--rounds 3]
+    python -m benchmarks.noisy_neighbours [--limits on|off] [--cpu-groups on|off] [--parse-share on|off] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -108,13 +110,14 @@ def plant() -> dict[str, str]:
     return {"{team}_noisy_probe.py": PROBE}
 
 
-def make(limits: bool, flood_tasks: int, cpu_groups: bool = True, **config):
+def make(limits: bool, flood_tasks: int, cpu_groups: bool = True, parse_share: bool = True, **config):
     """A platform of its own with the two teams, the probe in every bundle and the flood DAG in
     the flooder's (paused, as every new DAG)."""
     from tests.live_platform import running_platform
 
     files = {**plant(), "{team}_noisy_flood.py": FLOOD.replace("{tasks}", str(flood_tasks))}
-    return running_platform("celery", plant=files, domains=TEAMS, team_limits=limits, cpu_groups=cpu_groups, **config)
+    return running_platform("celery", plant=files, domains=TEAMS, team_limits=limits, cpu_groups=cpu_groups,
+                            parse_share=parse_share, **config)
 
 
 def now() -> datetime:
@@ -185,7 +188,34 @@ class Victim:
             return run["end_date"] if run["state"] == "success" else None
 
         end = wait_for("comprehensive_analysis succeeded", finished, 900, every=1)
+        self.last_path = self.critical_path(run_id, t0)
         return (datetime.fromisoformat(end) - t0).total_seconds()
+
+    def critical_path(self, run_id: str, t0: datetime) -> dict[str, float]:
+        """Where a run's seconds went, along its critical path (from the task that ended last back
+        through the upstream task that ended last): ``schedule`` = upstreams done (or the trigger)
+        -> queued (the scheduler), ``dispatch`` = queued -> started (Celery, the worker's fork,
+        the task's start-up), ``run`` = started -> ended."""
+        tasks = self.user.call(VICTIM, "GET", "/dags/comprehensive_analysis/tasks").json()["tasks"]
+        upstream: dict[str, list[str]] = {t["task_id"]: [] for t in tasks}
+        for t in tasks:
+            for d in t["downstream_task_ids"]:
+                upstream[d].append(t["task_id"])
+        with metadata_db(self.platform) as conn, conn.cursor() as cur:
+            cur.execute("SELECT task_id, queued_dttm, start_date, end_date FROM task_instance "
+                        "WHERE dag_id = 'comprehensive_analysis' AND run_id = %s", (run_id,))
+            ti = {row[0]: row[1:] for row in cur.fetchall()}
+        out = {"schedule": 0.0, "dispatch": 0.0, "run": 0.0}
+        task = max(ti, key=lambda k: ti[k][2])
+        while task is not None:
+            queued, start, end = ti[task]
+            before = max(upstream[task], key=lambda k: ti[k][2], default=None)
+            ready = ti[before][2] if before else t0
+            out["schedule"] += (queued - ready).total_seconds()
+            out["dispatch"] += (start - queued).total_seconds()
+            out["run"] += (end - start).total_seconds()
+            task = before
+        return out
 
     def file_visible(self, tag: str) -> float:
         dag_id = f"{VICTIM}_noisy_new_{tag}"
@@ -193,7 +223,9 @@ class Victim:
         t0 = time.monotonic()
         path.write_text(NEW_FILE.format(dag_id=dag_id, team=VICTIM))
         os.chmod(path, 0o644)
-        wait_for(f"{dag_id} visible", lambda: self.user.call(VICTIM, "GET", f"/dags/{dag_id}").status_code == 200, 600)
+        # polled every 0.1 s: the figure is about a second now (the dag-processor's loop turn + a parse)
+        wait_for(f"{dag_id} visible", lambda: self.user.call(VICTIM, "GET", f"/dags/{dag_id}").status_code == 200, 600,
+                 every=0.1)
         return time.monotonic() - t0
 
     def measure(self, tag: str) -> dict[str, float]:
@@ -211,6 +243,8 @@ class Victim:
         t.start()
         out["due -> running"] = self.due_to_running()
         out["comprehensive_analysis"] = self.analysis()
+        for k, v in self.last_path.items():
+            out[f"  its critical path: {k}"] = v
         t.join()
         if errors:
             raise errors[0]
@@ -292,6 +326,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limits", choices=["on", "off"], default="on")
     ap.add_argument("--cpu-groups", choices=["on", "off"], default="on")
+    ap.add_argument("--parse-share", choices=["on", "off"], default="on")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--flood-runs", type=int, default=500)
     ap.add_argument("--flood-tasks", type=int, default=50)
@@ -304,11 +339,13 @@ def main() -> None:
 
     from tests.newcomer import Newcomer
 
-    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}: starting a platform ({', '.join(TEAMS)}); "
+    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}, parse share {args.parse_share}: "
+          f"starting a platform ({', '.join(TEAMS)}); "
           f"load {load()}", flush=True)
     results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     loads: list[str] = []
-    with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on") as platform:
+    with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on",
+              parse_share=args.parse_share == "on") as platform:
         if platform.config.cpu_groups:
             print(f"[noisy] a team's CPU groups at autogroup nice {platform.config.autogroup_nice(True)}, the control "
                   f"plane's at {platform.config.autogroup_nice(False)} (PLATFORM_TEAM_CPU_NICE)", flush=True)
@@ -333,14 +370,15 @@ def main() -> None:
                     results[phase].setdefault(k, []).append(v)
                 print(f"[noisy] round {i} {phase}: " + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
                       + f"; load {loads[-1]}{extra}", flush=True)
-    print(f"\nnoisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()} ({args.rounds} "
+    print(f"\nnoisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()}, parse share "
+          f"{args.parse_share.upper()} ({args.rounds} "
           f"interleaved rounds, medians; victim "
           f"{VICTIM}, flooder {FLOODER}: {args.flood_runs} runs x {args.flood_tasks} tasks, {args.slow_files} files "
           f"parsing {args.slow_seconds:.0f} s CPU)")
-    print(f"{'victim delay':<26} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
+    print(f"{'victim delay':<32} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
     for metric in results["quiet"]:
         q, f = statistics.median(results["quiet"][metric]), statistics.median(results["flood"][metric])
-        print(f"{metric:<26} {q:>7.1f}s {f:>7.1f}s {f / q:>5.2f}x   "
+        print(f"{metric:<32} {q:>7.1f}s {f:>7.1f}s {f / q if q else float('nan'):>5.2f}x   "
               f"{' '.join(f'{v:.1f}' for v in results['quiet'][metric])} | {' '.join(f'{v:.1f}' for v in results['flood'][metric])}")
     print(f"load averages at each measurement: {'; '.join(loads)}")
 

@@ -340,6 +340,10 @@ class PlatformConfig:
     # parallelism, its ceiling on active runs, its parse-time limit); "0" (PLATFORM_TEAM_LIMITS=0)
     # switches them off: the build the noisy-neighbour benchmark and tests compare against.
     team_limits: bool = field(default_factory=lambda: os.environ.get("PLATFORM_TEAM_LIMITS", "1") != "0")
+    # One of them: a bundle's share of the dag-processor's parse slots (``[platform]
+    # bundle_parse_share``, platform_runtime.airflow_internals FairDagFileProcessorManager); "0"
+    # (PLATFORM_PARSE_SHARE=0) switches off that one alone: Airflow's one queue for every slot.
+    parse_share: bool = field(default_factory=lambda: os.environ.get("PLATFORM_PARSE_SHARE", "1") != "0")
     # Per-team CPU shares (platform_runtime.autogroup): every platform process in a session, so a
     # CFS autogroup, of its own; a team's worker, Flower, triggerer and parse zygote at autogroup
     # nice ``team_cpu_nice`` (PLATFORM_TEAM_CPU_NICE) above the control plane's. "0"
@@ -497,6 +501,8 @@ class PlatformConfig:
 
     def airflow_env(self) -> dict[str, str]:
         """Environment for every Airflow process of this platform instance."""
+        from platform_runtime.team_limits import parsing_processes
+
         s = self.secrets
         env = {
             "AIRFLOW_HOME": str(self.airflow_home),
@@ -531,7 +537,8 @@ class PlatformConfig:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            # a parse slot per bundle (platform_runtime.team_limits.parsing_processes)
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(parsing_processes(self.domains)),
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             "AIRFLOW__OPENLINEAGE__NAMESPACE": openlineage_namespace(),
             "AIRFLOW__OPENLINEAGE__EXTRACTORS": openlineage_extractors(),
@@ -577,6 +584,7 @@ class PlatformConfig:
         from platform_runtime.team_limits import DEFAULT_MAX_ACTIVE_RUNS_PER_DAG
 
         return {"AIRFLOW__PLATFORM__TEAM_LIMITS": "True",
+                "AIRFLOW__PLATFORM__BUNDLE_PARSE_SHARE": str(self.parse_share),
                 "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(DEFAULT_MAX_ACTIVE_RUNS_PER_DAG)}
 
     def cpu_groups_env(self) -> dict[str, str]:

@@ -7,7 +7,8 @@ platform (``tests/test_astro_project.py`` fails until they do): the executors
 the logins (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``: admin, then ``<team>_op`` and
 ``<team>_viewer``) and the bundles (``AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST``: one
 LocalDagBundle per domain under ``/usr/local/airflow``, owned by its team). A fourth follows
-from the teams' settings: ``AIRFLOW__CORE__PARALLELISM``, every team's pool slots together
+from the teams' settings: ``AIRFLOW__CORE__PARALLELISM``, every team's pool slots together, and
+``AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES``, a parse slot per team's bundle
 (``platform_runtime.team_limits``). Nothing else in the file is touched.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from devplatform.config import bundle_config, simple_auth_users
 from devplatform.paths import ROOT, domain_names
 from platform_runtime import GLOBAL_EXECUTOR
-from platform_runtime.team_limits import platform_parallelism
+from platform_runtime.team_limits import parsing_processes, platform_parallelism
 
 IMAGE_ROOT = Path("/usr/local/airflow")  # the Astro Runtime image's project folder
 
@@ -30,6 +31,7 @@ def team_values(domains: list[str]) -> dict[str, str]:
     parallelism too: every team's pool slots together, ``platform_runtime.team_limits``)."""
     return {
         "AIRFLOW__CORE__PARALLELISM": str(platform_parallelism(domains)),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(parsing_processes(domains)),
         "AIRFLOW__CORE__EXECUTOR": ";".join([GLOBAL_EXECUTOR, *(f"{d}=CeleryExecutor" for d in domains)]),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_users(domains),
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle_config(root=IMAGE_ROOT, domains=domains)),

@@ -40,6 +40,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -74,6 +75,12 @@ PRIVATE_MEMBERS = (
     "airflow.sdk.execution_time.comms.CommsDecoder._get_response",
     "airflow.sdk.execution_time.supervisor.ActivitySubprocess._send_new_log_fd",
     "airflow.sdk.execution_time.supervisor._reset_signals",
+    # FairDagFileProcessorManager: the class ``airflow dag-processor`` builds, and what it overrides
+    "airflow.cli.commands.dag_processor_command.DagFileProcessorManager",
+    "airflow.dag_processing.manager.DagFileProcessorManager._start_new_processes",
+    "airflow.dag_processing.manager.DagFileProcessorManager._file_queue",
+    "airflow.dag_processing.manager.DagFileProcessorManager._processors",
+    "airflow.dag_processing.manager.DagFileProcessorManager._parallelism",
 )
 
 TriggerStateChanges = messages.TriggerStateChanges
@@ -269,6 +276,148 @@ def install() -> None:
 
     manager.DagFileProcessorProcess = TeamDagFileProcessorProcess
     triggerer.TriggerRunnerSupervisor = TeamTriggerRunnerSupervisor
+    install_fair_manager()
+
+
+# -- the dag-processor manager's side: a bundle's share of the parse slots ------------------
+def install_fair_manager() -> None:
+    """Make ``airflow dag-processor`` run :class:`FairDagFileProcessorManager`."""
+    import airflow.cli.commands.dag_processor_command as command
+
+    command.DagFileProcessorManager = fair_manager_class()
+
+
+def bundle_share(parallelism: int, bundles: int) -> int:
+    """The parse slots one bundle may hold at once: its share of ``[dag_processor]
+    parsing_processes`` (at least one)."""
+    return max(1, parallelism // max(1, bundles))
+
+
+def pick_fair(queue: list, running: list, parallelism: int, share: int) -> list:
+    """The files of ``queue`` (in its order) to start now: free slots filled, no bundle above
+    ``share`` files parsing at once (``running`` counted); a file already parsing is picked too
+    (Airflow drops it from the queue, as before)."""
+    held: dict[str, int] = {}
+    for f in running:
+        held[f.bundle_name] = held.get(f.bundle_name, 0) + 1
+    free, picked = parallelism - len(running), []
+    running_set = set(running)
+    for f in queue:
+        if f in running_set:
+            picked.append(f)
+            continue
+        if free <= 0:
+            break
+        if held.get(f.bundle_name, 0) >= share:
+            continue
+        held[f.bundle_name] = held.get(f.bundle_name, 0) + 1
+        free -= 1
+        picked.append(f)
+    return picked
+
+
+def dir_stamps(root: Path) -> dict[str, int]:
+    """Every folder under ``root`` with its mtime: a file added, removed or renamed in a folder
+    changes that folder's mtime."""
+    stamps = {}
+    for path, _dirs, _files in os.walk(root):
+        try:
+            stamps[path] = os.stat(path).st_mtime_ns
+        except OSError:  # removed meanwhile: the next look sees it gone
+            continue
+    return stamps
+
+
+def fair_share_enabled() -> bool:
+    from airflow.configuration import conf
+
+    from platform_runtime.team_limits import enabled
+
+    return enabled() and conf.getboolean("platform", "bundle_parse_share", fallback=True)
+
+
+@functools.cache
+def fair_manager_class() -> type:
+    """:class:`FairDagFileProcessorManager`, defined on first use: only the dag-processor
+    imports Airflow's manager module (not the zygotes and trigger runners, which import this one)."""
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    @attrs.define(kw_only=True)
+    class FairDagFileProcessorManager(DagFileProcessorManager):
+        """Airflow's dag-processor manager, with two changes for a platform of many teams' bundles:
+
+        - **A bundle's share of the parse slots.** Airflow starts the files at the front of its one
+          queue in every free slot (``_start_new_processes``), so one team's slow files (each up to
+          its parse-time limit) can hold every slot while another team's new file waits. Here a
+          bundle holds at most :func:`bundle_share` of ``[dag_processor] parsing_processes`` at
+          once; a file of a bundle at its share keeps its place in the queue, and the next file of
+          another bundle takes the slot. With ``parsing_processes`` = the number of bundles (the
+          platform's setting), every team always has a slot of its own. On with the per-team limits
+          (``[platform] team_limits``) unless ``[platform] bundle_parse_share = False``.
+        - **A new file noticed at once.** Every turn of the loop (about once a second) the manager
+          compares its bundles' folder mtimes (``os.stat``, no database, no file read) and asks
+          Airflow to refresh a bundle whose folders changed (``request_bundle_refresh``), instead of
+          waiting for its ``refresh_interval``.
+        """
+
+        bundle_dirs: dict[str, Path] = attrs.field(factory=dict, init=False)  # the bundles watched, name -> root
+        folder_stamps: dict[str, dict[str, int]] = attrs.field(factory=dict, init=False)
+        share_enabled: bool = attrs.field(factory=fair_share_enabled, init=False)
+
+        def get_all_bundles(self):
+            bundles = super().get_all_bundles()
+            wanted = self.bundle_names_to_parse
+            self.bundle_dirs = {b.name: Path(b.path) for b in bundles if not wanted or b.name in wanted}
+            self.log.info("A bundle's share of the parse slots: %s", self.share() or "off (Airflow's one queue)")
+            return bundles
+
+        def claim_priority_files(self):
+            files = super().claim_priority_files()
+            if changed := self.changed_bundles():
+                self.log.info("Bundle folders changed; refreshing them now: %s", ", ".join(sorted(changed)))
+                self.request_bundle_refresh(changed)
+            return files
+
+        def changed_bundles(self) -> set[str]:
+            """Bundles whose folders changed since the last look (none on the first look)."""
+            changed = set()
+            for name, root in self.bundle_dirs.items():
+                stamps = dir_stamps(root)
+                if name in self.folder_stamps and stamps != self.folder_stamps[name]:
+                    changed.add(name)
+                self.folder_stamps[name] = stamps
+            return changed
+
+        def share(self) -> int | None:
+            """The parse slots one bundle may hold at once (None: no share, Airflow's one queue)."""
+            return bundle_share(self._parallelism, len(self.bundle_dirs)) if self.share_enabled else None
+
+        def queued(self) -> list:
+            return list(self._file_queue)
+
+        def parsing(self) -> list:
+            return list(self._processors)
+
+        def _start_new_processes(self):
+            self.start_files()
+
+        def start_files(self) -> None:
+            """Start parsing files from the queue's front in the free slots, each bundle up to its share."""
+            share = self.share()
+            if share is None or not self._file_queue:
+                return super()._start_new_processes()
+            queue = self.queued()
+            picked = pick_fair(queue, self.parsing(), self._parallelism, share)
+            # Airflow's own loop starts them (its stats, its duplicate check), over the picked files only
+            self._file_queue = OrderedDict.fromkeys(picked)
+            try:
+                super()._start_new_processes()
+            finally:
+                left = set(self._file_queue)
+                taken = {f for f in picked if f not in left}
+                self._file_queue = OrderedDict.fromkeys(f for f in queue if f not in taken)
+
+    return FairDagFileProcessorManager
 
 
 # -- the triggerer's side ------------------------------------------------------------------

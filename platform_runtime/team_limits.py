@@ -21,6 +21,12 @@ policies only:
 - **Parse time.** A DAG file of a team may parse for at most ``limits.parse_timeout_seconds``
   (``get_dagbag_import_timeout``, Airflow's per-file hook); a slower file is cut off with an
   import error, and the dag-processor's slot goes to the next file (new files first).
+- **Parse slots.** The dag-processor has one parse slot per bundle (:func:`parsing_processes`,
+  ``[dag_processor] parsing_processes``), and a bundle holds at most its share of them at once
+  (``platform_runtime.airflow_internals`` ``FairDagFileProcessorManager``, the one place on
+  Airflow internals; ``[platform] bundle_parse_share``): one team's slow files wait for that
+  team's slot, never another team's, and a new file in a bundle is noticed within about a second
+  (its folder's mtime) instead of at the bundle's ``refresh_interval``.
 
 Where a team's settings.yaml has no ``limits:``, :data:`PLATFORM_DEFAULTS` apply. The whole set
 is switched off with ``[platform] team_limits = False`` (``PLATFORM_TEAM_LIMITS=0`` for the
@@ -78,6 +84,12 @@ def team_pool_slots(team: str) -> dict[str, int]:
 def platform_parallelism(teams: list[str]) -> int:
     """``[core] parallelism``: every team's pool slots together."""
     return sum(sum(team_pool_slots(t).values()) for t in teams)
+
+
+def parsing_processes(teams: list[str]) -> int:
+    """``[dag_processor] parsing_processes``: a parse slot per team's bundle, so that with each
+    bundle held to its share (one slot) every team always has one."""
+    return max(1, len(teams))
 
 
 def enabled() -> bool:

@@ -11,6 +11,7 @@ import inspect
 import json
 import pkgutil
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,105 @@ def test_a_team_child_environment_is_built_from_an_allow_list(tmp_path):
                 "BETA_DATA_ROOT"):
         assert key not in env, key
     assert not any("SECRET" in k or "FERNET" in k or "SQL_ALCHEMY" in k for k in AIRFLOW_SETTINGS)
+
+
+# -- the dag-processor manager: a bundle's share of the parse slots (FairDagFileProcessorManager)
+def test_the_dag_processor_command_builds_its_manager_through_the_module_level_class_name():
+    """install_fair_manager() swaps ``airflow.cli.commands.dag_processor_command.DagFileProcessorManager``:
+    the command must build its manager by that name."""
+    from airflow.cli.commands import dag_processor_command
+
+    assert "processor=DagFileProcessorManager(" in inspect.getsource(dag_processor_command)
+
+
+def test_the_manager_starts_files_from_the_front_of_its_queue_while_slots_are_free():
+    """What FairDagFileProcessorManager._start_new_processes relies on: Airflow's loop pops the
+    queue's front while ``_parallelism`` exceeds ``_processors``, dropping a file already parsing;
+    the parsing loop asks ``claim_priority_files`` every turn, before it refreshes the bundles,
+    and ``request_bundle_refresh`` makes the next refresh take that bundle."""
+    manager = "airflow.dag_processing.manager.DagFileProcessorManager"
+    start = inspect.getsource(resolve(f"{manager}._start_new_processes"))
+    for needle in ("while self._parallelism > len(self._processors) and self._file_queue:",
+                   "self._file_queue.popitem(last=False)", "if file in self._processors:",
+                   "self._processors[file] = processor"):
+        assert needle in start, needle
+    source = inspect.getsource(resolve(manager))
+    loop = source[source.index("def _run_parsing_loop"):]
+    assert loop.index("self._queue_requested_files_for_parsing()") < loop.index("self._refresh_dag_bundles(")
+    assert "files = self.claim_priority_files()" in source
+    assert "bundle.name not in self._force_refresh_bundles" in inspect.getsource(resolve(manager).should_skip_refresh)
+    assert "dag_bundles = self.get_all_bundles()" in source
+
+
+def files(*names: str, root: Path = Path("/b")):
+    from airflow.dag_processing.manager import DagFileInfo
+
+    return [DagFileInfo(rel_path=Path(f"{n}.py"), bundle_name=n.split("_")[0], bundle_path=root) for n in names]
+
+
+def stems(fs) -> list[str]:
+    return [f.rel_path.stem for f in fs]
+
+
+def test_no_bundle_holds_more_than_its_share_of_the_parse_slots():
+    queue = files("slow_1", "slow_2", "slow_3", "victim_new", "other_1")
+    # two slots, two bundles parsing nothing: one slow file and the victim's, in queue order
+    assert stems(airflow_internals.pick_fair(queue, [], 2, 1)) == ["slow_1", "victim_new"]
+    # one slow file parsing: the victim's file takes the other slot
+    assert stems(airflow_internals.pick_fair(queue, files("slow_0"), 2, 1)) == ["victim_new"]
+    # every slot held: nothing starts
+    assert airflow_internals.pick_fair(queue, files("slow_0", "victim_old"), 2, 1) == []
+    # a share of 2 out of 5 slots
+    assert stems(airflow_internals.pick_fair(queue, [], 5, 2)) == ["slow_1", "slow_2", "victim_new", "other_1"]
+    # a file parsing now and queued again is handed on (Airflow drops it) without taking a slot
+    again = files("slow_0")
+    assert airflow_internals.pick_fair(again + files("victim_new"), again, 2, 1) == again + files("victim_new")
+
+
+def test_a_bundles_share_is_its_part_of_the_slots_at_least_one():
+    assert airflow_internals.bundle_share(5, 5) == 1
+    assert airflow_internals.bundle_share(2, 5) == 1
+    assert airflow_internals.bundle_share(10, 5) == 2
+    assert airflow_internals.bundle_share(4, 0) == 4
+
+
+def test_the_fair_manager_starts_only_its_share_and_keeps_the_rest_in_order(monkeypatch, tmp_path):
+    """The real class over Airflow's own queue and ``_start_new_processes``: two slots, the
+    flooding bundle's three files queued first, then the victim's: one slow file and the
+    victim's start, the other slow files keep their places."""
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    cls = airflow_internals.fair_manager_class()
+    assert issubclass(cls, DagFileProcessorManager)
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE", "alphabetical")
+    manager = cls(max_runs=1, parallelism=2)
+    manager.bundle_dirs = {"slow": tmp_path, "victim": tmp_path}
+    manager.share_enabled = True
+    assert manager.share() == 1
+    started = []
+    monkeypatch.setattr(cls, "_create_process", lambda self, f: started.append(f) or object())
+    slow = files("slow_1", "slow_2", "slow_3", root=tmp_path)
+    manager.prepare_file_queue(known_files={"slow": set(slow), "victim": set(files("victim_a", root=tmp_path))})
+    assert stems(manager.queued()) == ["slow_1", "slow_2", "slow_3", "victim_a"]
+    manager.start_files()
+    assert stems(started) == ["slow_1", "victim_a"] and stems(manager.parsing()) == ["slow_1", "victim_a"]
+    assert stems(manager.queued()) == ["slow_2", "slow_3"]
+    manager.start_files()  # both slots held: nothing more
+    assert len(started) == 2
+    manager.share_enabled = False  # Airflow's own loop: the next slow file would take a free slot
+    assert manager.share() is None
+
+
+def test_a_new_file_in_a_bundle_folder_is_seen_at_the_next_look(tmp_path):
+    cls = airflow_internals.fair_manager_class()
+    bundle = tmp_path / "victim"
+    (bundle / "sub").mkdir(parents=True)
+    manager = cls(max_runs=1)
+    manager.bundle_dirs = {"victim": bundle}
+    assert manager.changed_bundles() == set()  # the first look
+    assert manager.changed_bundles() == set()
+    (bundle / "sub" / "new.py").write_text("")
+    assert manager.changed_bundles() == {"victim"}
+    assert manager.changed_bundles() == set()
+    (bundle / "sub" / "new.py").unlink()
+    assert manager.changed_bundles() == {"victim"}

@@ -16,12 +16,13 @@ def test_the_project_dockerfile_is_what_the_command_writes():
     assert update(text, domain_names()) == text
 
 
-def test_a_new_domain_changes_the_three_team_lines_and_nothing_else():
+def test_a_new_domain_changes_the_four_team_lines_and_nothing_else():
     text = (ROOT / "Dockerfile").read_text()
     new = update(text, [*domain_names(), "toy"])
     changed = [(a, b) for a, b in zip(text.splitlines(), new.splitlines(), strict=True) if a != b]
-    assert len(changed) == 3
+    assert len(changed) == 4
     env = dockerfile_env(new)
+    assert env["AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES"] == str(len(domain_names()) + 1)  # a parse slot per bundle
     assert env["AIRFLOW__CORE__EXECUTOR"].endswith(";toy=CeleryExecutor")
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].endswith(",toy_op:op:toy,toy_viewer:viewer:toy")
     bundles = json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])

@@ -11,8 +11,13 @@ benchmark's DAG files planted (``benchmarks/noisy_neighbours.py``):
   parse-time limit and less than Airflow's own default: it is cut off by the limit (an
   import error saying so), and the victim's new DAG file still appears.
 
-Both fail on the build with the limits off (``PLATFORM_TEAM_LIMITS=0``): the flood's tasks
-then take the global pool's slots, and the slow file parses. And each team's processes sit in CPU
+- a flood of slow DAG files in the flooding team's bundle (each within its parse-time limit):
+  the victim's new DAG file is visible within a bound all the same, because no bundle holds more
+  than its share of the dag-processor's parse slots (``FairDagFileProcessorManager``).
+
+The first two fail on the build with the limits off (``PLATFORM_TEAM_LIMITS=0``): the flood's tasks
+then take the global pool's slots, and the slow file parses. The third fails (strict xfail) with
+the share off alone (``PLATFORM_PARSE_SHARE=0``): the slow files then take every slot. And each team's processes sit in CPU
 groups of their own (``platform_runtime.autogroup``), which fails with ``PLATFORM_CPU_GROUPS=0``. The platform's start takes
 several minutes on two loaded cores: it runs with ``make test-noisy`` (``PLATFORM_NOISY=1``).
 """
@@ -36,6 +41,10 @@ pytestmark = [pytest.mark.timeout(1800),
                                  reason="a platform of its own (several minutes): make test-noisy")]
 FLOOD_TASKS = 30
 FLOOD_RUNS = 12
+SHARE_OFF = os.environ.get("PLATFORM_PARSE_SHARE") == "0"
+# a new file of the victim is visible within this many seconds while the flooder's slow files
+# parse (about 2 s on an idle machine; a slow file holds a slot for 12 s of CPU, more in wall time)
+NEW_FILE_BOUND = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +175,38 @@ def test_each_teams_processes_weigh_one_cpu_share(platform):
     assert all(g[1] == base for name, g in control.items() if name != "supervisord")
     assert team_nice == autogroup.nice_for(platform.config.team_cpu_nice) and platform.config.team_cpu_nice > 0
     assert all(g[1] == team_nice for g in seen.values())
+
+
+@pytest.mark.xfail(SHARE_OFF, strict=True, reason="PLATFORM_PARSE_SHARE=0: the slow files take every parse slot")
+def test_slow_files_of_one_bundle_do_not_keep_another_bundles_new_file_waiting(platform, user):
+    """Three DAG files of the flooder, each burning 12 s of CPU at parse time (within the team's
+    parse-time limit: only the parse slots can protect the victim here), written together; once
+    they parse, a new file of the victim must be visible within :data:`NEW_FILE_BOUND`. With the
+    share off the slow files hold every slot (2, a slot per bundle) and the victim's file waits
+    for one of them to finish."""
+    seconds = 12
+    assert seconds < team_limits(FLOODER)["parse_timeout_seconds"]
+    slow = [platform.config.bundle_path(FLOODER) / f"{FLOODER}_noisy_slow_share_{n}.py" for n in range(3)]
+    try:
+        for n, path in enumerate(slow):
+            path.write_text(SLOW.format(team=FLOODER, n=f"share_{n}", seconds=seconds))
+            os.chmod(path, 0o644)
+        time.sleep(4)  # noticed (the folder's mtime, about 1 s) and started in the slots they may take
+        waits = []
+        for n in range(2):
+            new_id = f"{VICTIM}_noisy_new_share_{n}"
+            new = platform.config.bundle_path(VICTIM) / f"{new_id}.py"
+            t0 = time.monotonic()
+            new.write_text(NEW_FILE.format(dag_id=new_id, team=VICTIM))
+            os.chmod(new, 0o644)
+            while user.call(VICTIM, "GET", f"/dags/{new_id}").status_code != 200:
+                assert time.monotonic() - t0 < 120, f"{new_id} never appeared"
+                time.sleep(0.25)
+            waits.append(time.monotonic() - t0)
+            time.sleep(seconds / 2)  # the second one while other slow files parse
+        print(f"\nthe victim's new files visible after {', '.join(f'{w:.1f}' for w in waits)} s while {FLOODER}'s "
+              f"{len(slow)} files parse for {seconds} s of CPU each (bound {NEW_FILE_BOUND} s)")
+        assert max(waits) <= NEW_FILE_BOUND, waits
+    finally:
+        for path in slow:
+            path.unlink(missing_ok=True)
