@@ -255,13 +255,26 @@ def check_events_funnels(cur, run: Run) -> list[str]:
     start, end = _window("*/15 * * * *", run)
     version = start.strftime("%Y-%m-%dT%H%M")
     problems, rows = _registry_problems(cur, run, dag_id, version, [
-        ("funnel_article", "artifact"), ("event_sessions", "table"), ("funnel_interval", "table"),
+        ("funnel_article", "artifact"), ("event_sessions", "artifact"), ("funnel_interval", "table"),
         ("funnel_article", "table"), ("event_rejections", "table")])
-    if not _one(cur, "SELECT count(*) FROM funnel_interval WHERE slot_start = %s", (start,)):
+    active = _one(cur, "SELECT active_sessions FROM funnel_interval WHERE slot_start = %s", (start,))
+    if active is None:
         problems.append(f"ecommerce_ml.funnel_interval: no row for slot_start {start.isoformat()}")
-    for table in ("event_sessions", "funnel_article", "event_rejections"):
+    for table in ("funnel_article", "event_rejections"):
         problems += _table_matches_registry(cur, rows, table, table, "slot_start >= %s AND slot_start < %s",
                                             (start, end), f"slot {version}")
+    # the sessions live in the lake (migration 0007): the slot's registered file, one row per active session
+    sessions = rows.get(("event_sessions", "artifact"))
+    if sessions and run.get("lake_dir") and "/curated/" in sessions[0]:
+        path = Path(run["lake_dir"]) / "curated" / sessions[0].split("/curated/", 1)[1]
+        if path.is_file():
+            import duckdb
+
+            with duckdb.connect() as con:
+                n = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+            if n != sessions[1] or (active is not None and n != active):
+                problems.append(f"ecommerce_ml lake: event_sessions v={version}: {n} rows in {path.name}, the"
+                                f" registry says {sessions[1]}, funnel_interval {active} active sessions")
     return problems
 
 

@@ -31,18 +31,27 @@ the same, per (session, article).
 
 from __future__ import annotations
 
+import re
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 from domains.ecommerce_ml import assets, formats, ingest, lake, registry
-from domains.ecommerce_ml.common import Run, artifact_output, copy_from_duckdb, publish_parquet
+from domains.ecommerce_ml.common import (
+    Run,
+    artifact_output,
+    copy_from_duckdb,
+    lake_path,
+    publish_parquet,
+    registered_paths,
+)
 from domains.ecommerce_ml.db import DATABASE
 
 SLOT = timedelta(minutes=15)
 LOOKBACK = timedelta(hours=2)
 LATE_SLOTS = 8
 INACTIVITY = "30 minutes"
-TABLES = ("event_sessions", "funnel_interval", "funnel_article", "event_rejections")
+TABLES = ("funnel_interval", "funnel_article", "event_rejections")
+SESSIONS = "event_sessions"  # the lake dataset (migration 0007 dropped the table)
 
 
 def _slots(start: datetime, end: datetime) -> list[datetime]:
@@ -200,8 +209,6 @@ ARTICLE_SQL = """
     FROM ev LEFT JOIN st USING (article_id) ORDER BY article_id"""
 
 COLUMNS = {
-    "event_sessions": ["slot_start", "session_id", "session_key", "customer_id", "session_start", "first_ts", "last_ts",
-                       "views", "carts", "purchases"],
     "funnel_interval": ["slot_start", "slot_end", "events", "late_events", "rejected_events", "active_sessions",
                         "new_sessions", "views", "carts", "purchases", "sessions_viewed", "sessions_carted",
                         "sessions_purchased", "view_to_cart_rate", "cart_to_purchase_rate"],
@@ -216,25 +223,38 @@ def version(start: datetime, end: datetime) -> str:
     return v if end - start == SLOT else f"{v}-{end.astimezone(UTC).strftime('%Y-%m-%dT%H%M')}"
 
 
+def sessions_stem(ver: str) -> str:
+    """The file name stem of a version's sessions in its day folder (``sessions-2024-06-03T2000``)."""
+    return f"sessions-{ver}"
+
+
+def _lock_version(cur, ver: str) -> None:
+    """Serialise the processing of one version (a run's interval and another run's late pass may
+    process the same slot at once): a transaction-level advisory lock on the version."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ecommerce_ml.events:{ver}",))
+
+
 @ingest.fails_fast
 def process_interval(run: Run, start: datetime | None = None, end: datetime | None = None, root=None) -> dict:
-    """Events with ts in [start, end) (the run's interval by default) -> the tables, one transaction."""
+    """Events with ts in [start, end) (the run's interval by default) -> the tables and the
+    sessions' lake file, registered in one transaction."""
     from shared.lineage import record_postgres_io
 
     root = root or lake.lake_root()
     start, end = start or run.start, end or run.end
     ver = version(start, end)
+    day = start.astimezone(UTC).date().isoformat()
     pg = DATABASE.hook()
     with ingest.duckdb_session() as con, closing(DATABASE.connect(pg)) as conn:
         manifest = _load(con, root, start, end)
         _article_ids(con, root, start.astimezone(UTC).date())
         _transform(con, start, end)
         with conn.cursor() as cur:
-            for table in ("event_sessions", "funnel_article", "event_rejections", "funnel_interval"):
+            _lock_version(cur, ver)
+            for table in ("funnel_article", "event_rejections", "funnel_interval"):
                 cur.execute(f"DELETE FROM {table} WHERE slot_start >= %s AND slot_start < %s", (start, end))
             cur.execute("DELETE FROM event_files WHERE slot_start >= %s AND slot_start < %s", (start, end))
-            for sql, table in ((SESSIONS_SQL, "event_sessions"), (INTERVAL_SQL, "funnel_interval"),
-                               (ARTICLE_SQL, "funnel_article"),
+            for sql, table in ((INTERVAL_SQL, "funnel_interval"), (ARTICLE_SQL, "funnel_article"),
                                ("SELECT * FROM rejected ORDER BY file, line", "event_rejections")):
                 copy_from_duckdb(con, _bind(sql, start, end), cur, table, COLUMNS[table])
             own = [m for m in manifest if start <= m["slot"] < end]
@@ -243,7 +263,8 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                             (m["path"], m["slot"], m["rows"], m["sha256"]))
             artifact = publish_parquet(con, _bind(ARTICLE_SQL, start, end), root, "funnel_article", ver,
                                        "funnel_article")
-            outputs = [artifact_output(artifact, "funnel_article")] + [
+            sessions = publish_parquet(con, _bind(SESSIONS_SQL, start, end), root, SESSIONS, day, sessions_stem(ver))
+            outputs = [artifact_output(artifact, "funnel_article"), artifact_output(sessions, SESSIONS)] + [
                 registry.table_output(cur, t, t, assets.table(t), "slot_start >= %s AND slot_start < %s", (start, end))
                 for t in TABLES]
             for out in outputs:
@@ -252,11 +273,95 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                         " sessions_carted, sessions_purchased FROM funnel_interval WHERE slot_start = %s", (start,))
             row = cur.fetchone()
         conn.commit()
+        removed = _remove_superseded_sessions(conn, root, ver, day)
     record_postgres_io(pg, outputs=[*TABLES, "event_files", "dataset_registry"])
     registry.emit_asset_events(outputs, ver)
     keys = ("events", "late_events", "rejected_events", "active_sessions", "sessions_viewed", "sessions_carted",
             "sessions_purchased")
-    return {"version": ver, "files": len(own), **dict(zip(keys, row or (0,) * len(keys), strict=True))}
+    return {"version": ver, "files": len(own), "sessions_file": sessions["relative"],
+            "superseded_removed": removed, **dict(zip(keys, row or (0,) * len(keys), strict=True))}
+
+
+def _remove_superseded_sessions(conn, root, ver: str, day: str) -> list[str]:
+    """Delete the version's sessions files other than the registered one (the file of an earlier
+    processing with other input), under the version's lock, so that a concurrent processing of
+    the same slot cannot register a file in between. A crash before this leaves the old file
+    beside the new one until the slot is processed again; readers go through the registry."""
+    folder = lake.curated_dir(root, SESSIONS, day)
+    pattern = re.compile(rf"{re.escape(sessions_stem(ver))}-[0-9a-f]{{16}}\.parquet")
+    removed = []
+    with conn.cursor() as cur:
+        _lock_version(cur, ver)
+        cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version = %s",
+                    (SESSIONS, ver))
+        registered = {r[0] for r in cur.fetchall()}
+        if registered and folder.exists():
+            for path in folder.iterdir():
+                if pattern.fullmatch(path.name) and lake.url(path) not in registered:
+                    path.unlink()
+                    removed.append(path.name)
+    conn.commit()
+    return removed
+
+
+def session_files(first: str, last: str, root=None) -> list[tuple[str, object]]:
+    """(version, ObjectStoragePath) of the registered sessions files whose versions are in
+    ``[first, last]`` (``2024-06-03T2000``; a day ``2024-06-03`` to ``2024-06-03T9999`` covers its
+    slots), oldest first: what a reader of the sessions opens (DuckDB ``read_parquet``)."""
+    root = root or lake.lake_root()
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        rows = registered_paths(cur, SESSIONS, first, last)
+    return [(v, lake_path(root, p)) for v, p in rows]
+
+
+SESSION_TYPES = {"slot_start": "TIMESTAMPTZ", "session_id": "VARCHAR", "session_key": "VARCHAR",
+                 "customer_id": "VARCHAR", "session_start": "TIMESTAMPTZ", "first_ts": "TIMESTAMPTZ",
+                 "last_ts": "TIMESTAMPTZ", "views": "INTEGER", "carts": "INTEGER", "purchases": "INTEGER"}
+
+
+def move_table_sessions_to_lake(conn, root=None, dag_id: str = "ecommerce_ml_events_funnels") -> dict:
+    """Before migration 0007 on a database that the previous release wrote: each slot the table
+    ``event_sessions`` holds without a registered lake file is written from the table's rows as the
+    file :func:`process_interval` writes (same columns, types and order) and registered, so that the
+    migration's check passes and nothing is lost. ``conn`` is a plain connection to the domain's
+    database (not :meth:`DATABASE.connect`, which would apply the migration first). Idempotent."""
+    import tempfile
+    from pathlib import Path
+
+    from shared.db import copy_reader
+
+    root = root or lake.lake_root()
+    moved = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('event_sessions')")
+        if cur.fetchone()[0] is None:
+            return moved
+        cur.execute("SELECT DISTINCT slot_start FROM event_sessions ORDER BY 1")
+        slots = [r[0] for r in cur.fetchall()]
+    for slot in slots:
+        ver = version(slot, slot + SLOT)
+        with conn.cursor() as cur:
+            _lock_version(cur, ver)
+            cur.execute("SELECT 1 FROM dataset_registry WHERE dataset = %s AND kind = 'artifact'"
+                        " AND (version = %s OR version LIKE %s)", (SESSIONS, ver, ver + "-%"))
+            if cur.fetchone():
+                conn.commit()
+                continue
+            with ingest.duckdb_session() as con, tempfile.TemporaryDirectory(prefix="ecommerce-ml-move-") as tmp:
+                local = Path(tmp) / "sessions.csv"
+                with copy_reader(cur, f"COPY (SELECT {', '.join(SESSION_TYPES)} FROM event_sessions"
+                                      " WHERE slot_start = %s) TO STDOUT WITH (FORMAT csv, HEADER)", (slot,)) as src, \
+                        open(local, "wb") as dst:
+                    while block := src.read(1 << 20):
+                        dst.write(block)
+                con.execute(f"CREATE TABLE held AS SELECT * FROM read_csv('{local}', header = true, "
+                            f"columns = {SESSION_TYPES!r}, allow_quoted_nulls = false)")
+                artifact = publish_parquet(con, "SELECT * FROM held ORDER BY session_id", root, SESSIONS,
+                                           slot.astimezone(UTC).date().isoformat(), sessions_stem(ver))
+            registry.register(cur, artifact_output(artifact, SESSIONS), ver, dag_id, "migration-0007")
+        conn.commit()
+        moved[ver] = artifact["relative"]
+    return moved
 
 
 def _bind(sql: str, start: datetime, end: datetime) -> str:

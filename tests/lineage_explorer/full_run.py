@@ -90,6 +90,7 @@ def ecommerce_ml(port: int) -> list[Dag]:
     sales_file = curated("sales_daily_article", "articles-146ea1bfc8d63a77.parquet")
     funnels = tuple(curated(f"funnel_{part}", f"funnel_article-87e5ea35997655{i}.parquet")
                     for i, part in enumerate(("interval", "article", "sessions")))
+    sessions = curated("event_sessions", f"sessions-{DAY}T2245-5d0c3e8a41b29f17.parquet")  # one file per slot
     embedding_tables = tuple(table(n) for n in ("article_sentence_embeddings", "article_tfidf_vectors",
                                                  "article_image_embeddings"))
     review_tables = tuple(table(n) for n in ("reviews", "review_sentiment", "review_embeddings"))
@@ -124,8 +125,8 @@ def ecommerce_ml(port: int) -> list[Dag]:
         )),
         Dag("ecommerce_ml_events_funnels", "ecommerce_ml", (
             Task("validate_events", (events,)),
-            Task("sessionise_and_funnel", (events,), (*funnels, *(table(n) for n in (
-                "event_sessions", "funnel_interval", "funnel_article", "event_rejections", "event_files")), registry)),
+            Task("sessionise_and_funnel", (events,), (*funnels, sessions, *(table(n) for n in (
+                "funnel_interval", "funnel_article", "event_rejections", "event_files")), registry)),
             Task("reprocess_late_slots", (table("event_files"), table("funnel_interval")), (table("funnel_interval"),)),
         )),
         Dag("ecommerce_ml_reviews_nlp", "ecommerce_ml", (

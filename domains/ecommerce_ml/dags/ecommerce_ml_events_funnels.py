@@ -5,7 +5,8 @@ Every 15 minutes: the quarter hour that just closed, exactly (events whose `ts` 
 run's data interval). Sessionises clickstream events by `session_key` (30 minutes of
 inactivity end a session), counts the view → add_to_cart → purchase funnel per interval
 (`funnel_interval`) and per article (`funnel_article`, also a Parquet artifact), keeps each
-session's slice (`event_sessions`) and rejects bad events with reasons (`event_rejections`).
+session's slice in the lake (`event_sessions`: day-partitioned Parquet, one registered file per
+slot) and rejects bad events with reasons (`event_rejections`).
 
 `validate_events` → `sessionise_and_funnel` → `reprocess_late_slots`
 
@@ -21,7 +22,7 @@ from domains.ecommerce_ml import assets
 from domains.ecommerce_ml.timetables import cron_intervals
 from shared.dag_defaults import dag_kwargs
 
-OUTPUTS = [assets.artifact("funnel_article"), assets.table("event_sessions"), assets.table("funnel_interval"),
+OUTPUTS = [assets.artifact("funnel_article"), assets.artifact("event_sessions"), assets.table("funnel_interval"),
            assets.table("funnel_article"), assets.table("event_rejections")]
 
 

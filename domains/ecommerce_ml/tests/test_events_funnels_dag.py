@@ -1,6 +1,7 @@
 """ecommerce_ml_events_funnels end to end with dag.test() on the embedded PostgreSQL and a
 generated day of events. The expected sessions and funnels are recomputed here in plain
-Python from the raw part files, following the README's rules."""
+Python from the raw part files, following the README's rules. The sessions live in the lake
+(migration 0007): one registered Parquet file per slot in the day's folder."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from domains.ecommerce_ml.tests.conftest import DAY, lake_io, read_csv
 DAG_ID = "ecommerce_ml_events_funnels"
 SLOT = timedelta(minutes=15)
 START = datetime(DAY.year, DAY.month, DAY.day, 20, 0, tzinfo=UTC)  # the evening peak
-TABLES = ("event_sessions", "funnel_interval", "funnel_article", "event_rejections", "event_files", "dataset_registry")
+TABLES = ("funnel_interval", "funnel_article", "event_rejections", "event_files", "dataset_registry")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def us(ts: datetime) -> int:
+    return (ts - EPOCH) // timedelta(microseconds=1)
 
 
 def recount(ecom, start: datetime, end: datetime) -> dict:
@@ -43,7 +49,8 @@ def recount(ecom, start: datetime, end: datetime) -> dict:
                         rejected[reason] += 1
                 elif ts < end:
                     late = path.name[5:17] > f"{slot:%Y%m%d%H%M}"
-                    valid.append((r["session_key"], ts, r["event_id"], r["event_type"], r["article_id"], late))
+                    valid.append((r["session_key"], ts, r["event_id"], r["event_type"], r["article_id"], late,
+                                  r["customer_id"] or None))
         slot += SLOT
     sessions = {}  # event -> session id
     by_key = defaultdict(list)
@@ -80,6 +87,16 @@ def recount(ecom, start: datetime, end: datetime) -> dict:
     def reached(values, i):
         return sum(1 for v in values if v[i] is not None and start <= v[i] < end)
 
+    session_rows = []  # the README's event_sessions: one row per session with events in [start, end)
+    for sid in {sessions[e[2]] for e in inside}:
+        evs = [e for e in inside if sessions[e[2]] == sid]
+        customers = [e[6] for e in evs if e[6] is not None]
+        # the id's epoch ms as DuckDB's epoch_ms gives it (rounded to the nearest millisecond)
+        session_rows.append((us(start), f"{sid[0]}-{(us(sid[1]) + 500) // 1000}", sid[0],
+                             max(customers) if customers else None, us(first[sid]), us(min(e[1] for e in evs)),
+                             us(max(e[1] for e in evs)), *(sum(1 for e in evs if e[3] == t)
+                                                            for t in ("view", "add_to_cart", "purchase"))))
+
     return {
         "events": len(inside), "late_events": sum(1 for e in inside if e[5]),
         "rejected_events": sum(rejected.values()), "rejected": dict(rejected),
@@ -91,6 +108,7 @@ def recount(ecom, start: datetime, end: datetime) -> dict:
         "sessions_purchased": reached(st.values(), 2),
         "article_sessions_carted": reached(steps(per_pair).values(), 1),
         "articles": len({e[4] for e in inside}),
+        "session_rows": sorted(session_rows, key=lambda r: r[1]),
     }
 
 
@@ -101,6 +119,39 @@ COLS = ["events", "late_events", "rejected_events", "active_sessions", "new_sess
 def funnel(ecom, start):
     rows = ecom.query(f"SELECT {', '.join(COLS)} FROM funnel_interval WHERE slot_start = %s", (start,))
     return dict(zip(COLS, rows[0], strict=True)) if rows else None
+
+
+def sessions_file(ecom, start: datetime):
+    """The registered sessions file of a slot (dataset_registry), as a path under the lake."""
+    rows = ecom.query("SELECT path, row_count FROM dataset_registry WHERE dataset = 'event_sessions'"
+                      " AND kind = 'artifact' AND version = %s", (f"{start:%Y-%m-%dT%H%M}",))
+    assert len(rows) == 1, rows
+    path = ecom.lake_dir / "curated" / rows[0][0].split("/curated/", 1)[1]
+    assert path.parent == ecom.raw("curated", "event_sessions", f"v={start:%Y-%m-%d}"), path  # the day's folder
+    return path, rows[0][1]
+
+
+def lake_sessions(ecom, start: datetime) -> list[tuple]:
+    """The slot's registered sessions file, row by row (timestamps in microseconds), in file order."""
+    import duckdb
+
+    from domains.ecommerce_ml.events import SESSION_TYPES
+
+    path, registered = sessions_file(ecom, start)
+    with duckdb.connect() as con:
+        # the columns and types of the table it replaces (migration 0004's event_sessions)
+        assert {n: t.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ") for n, t, *_ in con.execute(
+            "DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = false)", [str(path)]).fetchall()} == SESSION_TYPES
+        rows = con.execute("SELECT epoch_us(slot_start), session_id, session_key, customer_id, epoch_us(session_start),"
+                           " epoch_us(first_ts), epoch_us(last_ts), views, carts, purchases"
+                           " FROM read_parquet(?)", [str(path)]).fetchall()
+    assert len(rows) == registered
+    return rows
+
+
+def day_sessions_files(ecom) -> set[str]:
+    folder = ecom.raw("curated", "event_sessions", f"v={DAY}")
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
 
 
 def logical(end: datetime) -> pendulum.DateTime:
@@ -122,8 +173,11 @@ def test_sessions_funnels_rerun_and_late_events(ecom, lineage_events):
     expected = recount(ecom, START, end)
     assert expected["events"] > 50 and expected["late_events"] > 0 and expected["sessions_carted"] > 0
     assert funnel(ecom, START) == {k: expected[k] for k in COLS}
-    assert ecom.query("SELECT count(*) FROM event_sessions WHERE slot_start = %s", (START,)) == [
-        (expected["active_sessions"],)]
+    # the slot's sessions: one file in the day's folder, exactly the sessions recounted from the raw files
+    assert lake_sessions(ecom, START) == expected["session_rows"] and len(expected["session_rows"]) == \
+        expected["active_sessions"]
+    assert day_sessions_files(ecom) == {sessions_file(ecom, START)[0].name}
+    assert ecom.rows("event_sessions") == 0  # no PostgreSQL table any more
     assert ecom.query("SELECT count(*), sum(views + carts + purchases), sum(sessions_carted) FROM funnel_article"
                       " WHERE slot_start = %s", (START,)) == [
         (expected["articles"], expected["events"], expected["article_sessions_carted"])]
@@ -135,6 +189,20 @@ def test_sessions_funnels_rerun_and_late_events(ecom, lineage_events):
     dr, states = run_dag(DAG_ID, logical_date=logical(end))
     assert dr.state == "success", states
     assert ecom.tables_snapshot(*TABLES) == before and ecom.lake_files() == files
+
+    # a second slot of the same day adds its own sessions file only; nothing written before changes
+    from domains.ecommerce_ml import events
+    from domains.ecommerce_ml.common import Run
+
+    first_file = sessions_file(ecom, START)[0].name
+    events.process_interval(Run(DAG_ID, "second-slot", end, end + SLOT), root=ecom.root())
+    second_file = sessions_file(ecom, end)[0].name
+    assert day_sessions_files(ecom) == {first_file, second_file} and second_file.startswith(f"sessions-{DAY}T2015-")
+    after = ecom.lake_files()
+    assert {k: v for k, v in after.items() if k in files} == files
+    assert {k for k in after if k not in files} == {f"curated/event_sessions/v={DAY}/{second_file}",
+                                                    *(k for k in after if k.startswith(f"curated/funnel_article/v={DAY}T2015/"))}
+    assert lake_sessions(ecom, end) == recount(ecom, end, end + SLOT)["session_rows"]
 
     # two events of 20:00-20:15 arrive at 20:40, after that interval was processed
     folder = ecom.raw("raw", "events", f"dt={DAY}", "slot=2000")
@@ -153,6 +221,10 @@ def test_sessions_funnels_rerun_and_late_events(ecom, lineage_events):
     assert again["events"] == expected["events"] + 2 and again["late_events"] == expected["late_events"] + 2
     assert funnel(ecom, START) == {k: again[k] for k in COLS}
     assert funnel(ecom, end) == {k: v for k, v in recount(ecom, end, end + SLOT).items() if k in COLS}
+    # the late events replaced the slot's sessions file (and its registry row): still one file per slot
+    assert lake_sessions(ecom, START) == again["session_rows"]
+    replaced = sessions_file(ecom, START)[0].name
+    assert replaced != first_file and day_sessions_files(ecom) == {replaced, second_file}
 
 
 def test_corrupt_event_file_fails_naming_file_line_column_and_writes_nothing(ecom):
@@ -173,3 +245,4 @@ def test_corrupt_event_file_fails_naming_file_line_column_and_writes_nothing(eco
         events.validate_events(Run(DAG_ID, "x", START, START + SLOT), ecom.root())
     for table in TABLES:
         assert ecom.rows(table) == 0
+    assert day_sessions_files(ecom) == set()  # nor any sessions file
