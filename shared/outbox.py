@@ -128,25 +128,24 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
     """Insert ``events`` into the outbox on the caller's cursor (the caller commits).
 
     Returns how many were new; an event whose id is already in the outbox is skipped.
+    ``events`` is consumed as a stream (a generator stays a generator): each event's message is
+    made and sent to the server as it comes, never all held in memory at once.
     """
-    rows = list(_envelope_texts(events, source, datetime.now(UTC).isoformat()))
-    if not rows:
-        return 0
-    if any(key == "\\N" for _, _, key, _ in rows):  # COPY's NULL marker as a key: the array statement
-        return _insert_arrays(cur, rows)
-    # COPY into a staging table, then one INSERT ... SELECT in the events' order: the same rows and
-    # count as the array statement below, without the driver escaping every payload into an array
-    # literal (the same with psycopg 3 and psycopg2)
     from shared.db import copy_rows
 
+    # COPY into a staging table, then one INSERT ... SELECT in the events' order. A key that is
+    # COPY's NULL marker (the text \N) travels as NULL with the flag ``n_key`` and is put back.
+    def staged() -> Iterator[tuple]:
+        for n, (eid, topic, key, payload) in enumerate(_envelope_texts(events, source, datetime.now(UTC).isoformat())):
+            yield (n, eid, topic, None, payload, True) if key == "\\N" else (n, eid, topic, key, payload, None)
+
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (n bigint, event_id uuid, topic text, event_key text,"
-                " payload text) ON COMMIT DROP")
-    copy_rows(cur, _STAGING, ["n", "event_id", "topic", "event_key", "payload"],
-              ((n, *row) for n, row in enumerate(rows)))
+                " payload text, n_key boolean) ON COMMIT DROP")
+    copy_rows(cur, _STAGING, ["n", "event_id", "topic", "event_key", "payload", "n_key"], staged())
     cur.execute(
         f"WITH ins AS (INSERT INTO {OUTBOX_TABLE} (event_id, topic, event_key, payload)"
-        f" SELECT event_id, topic, event_key, payload::jsonb FROM {_STAGING} ORDER BY n"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+        f" SELECT event_id, topic, CASE WHEN n_key THEN '\\N' ELSE event_key END, payload::jsonb FROM {_STAGING}"
+        " ORDER BY n ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
     )
     added = cur.fetchone()[0]
     cur.execute(f"DROP TABLE {_STAGING}")
@@ -154,19 +153,6 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
 
 
 _STAGING = "_outbox_staging"
-
-
-def _insert_arrays(cur: Any, rows: list[tuple[str, str, str | None, str]]) -> int:
-    ids, topics, keys, payloads = (list(col) for col in zip(*rows, strict=True))
-    # one statement over arrays: the same with psycopg 3 (the provider's default) and psycopg2
-    cur.execute(
-        f"WITH ins AS (INSERT INTO {OUTBOX_TABLE} (event_id, topic, event_key, payload)"
-        " SELECT e, t, k, p::jsonb FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])"
-        " WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-        (ids, topics, keys, payloads),
-    )
-    return int(cur.fetchone()[0])
 
 
 # Producer settings for the outbox's batches, under the connection's own (the connection wins):

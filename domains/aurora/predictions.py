@@ -173,6 +173,16 @@ def events_for(rows: pd.DataFrame):
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
+def chunked_events(rows: pd.DataFrame, chunk: int = CHUNK_USERS):
+    """:func:`events_for` of ``rows``, ``chunk`` users at a time (users in ascending order): the
+    same events in the same order, with only one chunk's texts in memory at a time."""
+    users = np.unique(rows["user_id"].to_numpy())
+    for i in range(0, len(users), chunk):
+        low, high = users[i], users[min(i + chunk, len(users)) - 1]
+        ids = rows["user_id"].to_numpy()
+        yield from events_for(rows[(ids >= low) & (ids <= high)])
+
+
 def save_predictions(as_of) -> dict:
     """Task body: the three targets' rows upserted and their events added, committed together."""
     from domains.aurora.datasets import load_frame
@@ -190,8 +200,8 @@ def save_predictions(as_of) -> dict:
         for col in ("user_id", "horizon_hours", "model_version"):  # stored as numbers: back to integers
             rows[col] = rows[col].astype("int64")
         result = bulk_upsert(conn, "predictions", COLUMNS, rows, key=KEY, commit=False)
-        with conn.cursor() as cur:
-            added = add_events(cur, events_for(rows), source=SOURCE)
+        with conn.cursor() as cur:  # streamed: one chunk of users' events in memory at a time
+            added = add_events(cur, chunked_events(rows), source=SOURCE)
         conn.commit()
     record_tables(inputs=["training_datasets"], outputs=["predictions", "event_outbox"])
     log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",

@@ -296,3 +296,23 @@ def test_a_broker_lost_mid_publish_leaves_exactly_the_unacknowledged_rows_for_th
         got += consumer.read(timeout=6, idle=3)
     assert sorted(e["event_id"] for e in got) == sorted(r[0] for r in waiting)
     assert consumer.duplicates == 0
+
+
+def test_events_are_streamed_in_and_keep_every_key(db):
+    """``add_events`` takes a generator (consumed as it goes) and stores each key as given, COPY's
+    NULL marker ``\\N`` included; a rerun of the same stream adds nothing."""
+    def stream():
+        for i in range(2500):
+            yield Event(TOPIC, "aurora.test.happened", "\\N" if i % 1000 == 0 else f"user-{i}", {"n": i},
+                        dedup_key=f"stream-{i}")
+
+    with db.cursor() as cur:
+        assert add_events(cur, stream(), source="tests") == 2500
+        assert add_events(cur, stream(), source="tests") == 0
+    db.commit()
+    with db.cursor() as cur:
+        cur.execute("SELECT event_key, (payload->'data'->>'n')::int FROM event_outbox ORDER BY id")
+        rows = cur.fetchall()
+    db.commit()
+    assert [n for _, n in rows] == list(range(2500))  # the stream's order
+    assert [k for k, n in rows if n % 1000 == 0] == ["\\N"] * 3 and rows[1] == ("user-1", 1)
