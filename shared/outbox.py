@@ -191,12 +191,24 @@ MARK_TABLE = "event_outbox_mark"
 MARK = "published"
 # the outbox's publish lock (pg_advisory_lock, held for a whole publish; advisory locks are per database)
 _PUBLISH_LOCK = int.from_bytes(uuid.uuid5(NAMESPACE, "event_outbox publish").bytes[:8], "big", signed=True)
+# The outbox's horizon: the oldest transaction still running that may write into this database,
+# or, with none, the snapshot's xmax. A running transaction counts unless pg_stat_activity shows
+# it in another database of the server (a transaction there cannot write this table): one not
+# found there (just started, prepared, its backend's view stale) counts, so the horizon is never
+# above a transaction that may still commit rows here. A transaction's database never changes, so
+# a stale view of pg_stat_activity (cached per transaction) only makes the horizon lower.
+HORIZON = (
+    "(SELECT coalesce((SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x WHERE NOT EXISTS ("
+    "    SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = xid(x) AND a.datid IS NOT NULL"
+    "    AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),"
+    "  pg_snapshot_xmax(s.snap)) FROM (SELECT pg_current_snapshot() AS snap) s)"
+)
 # The next rows to send: above the mark, written by transactions that have all ended (below the
-# oldest transaction still running, so no row can appear below them later), not acknowledged
-# one by one after a hole, in (txid, id) order (index event_outbox_txid_id).
+# horizon, so no row can appear below them later), not acknowledged one by one after a hole, in
+# (txid, id) order (index event_outbox_txid_id).
 _NEXT_BATCH = (
     f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
-    " WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+    f" WHERE (txid, id) > (%s::xid8, %s) AND txid < {HORIZON}"
     " AND published_at IS NULL ORDER BY txid, id LIMIT %s"
 )
 # The same rows without the horizon: what a publish sends, marking each row, once a transaction
@@ -230,12 +242,13 @@ def publish_outbox(
     de-duplicate by ``event_id``). Rows acknowledged after an unacknowledged one get
     ``published_at`` one by one; unacknowledged rows get ``attempts``/``last_error`` and wait.
 
-    Rows whose transaction began after one that is still running (anywhere on the server: the
-    horizon is the server's oldest running transaction) are held back until it ends, up to
-    ``settle_timeout`` seconds: the mark cannot pass a row that may still be committed below it.
-    Then they are sent all the same and marked one by one (``published_at``), with a warning,
-    while the mark waits below that transaction: another database's long transaction slows a
-    publish down to per-row marking, it never stops it.
+    Rows whose transaction began after one that is still running and may write into this
+    database (:data:`HORIZON`: a transaction that pg_stat_activity shows in another database of
+    the server does not count) are held back until it ends, up to ``settle_timeout`` seconds: the
+    mark cannot pass a row that may still be committed below it. Then they are sent all the same
+    and marked one by one (``published_at``), with a warning, while the mark waits below that
+    transaction: a long transaction of this database slows a publish down to per-row marking, it
+    never stops it; another database's long transaction does neither.
     An unreachable broker (no metadata within ``probe_timeout``) or unacknowledged messages
     leave rows waiting and log a warning with the count; nothing is raised for that, the rows
     wait for the next publish.
@@ -435,7 +448,7 @@ def _publish_locked(conn: Any, producer: Any, batch_size: int, flush_timeout: fl
         settle_until = settle_until or time.monotonic() + settle_timeout
         if time.monotonic() >= settle_until:
             log.warning("%d event(s) were written by transactions that began after one still running "
-                        "(on any database of the server); sent now and marked one by one, the mark "
+                        "(in this database, or not known to be elsewhere); sent now and marked one by one, the mark "
                         "waits for that transaction to end", held)
             beyond = True
             continue
