@@ -128,25 +128,24 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
     """Insert ``events`` into the outbox on the caller's cursor (the caller commits).
 
     Returns how many were new; an event whose id is already in the outbox is skipped.
+    ``events`` is consumed as a stream (a generator stays a generator): each event's message is
+    made and sent to the server as it comes, never all held in memory at once.
     """
-    rows = list(_envelope_texts(events, source, datetime.now(UTC).isoformat()))
-    if not rows:
-        return 0
-    if any(key == "\\N" for _, _, key, _ in rows):  # COPY's NULL marker as a key: the array statement
-        return _insert_arrays(cur, rows)
-    # COPY into a staging table, then one INSERT ... SELECT in the events' order: the same rows and
-    # count as the array statement below, without the driver escaping every payload into an array
-    # literal (the same with psycopg 3 and psycopg2)
     from shared.db import copy_rows
 
+    # COPY into a staging table, then one INSERT ... SELECT in the events' order. A key that is
+    # COPY's NULL marker (the text \N) travels as NULL with the flag ``n_key`` and is put back.
+    def staged() -> Iterator[tuple]:
+        for n, (eid, topic, key, payload) in enumerate(_envelope_texts(events, source, datetime.now(UTC).isoformat())):
+            yield (n, eid, topic, None, payload, True) if key == "\\N" else (n, eid, topic, key, payload, None)
+
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (n bigint, event_id uuid, topic text, event_key text,"
-                " payload text) ON COMMIT DROP")
-    copy_rows(cur, _STAGING, ["n", "event_id", "topic", "event_key", "payload"],
-              ((n, *row) for n, row in enumerate(rows)))
+                " payload text, n_key boolean) ON COMMIT DROP")
+    copy_rows(cur, _STAGING, ["n", "event_id", "topic", "event_key", "payload", "n_key"], staged())
     cur.execute(
         f"WITH ins AS (INSERT INTO {OUTBOX_TABLE} (event_id, topic, event_key, payload)"
-        f" SELECT event_id, topic, event_key, payload::jsonb FROM {_STAGING} ORDER BY n"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+        f" SELECT event_id, topic, CASE WHEN n_key THEN '\\N' ELSE event_key END, payload::jsonb FROM {_STAGING}"
+        " ORDER BY n ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
     )
     added = cur.fetchone()[0]
     cur.execute(f"DROP TABLE {_STAGING}")
@@ -154,19 +153,6 @@ def add_events(cur: Any, events: Iterable[Event], source: str) -> int:
 
 
 _STAGING = "_outbox_staging"
-
-
-def _insert_arrays(cur: Any, rows: list[tuple[str, str, str | None, str]]) -> int:
-    ids, topics, keys, payloads = (list(col) for col in zip(*rows, strict=True))
-    # one statement over arrays: the same with psycopg 3 (the provider's default) and psycopg2
-    cur.execute(
-        f"WITH ins AS (INSERT INTO {OUTBOX_TABLE} (event_id, topic, event_key, payload)"
-        " SELECT e, t, k, p::jsonb FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])"
-        " WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-        (ids, topics, keys, payloads),
-    )
-    return int(cur.fetchone()[0])
 
 
 # Producer settings for the outbox's batches, under the connection's own (the connection wins):
@@ -203,14 +189,26 @@ def pending_count(conn: Any) -> int:
 WAITING_VIEW = "event_outbox_waiting"  # shared/migrations/outbox/0002_publish_mark.sql
 MARK_TABLE = "event_outbox_mark"
 MARK = "published"
-# the outbox's publish lock (pg_advisory_xact_lock; advisory locks are per database)
+# the outbox's publish lock (pg_advisory_lock, held for a whole publish; advisory locks are per database)
 _PUBLISH_LOCK = int.from_bytes(uuid.uuid5(NAMESPACE, "event_outbox publish").bytes[:8], "big", signed=True)
+# The outbox's horizon: the oldest transaction still running that may write into this database,
+# or, with none, the snapshot's xmax. A running transaction counts unless pg_stat_activity shows
+# it in another database of the server (a transaction there cannot write this table): one not
+# found there (just started, prepared, its backend's view stale) counts, so the horizon is never
+# above a transaction that may still commit rows here. A transaction's database never changes, so
+# a stale view of pg_stat_activity (cached per transaction) only makes the horizon lower.
+HORIZON = (
+    "(SELECT coalesce((SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x WHERE NOT EXISTS ("
+    "    SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = xid(x) AND a.datid IS NOT NULL"
+    "    AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),"
+    "  pg_snapshot_xmax(s.snap)) FROM (SELECT pg_current_snapshot() AS snap) s)"
+)
 # The next rows to send: above the mark, written by transactions that have all ended (below the
-# oldest transaction still running, so no row can appear below them later), not acknowledged
-# one by one after a hole, in (txid, id) order (index event_outbox_txid_id).
+# horizon, so no row can appear below them later), not acknowledged one by one after a hole, in
+# (txid, id) order (index event_outbox_txid_id).
 _NEXT_BATCH = (
     f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
-    " WHERE (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+    f" WHERE (txid, id) > (%s::xid8, %s) AND txid < {HORIZON}"
     " AND published_at IS NULL ORDER BY txid, id LIMIT %s"
 )
 # The same rows without the horizon: what a publish sends, marking each row, once a transaction
@@ -232,22 +230,25 @@ def publish_outbox(
 ) -> PublishResult:
     """Publish every waiting outbox row, oldest first, in batches; mark the acknowledged ones.
 
-    Call it on a connection without uncommitted writes (it commits per batch). A batch is the
-    next ``batch_size`` rows above the high-water mark (``event_outbox_mark``), read and marked
-    under the outbox's publish lock (a transaction-level advisory lock): a second publisher
-    waits for the first one's batch, then starts above its new mark, so two publishers never
-    send the same rows at once and never both skip one. Once Kafka acknowledged the batch, the
-    mark moves past the acknowledged run at its start, in the same transaction; a crash before
-    that commit leaves the mark where it was and the batch is sent again (at least once;
-    consumers de-duplicate by ``event_id``). Rows acknowledged after an unacknowledged one get
+    Call it on a connection without uncommitted writes (it commits per batch). The whole
+    publish holds the outbox's publish lock (a session-level advisory lock): a second publisher
+    waits for the first one to finish, then starts above its mark, so two publishers never send
+    the same rows at once and never both skip one. A batch is the next ``batch_size`` rows above
+    the high-water mark (``event_outbox_mark``); batches are pipelined: batch k+1 is read and
+    handed to the producer while Kafka acknowledges batch k. Once Kafka acknowledged every row of
+    a batch (or reported its failure), the mark moves past the acknowledged run at its start, in
+    a transaction of its own; a crash before that commit leaves the mark where it was and the
+    batch (and the one after it, already sent) is sent again (at least once; consumers
+    de-duplicate by ``event_id``). Rows acknowledged after an unacknowledged one get
     ``published_at`` one by one; unacknowledged rows get ``attempts``/``last_error`` and wait.
 
-    Rows whose transaction began after one that is still running (anywhere on the server: the
-    horizon is the server's oldest running transaction) are held back until it ends, up to
-    ``settle_timeout`` seconds: the mark cannot pass a row that may still be committed below it.
-    Then they are sent all the same and marked one by one (``published_at``), with a warning,
-    while the mark waits below that transaction: another database's long transaction slows a
-    publish down to per-row marking, it never stops it.
+    Rows whose transaction began after one that is still running and may write into this
+    database (:data:`HORIZON`: a transaction that pg_stat_activity shows in another database of
+    the server does not count) are held back until it ends, up to ``settle_timeout`` seconds: the
+    mark cannot pass a row that may still be committed below it. Then they are sent all the same
+    and marked one by one (``published_at``), with a warning, while the mark waits below that
+    transaction: a long transaction of this database slows a publish down to per-row marking, it
+    never stops it; another database's long transaction does neither.
     An unreachable broker (no metadata within ``probe_timeout``) or unacknowledged messages
     leave rows waiting and log a warning with the count; nothing is raised for that, the rows
     wait for the next publish.
@@ -270,19 +271,33 @@ def _producer(kafka_conn_id: str) -> Any:
     return KafkaProducerHook(kafka_config_id=kafka_conn_id).get_producer()
 
 
-def _send(producer: Any, batch: list[tuple], flush_timeout: float) -> tuple[bytearray, dict[int, str]]:
-    """Produce ``batch`` and wait for the broker: per row 1 if acknowledged, and the errors by row."""
-    acked = bytearray(len(batch))
-    errors: dict[int, str] = {}
+class _InFlight:
+    """One batch produced to Kafka and not resolved yet: per row 1 once acknowledged, the errors
+    by row, and how many deliveries are still to come (the delivery callbacks run in this
+    thread, inside ``poll``/``flush``)."""
 
-    def record(err: Any, i: int) -> None:
+    __slots__ = ("rows", "acked", "errors", "left")
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+        self.acked = bytearray(len(rows))
+        self.errors: dict[int, str] = {}
+        self.left = len(rows)
+
+    def record(self, err: Any, i: int) -> None:
         if err is None:
-            acked[i] = 1
+            self.acked[i] = 1
         else:
-            errors[i] = str(err)
+            self.errors[i] = str(err)
+        self.left -= 1
 
+
+def _produce(producer: Any, rows: list[tuple]) -> _InFlight:
+    """Hand ``rows`` to the producer (no wait for the broker): their deliveries come later."""
+    flight = _InFlight(rows)
+    record = flight.record
     produce = producer.produce
-    for i, (_, _, eid, topic, key, payload) in enumerate(batch):
+    for i, (_, _, eid, topic, key, payload) in enumerate(rows):
         while True:
             try:  # text as it is: the client sends str values, keys and headers as UTF-8
                 produce(topic, value=payload, key=key, headers=[("event_id", eid)],
@@ -290,16 +305,66 @@ def _send(producer: Any, batch: list[tuple], flush_timeout: float) -> tuple[byte
                 break
             except BufferError:  # local queue full: let deliveries drain, then go on
                 producer.poll(0.5)
-    if producer.flush(flush_timeout):
-        producer.purge()  # undelivered messages: their rows stay unpublished
-        producer.flush(5)
-    return acked, errors
+    return flight
+
+
+def _settle(producer: Any, flight: _InFlight, deadline: float) -> bool:
+    """Serve deliveries until every row of ``flight`` has its outcome or ``deadline`` passes;
+    False: the broker did not answer in time (the caller purges)."""
+    import time
+
+    while flight.left:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        producer.poll(min(left, 0.2))
+    return True
+
+
+def _give_up(producer: Any) -> None:
+    """Drop every message not acknowledged yet (its row stays unpublished) and collect the
+    purge's delivery reports, so each row in flight has an outcome."""
+    producer.purge()
+    producer.flush(5)
+
+
+@dataclass
+class _Progress:
+    published: int = 0
+    topics: set[str] | None = None
+    blocked: bool = False  # a row was not acknowledged: the mark cannot pass it in this publish
+    error: str = ""
+
+
+def _mark(conn: Any, flight: _InFlight, beyond: bool, progress: _Progress) -> list[int]:
+    """In one transaction: move the mark past the acknowledged run at the batch's start (unless
+    a row before it failed, or the batch lies past the horizon), mark later acknowledged rows
+    one by one (``published_at``), count an attempt on the rest. Returns the failed rows' ids."""
+    rows, acked = flight.rows, flight.acked
+    run = 0 if (beyond or progress.blocked) else acked.find(0)  # the run that moves the mark
+    run = len(rows) if run < 0 else run
+    with conn.cursor() as cur:
+        if run:
+            cur.execute(f"UPDATE {MARK_TABLE} SET txid = %s::xid8, id = %s WHERE name = %s",
+                        (rows[run - 1][1], rows[run - 1][0], MARK))
+        holes = [rows[i][0] for i in range(run, len(rows)) if acked[i]]
+        if holes:  # acknowledged after an unacknowledged row, or past the horizon: marked one by one
+            cur.execute(f"UPDATE {OUTBOX_TABLE} SET published_at = now(), last_error = NULL WHERE id = ANY(%s)",
+                        (holes,))
+        failed = [rows[i][0] for i in range(run, len(rows)) if not acked[i]]
+        if failed:
+            error = next(iter(flight.errors.values()), "not acknowledged in time")
+            cur.execute(f"UPDATE {OUTBOX_TABLE} SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
+                        (error[:500], failed))
+            progress.blocked, progress.error = True, error
+    conn.commit()
+    progress.published += run + len(holes)
+    progress.topics.update(rows[i][3] for i in range(len(rows)) if acked[i])
+    return failed
 
 
 def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, probe_timeout: float,
              flush_timeout: float, settle_timeout: float) -> PublishResult:
-    import time
-
     from confluent_kafka import KafkaException
 
     try:
@@ -313,70 +378,90 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
         )
         return PublishResult(0, waiting, broker_reachable=False)
 
-    published = 0
-    topics: set[str] = set()
+    # The publish lock for the whole publish (a session-level advisory lock; advisory locks are
+    # per database): a second publisher waits for this one, then starts above its mark, so two
+    # publishers never send the same rows at once and never both skip one. It is taken in a
+    # transaction that writes nothing: no transaction id, so it holds no horizon back.
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (_PUBLISH_LOCK,))
+    try:
+        return _publish_locked(conn, producer, batch_size, flush_timeout, settle_timeout)
+    finally:
+        conn.rollback()  # a failed statement's transaction, if any: the unlock needs a usable one
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_PUBLISH_LOCK,))
+        conn.commit()
+
+
+def _publish_locked(conn: Any, producer: Any, batch_size: int, flush_timeout: float,
+                    settle_timeout: float) -> PublishResult:
+    """Batches read, produced and marked in a pipeline: batch k+1 is read from PostgreSQL and
+    handed to the producer while Kafka acknowledges batch k; batch k is marked once all its
+    deliveries are in (at-least-once: nothing is marked before Kafka acknowledged it). Reads
+    commit nothing (the read of batch k+1 and the mark of batch k commit together); only a mark
+    takes a transaction id, after the read."""
+    import time
+
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT txid::text, id FROM {MARK_TABLE} WHERE name = %s", (MARK,))
+        position = cur.fetchone()  # (txid, id) of the last row read: the next batch starts above it
+    progress = _Progress(topics=set())
     settle_until = None
     beyond = False  # past the horizon: held rows sent and marked one by one, the mark stays
+    inflight: _InFlight | None = None
+
+    def resolve(flight: _InFlight, later: _InFlight | None = None) -> bool:
+        """``flight``'s outcome marked (and ``later``'s too when ``flight`` failed); False: a
+        row was not acknowledged, the publish stops."""
+        if not _settle(producer, flight, time.monotonic() + flush_timeout):
+            _give_up(producer)
+        failed = _mark(conn, flight, beyond, progress)
+        if failed and later is not None:
+            if not _settle(producer, later, time.monotonic() + 5):
+                _give_up(producer)
+            _mark(conn, later, beyond, progress)
+        return not failed
+
     while True:
         with conn.cursor() as cur:
-            # an advisory lock, not FOR UPDATE on the mark: no transaction id is taken before the
-            # batch is read, so this publisher's own transaction does not hold the frontier back
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
-            cur.execute(f"SELECT txid::text, id FROM {MARK_TABLE} WHERE name = %s", (MARK,))
-            mark_txid, mark_id = cur.fetchone()
-            cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (mark_txid, mark_id, batch_size))
+            cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (position[0], position[1], batch_size))
             batch = cur.fetchall()
-            if not batch:
-                conn.commit()
-                if beyond:
-                    break
-                held = pending_count(conn)  # committed, but behind a transaction still running
-                conn.commit()
-                if not held:
-                    break
-                settle_until = settle_until or time.monotonic() + settle_timeout
-                if time.monotonic() >= settle_until:
-                    log.warning("%d event(s) were written by transactions that began after one still running "
-                                "(on any database of the server); sent now and marked one by one, the mark "
-                                "waits for that transaction to end", held)
-                    beyond = True
-                    continue
-                time.sleep(0.05)
-                continue
+        if batch:
             settle_until = None
-            acked, errors = _send(producer, batch, flush_timeout)
-            run = 0 if beyond else acked.find(0)  # the acknowledged run at the batch's start (moves the mark)
-            run = len(batch) if run < 0 else run
-            if run:
-                cur.execute(f"UPDATE {MARK_TABLE} SET txid = %s::xid8, id = %s WHERE name = %s",
-                            (batch[run - 1][1], batch[run - 1][0], MARK))
-            holes = [batch[i][0] for i in range(run, len(batch)) if acked[i]]
-            if holes:  # acknowledged after an unacknowledged row: marked one by one
-                cur.execute(f"UPDATE {OUTBOX_TABLE} SET published_at = now(), last_error = NULL WHERE id = ANY(%s)",
-                            (holes,))
-            failed = [batch[i][0] for i in range(run, len(batch)) if not acked[i]]
-            if failed:
-                cur.execute(
-                    f"UPDATE {OUTBOX_TABLE} SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
-                    (next(iter(errors.values()), "not acknowledged in time")[:500], failed),
-                )
-            done = run + len(holes)
-            if done == len(batch):
-                topics.update(r[3] for r in batch)
-            else:
-                topics.update(batch[i][3] for i in range(len(batch)) if acked[i])
+            sent = _produce(producer, batch)
+            position = (batch[-1][1], batch[-1][0])
+            if inflight is not None and not resolve(inflight, sent):
+                break
+            inflight = sent
+            continue
+        if inflight is not None:
+            ok = resolve(inflight)
+            inflight = None
+            if not ok:
+                break
+        if beyond:
+            break
+        held = pending_count(conn)  # committed, but behind a transaction still running
         conn.commit()
-        published += done
-        if failed:
-            waiting = pending_count(conn)
-            conn.rollback()
-            log.warning(
-                "Kafka did not acknowledge %d event(s) (%s): %d event(s) wait in the outbox for the next publish",
-                len(failed), next(iter(errors.values()), "timeout"), waiting,
-            )
-            return PublishResult(published, waiting, broker_reachable=True, topics=frozenset(topics))
-    log.info("published %d event(s) from the outbox", published)
-    return PublishResult(published, 0, topics=frozenset(topics))
+        if not held:
+            break
+        settle_until = settle_until or time.monotonic() + settle_timeout
+        if time.monotonic() >= settle_until:
+            log.warning("%d event(s) were written by transactions that began after one still running "
+                        "(in this database, or not known to be elsewhere); sent now and marked one by one, the mark "
+                        "waits for that transaction to end", held)
+            beyond = True
+            continue
+        time.sleep(0.05)
+    topics = frozenset(progress.topics)
+    if progress.blocked:
+        waiting = pending_count(conn)
+        conn.rollback()
+        log.warning("Kafka did not acknowledge some event(s) (%s): %d event(s) wait in the outbox for the next publish",
+                    progress.error or "timeout", waiting)
+        return PublishResult(progress.published, waiting, broker_reachable=True, topics=topics)
+    log.info("published %d event(s) from the outbox", progress.published)
+    return PublishResult(progress.published, 0, topics=topics)
 
 
 def _record_topics(producer: Any, kafka_conn_id: str, topics: Iterable[str]) -> None:

@@ -8,7 +8,7 @@ user, online in Redis and offline in PostgreSQL.
 - :func:`update_feature_store`: joins the four groups, upserts the snapshot into
   ``feature_store`` (one row per user and ``as_of``) in one transaction, then replaces each
   user's Redis hash ``aurora:features:<user_id>`` (the twelve features + ``as_of``) in
-  ``MULTI``/``EXEC`` batches (:func:`shared.redis_store.replace_hashes`): a reader never sees a
+  pipelined Lua script calls (:func:`shared.redis_store.replace_hashes`): a reader never sees a
   half-updated user, in either store. Redis is only written for the newest snapshot, so a
   rerun of an older interval never moves the online store back in time.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from contextlib import closing
 
 import numpy as np
@@ -172,6 +173,16 @@ def events_for(rows: pd.DataFrame):
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
+def chunked_events(rows: pd.DataFrame, chunk: int = CHUNK_USERS):
+    """:func:`events_for` of ``rows``, ``chunk`` users at a time (users in ascending order): the
+    same events in the same order, with only one chunk's texts in memory at a time."""
+    users = np.unique(rows["user_id"].to_numpy())
+    for i in range(0, len(users), chunk):
+        low, high = users[i], users[min(i + chunk, len(users)) - 1]
+        ids = rows["user_id"].to_numpy()
+        yield from events_for(rows[(ids >= low) & (ids <= high)])
+
+
 def save_predictions(as_of) -> dict:
     """Task body: the three targets' rows upserted and their events added, committed together."""
     from domains.aurora.datasets import load_frame
@@ -189,8 +200,8 @@ def save_predictions(as_of) -> dict:
         for col in ("user_id", "horizon_hours", "model_version"):  # stored as numbers: back to integers
             rows[col] = rows[col].astype("int64")
         result = bulk_upsert(conn, "predictions", COLUMNS, rows, key=KEY, commit=False)
-        with conn.cursor() as cur:
-            added = add_events(cur, events_for(rows), source=SOURCE)
+        with conn.cursor() as cur:  # streamed: one chunk of users' events in memory at a time
+            added = add_events(cur, chunked_events(rows), source=SOURCE)
         conn.commit()
     record_tables(inputs=["training_datasets"], outputs=["predictions", "event_outbox"])
     log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",
@@ -199,8 +210,10 @@ def save_predictions(as_of) -> dict:
 
 
 # -- 4. Redis -----------------------------------------------------------------------------------------
-def cache_predictions(as_of) -> dict:
-    """Task body: per cohort user one hash of the day's predictions (as saved in PostgreSQL)."""
+def cache_predictions(as_of, chunk: int = CHUNK_USERS) -> dict:
+    """Task body: per cohort user one hash of the day's predictions (as saved in PostgreSQL),
+    ``chunk`` users at a time: their rows read (:func:`cached_hashes`) and written to Redis before
+    the next chunk is read, so memory stays that of one chunk."""
     from domains.aurora.db import DATABASE
     from shared.redis_store import connect, replace_hashes
 
@@ -208,34 +221,64 @@ def cache_predictions(as_of) -> dict:
     client = connect(REDIS_CONN_ID)  # fails clearly before any work when Redis is down
     with closing(DATABASE.connect()) as conn:
         users = cohort(conn, as_of)
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT user_id, target, target_date, target_time, predicted_value, model_version"
-                " FROM predictions WHERE as_of = %s AND user_id = ANY(%s) ORDER BY user_id, target, horizon_hours",
-                (as_of.to_pydatetime(), users),
-            )
-            rows = cur.fetchall()
+        written = replace_hashes(client, cached_hashes(conn, as_of, users, chunk), ttl=CACHE_TTL_SECONDS)
         conn.commit()
-    hashes: dict[str, dict] = {}
-    stamp = as_of.isoformat()
-    iso: dict = {}  # each distinct time and day formatted once (12 energy steps, a few days)
-    for uid, target, day, t, value, version in rows:
-        h = hashes.get(uid)
-        if h is None:
-            h = hashes[uid] = {"as_of": stamp, "models": {}}
-        h["models"][target] = version
-        day_text = iso.get(day) or iso.setdefault(day, day.isoformat())
-        if target == "energy":
-            h.setdefault("energy", []).append([iso.get(t) or iso.setdefault(t, t.isoformat()), value])
-            h["energy_date"] = day_text
-        else:
-            h[target] = value
-            h[f"{target}_date"] = day_text
-    encoded = {f"{KEY_PREFIX}{uid}": {f: (json.dumps(v) if isinstance(v, list | dict) else v) for f, v in h.items()}
-               for uid, h in hashes.items()}
-    written = replace_hashes(client, encoded, ttl=CACHE_TTL_SECONDS)
     log.info("cached the predictions of %d user(s) in Redis (TTL %d s)", written, CACHE_TTL_SECONDS)
     return {"users": written, "ttl_seconds": CACHE_TTL_SECONDS}
+
+
+def cached_hashes(conn, as_of, users: list[int], chunk: int = CHUNK_USERS):
+    """(key, hash) per user with predictions at ``as_of``, read ``chunk`` users at a time. A hash:
+    ``as_of``; ``models`` (JSON: target -> model version); ``energy`` (JSON: ``[[target time,
+    value], ...]`` by horizon) and ``energy_date``; ``mood``/``sleep_quality`` (the value) and
+    ``<target>_date``. Times and ``as_of`` in ISO 8601 UTC, values the stored doubles.
+
+    Rows are fetched as tuples (the driver's C row loader), not through ``COPY``: psycopg 3 hands
+    COPY data over one row at a time, which for these short rows cost more than the fetch."""
+    stamp = utc_timestamp(as_of).isoformat()
+    when = utc_timestamp(as_of).to_pydatetime()
+    iso: dict = {}  # each distinct target time (a dozen) as its JSON text, made once
+    models_text: dict = {}  # the few distinct {target: version} texts, encoded once
+    for i in range(0, len(users), chunk):
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT user_id, target, to_char(target_date, 'YYYY-MM-DD'), target_time::text, predicted_value,"
+                " model_version FROM predictions WHERE as_of = %s AND user_id = ANY(%s)"
+                " ORDER BY user_id, target, horizon_hours", (when, users[i:i + chunk]))
+            rows = cur.fetchall()
+        start, uid = 0, None
+        for j, row in enumerate([*rows, (None,)]):  # a sentinel closes the last user
+            if row[0] == uid:
+                continue
+            if uid is not None:
+                yield f"{KEY_PREFIX}{uid}", _cached_hash(rows[start:j], stamp, iso, models_text)
+            start, uid = j, row[0]
+
+
+def _cached_hash(rows: list[tuple], stamp: str, iso: dict, models_text: dict) -> dict:
+    """One user's hash from their rows (ordered by target, horizon)."""
+    h: dict = {"as_of": stamp}
+    energy: list[str] = []
+    models: dict = {}
+    for _, target, day, t, value, version in rows:
+        models[target] = version
+        if target == "energy":
+            t_text = iso.get(t)
+            if t_text is None:
+                t_text = iso[t] = json.dumps(pd.Timestamp(t).tz_convert("UTC").isoformat())
+            energy.append(f"[{t_text}, {value!r}]" if math.isfinite(value) else f"[{t_text}, {json.dumps(value)}]")
+            h["energy_date"] = day
+        else:
+            h[target] = value
+            h[f"{target}_date"] = day
+    key = tuple(models.items())
+    text = models_text.get(key)
+    if text is None:
+        text = models_text[key] = json.dumps(models)
+    h["models"] = text
+    if energy:
+        h["energy"] = "[" + ", ".join(energy) + "]"
+    return h
 
 
 def read_cached(client, user_id: int) -> dict:

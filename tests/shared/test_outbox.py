@@ -296,3 +296,56 @@ def test_a_broker_lost_mid_publish_leaves_exactly_the_unacknowledged_rows_for_th
         got += consumer.read(timeout=6, idle=3)
     assert sorted(e["event_id"] for e in got) == sorted(r[0] for r in waiting)
     assert consumer.duplicates == 0
+
+
+def test_events_are_streamed_in_and_keep_every_key(db):
+    """``add_events`` takes a generator (consumed as it goes) and stores each key as given, COPY's
+    NULL marker ``\\N`` included; a rerun of the same stream adds nothing."""
+    def stream():
+        for i in range(2500):
+            yield Event(TOPIC, "aurora.test.happened", "\\N" if i % 1000 == 0 else f"user-{i}", {"n": i},
+                        dedup_key=f"stream-{i}")
+
+    with db.cursor() as cur:
+        assert add_events(cur, stream(), source="tests") == 2500
+        assert add_events(cur, stream(), source="tests") == 0
+    db.commit()
+    with db.cursor() as cur:
+        cur.execute("SELECT event_key, (payload->'data'->>'n')::int FROM event_outbox ORDER BY id")
+        rows = cur.fetchall()
+    db.commit()
+    assert [n for _, n in rows] == list(range(2500))  # the stream's order
+    assert [k for k, n in rows if n % 1000 == 0] == ["\\N"] * 3 and rows[1] == ("user-1", 1)
+
+
+def test_another_databases_long_transaction_does_not_hold_the_outbox_back(db, domain_db, kafka_broker):
+    """The horizon is the outbox's own database's: a transaction holding a transaction id open in
+    another database of the same server (another team's) neither holds the events back nor sends
+    the publish into per-row marking; the mark moves past every event, at once."""
+    import time
+
+    import psycopg
+
+    other = domain_db("referral")  # another database and role on the same server
+    long_tx = psycopg.connect(host=other["host"], port=other["port"], dbname=other["schema"], user=other["login"],
+                              password=other["password"])
+    try:
+        with long_tx.cursor() as cur:
+            cur.execute("SELECT pg_current_xact_id()")  # a transaction id, held open: older than the writes below
+        with db.cursor() as cur:
+            add_events(cur, events(50), source="tests")
+        db.commit()
+        started = time.monotonic()
+        result = publish_outbox(db, "aurora_kafka", settle_timeout=20)
+        took = time.monotonic() - started
+        with db.cursor() as cur:
+            cur.execute("SELECT (SELECT count(*) FROM event_outbox WHERE published_at IS NOT NULL),"
+                        " m.txid = l.txid AND m.id = l.id FROM event_outbox_mark m,"
+                        " (SELECT txid, id FROM event_outbox ORDER BY txid DESC, id DESC LIMIT 1) l")
+            marked_one_by_one, mark_at_the_end = cur.fetchone()
+        db.commit()
+    finally:
+        long_tx.close()
+    assert (result.published, result.waiting) == (50, 0)
+    assert marked_one_by_one == 0 and mark_at_the_end  # the mark itself moved past them
+    assert took < 20  # not held back for settle_timeout
