@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
+import pytest
+
 from conftest import ROOT
 from tests.chromium import needs_chromium
 from tests.newcomer import Newcomer, Run
@@ -38,6 +40,16 @@ PREREQUISITES = {"ecommerce_ml_user_item_interactions": 2, "ecommerce_ml_article
 NO_DATE = "Select date and time"  # the form's logical date field once cleared
 
 pytestmark = needs_chromium
+
+
+def logical_date_to_enter(now: datetime, end: datetime) -> datetime:
+    """The logical date the user types (to the minute): after ``end`` (Airflow infers the interval
+    ``[end - 1 day, end]`` from it, and it is never a scheduled run's logical date, which is an
+    interval's start) and not after ``now``: a run whose logical date lies ahead is not started
+    before it, so between 05:00 and 06:00 UTC ``end + 1 h`` kept the run queued past the test's
+    wait. Up to an hour after ``end``, half-way to ``now``, at least a minute."""
+    room = min(timedelta(hours=1), (now - end) / 2)
+    return end + timedelta(minutes=max(1, int(room.total_seconds() // 60)))
 
 
 def last_tick(at: datetime, hour: int) -> datetime:
@@ -106,6 +118,23 @@ def open_trigger_form(page, api: str):
     return dialog, field
 
 
+@pytest.mark.parametrize("minute_of_day", range(0, 24 * 60, 7))
+def test_the_logical_date_entered_is_never_ahead_and_gives_the_last_complete_day(minute_of_day):
+    """At any minute of the day (05:00-06:00 UTC included, where ``end + 1 h`` lay ahead and the run
+    waited for it): the date typed is past ``end``, at most a minute ahead of ``now`` (only in the
+    first two minutes after the tick), to the minute, and Airflow infers ``[end - 1 day, end]`` from it."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    now = datetime(2026, 12, 6, tzinfo=UTC) + timedelta(minutes=minute_of_day, seconds=17)
+    end = last_tick(now, TICK_HOUR)
+    entered = logical_date_to_enter(now, end)
+    assert end < entered <= max(now, end + timedelta(minutes=1)) and entered - end <= timedelta(hours=1)
+    assert entered.second == entered.microsecond == 0
+    interval = CronDataIntervalTimetable(f"0 {TICK_HOUR} * * *", timezone="UTC").infer_manual_data_interval(
+        run_after=entered)
+    assert (interval.start, interval.end) == (end - timedelta(days=1), end)
+
+
 def test_a_team_op_triggers_a_dag_in_the_ui_with_and_without_a_logical_date(live_platform, browser):
     from playwright.sync_api import expect
 
@@ -118,9 +147,7 @@ def test_a_team_op_triggers_a_dag_in_the_ui_with_and_without_a_logical_date(live
     now = datetime.now(UTC)
     end = last_tick(now, TICK_HOUR)
     day = (end - timedelta(days=1)).date()
-    # the date the user enters: Airflow infers the same interval from it (its end + 1 h: never a
-    # scheduled run's logical date; possibly later than now, which Airflow allows)
-    entered = end + timedelta(hours=1)
+    entered = logical_date_to_enter(now, end)
 
     # that day's inputs: the two DAGs it reads, run for that day through REST as the team op
     prerequisites = []
