@@ -30,7 +30,7 @@ if pid == 0:
     manager = get_listener_manager()
     import gc
     gc.collect()  # what a pool process's first full collection does to the pages it shares
-    rollup = {l.split()[0]: int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.endswith("kB\n")}
+    rollup = {l.split()[0]: int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.split()[-1:] == ["kB"]}
     os.write(w, json.dumps({"cached": get_listener_manager.cache_info().hits > 0,
                             "seconds": time.perf_counter() - t,
                             "private_mib": (rollup["Private_Clean:"] + rollup["Private_Dirty:"]) / 1024,
