@@ -109,6 +109,8 @@ def test_kinds_fold_the_team_in_and_name_what_each_child_is():
         "dag-processor parse zygote (per team)")
     assert child_kind("dag-processor", ["python -m platform_runtime.airflow_internals trigger-runner --forked"]) == (
         "trigger runner (forked from the team's zygote)")
+    assert child_kind("triggerer-<team>", ["python", "-I", "-S", "-c", "...", "5", "trigger-runner-relay"]) == (
+        "triggerer-<team> runner relay")
     assert child_kind("postgres", ["postgres: airflow airflow 127.0.0.1 idle"]) == "postgres"
 
 
