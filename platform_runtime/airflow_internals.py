@@ -19,6 +19,11 @@ this module subclasses the private ``DagFileProcessorProcess``:
   (``ResendLoggingFD``, Airflow's own mechanism for exec'd children) and exits; its exit code
   goes back to the relay, which exits with it. If the relay is killed (the parse timeout),
   the zygote kills the grandchild.
+- **The team's trigger runner, forked by the zygote.** A team triggerer's fork hands its
+  supervisor sockets to the team's zygote over an abstract Unix socket (each end checks the
+  other's uid with ``SO_PEERCRED``); the zygote forks the runner, which shares the zygote's
+  imported Airflow (``gc.freeze()`` before each fork keeps collections off the shared pages),
+  and the fork becomes a bare relay (signals to the runner, its exit code back).
 - **Requests answered for the team only.** ``TeamDagFileProcessorProcess._handle_request``
   answers a child's variable, connection, XCom and task-state requests only for its own
   team's objects (global variables and connections stay readable, as on the Execution API);
@@ -432,12 +437,14 @@ _TRIGGER_CHILD: dict[str, object] = {}
 
 @attrs.define(kw_only=True)
 class TeamTriggerRunnerSupervisor(TriggerRunnerSupervisor):
-    """A team's triggerer: its trigger runner is a fresh interpreter as the team's OS user.
+    """A team's triggerer: its trigger runner runs as the team's OS user, with nothing of the triggerer.
 
-    Airflow forks the runner (``run_in_process``); that fork execs ``python -m
-    platform_runtime.airflow_internals trigger-runner`` as the team's user with an environment
-    from scratch, keeping only the supervisor's sockets (fds 0-2) and a log channel of our own
-    (fd 3, read with Airflow's per-trigger log routing). Requests are answered for the team
+    Airflow forks the runner (``run_in_process``); that fork hands the supervisor's sockets (fds
+    0-2) and a log channel of our own (fd 3, read with Airflow's per-trigger log routing) to the
+    team's parse zygote, which forks the runner (:func:`relay_trigger_runner`,
+    :func:`forked_trigger_runner`), and execs a bare relay. With no zygote of the team to take
+    it, the fork execs ``python -m platform_runtime.airflow_internals trigger-runner`` as the
+    team's user with an environment from scratch, keeping the same four fds. Requests are answered for the team
     only (:func:`team_refusal`), and state changes only for triggers this triggerer runs: a
     runner cannot fire or fail another team's trigger."""
 
