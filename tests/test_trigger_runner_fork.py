@@ -25,13 +25,13 @@ from platform_runtime.team_env import team_env, team_python
 
 ROOT = Path(__file__).resolve().parents[1]
 FALLBACK = 99  # the relay's code when it returned: no zygote took the request (the triggerer would exec one)
-RELAY = """
+RELAY = f"""
 import sys
 from pathlib import Path
 from platform_runtime.airflow_internals import relay_trigger_runner
 relay_trigger_runner(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))
-sys.exit(%d)
-""" % FALLBACK
+sys.exit({FALLBACK})
+"""
 
 
 def wait_for(predicate, timeout: float = 60.0, step: float = 0.1):
