@@ -273,7 +273,7 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                         " sessions_carted, sessions_purchased FROM funnel_interval WHERE slot_start = %s", (start,))
             row = cur.fetchone()
         conn.commit()
-        removed = _remove_superseded_sessions(conn, root, ver, day)
+        removed = _remove_superseded_sessions(conn, root, day)
     record_postgres_io(pg, outputs=[*TABLES, "event_files", "dataset_registry"])
     registry.emit_asset_events(outputs, ver)
     keys = ("events", "late_events", "rejected_events", "active_sessions", "sessions_viewed", "sessions_carted",
@@ -282,26 +282,37 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
             "superseded_removed": removed, **dict(zip(keys, row or (0,) * len(keys), strict=True))}
 
 
-def _remove_superseded_sessions(conn, root, ver: str, day: str) -> list[str]:
-    """Delete the version's sessions files other than the registered one (the file of an earlier
-    processing with other input), under the version's lock, so that a concurrent processing of
-    the same slot cannot register a file in between. A crash before this leaves the old file
-    beside the new one until the slot is processed again; readers go through the registry."""
+_SESSIONS_FILE = re.compile(r"sessions-(?P<ver>\d{4}-\d{2}-\d{2}T\d{4}(?:-\d{4}-\d{2}-\d{2}T\d{4})?)-[0-9a-f]{16}\.parquet")
+
+
+def _remove_superseded_sessions(conn, root, day: str) -> list[str]:
+    """Delete the day's sessions files that the registry does not name, for each version of the
+    day that has a registered file (the file of an earlier processing with other input), each
+    version under its lock, so that a concurrent processing of that slot cannot register a file
+    in between. Every processing sweeps its whole day: a file left by a crash between a
+    processing's commit and its sweep goes with the day's next processed slot (the next run, a
+    slot later), not only when its own slot is processed again. A version with no registered
+    file is left alone: its first processing may be writing it now."""
     folder = lake.curated_dir(root, SESSIONS, day)
-    pattern = re.compile(rf"{re.escape(sessions_stem(ver))}-[0-9a-f]{{16}}\.parquet")
+    if not folder.exists():
+        return []
+    by_version: dict[str, list] = {}
+    for path in folder.iterdir():
+        if m := _SESSIONS_FILE.fullmatch(path.name):
+            by_version.setdefault(m["ver"], []).append(path)
     removed = []
-    with conn.cursor() as cur:
-        _lock_version(cur, ver)
-        cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version = %s",
-                    (SESSIONS, ver))
-        registered = {r[0] for r in cur.fetchall()}
-        if registered and folder.exists():
-            for path in folder.iterdir():
-                if pattern.fullmatch(path.name) and lake.url(path) not in registered:
+    for ver in sorted(by_version):
+        with conn.cursor() as cur:
+            _lock_version(cur, ver)
+            cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version = %s",
+                        (SESSIONS, ver))
+            registered = {r[0] for r in cur.fetchall()}
+            for path in by_version[ver] if registered else ():
+                if lake.url(path) not in registered:
                     path.unlink()
                     removed.append(path.name)
-    conn.commit()
-    return removed
+        conn.commit()
+    return sorted(removed)
 
 
 def session_files(first: str, last: str, root=None) -> list[tuple[str, object]]:
@@ -330,14 +341,15 @@ def move_table_sessions_to_lake(conn, root=None, dag_id: str = "ecommerce_ml_eve
 
     from shared.db import copy_reader
 
-    root = root or lake.lake_root()
     moved = {}
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('event_sessions')")
         if cur.fetchone()[0] is None:
+            conn.commit()
             return moved
         cur.execute("SELECT DISTINCT slot_start FROM event_sessions ORDER BY 1")
         slots = [r[0] for r in cur.fetchall()]
+    root = root or lake.lake_root()
     for slot in slots:
         ver = version(slot, slot + SLOT)
         with conn.cursor() as cur:
