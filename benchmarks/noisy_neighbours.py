@@ -175,7 +175,8 @@ class Victim:
             r = self.user.call(VICTIM, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/due")
             return r.json().get("start_date") if r.status_code == 200 else None
 
-        start = wait_for("probe task started", started, 600)
+        # the figure is the task's own start_date (no poll step in it); polled every 0.1 s all the same
+        start = wait_for("probe task started", started, 600, every=0.1)
         return (datetime.fromisoformat(start) - t0).total_seconds()
 
     def analysis(self) -> float:
@@ -187,6 +188,8 @@ class Victim:
                 raise RuntimeError(f"comprehensive_analysis {run_id} failed")
             return run["end_date"] if run["state"] == "success" else None
 
+        # the figure is the run's own end_date (no poll step in it): polled once a second, so the
+        # polls add no load to the api-server the run's tasks call
         end = wait_for("comprehensive_analysis succeeded", finished, 900, every=1)
         self.last_path = self.critical_path(run_id, t0)
         return (datetime.fromisoformat(end) - t0).total_seconds()
@@ -318,6 +321,52 @@ class Flood:
             list(pool.map(delete, run_ids))
 
 
+def zygote_team(proc) -> str | None:
+    """The team of a dag-processor's parse zygote (``platform_runtime.airflow_internals``), else None."""
+    import psutil
+
+    try:
+        if "zygote" in proc.cmdline():
+            return proc.environ().get("_PLATFORM_TEAM")
+    except psutil.Error:
+        pass
+    return None
+
+
+def cpu_by_component(platform) -> dict[str, float]:
+    """CPU seconds (user + system) every platform process tree has used so far, by supervisord
+    program, each team's parse zygote apart from the dag-processor (``zygote-<team>``): per tree,
+    the sum over its live processes of their own time and that of their reaped children, so a
+    task process that came and went counts in its worker's tree. The difference of two calls is
+    what each used between them."""
+    import psutil
+
+    out: dict[str, float] = {}
+
+    def add(name: str, root) -> None:
+        todo = [root]
+        while todo:
+            q = todo.pop()
+            try:
+                t = q.cpu_times()
+                children = q.children()
+            except psutil.Error:  # ended meanwhile
+                continue
+            out[name] = out.get(name, 0.0) + t.user + t.system + t.children_user + t.children_system
+            for c in children:
+                team = zygote_team(c) if name == "dag-processor" else None
+                if team:
+                    add(f"zygote-{team}", c)
+                else:
+                    todo.append(c)
+
+    for name in platform.process_names():
+        proc = platform.proc(name).process()
+        if proc is not None:
+            add(name, proc)
+    return out
+
+
 def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
 
@@ -344,6 +393,7 @@ def main() -> None:
           f"load {load()}", flush=True)
     results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     loads: list[str] = []
+    cpu: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on",
               parse_share=args.parse_share == "on") as platform:
         if platform.config.cpu_groups:
@@ -361,8 +411,14 @@ def main() -> None:
                     took = flood.start(tag)
                     time.sleep(args.settle)
                     extra = f" (triggered {args.flood_runs} runs in {took:.0f} s)"
+                cpu0, w0 = cpu_by_component(platform), time.monotonic()
                 figures = victim.measure(tag)
+                wall = time.monotonic() - w0
+                cpu1 = cpu_by_component(platform)
                 loads.append(load())
+                # each component's CPU during the victim's measurement, in cores (CPU s / wall s)
+                for name, used in cpu1.items():
+                    cpu[phase].setdefault(name, []).append((used - cpu0.get(name, 0.0)) / wall)
                 if phase == "flood":
                     extra += f"; flood runs {run_states(platform, flood.dag_id)}"
                     flood.stop()
@@ -380,6 +436,12 @@ def main() -> None:
         q, f = statistics.median(results["quiet"][metric]), statistics.median(results["flood"][metric])
         print(f"{metric:<32} {q:>7.1f}s {f:>7.1f}s {f / q if q else float('nan'):>5.2f}x   "
               f"{' '.join(f'{v:.1f}' for v in results['quiet'][metric])} | {' '.join(f'{v:.1f}' for v in results['flood'][metric])}")
+    print("CPU used during the victim's measurement, by platform process tree, in cores (CPU s / wall s; medians)")
+    print(f"{'component':<32} {'quiet':>8} {'flood':>8}")
+    for name in sorted(cpu["flood"], key=lambda n: -statistics.median(cpu["flood"][n])):
+        q, f = (statistics.median(cpu[ph].get(name, [0.0])) for ph in ("quiet", "flood"))
+        if max(q, f) >= 0.005:
+            print(f"{name:<32} {q:>8.2f} {f:>8.2f}")
     print(f"load averages at each measurement: {'; '.join(loads)}")
 
 
