@@ -56,6 +56,10 @@ PLATFORM_DEFAULTS = {
     "max_active_runs_per_dag": 16,
     # the team's files' ``dagbag_import_timeout`` (Airflow's default, for every file, is 30 s)
     "parse_timeout_seconds": 15,
+    # the CPU the team's processes (its worker with its tasks, triggerer, Flower, DAG files' parses)
+    # may use together, in cores: a pod's CPU limit in production (the team's worker queue), a
+    # cgroup of the team's on the local platform (platform_runtime.autogroup)
+    "cpu_cores": 1.0,
 }
 DOMAINS_DIR = Path(__file__).resolve().parent.parent / "domains"
 
