@@ -482,7 +482,7 @@ def main() -> None:
                 team_cpu_limit(platform, mode != "off", float(mode[3:]) if mode.startswith("on@") else None)
                 time.sleep(args.switch_settle)
             cpu0, w0 = cpu_by_component(platform), time.monotonic()
-            figures = victim.measure(f"{tag}_{mode}")
+            figures = victim.measure(f"{tag}_{mode}".replace("@", "_").replace(".", "_"))  # a valid dag_id
             wall = time.monotonic() - w0
             cpu1 = cpu_by_component(platform)
             loads.append(load())
