@@ -18,6 +18,8 @@ What this does not do: a team's own code can call ``setsid`` (``subprocess.Popen
 True)``, BashOperator) and so start a group of its own, and groups are not capped (an idle
 platform lets one team use every core). It is the local stand-in for production's real bound:
 each team's workers in pods (Astro worker queues) with CPU requests and limits (cgroups).
+Where the platform may create cgroups (root, cgroup v1 ``cpu`` controller), the functions at the
+end put all of a team's processes into one cgroup of the team's with that cap (``limits.cpu_cores``).
 
 The launcher imports this file by path (``python -I -S``: nothing of the project's packages).
 """
