@@ -52,25 +52,58 @@ def _run(day: str):
     return Run.for_day("ecommerce_ml_user_item_interactions", date.fromisoformat(day), "year")
 
 
-def _simulate_day(day: str, root, lake_dir: Path) -> dict:
+def _dir_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+
+
+def lake_sizes(lake_dir: Path) -> dict:
+    """Bytes per lake folder: each curated dataset and the raw H&M drops."""
+    curated = lake_dir / "curated"
+    out = {f"lake_{d.name}_bytes": _dir_bytes(d) for d in sorted(curated.iterdir()) if d.is_dir()} \
+        if curated.exists() else {}
+    return {**out, "lake_raw_hm_bytes": _dir_bytes(lake_dir / "raw" / "hm")}
+
+
+def pg_sizes() -> dict:
+    """PostgreSQL bytes per table of the domain's database (heap, indexes and TOAST) and the database's."""
+    from contextlib import closing
+
+    from domains.ecommerce_ml.db import DATABASE
+
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+                    " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1")
+        tables = {name: int(size) for name, size in cur.fetchall()}
+        cur.execute("SELECT pg_database_size(current_database())")
+        return {"pg_tables_bytes": tables, "pg_database_bytes": int(cur.fetchone()[0])}
+
+
+def _simulate_step(day: str, root, lake_dir: Path) -> dict:
+    """The daily step (``build_interactions`` + ``load_interactions``) of one simulated day."""
     from domains.ecommerce_ml import interactions
 
     run = _run(day)
     t0 = time.perf_counter()
     built = interactions.build_interactions(run, root)
     interactions.load_interactions(run, built, root)
-    t1 = time.perf_counter()
-    matrix = interactions.build_matrix(run, root)
-    t2 = time.perf_counter()
-    day_bytes = (lake_dir / "curated" / built["interactions"]["relative"]).stat().st_size
-    lake_bytes = sum(f.stat().st_size for f in (lake_dir / "curated" / "interactions").rglob("*.parquet"))
-    pairs_bytes = sum(f.stat().st_size for f in (lake_dir / "curated" / "user_item_day").rglob("*.parquet"))
+    seconds = time.perf_counter() - t0
     return {"day": day, "rows_read": built["rows_read"], "interactions": built["interactions"]["rows"],
-            "rejected": sum(built["rejected"].values()), "day_parquet_bytes": day_bytes,
-            "lake_interactions_bytes": lake_bytes, "lake_partials_bytes": pairs_bytes,
-            "matrix_days": matrix["days"], "matrix_rows": matrix["rows"],
+            "rejected": sum(built["rejected"].values()),
+            "day_parquet_bytes": (lake_dir / "curated" / built["interactions"]["relative"]).stat().st_size,
+            "step_s": round(seconds, 2)}
+
+
+def _simulate_matrix(day: str, root, lake_dir: Path) -> dict:
+    """The day's user-item matrix (``build_matrix``), then the stores' sizes after the day."""
+    from domains.ecommerce_ml import interactions
+
+    t0 = time.perf_counter()
+    matrix = interactions.build_matrix(_run(day), root)
+    seconds = time.perf_counter() - t0
+    return {"matrix_days": matrix["days"], "matrix_rows": matrix["rows"],
             "matrix_bytes": Path(matrix["path"].removeprefix("file://")).stat().st_size,
-            "step_s_unmeasured": round(t1 - t0, 2), "matrix_s_unmeasured": round(t2 - t1, 2)}
+            "matrix_s": round(seconds, 2), **{k: v for k, v in matrix.items() if k == "mode"},
+            **lake_sizes(lake_dir), **pg_sizes()}
 
 
 def _window_files(last: str, days: int = 90) -> list[str]:
@@ -138,28 +171,33 @@ def _worker(kind: str, day: str, lake_url: str) -> dict:
 
     root = ObjectStoragePath(lake_url + "/")
     lake_dir = Path(lake_url.removeprefix("file://"))
-    out = _simulate_day(day, root, lake_dir) if kind == "simulate" else _timed(kind, day, root)
+    if kind == "sim_step":
+        out = _simulate_step(day, root, lake_dir)
+    elif kind == "sim_matrix":
+        out = _simulate_matrix(day, root, lake_dir)
+    else:
+        out = _timed(kind, day, root)
     return {**out, "peak_mb": round(vm_hwm_mb())}
 
 
-def generate(lake_dir: Path, scale: float, days: int) -> list[dict]:
+def day_list(days: int) -> list[str]:
+    return [(LAST - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+
+
+def generate(lake_dir: Path, scale: float, day: str) -> dict:
+    """One day's drops (articles, customers, transactions), generated once; its counts kept next to them."""
     from airflow.sdk import ObjectStoragePath
 
     from domains.ecommerce_ml.local.generator import generate_day
 
-    out = []
-    root = ObjectStoragePath(f"file://{lake_dir}/")
-    for k in range(days - 1, -1, -1):
-        day = LAST - timedelta(days=k)
-        counts_file = lake_dir / f"generator-counts-{day}.json"
-        if not counts_file.exists():
-            t0 = time.perf_counter()
-            truths = generate_day(root, day, scale=TX_PER_SCALE * scale,
-                                  parts=("articles", "customers", "transactions"))
-            counts_file.write_text(json.dumps({**truths.counts, "generate_s": round(time.perf_counter() - t0, 1)}))
-            print(f"generated {day}", flush=True)
-        out.append({"day": day.isoformat(), **json.loads(counts_file.read_text())})
-    return out
+    counts_file = lake_dir / f"generator-counts-{day}.json"
+    if not counts_file.exists():
+        t0 = time.perf_counter()
+        truths = generate_day(ObjectStoragePath(f"file://{lake_dir}/"), date.fromisoformat(day),
+                              scale=TX_PER_SCALE * scale, parts=("articles", "customers", "transactions"))
+        counts_file.write_text(json.dumps({**truths.counts, "generate_s": round(time.perf_counter() - t0, 1)}))
+        print(f"generated {day}", flush=True)
+    return {"day": day, **json.loads(counts_file.read_text())}
 
 
 def model(rows: list[dict], scale: float) -> None:
@@ -213,35 +251,56 @@ class Platform:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def simulate(data: Path, lake_dir: Path, days: list[dict], scale: float) -> None:
+def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: int | None = None) -> None:
+    """Each day in order: generate it, then the daily step and the matrix, each in its own worker (its
+    own peak memory). A row per day goes to ``simulated.json`` (and ``simulated.jsonl``) as soon as the day
+    is done, so a stopped run keeps its days and a rerun resumes after the last one; ``start`` (1-based)
+    reruns from that day on (the steps are idempotent: a day's rerun replaces its registry rows)."""
     plat = Platform(data, lake_dir)
     done_file = data / "simulated.json"
     rows = json.loads(done_file.read_text()) if done_file.exists() else []
-    print(f"load average at start: {os.getloadavg()}", flush=True)
+    if start is not None:
+        rows = rows[:start - 1]
+    print(f"load average at start: {os.getloadavg()}; {len(rows)} days done", flush=True)
     try:
-        for d in days[len(rows):]:
-            rows.append({**plat.worker("simulate", d["day"]), "generate_s": d.get("generate_s")})
+        for day in days[len(rows):]:
+            gen = generate(lake_dir, scale, day)
+            step = plat.worker("sim_step", day)
+            matrix = plat.worker("sim_matrix", day)
+            rows.append({**step, "step_peak_mb": step.pop("peak_mb"), **matrix, "matrix_peak_mb": matrix.pop("peak_mb"),
+                         "generate_s": gen.get("generate_s"), "finished": time.strftime("%H:%M:%S", time.gmtime()),
+                         "load": os.getloadavg()[0]})
             done_file.write_text(json.dumps(rows))
+            with (data / "simulated.jsonl").open("a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
             print(json.dumps(rows[-1]), flush=True)
     finally:
         plat.pg.stop()
-    print(f"\n{'day':<11}{'tx in':>10}{'out':>10}{'MiB':>7}{'lake MiB':>9}{'pairs MiB':>10}{'win days':>9}"
-          f"{'matrix rows':>12}{'matrix MiB':>11}{'peak MB':>8}")
+    report(rows, scale)
+
+
+def report(rows: list[dict], scale: float) -> None:
+    print(f"\n{'day':<11}{'tx in':>9}{'out':>9}{'day MiB':>8}{'lake MiB':>9}{'pairs MiB':>10}{'mtx MiB':>8}"
+          f"{'mtx rows':>10}{'PG MiB':>7}{'step s':>7}{'mtx s':>7}{'step MB':>8}{'mtx MB':>7}{'load':>5}")
     for r in rows:
-        print(f"{r['day']:<11}{r['rows_read']:>10}{r['interactions']:>10}{r['day_parquet_bytes'] / 2**20:>7.2f}"
-              f"{r['lake_interactions_bytes'] / 2**20:>9.1f}{r['lake_partials_bytes'] / 2**20:>10.1f}"
-              f"{r['matrix_days']:>9}{r['matrix_rows']:>12}{r['matrix_bytes'] / 2**20:>11.1f}{r['peak_mb']:>8}")
+        lake = sum(v for k, v in r.items() if k.startswith("lake_") and k != "lake_raw_hm_bytes")
+        print(f"{r['day']:<11}{r['rows_read']:>9}{r['interactions']:>9}{r['day_parquet_bytes'] / 2**20:>8.1f}"
+              f"{lake / 2**20:>9.0f}{r.get('lake_user_item_day_bytes', 0) / 2**20:>10.0f}"
+              f"{r.get('lake_user_item_matrix_bytes', 0) / 2**20:>8.0f}{r['matrix_rows']:>10}"
+              f"{r['pg_database_bytes'] / 2**20:>7.0f}{r['step_s']:>7.1f}{r['matrix_s']:>7.1f}"
+              f"{r['step_peak_mb']:>8}{r['matrix_peak_mb']:>7}{r.get('load', 0):>5.1f}")
     model(rows, scale)
 
 
-def time_last(data: Path, lake_dir: Path, days: list[dict], rounds: int) -> None:
+def time_last(data: Path, lake_dir: Path, days: list[str], rounds: int, kinds: tuple[str, ...] = TIMED) -> None:
+    """``days``: the first day and the last simulated one."""
     plat = Platform(data, lake_dir)
-    first, last = days[0]["day"], days[-1]["day"]
-    runs: dict[str, list[dict]] = {k: [] for k in TIMED}
+    first, last = days[0], days[-1]
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
     print(f"load average at start: {os.getloadavg()}", flush=True)
     try:
         for r in range(rounds):
-            order = TIMED[r % len(TIMED):] + TIMED[:r % len(TIMED)]
+            order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
             for kind in order:
                 runs[kind].append(plat.worker(kind, first if kind == "step_first" else last))
                 print(json.dumps({"round": r, "kind": kind, **runs[kind][-1], "load": os.getloadavg()[0]}),
@@ -250,7 +309,7 @@ def time_last(data: Path, lake_dir: Path, days: list[dict], rounds: int) -> None
         plat.pg.stop()
     print(f"load average at end: {os.getloadavg()}")
     print(f"\n{'what':<18}{'day':>11}{'rows':>12}{'median s':>9}  each round{'':>12}{'peak MB':>8}")
-    for kind in TIMED:
+    for kind in kinds:
         rs = runs[kind]
         print(f"{kind:<18}{first if kind == 'step_first' else last:>11}{rs[0]['rows']:>12}"
               f"{statistics.median(x['seconds'] for x in rs):>9.2f}  {[round(x['seconds'], 2) for x in rs]!s:<22}"
@@ -265,6 +324,9 @@ def main() -> None:
     p.add_argument("--simulate", action="store_true", help="generate and run the days (not timed)")
     p.add_argument("--time", action="store_true", help="time the first and last day and the queries")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--start", type=int, help="--simulate: rerun from this day (1-based) on")
+    p.add_argument("--kinds", help=f"--time: a comma-separated subset of {','.join(TIMED)}")
+    p.add_argument("--report", action="store_true", help="the table and the model from the simulated days")
     p.add_argument("--worker")
     p.add_argument("--day")
     p.add_argument("--lake")
@@ -275,13 +337,17 @@ def main() -> None:
     data = Path(args.data_dir) / f"year-{args.scale:g}-{args.days}"
     lake_dir = data / "lake"
     lake_dir.mkdir(parents=True, exist_ok=True)
-    days = generate(lake_dir, args.scale, args.days)
+    days = day_list(args.days)
     if args.simulate:
-        simulate(data, lake_dir, days, args.scale)
+        simulate(data, lake_dir, days, args.scale, args.start)
+    if args.report:
+        report(json.loads((data / "simulated.json").read_text()), args.scale)
     if args.time:
-        time_last(data, lake_dir, days, args.rounds)
-    if not (args.simulate or args.time):
-        p.error("say --simulate and/or --time")
+        done = json.loads((data / "simulated.json").read_text())
+        time_last(data, lake_dir, [generate(lake_dir, args.scale, d)["day"] for d in (days[0], done[-1]["day"])],
+                  args.rounds, tuple(args.kinds.split(",")) if args.kinds else TIMED)
+    if not (args.simulate or args.time or args.report):
+        p.error("say --simulate, --report and/or --time")
 
 
 if __name__ == "__main__":
