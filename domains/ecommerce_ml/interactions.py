@@ -220,6 +220,7 @@ SELECT customer_id, article_id,
 FROM {pairs} GROUP BY customer_id, article_id
 ORDER BY customer_id, article_id"""
 WINDOW_KEY = "user_item_window"  # the matrix file's key-value metadata: {day: partial file name} it holds
+MATRIX_KEEP_DAYS = 7  # matrix versions kept (the run's day and the 6 before): one is several hundred MB at 1x
 
 
 def _day_pairs(cur, con, root, run: Run, first: str) -> list[Any]:
@@ -295,11 +296,39 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incrementa
         with conn.cursor() as cur:
             out = artifact_output(matrix, MATRIX)
             registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
+            expired = _expire(cur, {DAY_PAIRS: first, MATRIX: str(run.day - timedelta(days=MATRIX_KEEP_DAYS - 1))})
         conn.commit()
+    removed = _remove_files(root, expired)
     record_postgres_io(pg, outputs=["dataset_registry"])
     registry.emit_asset_events([out], run.day_version)
     return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"],
-            "mode": "incremental" if kept else "full", "days_added": len(added), "days_kept": len(kept)}
+            "mode": "incremental" if kept else "full", "days_added": len(added), "days_kept": len(kept),
+            "expired_files": removed}
+
+
+def _expire(cur, before: dict[str, str]) -> list[str]:
+    """Retention of the matrix's intermediate and older outputs: the registry rows of each dataset's
+    versions before its cutoff (``user_item_day``: the partials of days out of the run's window, which
+    no later day reads and a rerun of an older day rebuilds; ``user_item_matrix``: the versions older
+    than :data:`MATRIX_KEEP_DAYS`). Returns their paths, to delete once the transaction is committed."""
+    paths = []
+    for dataset, cutoff in before.items():
+        cur.execute("DELETE FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version < %s"
+                    " RETURNING path", (dataset, cutoff))
+        paths += [p for (p,) in cur.fetchall()]
+    return paths
+
+
+def _remove_files(root, paths: list[str]) -> int:
+    """Delete the expired files (after the commit: a crash in between leaves files no registry row names,
+    never a row naming a missing file); a file already gone is skipped."""
+    removed = 0
+    for path in paths:
+        target = lake_path(root, path)
+        if target.exists():
+            target.unlink()
+            removed += 1
+    return removed
 
 
 def full_matrix_sql(day, files: list[str]) -> str:

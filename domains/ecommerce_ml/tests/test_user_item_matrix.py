@@ -124,3 +124,34 @@ def test_matrix_without_window_footer_is_built_from_partials(ecom):
     out = _run_day(ecom, DAYS[2], window)
     assert (out["mode"], out["days_added"], out["days_kept"]) == ("incremental", 1, 2), out
     _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAYS[2])), _full(ecom, DAYS[2], window))
+
+
+def test_partials_out_of_the_window_and_old_matrices_expire(ecom, monkeypatch):
+    """Each matrix build removes the partials of days out of its window and the matrices older than
+    MATRIX_KEEP_DAYS (registry rows, then files); a rerun of an older day rebuilds what it needs."""
+    from domains.ecommerce_ml import interactions
+
+    monkeypatch.setattr(interactions, "MATRIX_KEEP_DAYS", 2)
+    for day in DAYS:
+        ecom.generate(day, scale=10, parts=("articles", "customers", "transactions"))
+    window = 2
+    outs = [_run_day(ecom, day, window) for day in DAYS]
+    assert [o["expired_files"] for o in outs] == [0, 0, 2, 2]  # from day 3: one partial and one matrix a day
+
+    def versions(dataset):
+        return [v for (v,) in ecom.query("SELECT version FROM dataset_registry WHERE dataset = %s"
+                                         " AND kind = 'artifact' ORDER BY version", (dataset,))]
+
+    def files(dataset):
+        return sorted(k.split("/")[2] for k in ecom.lake_files() if k.startswith(f"curated/{dataset}/"))
+
+    kept = [str(d) for d in DAYS[2:]]
+    assert versions("user_item_day") == versions("user_item_matrix") == kept
+    assert files("user_item_day") == files("user_item_matrix") == [f"v={d}" for d in kept]
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAY)), _full(ecom, DAY, window))
+
+    # a rerun of an older day: its partials rebuilt, its matrix from them (no base left), correct again
+    old = DAYS[1]
+    out = _run_day(ecom, old, window, step=False)
+    assert out["mode"] == "full" and out["days_added"] == 2, out
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", old)), _full(ecom, old, window))
