@@ -200,12 +200,38 @@ def generate(lake_dir: Path, scale: float, day: str) -> dict:
     return {"day": day, **json.loads(counts_file.read_text())}
 
 
-def model(rows: list[dict], scale: float) -> None:
-    """The year at 1x from the measured days: rows per day follow the generator's seasonality."""
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares y = a + b x: (a, b)."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def _power_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = a x^b fitted in log-log: (a, b)."""
+    import math
+
+    a, b = _fit([math.log(x) for x in xs], [math.log(y) for y in ys])
+    return math.exp(a), b
+
+
+def _deltas(rows: list[dict], key: str) -> list[float]:
+    """What each day added to a cumulative size (the first day: its size)."""
+    return [r[key] - (rows[i - 1][key] if i else 0) for i, r in enumerate(rows)]
+
+
+def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int = 7) -> None:
+    """The year from the simulated days. Transactions a day follow the generator's seasonality
+    (``day_volume``, checked per day); every store's bytes per transaction in are measured per day and
+    applied to the year's volume; the matrix (one row per pair bought in the window) is fitted against
+    its window's days (a power law) and taken at the full window. The seconds are the simulation's own
+    (low priority, a loaded machine: not timings), fitted against the day and the matrix's rows."""
     from domains.ecommerce_ml.local.generator import day_volume
 
     base = 1000 * TX_PER_SCALE * scale
-    out_per_in = sum(r["interactions"] for r in rows) / sum(r["rows_read"] for r in rows)
+    tx = [r["rows_read"] for r in rows]
+    out_per_in = sum(r["interactions"] for r in rows) / sum(tx)
     bytes_per_row = sum(r["day_parquet_bytes"] for r in rows) / sum(r["interactions"] for r in rows)
     print(f"\nmodel: interactions out / transactions in = {out_per_in:.3f}; Parquet bytes per interaction row "
           f"= {bytes_per_row:.2f}")
@@ -213,12 +239,49 @@ def model(rows: list[dict], scale: float) -> None:
         predicted = day_volume(date.fromisoformat(r["day"]), int(base))
         print(f"  {r['day']}: transactions {r['rows_read']} (model {predicted}, {r['rows_read'] / predicted - 1:+.1%}),"
               f" bytes/row {r['day_parquet_bytes'] / r['interactions']:.2f}")
-    year = [day_volume(LAST.replace(month=1, day=1) + timedelta(days=d), 1000 * TX_PER_SCALE) for d in range(365)]
-    tx_year = sum(year)
-    print(f"year at 1x: {tx_year / 1e9:.2f} G transactions, {tx_year * out_per_in / 1e9:.2f} G interactions, "
-          f"Parquet {tx_year * out_per_in * bytes_per_row / 2**30:.1f} GiB (a day "
-          f"{min(year) * out_per_in * bytes_per_row / 2**20:.0f}-{max(year) * out_per_in * bytes_per_row / 2**20:.0f}"
-          f" MiB); 10x: {10 * tx_year * out_per_in * bytes_per_row / 2**30:.0f} GiB")
+    year = [day_volume(LAST.replace(month=1, day=1) + timedelta(days=d), int(base)) for d in range(365)]
+    tx_year, tx_window = sum(year), sum(sorted(year)[-window:])  # the window's bytes at the year's busiest
+    per_tx = {key: sum(_deltas(rows, key)) / sum(tx) for key in
+              ("lake_interactions_bytes", "lake_interaction_rejections_bytes", "lake_user_item_day_bytes",
+               "lake_raw_hm_bytes") if all(key in r for r in rows)}
+    pg = _deltas(rows, "pg_database_bytes")[1:]
+    pg_per_tx = sum(pg) / sum(tx[1:]) if pg else 0.0
+    tables = sorted(rows[-1]["pg_tables_bytes"])
+    grow = {t: (rows[-1]["pg_tables_bytes"][t] - rows[0]["pg_tables_bytes"].get(t, 0)) / max(1, len(rows) - 1)
+            for t in tables}
+    print(f"\nyear at {scale:g}x: {tx_year / 1e9:.3f} G transactions, {tx_year * out_per_in / 1e9:.3f} G interactions")
+    print(f"{'store':<34}{'bytes/tx':>9}{'a day MiB':>10}{'year GiB':>9}  kept")
+    for key, b in per_tx.items():
+        kept = "90-day window" if key == "lake_user_item_day_bytes" else "all days"
+        total = b * (tx_window if key == "lake_user_item_day_bytes" else tx_year)
+        print(f"{key.removeprefix('lake_').removesuffix('_bytes'):<34}{b:>9.2f}{b * base / 2**20:>10.1f}"
+              f"{total / 2**30:>9.2f}  {kept}")
+    new_format = [r for r in rows if r.get("mode")]  # the matrix with its purchases column (incremental builds)
+    fit_rows = new_format if len(new_format) >= 3 else rows
+    (ma, mb), (ra, rb) = (_power_fit([r["matrix_days"] for r in fit_rows], [r[k] for r in fit_rows])
+                          for k in ("matrix_bytes", "matrix_rows"))
+    print(f"{'user_item_matrix':<34}{'':>9}{ma * window ** mb / 2**20:>10.1f}"
+          f"{keep_matrices * ma * window ** mb / 2**30:>9.2f}  {keep_matrices} versions; fitted on {len(fit_rows)} days:"
+          f" rows = {ra:.0f} x days^{rb:.3f} ({ra * window ** rb / 1e6:.1f} M rows at {window} days),"
+          f" bytes = {ma:.0f} x days^{mb:.3f}")
+    print(f"{'PostgreSQL database':<34}{pg_per_tx:>9.3f}{pg_per_tx * base / 2**20:>10.1f}"
+          f"{(rows[0]['pg_database_bytes'] + pg_per_tx * tx_year) / 2**30:>9.2f}  all days"
+          f" (day 1: {rows[0]['pg_database_bytes'] / 2**20:.0f} MiB)")
+    for t in tables:
+        if abs(grow[t]) >= 2**16:
+            print(f"  {t:<32}{'':>9}{grow[t] / 2**20:>10.2f}{grow[t] * 365 / 2**30:>9.2f}  (bytes a day, days 1-N)")
+    days = list(range(1, len(rows) + 1))
+    sa, sb = _fit(days, [r["step_s"] for r in rows])
+    print(f"\nunmeasured seconds (low priority, load {min(r.get('load', 0) for r in rows):.1f}-"
+          f"{max(r.get('load', 0) for r in rows):.1f}): daily step = {sa:.1f} + {sb:.2f} x day"
+          f" (day 365: {sa + sb * 365:.0f} s); peak MB step {min(r['step_peak_mb'] for r in rows)}-"
+          f"{max(r['step_peak_mb'] for r in rows)}, matrix {min(r['matrix_peak_mb'] for r in rows)}-"
+          f"{max(r['matrix_peak_mb'] for r in rows)}")
+    inc = [r for r in rows if r.get("mode") == "incremental"]
+    if len(inc) >= 2:
+        xa, xb = _fit([r["matrix_rows"] / 1e6 for r in inc], [r["matrix_s"] for r in inc])
+        print(f"incremental matrix ({len(inc)} days) = {xa:.1f} + {xb:.2f} x M rows (at {window} days:"
+              f" {xa + xb * ra * window ** rb / 1e6:.0f} s)")
 
 
 class Platform:
