@@ -1,24 +1,28 @@
 """Benchmark (not a test): a run of consecutive generated days through DAG 1 with the lake as
 the interactions' store, to check the size model behind the README's simulated year.
 
-    python -m benchmarks.ecommerce_ml_year --scale 0.1 --days 30 --data-dir /tmp/ecom-year --simulate
-    python -m benchmarks.ecommerce_ml_year --scale 0.1 --days 30 --data-dir /tmp/ecom-year --time --rounds 3
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --simulate
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --report
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --time --rounds 3
 
-``--simulate`` (not timed: run it at low priority) generates ``--days`` consecutive days ending on
+``--simulate`` (not timed: run it at low priority) goes through ``--days`` consecutive days ending on
 2024-06-03 at ``--scale`` (1 = 5 M transactions a day; articles, customers, transactions of one
-catalogue per day) and runs each day in order, in its own worker process, through the daily step
-(``build_interactions`` + ``load_interactions``) and ``build_matrix`` (the user-item matrix over the
-registered days of its 90-day window, combined from per-day partial aggregates). It keeps the lake
-and the PostgreSQL data folder in ``--data-dir`` and prints per day what does not depend on the
-machine's load: transactions in, interactions out, the day's Parquet bytes, the matrix's window and
-rows, each worker's peak memory (VmHWM); then the size model's check (rows a day against the
-generator's seasonality, bytes per interaction row) and the year at 1x and 10x from it.
+catalogue per day): each day is generated, then run through the daily step (``build_interactions`` +
+``load_interactions``) and ``build_matrix`` (the user-item matrix over the registered days of its
+90-day window), each in its own worker process (its own peak memory, VmHWM). It keeps the lake and
+the PostgreSQL data folder in ``--data-dir`` and writes a row per day as soon as the day is done
+(``simulated.json``, ``simulated.jsonl``): transactions in, interactions out, the day's Parquet bytes,
+the matrix's window, rows, bytes and build mode, the bytes of every lake dataset and of every
+PostgreSQL table, both workers' peaks and their seconds (not timings: low priority). A stopped run
+resumes after its last day; ``--start K`` reruns from day K. Then (also ``--report``) the table and
+the size model (:func:`model`).
 
 ``--time`` (run it under ``measure``) restarts that PostgreSQL and times, in interleaved rounds
-(medians), each in its own worker: the daily step on the first and on the last day (a rerun:
-the same work, the content unchanged), the matrix of the last day from the partials
-(``build_matrix``) and the same matrix regrouped from every interactions file of the window (the
-rebuild before the partials), and what the domain's users run on the last day over the window:
+(medians), each in its own worker: the daily step on the first and on the last simulated day (a
+rerun: the same work, the content unchanged), the matrix of the last day built incrementally from
+the day before's (``build_matrix``), the same matrix from every partial of the window
+(``incremental=False``) and regrouped from every interactions file of the window (the rebuild
+before the partials), and what the domain's users run on the last day over the window:
 the recommendation training read (the matrix file into arrays), similar products (articles bought
 by the buyers of the best seller, over the window) and customer features (RFM per customer over
 the window).
@@ -42,8 +46,8 @@ from benchmarks.ecommerce_ml import TX_PER_SCALE, vm_hwm_mb
 
 LAST = date(2024, 6, 3)
 DB = "ecommerce_ml_year"
-TIMED = ("step_first", "step_last", "matrix_partials", "matrix_full", "training_read", "similar_products",
-         "customer_rfm")
+TIMED = ("step_first", "step_last", "matrix_incremental", "matrix_partials", "matrix_full", "training_read",
+         "similar_products", "customer_rfm")
 
 
 def _run(day: str):
@@ -125,10 +129,10 @@ def _timed(kind: str, day: str, root) -> dict:
         built = interactions.build_interactions(run, root)
         interactions.load_interactions(run, built, root)
         return {"seconds": time.perf_counter() - t0, "rows": built["rows_read"]}
-    if kind == "matrix_partials":
+    if kind in ("matrix_incremental", "matrix_partials"):  # from the previous day's matrix / every partial
         t0 = time.perf_counter()
-        out = interactions.build_matrix(run, root)
-        return {"seconds": time.perf_counter() - t0, "rows": out["rows"], "days": out["days"]}
+        out = interactions.build_matrix(run, root, incremental=kind == "matrix_incremental")
+        return {"seconds": time.perf_counter() - t0, "rows": out["rows"], "days": out["days"], "mode": out["mode"]}
     if kind == "matrix_full":
         files = _window_files(day)
         with ingest.duckdb_session() as con, tempfile.TemporaryDirectory() as tmp:
