@@ -268,14 +268,14 @@ def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int =
         total = b * (tx_window if key == "lake_user_item_day_bytes" else tx_year)
         print(f"{key.removeprefix('lake_').removesuffix('_bytes'):<34}{b:>9.2f}{b * base / 2**20:>10.1f}"
               f"{total / 2**30:>9.2f}  {kept}")
-    new_format = [r for r in rows if r.get("mode")]  # the matrix with its purchases column (incremental builds)
-    fit_rows = new_format if len(new_format) >= 3 else rows
-    (ma, mb), (ra, rb) = (_power_fit([r["matrix_days"] for r in fit_rows], [r[k] for r in fit_rows])
-                          for k in ("matrix_bytes", "matrix_rows"))
-    print(f"{'user_item_matrix':<34}{'':>9}{ma * window ** mb / 2**20:>10.1f}"
-          f"{keep_matrices * ma * window ** mb / 2**30:>9.2f}  {keep_matrices} versions; fitted on {len(fit_rows)} days:"
-          f" rows = {ra:.0f} x days^{rb:.3f} ({ra * window ** rb / 1e6:.1f} M rows at {window} days),"
-          f" bytes = {ma:.0f} x days^{mb:.3f}")
+    # rows per window day as a power law over every day; bytes per row from the latest day (the matrix with its
+    # purchases column, which the days before the incremental build did not have)
+    ra, rb = _power_fit([r["matrix_days"] for r in rows], [r["matrix_rows"] for r in rows])
+    per_row = rows[-1]["matrix_bytes"] / rows[-1]["matrix_rows"]
+    full = ra * window ** rb * per_row
+    print(f"{'user_item_matrix':<34}{'':>9}{full / 2**20:>10.1f}{keep_matrices * full / 2**30:>9.2f}  {keep_matrices}"
+          f" versions; rows = {ra:.0f} x days^{rb:.3f} fitted on {len(rows)} days ({ra * window ** rb / 1e6:.1f} M rows"
+          f" at {window} days), {per_row:.2f} bytes a row (the last day's file)")
     print(f"{'PostgreSQL database':<34}{pg_per_tx:>9.3f}{pg_per_tx * base / 2**20:>10.1f}"
           f"{(rows[0]['pg_database_bytes'] + pg_per_tx * tx_year) / 2**30:>9.2f}  all days"
           f" (day 1: {rows[0]['pg_database_bytes'] / 2**20:.0f} MiB)")
@@ -285,8 +285,9 @@ def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int =
     days = list(range(1, len(rows) + 1))
     sa, sb = _fit(days, [r["step_s"] for r in rows])
     print(f"\nunmeasured seconds (low priority, load {min(r.get('load', 0) for r in rows):.1f}-"
-          f"{max(r.get('load', 0) for r in rows):.1f}): daily step = {sa:.1f} + {sb:.2f} x day"
-          f" (day 365: {sa + sb * 365:.0f} s); peak MB step {min(r['step_peak_mb'] for r in rows)}-"
+          f"{max(r.get('load', 0) for r in rows):.1f}; the load decides them, --time measures): daily step median"
+          f" {statistics.median(r['step_s'] for r in rows):.0f} s, fit {sa:.1f} + {sb:.2f} x day;"
+          f" peak MB step {min(r['step_peak_mb'] for r in rows)}-"
           f"{max(r['step_peak_mb'] for r in rows)}, matrix {min(r['matrix_peak_mb'] for r in rows)}-"
           f"{max(r['matrix_peak_mb'] for r in rows)}")
     inc = [r for r in rows if r.get("mode") == "incremental"]
