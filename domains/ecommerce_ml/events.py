@@ -31,6 +31,7 @@ the same, per (session, article).
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,10 @@ LATE_SLOTS = 8
 INACTIVITY = "30 minutes"
 TABLES = ("funnel_interval", "funnel_article", "event_rejections")
 SESSIONS = "event_sessions"  # the lake dataset (migration 0007 dropped the table)
+# funnel_article's retention in PostgreSQL, where dashboards read it by article and interval: slots older
+# than this (before the processed interval's start) leave the table once their Parquet artifact is
+# registered; the lake keeps every slot (curated/funnel_article/v=<version>/). 54 MB a day at 1x.
+FUNNEL_ARTICLE_PG_DAYS = int(os.environ.get("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "90"))
 
 
 def _slots(start: datetime, end: datetime) -> list[datetime]:
@@ -269,6 +274,7 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                 for t in TABLES]
             for out in outputs:
                 registry.register(cur, out, ver, run.dag_id, run.run_id)
+            expired = expire_funnel_article(cur, start - timedelta(days=FUNNEL_ARTICLE_PG_DAYS))
             cur.execute("SELECT events, late_events, rejected_events, active_sessions, sessions_viewed,"
                         " sessions_carted, sessions_purchased FROM funnel_interval WHERE slot_start = %s", (start,))
             row = cur.fetchone()
@@ -279,7 +285,42 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
     keys = ("events", "late_events", "rejected_events", "active_sessions", "sessions_viewed", "sessions_carted",
             "sessions_purchased")
     return {"version": ver, "files": len(own), "sessions_file": sessions["relative"],
-            "superseded_removed": removed, **dict(zip(keys, row or (0,) * len(keys), strict=True))}
+            "superseded_removed": removed, "funnel_article_expired": expired,
+            **dict(zip(keys, row or (0,) * len(keys), strict=True))}
+
+
+def version_bounds(ver: str) -> tuple[datetime, datetime]:
+    """[start, end) of a version (:func:`version`: one slot, or ``<start>-<end>``)."""
+    def parse(v: str) -> datetime:
+        return datetime.strptime(v, "%Y-%m-%dT%H%M").replace(tzinfo=UTC)
+
+    start = parse(ver[:15])
+    return start, parse(ver[16:]) if len(ver) > 15 else start + SLOT
+
+
+def expire_funnel_article(cur, before: datetime) -> dict:
+    """``funnel_article``'s retention: the rows of every processed version that ended at or before
+    ``before`` leave the table, with the registry row that described them, when the version's Parquet
+    artifact is registered (the lake keeps it); a version without one stays and is counted. In the
+    caller's transaction. The first run after an upgrade expires the whole backlog, in one statement."""
+    cur.execute("SELECT t.version, a.version IS NOT NULL FROM dataset_registry t LEFT JOIN dataset_registry a"
+                " ON a.dataset = t.dataset AND a.kind = 'artifact' AND a.version = t.version"
+                " WHERE t.dataset = 'funnel_article' AND t.kind = 'table' AND t.version < %s",
+                (before.astimezone(UTC).strftime("%Y-%m-%dT%H%M"),))
+    expired, not_in_lake = [], []
+    for ver, in_lake in cur.fetchall():
+        start, end = version_bounds(ver)
+        if end <= before:
+            (expired if in_lake else not_in_lake).append((ver, start, end))
+    rows = 0
+    if expired:
+        cur.execute("DELETE FROM funnel_article f USING unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+                    " WHERE f.slot_start >= r.s AND f.slot_start < r.e",
+                    ([s for _, s, _ in expired], [e for _, _, e in expired]))
+        rows = cur.rowcount
+        cur.execute("DELETE FROM dataset_registry WHERE dataset = 'funnel_article' AND kind = 'table'"
+                    " AND version = ANY(%s)", ([v for v, _, _ in expired],))
+    return {"versions": len(expired), "rows": rows, "kept_not_in_lake": [v for v, _, _ in not_in_lake]}
 
 
 _SESSIONS_FILE = re.compile(r"sessions-(?P<ver>\d{4}-\d{2}-\d{2}T\d{4}(?:-\d{4}-\d{2}-\d{2}T\d{4})?)-[0-9a-f]{16}\.parquet")
