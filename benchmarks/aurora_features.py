@@ -227,10 +227,11 @@ _BARE_GROUP_SQL = {
           LEFT JOIN ({exercise}) x ON x.user_id = u.id AND x.started_at < %(day)s
          GROUP BY u.id ORDER BY u.id""",
     "social": """
-        SELECT u.id AS user_id, f.n AS friend_count, coalesce(e.n, 0) / 7.0 + f.n / 10.0 AS social_engagement_score
+        SELECT u.id AS user_id, coalesce(f.n, 0) AS friend_count,
+               coalesce(e.n, 0) / 7.0 + coalesce(f.n, 0) / 10.0 AS social_engagement_score
           FROM unnest(%(ids)s::bigint[]) AS u(id)
-          LEFT JOIN LATERAL (SELECT count(*) AS n FROM ({friends}) f WHERE f.user_id = u.id
-                               AND f.connected_at < %(day)s) f ON true
+          LEFT JOIN (SELECT user_id, count(*) AS n FROM ({friends}) fr WHERE fr.connected_at < %(day)s
+                      GROUP BY user_id) f ON f.user_id = u.id
           LEFT JOIN (SELECT user_id, count(*) AS n FROM ({events}) ev
                       WHERE ev.started_at >= %(day)s - interval '7 days' AND ev.started_at < %(day)s
                       GROUP BY user_id) e ON e.user_id = u.id
