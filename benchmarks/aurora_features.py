@@ -11,7 +11,8 @@ so a step's figure is the peak of everything up to it).
 
 ``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
 
-``python -m benchmarks.aurora_features --groups [USERS] [DAYS]`` (default 20000 31): the four
+``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare]``
+(default 20000 31 1, every path, data generated): the four
 feature groups side by side on one database, each path in a fresh child process (so its peak
 RSS, ``VmHWM``, is the step's own: imports + the step, no data generation; ``RSS before``:
 the child's ``VmRSS`` once imported and connected, before the step):
@@ -22,7 +23,13 @@ the child's ``VmRSS`` once imported and connected, before the step):
 - new: ``feature_store.group_features``, only the group's tables (and event types) read and only
   its features computed.
 
-Both frames must be equal exactly (checked); per group: seconds, users/s, peak RSS.
+- bare: per chunk of users, one PostgreSQL query computing the group's features with aggregates
+  (``FILTER``, ``count(DISTINCT)``, ``stddev_pop``) over the same valid rows (``history_queries``'
+  queries as subqueries), fetched into a frame.
+
+Old and new frames must be equal exactly (checked), bare has the same users; per group and path:
+seconds, users/s, peak RSS; ROUNDS interleaved rounds (the paths' order rotated), then the medians
+and new's ratio to bare. ``--data``: the folder ``--prepare`` made (nothing generated).
 
 ``python -m benchmarks.aurora_features --reader [USERS] [DAYS]`` (default 20000 31): the history
 reader, old vs new, on one database, each step and path in a fresh child process (seconds, rows,
@@ -185,6 +192,74 @@ def old_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFram
     return pd.concat(parts)
 
 
+# The bare baseline of a feature group: per chunk of users, one PostgreSQL query computing the
+# group's features at the start of as_of's day (``%(day)s``) with aggregates over the same valid
+# rows the project reads (``history.history_queries``: the group's tables and event types, as
+# subqueries), every user of the chunk one row (LEFT JOIN), fetched as Python rows into a frame.
+# Window of a feature at day D: the days before D (D excluded), nights by sleep_date.
+_BARE_GROUP_SQL = {
+    "activity": """
+        SELECT u.id AS user_id,
+               count(e.user_id) FILTER (WHERE e.started_at >= %(day)s - interval '1 day') AS activity_count_24h,
+               count(e.user_id) FILTER (WHERE e.started_at >= %(day)s - interval '7 days') AS activity_count_7d,
+               count(e.user_id) FILTER (WHERE e.started_at >= %(day)s - interval '30 days') AS activity_count_30d,
+               count(DISTINCT e.event_type) FILTER (WHERE e.started_at >= %(day)s - interval '7 days')
+                 AS activity_diversity_7d,
+               coalesce(sum(e.duration_minutes) FILTER (WHERE e.started_at >= %(day)s - interval '7 days'), 0)
+                 AS total_minutes_7d
+          FROM unnest(%(ids)s::bigint[]) AS u(id)
+          LEFT JOIN ({events}) e ON e.user_id = u.id AND e.started_at < %(day)s
+         GROUP BY u.id ORDER BY u.id""",
+    "sleep": """
+        SELECT u.id AS user_id, avg(s.duration_minutes) AS avg_sleep_duration_7d,
+               CASE WHEN count(s.user_id) >= 2 THEN stddev_pop(extract(epoch FROM s.bedtime - s.sleep_date) / 60)
+               END AS sleep_consistency_7d,
+               coalesce(sum(480 - s.duration_minutes), 0) AS sleep_debt_minutes
+          FROM unnest(%(ids)s::bigint[]) AS u(id)
+          LEFT JOIN ({sleep}) s ON s.user_id = u.id AND s.sleep_date >= %(day)s::date - 7 AND s.sleep_date < %(day)s::date
+         GROUP BY u.id ORDER BY u.id""",
+    "exercise": """
+        SELECT u.id AS user_id,
+               count(x.user_id) FILTER (WHERE x.started_at >= %(day)s - interval '7 days') AS exercise_count_7d,
+               count(DISTINCT x.started_at::date) FILTER (WHERE x.started_at >= %(day)s - interval '28 days') / 28.0
+                 AS exercise_consistency_score
+          FROM unnest(%(ids)s::bigint[]) AS u(id)
+          LEFT JOIN ({exercise}) x ON x.user_id = u.id AND x.started_at < %(day)s
+         GROUP BY u.id ORDER BY u.id""",
+    "social": """
+        SELECT u.id AS user_id, coalesce(f.n, 0) AS friend_count,
+               coalesce(e.n, 0) / 7.0 + coalesce(f.n, 0) / 10.0 AS social_engagement_score
+          FROM unnest(%(ids)s::bigint[]) AS u(id)
+          LEFT JOIN (SELECT user_id, count(*) AS n FROM ({friends}) fr WHERE fr.connected_at < %(day)s
+                      GROUP BY user_id) f ON f.user_id = u.id
+          LEFT JOIN (SELECT user_id, count(*) AS n FROM ({events}) ev
+                      WHERE ev.started_at >= %(day)s - interval '7 days' AND ev.started_at < %(day)s
+                      GROUP BY user_id) e ON e.user_id = u.id
+         ORDER BY u.id""",
+}
+
+
+def bare_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFrame:
+    """The bare baseline of ``group``: per chunk of users, one query (``_BARE_GROUP_SQL``) over the
+    same valid rows, its rows framed (index ``user_id``)."""
+    from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
+    from domains.aurora.features import history_needs, prediction_window
+    from domains.aurora.history import history_queries
+
+    needs = history_needs(FEATURE_GROUPS[group])
+    start, end = prediction_window(as_of)
+    parts = []
+    with conn.cursor() as cur:
+        for i in range(0, len(users), CHUNK_USERS):
+            queries, params = history_queries(start, end, users[i:i + CHUNK_USERS], needs.tables, needs.event_types)
+            params["day"] = end.normalize().to_pydatetime()
+            cur.execute(_BARE_GROUP_SQL[group].format(**queries), params)
+            columns = [d.name for d in cur.description]
+            parts.append(pd.DataFrame(cur.fetchall(), columns=columns).set_index("user_id"))
+    conn.commit()
+    return pd.concat(parts)
+
+
 def run_group(path: str, group: str) -> dict:
     """In a fresh child process: one group's features of every active user, by ``path``."""
     from domains.aurora.db import DATABASE
@@ -196,6 +271,8 @@ def run_group(path: str, group: str) -> dict:
         t0 = time.perf_counter()
         if path == "old":
             frame = old_group_features(conn, group, AS_OF_FEATURES, users)
+        elif path == "bare":
+            frame = bare_group_features(conn, group, AS_OF_FEATURES, users)
         else:
             frame = group_features(conn, group, AS_OF_FEATURES, users)
         took = time.perf_counter() - t0
@@ -203,34 +280,67 @@ def run_group(path: str, group: str) -> dict:
             "frame": frame}
 
 
-def groups_side_by_side(users: int = 20_000, days: int = 31) -> list[dict]:
+def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, data: str | None = None,
+                        paths: list[str] | None = None) -> list[dict]:
+    """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
+    ``paths``: only these of old, new, bare (``--paths new,bare``: old reads the whole history);
+    ``rounds``: interleaved rounds per group (the paths' order rotated each round), then per
+    group the medians, new's ratio to bare and each path's highest peak RSS."""
     from domains.aurora.feature_store import FEATURE_GROUPS
 
     rows: list[dict] = []
-    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
-        print(f"aurora feature groups, old vs new: {users:,} users, {days} days ending {END} ({where})", flush=True)
-        load_generated(users, days)
+    pgdata = _prepared_pgdata(data, users, days)
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
+        print(f"aurora feature groups, old vs new vs bare: {users:,} users, {days} days ending {END} ({where});"
+              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+        if not data:
+            load_generated(users, days)
         spawn = multiprocessing.get_context("spawn")
-        print(f"  {'group':9s} {'path':4s} {'seconds':>8s} {'users':>8s} {'users/s':>8s} {'RSS before':>11s}"
-              f" {'peak RSS':>9s}", flush=True)
+        print(f"  {'group':9s} {'path':4s} {'round':>5s} {'seconds':>8s} {'users':>8s} {'users/s':>8s}"
+              f" {'RSS before':>11s} {'peak RSS':>9s}", flush=True)
+        base = tuple(p for p in ("old", "new", "bare") if p in (paths or ("old", "new", "bare")))
         for group in FEATURE_GROUPS:
             frames = {}
-            for path in ("old", "new"):
-                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                    out = pool.submit(run_group, path, group).result()
-                frames[path] = out.pop("frame")
-                row = {"group": group, "path": path, **out, "users_per_s": out["users"] / out["seconds"]}
-                rows.append(row)
-                print(f"  {group:9s} {path:4s} {row['seconds']:8.1f} {row['users']:8,} {row['users_per_s']:8,.0f}"
-                      f" {row['rss_before_mb']:8,.0f} MB {row['peak_mb']:6,.0f} MB", flush=True)
-            pd.testing.assert_frame_equal(frames["new"], frames["old"], check_exact=True)
-            print(f"  {group:9s} old and new frames equal exactly ({len(frames['new']):,} x "
-                  f"{frames['new'].shape[1]}, {int(frames['new'].isna().sum().sum()):,} NaN)", flush=True)
-        for path in ("old", "new"):
-            total = sum(r["seconds"] for r in rows if r["path"] == path)
+            for r in range(rounds):
+                for path in base[r % len(base):] + base[:r % len(base)]:
+                    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                        out = pool.submit(run_group, path, group).result()
+                    frames[path] = out.pop("frame")
+                    row = {"group": group, "path": path, "round": r + 1, **out,
+                           "users_per_s": out["users"] / out["seconds"]}
+                    rows.append(row)
+                    print(f"  {group:9s} {path:4s} {r + 1:5d} {row['seconds']:8.1f} {row['users']:8,}"
+                          f" {row['users_per_s']:8,.0f} {row['rss_before_mb']:8,.0f} MB {row['peak_mb']:6,.0f} MB",
+                          flush=True)
+            if "old" in frames and "new" in frames:
+                pd.testing.assert_frame_equal(frames["new"], frames["old"], check_exact=True)
+                print(f"  {group:9s} old and new frames equal exactly ({len(frames['new']):,} x "
+                      f"{frames['new'].shape[1]}, {int(frames['new'].isna().sum().sum()):,} NaN)", flush=True)
+            if "bare" in frames and "new" in frames:  # one row per user on both sides
+                assert list(frames["bare"].index) == list(frames["new"].index), group
+            med = {p: float(np.median([x["seconds"] for x in rows if x["group"] == group and x["path"] == p]))
+                   for p in base}
+            peak = {p: max(x["peak_mb"] for x in rows if x["group"] == group and x["path"] == p) for p in base}
+            ratio = f"; new at {med['bare'] / med['new']:.2f}x of bare" if {"new", "bare"} <= set(med) else ""
+            print(f"  {group:9s} medians: " + ", ".join(f"{p} {med[p]:.2f} s" for p in base) + ratio
+                  + "; peak RSS " + " / ".join(f"{p} {peak[p]:,.0f} MB" for p in base)
+                  + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
+        for path in base:
+            total = sum(float(np.median([x["seconds"] for x in rows if x["group"] == g and x["path"] == path]))
+                        for g in FEATURE_GROUPS)
             n = rows[0]["users"]
-            print(f"  all four groups, {path}: {total:.1f} s ({n / total:,.0f} users/s of the whole feature step)")
+            print(f"  all four groups, {path} (medians): {total:.1f} s ({n / total:,.0f} users/s of the feature step)")
     return rows
+
+
+def _prepared_pgdata(data: str | None, users: int, days: int) -> Path | None:
+    """The PostgreSQL data folder of ``--prepare``'s ``data`` (checked: same USERS and DAYS), or None."""
+    if not data:
+        return None
+    meta = json.loads((Path(data) / "prepared.json").read_text())
+    if (meta["users"], meta["days"]) != (users, days):
+        raise SystemExit(f"{data} holds {meta['users']} users x {meta['days']} days, not {users} x {days}")
+    return Path(data).resolve() / "pgdata"
 
 
 def run_reader(path: str, what: str, days: int) -> dict:
@@ -585,12 +695,7 @@ def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "ma
     interleave as one run's would."""
     from domains.aurora import predictions
 
-    pgdata = None
-    if data:
-        meta = json.loads((Path(data) / "prepared.json").read_text())
-        if (meta["users"], meta["days"]) != (users, days):
-            raise SystemExit(f"{data} holds {meta['users']} users x {meta['days']} days, not {users} x {days}")
-        pgdata = Path(data).resolve() / "pgdata"
+    pgdata = _prepared_pgdata(data, users, days)
     old_tree = _old_tree(rev)
     try:
         new_tree = Path(__file__).resolve().parent.parent
@@ -682,7 +787,7 @@ def main(users: int = 100_000, days: int = 31) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     options = {}
-    for name in ("--data", "--steps", "--first-round"):  # --predictions' options, anywhere after it
+    for name in ("--data", "--steps", "--first-round", "--paths"):  # --predictions' (and --groups' --data), anywhere
         if name in args:
             i = args.index(name)
             options[name[2:].replace("-", "_")] = args[i + 1]
@@ -693,7 +798,8 @@ if __name__ == "__main__":
         options["first_round"] = int(options["first_round"])
     sys.argv[1:] = args
     if sys.argv[1:2] == ["--groups"]:
-        groups_side_by_side(*(int(a) for a in sys.argv[2:4]))
+        groups_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"),
+                            paths=options["paths"].split(",") if "paths" in options else None)
     elif sys.argv[1:2] == ["--prepare"]:
         prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:

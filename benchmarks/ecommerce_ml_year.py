@@ -1,24 +1,28 @@
 """Benchmark (not a test): a run of consecutive generated days through DAG 1 with the lake as
 the interactions' store, to check the size model behind the README's simulated year.
 
-    python -m benchmarks.ecommerce_ml_year --scale 0.1 --days 30 --data-dir /tmp/ecom-year --simulate
-    python -m benchmarks.ecommerce_ml_year --scale 0.1 --days 30 --data-dir /tmp/ecom-year --time --rounds 3
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --simulate
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --report
+    python -m benchmarks.ecommerce_ml_year --scale 1 --days 30 --data-dir /tmp/ecom-year --time --rounds 3
 
-``--simulate`` (not timed: run it at low priority) generates ``--days`` consecutive days ending on
+``--simulate`` (not timed: run it at low priority) goes through ``--days`` consecutive days ending on
 2024-06-03 at ``--scale`` (1 = 5 M transactions a day; articles, customers, transactions of one
-catalogue per day) and runs each day in order, in its own worker process, through the daily step
-(``build_interactions`` + ``load_interactions``) and ``build_matrix`` (the user-item matrix over the
-registered days of its 90-day window, combined from per-day partial aggregates). It keeps the lake
-and the PostgreSQL data folder in ``--data-dir`` and prints per day what does not depend on the
-machine's load: transactions in, interactions out, the day's Parquet bytes, the matrix's window and
-rows, each worker's peak memory (VmHWM); then the size model's check (rows a day against the
-generator's seasonality, bytes per interaction row) and the year at 1x and 10x from it.
+catalogue per day): each day is generated, then run through the daily step (``build_interactions`` +
+``load_interactions``) and ``build_matrix`` (the user-item matrix over the registered days of its
+90-day window), each in its own worker process (its own peak memory, VmHWM). It keeps the lake and
+the PostgreSQL data folder in ``--data-dir`` and writes a row per day as soon as the day is done
+(``simulated.json``, ``simulated.jsonl``): transactions in, interactions out, the day's Parquet bytes,
+the matrix's window, rows, bytes and build mode, the bytes of every lake dataset and of every
+PostgreSQL table, both workers' peaks and their seconds (not timings: low priority). A stopped run
+resumes after its last day; ``--start K`` reruns from day K. Then (also ``--report``) the table and
+the size model (:func:`model`).
 
 ``--time`` (run it under ``measure``) restarts that PostgreSQL and times, in interleaved rounds
-(medians), each in its own worker: the daily step on the first and on the last day (a rerun:
-the same work, the content unchanged), the matrix of the last day from the partials
-(``build_matrix``) and the same matrix regrouped from every interactions file of the window (the
-rebuild before the partials), and what the domain's users run on the last day over the window:
+(medians), each in its own worker: the daily step on the first and on the last simulated day (a
+rerun: the same work, the content unchanged), the matrix of the last day built incrementally from
+the day before's (``build_matrix``), the same matrix from every partial of the window
+(``incremental=False``) and regrouped from every interactions file of the window (the rebuild
+before the partials), and what the domain's users run on the last day over the window:
 the recommendation training read (the matrix file into arrays), similar products (articles bought
 by the buyers of the best seller, over the window) and customer features (RFM per customer over
 the window).
@@ -42,8 +46,8 @@ from benchmarks.ecommerce_ml import TX_PER_SCALE, vm_hwm_mb
 
 LAST = date(2024, 6, 3)
 DB = "ecommerce_ml_year"
-TIMED = ("step_first", "step_last", "matrix_partials", "matrix_full", "training_read", "similar_products",
-         "customer_rfm")
+TIMED = ("step_first", "step_last", "matrix_incremental", "matrix_partials", "matrix_full", "training_read",
+         "similar_products", "customer_rfm")
 
 
 def _run(day: str):
@@ -52,25 +56,58 @@ def _run(day: str):
     return Run.for_day("ecommerce_ml_user_item_interactions", date.fromisoformat(day), "year")
 
 
-def _simulate_day(day: str, root, lake_dir: Path) -> dict:
+def _dir_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+
+
+def lake_sizes(lake_dir: Path) -> dict:
+    """Bytes per lake folder: each curated dataset and the raw H&M drops."""
+    curated = lake_dir / "curated"
+    out = {f"lake_{d.name}_bytes": _dir_bytes(d) for d in sorted(curated.iterdir()) if d.is_dir()} \
+        if curated.exists() else {}
+    return {**out, "lake_raw_hm_bytes": _dir_bytes(lake_dir / "raw" / "hm")}
+
+
+def pg_sizes() -> dict:
+    """PostgreSQL bytes per table of the domain's database (heap, indexes and TOAST) and the database's."""
+    from contextlib import closing
+
+    from domains.ecommerce_ml.db import DATABASE
+
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+                    " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1")
+        tables = {name: int(size) for name, size in cur.fetchall()}
+        cur.execute("SELECT pg_database_size(current_database())")
+        return {"pg_tables_bytes": tables, "pg_database_bytes": int(cur.fetchone()[0])}
+
+
+def _simulate_step(day: str, root, lake_dir: Path) -> dict:
+    """The daily step (``build_interactions`` + ``load_interactions``) of one simulated day."""
     from domains.ecommerce_ml import interactions
 
     run = _run(day)
     t0 = time.perf_counter()
     built = interactions.build_interactions(run, root)
     interactions.load_interactions(run, built, root)
-    t1 = time.perf_counter()
-    matrix = interactions.build_matrix(run, root)
-    t2 = time.perf_counter()
-    day_bytes = (lake_dir / "curated" / built["interactions"]["relative"]).stat().st_size
-    lake_bytes = sum(f.stat().st_size for f in (lake_dir / "curated" / "interactions").rglob("*.parquet"))
-    pairs_bytes = sum(f.stat().st_size for f in (lake_dir / "curated" / "user_item_day").rglob("*.parquet"))
+    seconds = time.perf_counter() - t0
     return {"day": day, "rows_read": built["rows_read"], "interactions": built["interactions"]["rows"],
-            "rejected": sum(built["rejected"].values()), "day_parquet_bytes": day_bytes,
-            "lake_interactions_bytes": lake_bytes, "lake_partials_bytes": pairs_bytes,
-            "matrix_days": matrix["days"], "matrix_rows": matrix["rows"],
+            "rejected": sum(built["rejected"].values()),
+            "day_parquet_bytes": (lake_dir / "curated" / built["interactions"]["relative"]).stat().st_size,
+            "step_s": round(seconds, 2)}
+
+
+def _simulate_matrix(day: str, root, lake_dir: Path) -> dict:
+    """The day's user-item matrix (``build_matrix``), then the stores' sizes after the day."""
+    from domains.ecommerce_ml import interactions
+
+    t0 = time.perf_counter()
+    matrix = interactions.build_matrix(_run(day), root)
+    seconds = time.perf_counter() - t0
+    return {"matrix_days": matrix["days"], "matrix_rows": matrix["rows"],
             "matrix_bytes": Path(matrix["path"].removeprefix("file://")).stat().st_size,
-            "step_s_unmeasured": round(t1 - t0, 2), "matrix_s_unmeasured": round(t2 - t1, 2)}
+            "matrix_s": round(seconds, 2), **{k: v for k, v in matrix.items() if k == "mode"},
+            **lake_sizes(lake_dir), **pg_sizes()}
 
 
 def _window_files(last: str, days: int = 90) -> list[str]:
@@ -82,7 +119,6 @@ def _window_files(last: str, days: int = 90) -> list[str]:
 
 def _timed(kind: str, day: str, root) -> dict:
     """One timed piece of work (``--time``); the seconds cover the work only, not the imports."""
-    import duckdb
 
     from domains.ecommerce_ml import ingest, interactions
 
@@ -92,10 +128,10 @@ def _timed(kind: str, day: str, root) -> dict:
         built = interactions.build_interactions(run, root)
         interactions.load_interactions(run, built, root)
         return {"seconds": time.perf_counter() - t0, "rows": built["rows_read"]}
-    if kind == "matrix_partials":
+    if kind in ("matrix_incremental", "matrix_partials"):  # from the previous day's matrix / every partial
         t0 = time.perf_counter()
-        out = interactions.build_matrix(run, root)
-        return {"seconds": time.perf_counter() - t0, "rows": out["rows"], "days": out["days"]}
+        out = interactions.build_matrix(run, root, incremental=kind == "matrix_incremental")
+        return {"seconds": time.perf_counter() - t0, "rows": out["rows"], "days": out["days"], "mode": out["mode"]}
     if kind == "matrix_full":
         files = _window_files(day)
         with ingest.duckdb_session() as con, tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +140,7 @@ def _timed(kind: str, day: str, root) -> dict:
                         " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
             rows = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}/m.parquet')").fetchone()[0]
             return {"seconds": time.perf_counter() - t0, "rows": rows, "days": len(files)}
-    if kind == "training_read":  # the matrix, whole, into arrays: what a recommender trains on
+    if kind == "training_read":  # the matrix into a recommender's arrays: integer row/column codes and weights
         from contextlib import closing
 
         from domains.ecommerce_ml.db import DATABASE
@@ -113,9 +149,18 @@ def _timed(kind: str, day: str, root) -> dict:
             cur.execute("SELECT path FROM dataset_registry WHERE dataset = 'user_item_matrix' AND kind = 'artifact'"
                         " AND version = %s", (day,))
             path = cur.fetchone()[0].removeprefix("file://")
-        t0 = time.perf_counter()
-        arrays = duckdb.sql(f"SELECT customer_id, article_id, weight FROM read_parquet('{path}')").fetchnumpy()
-        return {"seconds": time.perf_counter() - t0, "rows": len(arrays["weight"])}
+        # (the 64-character customer ids as Python strings took 2.4 GB for 7.2 M pairs at 0.1x: codes instead,
+        # 16 bytes a pair; the id lists are what maps a code back)
+        with ingest.duckdb_session() as con:
+            t0 = time.perf_counter()
+            con.execute(f"CREATE VIEW m AS SELECT customer_id, article_id, weight FROM read_parquet('{path}')")
+            con.execute("CREATE TABLE c AS SELECT customer_id, (row_number() OVER (ORDER BY customer_id) - 1)::INTEGER"
+                        " AS ci FROM (SELECT DISTINCT customer_id FROM m)")
+            con.execute("CREATE TABLE a AS SELECT article_id, (row_number() OVER (ORDER BY article_id) - 1)::INTEGER"
+                        " AS ai FROM (SELECT DISTINCT article_id FROM m)")
+            arrays = con.execute("SELECT ci, ai, weight FROM m JOIN c USING (customer_id) JOIN a USING (article_id)"
+                                 ).fetchnumpy()
+            return {"seconds": time.perf_counter() - t0, "rows": len(arrays["weight"])}
     first = (date.fromisoformat(day) - timedelta(days=89)).isoformat()
     t0 = time.perf_counter()
     with interactions.open_interactions(first, day, root) as con:
@@ -138,36 +183,67 @@ def _worker(kind: str, day: str, lake_url: str) -> dict:
 
     root = ObjectStoragePath(lake_url + "/")
     lake_dir = Path(lake_url.removeprefix("file://"))
-    out = _simulate_day(day, root, lake_dir) if kind == "simulate" else _timed(kind, day, root)
+    if kind == "sim_step":
+        out = _simulate_step(day, root, lake_dir)
+    elif kind == "sim_matrix":
+        out = _simulate_matrix(day, root, lake_dir)
+    else:
+        out = _timed(kind, day, root)
     return {**out, "peak_mb": round(vm_hwm_mb())}
 
 
-def generate(lake_dir: Path, scale: float, days: int) -> list[dict]:
+def day_list(days: int) -> list[str]:
+    return [(LAST - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+
+
+def generate(lake_dir: Path, scale: float, day: str) -> dict:
+    """One day's drops (articles, customers, transactions), generated once; its counts kept next to them."""
     from airflow.sdk import ObjectStoragePath
 
     from domains.ecommerce_ml.local.generator import generate_day
 
-    out = []
-    root = ObjectStoragePath(f"file://{lake_dir}/")
-    for k in range(days - 1, -1, -1):
-        day = LAST - timedelta(days=k)
-        counts_file = lake_dir / f"generator-counts-{day}.json"
-        if not counts_file.exists():
-            t0 = time.perf_counter()
-            truths = generate_day(root, day, scale=TX_PER_SCALE * scale,
-                                  parts=("articles", "customers", "transactions"))
-            counts_file.write_text(json.dumps({**truths.counts, "generate_s": round(time.perf_counter() - t0, 1)}))
-            print(f"generated {day}", flush=True)
-        out.append({"day": day.isoformat(), **json.loads(counts_file.read_text())})
-    return out
+    counts_file = lake_dir / f"generator-counts-{day}.json"
+    if not counts_file.exists():
+        t0 = time.perf_counter()
+        truths = generate_day(ObjectStoragePath(f"file://{lake_dir}/"), date.fromisoformat(day),
+                              scale=TX_PER_SCALE * scale, parts=("articles", "customers", "transactions"))
+        counts_file.write_text(json.dumps({**truths.counts, "generate_s": round(time.perf_counter() - t0, 1)}))
+        print(f"generated {day}", flush=True)
+    return {"day": day, **json.loads(counts_file.read_text())}
 
 
-def model(rows: list[dict], scale: float) -> None:
-    """The year at 1x from the measured days: rows per day follow the generator's seasonality."""
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares y = a + b x: (a, b)."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def _power_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = a x^b fitted in log-log: (a, b)."""
+    import math
+
+    a, b = _fit([math.log(x) for x in xs], [math.log(y) for y in ys])
+    return math.exp(a), b
+
+
+def _deltas(rows: list[dict], key: str) -> list[float]:
+    """What each day added to a cumulative size (the first day: its size)."""
+    return [r[key] - (rows[i - 1][key] if i else 0) for i, r in enumerate(rows)]
+
+
+def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int = 7) -> None:
+    """The year from the simulated days. Transactions a day follow the generator's seasonality
+    (``day_volume``, checked per day); every store's bytes per transaction in are measured per day and
+    applied to the year's volume; the matrix (one row per pair bought in the window) is fitted against
+    its window's days (a power law) and taken at the full window. The seconds are the simulation's own
+    (low priority, a loaded machine: not timings), fitted against the day and the matrix's rows."""
     from domains.ecommerce_ml.local.generator import day_volume
 
     base = 1000 * TX_PER_SCALE * scale
-    out_per_in = sum(r["interactions"] for r in rows) / sum(r["rows_read"] for r in rows)
+    tx = [r["rows_read"] for r in rows]
+    out_per_in = sum(r["interactions"] for r in rows) / sum(tx)
     bytes_per_row = sum(r["day_parquet_bytes"] for r in rows) / sum(r["interactions"] for r in rows)
     print(f"\nmodel: interactions out / transactions in = {out_per_in:.3f}; Parquet bytes per interaction row "
           f"= {bytes_per_row:.2f}")
@@ -175,12 +251,50 @@ def model(rows: list[dict], scale: float) -> None:
         predicted = day_volume(date.fromisoformat(r["day"]), int(base))
         print(f"  {r['day']}: transactions {r['rows_read']} (model {predicted}, {r['rows_read'] / predicted - 1:+.1%}),"
               f" bytes/row {r['day_parquet_bytes'] / r['interactions']:.2f}")
-    year = [day_volume(LAST.replace(month=1, day=1) + timedelta(days=d), 1000 * TX_PER_SCALE) for d in range(365)]
-    tx_year = sum(year)
-    print(f"year at 1x: {tx_year / 1e9:.2f} G transactions, {tx_year * out_per_in / 1e9:.2f} G interactions, "
-          f"Parquet {tx_year * out_per_in * bytes_per_row / 2**30:.1f} GiB (a day "
-          f"{min(year) * out_per_in * bytes_per_row / 2**20:.0f}-{max(year) * out_per_in * bytes_per_row / 2**20:.0f}"
-          f" MiB); 10x: {10 * tx_year * out_per_in * bytes_per_row / 2**30:.0f} GiB")
+    year = [day_volume(LAST.replace(month=1, day=1) + timedelta(days=d), int(base)) for d in range(365)]
+    tx_year, tx_window = sum(year), sum(sorted(year)[-window:])  # the window's bytes at the year's busiest
+    per_tx = {key: sum(_deltas(rows, key)) / sum(tx) for key in
+              ("lake_interactions_bytes", "lake_interaction_rejections_bytes", "lake_user_item_day_bytes",
+               "lake_raw_hm_bytes") if all(key in r for r in rows)}
+    pg = _deltas(rows, "pg_database_bytes")[1:]
+    pg_per_tx = sum(pg) / sum(tx[1:]) if pg else 0.0
+    tables = sorted(rows[-1]["pg_tables_bytes"])
+    grow = {t: (rows[-1]["pg_tables_bytes"][t] - rows[0]["pg_tables_bytes"].get(t, 0)) / max(1, len(rows) - 1)
+            for t in tables}
+    print(f"\nyear at {scale:g}x: {tx_year / 1e9:.3f} G transactions, {tx_year * out_per_in / 1e9:.3f} G interactions")
+    print(f"{'store':<34}{'bytes/tx':>9}{'a day MiB':>10}{'year GiB':>9}  kept")
+    for key, b in per_tx.items():
+        kept = "90-day window" if key == "lake_user_item_day_bytes" else "all days"
+        total = b * (tx_window if key == "lake_user_item_day_bytes" else tx_year)
+        print(f"{key.removeprefix('lake_').removesuffix('_bytes'):<34}{b:>9.2f}{b * base / 2**20:>10.1f}"
+              f"{total / 2**30:>9.2f}  {kept}")
+    # rows per window day as a power law over every day; bytes per row from the latest day (the matrix with its
+    # purchases column, which the days before the incremental build did not have)
+    ra, rb = _power_fit([r["matrix_days"] for r in rows], [r["matrix_rows"] for r in rows])
+    per_row = rows[-1]["matrix_bytes"] / rows[-1]["matrix_rows"]
+    full = ra * window ** rb * per_row
+    print(f"{'user_item_matrix':<34}{'':>9}{full / 2**20:>10.1f}{keep_matrices * full / 2**30:>9.2f}  {keep_matrices}"
+          f" versions; rows = {ra:.0f} x days^{rb:.3f} fitted on {len(rows)} days ({ra * window ** rb / 1e6:.1f} M rows"
+          f" at {window} days), {per_row:.2f} bytes a row (the last day's file)")
+    print(f"{'PostgreSQL database':<34}{pg_per_tx:>9.3f}{pg_per_tx * base / 2**20:>10.1f}"
+          f"{(rows[0]['pg_database_bytes'] + pg_per_tx * tx_year) / 2**30:>9.2f}  all days"
+          f" (day 1: {rows[0]['pg_database_bytes'] / 2**20:.0f} MiB)")
+    for t in tables:
+        if abs(grow[t]) >= 2**16:
+            print(f"  {t:<32}{'':>9}{grow[t] / 2**20:>10.2f}{grow[t] * 365 / 2**30:>9.2f}  (bytes a day, days 1-N)")
+    days = list(range(1, len(rows) + 1))
+    sa, sb = _fit(days, [r["step_s"] for r in rows])
+    print(f"\nunmeasured seconds (low priority, load {min(r.get('load', 0) for r in rows):.1f}-"
+          f"{max(r.get('load', 0) for r in rows):.1f}; the load decides them, --time measures): daily step median"
+          f" {statistics.median(r['step_s'] for r in rows):.0f} s, fit {sa:.1f} + {sb:.2f} x day;"
+          f" peak MB step {min(r['step_peak_mb'] for r in rows)}-"
+          f"{max(r['step_peak_mb'] for r in rows)}, matrix {min(r['matrix_peak_mb'] for r in rows)}-"
+          f"{max(r['matrix_peak_mb'] for r in rows)}")
+    inc = [r for r in rows if r.get("mode") == "incremental"]
+    if len(inc) >= 2:
+        xa, xb = _fit([r["matrix_rows"] / 1e6 for r in inc], [r["matrix_s"] for r in inc])
+        print(f"incremental matrix ({len(inc)} days) = {xa:.1f} + {xb:.2f} x M rows (at {window} days:"
+              f" {xa + xb * ra * window ** rb / 1e6:.0f} s)")
 
 
 class Platform:
@@ -213,35 +327,56 @@ class Platform:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def simulate(data: Path, lake_dir: Path, days: list[dict], scale: float) -> None:
+def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: int | None = None) -> None:
+    """Each day in order: generate it, then the daily step and the matrix, each in its own worker (its
+    own peak memory). A row per day goes to ``simulated.json`` (and ``simulated.jsonl``) as soon as the day
+    is done, so a stopped run keeps its days and a rerun resumes after the last one; ``start`` (1-based)
+    reruns from that day on (the steps are idempotent: a day's rerun replaces its registry rows)."""
     plat = Platform(data, lake_dir)
     done_file = data / "simulated.json"
     rows = json.loads(done_file.read_text()) if done_file.exists() else []
-    print(f"load average at start: {os.getloadavg()}", flush=True)
+    if start is not None:
+        rows = rows[:start - 1]
+    print(f"load average at start: {os.getloadavg()}; {len(rows)} days done", flush=True)
     try:
-        for d in days[len(rows):]:
-            rows.append({**plat.worker("simulate", d["day"]), "generate_s": d.get("generate_s")})
+        for day in days[len(rows):]:
+            gen = generate(lake_dir, scale, day)
+            step = plat.worker("sim_step", day)
+            matrix = plat.worker("sim_matrix", day)
+            rows.append({**step, "step_peak_mb": step.pop("peak_mb"), **matrix, "matrix_peak_mb": matrix.pop("peak_mb"),
+                         "generate_s": gen.get("generate_s"), "finished": time.strftime("%H:%M:%S", time.gmtime()),
+                         "load": os.getloadavg()[0]})
             done_file.write_text(json.dumps(rows))
+            with (data / "simulated.jsonl").open("a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
             print(json.dumps(rows[-1]), flush=True)
     finally:
         plat.pg.stop()
-    print(f"\n{'day':<11}{'tx in':>10}{'out':>10}{'MiB':>7}{'lake MiB':>9}{'pairs MiB':>10}{'win days':>9}"
-          f"{'matrix rows':>12}{'matrix MiB':>11}{'peak MB':>8}")
+    report(rows, scale)
+
+
+def report(rows: list[dict], scale: float) -> None:
+    print(f"\n{'day':<11}{'tx in':>9}{'out':>9}{'day MiB':>8}{'lake MiB':>9}{'pairs MiB':>10}{'mtx MiB':>8}"
+          f"{'mtx rows':>10}{'PG MiB':>7}{'step s':>7}{'mtx s':>7}{'step MB':>8}{'mtx MB':>7}{'load':>5}")
     for r in rows:
-        print(f"{r['day']:<11}{r['rows_read']:>10}{r['interactions']:>10}{r['day_parquet_bytes'] / 2**20:>7.2f}"
-              f"{r['lake_interactions_bytes'] / 2**20:>9.1f}{r['lake_partials_bytes'] / 2**20:>10.1f}"
-              f"{r['matrix_days']:>9}{r['matrix_rows']:>12}{r['matrix_bytes'] / 2**20:>11.1f}{r['peak_mb']:>8}")
+        lake = sum(v for k, v in r.items() if k.startswith("lake_") and k != "lake_raw_hm_bytes")
+        print(f"{r['day']:<11}{r['rows_read']:>9}{r['interactions']:>9}{r['day_parquet_bytes'] / 2**20:>8.1f}"
+              f"{lake / 2**20:>9.0f}{r.get('lake_user_item_day_bytes', 0) / 2**20:>10.0f}"
+              f"{r.get('lake_user_item_matrix_bytes', 0) / 2**20:>8.0f}{r['matrix_rows']:>10}"
+              f"{r['pg_database_bytes'] / 2**20:>7.0f}{r['step_s']:>7.1f}{r['matrix_s']:>7.1f}"
+              f"{r['step_peak_mb']:>8}{r['matrix_peak_mb']:>7}{r.get('load', 0):>5.1f}")
     model(rows, scale)
 
 
-def time_last(data: Path, lake_dir: Path, days: list[dict], rounds: int) -> None:
+def time_last(data: Path, lake_dir: Path, days: list[str], rounds: int, kinds: tuple[str, ...] = TIMED) -> None:
+    """``days``: the first day and the last simulated one."""
     plat = Platform(data, lake_dir)
-    first, last = days[0]["day"], days[-1]["day"]
-    runs: dict[str, list[dict]] = {k: [] for k in TIMED}
+    first, last = days[0], days[-1]
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
     print(f"load average at start: {os.getloadavg()}", flush=True)
     try:
         for r in range(rounds):
-            order = TIMED[r % len(TIMED):] + TIMED[:r % len(TIMED)]
+            order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
             for kind in order:
                 runs[kind].append(plat.worker(kind, first if kind == "step_first" else last))
                 print(json.dumps({"round": r, "kind": kind, **runs[kind][-1], "load": os.getloadavg()[0]}),
@@ -250,7 +385,7 @@ def time_last(data: Path, lake_dir: Path, days: list[dict], rounds: int) -> None
         plat.pg.stop()
     print(f"load average at end: {os.getloadavg()}")
     print(f"\n{'what':<18}{'day':>11}{'rows':>12}{'median s':>9}  each round{'':>12}{'peak MB':>8}")
-    for kind in TIMED:
+    for kind in kinds:
         rs = runs[kind]
         print(f"{kind:<18}{first if kind == 'step_first' else last:>11}{rs[0]['rows']:>12}"
               f"{statistics.median(x['seconds'] for x in rs):>9.2f}  {[round(x['seconds'], 2) for x in rs]!s:<22}"
@@ -265,6 +400,9 @@ def main() -> None:
     p.add_argument("--simulate", action="store_true", help="generate and run the days (not timed)")
     p.add_argument("--time", action="store_true", help="time the first and last day and the queries")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--start", type=int, help="--simulate: rerun from this day (1-based) on")
+    p.add_argument("--kinds", help=f"--time: a comma-separated subset of {','.join(TIMED)}")
+    p.add_argument("--report", action="store_true", help="the table and the model from the simulated days")
     p.add_argument("--worker")
     p.add_argument("--day")
     p.add_argument("--lake")
@@ -275,13 +413,17 @@ def main() -> None:
     data = Path(args.data_dir) / f"year-{args.scale:g}-{args.days}"
     lake_dir = data / "lake"
     lake_dir.mkdir(parents=True, exist_ok=True)
-    days = generate(lake_dir, args.scale, args.days)
+    days = day_list(args.days)
     if args.simulate:
-        simulate(data, lake_dir, days, args.scale)
+        simulate(data, lake_dir, days, args.scale, args.start)
+    if args.report:
+        report(json.loads((data / "simulated.json").read_text()), args.scale)
     if args.time:
-        time_last(data, lake_dir, days, args.rounds)
-    if not (args.simulate or args.time):
-        p.error("say --simulate and/or --time")
+        done = json.loads((data / "simulated.json").read_text())
+        time_last(data, lake_dir, [generate(lake_dir, args.scale, d)["day"] for d in (days[0], done[-1]["day"])],
+                  args.rounds, tuple(args.kinds.split(",")) if args.kinds else TIMED)
+    if not (args.simulate or args.time or args.report):
+        p.error("say --simulate, --report and/or --time")
 
 
 if __name__ == "__main__":

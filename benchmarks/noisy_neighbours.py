@@ -175,7 +175,8 @@ class Victim:
             r = self.user.call(VICTIM, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/due")
             return r.json().get("start_date") if r.status_code == 200 else None
 
-        start = wait_for("probe task started", started, 600)
+        # the figure is the task's own start_date (no poll step in it); polled every 0.1 s all the same
+        start = wait_for("probe task started", started, 600, every=0.1)
         return (datetime.fromisoformat(start) - t0).total_seconds()
 
     def analysis(self) -> float:
@@ -187,6 +188,8 @@ class Victim:
                 raise RuntimeError(f"comprehensive_analysis {run_id} failed")
             return run["end_date"] if run["state"] == "success" else None
 
+        # the figure is the run's own end_date (no poll step in it): polled once a second, so the
+        # polls add no load to the api-server the run's tasks call
         end = wait_for("comprehensive_analysis succeeded", finished, 900, every=1)
         self.last_path = self.critical_path(run_id, t0)
         return (datetime.fromisoformat(end) - t0).total_seconds()
@@ -318,8 +321,113 @@ class Flood:
             list(pool.map(delete, run_ids))
 
 
+def zygote_team(proc) -> str | None:
+    """The team of a dag-processor's parse zygote (``platform_runtime.airflow_internals``), else None."""
+    import psutil
+
+    try:
+        if "zygote" in proc.cmdline():
+            return proc.environ().get("_PLATFORM_TEAM")
+    except psutil.Error:
+        pass
+    return None
+
+
+def process_trees(platform) -> dict[str, list]:
+    """Every platform process by supervisord program, each team's parse zygote (with its parses)
+    apart from the dag-processor as ``zygote-<team>``."""
+    import psutil
+
+    out: dict[str, list] = {}
+
+    def add(name: str, root) -> None:
+        todo = [root]
+        while todo:
+            q = todo.pop()
+            try:
+                children = q.children()
+            except psutil.Error:  # ended meanwhile
+                continue
+            out.setdefault(name, []).append(q)
+            for c in children:
+                team = zygote_team(c) if name == "dag-processor" else None
+                if team:
+                    add(f"zygote-{team}", c)
+                else:
+                    todo.append(c)
+
+    for name in platform.process_names():
+        proc = platform.proc(name).process()
+        if proc is not None:
+            add(name, proc)
+    return out
+
+
+def cpu_by_component(platform) -> dict[str, float]:
+    """CPU seconds (user + system) every platform process tree has used so far (:func:`process_trees`):
+    per tree, the sum over its live processes of their own time and that of their reaped children,
+    so a task process that came and went counts in its worker's tree. The difference of two calls
+    is what each used between them."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, procs in process_trees(platform).items():
+        for q in procs:
+            try:
+                t = q.cpu_times()
+            except psutil.Error:
+                continue
+            out[name] = out.get(name, 0.0) + t.user + t.system + t.children_user + t.children_system
+    return out
+
+
+def team_cpu_limit(platform, on: bool, cores: float | None = None) -> None:
+    """The teams' CPU limit switched at run time (``--cpu-limit both``): every process of a team
+    (worker, triggerer, Flower, parse zygote, and what they run) into the team's cgroup, as the
+    platform starts them (on), or back into the root cgroup (off), where each again weighs one
+    share per process group (its autogroup) and nothing caps the team: the build with
+    ``PLATFORM_TEAM_CPU_LIMIT=0``. Twice: what was forked during the first move follows.
+    ``cores``: every team's cap set to that many cores instead of its ``limits.cpu_cores``."""
+    from platform_runtime.autogroup import CGROUP_CPU, cgroup_pids, join_cgroup, set_cores
+    from platform_runtime.team_limits import team_limits
+
+    if on:
+        for team in TEAMS:
+            set_cores(platform.config.team_cgroup(team), cores or float(team_limits(team)["cpu_cores"]))
+
+    for _ in range(2):
+        for team in TEAMS:
+            path = platform.config.team_cgroup(team)
+            if on:
+                trees = process_trees(platform)
+                pids = [q.pid for name, procs in trees.items() for q in procs
+                        if name == f"zygote-{team}" or platform.team_of_process(name) == team]
+            else:
+                pids = cgroup_pids(path)
+            for pid in pids:
+                try:
+                    join_cgroup(path if on else CGROUP_CPU, pid)
+                except OSError:  # ended meanwhile
+                    pass
+
+
 def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
+
+
+def median_table(title: str, results: dict[str, dict[str, list[float]]], cpu: dict[str, dict[str, list[float]]]) -> None:
+    print(f"\n{title}")
+    print(f"{'victim delay':<32} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
+    for metric in results["quiet"]:
+        q, f = statistics.median(results["quiet"][metric]), statistics.median(results["flood"][metric])
+        print(f"{metric:<32} {q:>7.1f}s {f:>7.1f}s {f / q if q else float('nan'):>5.2f}x   "
+              f"{' '.join(f'{v:.1f}' for v in results['quiet'][metric])} | {' '.join(f'{v:.1f}' for v in results['flood'][metric])}")
+    print("CPU used during the victim's measurement, by platform process tree, in cores (CPU s / wall s; medians)")
+    print(f"{'component':<32} {'quiet':>8} {'flood':>8}")
+    for name in sorted(cpu["flood"], key=lambda n: -statistics.median(cpu["flood"][n])):
+        q, f = (statistics.median(cpu[ph].get(name, [0.0])) for ph in ("quiet", "flood"))
+        if max(q, f) >= 0.005:
+            print(f"{name:<32} {q:>8.2f} {f:>8.2f}")
 
 
 def main() -> None:
@@ -327,59 +435,81 @@ def main() -> None:
     ap.add_argument("--limits", choices=["on", "off"], default="on")
     ap.add_argument("--cpu-groups", choices=["on", "off"], default="on")
     ap.add_argument("--parse-share", choices=["on", "off"], default="on")
+    ap.add_argument("--cpu-limit", choices=["on", "off", "both"], default="on",
+                    help="the teams' CPU limit (cgroups, limits.cpu_cores); both: off and on side by side on one "
+                         "platform, switched at run time in each phase (needs root)")
+    ap.add_argument("--also-cores", default="",
+                    help="with --cpu-limit both: more modes, each every team's cgroup capped at these cores "
+                         "(comma-separated) instead of its limits.cpu_cores")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--flood-runs", type=int, default=500)
     ap.add_argument("--flood-tasks", type=int, default=50)
     ap.add_argument("--slow-files", type=int, default=4)
     ap.add_argument("--slow-seconds", type=float, default=20)
     ap.add_argument("--settle", type=float, default=15, help="seconds of flood before the victim measures")
+    ap.add_argument("--switch-settle", type=float, default=8,
+                    help="with --cpu-limit both: seconds after switching the CPU limit before the victim measures")
     args = ap.parse_args()
     # stopped with SIGTERM (or SIGINT, ignored in a background job): the platform is still stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from tests.newcomer import Newcomer
 
-    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}, parse share {args.parse_share}: "
-          f"starting a platform ({', '.join(TEAMS)}); "
+    modes = ["off", "on"] if args.cpu_limit == "both" else [args.cpu_limit]
+    if args.cpu_limit == "both":
+        modes += [f"on@{float(c):g}" for c in args.also_cores.split(",") if c.strip()]
+    print(f"[noisy] limits {args.limits}, CPU groups {args.cpu_groups}, parse share {args.parse_share}, "
+          f"teams' CPU limit {args.cpu_limit}: starting a platform ({', '.join(TEAMS)}); "
           f"load {load()}", flush=True)
-    results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
+    results = {m: {"quiet": {}, "flood": {}} for m in modes}
+    cpu = {m: {"quiet": {}, "flood": {}} for m in modes}
     loads: list[str] = []
     with make(args.limits == "on", args.flood_tasks, cpu_groups=args.cpu_groups == "on",
-              parse_share=args.parse_share == "on") as platform:
+              parse_share=args.parse_share == "on", team_cpu_limit=args.cpu_limit != "off") as platform:
         if platform.config.cpu_groups:
             print(f"[noisy] a team's CPU groups at autogroup nice {platform.config.autogroup_nice(True)}, the control "
-                  f"plane's at {platform.config.autogroup_nice(False)} (PLATFORM_TEAM_CPU_NICE)", flush=True)
+                  f"plane's at {platform.config.autogroup_nice(False)} (PLATFORM_TEAM_CPU_NICE); teams' cgroups "
+                  f"{platform.config.cgroup_base}", flush=True)
+        if args.cpu_limit != "off" and platform.config.cgroup_base is None:
+            raise SystemExit("--cpu-limit on/both: no teams' cgroups on this machine (root and a cgroup v1 cpu controller)")
         user = Newcomer(platform)
         victim = Victim(user, platform)
         flood = Flood(user, platform, args.flood_runs, args.slow_files, args.slow_seconds)
         print(f"[noisy] warm-up: {victim.measure('warmup')}", flush=True)
+
+        def measure(phase: str, mode: str, tag: str, extra: str = "") -> None:
+            if len(modes) > 1:
+                team_cpu_limit(platform, mode != "off", float(mode[3:]) if mode.startswith("on@") else None)
+                time.sleep(args.switch_settle)
+            cpu0, w0 = cpu_by_component(platform), time.monotonic()
+            figures = victim.measure(f"{tag}_{mode}".replace("@", "_").replace(".", "_"))  # a valid dag_id
+            wall = time.monotonic() - w0
+            cpu1 = cpu_by_component(platform)
+            loads.append(load())
+            # each component's CPU during the victim's measurement, in cores (CPU s / wall s)
+            for name, used in cpu1.items():
+                cpu[mode][phase].setdefault(name, []).append((used - cpu0.get(name, 0.0)) / wall)
+            for k, v in figures.items():
+                results[mode][phase].setdefault(k, []).append(v)
+            if phase == "flood":
+                extra += f"; flood runs {run_states(platform, flood.dag_id)}"
+            print(f"[noisy] {datetime.now(UTC):%H:%M:%S} round {tag} CPU limit {mode}: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items()) + f"; load {loads[-1]}{extra}", flush=True)
+
         for i in range(args.rounds):
-            for phase in ("quiet", "flood"):
-                tag = f"{phase}{i}"
-                extra = ""
-                if phase == "flood":
-                    took = flood.start(tag)
-                    time.sleep(args.settle)
-                    extra = f" (triggered {args.flood_runs} runs in {took:.0f} s)"
-                figures = victim.measure(tag)
-                loads.append(load())
-                if phase == "flood":
-                    extra += f"; flood runs {run_states(platform, flood.dag_id)}"
-                    flood.stop()
-                for k, v in figures.items():
-                    results[phase].setdefault(k, []).append(v)
-                print(f"[noisy] round {i} {phase}: " + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
-                      + f"; load {loads[-1]}{extra}", flush=True)
-    print(f"\nnoisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()}, parse share "
-          f"{args.parse_share.upper()} ({args.rounds} "
-          f"interleaved rounds, medians; victim "
-          f"{VICTIM}, flooder {FLOODER}: {args.flood_runs} runs x {args.flood_tasks} tasks, {args.slow_files} files "
-          f"parsing {args.slow_seconds:.0f} s CPU)")
-    print(f"{'victim delay':<32} {'quiet':>8} {'flood':>8} {'ratio':>6}   values quiet | flood")
-    for metric in results["quiet"]:
-        q, f = statistics.median(results["quiet"][metric]), statistics.median(results["flood"][metric])
-        print(f"{metric:<32} {q:>7.1f}s {f:>7.1f}s {f / q if q else float('nan'):>5.2f}x   "
-              f"{' '.join(f'{v:.1f}' for v in results['quiet'][metric])} | {' '.join(f'{v:.1f}' for v in results['flood'][metric])}")
+            order = modes if i % 2 == 0 else modes[::-1]  # which mode goes first alternates
+            for mode in order:
+                measure("quiet", mode, f"quiet{i}")
+            took = flood.start(f"flood{i}")
+            time.sleep(args.settle)
+            for mode in order:
+                measure("flood", mode, f"flood{i}", f" (triggered {args.flood_runs} runs in {took:.0f} s)")
+            flood.stop()
+    for mode in modes:
+        median_table(f"noisy neighbours, limits {args.limits.upper()}, CPU groups {args.cpu_groups.upper()}, parse share "
+                     f"{args.parse_share.upper()}, teams' CPU limit {mode.upper()} ({args.rounds} interleaved rounds, "
+                     f"medians; victim {VICTIM}, flooder {FLOODER}: {args.flood_runs} runs x {args.flood_tasks} tasks, "
+                     f"{args.slow_files} files parsing {args.slow_seconds:.0f} s CPU)", results[mode], cpu[mode])
     print(f"load averages at each measurement: {'; '.join(loads)}")
 
 

@@ -350,6 +350,12 @@ class PlatformConfig:
     # (PLATFORM_CPU_GROUPS=0) starts them all in supervisord's one group, as before.
     cpu_groups: bool = field(default_factory=lambda: os.environ.get("PLATFORM_CPU_GROUPS", "1") != "0")
     team_cpu_nice: int = _env_int("PLATFORM_TEAM_CPU_NICE", TEAM_CPU_NICE)
+    # A team's CPU limit (platform_runtime.autogroup cgroups; README "Per-team limits"): every
+    # process of a team (worker with its tasks, triggerer, Flower, parse zygote) in one cgroup of
+    # the team's, one CPU share for the team and at most its ``limits.cpu_cores``, where the platform
+    # may create cgroups (root, cgroup v1 cpu controller) and the CPU groups are on. "0"
+    # (PLATFORM_TEAM_CPU_LIMIT=0) switches it off alone: a share per process group, no cap.
+    team_cpu_limit: bool = field(default_factory=lambda: os.environ.get("PLATFORM_TEAM_CPU_LIMIT", "1") != "0")
 
     def __post_init__(self) -> None:
         if self.worker_settings not in WORKER_SETTINGS:
@@ -513,6 +519,7 @@ class PlatformConfig:
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism or self.default_parallelism()),
             **self.team_limits_env(),
             **self.cpu_groups_env(),
+            **self.cpu_limit_env(),
             **({"AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": str(self.max_task_retry_delay)} if self.max_task_retry_delay else {}),
             # the scheduler's heartbeat timeout and the workers' Execution API retries: the image's (Dockerfile)
             **heartbeat_settings(),
@@ -596,6 +603,27 @@ class PlatformConfig:
         from platform_runtime.autogroup import nice_for
 
         return {"AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE": str(nice_for(self.team_cpu_nice))}
+
+    @cached_property
+    def cgroup_base(self) -> str | None:
+        """The folder of this platform's team cgroups (one per state folder: several platforms may
+        run side by side), or None where the teams' CPU limit is off or cannot be had."""
+        from platform_runtime import autogroup
+
+        if not (self.cpu_groups and self.team_cpu_limit and autogroup.cgroups_available()):
+            return None
+        import hashlib
+
+        return f"{autogroup.CGROUP_CPU}/airflow-platform-{hashlib.sha256(str(self.state.resolve()).encode()).hexdigest()[:12]}"
+
+    def team_cgroup(self, team: str) -> str | None:
+        """The team's cgroup (its CPU limit, ``limits.cpu_cores``), None without."""
+        return f"{self.cgroup_base}/{team}" if self.cgroup_base else None
+
+    def cpu_limit_env(self) -> dict[str, str]:
+        """``[platform] team_cpu_cgroup``: the cgroup (``{team}`` filled in) a team's parse zygote
+        joins (``platform_runtime.airflow_internals``); unset, it stays in its autogroup."""
+        return {"AIRFLOW__PLATFORM__TEAM_CPU_CGROUP": f"{self.cgroup_base}/{{team}}"} if self.cgroup_base else {}
 
     def autogroup_nice(self, team_process: bool) -> int | None:
         """The autogroup nice of a platform process started now (None: no group of its own): the

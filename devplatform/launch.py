@@ -11,7 +11,9 @@ execs the argv: the pid supervisord watches is the process itself.
 With ``autogroup_nice`` in the spec the process first starts a session of its own, so a CFS
 autogroup of its own at that nice (``platform_runtime/autogroup.py``, loaded by path): it and
 everything it starts weigh one CPU share, whatever their number. It still leads a process group
-numbered by its pid, which supervisord signals (``stopasgroup``/``killasgroup``).
+numbered by its pid, which supervisord signals (``stopasgroup``/``killasgroup``). With ``cgroup``
+(a team's process, where the platform could create its team's cgroup) it then joins that cgroup:
+the team's one CPU share and its CPU limit (``limits.cpu_cores``).
 
 Standard library only and run isolated (``-I -S``): it imports nothing of the project, and
 the environment it hands on is only the spec's (plus supervisord's ``SUPERVISOR_*`` for an
@@ -51,6 +53,12 @@ def main(spec_path: str) -> None:
             group = f", session {os.getsid(0)}, " + (f"autogroup {got[0]} nice {got[1]}" if got else "no autogroups (kernel)")
         except OSError as e:  # started all the same, in supervisord's group: said in its log
             group = f", no CPU group of its own ({e})"
+        if spec.get("cgroup"):  # the team's CPU limit: its cgroup (platform_runtime/autogroup.py)
+            try:
+                autogroup.join_cgroup(spec["cgroup"])
+                group += f", cgroup {spec['cgroup']}"
+            except OSError as e:  # started all the same, without the team's limit: said in its log
+                group += f", not in its team's cgroup {spec['cgroup']} ({e})"
     os.write(fd, f"[supervisor] {stamp} starting {spec['name']} (pid {os.getpid()}{group})\n".encode())
     # an event listener talks to supervisord on stdin/stdout: only its stderr goes to the log
     os.dup2(fd, 2)

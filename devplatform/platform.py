@@ -342,6 +342,7 @@ class LocalPlatform:
             rt = self.team_runtime(d)
             rt.prepare()
             self._start_proc(f"redis-{d}", rt.redis_command())
+        self.make_team_cgroups()
         for name in self.team_components():
             if not self.starts_after_ready(name):
                 self.start_component(name)
@@ -443,6 +444,34 @@ class LocalPlatform:
         if running and changed:  # a server from before reads the new rules
             self.pg.reload()
 
+    def make_team_cgroups(self) -> None:
+        """Each team's cgroup (``PlatformConfig.team_cgroup``): the team's one CPU share (its
+        processes' autogroup nice) and its CPU limit, ``limits.cpu_cores`` of its settings.yaml.
+        Its processes move themselves in (the launcher, the parse zygote): the platform's user
+        and the team's group may write its ``cgroup.procs``, nobody but root its limit."""
+        from platform_runtime.autogroup import make_cgroup
+        from platform_runtime.team_limits import team_limits
+
+        if self.config.cgroup_base is None:
+            if self.config.cpu_groups and self.config.team_cpu_limit:
+                self.say("cannot enforce: a team's CPU limit (limits.cpu_cores) needs a cgroup v1 cpu controller "
+                         "this user may write (root); each team process weighs one CPU share (autogroup) instead")
+            return
+        owner = self.platform_user
+        for d in self.config.domains:
+            user = self.team_runtime(d).user
+            cores = team_limits(d)["cpu_cores"]
+            make_cgroup(self.config.team_cgroup(d), self.config.autogroup_nice(True), cores,
+                        owner=(owner.uid if owner else os.getuid(), user.gid if user else os.getgid()))
+        limits = ", ".join(f"{d} {team_limits(d)['cpu_cores']} cores" for d in self.config.domains)
+        self.say(f"teams' CPU limits: cgroups in {self.config.cgroup_base} ({limits})")
+
+    def team_of_process(self, name: str) -> str | None:
+        """The team whose code a platform process runs or serves (its worker, Flower, triggerer)."""
+        if name in self.team_components():
+            return self.team_components()[name][2]
+        return name.removeprefix("triggerer-") if name.startswith("triggerer-") else None
+
     def is_team_process(self, name: str) -> bool:
         """A process that runs a team's code (its worker with its tasks, its triggerer with its
         trigger runner) or serves only that team (its Flower): its CPU group sits at the teams'
@@ -503,8 +532,10 @@ class LocalPlatform:
         if p.running():
             self.say(f"{name}: already running (pid {p.process().pid})")
             return
+        team = self.team_of_process(name)
         self.supervisor.write_spec(name, cmd, env or self.env(), cwd, self.run_as() if run_as is True else run_as,
-                                   autogroup_nice=self.config.autogroup_nice(self.is_team_process(name)))
+                                   autogroup_nice=self.config.autogroup_nice(self.is_team_process(name)),
+                                   cgroup=self.config.team_cgroup(team) if team else None)
         self.supervisor.start_program(name)
         info = p.info() or {}
         self.say(f"{name}: started (pid {info.get('pid')}), log {p.logfile}")
@@ -560,6 +591,10 @@ class LocalPlatform:
         if self.pg.pid():
             self.pg.stop()
             stopped.append("postgres")
+        if self.config.cgroup_base:  # the teams' cgroups, empty now
+            from platform_runtime.autogroup import remove_cgroup
+
+            remove_cgroup(self.config.cgroup_base)
         return stopped
 
     def status(self) -> dict[str, bool]:

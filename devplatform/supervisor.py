@@ -137,15 +137,17 @@ class Supervisor:
         self._own(self.spec_dir, self.conf)
 
     def write_spec(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, run_as: RunAs | None,
-                   umask: int = 0o022, listener: bool = False, autogroup_nice: int | None = None) -> None:
+                   umask: int = 0o022, listener: bool = False, autogroup_nice: int | None = None,
+                   cgroup: str | None = None) -> None:
         """What :mod:`devplatform.launch` execs for ``name``: ``cmd`` in ``cwd`` (``env --chdir``,
         inside the user switch: a team's folder is closed to the platform's user), as ``run_as``.
         ``autogroup_nice``: in a session, so a CPU share (CFS autogroup), of its own at that nice
-        (``platform_runtime.autogroup``); None: in supervisord's session, with every such program."""
+        (``platform_runtime.autogroup``); None: in supervisord's session, with every such program.
+        ``cgroup``: then into that cgroup (a team's: its CPU limit, ``PlatformConfig.team_cgroup``)."""
         inner = ["/usr/bin/env", f"--chdir={cwd}", *cmd]
         spec = {"name": name, "argv": run_as.argv(inner) if run_as else inner, "env": env,
                 "umask": run_as.umask if run_as else umask, "log": str(self.log_dir / f"{name}.log"),
-                "listener": listener, "autogroup_nice": autogroup_nice}
+                "listener": listener, "autogroup_nice": autogroup_nice, "cgroup": cgroup}
         path = self.spec_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -703,6 +703,15 @@ def zygote(channel_fd: int, platform_uid: int | None = None) -> None:
         from platform_runtime.autogroup import new_group
 
         new_group(int(nice))
+    if cgroup := os.environ.get("AIRFLOW__PLATFORM__TEAM_CPU_CGROUP"):
+        # the team's CPU limit (``limits.cpu_cores``): its parses count against the team's one
+        # cgroup, with its worker and triggerer; the platform let the team's user move itself in
+        from platform_runtime.autogroup import join_cgroup
+
+        try:
+            join_cgroup(cgroup.format(team=os.environ["_PLATFORM_TEAM"]))
+        except OSError as e:  # parsed all the same, in its autogroup only: said in the dag-processor's log
+            print(f"[platform_runtime] zygote not in its team's cgroup ({e})", file=sys.stderr, flush=True)
     home = os.environ["HOME"]
     os.chdir(home)
     log = os.open(os.path.join(home, "zygote.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

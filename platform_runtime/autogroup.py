@@ -18,6 +18,8 @@ What this does not do: a team's own code can call ``setsid`` (``subprocess.Popen
 True)``, BashOperator) and so start a group of its own, and groups are not capped (an idle
 platform lets one team use every core). It is the local stand-in for production's real bound:
 each team's workers in pods (Astro worker queues) with CPU requests and limits (cgroups).
+Where the platform may create cgroups (root, cgroup v1 ``cpu`` controller), the functions at the
+end put all of a team's processes into one cgroup of the team's with that cap (``limits.cpu_cores``).
 
 The launcher imports this file by path (``python -I -S``: nothing of the project's packages).
 """
@@ -109,3 +111,86 @@ def new_group(nice: int) -> None:
         os.setsid()
     if enabled():
         set_nice(nice)
+
+
+# -- a team's CPU limit on the local platform: a cgroup of the cpu controller (v1) ----------------
+# A team's processes (its worker with its tasks, its triggerer, its Flower, its DAG files' parse
+# zygote) in one cgroup: one CPU share for the whole team, not one per process group, and at most
+# its ``limits.cpu_cores`` of CPU time (CFS bandwidth: quota per period), what a pod's CPU limit is
+# in production. Where the platform may create none (no root, cgroup v2 only), autogroups alone.
+# A process in such a cgroup is scheduled by it; its session's autogroup applies again once it is
+# back in the root cgroup.
+CGROUP_CPU = "/sys/fs/cgroup/cpu"
+PERIOD_US = 100_000
+# the kernel's weight of each nice level, -20 .. 19 (kernel/sched/core.c sched_prio_to_weight)
+WEIGHTS = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904, 3906,
+           3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56,
+           45, 36, 29, 23, 18, 15)
+
+
+def weight(nice: int) -> int:
+    """The CFS weight of ``nice`` (0: 1024, 3: 526, 19: 15): a cgroup's ``cpu.shares`` that weighs as
+    an autogroup at that nice does."""
+    return WEIGHTS[max(-20, min(MAX_NICE, nice)) + 20]
+
+
+def cgroups_available(root: str = CGROUP_CPU) -> bool:
+    """A cgroup v1 cpu controller with CFS bandwidth that this process may create cgroups in."""
+    return (os.path.exists(os.path.join(root, "cpu.cfs_quota_us")) and os.access(root, os.W_OK)
+            and os.access(os.path.join(root, "cgroup.procs"), os.W_OK))
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def make_cgroup(path: str, nice: int, cores: float | None, owner: tuple[int, int] | None = None) -> None:
+    """The cgroup ``path`` (parents created), weighing as an autogroup at ``nice``, capped at ``cores``
+    of CPU (None: no cap). ``owner`` (uid, gid): who may move its own processes into it (its
+    ``cgroup.procs``, mode 0660); its settings stay the creator's."""
+    os.makedirs(path, exist_ok=True)
+    _write(os.path.join(path, "cpu.shares"), str(weight(nice)))
+    set_cores(path, cores)
+    if owner is not None:
+        procs = os.path.join(path, "cgroup.procs")
+        os.chown(procs, *owner)
+        os.chmod(procs, 0o660)
+
+
+def set_cores(path: str, cores: float | None) -> None:
+    """The cgroup's cap: ``cores`` of CPU time per period, or none (None)."""
+    _write(os.path.join(path, "cpu.cfs_period_us"), str(PERIOD_US))
+    _write(os.path.join(path, "cpu.cfs_quota_us"), str(int(cores * PERIOD_US) if cores else -1))
+
+
+def join_cgroup(path: str, pid: int = 0) -> None:
+    """Process ``pid`` (0: this one) and every thread of it into the cgroup ``path``; what it forks
+    afterwards is born there."""
+    _write(os.path.join(path, "cgroup.procs"), str(pid))
+
+
+def cgroup_pids(path: str) -> list[int]:
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def remove_cgroup(path: str) -> None:
+    """Remove the cgroup ``path`` and its children (processes still in them go to the root cgroup)."""
+    if not os.path.isdir(path):
+        return
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            remove_cgroup(entry.path)
+    for pid in cgroup_pids(path):
+        try:
+            join_cgroup(CGROUP_CPU, pid)
+        except OSError:  # ended meanwhile
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

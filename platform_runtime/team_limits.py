@@ -28,6 +28,11 @@ policies only:
   team's slot, never another team's, and a new file in a bundle is noticed within about a second
   (its folder's mtime) instead of at the bundle's ``refresh_interval``.
 
+- **CPU.** All of a team's processes (its worker with its tasks, triggerer, Flower, parse zygote)
+  may use ``limits.cpu_cores`` of CPU together: on the local platform one cgroup of the team's
+  (``platform_runtime.autogroup``, created by ``devplatform``), which also makes the team one CPU
+  share rather than one per process group; in a deployment the CPU limit of the team's worker pods.
+
 Where a team's settings.yaml has no ``limits:``, :data:`PLATFORM_DEFAULTS` apply. The whole set
 is switched off with ``[platform] team_limits = False`` (``PLATFORM_TEAM_LIMITS=0`` for the
 local platform): the build the benchmark and the limits test compare against.
@@ -56,6 +61,10 @@ PLATFORM_DEFAULTS = {
     "max_active_runs_per_dag": 16,
     # the team's files' ``dagbag_import_timeout`` (Airflow's default, for every file, is 30 s)
     "parse_timeout_seconds": 15,
+    # the CPU the team's processes (its worker with its tasks, triggerer, Flower, DAG files' parses)
+    # may use together, in cores: a pod's CPU limit in production (the team's worker queue), a
+    # cgroup of the team's on the local platform (platform_runtime.autogroup)
+    "cpu_cores": 1.0,
 }
 DOMAINS_DIR = Path(__file__).resolve().parent.parent / "domains"
 

@@ -53,7 +53,7 @@ import hashlib
 import io
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,12 +173,21 @@ _MIGRATING: dict[tuple, threading.Lock] = {}
 
 
 class DomainDatabase:
-    """A domain's own database: its connection ``<domain>_postgres`` and its migrations."""
+    """A domain's own database: its connection ``<domain>_postgres`` and its migrations.
 
-    def __init__(self, domain: str, migrations: Path, uses: Sequence[str] = ()) -> None:
+    ``before_migrate(conn)``, when given, runs on the connection before the pending migrations
+    (in :meth:`migrate`, so once per process through :meth:`connect`): the upgrade work a SQL
+    migration cannot do, such as moving a table's rows into the lake before the migration that
+    drops it, so that an upgrade needs no manual step. It must be idempotent, cheap when there is
+    nothing to do, and commit what it writes (the migrations' transaction starts after it).
+    """
+
+    def __init__(self, domain: str, migrations: Path, uses: Sequence[str] = (),
+                 before_migrate: Callable[[Any], Any] | None = None) -> None:
         self.domain = domain
         self.migrations = Path(migrations)
         self.uses = tuple(dict.fromkeys(uses))
+        self.before_migrate = before_migrate
         for component in self.uses:  # a misspelt component fails where it is declared
             shared_migrations(component)
 
@@ -199,7 +208,10 @@ class DomainDatabase:
         return domain_hook(self.domain)
 
     def migrate(self, conn: Any) -> list[str]:
-        """Apply pending migrations now on ``conn`` (no per-process cache). Versions applied."""
+        """Apply pending migrations now on ``conn`` (no per-process cache), after ``before_migrate``.
+        Versions applied."""
+        if self.before_migrate is not None:
+            self.before_migrate(conn)
         return migrate(conn, self.migrations, lock_name=self.lock_name, uses=self.uses)
 
     def connect(self, hook: PostgresHook | None = None) -> Any:

@@ -18,7 +18,9 @@ benchmark's DAG files planted (``benchmarks/noisy_neighbours.py``):
 The first two fail on the build with the limits off (``PLATFORM_TEAM_LIMITS=0``): the flood's tasks
 then take the global pool's slots, and the slow file parses. The third fails (strict xfail) with
 the share off alone (``PLATFORM_PARSE_SHARE=0``): the slow files then take every slot. And each team's processes sit in CPU
-groups of their own (``platform_runtime.autogroup``), which fails with ``PLATFORM_CPU_GROUPS=0``. The platform's start takes
+groups of their own (``platform_runtime.autogroup``), which fails with ``PLATFORM_CPU_GROUPS=0``; and all of a
+team's processes sit in the team's one cgroup, which keeps the flooder to its ``limits.cpu_cores`` while it asks for
+three cores (strict xfail with ``PLATFORM_TEAM_CPU_LIMIT=0``). The platform's start takes
 several minutes on two loaded cores: it runs with ``make test-noisy`` (``PLATFORM_NOISY=1``).
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -42,6 +45,29 @@ pytestmark = [pytest.mark.timeout(1800),
 FLOOD_TASKS = 30
 FLOOD_RUNS = 12
 SHARE_OFF = os.environ.get("PLATFORM_PARSE_SHARE") == "0"
+CPU_LIMIT_OFF = os.environ.get("PLATFORM_TEAM_CPU_LIMIT") == "0"
+BURN = '''"""Noisy-neighbour CPU burner (test-only): mapped tasks that each burn {seconds} s of CPU."""
+import time
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{team}_noisy_burn", schedule=None, tags=["{team}"], doc_md=__doc__)
+def noisy_burn():
+    @task(retries=0)
+    def burn(i: int) -> int:
+        end = time.process_time() + {seconds}
+        while time.process_time() < end:
+            pass
+        return i
+
+    burn.expand(i=list(range(4)))
+
+
+noisy_burn()
+'''
+BURN_SECONDS = 40
+TEST_CORES = 0.2  # the flooder's cap while it burns (test_a_team_uses_no_more_cpu_than_its_limit)
 # a new file of the victim is visible within this many seconds while the flooder's slow files
 # parse (about 2 s on an idle machine; a slow file holds a slot for 12 s of CPU, more in wall time)
 NEW_FILE_BOUND = 8.0
@@ -49,7 +75,8 @@ NEW_FILE_BOUND = 8.0
 
 @pytest.fixture(scope="module")
 def platform():
-    files = {**plant(), "{team}_noisy_flood.py": FLOOD.replace("{tasks}", str(FLOOD_TASKS))}
+    files = {**plant(), "{team}_noisy_flood.py": FLOOD.replace("{tasks}", str(FLOOD_TASKS)),
+             "{team}_noisy_burn.py": BURN.replace("{seconds}", str(BURN_SECONDS))}
     with running_platform("celery", plant=files, domains=TEAMS) as p:
         yield p
 
@@ -210,3 +237,69 @@ def test_slow_files_of_one_bundle_do_not_keep_another_bundles_new_file_waiting(p
     finally:
         for path in slow:
             path.unlink(missing_ok=True)
+
+
+@pytest.mark.xfail(CPU_LIMIT_OFF, strict=True, reason="PLATFORM_TEAM_CPU_LIMIT=0: no team cgroup, nothing caps a team's CPU")
+def test_a_team_uses_no_more_cpu_than_its_limit(platform, user):
+    """Every process of a team (worker with its tasks, triggerer, Flower, parse zygote) sits in the
+    team's one cgroup, capped at its ``limits.cpu_cores``, and that cgroup is what bounds the team's
+    CPU: while the flooder asks for about three cores (two tasks burning CPU in its worker, a slow
+    DAG file in its parse slot), it gets no more than its cap and the kernel throttles its cgroup.
+    The cap is lowered to :data:`TEST_CORES` for that window (then put back): on a shared, loaded
+    machine a team at one share may not reach its 1 core at all, and a cap it never reaches would
+    show nothing. Fails with the limit off (``PLATFORM_TEAM_CPU_LIMIT=0``: no cgroup, each process
+    group its own share, no cap)."""
+    from benchmarks.noisy_neighbours import cpu_by_component, process_trees
+    from platform_runtime.autogroup import CGROUP_CPU, cgroup_pids, cgroups_available, set_cores
+
+    if not cgroups_available() and not CPU_LIMIT_OFF:
+        pytest.skip("no cgroup v1 cpu controller this user may write (root)")
+    cores = float(team_limits(FLOODER)["cpu_cores"])
+    assert cores < (os.cpu_count() or 1), "the test needs a limit below the machine's cores"
+    path = platform.config.team_cgroup(FLOODER)
+    assert path is not None, "no cgroup for the flooding team"
+    assert int((Path(path) / "cpu.cfs_quota_us").read_text()) == int(cores * int((Path(path) / "cpu.cfs_period_us").read_text()))
+    for team in TEAMS:  # every process of the team in its cgroup, none of the control plane's
+        members = set(cgroup_pids(platform.config.team_cgroup(team)))
+        for name, procs in process_trees(platform).items():
+            of_team = name == f"zygote-{team}" or platform.team_of_process(name) == team
+            for q in procs:
+                if of_team:
+                    assert q.pid in members or not q.is_running(), f"{name} pid {q.pid} not in {team}'s cgroup"
+                else:
+                    assert q.pid not in members, f"{name} pid {q.pid} in {team}'s cgroup"
+    assert Path(CGROUP_CPU).exists()
+
+    dag_id = f"{FLOODER}_noisy_burn"
+    slow = platform.config.bundle_path(FLOODER) / f"{FLOODER}_noisy_slow_cpu_0.py"
+    try:
+        slow.write_text(SLOW.format(team=FLOODER, n="cpu_0", seconds=12))
+        os.chmod(slow, 0o644)
+        assert user.call(FLOODER, "PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        r = user.call(FLOODER, "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 300
+        while ti_states(platform, dag_id).get("running", 0) < 2:  # both worker slots burning
+            assert time.monotonic() < deadline, f"{dag_id}'s tasks never ran: {ti_states(platform, dag_id)}"
+            time.sleep(1)
+        throttled0 = int(dict(line.split() for line in (Path(path) / "cpu.stat").read_text().splitlines())["nr_throttled"])
+
+        def used() -> float:
+            c = cpu_by_component(platform)
+            return sum(v for k, v in c.items() if k == f"zygote-{FLOODER}" or platform.team_of_process(k) == FLOODER)
+
+        set_cores(path, TEST_CORES)
+        try:
+            c0, t0 = used(), time.monotonic()
+            time.sleep(15)
+            cores_used = (used() - c0) / (time.monotonic() - t0)
+        finally:
+            set_cores(path, cores)
+        throttled = int(dict(line.split() for line in (Path(path) / "cpu.stat").read_text().splitlines())["nr_throttled"])
+        print(f"\n{FLOODER} used {cores_used:.2f} cores over 15 s (its cap {TEST_CORES} for the test, its limit "
+              f"{cores}); its cgroup throttled {throttled - throttled0} times; {ti_states(platform, dag_id)}")
+        assert cores_used <= TEST_CORES * 1.15, f"{FLOODER} used {cores_used:.2f} cores, its cap is {TEST_CORES}"
+        assert throttled > throttled0, "the flooding team's cgroup was never throttled: it asked for less than its limit"
+    finally:
+        slow.unlink(missing_ok=True)
+        user.call(FLOODER, "PATCH", f"/dags/{dag_id}", json={"is_paused": True})

@@ -275,3 +275,37 @@ def test_a_process_in_the_root_group_reads_as_root_not_unknown():
     assert autogroup.read(1) == autogroup.ROOT
     assert autogroup.read(2**22 + 1) is None  # above the kernel's pid_max: no such process
     assert autogroup.read() is not None
+
+
+@pytest.mark.skipif(not autogroup.cgroups_available(), reason="no cgroup v1 cpu controller this user may write (root)")
+@pytest.mark.parametrize("limit", [True, pytest.param(False, marks=pytest.mark.xfail(
+    strict=True, reason="protection off: no team cgroup, nothing caps the program"))])
+def test_a_program_in_its_teams_cgroup_uses_no_more_cpu_than_the_limit(supervised, tmp_path, limit):
+    """A program of 3 spinning processes started by the launcher into a team's cgroup capped at
+    0.3 cores (``platform_runtime.autogroup.make_cgroup``, the spec's ``cgroup``): it and its
+    children are in the cgroup and together use about 0.3 cores, however many cores are free;
+    the cgroup is removed afterwards. Without the cgroup (the limit off) they use what is free."""
+    sv, _ = supervised
+    cores = 0.3
+    path = f"{autogroup.CGROUP_CPU}/platform-test-{os.getpid()}-{tmp_path.name}/team"
+    autogroup.make_cgroup(path, autogroup.nice_for(3), cores)
+    try:
+        spin = SPIN.replace("os.sched_setaffinity(0, {int(sys.argv[1])})", "")
+        sv.write_spec("flood", [sys.executable, "-c", spin, "0", "3"], ENV, Path("/"), None,
+                      autogroup_nice=autogroup.nice_for(3), cgroup=path if limit else None)
+        sv.start_program("flood")
+        flood = SupervisedProc(sv, "flood")
+        assert wait_until(lambda: flood.process() and len(flood.process().children()) == 2, 30)
+        members = set(autogroup.cgroup_pids(path))
+        c0, t0 = cpu_seconds(flood)[0], time.monotonic()
+        time.sleep(4)
+        used = (cpu_seconds(flood)[0] - c0) / (time.monotonic() - t0)
+        pids = cpu_seconds(flood)[1]
+        sv.stop_program("flood")
+        print(f"\n3 spinning processes used {used:.2f} cores (limit {cores}); in the cgroup: {sorted(members)}, "
+              f"the program's: {sorted(pids)}")
+        assert set(pids) <= members, "the program's processes are not all in its cgroup"
+        assert used <= cores * 1.15, f"used {used:.2f} cores, the limit is {cores}"
+    finally:
+        autogroup.remove_cgroup(os.path.dirname(path))
+    assert not os.path.exists(os.path.dirname(path))

@@ -52,6 +52,7 @@ def test_every_team_has_limits_within_what_the_platform_allows():
         assert set(limits) == set(PLATFORM_DEFAULTS), t
         assert 0 < DEFAULT_MAX_ACTIVE_RUNS_PER_DAG <= limits["max_active_runs_per_dag"], t
         assert 0 < limits["parse_timeout_seconds"] <= 30, t  # never more than Airflow's own default
+        assert 0 < limits["cpu_cores"] <= 64, t
 
 
 @pytest.fixture

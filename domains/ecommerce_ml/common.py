@@ -99,8 +99,10 @@ def copy_from_duckdb(con: Any, sql: str, cur: Any, table: str, columns: list[str
     copy_rows(cur, table, columns, duck_rows(con, sql, params))
 
 
-def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, stem: str = "part") -> dict:
-    """Write a DuckDB query to ``curated/<dataset>/v=<version>/<stem>-<sha>.parquet`` (never overwritten).
+def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, stem: str = "part",
+                    kv_metadata: dict[str, str] | None = None) -> dict:
+    """Write a DuckDB query to ``curated/<dataset>/v=<version>/<stem>-<sha>.parquet`` (never overwritten),
+    with ``kv_metadata`` in the Parquet footer's key-value metadata (DuckDB's ``parquet_kv_metadata``).
 
     Returns path (lake URL), relative (under curated/), rows, sha256, schema, written.
     """
@@ -111,7 +113,9 @@ def publish_parquet(con: Any, sql: str, root: Any, dataset: str, version: str, s
 
     with tempfile.TemporaryDirectory(prefix="ecommerce-ml-out-") as tmp:
         out = Path(tmp) / f"{stem}.parquet"
-        con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        kv = ", ".join(f"{k}: '{v.replace(chr(39), chr(39) * 2)}'" for k, v in (kv_metadata or {}).items())
+        con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+                    f"{f', KV_METADATA {{{kv}}}' if kv else ''})")
         rows = ingest.fetch(con, f"SELECT count(*) FROM read_parquet('{out}')")[0][0]
         schema = [{"name": n, "type": t} for n, t, *_ in ingest.fetch(con, f"DESCRIBE SELECT * FROM read_parquet('{out}')")]
         dest, written = lake.publish(out, lake.curated_dir(root, dataset, version), stem, "parquet")

@@ -11,4 +11,14 @@ from pathlib import Path
 
 from shared.db import DomainDatabase
 
-DATABASE = DomainDatabase("ecommerce_ml", Path(__file__).parent / "migrations")
+
+def move_tables_to_lake(conn) -> dict:
+    """Before the migrations, on a database the previous release wrote: the rows of the tables
+    that later migrations drop move into the lake first (``event_sessions`` before 0007), so an
+    upgrade needs no manual step. One query and nothing else when there is nothing to move."""
+    from domains.ecommerce_ml.events import move_table_sessions_to_lake
+
+    return move_table_sessions_to_lake(conn)
+
+
+DATABASE = DomainDatabase("ecommerce_ml", Path(__file__).parent / "migrations", before_migrate=move_tables_to_lake)

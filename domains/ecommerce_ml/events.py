@@ -31,6 +31,7 @@ the same, per (session, article).
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,10 @@ LATE_SLOTS = 8
 INACTIVITY = "30 minutes"
 TABLES = ("funnel_interval", "funnel_article", "event_rejections")
 SESSIONS = "event_sessions"  # the lake dataset (migration 0007 dropped the table)
+# funnel_article's retention in PostgreSQL, where dashboards read it by article and interval: slots older
+# than this (before the processed interval's start) leave the table once their Parquet artifact is
+# registered; the lake keeps every slot (curated/funnel_article/v=<version>/). 54 MB a day at 1x.
+FUNNEL_ARTICLE_PG_DAYS = int(os.environ.get("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "90"))
 
 
 def _slots(start: datetime, end: datetime) -> list[datetime]:
@@ -269,39 +274,86 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                 for t in TABLES]
             for out in outputs:
                 registry.register(cur, out, ver, run.dag_id, run.run_id)
+            expired = expire_funnel_article(cur, start - timedelta(days=FUNNEL_ARTICLE_PG_DAYS))
             cur.execute("SELECT events, late_events, rejected_events, active_sessions, sessions_viewed,"
                         " sessions_carted, sessions_purchased FROM funnel_interval WHERE slot_start = %s", (start,))
             row = cur.fetchone()
         conn.commit()
-        removed = _remove_superseded_sessions(conn, root, ver, day)
+        removed = _remove_superseded_sessions(conn, root, day)
     record_postgres_io(pg, outputs=[*TABLES, "event_files", "dataset_registry"])
     registry.emit_asset_events(outputs, ver)
     keys = ("events", "late_events", "rejected_events", "active_sessions", "sessions_viewed", "sessions_carted",
             "sessions_purchased")
     return {"version": ver, "files": len(own), "sessions_file": sessions["relative"],
-            "superseded_removed": removed, **dict(zip(keys, row or (0,) * len(keys), strict=True))}
+            "superseded_removed": removed, "funnel_article_expired": expired,
+            **dict(zip(keys, row or (0,) * len(keys), strict=True))}
 
 
-def _remove_superseded_sessions(conn, root, ver: str, day: str) -> list[str]:
-    """Delete the version's sessions files other than the registered one (the file of an earlier
-    processing with other input), under the version's lock, so that a concurrent processing of
-    the same slot cannot register a file in between. A crash before this leaves the old file
-    beside the new one until the slot is processed again; readers go through the registry."""
+def version_bounds(ver: str) -> tuple[datetime, datetime]:
+    """[start, end) of a version (:func:`version`: one slot, or ``<start>-<end>``)."""
+    def parse(v: str) -> datetime:
+        return datetime.strptime(v, "%Y-%m-%dT%H%M").replace(tzinfo=UTC)
+
+    start = parse(ver[:15])
+    return start, parse(ver[16:]) if len(ver) > 15 else start + SLOT
+
+
+def expire_funnel_article(cur, before: datetime) -> dict:
+    """``funnel_article``'s retention: the rows of every processed version that ended at or before
+    ``before`` leave the table, with the registry row that described them, when the version's Parquet
+    artifact is registered (the lake keeps it); a version without one stays and is counted. In the
+    caller's transaction. The first run after an upgrade expires the whole backlog, in one statement."""
+    cur.execute("SELECT t.version, a.version IS NOT NULL FROM dataset_registry t LEFT JOIN dataset_registry a"
+                " ON a.dataset = t.dataset AND a.kind = 'artifact' AND a.version = t.version"
+                " WHERE t.dataset = 'funnel_article' AND t.kind = 'table' AND t.version < %s",
+                (before.astimezone(UTC).strftime("%Y-%m-%dT%H%M"),))
+    expired, not_in_lake = [], []
+    for ver, in_lake in cur.fetchall():
+        start, end = version_bounds(ver)
+        if end <= before:
+            (expired if in_lake else not_in_lake).append((ver, start, end))
+    rows = 0
+    if expired:
+        cur.execute("DELETE FROM funnel_article f USING unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+                    " WHERE f.slot_start >= r.s AND f.slot_start < r.e",
+                    ([s for _, s, _ in expired], [e for _, _, e in expired]))
+        rows = cur.rowcount
+        cur.execute("DELETE FROM dataset_registry WHERE dataset = 'funnel_article' AND kind = 'table'"
+                    " AND version = ANY(%s)", ([v for v, _, _ in expired],))
+    return {"versions": len(expired), "rows": rows, "kept_not_in_lake": [v for v, _, _ in not_in_lake]}
+
+
+_SESSIONS_FILE = re.compile(r"sessions-(?P<ver>\d{4}-\d{2}-\d{2}T\d{4}(?:-\d{4}-\d{2}-\d{2}T\d{4})?)-[0-9a-f]{16}\.parquet")
+
+
+def _remove_superseded_sessions(conn, root, day: str) -> list[str]:
+    """Delete the day's sessions files that the registry does not name, for each version of the
+    day that has a registered file (the file of an earlier processing with other input), each
+    version under its lock, so that a concurrent processing of that slot cannot register a file
+    in between. Every processing sweeps its whole day: a file left by a crash between a
+    processing's commit and its sweep goes with the day's next processed slot (the next run, a
+    slot later), not only when its own slot is processed again. A version with no registered
+    file is left alone: its first processing may be writing it now."""
     folder = lake.curated_dir(root, SESSIONS, day)
-    pattern = re.compile(rf"{re.escape(sessions_stem(ver))}-[0-9a-f]{{16}}\.parquet")
+    if not folder.exists():
+        return []
+    by_version: dict[str, list] = {}
+    for path in folder.iterdir():
+        if m := _SESSIONS_FILE.fullmatch(path.name):
+            by_version.setdefault(m["ver"], []).append(path)
     removed = []
-    with conn.cursor() as cur:
-        _lock_version(cur, ver)
-        cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version = %s",
-                    (SESSIONS, ver))
-        registered = {r[0] for r in cur.fetchall()}
-        if registered and folder.exists():
-            for path in folder.iterdir():
-                if pattern.fullmatch(path.name) and lake.url(path) not in registered:
+    for ver in sorted(by_version):
+        with conn.cursor() as cur:
+            _lock_version(cur, ver)
+            cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version = %s",
+                        (SESSIONS, ver))
+            registered = {r[0] for r in cur.fetchall()}
+            for path in by_version[ver] if registered else ():
+                if lake.url(path) not in registered:
                     path.unlink()
                     removed.append(path.name)
-    conn.commit()
-    return removed
+        conn.commit()
+    return sorted(removed)
 
 
 def session_files(first: str, last: str, root=None) -> list[tuple[str, object]]:
@@ -330,14 +382,15 @@ def move_table_sessions_to_lake(conn, root=None, dag_id: str = "ecommerce_ml_eve
 
     from shared.db import copy_reader
 
-    root = root or lake.lake_root()
     moved = {}
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('event_sessions')")
         if cur.fetchone()[0] is None:
+            conn.commit()
             return moved
         cur.execute("SELECT DISTINCT slot_start FROM event_sessions ORDER BY 1")
         slots = [r[0] for r in cur.fetchall()]
+    root = root or lake.lake_root()
     for slot in slots:
         ver = version(slot, slot + SLOT)
         with conn.cursor() as cur:

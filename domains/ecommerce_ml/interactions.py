@@ -20,8 +20,13 @@ The matrix (``curated/user_item_matrix/v=<day>/``) aggregates the cleaned intera
 artifacts of the ``window_days`` (default 90) days up to the run's day, through one partial
 aggregate per day (``curated/user_item_day/v=<day>/``: customer, article, day, items; built
 when the day first enters a matrix, rebuilt only if its interactions change): per customer and
-article the purchase days, items, first and last day, ``recency_days`` (run day - last day)
-and ``weight`` = sum over items of 0.5 ** (age in days / 30) (a 30-day half-life).
+article the purchase days, items, first and last day, ``recency_days`` (run day - last day),
+``weight`` = sum over items of 0.5 ** (age in days / 30) (a 30-day half-life) and ``purchases``
+(the window's (day, items), oldest first, from which the other columns are derived). The matrix is
+built incrementally from the previous one: its Parquet footer names the day partials it holds, the
+days that left the window (or whose interactions changed) are filtered out of each pair's
+``purchases`` and the days new to it merged in, so a day reads one matrix and one partial instead
+of the window's 90; without a usable previous matrix it is built from every partial of the window.
 Everything runs in DuckDB with a memory limit over the files. The day's cleaned interactions are
 kept in the lake only (the registered artifact is the system of record; migration 0006 dropped the
 PostgreSQL copy): :func:`open_interactions` gives a DuckDB view over a range of days.
@@ -30,6 +35,7 @@ PostgreSQL gets the rejections (by COPY) and the registry rows.
 
 from __future__ import annotations
 
+import json
 from contextlib import closing, contextmanager
 from datetime import timedelta
 from typing import Any
@@ -171,9 +177,40 @@ def open_interactions(first, last, root=None):
         yield con
 
 
-# count(*) over the partials' rows (one per pair and day), not count(DISTINCT day): DuckDB spills plain
-# aggregates beyond its memory limit, a distinct aggregate it does not (12 days at 0.1x ran out of 512 MB)
+# the matrix's columns from each pair's purchases in the window (a list of {day, items}, oldest first);
+# both builds, from the day partials or from the previous matrix, derive them here
 MATRIX_SQL = """
+SELECT customer_id, article_id,
+       len(purchases)::INTEGER AS purchase_days,
+       list_sum(list_transform(purchases, lambda p: p.items))::INTEGER AS items,
+       purchases[1].day AS first_day, purchases[-1].day AS last_day,
+       (DATE '{day}' - purchases[-1].day)::INTEGER AS recency_days,
+       round(list_sum(list_transform(purchases, lambda p: p.items * pow(0.5, (DATE '{day}' - p.day) / 30.0))), 6)
+           AS weight,
+       purchases
+FROM ({pairs}) WHERE len(purchases) > 0
+ORDER BY customer_id, article_id"""
+# one row per customer, article and day: what a day adds to the matrix (its channels and prices summed)
+DAY_PAIRS_SQL = """
+SELECT customer_id, article_id, day, sum(quantity)::INTEGER AS items
+FROM read_parquet({files}) GROUP BY customer_id, article_id, day"""
+# the purchases of day partials per pair. list() without ORDER BY: DuckDB spills a plain list aggregate
+# beyond its memory limit, an ordered one it does not (list_sort orders the days instead)
+PURCHASES_SQL = """
+SELECT customer_id, article_id, list_sort(list({{'day': day, 'items': items}})) AS purchases
+FROM read_parquet({files}) GROUP BY customer_id, article_id"""
+# a single partial holds one row per pair: no grouping
+ONE_DAY_SQL = """
+SELECT customer_id, article_id, [{{'day': day, 'items': items}}] AS purchases FROM read_parquet({files})"""
+# the previous matrix's purchases on the days it keeps, merged with the new days' (a full outer join on the pair)
+MERGE_SQL = """
+SELECT coalesce(o.customer_id, n.customer_id) AS customer_id, coalesce(o.article_id, n.article_id) AS article_id,
+       CASE WHEN n.purchases IS NULL THEN o.purchases WHEN o.purchases IS NULL THEN n.purchases
+            ELSE list_sort(list_concat(o.purchases, n.purchases)) END AS purchases
+FROM (SELECT customer_id, article_id, {kept} AS purchases FROM read_parquet('{base}')) o
+FULL OUTER JOIN ({added}) n ON o.customer_id = n.customer_id AND o.article_id = n.article_id"""
+# the reference: the matrix regrouped from every interactions file of the window (full_matrix_sql)
+REGROUP_SQL = """
 SELECT customer_id, article_id,
        count(*)::INTEGER AS purchase_days,
        sum(items)::INTEGER AS items,
@@ -182,17 +219,14 @@ SELECT customer_id, article_id,
        round(sum(items * pow(0.5, (DATE '{day}' - day) / 30.0)), 6) AS weight
 FROM {pairs} GROUP BY customer_id, article_id
 ORDER BY customer_id, article_id"""
-# one row per customer, article and day: what a day adds to the matrix (its channels and prices summed)
-DAY_PAIRS_SQL = """
-SELECT customer_id, article_id, day, sum(quantity)::INTEGER AS items
-FROM read_parquet({files}) GROUP BY customer_id, article_id, day"""
+WINDOW_KEY = "user_item_window"  # the matrix file's key-value metadata: {day: partial file name} it holds
+MATRIX_KEEP_DAYS = 7  # matrix versions kept (the run's day and the 6 before): one is several hundred MB at 1x
 
 
 def _day_pairs(cur, con, root, run: Run, first: str) -> list[Any]:
     """The per-day partial aggregates of the window (``curated/user_item_day/v=<day>/``), one per
     registered interactions day: built once, when a day first enters a matrix, and rebuilt only when
-    that day's interactions change (the file name carries their content hash), so a day's matrix
-    groups the window's pairs once instead of regrouping every day's interactions."""
+    that day's interactions change (the file name carries their content hash)."""
     cur.execute("SELECT i.version, i.path, i.content_hash, p.path FROM dataset_registry i"
                 " LEFT JOIN dataset_registry p ON p.dataset = %s AND p.kind = 'artifact' AND p.version = i.version"
                 " WHERE i.dataset = %s AND i.kind = 'artifact' AND i.version BETWEEN %s AND %s ORDER BY i.version",
@@ -210,9 +244,30 @@ def _day_pairs(cur, con, root, run: Run, first: str) -> list[Any]:
     return out
 
 
-def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
-    """The implicit-feedback matrix over the registered interaction days in the window, combined
-    from the days' partial aggregates (:func:`_day_pairs`)."""
+def _base_matrix(cur, con, root, run: Run) -> tuple[Any, dict] | None:
+    """The latest registered matrix before the run's day and the window it holds ({day: partial file
+    name}, from its footer); None when there is none or it predates the footer."""
+    cur.execute("SELECT path FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version < %s"
+                " ORDER BY version DESC LIMIT 1", (MATRIX, run.day_version))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    path = lake_path(root, row[0])
+    with lake.readable(path) as local:
+        meta = dict(ingest.fetch(con, f"SELECT decode(key), decode(value) FROM parquet_kv_metadata('{local}')"))
+    return (path, json.loads(meta[WINDOW_KEY])) if WINDOW_KEY in meta else None
+
+
+def _added_sql(files: list[str]) -> str:
+    return (ONE_DAY_SQL if len(files) == 1 else PURCHASES_SQL).format(files=files)
+
+
+def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incremental: bool = True) -> dict:
+    """The implicit-feedback matrix over the registered interaction days in the window: the previous
+    matrix (:func:`_base_matrix`) with the days it should no longer hold filtered out and the window's
+    other days (:func:`_day_pairs`) merged in; from every partial of the window when there is no usable
+    previous matrix (none, one without the footer, none of its days still in the window) or
+    ``incremental`` is false."""
     from shared.lineage import record_postgres_io
 
     root = root or lake.lake_root()
@@ -221,25 +276,66 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS) -> dict:
     with closing(DATABASE.connect(pg)) as conn, ingest.duckdb_session() as con:
         with conn.cursor() as cur:
             days = _day_pairs(cur, con, root, run, first)
+            base = _base_matrix(cur, con, root, run) if incremental else None
         if not days or days[-1][0] != run.day_version:
             raise FileNotFoundError(f"no registered interactions for {run.day}: run load_interactions first")
-        with _local_files([p for _, p in days]) as files:
-            matrix = publish_parquet(con, MATRIX_SQL.format(day=run.day, pairs=f"read_parquet({files!r})"),
-                                     root, MATRIX, run.day_version, "matrix")
+        window = {version: p.name for version, p in days}
+        kept = sorted(v for v, name in window.items() if base and base[1].get(v) == name)
+        added = [p for v, p in days if v not in kept]
+        with _local_files(added) as files, _local_files([base[0]] if kept else []) as base_local:
+            if kept:
+                held = sorted(base[1])
+                keep = "purchases" if held == kept else \
+                    f"list_filter(purchases, lambda p: p.day IN ({', '.join(f'DATE {v!r}' for v in kept)}))"
+                pairs = MERGE_SQL.format(kept=keep, base=base_local[0], added=_added_sql(files)) if files else \
+                    f"SELECT customer_id, article_id, {keep} AS purchases FROM read_parquet('{base_local[0]}')"
+            else:
+                pairs = _added_sql(files)
+            matrix = publish_parquet(con, MATRIX_SQL.format(day=run.day, pairs=pairs), root, MATRIX, run.day_version,
+                                     "matrix", kv_metadata={WINDOW_KEY: json.dumps(window, sort_keys=True)})
         with conn.cursor() as cur:
             out = artifact_output(matrix, MATRIX)
             registry.register(cur, out, run.day_version, run.dag_id, run.run_id)
+            expired = _expire(cur, {DAY_PAIRS: first, MATRIX: str(run.day - timedelta(days=MATRIX_KEEP_DAYS - 1))})
         conn.commit()
+    removed = _remove_files(root, expired)
     record_postgres_io(pg, outputs=["dataset_registry"])
     registry.emit_asset_events([out], run.day_version)
-    return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"]}
+    return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"],
+            "mode": "incremental" if kept else "full", "days_added": len(added), "days_kept": len(kept),
+            "expired_files": removed}
+
+
+def _expire(cur, before: dict[str, str]) -> list[str]:
+    """Retention of the matrix's intermediate and older outputs: the registry rows of each dataset's
+    versions before its cutoff (``user_item_day``: the partials of days out of the run's window, which
+    no later day reads and a rerun of an older day rebuilds; ``user_item_matrix``: the versions older
+    than :data:`MATRIX_KEEP_DAYS`). Returns their paths, to delete once the transaction is committed."""
+    paths = []
+    for dataset, cutoff in before.items():
+        cur.execute("DELETE FROM dataset_registry WHERE dataset = %s AND kind = 'artifact' AND version < %s"
+                    " RETURNING path", (dataset, cutoff))
+        paths += [p for (p,) in cur.fetchall()]
+    return paths
+
+
+def _remove_files(root, paths: list[str]) -> int:
+    """Delete the expired files (after the commit: a crash in between leaves files no registry row names,
+    never a row naming a missing file); a file already gone is skipped."""
+    removed = 0
+    for path in paths:
+        target = lake_path(root, path)
+        if target.exists():
+            target.unlink()
+            removed += 1
+    return removed
 
 
 def full_matrix_sql(day, files: list[str]) -> str:
     """The matrix straight from the window's interaction files (every day regrouped): what
     :func:`build_matrix` computes from the partial aggregates, as one query (the tests and the
     year benchmark compare the two)."""
-    return MATRIX_SQL.format(day=day, pairs=f"({DAY_PAIRS_SQL.format(files=files)})")
+    return REGROUP_SQL.format(day=day, pairs=f"({DAY_PAIRS_SQL.format(files=files)})")
 
 
 class _local_files:

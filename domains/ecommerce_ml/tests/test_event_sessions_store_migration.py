@@ -1,7 +1,10 @@
 """Migration 0007 drops PostgreSQL's ``event_sessions`` (each slot's registered lake file is the
-system of record) only when every slot the table holds has its file; a database the previous
-release wrote gets its slots moved first (``events.move_table_sessions_to_lake``), and the file
-moved from the table holds exactly the rows the table held, the rows the new release writes."""
+system of record) only when every slot the table holds has its file; on a database the previous
+release wrote, the domain's own migrate step (``DATABASE.migrate``, what the first
+``DATABASE.connect()`` of a process runs) moves those slots into the lake first
+(``events.move_table_sessions_to_lake`` as ``before_migrate``), so the upgrade needs no manual
+step, and the file moved from the table holds exactly the rows the table held, the rows the new
+release writes."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def _file_rows(cur, path: str) -> list[tuple]:
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         rows = con.execute(f"SELECT {COLUMNS} FROM read_parquet(?)", [local]).fetchall()
-    cur.execute("CREATE TEMP TABLE file_rows (LIKE event_sessions)")
+    cur.execute(_table_ddl().replace("CREATE TABLE event_sessions", "CREATE TEMP TABLE file_rows"))
     cur.executemany(f"INSERT INTO file_rows ({COLUMNS}) VALUES ({', '.join(['%s'] * len(events.SESSION_TYPES))})",
                     rows)
     cur.execute(f"SELECT {COLUMNS} FROM file_rows ORDER BY session_id")
@@ -92,17 +95,15 @@ def test_0007_refuses_while_a_slot_is_only_in_the_table_moves_it_then_drops_it(e
             cur.execute("SELECT count(*) FROM event_sessions")  # nothing changed
             assert cur.fetchone() == (len(held[FIRST]) + len(held[SECOND]),)
 
-        moved = events.move_table_sessions_to_lake(conn, root)
-        assert list(moved) == [second] and moved[second].startswith(f"event_sessions/v={DAY}/sessions-{second}-")
-        assert events.move_table_sessions_to_lake(conn, root) == {}  # idempotent
+        # the upgrade: the domain's migrate step moves the slot into the lake, then 0007 drops the table
+        assert DATABASE.migrate(conn) == ["0007_event_sessions_in_the_lake"]
+        assert events.move_table_sessions_to_lake(conn, root) == {}  # idempotent: nothing left to move
+        assert DATABASE.migrate(conn) == []
         with conn.cursor() as cur:
             moved_path, _ = _registered(cur, second)
+            assert moved_path.split("/curated/", 1)[1].startswith(f"event_sessions/v={DAY}/sessions-{second}-")
             # the moved file holds exactly the rows the table held, which are the rows this release writes
             assert _file_rows(cur, moved_path) == held[SECOND]
-            cur.execute(f"SELECT {COLUMNS} FROM event_sessions WHERE slot_start = %s ORDER BY session_id", (SECOND,))
-            assert cur.fetchall() == held[SECOND]
-
-        assert migrate(conn, DATABASE.migrations, "ecommerce_ml") == ["0007_event_sessions_in_the_lake"]
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('event_sessions')")
             assert cur.fetchone() == (None,)

@@ -226,6 +226,19 @@ def test_sessions_funnels_rerun_and_late_events(ecom, lineage_events):
     replaced = sessions_file(ecom, START)[0].name
     assert replaced != first_file and day_sessions_files(ecom) == {replaced, second_file}
 
+    # a crash between a processing's commit and its sweep left a superseded file of 20:00; another slot's
+    # file is being written by its first processing (no registry row yet). The day's next processed slot
+    # sweeps the first and leaves the second; the registry and the glob agree again.
+    folder = sessions_file(ecom, START)[0].parent
+    leftover = folder / f"sessions-{DAY}T2000-{'0' * 16}.parquet"
+    in_flight = folder / f"sessions-{DAY}T2100-{'1' * 16}.parquet"
+    for path in (leftover, in_flight):
+        path.write_bytes((folder / replaced).read_bytes())
+    third = end + SLOT
+    result = events.process_interval(Run(DAG_ID, "third-slot", third, third + SLOT), root=ecom.root())
+    assert result["superseded_removed"] == [leftover.name]
+    assert day_sessions_files(ecom) == {replaced, second_file, sessions_file(ecom, third)[0].name, in_flight.name}
+
 
 def test_corrupt_event_file_fails_naming_file_line_column_and_writes_nothing(ecom):
     ecom.generate(DAY, scale=1, parts=("articles", "events"))

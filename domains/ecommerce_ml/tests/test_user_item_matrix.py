@@ -1,9 +1,12 @@
-"""The user-item matrix combined from per-day partial aggregates equals the matrix regrouped from
-every interactions file of the window, on generated days through the real steps (embedded
-PostgreSQL registry, DuckDB, lake files); a day whose interactions change gets its partial rebuilt."""
+"""The user-item matrix, built incrementally from the previous day's (the day leaving the window
+filtered out, the new day merged in), equals the matrix regrouped from every interactions file of
+the window, on generated days through the real steps (embedded PostgreSQL registry, DuckDB, lake
+files), and is the very file a build from every partial of the window writes; a day whose
+interactions change gets its partial rebuilt and replaced in the next matrix."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import duckdb
@@ -41,15 +44,21 @@ def _assert_same(got: dict, want: dict) -> None:
         g = got[key]
         assert g[:5] == (days, items, first, last, recency), key
         assert abs(g[5] - weight) <= 1e-6, key  # float sums in another order: equal at the stored 6 decimals
+        purchases = g[6]  # the window's days of the pair, oldest first, that the other columns come from
+        assert [p["day"] for p in purchases] == sorted({p["day"] for p in purchases}), key
+        assert (len(purchases), sum(p["items"] for p in purchases), purchases[0]["day"], purchases[-1]["day"]) \
+            == (days, items, first, last), key
 
 
-def _run_day(ecom, day, window_days: int) -> dict:
+def _run_day(ecom, day, window_days: int, incremental: bool = True, step: bool = True, matrix: bool = True) -> dict:
     from domains.ecommerce_ml import interactions
     from domains.ecommerce_ml.common import Run
 
     run = Run.for_day("ecommerce_ml_user_item_interactions", day, f"t-{day}")
-    interactions.load_interactions(run, interactions.build_interactions(run, ecom.root()), ecom.root())
-    return interactions.build_matrix(run, ecom.root(), window_days=window_days)
+    if step:
+        interactions.load_interactions(run, interactions.build_interactions(run, ecom.root()), ecom.root())
+    return interactions.build_matrix(run, ecom.root(), window_days=window_days, incremental=incremental) \
+        if matrix else {}
 
 
 def test_matrix_from_day_partials_equals_full_rebuild(ecom):
@@ -63,10 +72,23 @@ def test_matrix_from_day_partials_equals_full_rebuild(ecom):
     for day in DAYS:
         out = _run_day(ecom, day, window)
         assert out["days"] == min(window, DAYS.index(day) + 1)
+        # day 1 from its partial; then from the previous matrix plus the new day's partial only
+        assert (out["mode"], out["days_added"]) == (("full", 1) if day == DAYS[0] else ("incremental", 1)), out
         _assert_same(_matrix(_registered(ecom, "user_item_matrix", day)), _full(ecom, day, window))
+    # the last day's matrix dropped the first day (it left the window) from every pair
+    assert all(p["day"] != DAYS[0] for v in _matrix(_registered(ecom, "user_item_matrix", DAY)).values() for p in v[6])
+    # built from every partial of the window instead: the same bytes, so the same file (nothing new written)
+    files = ecom.lake_files()
+    incremental_path = _registered(ecom, "user_item_matrix", DAY)
+    out = _run_day(ecom, DAY, window, incremental=False, step=False)
+    assert (out["mode"], out["days_added"], out["path"].removeprefix("file://")) == ("full", window, incremental_path)
+    assert ecom.lake_files() == files
     # repeated pairs (a customer buying an article again on another day) are in the test data
     assert any(v[0] > 1 for v in _full(ecom, DAY, window).values())
-    partials = {d: _registered(ecom, "user_item_day", d) for d in DAYS}
+    # the first day's partial left with the window (retention); the others are the window's
+    assert [v for (v,) in ecom.query("SELECT version FROM dataset_registry WHERE dataset = 'user_item_day'"
+                                     " ORDER BY version")] == [str(d) for d in DAYS[1:]]
+    partials = {d: _registered(ecom, "user_item_day", d) for d in DAYS[1:]}
 
     # a rerun rebuilds no partial and writes nothing new
     files = ecom.lake_files()
@@ -77,9 +99,62 @@ def test_matrix_from_day_partials_equals_full_rebuild(ecom):
     changed = DAYS[2]
     generate_day(ObjectStoragePath(ecom.lake_url + "/"), changed, scale=30, seed=13,
                  parts=("articles", "customers", "transactions"))
-    _run_day(ecom, changed, window)
-    _run_day(ecom, DAY, window)
-    now = {d: _registered(ecom, "user_item_day", d) for d in DAYS}
+    _run_day(ecom, changed, window, matrix=False)  # its interactions only: the matrices still hold the old day
+    out = _run_day(ecom, DAY, window)
+    # the changed day's old partial is taken out of the previous matrix and its new one merged in with the last day
+    assert (out["mode"], out["days_added"], out["days_kept"]) == ("incremental", 2, 1), out
+    now = {d: _registered(ecom, "user_item_day", d) for d in DAYS[1:]}
     assert now[changed] != partials[changed]
     assert {d: p for d, p in now.items() if d != changed} == {d: p for d, p in partials.items() if d != changed}
     _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAY)), _full(ecom, DAY, window))
+
+
+def test_matrix_without_window_footer_is_built_from_partials(ecom):
+    """A previous matrix written before the footer (the release before this one) is not a base: the
+    next day's matrix is built from every partial of its window, and the day after is incremental again."""
+    for day in DAYS[:3]:
+        ecom.generate(day, scale=10, parts=("articles", "customers", "transactions"))
+    window = 90
+    assert _run_day(ecom, DAYS[0], window)["mode"] == "full"
+    old = _registered(ecom, "user_item_matrix", DAYS[0])
+    # as the previous release wrote it: no footer key
+    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{old}')) TO '{old}.tmp' (FORMAT parquet)")
+    os.replace(f"{old}.tmp", old)
+    assert not duckdb.sql(f"SELECT * FROM parquet_kv_metadata('{old}')").fetchall()
+    out = _run_day(ecom, DAYS[1], window)
+    assert (out["mode"], out["days_added"]) == ("full", 2), out
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAYS[1])), _full(ecom, DAYS[1], window))
+    out = _run_day(ecom, DAYS[2], window)
+    assert (out["mode"], out["days_added"], out["days_kept"]) == ("incremental", 1, 2), out
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAYS[2])), _full(ecom, DAYS[2], window))
+
+
+def test_partials_out_of_the_window_and_old_matrices_expire(ecom, monkeypatch):
+    """Each matrix build removes the partials of days out of its window and the matrices older than
+    MATRIX_KEEP_DAYS (registry rows, then files); a rerun of an older day rebuilds what it needs."""
+    from domains.ecommerce_ml import interactions
+
+    monkeypatch.setattr(interactions, "MATRIX_KEEP_DAYS", 2)
+    for day in DAYS:
+        ecom.generate(day, scale=10, parts=("articles", "customers", "transactions"))
+    window = 2
+    outs = [_run_day(ecom, day, window) for day in DAYS]
+    assert [o["expired_files"] for o in outs] == [0, 0, 2, 2]  # from day 3: one partial and one matrix a day
+
+    def versions(dataset):
+        return [v for (v,) in ecom.query("SELECT version FROM dataset_registry WHERE dataset = %s"
+                                         " AND kind = 'artifact' ORDER BY version", (dataset,))]
+
+    def files(dataset):
+        return sorted(k.split("/")[2] for k in ecom.lake_files() if k.startswith(f"curated/{dataset}/"))
+
+    kept = [str(d) for d in DAYS[2:]]
+    assert versions("user_item_day") == versions("user_item_matrix") == kept
+    assert files("user_item_day") == files("user_item_matrix") == [f"v={d}" for d in kept]
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAY)), _full(ecom, DAY, window))
+
+    # a rerun of an older day: its partials rebuilt, its matrix from them (no base left), correct again
+    old = DAYS[1]
+    out = _run_day(ecom, old, window, step=False)
+    assert out["mode"] == "full" and out["days_added"] == 2, out
+    _assert_same(_matrix(_registered(ecom, "user_item_matrix", old)), _full(ecom, old, window))
