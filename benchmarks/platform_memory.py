@@ -74,9 +74,11 @@ def child_kind(parent_kind: str, cmdline: list[str]) -> str:
     if parent_kind == "worker-<team>":
         return "worker-<team> pool process" if "ForkPoolWorker" in text else "worker-<team> other child"
     if parent_kind == "dag-processor":
+        if "trigger-runner" in text:  # a team's trigger runner, forked from its parse zygote
+            return "trigger runner (forked from the team's zygote)"
         return "dag-processor parse zygote (per team)" if " zygote" in text else "dag-processor child"
-    if parent_kind.startswith("triggerer"):
-        return f"{parent_kind} trigger runner"
+    if parent_kind.startswith("triggerer"):  # its runner exec'd, or the relay of one its zygote forked
+        return f"{parent_kind} runner relay" if "trigger-runner-relay" in text else f"{parent_kind} trigger runner"
     if parent_kind == "postgres":
         return "postgres"
     return f"{parent_kind} child"

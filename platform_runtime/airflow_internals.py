@@ -19,6 +19,11 @@ this module subclasses the private ``DagFileProcessorProcess``:
   (``ResendLoggingFD``, Airflow's own mechanism for exec'd children) and exits; its exit code
   goes back to the relay, which exits with it. If the relay is killed (the parse timeout),
   the zygote kills the grandchild.
+- **The team's trigger runner, forked by the zygote.** A team triggerer's fork hands its
+  supervisor sockets to the team's zygote over an abstract Unix socket (each end checks the
+  other's uid with ``SO_PEERCRED``); the zygote forks the runner, which shares the zygote's
+  imported Airflow (``gc.freeze()`` before each fork keeps collections off the shared pages),
+  and the fork becomes a bare relay (signals to the runner, its exit code back).
 - **Requests answered for the team only.** ``TeamDagFileProcessorProcess._handle_request``
   answers a child's variable, connection, XCom and task-state requests only for its own
   team's objects (global variables and connections stay readable, as on the Execution API);
@@ -34,10 +39,13 @@ members in this module and nowhere else.
 from __future__ import annotations
 
 import functools
+import gc
+import hashlib
 import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 from collections import OrderedDict
@@ -116,7 +124,9 @@ def start_zygote(team: str) -> Zygote:
     home = team_home(team)
     prepare_team_home(team, home)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    argv = [team_python(), "-m", "platform_runtime.airflow_internals", "zygote", str(theirs.fileno())]
+    # the uid the team's triggerer runs as (the platform's, as this process): the one peer whose
+    # trigger-runner requests the zygote takes (:func:`take_runner_request`)
+    argv = [team_python(), "-m", "platform_runtime.airflow_internals", "zygote", str(theirs.fileno()), str(os.geteuid())]
     # The zygote writes its own output into its home (``zygote.log``, :func:`zygote`), a folder
     # the platform's user may not enter; until then (an interpreter that cannot start) it goes
     # to the dag-processor's own output.
@@ -427,12 +437,14 @@ _TRIGGER_CHILD: dict[str, object] = {}
 
 @attrs.define(kw_only=True)
 class TeamTriggerRunnerSupervisor(TriggerRunnerSupervisor):
-    """A team's triggerer: its trigger runner is a fresh interpreter as the team's OS user.
+    """A team's triggerer: its trigger runner runs as the team's OS user, with nothing of the triggerer.
 
-    Airflow forks the runner (``run_in_process``); that fork execs ``python -m
-    platform_runtime.airflow_internals trigger-runner`` as the team's user with an environment
-    from scratch, keeping only the supervisor's sockets (fds 0-2) and a log channel of our own
-    (fd 3, read with Airflow's per-trigger log routing). Requests are answered for the team
+    Airflow forks the runner (``run_in_process``); that fork hands the supervisor's sockets (fds
+    0-2) and a log channel of our own (fd 3, read with Airflow's per-trigger log routing) to the
+    team's parse zygote, which forks the runner (:func:`relay_trigger_runner`,
+    :func:`forked_trigger_runner`), and execs a bare relay. With no zygote of the team to take
+    it, the fork execs ``python -m platform_runtime.airflow_internals trigger-runner`` as the
+    team's user with an environment from scratch, keeping the same four fds. Requests are answered for the team
     only (:func:`team_refusal`), and state changes only for triggers this triggerer runs: a
     runner cannot fire or fail another team's trigger."""
 
@@ -457,7 +469,9 @@ class TeamTriggerRunnerSupervisor(TriggerRunnerSupervisor):
     def run_in_process(cls):
         if not _TRIGGER_CHILD:
             return super().run_in_process()
-        exec_trigger_runner(str(_TRIGGER_CHILD["team"]), int(_TRIGGER_CHILD["log_fd"]), Path(str(_TRIGGER_CHILD["home"])))
+        team, log_fd, home = str(_TRIGGER_CHILD["team"]), int(_TRIGGER_CHILD["log_fd"]), Path(str(_TRIGGER_CHILD["home"]))
+        relay_trigger_runner(team, log_fd, home)  # returns only when no zygote of the team took the request
+        exec_trigger_runner(team, log_fd, home)
 
     def _handle_request(self, msg, log, req_id: int) -> None:
         if self.team_name is not None:
@@ -498,6 +512,157 @@ def prepare_team_home(team: str, home: Path) -> None:
         os.chown(home, user.uid, user.gid)
 
 
+# -- the trigger runner forked from the team's parse zygote ----------------------------------
+# A trigger runner exec'd afresh imports Airflow again: ~100 MiB private per team, idle. The team's
+# parse zygote (same OS user, environment from the same allow-list, Airflow already imported) forks
+# it instead, sharing those pages; the triggerer's own child becomes a relay: it hands its
+# supervisor sockets to the zygote, forwards SIGINT/SIGTERM and exits with the runner's code.
+RUNNER_REQUEST = b"trigger-runner"
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1
+
+
+def runner_address(home: Path | str) -> str:
+    """The abstract Unix socket (no file, nothing to clean up) on which the team's zygote takes
+    trigger-runner requests: named after the team's home, so one per team and platform."""
+    return "\0platform-trigger-runner-" + hashlib.sha256(os.fsencode(os.fspath(home))).hexdigest()[:32]
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``, set by the kernel)."""
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
+
+
+# The relay, once the zygote took the request: a bare interpreter (no site, ~4 MiB PSS), not the
+# triggerer's fork itself, whose pages would turn private one by one as the triggerer writes its own
+# (about 24 MiB a minute after start, measured). fd ``argv[1]``: the connection to the zygote.
+RELAY_SOURCE = """
+import os, signal, socket, sys
+conn = socket.socket(fileno=int(sys.argv[1]))
+def forward(signum, _frame):
+    try:
+        conn.send(b"sig:%d" % signum)
+    except OSError:
+        pass
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, forward)
+answer = conn.recv(16)
+code = int(answer) if answer.strip(b"-").isdigit() else 125
+if code - 128 in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(code - 128, signal.SIG_DFL)
+    os.kill(os.getpid(), code - 128)
+os._exit(code)
+"""
+RELAY_MARK = "trigger-runner-relay"
+
+
+def relay_trigger_runner(team: str, log_fd: int, home: Path) -> None:
+    """In the triggerer's fork (fds 0-2: the supervisor's sockets): have the team's zygote fork the
+    trigger runner, then become its relay (:data:`RELAY_SOURCE`: signals there, its exit code
+    back). Returns (the caller execs a runner instead) when no zygote listens, the listener is
+    not the team's user, or it did not start a runner."""
+    user = team_os_user(team) if can_switch_users() else None
+    expected = user.uid if user else os.geteuid()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        conn.settimeout(10)
+        conn.connect(runner_address(home))
+        if peer_uid(conn) != expected:  # whoever holds the name is not the team: hand it nothing
+            raise PermissionError(f"the runner address is held by uid {peer_uid(conn)}, not {expected}")
+        socket.send_fds(conn, [RUNNER_REQUEST], [0, 1, 2, log_fd])
+        started = conn.recv(16)
+        if not started.startswith(b"pid:"):
+            raise ConnectionError(f"the zygote did not start a runner ({started!r})")
+    except OSError as e:
+        conn.close()
+        print(f"platform_runtime: trigger runner exec'd, not forked from the parse zygote ({type(e).__name__}: {e})",
+              file=sys.stderr, flush=True)
+        return
+    conn.settimeout(None)
+    fd = conn.detach()
+    os.set_inheritable(fd, True)
+    for other in map(int, os.listdir("/proc/self/fd")):  # nothing of the triggerer survives the exec
+        if other > 2 and other != fd:
+            with_suppressed(os.close, other)
+    os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", RELAY_SOURCE, str(fd), RELAY_MARK], {})
+
+
+def listen_for_runners(home: str) -> socket.socket | None:
+    """The zygote's listener for trigger-runner requests, or None while another process (a
+    previous zygote still serving its runners) holds the address."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        listener.bind(runner_address(home))
+        listener.listen(4)
+    except OSError:
+        listener.close()
+        return None
+    return listener
+
+
+def take_runner_request(listener: socket.socket, platform_uid: int) -> tuple[socket.socket, list[int]] | None:
+    """A request from the team's triggerer (its connection and the four sockets it sent), or None:
+    refused unless the peer runs as the platform's uid and sends exactly a runner request."""
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return None
+    fds: list[int] = []
+    try:
+        conn.settimeout(5)
+        if peer_uid(conn) != platform_uid:
+            raise PermissionError("not the platform's triggerer")
+        msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 4)
+        if msg != RUNNER_REQUEST or len(fds) != 4:
+            raise ConnectionError("not a trigger-runner request")
+        conn.settimeout(None)
+        return conn, fds
+    except OSError:
+        for fd in fds:
+            with_suppressed(os.close, fd)
+        conn.close()
+        return None
+
+
+def forked_trigger_runner(fds: list[int], keep_alive: tuple) -> None:
+    """In the zygote's fork: the supervisor's sockets as fds 0-2 and the log channel as 3 (what
+    :func:`exec_trigger_runner` gives an exec'd runner), then the trigger runner; never returns."""
+    code = 1
+    try:
+        for obj in keep_alive:
+            if obj is not None:
+                with_suppressed(obj.close)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 3:
+                with_suppressed(os.close, fd)
+        import ctypes
+
+        # the zygote gone (killed with the dag-processor), the runner goes too: the relay sees its
+        # connection closed and the triggerer starts another runner
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:
+            os._exit(1)
+        import setproctitle
+
+        setproctitle.setproctitle(f"{sys.executable} -m platform_runtime.airflow_internals trigger-runner --forked")
+        gc.enable()
+        trigger_runner()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with_suppressed(stream.flush)
+        os._exit(code)
+
+
 def exec_trigger_runner(team: str, log_fd: int, home: Path) -> None:
     """In the triggerer's fork: become the team and exec a fresh trigger runner."""
     user = team_os_user(team) if can_switch_users() else None
@@ -528,7 +693,11 @@ def trigger_runner() -> None:
 
 
 # -- the zygote (a fresh interpreter, as the team's OS user) ------------------------------
-def zygote(channel_fd: int) -> None:
+def zygote(channel_fd: int, platform_uid: int | None = None) -> None:
+    """Parse the team's files in forks (requests from the dag-processor on ``channel_fd``) and,
+    when ``platform_uid`` is given, fork the team's trigger runner for its triggerer (requests on
+    :func:`runner_address`, taken from that uid only). Ends when the dag-processor is gone and no
+    runner it forked is left."""
     nice = os.environ.get("AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE")
     if nice:  # the team's parses weigh one CPU share (platform_runtime.autogroup), not the dag-processor's
         from platform_runtime.autogroup import new_group
@@ -553,33 +722,70 @@ def zygote(channel_fd: int) -> None:
     import airflow.sdk  # noqa: F401
     from airflow.sdk.execution_time import task_runner  # noqa: F401
 
-    channel = socket.socket(fileno=channel_fd)
+    channel: socket.socket | None = socket.socket(fileno=channel_fd)
     sel = selectors.DefaultSelector()
     sel.register(channel, selectors.EVENT_READ, None)
+    listener: socket.socket | None = None
     waiting: dict[int, socket.socket] = {}
     learning: dict[int, int] = {}  # pid -> read end of the pipe its installed modules come back on
+    runners: set[int] = set()
     pending: list[str] = []  # installed modules parses needed, to import here
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    while True:
+    while channel is not None or runners:
+        if channel is not None and listener is None and platform_uid is not None:
+            listener = listen_for_runners(home)
+            if listener is not None:
+                sel.register(listener, selectors.EVENT_READ, "runner")
         for key, _ in sel.select(timeout=0.2):
             if key.data is None:
                 msg, fds, _flags, _addr = socket.recv_fds(channel, 4096, 4)
-                if not msg and not fds:
-                    return  # the dag-processor is gone
+                if not msg and not fds:  # the dag-processor is gone: serve the runners left, take no more
+                    for s in (channel, listener):
+                        if s is not None:
+                            sel.unregister(s)
+                            s.close()
+                    channel = listener = None
+                    continue
                 pre_import_airflow_modules(msg.decode())
                 status = socket.socket(fileno=fds[3])
                 learned_r, learned_w = os.pipe()
+                gc.freeze()  # the fork's collections leave this process's objects (and their pages) alone
                 pid = os.fork()
                 if pid == 0:
                     os.close(learned_r)
-                    grandchild(fds[:3], learned_w, keep_alive=(channel, sel, status, waiting, learning))
+                    grandchild(fds[:3], learned_w, keep_alive=(channel, sel, status, waiting, learning, listener))
                 for fd in (*fds[:3], learned_w):
                     os.close(fd)
                 waiting[pid] = status
                 learning[pid] = learned_r
                 sel.register(status, selectors.EVENT_READ, pid)
-            elif key.data in waiting:  # the relay closed its end: it was killed
-                with_suppressed(os.kill, key.data, signal.SIGKILL)
+            elif key.data == "runner":
+                request = take_runner_request(listener, platform_uid)
+                if request is None:
+                    continue
+                conn, fds = request
+                import airflow.jobs.triggerer_job_runner  # noqa: F401  (once, here: shared with every runner)
+
+                gc.freeze()
+                pid = os.fork()
+                if pid == 0:
+                    forked_trigger_runner(fds, keep_alive=(sel, channel, listener, conn, *waiting.values(),
+                                                           *(FdCloser(fd) for fd in learning.values())))
+                for fd in fds:
+                    os.close(fd)
+                with_suppressed(conn.send, f"pid:{pid}".encode())
+                waiting[pid] = conn
+                runners.add(pid)
+                sel.register(conn, selectors.EVENT_READ, pid)
+            elif key.data in waiting:  # a runner's relay forwards a signal, or a relay closed its end (killed)
+                try:
+                    data = waiting[key.data].recv(16)
+                except OSError:
+                    data = b""
+                sig = int(data[4:]) if data.startswith(b"sig:") and data[4:].isdigit() else signal.SIGKILL
+                if sig not in (*FORWARDED_SIGNALS, signal.SIGKILL):
+                    sig = signal.SIGKILL
+                with_suppressed(os.kill, key.data, sig)
         while waiting:
             try:
                 pid, raw = os.waitpid(-1, os.WNOHANG)
@@ -587,6 +793,7 @@ def zygote(channel_fd: int) -> None:
                 break
             if pid == 0:
                 break
+            runners.discard(pid)
             status = waiting.pop(pid, None)
             if status is not None:
                 sel.unregister(status)
@@ -595,8 +802,18 @@ def zygote(channel_fd: int) -> None:
                 status.close()
             if pid in learning:
                 pending.extend(read_learned(learning.pop(pid)))
-        if pending and not waiting:  # only while idle, a little at a time: a request never waits long
+        if pending and not waiting.keys() - runners:  # only while no parse runs, a little at a time
             import_some(pending, budget=0.1)
+
+
+@attrs.define
+class FdCloser:
+    """A raw fd with a ``close`` (what a fork closes of the zygote's)."""
+
+    fd: int
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def installed_modules() -> set[str]:
@@ -661,11 +878,11 @@ def grandchild(fds: list[int], learned: int, keep_alive: tuple) -> None:
     code = 1
     before = set(sys.modules)
     try:
-        channel, sel, status, waiting, learning = keep_alive
+        channel, sel, status, waiting, learning, listener = keep_alive
         sel.close()
-        channel.close()
-        for s in (status, *waiting.values()):
-            s.close()
+        for s in (channel, listener, status, *waiting.values()):
+            if s is not None:
+                s.close()
         for fd in learning.values():
             os.close(fd)
         for target, fd in enumerate(fds):
@@ -719,7 +936,7 @@ def parse_one_file() -> None:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["zygote"]:
-        zygote(int(argv[1]))
+        zygote(int(argv[1]), int(argv[2]) if len(argv) > 2 else None)
         return
     if argv[:1] == ["trigger-runner"]:
         trigger_runner()

@@ -16,8 +16,27 @@ inside the task process).
 
 from __future__ import annotations
 
+import gc
+
 import airflow.dag_processing.dagbag  # noqa: F401  (the task process parses its DAG file with it)
 import airflow.sdk.execution_time.supervisor  # noqa: F401  (each pool process runs every task under it)
 from airflow.sdk.listener import get_listener_manager
+from celery.signals import worker_ready
 
 get_listener_manager()  # cached: the task processes reuse this one
+
+# The pool processes are forks of the worker, sharing its pages until one side writes them. A full
+# collection walks (so writes the header of) every object it tracks: a fork's first one copied most
+# of the worker's heap (60 MiB of 84, measured forking after this module). Airflow's Celery app
+# freezes the worker's objects before this module is imported and unfreezes them once the worker
+# is ready (``celery_executor_utils``: ``import_modules`` and ``worker_ready``), after the pool has
+# forked: from then on the worker's own collections copy its pages into the pool processes, and a
+# pool process forked later by the autoscaler starts unfrozen. Frozen here (the objects this module
+# made too) and again once ready, after Airflow's unfreeze: the worker's modules, classes and
+# caches, which live as long as it does, stay out of every collection, in the worker and its forks.
+gc.freeze()
+
+
+@worker_ready.connect(weak=False)
+def keep_frozen(**_kwargs) -> None:
+    gc.freeze()

@@ -21,6 +21,8 @@ import json, os, sys, time
 from airflow.providers.celery.executors.celery_executor_utils import app
 parent_before = "platform_runtime.celery_preload" in sys.modules
 app.loader.init_worker()
+from celery.signals import worker_ready
+worker_ready.send(sender=None)  # the pool has forked: Airflow's receiver unfreezes, the platform's freezes again
 from airflow.sdk.listener import get_listener_manager
 built = get_listener_manager.cache_info().currsize
 r, w = os.pipe()
@@ -28,13 +30,19 @@ pid = os.fork()
 if pid == 0:
     t = time.perf_counter()
     manager = get_listener_manager()
+    import gc
+    gc.collect()  # what a pool process's first full collection does to the pages it shares
+    rollup = {l.split()[0]: int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.split()[-1:] == ["kB"]}
     os.write(w, json.dumps({"cached": get_listener_manager.cache_info().hits > 0,
                             "seconds": time.perf_counter() - t,
+                            "private_mib": (rollup["Private_Clean:"] + rollup["Private_Dirty:"]) / 1024,
                             "listeners": [type(p).__name__ for p in manager.pm.get_plugins()]}).encode())
     os._exit(0)
 os.waitpid(pid, 0)
 child = json.loads(os.read(r, 65536))
-print(json.dumps({"imports": list(app.conf.imports), "before": parent_before, "built": built, "child": child}))
+import gc
+print(json.dumps({"imports": list(app.conf.imports), "before": parent_before, "built": built, "child": child,
+                  "frozen": gc.get_freeze_count()}))
 """
 
 
@@ -54,6 +62,16 @@ def test_the_worker_builds_the_listener_manager_once_before_its_pool_forks(tmp_p
     assert tuned["before"] is False and tuned["built"] == 1  # built by init_worker, not before
     assert tuned["child"]["cached"] is True
     assert "OpenLineageListener" in tuned["child"]["listeners"]
+
+
+def test_the_workers_objects_stay_frozen_so_a_forks_collection_leaves_its_pages_shared(tmp_path):
+    """The worker's objects frozen by the preload and again once the worker is ready (after
+    Airflow's own receiver unfroze them): a full collection in a fork (a pool process the
+    autoscaler starts) walks none of them, so it copies next to none of the worker's pages
+    (about 60 MiB copied without, measured with this probe)."""
+    tuned = run_probe(tmp_path, "tuned")
+    assert tuned["frozen"] > 100_000
+    assert tuned["child"]["private_mib"] < 25, tuned["child"]
 
 
 def test_without_the_setting_every_forked_process_builds_it_itself(tmp_path):

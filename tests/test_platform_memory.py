@@ -107,6 +107,10 @@ def test_kinds_fold_the_team_in_and_name_what_each_child_is():
     assert child_kind("worker-<team>", ["[celeryd: referral@vm:ForkPoolWorker-1]"]) == "worker-<team> pool process"
     assert child_kind("dag-processor", ["python", "-m", "platform_runtime.airflow_internals", "zygote", "10"]) == (
         "dag-processor parse zygote (per team)")
+    assert child_kind("dag-processor", ["python -m platform_runtime.airflow_internals trigger-runner --forked"]) == (
+        "trigger runner (forked from the team's zygote)")
+    assert child_kind("triggerer-<team>", ["python", "-I", "-S", "-c", "...", "5", "trigger-runner-relay"]) == (
+        "triggerer-<team> runner relay")
     assert child_kind("postgres", ["postgres: airflow airflow 127.0.0.1 idle"]) == "postgres"
 
 
