@@ -645,8 +645,10 @@ CHILD_ENV = {
     # the per-team limits the cluster policies apply while the team's files parse
     # (platform_runtime.team_limits): every team's slots and ceilings, no secret
     "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "AIRFLOW__PLATFORM__TEAM_LIMITS",
-    # the autogroup nice of the team's parse zygote (platform_runtime.autogroup): a number
-    "AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE",
+    # the autogroup nice of the team's parse zygote (platform_runtime.autogroup): a number; and the
+    # team's own cgroup, which the zygote joins (a path, no secret: the team may write only that
+    # cgroup's cgroup.procs, never its limit); the trigger runner forked from the zygote has both
+    "AIRFLOW__PLATFORM__TEAM_AUTOGROUP_NICE", "AIRFLOW__PLATFORM__TEAM_CPU_CGROUP",
 }
 
 
