@@ -625,11 +625,29 @@ def take_runner_request(listener: socket.socket, platform_uid: int) -> tuple[soc
         return None
 
 
+def exit_code_of(body) -> int:
+    """Run a forked child's ``body`` (the child then ends with ``os._exit``): 0, a ``SystemExit``'s
+    code, or 1 with the traceback printed for any other exception; stdout and stderr flushed."""
+    try:
+        body()
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with_suppressed(stream.flush)
+
+
 def forked_trigger_runner(fds: list[int], keep_alive: tuple) -> None:
     """In the zygote's fork: the supervisor's sockets as fds 0-2 and the log channel as 3 (what
     :func:`exec_trigger_runner` gives an exec'd runner), then the trigger runner; never returns."""
-    code = 1
-    try:
+
+    def body() -> None:
         for obj in keep_alive:
             if obj is not None:
                 with_suppressed(obj.close)
@@ -650,17 +668,8 @@ def forked_trigger_runner(fds: list[int], keep_alive: tuple) -> None:
         setproctitle.setproctitle(f"{sys.executable} -m platform_runtime.airflow_internals trigger-runner --forked")
         gc.enable()
         trigger_runner()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        import traceback
 
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with_suppressed(stream.flush)
-        os._exit(code)
+    os._exit(exit_code_of(body))
 
 
 def exec_trigger_runner(team: str, log_fd: int, home: Path) -> None:
@@ -875,9 +884,9 @@ def grandchild(fds: list[int], learned: int, keep_alive: tuple) -> None:
     """Parse one file with the supervisor's sockets as fds 0-2, then exit; ``learned``: where to
     write the installed modules the parse loaded. ``keep_alive``: the zygote's objects, closed
     here explicitly (never by the garbage collector, which could close a reused fd number)."""
-    code = 1
     before = set(sys.modules)
-    try:
+
+    def body() -> None:
         channel, sel, status, waiting, learning, listener = keep_alive
         sel.close()
         for s in (channel, listener, status, *waiting.values()):
@@ -895,19 +904,11 @@ def grandchild(fds: list[int], learned: int, keep_alive: tuple) -> None:
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         parse_one_file()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        import traceback
 
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with_suppressed(stream.flush)
-        new = " ".join(sorted(installed_modules() - before)).encode()[:60_000]  # within a pipe's buffer
-        with_suppressed(os.write, learned, new)
-        os._exit(code)
+    code = exit_code_of(body)
+    new = " ".join(sorted(installed_modules() - before)).encode()[:60_000]  # within a pipe's buffer
+    with_suppressed(os.write, learned, new)
+    os._exit(code)
 
 
 def parse_one_file() -> None:
