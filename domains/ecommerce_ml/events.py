@@ -223,9 +223,12 @@ COLUMNS = {
 }
 
 
+VERSION_FORMAT = "%Y-%m-%dT%H%M"  # a slot's start in a version (2024-06-03T2000), UTC
+
+
 def version(start: datetime, end: datetime) -> str:
-    v = start.astimezone(UTC).strftime("%Y-%m-%dT%H%M")
-    return v if end - start == SLOT else f"{v}-{end.astimezone(UTC).strftime('%Y-%m-%dT%H%M')}"
+    v = start.astimezone(UTC).strftime(VERSION_FORMAT)
+    return v if end - start == SLOT else f"{v}-{end.astimezone(UTC).strftime(VERSION_FORMAT)}"
 
 
 def sessions_stem(ver: str) -> str:
@@ -292,7 +295,7 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
 def version_bounds(ver: str) -> tuple[datetime, datetime]:
     """[start, end) of a version (:func:`version`: one slot, or ``<start>-<end>``)."""
     def parse(v: str) -> datetime:
-        return datetime.strptime(v, "%Y-%m-%dT%H%M").replace(tzinfo=UTC)
+        return datetime.strptime(v, VERSION_FORMAT).replace(tzinfo=UTC)
 
     start = parse(ver[:15])
     return start, parse(ver[16:]) if len(ver) > 15 else start + SLOT
@@ -306,7 +309,7 @@ def expire_funnel_article(cur, before: datetime) -> dict:
     cur.execute("SELECT t.version, a.version IS NOT NULL FROM dataset_registry t LEFT JOIN dataset_registry a"
                 " ON a.dataset = t.dataset AND a.kind = 'artifact' AND a.version = t.version"
                 " WHERE t.dataset = 'funnel_article' AND t.kind = 'table' AND t.version < %s",
-                (before.astimezone(UTC).strftime("%Y-%m-%dT%H%M"),))
+                (before.astimezone(UTC).strftime(VERSION_FORMAT),))
     expired, not_in_lake = [], []
     for ver, in_lake in cur.fetchall():
         start, end = version_bounds(ver)
