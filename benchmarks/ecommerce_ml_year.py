@@ -340,7 +340,8 @@ def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: i
 
     ``matrix_every`` k > 1 builds the matrix only on every k-th day (day number k, 2k, ...) and on the last:
     its incremental build merges the partials of every day since the previous matrix (what
-    ``build_matrix`` does after a missed day), so the days in between cost the generation and the step only.
+    ``build_matrix`` does after a missed day), so the days in between cost the generation and the step only;
+    0: no matrix at all (the days' step and sizes only).
     The next day is generated in its own process while the current one runs (the generator is the
     simulation's, not the project's: its seconds overlap the step's, which are not timings anyway)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -364,7 +365,7 @@ def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: i
                 number = days.index(day) + 1
                 step = plat.worker("sim_step", day)
                 row = {**step, "step_peak_mb": step.pop("peak_mb")}
-                if number % matrix_every == 0 or day == days[-1]:
+                if matrix_every and (number % matrix_every == 0 or day == days[-1]):
                     matrix = plat.worker("sim_matrix", day)
                     row.update({**matrix, "matrix_peak_mb": matrix.pop("peak_mb")})
                 rows.append({**row, "generate_s": gen.get("generate_s"),
@@ -427,7 +428,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--start", type=int, help="--simulate: rerun from this day (1-based) on")
     p.add_argument("--matrix-every", type=int, default=1,
-                   help="--simulate: build the matrix on every k-th day and the last only")
+                   help="--simulate: build the matrix on every k-th day and the last only (0: never)")
     p.add_argument("--kinds", help=f"--time: a comma-separated subset of {','.join(TIMED)}")
     p.add_argument("--report", action="store_true", help="the table and the model from the simulated days")
     p.add_argument("--worker")
