@@ -94,7 +94,7 @@ def _simulate_step(day: str, root, lake_dir: Path) -> dict:
     return {"day": day, "rows_read": built["rows_read"], "interactions": built["interactions"]["rows"],
             "rejected": sum(built["rejected"].values()),
             "day_parquet_bytes": (lake_dir / "curated" / built["interactions"]["relative"]).stat().st_size,
-            "step_s": round(seconds, 2)}
+            "step_s": round(seconds, 2), **lake_sizes(lake_dir), **pg_sizes()}
 
 
 def _simulate_matrix(day: str, root, lake_dir: Path) -> dict:
@@ -187,6 +187,8 @@ def _worker(kind: str, day: str, lake_url: str) -> dict:
         out = _simulate_step(day, root, lake_dir)
     elif kind == "sim_matrix":
         out = _simulate_matrix(day, root, lake_dir)
+    elif kind == "generate":  # the next day's drops, written while the current day runs (not measured)
+        return generate(lake_dir, float(os.environ["ECOM_YEAR_SCALE"]), day)
     else:
         out = _timed(kind, day, root)
     return {**out, "peak_mb": round(vm_hwm_mb())}
@@ -270,11 +272,12 @@ def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int =
               f"{total / 2**30:>9.2f}  {kept}")
     # rows per window day as a power law over every day; bytes per row from the latest day (the matrix with its
     # purchases column, which the days before the incremental build did not have)
-    ra, rb = _power_fit([r["matrix_days"] for r in rows], [r["matrix_rows"] for r in rows])
-    per_row = rows[-1]["matrix_bytes"] / rows[-1]["matrix_rows"]
+    built = [r for r in rows if "matrix_rows" in r]  # the days a matrix was built (--matrix-every)
+    ra, rb = _power_fit([r["matrix_days"] for r in built], [r["matrix_rows"] for r in built])
+    per_row = built[-1]["matrix_bytes"] / built[-1]["matrix_rows"]
     full = ra * window ** rb * per_row
     print(f"{'user_item_matrix':<34}{'':>9}{full / 2**20:>10.1f}{keep_matrices * full / 2**30:>9.2f}  {keep_matrices}"
-          f" versions; rows = {ra:.0f} x days^{rb:.3f} fitted on {len(rows)} days ({ra * window ** rb / 1e6:.1f} M rows"
+          f" versions; rows = {ra:.0f} x days^{rb:.3f} fitted on {len(built)} matrices ({ra * window ** rb / 1e6:.1f} M rows"
           f" at {window} days), {per_row:.2f} bytes a row (the last day's file)")
     print(f"{'PostgreSQL database':<34}{pg_per_tx:>9.3f}{pg_per_tx * base / 2**20:>10.1f}"
           f"{(rows[0]['pg_database_bytes'] + pg_per_tx * tx_year) / 2**30:>9.2f}  all days"
@@ -288,8 +291,8 @@ def model(rows: list[dict], scale: float, window: int = 90, keep_matrices: int =
           f"{max(r.get('load', 0) for r in rows):.1f}; the load decides them, --time measures): daily step median"
           f" {statistics.median(r['step_s'] for r in rows):.0f} s, fit {sa:.1f} + {sb:.2f} x day;"
           f" peak MB step {min(r['step_peak_mb'] for r in rows)}-"
-          f"{max(r['step_peak_mb'] for r in rows)}, matrix {min(r['matrix_peak_mb'] for r in rows)}-"
-          f"{max(r['matrix_peak_mb'] for r in rows)}")
+          f"{max(r['step_peak_mb'] for r in rows)}, matrix {min(r['matrix_peak_mb'] for r in built)}-"
+          f"{max(r['matrix_peak_mb'] for r in built)}")
     inc = [r for r in rows if r.get("mode") == "incremental"]
     if len(inc) >= 2:
         xa, xb = _fit([r["matrix_rows"] / 1e6 for r in inc], [r["matrix_s"] for r in inc])
@@ -321,37 +324,60 @@ class Platform:
                     "AIRFLOW_CONN_ECOMMERCE_ML_LAKE": json.dumps({"conn_type": "fs",
                                                                   "extra": {"base_url": self.lake_url}})}
 
-    def worker(self, kind: str, day: str) -> dict:
+    def worker(self, kind: str, day: str, env: dict | None = None) -> dict:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.ecommerce_ml_year", "--worker", kind, "--day", day,
-                               "--lake", self.lake_url], env=self.env, stdout=subprocess.PIPE, text=True, check=True)
+                               "--lake", self.lake_url], env=env or self.env, stdout=subprocess.PIPE, text=True,
+                              check=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: int | None = None) -> None:
+def simulate(data: Path, lake_dir: Path, days: list[str], scale: float, start: int | None = None,
+             matrix_every: int = 1) -> None:
     """Each day in order: generate it, then the daily step and the matrix, each in its own worker (its
     own peak memory). A row per day goes to ``simulated.json`` (and ``simulated.jsonl``) as soon as the day
     is done, so a stopped run keeps its days and a rerun resumes after the last one; ``start`` (1-based)
-    reruns from that day on (the steps are idempotent: a day's rerun replaces its registry rows)."""
+    reruns from that day on (the steps are idempotent: a day's rerun replaces its registry rows).
+
+    ``matrix_every`` k > 1 builds the matrix only on every k-th day (day number k, 2k, ...) and on the last:
+    its incremental build merges the partials of every day since the previous matrix (what
+    ``build_matrix`` does after a missed day), so the days in between cost the generation and the step only;
+    0: no matrix at all (the days' step and sizes only).
+    The next day is generated in its own process while the current one runs (the generator is the
+    simulation's, not the project's: its seconds overlap the step's, which are not timings anyway)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     plat = Platform(data, lake_dir)
     done_file = data / "simulated.json"
     rows = json.loads(done_file.read_text()) if done_file.exists() else []
     if start is not None:
         rows = rows[:start - 1]
     print(f"load average at start: {os.getloadavg()}; {len(rows)} days done", flush=True)
-    try:
-        for day in days[len(rows):]:
-            gen = generate(lake_dir, scale, day)
-            step = plat.worker("sim_step", day)
-            matrix = plat.worker("sim_matrix", day)
-            rows.append({**step, "step_peak_mb": step.pop("peak_mb"), **matrix, "matrix_peak_mb": matrix.pop("peak_mb"),
-                         "generate_s": gen.get("generate_s"), "finished": time.strftime("%H:%M:%S", time.gmtime()),
-                         "load": os.getloadavg()[0]})
-            done_file.write_text(json.dumps(rows))
-            with (data / "simulated.jsonl").open("a") as f:
-                f.write(json.dumps(rows[-1]) + "\n")
-            print(json.dumps(rows[-1]), flush=True)
-    finally:
-        plat.pg.stop()
+    todo = days[len(rows):]
+    env = {**plat.env, "ECOM_YEAR_SCALE": str(scale)}
+    with ThreadPoolExecutor(1) as pool:
+        def gen_next(day: str):
+            return pool.submit(lambda: plat.worker("generate", day, env))
+        pending = gen_next(todo[0]) if todo else None
+        try:
+            for i, day in enumerate(todo):
+                gen = pending.result()
+                pending = gen_next(todo[i + 1]) if i + 1 < len(todo) else None
+                number = days.index(day) + 1
+                step = plat.worker("sim_step", day)
+                row = {**step, "step_peak_mb": step.pop("peak_mb")}
+                if matrix_every and (number % matrix_every == 0 or day == days[-1]):
+                    matrix = plat.worker("sim_matrix", day)
+                    row.update({**matrix, "matrix_peak_mb": matrix.pop("peak_mb")})
+                rows.append({**row, "generate_s": gen.get("generate_s"),
+                             "finished": time.strftime("%H:%M:%S", time.gmtime()), "load": os.getloadavg()[0]})
+                done_file.write_text(json.dumps(rows))
+                with (data / "simulated.jsonl").open("a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            if pending is not None:
+                pending.cancel()
+            plat.pg.stop()
     report(rows, scale)
 
 
@@ -362,9 +388,9 @@ def report(rows: list[dict], scale: float) -> None:
         lake = sum(v for k, v in r.items() if k.startswith("lake_") and k != "lake_raw_hm_bytes")
         print(f"{r['day']:<11}{r['rows_read']:>9}{r['interactions']:>9}{r['day_parquet_bytes'] / 2**20:>8.1f}"
               f"{lake / 2**20:>9.0f}{r.get('lake_user_item_day_bytes', 0) / 2**20:>10.0f}"
-              f"{r.get('lake_user_item_matrix_bytes', 0) / 2**20:>8.0f}{r['matrix_rows']:>10}"
-              f"{r['pg_database_bytes'] / 2**20:>7.0f}{r['step_s']:>7.1f}{r['matrix_s']:>7.1f}"
-              f"{r['step_peak_mb']:>8}{r['matrix_peak_mb']:>7}{r.get('load', 0):>5.1f}")
+              f"{r.get('lake_user_item_matrix_bytes', 0) / 2**20:>8.0f}{r.get('matrix_rows', '-'):>10}"
+              f"{r['pg_database_bytes'] / 2**20:>7.0f}{r['step_s']:>7.1f}{r.get('matrix_s', float('nan')):>7.1f}"
+              f"{r['step_peak_mb']:>8}{r.get('matrix_peak_mb', '-'):>7}{r.get('load', 0):>5.1f}")
     model(rows, scale)
 
 
@@ -401,6 +427,8 @@ def main() -> None:
     p.add_argument("--time", action="store_true", help="time the first and last day and the queries")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--start", type=int, help="--simulate: rerun from this day (1-based) on")
+    p.add_argument("--matrix-every", type=int, default=1,
+                   help="--simulate: build the matrix on every k-th day and the last only (0: never)")
     p.add_argument("--kinds", help=f"--time: a comma-separated subset of {','.join(TIMED)}")
     p.add_argument("--report", action="store_true", help="the table and the model from the simulated days")
     p.add_argument("--worker")
@@ -415,7 +443,7 @@ def main() -> None:
     lake_dir.mkdir(parents=True, exist_ok=True)
     days = day_list(args.days)
     if args.simulate:
-        simulate(data, lake_dir, days, args.scale, args.start)
+        simulate(data, lake_dir, days, args.scale, args.start, args.matrix_every)
     if args.report:
         report(json.loads((data / "simulated.json").read_text()), args.scale)
     if args.time:

@@ -56,7 +56,13 @@ SESSIONS = "event_sessions"  # the lake dataset (migration 0007 dropped the tabl
 # funnel_article's retention in PostgreSQL, where dashboards read it by article and interval: slots older
 # than this (before the processed interval's start) leave the table once their Parquet artifact is
 # registered; the lake keeps every slot (curated/funnel_article/v=<version>/). 54 MB a day at 1x.
-FUNNEL_ARTICLE_PG_DAYS = int(os.environ.get("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "90"))
+FUNNEL_ARTICLE_PG_DAYS = 90
+
+
+def funnel_article_pg_days() -> int:
+    """The retention in days: ``ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS`` when set, read when a run uses it
+    (not when the module is imported: a worker imports it once and runs many tasks), else 90."""
+    return int(os.environ.get("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS") or FUNNEL_ARTICLE_PG_DAYS)
 
 
 def _slots(start: datetime, end: datetime) -> list[datetime]:
@@ -277,7 +283,7 @@ def process_interval(run: Run, start: datetime | None = None, end: datetime | No
                 for t in TABLES]
             for out in outputs:
                 registry.register(cur, out, ver, run.dag_id, run.run_id)
-            expired = expire_funnel_article(cur, start - timedelta(days=FUNNEL_ARTICLE_PG_DAYS))
+            expired = expire_funnel_article(cur, start - timedelta(days=funnel_article_pg_days()))
             cur.execute("SELECT events, late_events, rejected_events, active_sessions, sessions_viewed,"
                         " sessions_carted, sessions_purchased FROM funnel_interval WHERE slot_start = %s", (start,))
             row = cur.fetchone()

@@ -306,6 +306,68 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incrementa
             "expired_files": removed}
 
 
+# The raw H&M drops (raw/hm/dt=<day>/, 546 MB a day at 1x, 196 GiB a year) are read by the day's DAGs only;
+# each file leaves the lake RAW_KEEP_DAYS days after its day, once every DAG that reads it has registered
+# its output for that day (a day that failed, or is not processed yet, keeps its files: a rerun needs them).
+RAW_KEEP_DAYS = 7
+RAW_READERS = {  # file -> the registered artifacts (one per DAG reading it) that say its day was processed
+    "transactions_train.csv": ("interactions",),
+    "customers.csv": ("interactions", "customer_features"),
+    "articles.csv": ("interactions", "article_content", "customer_features"),
+}
+# the events DAG checks a slot's article ids against the latest articles.csv of the 7 days before (events.py)
+ARTICLES_MIN_KEEP_DAYS = 8
+
+
+def raw_keep_days() -> int:
+    """``ECOMMERCE_ML_RAW_KEEP_DAYS`` when set (read when used), else :data:`RAW_KEEP_DAYS`."""
+    import os
+
+    days = int(os.environ.get("ECOMMERCE_ML_RAW_KEEP_DAYS") or RAW_KEEP_DAYS)
+    if days < 1:
+        raise ValueError(f"ECOMMERCE_ML_RAW_KEEP_DAYS={days}: keep at least the run's own day (1)")
+    return days
+
+
+def expire_raw_drops(run: Run, root=None, keep_days: int | None = None) -> dict:
+    """Remove the raw H&M files of the days at least ``keep_days`` (:func:`raw_keep_days`) before the run's
+    day whose readers (:data:`RAW_READERS`) have all registered their output for that day; ``articles.csv``
+    stays at least :data:`ARTICLES_MIN_KEEP_DAYS` days (the events' lookback). A day folder left empty is
+    removed. Returns the files removed and, per day, the files kept because a reader has not processed it."""
+    root = root or lake.lake_root()
+    keep_days = raw_keep_days() if keep_days is None else keep_days
+    base = root / "raw" / "hm"
+    if not base.exists():
+        return {"removed": [], "waiting": {}}
+    days = sorted(p.name.removeprefix("dt=") for p in base.iterdir() if p.name.startswith("dt="))
+    cutoff = (run.day - timedelta(days=keep_days)).isoformat()
+    days = [d for d in days if d <= cutoff]
+    if not days:
+        return {"removed": [], "waiting": {}}
+    readers = sorted({r for rs in RAW_READERS.values() for r in rs})
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT dataset, version FROM dataset_registry WHERE kind = 'artifact'"
+                    " AND dataset = ANY(%s) AND version BETWEEN %s AND %s", (readers, days[0], days[-1]))
+        done = set(cur.fetchall())
+    articles_cutoff = (run.day - timedelta(days=max(keep_days, ARTICLES_MIN_KEEP_DAYS))).isoformat()
+    removed, waiting = [], {}
+    for day in days:
+        folder = lake.hm_day(root, day)
+        for name, needs in RAW_READERS.items():
+            path = folder / name
+            if not path.exists() or (name == "articles.csv" and day > articles_cutoff):
+                continue
+            missing = [r for r in needs if (r, day) not in done]
+            if missing:
+                waiting.setdefault(day, {})[name] = missing
+                continue
+            path.unlink()
+            removed.append(lake.url(path))
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+    return {"removed": removed, "waiting": waiting}
+
+
 def _expire(cur, before: dict[str, str]) -> list[str]:
     """Retention of the matrix's intermediate and older outputs: the registry rows of each dataset's
     versions before its cutoff (``user_item_day``: the partials of days out of the run's window, which

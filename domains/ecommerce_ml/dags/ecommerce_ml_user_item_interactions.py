@@ -10,7 +10,9 @@ article: purchase days, items, recency, a decayed weight) over the last 90 days,
 under `curated/interactions/` and `curated/user_item_matrix/` (combined from each day's
 partial aggregate, `curated/user_item_day/`, built once per day).
 
-`validate_transactions` → `build_interactions` → `load_interactions` → `build_user_item_matrix`
+`validate_transactions` → `build_interactions` → `load_interactions` → `build_user_item_matrix` →
+`expire_raw_drops` (the raw H&M files of days processed by every DAG reading them, 7 days after the day:
+`ECOMMERCE_ML_RAW_KEEP_DAYS`)
 
 A corrupt file fails `validate_transactions` naming file, line and column; nothing is written.
 Details: domains/ecommerce_ml/README.md.
@@ -56,9 +58,16 @@ def ecommerce_ml_user_item_interactions():
 
         return interactions.build_matrix(Run.from_context())
 
+    @task(multiple_outputs=False)
+    def expire_raw_drops() -> dict:
+        from domains.ecommerce_ml import interactions
+        from domains.ecommerce_ml.common import Run
+
+        return interactions.expire_raw_drops(Run.from_context())
+
     built = build_interactions()
     validate_transactions() >> built
-    load_interactions(built) >> build_user_item_matrix()
+    load_interactions(built) >> build_user_item_matrix() >> expire_raw_drops()
 
 
 ecommerce_ml_user_item_interactions()

@@ -45,7 +45,8 @@ def test_old_slots_leave_postgres_once_in_the_lake(ecom, monkeypatch):
     (path,) = [p for (p,) in ecom.query("SELECT path FROM dataset_registry WHERE dataset = 'funnel_article'"
                                           " AND kind = 'artifact' AND version = %s", (events.version(s1, s1 + SLOT),))]
 
-    monkeypatch.setattr(events, "FUNNEL_ARTICLE_PG_DAYS", 0)  # everything before the processed interval expires
+    # set after the module was imported: read when the run uses it
+    monkeypatch.setenv("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "0")  # everything before the processed interval expires
     out = process(s3)["funnel_article_expired"]
     v1, v2, v3 = (events.version(s, s + SLOT) for s in (s1, s2, s3))
     assert out == {"versions": 1, "rows": len(first), "kept_not_in_lake": [v2]}
@@ -56,9 +57,20 @@ def test_old_slots_leave_postgres_once_in_the_lake(ecom, monkeypatch):
     assert lake == first
 
     # retention far away (the default): a rerun of the last slot expires nothing more
-    monkeypatch.setattr(events, "FUNNEL_ARTICLE_PG_DAYS", 90)
+    monkeypatch.delenv("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS")
     assert process(s3)["funnel_article_expired"] == {"versions": 0, "rows": 0, "kept_not_in_lake": []}
     assert ecom.query("SELECT count(DISTINCT slot_start) FROM funnel_article") == [(2,)]
+
+
+def test_retention_days_read_when_used(monkeypatch):
+    from domains.ecommerce_ml import events
+
+    monkeypatch.delenv("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", raising=False)
+    assert events.funnel_article_pg_days() == 90
+    monkeypatch.setenv("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "3")
+    assert events.funnel_article_pg_days() == 3
+    monkeypatch.setenv("ECOMMERCE_ML_FUNNEL_ARTICLE_PG_DAYS", "")
+    assert events.funnel_article_pg_days() == 90
 
 
 def test_version_bounds():
