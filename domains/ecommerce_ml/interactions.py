@@ -36,8 +36,10 @@ PostgreSQL gets the rejections (by COPY) and the registry rows.
 from __future__ import annotations
 
 import json
+import tempfile
 from contextlib import closing, contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from domains.ecommerce_ml import assets, formats, ingest, lake, registry
@@ -262,6 +264,22 @@ def _added_sql(files: list[str]) -> str:
     return (ONE_DAY_SQL if len(files) == 1 else PURCHASES_SQL).format(files=files)
 
 
+def _merged_pairs(con, base: str, keep: str, files: list[str], scratch: Path) -> str:
+    """The pairs of the previous matrix (``keep``: its purchases on the days it keeps) merged with the
+    added days' partials, one day at a time: each merge joins one partial, one row per pair, needing no
+    grouping. (Merging several days at once grouped them into lists on the join's build side, which ran
+    out of DuckDB's 512 MB at 1x with 5 days added: the build after missed or failed days.) Every merge
+    but the last is written to ``scratch`` (the one before it removed); the last is returned as a query."""
+    for i, added in enumerate(files[:-1]):
+        out = scratch / f"merged-{i}.parquet"
+        con.execute(f"COPY ({MERGE_SQL.format(kept=keep, base=base, added=ONE_DAY_SQL.format(files=[added]))})"
+                    f" TO '{out}' (FORMAT parquet)")
+        if i:
+            Path(base).unlink()
+        base, keep = str(out), "purchases"
+    return MERGE_SQL.format(kept=keep, base=base, added=ONE_DAY_SQL.format(files=[files[-1]]))
+
+
 def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incremental: bool = True) -> dict:
     """The implicit-feedback matrix over the registered interaction days in the window: the previous
     matrix (:func:`_base_matrix`) with the days it should no longer hold filtered out and the window's
@@ -282,12 +300,14 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incrementa
         window = {version: p.name for version, p in days}
         kept = sorted(v for v, name in window.items() if base and base[1].get(v) == name)
         added = [p for v, p in days if v not in kept]
-        with _local_files(added) as files, _local_files([base[0]] if kept else []) as base_local:
+        with _local_files(added) as files, _local_files([base[0]] if kept else []) as base_local, \
+                tempfile.TemporaryDirectory(prefix="ecommerce-ml-matrix-") as scratch_dir:
+            scratch = Path(scratch_dir)
             if kept:
                 held = sorted(base[1])
                 keep = "purchases" if held == kept else \
                     f"list_filter(purchases, lambda p: p.day IN ({', '.join(f'DATE {v!r}' for v in kept)}))"
-                pairs = MERGE_SQL.format(kept=keep, base=base_local[0], added=_added_sql(files)) if files else \
+                pairs = _merged_pairs(con, base_local[0], keep, files, scratch) if files else \
                     f"SELECT customer_id, article_id, {keep} AS purchases FROM read_parquet('{base_local[0]}')"
             else:
                 pairs = _added_sql(files)
@@ -339,16 +359,21 @@ def expire_raw_drops(run: Run, root=None, keep_days: int | None = None) -> dict:
     base = root / "raw" / "hm"
     if not base.exists():
         return {"removed": [], "waiting": {}}
+    lake.record_reads(base)  # the raw drops' folder, listed (its expired files removed below)
     days = sorted(p.name.removeprefix("dt=") for p in base.iterdir() if p.name.startswith("dt="))
     cutoff = (run.day - timedelta(days=keep_days)).isoformat()
     days = [d for d in days if d <= cutoff]
     if not days:
         return {"removed": [], "waiting": {}}
+    from shared.lineage import record_postgres_io
+
     readers = sorted({r for rs in RAW_READERS.values() for r in rs})
-    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+    pg = DATABASE.hook()
+    with closing(DATABASE.connect(pg)) as conn, conn.cursor() as cur:
         cur.execute("SELECT DISTINCT dataset, version FROM dataset_registry WHERE kind = 'artifact'"
                     " AND dataset = ANY(%s) AND version BETWEEN %s AND %s", (readers, days[0], days[-1]))
         done = set(cur.fetchall())
+    record_postgres_io(pg, inputs=["dataset_registry"])  # what says a day was processed
     articles_cutoff = (run.day - timedelta(days=max(keep_days, ARTICLES_MIN_KEEP_DAYS))).isoformat()
     removed, waiting = [], {}
     for day in days:

@@ -109,6 +109,26 @@ def test_matrix_from_day_partials_equals_full_rebuild(ecom):
     _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAY)), _full(ecom, DAY, window))
 
 
+def test_matrix_after_missed_days_merges_each_missed_day_into_the_last_matrix(ecom):
+    """The build after days without a matrix (a failed or skipped build) starts from the last matrix
+    and merges the missed days' partials with the new day's, one day at a time (each merge one
+    partial, no grouping: several days at once ran out of DuckDB's memory at 1x): the same matrix as
+    the full regroup, and as the build from every partial."""
+    for day in DAYS:
+        ecom.generate(day, scale=30, parts=("articles", "customers", "transactions"))
+    window = 4
+    assert _run_day(ecom, DAYS[0], window)["mode"] == "full"
+    for day in DAYS[1:3]:  # interactions loaded, no matrix built
+        _run_day(ecom, day, window, matrix=False)
+    out = _run_day(ecom, DAYS[3], window)
+    assert (out["mode"], out["days_added"], out["days_kept"]) == ("incremental", 3, 1), out
+    incremental = _matrix(_registered(ecom, "user_item_matrix", DAYS[3]))
+    _assert_same(incremental, _full(ecom, DAYS[3], window))
+    assert any(len(v[6]) == 4 for v in incremental.values())  # pairs bought on every day of the window
+    out = _run_day(ecom, DAYS[3], window, incremental=False, step=False)
+    assert (out["mode"], out["path"].removeprefix("file://")) == ("full", _registered(ecom, "user_item_matrix", DAYS[3]))
+
+
 def test_matrix_without_window_footer_is_built_from_partials(ecom):
     """A previous matrix written before the footer (the release before this one) is not a base: the
     next day's matrix is built from every partial of its window, and the day after is incremental again."""
