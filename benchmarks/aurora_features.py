@@ -11,7 +11,7 @@ so a step's figure is the peak of everything up to it).
 
 ``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
 
-``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare]``
+``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare] [--steps sleep,social]``
 (default 20000 31 1, every path, data generated): the four
 feature groups side by side on one database, each path in a fresh child process (so its peak
 RSS, ``VmHWM``, is the step's own: imports + the step, no data generation; ``RSS before``:
@@ -25,9 +25,10 @@ the child's ``VmRSS`` once imported and connected, before the step):
 
 - bare: per chunk of users, one PostgreSQL query computing the group's features with aggregates
   (``FILTER``, ``count(DISTINCT)``, ``stddev_pop``) over the same valid rows (``history_queries``'
-  queries as subqueries), fetched into a frame.
+  queries over the group's ``feature_window`` as subqueries), fetched into a frame.
 
-Old and new frames must be equal exactly (checked), bare has the same users; per group and path:
+Old and new frames must be equal exactly (checked); bare's must hold the same users and the same
+values as new's, up to floating-point rounding (checked, ``check_bare``); per group and path:
 seconds, users/s, peak RSS; ROUNDS interleaved rounds (the paths' order rotated), then the medians
 and new's ratio to bare. ``--data``: the folder ``--prepare`` made (nothing generated).
 
@@ -243,11 +244,11 @@ def bare_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFra
     """The bare baseline of ``group``: per chunk of users, one query (``_BARE_GROUP_SQL``) over the
     same valid rows, its rows framed (index ``user_id``)."""
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
-    from domains.aurora.features import history_needs, prediction_window
+    from domains.aurora.features import feature_window, history_needs
     from domains.aurora.history import history_queries
 
     needs = history_needs(FEATURE_GROUPS[group])
-    start, end = prediction_window(as_of)
+    start, end = feature_window(as_of, FEATURE_GROUPS[group])  # the rows the project reads
     parts = []
     with conn.cursor() as cur:
         for i in range(0, len(users), CHUNK_USERS):
@@ -258,6 +259,18 @@ def bare_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFra
             parts.append(pd.DataFrame(cur.fetchall(), columns=columns).set_index("user_id"))
     conn.commit()
     return pd.concat(parts)
+
+
+def check_bare(group: str, bare: pd.DataFrame, new: pd.DataFrame) -> None:
+    """The bare baseline computes the project's features: the same users (one row each, same
+    order), columns and values (NaN where the project has NaN), up to floating-point rounding
+    (PostgreSQL's ``numeric``/``stddev_pop`` against numpy's sums: relative 1e-9)."""
+    assert list(bare.index) == list(new.index), group
+    assert list(bare.columns) == list(new.columns), (group, list(bare.columns))
+    pd.testing.assert_frame_equal(bare.astype("float64"), new, check_exact=False, rtol=1e-9, atol=1e-9,
+                                  check_names=False, obj=f"{group}: bare vs new")
+    print(f"  {group:9s} bare computes the same values as new ({len(new):,} x {new.shape[1]},"
+          f" {int(new.isna().sum().sum()):,} NaN, {int((new != 0).sum().sum()):,} non-zero)", flush=True)
 
 
 def run_group(path: str, group: str) -> dict:
@@ -281,9 +294,10 @@ def run_group(path: str, group: str) -> dict:
 
 
 def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, data: str | None = None,
-                        paths: list[str] | None = None) -> list[dict]:
+                        paths: list[str] | None = None, only: list[str] | None = None) -> list[dict]:
     """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
     ``paths``: only these of old, new, bare (``--paths new,bare``: old reads the whole history);
+    ``only``: only these groups (``--steps sleep,social``);
     ``rounds``: interleaved rounds per group (the paths' order rotated each round), then per
     group the medians, new's ratio to bare and each path's highest peak RSS."""
     from domains.aurora.feature_store import FEATURE_GROUPS
@@ -299,7 +313,7 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
         print(f"  {'group':9s} {'path':4s} {'round':>5s} {'seconds':>8s} {'users':>8s} {'users/s':>8s}"
               f" {'RSS before':>11s} {'peak RSS':>9s}", flush=True)
         base = tuple(p for p in ("old", "new", "bare") if p in (paths or ("old", "new", "bare")))
-        for group in FEATURE_GROUPS:
+        for group in only or FEATURE_GROUPS:
             frames = {}
             for r in range(rounds):
                 for path in base[r % len(base):] + base[:r % len(base)]:
@@ -316,8 +330,8 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
                 pd.testing.assert_frame_equal(frames["new"], frames["old"], check_exact=True)
                 print(f"  {group:9s} old and new frames equal exactly ({len(frames['new']):,} x "
                       f"{frames['new'].shape[1]}, {int(frames['new'].isna().sum().sum()):,} NaN)", flush=True)
-            if "bare" in frames and "new" in frames:  # one row per user on both sides
-                assert list(frames["bare"].index) == list(frames["new"].index), group
+            if "bare" in frames and "new" in frames:  # the same users and the same values on both sides
+                check_bare(group, frames["bare"], frames["new"])
             med = {p: float(np.median([x["seconds"] for x in rows if x["group"] == group and x["path"] == p]))
                    for p in base}
             peak = {p: max(x["peak_mb"] for x in rows if x["group"] == group and x["path"] == p) for p in base}
@@ -327,9 +341,10 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
                   + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
         for path in base:
             total = sum(float(np.median([x["seconds"] for x in rows if x["group"] == g and x["path"] == path]))
-                        for g in FEATURE_GROUPS)
+                        for g in only or FEATURE_GROUPS)
             n = rows[0]["users"]
-            print(f"  all four groups, {path} (medians): {total:.1f} s ({n / total:,.0f} users/s of the feature step)")
+            print(f"  {'all four groups' if not only else ', '.join(only)}, {path} (medians): {total:.1f} s"
+                  f" ({n / total:,.0f} users/s of the feature step)")
     return rows
 
 
@@ -799,7 +814,8 @@ if __name__ == "__main__":
     sys.argv[1:] = args
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"),
-                            paths=options["paths"].split(",") if "paths" in options else None)
+                            paths=options["paths"].split(",") if "paths" in options else None,
+                            only=options.get("steps"))
     elif sys.argv[1:2] == ["--prepare"]:
         prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:
