@@ -464,13 +464,16 @@ def child_step(path: str, what: str) -> dict:
                 cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
                 if cur.fetchone()[0]:
                     cur.execute("UPDATE event_outbox_mark SET txid = '0', id = 0")
-            if kind in ("save", "publish"):  # each path on its own outbox indexes (the old code's: before 0002)
+            if kind in ("save", "publish"):  # each path on its own outbox indexes: an old tree before
+                # the publish mark (migration 0002) reads by its partial index, one with it by (txid, id)
+                premark = path == "old" and not (Path(predictions.__file__).resolve().parents[2]
+                                                 / "shared/migrations/outbox/0002_publish_mark.sql").exists()
                 cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
-                if cur.fetchone()[0] and path == "old":
+                if cur.fetchone()[0] and premark:
                     cur.execute("DROP INDEX IF EXISTS event_outbox_txid_id")
                     cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_unpublished ON event_outbox (id)"
                                 " WHERE published_at IS NULL")
-                elif path != "old":
+                elif not premark:
                     cur.execute("DROP INDEX IF EXISTS event_outbox_unpublished")
                     cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_txid_id ON event_outbox (txid, id)")
         conn.commit()
