@@ -32,6 +32,10 @@ values as new's, up to floating-point rounding (checked, ``check_bare``); per gr
 seconds, users/s, peak RSS; ROUNDS interleaved rounds (the paths' order rotated), then the medians
 and new's ratio to bare. ``--data``: the folder ``--prepare`` made (nothing generated).
 
+``python -m benchmarks.aurora_features --store [USERS] [DAYS] [ROUNDS] [--data FOLDER]`` (default
+100000 31 3): ``update_feature_store`` against a bare baseline writing the same rows and hashes
+(``store_side_by_side``).
+
 ``python -m benchmarks.aurora_features --reader [USERS] [DAYS]`` (default 20000 31): the history
 reader, old vs new, on one database, each step and path in a fresh child process (seconds, rows,
 ``VmHWM``), the frames checked equal exactly:
@@ -346,6 +350,131 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
             print(f"  {'all four groups' if not only else ', '.join(only)}, {path} (medians): {total:.1f} s"
                   f" ({n / total:,.0f} users/s of the feature step)")
     return rows
+
+
+def run_store(path: str) -> dict:
+    """In a fresh child process: ``update_feature_store`` (new) or its bare baseline at
+    AS_OF_FEATURES, the snapshot's rows of that as_of deleted first (untimed); both read the
+    four stored groups (``feature_store.snapshot``) inside the clock."""
+    from domains.aurora import feature_store
+    from domains.aurora.db import DATABASE, REDIS_CONN_ID
+    from shared.db import copy_rows
+    from shared.redis_store import connect
+
+    as_of = AS_OF_FEATURES.to_pydatetime()
+    with closing(DATABASE.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM feature_store WHERE as_of = %s", (as_of,))
+        conn.commit()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("VACUUM (ANALYZE) feature_store")
+        conn.autocommit = False
+    client = connect(REDIS_CONN_ID)
+    # a task body runs inside Airflow's task runner, which loaded the plugins (its listeners)
+    # before the body starts: loaded here before the clock, for both paths (as child_step does)
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    get_hook_lineage_collector()
+    rss_before = proc_status_mb("VmRSS")
+    t0 = time.perf_counter()
+    if path == "new":
+        users = feature_store.update_feature_store(AS_OF_FEATURES)["users"]
+    else:  # the same input read (the four stored groups joined), the same writes done plainly:
+        # COPY + one INSERT ... ON CONFLICT; per user DEL, HSET, EXPIRE pipelined
+        with closing(DATABASE.connect()) as conn:
+            frame = feature_store.snapshot(conn, AS_OF_FEATURES)
+            conn.commit()
+        cols = ["user_id", "as_of", *feature_store.FEATURES]
+        rows = frame.reset_index()
+        rows.insert(1, "as_of", AS_OF_FEATURES)
+        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE _bare_fs (LIKE feature_store INCLUDING DEFAULTS) ON COMMIT DROP")
+            copy_rows(cur, "_bare_fs", cols, rows)
+            names = ", ".join(cols)
+            cur.execute(f"INSERT INTO feature_store ({names}) SELECT {names} FROM _bare_fs ON CONFLICT (user_id, as_of)"
+                        " DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in feature_store.FEATURES))
+            conn.commit()
+        stamp = AS_OF_FEATURES.isoformat()
+        values = frame.to_numpy()
+        ids = frame.index.tolist()
+        for i in range(0, len(ids), 1000):
+            with client.pipeline(transaction=False) as pipe:
+                for uid, vals in zip(ids[i:i + 1000], values[i:i + 1000], strict=True):
+                    key = f"{feature_store.KEY_PREFIX}{uid}"
+                    pipe.delete(key)
+                    pipe.hset(key, mapping={**{f: ("nan" if v != v else repr(float(v)))
+                                               for f, v in zip(feature_store.FEATURES, vals, strict=True)},
+                                            "as_of": stamp})
+                    pipe.expire(key, feature_store.TTL_SECONDS)
+                pipe.execute()
+        users = len(ids)
+    took = time.perf_counter() - t0
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM feature_store WHERE as_of = %s", (as_of,))
+        stored = cur.fetchone()[0]
+    sample = feature_store.read_online(client, 1 if client.exists(f"{feature_store.KEY_PREFIX}1") else
+                                       int(next(iter(client.scan_iter(f"{feature_store.KEY_PREFIX}*"))).split(b":")[-1]))
+    return {"seconds": took, "users": users, "stored": stored, "sample": repr(sorted(sample.items())),
+            "rss_before_mb": rss_before, "peak_mb": proc_status_mb("VmHWM")}
+
+
+def store_side_by_side(users: int = 100_000, days: int = 31, rounds: int = 3, data: str | None = None) -> list[dict]:
+    """``--store``: ``update_feature_store`` (new) vs its bare baseline (the same stored groups
+    joined, then the same rows into
+    ``feature_store`` with COPY + one ``INSERT ... ON CONFLICT DO UPDATE``, the same hashes with a
+    plain pipelined DEL/HSET/EXPIRE per user), each in a fresh child process, ROUNDS interleaved
+    rounds; the four groups computed first (untimed) when ``data`` does not hold them yet, and an
+    older snapshot row kept in ``feature_store`` (both paths merge, neither loads an empty table).
+    Both must store the same number of rows and the same hash (checked on one user)."""
+    from domains.aurora import feature_store
+    from domains.aurora.datasets import load_frame
+    from domains.aurora.db import DATABASE
+
+    rows: list[dict] = []
+    pgdata = _prepared_pgdata(data, users, days)
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
+        print(f"aurora update_feature_store, new vs bare: {users:,} users, {days} days ending {END} ({where});"
+              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+        if not data:
+            load_generated(users, days)
+        with closing(DATABASE.connect()) as conn:
+            for group in feature_store.FEATURE_GROUPS:
+                try:
+                    load_frame(conn, as_of_key_features(), f"features:{group}")
+                except LookupError:
+                    t0 = time.perf_counter()
+                    feature_store.compute_group(group, AS_OF_FEATURES)
+                    print(f"  group {group} computed (not timed): {time.perf_counter() - t0:.0f} s", flush=True)
+            conn.rollback()
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO feature_store (user_id, as_of) VALUES (0, %s) ON CONFLICT DO NOTHING",
+                            ((AS_OF_FEATURES - pd.Timedelta(hours=6)).to_pydatetime(),))
+            conn.commit()
+        spawn = multiprocessing.get_context("spawn")
+        base = ("new", "bare")
+        for r in range(rounds):
+            for path in base[r % 2:] + base[:r % 2]:
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    out = pool.submit(run_store, path).result()
+                rows.append({"path": path, "round": r + 1, **out})
+                print(f"  store {path:4s} {r + 1:5d} {out['seconds']:8.2f} s {out['users']:8,} users"
+                      f" {out['users'] / out['seconds']:8,.0f} users/s  RSS before {out['rss_before_mb']:6,.0f} MB"
+                      f"  peak RSS {out['peak_mb']:6,.0f} MB", flush=True)
+        for key in ("stored", "sample"):
+            assert len({x[key] for x in rows}) == 1, (key, {x["path"]: x[key] for x in rows})
+        med = {p: float(np.median([x["seconds"] for x in rows if x["path"] == p])) for p in base}
+        peak = {p: max(x["peak_mb"] for x in rows if x["path"] == p) for p in base}
+        print(f"  store medians: new {med['new']:.2f} s, bare {med['bare']:.2f} s; new at {med['bare'] / med['new']:.2f}x"
+              f" of bare; same rows ({rows[0]['stored']:,}) and hash; peak RSS new {peak['new']:,.0f} / bare"
+              f" {peak['bare']:,.0f} MB; load average {os.getloadavg()[0]:.1f}", flush=True)
+    return rows
+
+
+def as_of_key_features() -> str:
+    from shared.runs import as_of_key
+
+    return as_of_key("feature_store", AS_OF_FEATURES)
 
 
 def _prepared_pgdata(data: str | None, users: int, days: int) -> Path | None:
@@ -819,6 +948,8 @@ if __name__ == "__main__":
         groups_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"),
                             paths=options["paths"].split(",") if "paths" in options else None,
                             only=options.get("steps"))
+    elif sys.argv[1:2] == ["--store"]:
+        store_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"))
     elif sys.argv[1:2] == ["--prepare"]:
         prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:
