@@ -451,6 +451,8 @@ def store_side_by_side(users: int = 100_000, days: int = 31, rounds: int = 3, da
                 cur.execute("INSERT INTO feature_store (user_id, as_of) VALUES (0, %s) ON CONFLICT DO NOTHING",
                             ((AS_OF_FEATURES - pd.Timedelta(hours=6)).to_pydatetime(),))
             conn.commit()
+        if not rounds:  # --store ... 0: only the groups prepared (outside any timing)
+            return rows
         spawn = multiprocessing.get_context("spawn")
         base = ("new", "bare")
         for r in range(rounds):
