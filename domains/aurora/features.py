@@ -419,7 +419,8 @@ def feature_window(as_of: datetime, features: Iterable[str] = USER_FEATURES) -> 
     """The history ``user_features(..., features)`` needs at ``as_of``: [start, as_of), ``start``
     the midnight of the longest look-back of ``features`` (``Feature.days``) before as_of's day
     (a sleep group reads 7 nights, not :data:`HISTORY_DAYS`); the features' values are those
-    of any longer window (:func:`rolling_sum` reads only the window's days)."""
+    of any longer window (:func:`rolling_sum` reads only the window's days): exactly, for the
+    app's whole minutes and levels (a running sum of fractions may differ in its last bits)."""
     as_of = utc_timestamp(as_of)
     days = max((f.days for f in _definitions(features).values()), default=0)
     return as_of.normalize() - timedelta(days=days), as_of
