@@ -11,7 +11,7 @@ so a step's figure is the peak of everything up to it).
 
 ``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
 
-``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare]``
+``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare] [--steps sleep,social]``
 (default 20000 31 1, every path, data generated): the four
 feature groups side by side on one database, each path in a fresh child process (so its peak
 RSS, ``VmHWM``, is the step's own: imports + the step, no data generation; ``RSS before``:
@@ -25,11 +25,16 @@ the child's ``VmRSS`` once imported and connected, before the step):
 
 - bare: per chunk of users, one PostgreSQL query computing the group's features with aggregates
   (``FILTER``, ``count(DISTINCT)``, ``stddev_pop``) over the same valid rows (``history_queries``'
-  queries as subqueries), fetched into a frame.
+  queries over the group's ``feature_window`` as subqueries), fetched into a frame.
 
-Old and new frames must be equal exactly (checked), bare has the same users; per group and path:
+Old and new frames must be equal exactly (checked); bare's must hold the same users and the same
+values as new's, up to floating-point rounding (checked, ``check_bare``); per group and path:
 seconds, users/s, peak RSS; ROUNDS interleaved rounds (the paths' order rotated), then the medians
 and new's ratio to bare. ``--data``: the folder ``--prepare`` made (nothing generated).
+
+``python -m benchmarks.aurora_features --store [USERS] [DAYS] [ROUNDS] [--data FOLDER]`` (default
+100000 31 3): ``update_feature_store`` against a bare baseline writing the same rows and hashes
+(``store_side_by_side``).
 
 ``python -m benchmarks.aurora_features --reader [USERS] [DAYS]`` (default 20000 31): the history
 reader, old vs new, on one database, each step and path in a fresh child process (seconds, rows,
@@ -243,11 +248,11 @@ def bare_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFra
     """The bare baseline of ``group``: per chunk of users, one query (``_BARE_GROUP_SQL``) over the
     same valid rows, its rows framed (index ``user_id``)."""
     from domains.aurora.feature_store import CHUNK_USERS, FEATURE_GROUPS
-    from domains.aurora.features import history_needs, prediction_window
+    from domains.aurora.features import feature_window, history_needs
     from domains.aurora.history import history_queries
 
     needs = history_needs(FEATURE_GROUPS[group])
-    start, end = prediction_window(as_of)
+    start, end = feature_window(as_of, FEATURE_GROUPS[group])  # the rows the project reads
     parts = []
     with conn.cursor() as cur:
         for i in range(0, len(users), CHUNK_USERS):
@@ -258,6 +263,18 @@ def bare_group_features(conn, group: str, as_of, users: list[int]) -> pd.DataFra
             parts.append(pd.DataFrame(cur.fetchall(), columns=columns).set_index("user_id"))
     conn.commit()
     return pd.concat(parts)
+
+
+def check_bare(group: str, bare: pd.DataFrame, new: pd.DataFrame) -> None:
+    """The bare baseline computes the project's features: the same users (one row each, same
+    order), columns and values (NaN where the project has NaN), up to floating-point rounding
+    (PostgreSQL's ``numeric``/``stddev_pop`` against numpy's sums: relative 1e-9)."""
+    assert list(bare.index) == list(new.index), group
+    assert list(bare.columns) == list(new.columns), (group, list(bare.columns))
+    pd.testing.assert_frame_equal(bare.astype("float64"), new, check_exact=False, rtol=1e-9, atol=1e-9,
+                                  check_names=False, obj=f"{group}: bare vs new")
+    print(f"  {group:9s} bare computes the same values as new ({len(new):,} x {new.shape[1]},"
+          f" {int(new.isna().sum().sum()):,} NaN, {int((new != 0).sum().sum()):,} non-zero)", flush=True)
 
 
 def run_group(path: str, group: str) -> dict:
@@ -281,9 +298,10 @@ def run_group(path: str, group: str) -> dict:
 
 
 def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, data: str | None = None,
-                        paths: list[str] | None = None) -> list[dict]:
+                        paths: list[str] | None = None, only: list[str] | None = None) -> list[dict]:
     """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
     ``paths``: only these of old, new, bare (``--paths new,bare``: old reads the whole history);
+    ``only``: only these groups (``--steps sleep,social``);
     ``rounds``: interleaved rounds per group (the paths' order rotated each round), then per
     group the medians, new's ratio to bare and each path's highest peak RSS."""
     from domains.aurora.feature_store import FEATURE_GROUPS
@@ -299,7 +317,7 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
         print(f"  {'group':9s} {'path':4s} {'round':>5s} {'seconds':>8s} {'users':>8s} {'users/s':>8s}"
               f" {'RSS before':>11s} {'peak RSS':>9s}", flush=True)
         base = tuple(p for p in ("old", "new", "bare") if p in (paths or ("old", "new", "bare")))
-        for group in FEATURE_GROUPS:
+        for group in only or FEATURE_GROUPS:
             frames = {}
             for r in range(rounds):
                 for path in base[r % len(base):] + base[:r % len(base)]:
@@ -316,8 +334,8 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
                 pd.testing.assert_frame_equal(frames["new"], frames["old"], check_exact=True)
                 print(f"  {group:9s} old and new frames equal exactly ({len(frames['new']):,} x "
                       f"{frames['new'].shape[1]}, {int(frames['new'].isna().sum().sum()):,} NaN)", flush=True)
-            if "bare" in frames and "new" in frames:  # one row per user on both sides
-                assert list(frames["bare"].index) == list(frames["new"].index), group
+            if "bare" in frames and "new" in frames:  # the same users and the same values on both sides
+                check_bare(group, frames["bare"], frames["new"])
             med = {p: float(np.median([x["seconds"] for x in rows if x["group"] == group and x["path"] == p]))
                    for p in base}
             peak = {p: max(x["peak_mb"] for x in rows if x["group"] == group and x["path"] == p) for p in base}
@@ -327,10 +345,138 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
                   + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
         for path in base:
             total = sum(float(np.median([x["seconds"] for x in rows if x["group"] == g and x["path"] == path]))
-                        for g in FEATURE_GROUPS)
+                        for g in only or FEATURE_GROUPS)
             n = rows[0]["users"]
-            print(f"  all four groups, {path} (medians): {total:.1f} s ({n / total:,.0f} users/s of the feature step)")
+            print(f"  {'all four groups' if not only else ', '.join(only)}, {path} (medians): {total:.1f} s"
+                  f" ({n / total:,.0f} users/s of the feature step)")
     return rows
+
+
+def run_store(path: str) -> dict:
+    """In a fresh child process: ``update_feature_store`` (new) or its bare baseline at
+    AS_OF_FEATURES, the snapshot's rows of that as_of deleted first (untimed); both read the
+    four stored groups (``feature_store.snapshot``) inside the clock."""
+    from domains.aurora import feature_store
+    from domains.aurora.db import DATABASE, REDIS_CONN_ID
+    from shared.db import copy_rows
+    from shared.redis_store import connect
+
+    as_of = AS_OF_FEATURES.to_pydatetime()
+    with closing(DATABASE.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM feature_store WHERE as_of = %s", (as_of,))
+        conn.commit()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("VACUUM (ANALYZE) feature_store")
+        conn.autocommit = False
+    client = connect(REDIS_CONN_ID)
+    # a task body runs inside Airflow's task runner, which loaded the plugins (its listeners)
+    # before the body starts: loaded here before the clock, for both paths (as child_step does)
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    get_hook_lineage_collector()
+    rss_before = proc_status_mb("VmRSS")
+    t0 = time.perf_counter()
+    if path == "new":
+        users = feature_store.update_feature_store(AS_OF_FEATURES)["users"]
+    else:  # the same input read (the four stored groups joined), the same writes done plainly:
+        # COPY + one INSERT ... ON CONFLICT; per user DEL, HSET, EXPIRE pipelined
+        with closing(DATABASE.connect()) as conn:
+            frame = feature_store.snapshot(conn, AS_OF_FEATURES)
+            conn.commit()
+        cols = ["user_id", "as_of", *feature_store.FEATURES]
+        rows = frame.reset_index()
+        rows.insert(1, "as_of", AS_OF_FEATURES)
+        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE _bare_fs (LIKE feature_store INCLUDING DEFAULTS) ON COMMIT DROP")
+            copy_rows(cur, "_bare_fs", cols, rows)
+            names = ", ".join(cols)
+            cur.execute(f"INSERT INTO feature_store ({names}) SELECT {names} FROM _bare_fs ON CONFLICT (user_id, as_of)"
+                        " DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in feature_store.FEATURES))
+            conn.commit()
+        stamp = AS_OF_FEATURES.isoformat()
+        values = frame.to_numpy()
+        ids = frame.index.tolist()
+        for i in range(0, len(ids), 1000):
+            with client.pipeline(transaction=False) as pipe:
+                for uid, vals in zip(ids[i:i + 1000], values[i:i + 1000], strict=True):
+                    key = f"{feature_store.KEY_PREFIX}{uid}"
+                    pipe.delete(key)
+                    pipe.hset(key, mapping={**{f: ("nan" if v != v else repr(float(v)))
+                                               for f, v in zip(feature_store.FEATURES, vals, strict=True)},
+                                            "as_of": stamp})
+                    pipe.expire(key, feature_store.TTL_SECONDS)
+                pipe.execute()
+        users = len(ids)
+    took = time.perf_counter() - t0
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM feature_store WHERE as_of = %s", (as_of,))
+        stored = cur.fetchone()[0]
+    sample = feature_store.read_online(client, 1 if client.exists(f"{feature_store.KEY_PREFIX}1") else
+                                       int(next(iter(client.scan_iter(f"{feature_store.KEY_PREFIX}*"))).split(b":")[-1]))
+    return {"seconds": took, "users": users, "stored": stored, "sample": repr(sorted(sample.items())),
+            "rss_before_mb": rss_before, "peak_mb": proc_status_mb("VmHWM")}
+
+
+def store_side_by_side(users: int = 100_000, days: int = 31, rounds: int = 3, data: str | None = None) -> list[dict]:
+    """``--store``: ``update_feature_store`` (new) vs its bare baseline (the same stored groups
+    joined, then the same rows into
+    ``feature_store`` with COPY + one ``INSERT ... ON CONFLICT DO UPDATE``, the same hashes with a
+    plain pipelined DEL/HSET/EXPIRE per user), each in a fresh child process, ROUNDS interleaved
+    rounds; the four groups computed first (untimed) when ``data`` does not hold them yet, and an
+    older snapshot row kept in ``feature_store`` (both paths merge, neither loads an empty table).
+    Both must store the same number of rows and the same hash (checked on one user)."""
+    from domains.aurora import feature_store
+    from domains.aurora.datasets import load_frame
+    from domains.aurora.db import DATABASE
+
+    rows: list[dict] = []
+    pgdata = _prepared_pgdata(data, users, days)
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
+        print(f"aurora update_feature_store, new vs bare: {users:,} users, {days} days ending {END} ({where});"
+              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+        if not data:
+            load_generated(users, days)
+        with closing(DATABASE.connect()) as conn:
+            for group in feature_store.FEATURE_GROUPS:
+                try:
+                    load_frame(conn, as_of_key_features(), f"features:{group}")
+                except LookupError:
+                    t0 = time.perf_counter()
+                    feature_store.compute_group(group, AS_OF_FEATURES)
+                    print(f"  group {group} computed (not timed): {time.perf_counter() - t0:.0f} s", flush=True)
+            conn.rollback()
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO feature_store (user_id, as_of) VALUES (0, %s) ON CONFLICT DO NOTHING",
+                            ((AS_OF_FEATURES - pd.Timedelta(hours=6)).to_pydatetime(),))
+            conn.commit()
+        if not rounds:  # --store ... 0: only the groups prepared (outside any timing)
+            return rows
+        spawn = multiprocessing.get_context("spawn")
+        base = ("new", "bare")
+        for r in range(rounds):
+            for path in base[r % 2:] + base[:r % 2]:
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    out = pool.submit(run_store, path).result()
+                rows.append({"path": path, "round": r + 1, **out})
+                print(f"  store {path:4s} {r + 1:5d} {out['seconds']:8.2f} s {out['users']:8,} users"
+                      f" {out['users'] / out['seconds']:8,.0f} users/s  RSS before {out['rss_before_mb']:6,.0f} MB"
+                      f"  peak RSS {out['peak_mb']:6,.0f} MB", flush=True)
+        for key in ("stored", "sample"):
+            assert len({x[key] for x in rows}) == 1, (key, {x["path"]: x[key] for x in rows})
+        med = {p: float(np.median([x["seconds"] for x in rows if x["path"] == p])) for p in base}
+        peak = {p: max(x["peak_mb"] for x in rows if x["path"] == p) for p in base}
+        print(f"  store medians: new {med['new']:.2f} s, bare {med['bare']:.2f} s; new at {med['bare'] / med['new']:.2f}x"
+              f" of bare; same rows ({rows[0]['stored']:,}) and hash; peak RSS new {peak['new']:,.0f} / bare"
+              f" {peak['bare']:,.0f} MB; load average {os.getloadavg()[0]:.1f}", flush=True)
+    return rows
+
+
+def as_of_key_features() -> str:
+    from shared.runs import as_of_key
+
+    return as_of_key("feature_store", AS_OF_FEATURES)
 
 
 def _prepared_pgdata(data: str | None, users: int, days: int) -> Path | None:
@@ -449,13 +595,16 @@ def child_step(path: str, what: str) -> dict:
                 cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
                 if cur.fetchone()[0]:
                     cur.execute("UPDATE event_outbox_mark SET txid = '0', id = 0")
-            if kind in ("save", "publish"):  # each path on its own outbox indexes (the old code's: before 0002)
+            if kind in ("save", "publish"):  # each path on its own outbox indexes: an old tree before
+                # the publish mark (migration 0002) reads by its partial index, one with it by (txid, id)
+                premark = path == "old" and not (Path(predictions.__file__).resolve().parents[2]
+                                                 / "shared/migrations/outbox/0002_publish_mark.sql").exists()
                 cur.execute("SELECT to_regclass('event_outbox_mark') IS NOT NULL")
-                if cur.fetchone()[0] and path == "old":
+                if cur.fetchone()[0] and premark:
                     cur.execute("DROP INDEX IF EXISTS event_outbox_txid_id")
                     cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_unpublished ON event_outbox (id)"
                                 " WHERE published_at IS NULL")
-                elif path != "old":
+                elif not premark:
                     cur.execute("DROP INDEX IF EXISTS event_outbox_unpublished")
                     cur.execute("CREATE INDEX IF NOT EXISTS event_outbox_txid_id ON event_outbox (txid, id)")
         conn.commit()
@@ -799,7 +948,10 @@ if __name__ == "__main__":
     sys.argv[1:] = args
     if sys.argv[1:2] == ["--groups"]:
         groups_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"),
-                            paths=options["paths"].split(",") if "paths" in options else None)
+                            paths=options["paths"].split(",") if "paths" in options else None,
+                            only=options.get("steps"))
+    elif sys.argv[1:2] == ["--store"]:
+        store_side_by_side(*(int(a) for a in sys.argv[2:5]), data=options.get("data"))
     elif sys.argv[1:2] == ["--prepare"]:
         prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:

@@ -205,18 +205,20 @@ HORIZON = (
 )
 # The next rows to send: above the mark, written by transactions that have all ended (below the
 # horizon, so no row can appear below them later), not acknowledged one by one after a hole, in
-# (txid, id) order (index event_outbox_txid_id).
+# (txid, id) order: the table's xid8 column, read along its index event_outbox_txid_id (a bare
+# ``ORDER BY txid`` would name the output column ``txid::text``: text order, where '100' < '99',
+# so a batch ending at txid 100 would move the mark past rows of txid 99 not sent yet, and every
+# batch would sort all waiting rows, payloads included, instead of reading the index's first rows).
+_BATCH_ROWS = (
+    f"SELECT o.id, o.txid::text, o.event_id::text, o.topic, o.event_key, o.payload::text FROM {OUTBOX_TABLE} o"
+    " WHERE (o.txid, o.id) > (%s::xid8, %s)"
+)
 _NEXT_BATCH = (
-    f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
-    f" WHERE (txid, id) > (%s::xid8, %s) AND txid < {HORIZON}"
-    " AND published_at IS NULL ORDER BY txid, id LIMIT %s"
+    f"{_BATCH_ROWS} AND o.txid < {HORIZON} AND o.published_at IS NULL ORDER BY o.txid, o.id LIMIT %s"
 )
 # The same rows without the horizon: what a publish sends, marking each row, once a transaction
 # that is still running held it back for ``settle_timeout`` (the mark stays below that transaction).
-_HELD_BATCH = (
-    f"SELECT id, txid::text, event_id::text, topic, event_key, payload::text FROM {OUTBOX_TABLE}"
-    " WHERE (txid, id) > (%s::xid8, %s) AND published_at IS NULL ORDER BY txid, id LIMIT %s"
-)
+_HELD_BATCH = f"{_BATCH_ROWS} AND o.published_at IS NULL ORDER BY o.txid, o.id LIMIT %s"
 
 
 def publish_outbox(

@@ -53,14 +53,15 @@ def user_ids(conn, only_active: bool = True) -> list[int]:
 
 def group_features(conn, group: str, as_of: datetime, users: list[int], chunk: int = CHUNK_USERS) -> pd.DataFrame:
     """The group's features of ``users`` at ``as_of`` (index ``user_id``): only the history
-    tables (and event types) the group needs are read, only its features computed; the same
+    tables (and event types) the group needs are read, over only the days its features look
+    back on (``feature_window``: 7 nights for sleep), only its features computed; the same
     values as ``user_features(read_history(...), ...)[columns]``."""
-    from domains.aurora.features import history_needs, prediction_window, user_features
+    from domains.aurora.features import feature_window, history_needs, user_features
     from domains.aurora.history import read_history
 
     columns = list(FEATURE_GROUPS[group])
     needs = history_needs(columns)
-    start, end = prediction_window(as_of)
+    start, end = feature_window(as_of, columns)  # only the days the group looks back on
     parts = []
     for i in range(0, len(users), chunk):
         ids = users[i:i + chunk]

@@ -232,40 +232,49 @@ class DailyArrays:
 @dataclass(frozen=True)
 class Feature:
     """A feature's one definition: its value at the start of each day, from the daily arrays,
-    and what it reads (``tables`` of the history; of ``events`` only ``event_types``, if set)."""
+    and what it reads (``tables`` of the history; of ``events`` only ``event_types``, if set;
+    ``days``: how many days before the day, at most)."""
 
     compute: Callable[[DailyArrays], np.ndarray]
     tables: tuple[str, ...] = ()
     event_types: tuple[str, ...] | None = None
+    days: int = 0  # its look-back: the days before the day it reads (its value on a day needs no older rows)
 
 
 _EV, _SL, _EX = ("events",), ("sleep",), ("exercise",)
 FEATURE_DEFINITIONS: dict[str, Feature] = {
-    "activity_count_24h": Feature(lambda a: rolling_sum(a.ev_count, 1), _EV),
-    "activity_count_7d": Feature(lambda a: rolling_sum(a.ev_count, 7), _EV),
-    "activity_count_30d": Feature(lambda a: a.ev_30, _EV),
-    "activity_diversity_7d": Feature(lambda a: (rolling_sum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV),
-    "total_minutes_7d": Feature(lambda a: rolling_sum(a.ev_minutes, 7), _EV),
-    "avg_sleep_duration_7d": Feature(lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL),
-    "sleep_consistency_7d": Feature(lambda a: np.where(a.nights_7 >= 2, np.sqrt(a.bed_var), np.nan), _SL),
+    "activity_count_24h": Feature(lambda a: rolling_sum(a.ev_count, 1), _EV, days=1),
+    "activity_count_7d": Feature(lambda a: rolling_sum(a.ev_count, 7), _EV, days=7),
+    "activity_count_30d": Feature(lambda a: a.ev_30, _EV, days=30),
+    "activity_diversity_7d": Feature(lambda a: (rolling_sum(a.per_type, 7) > 0).sum(axis=2).astype(float), _EV, days=7),
+    "total_minutes_7d": Feature(lambda a: rolling_sum(a.ev_minutes, 7), _EV, days=7),
+    "avg_sleep_duration_7d": Feature(lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_dur), 7), a.nights_7), _SL,
+                                     days=7),
+    "sleep_consistency_7d": Feature(lambda a: np.where(a.nights_7 >= 2, np.sqrt(a.bed_var), np.nan), _SL, days=7),
     "sleep_debt_minutes": Feature(
-        lambda a: rolling_sum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL),
-    "exercise_count_7d": Feature(lambda a: rolling_sum(a.ex_count, 7), _EX),
-    "exercise_consistency_score": Feature(lambda a: rolling_sum((a.ex_count > 0).astype(float), 28) / 28, _EX),
+        lambda a: rolling_sum(np.where(np.isnan(a.sl_dur), 0, SLEEP_NEED_MINUTES - a.sl_dur), 7), _SL, days=7),
+    "exercise_count_7d": Feature(lambda a: rolling_sum(a.ex_count, 7), _EX, days=7),
+    "exercise_consistency_score": Feature(lambda a: rolling_sum((a.ex_count > 0).astype(float), 28) / 28, _EX,
+                                          days=28),
+    # every accepted tie made before the day (friends are read without a start: no look-back)
     "friend_count": Feature(lambda a: a.friends, ("friends",)),
-    "social_engagement_score": Feature(lambda a: a.social_7 / 7 + a.friends / 10, ("events", "friends"), ("social",)),
-    "social_count_7d": Feature(lambda a: a.social_7, _EV, ("social",)),
-    "last_sleep_duration": Feature(lambda a: a.prev(a.sl_dur), _SL),
-    "last_sleep_quality": Feature(lambda a: a.prev(a.sl_q), _SL),
-    "last_bedtime_deviation": Feature(lambda a: np.abs(a.prev(a.sl_bed) - a.bed_mean), _SL),
-    "exercise_minutes_7d": Feature(lambda a: rolling_sum(a.ex_minutes, 7), _EX),
-    "user_energy_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.energy_sum, 30), a.ev_30), _EV),
-    "user_mood_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.mood_sum, 30), a.ev_30), _EV),
+    "social_engagement_score": Feature(lambda a: a.social_7 / 7 + a.friends / 10, ("events", "friends"), ("social",),
+                                       days=7),
+    "social_count_7d": Feature(lambda a: a.social_7, _EV, ("social",), days=7),
+    "last_sleep_duration": Feature(lambda a: a.prev(a.sl_dur), _SL, days=1),
+    "last_sleep_quality": Feature(lambda a: a.prev(a.sl_q), _SL, days=1),
+    "last_bedtime_deviation": Feature(lambda a: np.abs(a.prev(a.sl_bed) - a.bed_mean), _SL, days=7),
+    "exercise_minutes_7d": Feature(lambda a: rolling_sum(a.ex_minutes, 7), _EX, days=7),
+    "user_energy_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.energy_sum, 30), a.ev_30), _EV, days=30),
+    "user_mood_mean_30d": Feature(lambda a: _ratio(rolling_sum(a.mood_sum, 30), a.ev_30), _EV, days=30),
     "user_sleep_quality_mean_30d": Feature(
-        lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_q), 30), rolling_sum((~np.isnan(a.sl_q)).astype(float), 30)), _SL),
+        lambda a: _ratio(rolling_sum(np.nan_to_num(a.sl_q), 30), rolling_sum((~np.isnan(a.sl_q)).astype(float), 30)), _SL,
+        days=30),
     "day_of_week": Feature(lambda a: a.dow),
     "is_weekend": Feature(lambda a: (a.dow >= 5).astype(float)),
 }
+
+
 def _definitions(features: Iterable[str]) -> dict[str, Feature]:
     names = list(dict.fromkeys(features))
     unknown = [f for f in names if f not in FEATURE_DEFINITIONS]
@@ -404,6 +413,17 @@ def training_sets(h: History, max_energy_rows: int | None = 250_000, seed: int =
     frame["y"] = ev["energy_level"].to_numpy(float)
     out["energy"] = frame
     return out
+
+
+def feature_window(as_of: datetime, features: Iterable[str] = USER_FEATURES) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The history ``user_features(..., features)`` needs at ``as_of``: [start, as_of), ``start``
+    the midnight of the longest look-back of ``features`` (``Feature.days``) before as_of's day
+    (a sleep group reads 7 nights, not :data:`HISTORY_DAYS`); the features' values are those
+    of any longer window (:func:`rolling_sum` reads only the window's days): exactly, for the
+    app's whole minutes and levels (a running sum of fractions may differ in its last bits)."""
+    as_of = utc_timestamp(as_of)
+    days = max((f.days for f in _definitions(features).values()), default=0)
+    return as_of.normalize() - timedelta(days=days), as_of
 
 
 def prediction_window(as_of: datetime) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -118,6 +118,30 @@ def test_published_at_least_once_and_read_exactly_once(db, kafka_broker):
         assert ns == sorted(ns)
 
 
+def test_rows_go_out_in_transaction_id_order_across_a_power_of_ten(db, kafka_broker):
+    """The outbox order is (txid, id) as numbers: rows of transaction 99 before those of 100, in
+    batches of 2. Ordered as text ('100' < '99'), the first batch would end in transaction 99
+    after 100's rows... or, as here, the mark would pass transaction 99's rows unsent."""
+    with db.cursor() as cur:
+        add_events(cur, events(6), source="tests")
+        # three transactions' ids set by hand: 9 (ids 1-2), 99 (3-4), 100 (5-6)
+        cur.execute("UPDATE event_outbox SET txid = (CASE WHEN n <= 2 THEN '9' WHEN n <= 4 THEN '99' ELSE '100' END)::xid8"
+                    " FROM (SELECT id AS oid, row_number() OVER (ORDER BY id) AS n FROM event_outbox) r"
+                    " WHERE id = r.oid")
+    db.commit()
+    assert publish_outbox(db, "aurora_kafka", batch_size=2).published == 6
+    assert pending_count(db) == 0
+    with DedupConsumer("aurora_kafka_monitor", [TOPIC]) as consumer:
+        got = consumer.read(expected=6, timeout=40)
+        got += consumer.read(timeout=6, idle=3)  # anything beyond the 6 would be a duplicate or an extra
+    assert sorted(e["data"]["n"] for e in got) == list(range(6))
+    assert consumer.duplicates == 0
+    # sent in the order of the transactions' ids as numbers (9, 99, 100), per key
+    for key in ("user-0", "user-1", "user-2"):
+        ns = [e["data"]["n"] for e in got if e["key"] == key]
+        assert ns == sorted(ns)
+
+
 def test_a_row_committed_after_a_later_one_is_never_skipped_and_a_long_transaction_stops_nothing(db, kafka_broker):
     """Ids are handed out at INSERT, transactions commit in any order. Writer A takes its
     transaction id first and holds its events open; writer B commits events with ids below

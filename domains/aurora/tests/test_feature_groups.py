@@ -30,6 +30,8 @@ GROUP_TABLES = {
     "exercise": {"exercise_sessions"},
     "social": {"life_events", "social_connections"},
 }
+# The days before as_of's day each group's features look back on (their longest window), written out.
+GROUP_LOOKBACK_DAYS = {"activity": 30, "sleep": 7, "exercise": 28, "social": 7}
 NEW_USER = 999_999  # active, no history at all: NaN and zero features
 
 
@@ -104,6 +106,9 @@ def test_each_group_equals_its_columns_of_the_full_features_and_reads_only_its_t
             reads = [(sql, p) for sql, p in rec.executed if "FROM" in sql]
             assert tables_read(reads) == GROUP_TABLES[group], (group, tables_read(reads))
             assert len(reads) == 3 * len(GROUP_TABLES[group])  # per chunk, one query per table
+            # only the days the group looks back on (sleep: 7 nights, not the 31 days of predictions)
+            first_day = AS_OF.normalize() - pd.Timedelta(days=GROUP_LOOKBACK_DAYS[group])
+            assert {pd.Timestamp(p["start"]) for _, p in reads} == {first_day}, group
             event_params = [p for sql, p in reads if "life_events" in sql]
             if group == "social":  # only the social events: the rows the social features count
                 assert all(p["event_types"] == ["social"] for p in event_params)
