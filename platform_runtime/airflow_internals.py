@@ -24,6 +24,12 @@ this module subclasses the private ``DagFileProcessorProcess``:
   other's uid with ``SO_PEERCRED``); the zygote forks the runner, which shares the zygote's
   imported Airflow (``gc.freeze()`` before each fork keeps collections off the shared pages),
   and the fork becomes a bare relay (signals to the runner, its exit code back).
+- **The team triggerers forked from one parent.** ``python -m platform_runtime.triggerer_fork
+  parent`` imports Airflow and the triggerer's modules once and forks each team's triggerer
+  (:func:`triggerer_parent`, :func:`forked_triggerer`) for that team's supervisord program, a
+  thin relay (``platform_runtime/triggerer_fork.py``): the triggerer runs the program's argv in
+  its environment, folder, umask and CPU group; the relay forwards signals and gets its exit
+  code; the relay gone, the triggerer's process group is killed.
 - **Requests answered for the team only.** ``TeamDagFileProcessorProcess._handle_request``
   answers a child's variable, connection, XCom and task-state requests only for its own
   team's objects (global variables and connections stay readable, as on the Execution API);
@@ -994,6 +1000,8 @@ def triggerer_parent(listener: socket.socket) -> None:
                 print(f"[platform_runtime] team {team}: triggerer pid {pid} forked", file=sys.stderr, flush=True)
             else:  # a relay forwards a signal, or is gone (its connection closed)
                 pid = key.data
+                if pid not in team_of or key.fileobj.fileno() == -1:  # ended in this turn already
+                    continue
                 try:
                     data = key.fileobj.recv(16)
                 except OSError:
