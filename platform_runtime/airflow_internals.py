@@ -1027,19 +1027,39 @@ def triggerer_parent(listener: socket.socket) -> None:
         end_triggerer(pid, sel, conn)
 
 
-def import_triggerer_modules() -> None:
-    """What a team triggerer imports before its loop (the CLI, the triggerer job, its runner's
-    supervisor, the ORM models and the PostgreSQL driver), once, shared by every fork."""
-    import airflow.__main__  # noqa: F401
-    import airflow.cli.cli_parser  # noqa: F401
-    import airflow.cli.commands.triggerer_command  # noqa: F401
-    import airflow.jobs.job  # noqa: F401
-    import airflow.jobs.triggerer_job_runner  # noqa: F401
-    import airflow.models  # noqa: F401
-    import psycopg2  # noqa: F401
-    import setproctitle  # noqa: F401
-    import sqlalchemy.dialects.postgresql.psycopg2  # noqa: F401
+# What a team triggerer imports once running, beyond the triggerer job itself (a real triggerer's
+# ``sys.modules`` against the parent's, Airflow 3.3.2: ~550 more modules): each entry pulls its
+# own dependencies (the log server's FastAPI/uvicorn, the migration check's alembic, OpenLineage's
+# client library, the in-process Execution API's tokens, requests, cryptography). No plugin module:
+# OpenLineage's plugin builds its listener, and caches its settings (the team's transport and
+# ingest key), when imported: each triggerer does that itself, in its own environment.
+TRIGGERER_IMPORTS = (
+    "airflow.__main__", "airflow.cli.cli_parser", "airflow.cli.commands.triggerer_command",
+    "airflow.cli.commands.dag_processor_command", "airflow.jobs.job", "airflow.jobs.triggerer_job_runner",
+    "airflow.models", "airflow.models.serialized_dag", "airflow.models.dagcode", "airflow.models.renderedtifields",
+    "airflow.models.pool", "airflow.models.errors", "airflow.models.dagwarning", "airflow.models.revoked_token",
+    "airflow.utils.db", "airflow.migrations.utils", "alembic.command", "alembic.autogenerate", "alembic.config",
+    "airflow.utils.serve_logs.log_server", "airflow.api_fastapi.auth.tokens", "airflow.dag_processing.manager",
+    "airflow.sdk.bases.sensor", "airflow.sdk.bases.hook", "airflow.sdk.lineage", "airflow.sdk.execution_time.cache",
+    "openlineage.client", "openlineage.client.transport.http", "openlineage.client.generated.base",
+    "requests", "charset_normalizer", "cryptography.fernet", "cryptography.x509", "email_validator",
+    "pygments.lexers.python", "pygments.formatters.terminal", "httpx2", "psycopg2", "setproctitle",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+)
 
+
+def import_triggerer_modules() -> None:
+    """What a team triggerer imports (:data:`TRIGGERER_IMPORTS`), once, shared by every fork;
+    modules only: no plugin, listener or provider is set up here (each triggerer does, in its
+    own environment). One that fails to import is left to the triggerer (it imports it itself)."""
+    import importlib
+
+    for name in TRIGGERER_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # an optional provider missing, a module moved in another version
+            print(f"[platform_runtime] triggerer parent: {name} not imported ({type(e).__name__}: {e})",
+                  file=sys.stderr, flush=True)
     gc.collect()
     gc.freeze()
 
