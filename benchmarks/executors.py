@@ -258,7 +258,8 @@ def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
     t0 = time.monotonic()
     names = [c for c in p.airflow_components() if c.startswith("triggerer")]
     while time.monotonic() - t0 < timeout:
-        procs = [p.proc(n).process() for n in names]
+        procs = [p.triggerer_process(n.removeprefix("triggerer-")) if n.startswith("triggerer-") else p.proc(n).process()
+                 for n in names]
         if all(proc and proc.children() for proc in procs):
             break
         time.sleep(1)

@@ -77,6 +77,10 @@ def child_kind(parent_kind: str, cmdline: list[str]) -> str:
         if "trigger-runner" in text:  # a team's trigger runner, forked from its parse zygote
             return "trigger runner (forked from the team's zygote)"
         return "dag-processor parse zygote (per team)" if " zygote" in text else "dag-processor child"
+    if parent_kind == "triggerers":  # the parent of the team triggerers (platform_runtime/triggerer_fork.py)
+        if "trigger-runner-relay" in text or "trigger-runner" in text:
+            return child_kind("triggerer-<team>", cmdline)
+        return "triggerer-<team>" if "--team-name" in text else "triggerers child"
     if parent_kind.startswith("triggerer"):  # its runner exec'd, or the relay of one its zygote forked
         return f"{parent_kind} runner relay" if "trigger-runner-relay" in text else f"{parent_kind} trigger runner"
     if parent_kind == "postgres":
@@ -98,6 +102,8 @@ def tree_usage(roots: dict[str, int], teams: list[str]) -> dict[str, Usage]:
             try:
                 proc = psutil.Process(current)
                 k = k or child_kind(kind, proc.cmdline())
+                if current == pid and kind == "triggerer-<team>" and "triggerer_fork.py" in " ".join(proc.cmdline()):
+                    k = "triggerer-<team> program (relay)"  # its triggerer is the parent's child
                 todo += [(c.pid, None) for c in proc.children() if c.pid not in root_pids]
             except psutil.NoSuchProcess:
                 continue

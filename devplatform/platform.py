@@ -43,6 +43,11 @@ START_AFTER_READY = True
 # here belongs to a team, so the team-less triggerer had no trigger to run (~190 MiB PSS idle
 # with its runner): it runs only with PLATFORM_IDLE_SETTINGS=previous (and in the LocalExecutor
 # baseline's benchmarks); a trigger without a team is alerted (devplatform/alerts.py).
+# The team triggerers are forked from one parent that imported Airflow once (~158 MiB private per
+# triggerer otherwise, idle): supervisord's ``triggerers`` program; each ``triggerer-<team>``
+# program is a thin relay to its forked triggerer (platform_runtime/triggerer_fork.py).
+TRIGGERER_PARENT = "triggerers"
+TRIGGERER_RELAY = ROOT / "platform_runtime" / "triggerer_fork.py"
 
 
 def _say(msg: str) -> None:
@@ -187,7 +192,31 @@ class LocalPlatform:
         names = ["postgres", "smtp-sink"] + [f"standin-{d}-{s['name']}" for d, s in self.standin_specs()]
         names += [f"redis-{d}" for d in self.celery_teams()]
         names += [n for n, on in (("redis-domains", self.redis_domains()), ("kafka-standin", self.kafka_domains())) if on]
-        return names + list(self.airflow_components()) + list(self.team_components())
+        parent = [TRIGGERER_PARENT] if self.forks_triggerers() else []
+        return names + list(self.airflow_components()) + parent + list(self.team_components())
+
+    def forks_triggerers(self) -> bool:
+        """Whether the team triggerers are forked from the ``triggerers`` parent (the platform's
+        own triggerers, ``platform_runtime``'s; not the LocalExecutor baseline's plain ones)."""
+        return self.config.celery and any(c.startswith("triggerer-") for c in self.airflow_components())
+
+    def triggerer_process(self, team: str):
+        """The team's triggerer process (psutil), the one running Airflow's ``triggerer``: forked
+        by the ``triggerers`` parent (its program then is the relay), or the program itself (a
+        relay that found no parent execs the triggerer); None while there is none."""
+        import psutil
+
+        program = self.proc(f"triggerer-{team}").process()
+        parent = self.proc(TRIGGERER_PARENT).process() if self.forks_triggerers() else None
+        for candidate in [*(parent.children() if parent else []), *([program] if program else [])]:
+            try:
+                argv = " ".join(candidate.cmdline()).split()  # a forked one's title is one string
+            except psutil.Error:
+                continue
+            if "triggerer" in argv and "--team-name" in argv and argv[argv.index("--team-name") + 1] == team \
+                    and str(TRIGGERER_RELAY) not in argv:
+                return candidate
+        return None
 
     # -- the domains' Redis and the Kafka stand-in ----------------------------------
     def redis_domains(self) -> list[str]:
@@ -258,15 +287,20 @@ class LocalPlatform:
         (each team's DAG files parsed, and its triggers run, as its OS user); every other
         component, and these in the pre-Celery baseline (``PLATFORM_EXECUTOR=local``), is plain
         ``airflow <args>``."""
+        if name == TRIGGERER_PARENT:
+            return [self.python, "-m", "platform_runtime.triggerer_fork", "parent"]
         if (name == "dag-processor" or name.startswith("triggerer-")) and self.config.celery:
             # PLATFORM_EXECUTOR=local: Airflow's own, the baseline
-            return [self.python, "-m", "platform_runtime.airflow_internals", *args]
+            argv = [self.python, "-m", "platform_runtime.airflow_internals", *args]
+            # a team's triggerer: a relay asking the parent to fork it with this argv (or exec'ing it)
+            return [self.python, "-I", "-S", str(TRIGGERER_RELAY), *argv] if name.startswith("triggerer-") else argv
         return [self.python, "-m", "airflow", *args]
 
     def component_caps(self, name: str) -> tuple[str, ...]:
         """The dag-processor and the team triggerers keep CAP_SETUID and CAP_SETGID (they start
         team code as the team's user); every other platform process keeps no capability."""
-        return SWITCH_USER_CAPS if name == "dag-processor" or name.startswith("triggerer-") else ()
+        switches = name in ("dag-processor", TRIGGERER_PARENT) or name.startswith("triggerer-")
+        return SWITCH_USER_CAPS if switches else ()
 
     def component_env(self, name: str) -> dict[str, str]:
         """Per-process settings: each triggerer serves its logs on a port of its own.
@@ -288,7 +322,7 @@ class LocalPlatform:
         if name == "dag-processor":  # DAGs read e.g. their allowed roots while parsing (Params' schema)
             for d in self.config.domains:
                 env.update(self.local_env(d))
-        if (name == "dag-processor" or team) and self.config.celery:
+        if (name in ("dag-processor", TRIGGERER_PARENT) or team) and self.config.celery:
             env.update(self.config.team_parsing_env())
         if name == "api-server":
             env.update(self.config.lineage_explorer_env())
@@ -388,7 +422,8 @@ class LocalPlatform:
             self.say(f"{d}'s local.{hook} done, {time.monotonic() - t0:.1f} s after start")
         self.phase("Airflow components started, local data ready")
         self.wait_ready(wait_timeout)
-        for name in [*self.airflow_components(), *self.team_components()]:
+        for name in [*([TRIGGERER_PARENT] if self.forks_triggerers() else []), *self.airflow_components(),
+                     *self.team_components()]:
             if self.starts_after_ready(name) and not self.on_demand(name):
                 self.start_component(name)
         self.timings["total"] = time.monotonic() - t0
@@ -480,7 +515,7 @@ class LocalPlatform:
 
     def starts_after_ready(self, name: str) -> bool:
         """Started once the platform is ready (:data:`START_AFTER_READY`): triggerers and Flower."""
-        return START_AFTER_READY and (name == "triggerer" or name.startswith(("triggerer-", "flower-")))
+        return START_AFTER_READY and (name in ("triggerer", TRIGGERER_PARENT) or name.startswith(("triggerer-", "flower-")))
 
     def on_demand(self, name: str) -> bool:
         """Not started by ``make start``: a team's Flower, unless ``PLATFORM_IDLE_SETTINGS=previous``
@@ -522,7 +557,7 @@ class LocalPlatform:
             self._start_proc(name, cmd, env=env, run_as=RunAs(user.uid, user.gid, umask=TASK_UMASK) if user else None,
                              cwd=self.team_runtime(team).home)
             return
-        self._start_proc(name, self.component_command(name, self.airflow_components()[name]),
+        self._start_proc(name, self.component_command(name, self.airflow_components().get(name, [])),
                          env=self.component_env(name), run_as=self.run_as(self.component_caps(name)))
 
     def _start_proc(self, name: str, cmd: list[str], env: dict[str, str] | None = None,

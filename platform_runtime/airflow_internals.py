@@ -24,6 +24,12 @@ this module subclasses the private ``DagFileProcessorProcess``:
   other's uid with ``SO_PEERCRED``); the zygote forks the runner, which shares the zygote's
   imported Airflow (``gc.freeze()`` before each fork keeps collections off the shared pages),
   and the fork becomes a bare relay (signals to the runner, its exit code back).
+- **The team triggerers forked from one parent.** ``python -m platform_runtime.triggerer_fork
+  parent`` imports Airflow and the triggerer's modules once and forks each team's triggerer
+  (:func:`triggerer_parent`, :func:`forked_triggerer`) for that team's supervisord program, a
+  thin relay (``platform_runtime/triggerer_fork.py``): the triggerer runs the program's argv in
+  its environment, folder, umask and CPU group; the relay forwards signals and gets its exit
+  code; the relay gone, the triggerer's process group is killed.
 - **Requests answered for the team only.** ``TeamDagFileProcessorProcess._handle_request``
   answers a child's variable, connection, XCom and task-state requests only for its own
   team's objects (global variables and connections stay readable, as on the Execution API);
@@ -42,12 +48,14 @@ import functools
 import gc
 import hashlib
 import os
+import re
 import selectors
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, ClassVar
@@ -933,6 +941,255 @@ def parse_one_file() -> None:
     result = _parse_file(msg, structlog.get_logger(logger_name="task"))
     if result is not None:
         decoder.send(result)
+
+
+# -- the team triggerers forked from one parent (supervisord's ``triggerers`` program) -------------
+# Each team's triggerer was a fresh interpreter importing Airflow: ~158 MiB private each, idle. The
+# parent imports Airflow and the triggerer's modules once and forks each team's triggerer for the
+# team's program, a thin relay (``platform_runtime/triggerer_fork.py``: how it asks, what it sends).
+TRIGGERER_PREFIX = ["-m", "platform_runtime.airflow_internals", "triggerer"]
+TEAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+STOP_SECONDS = 15  # the parent's SIGTERM: its triggerers get it and this long to stop
+
+
+def triggerer_parent(listener: socket.socket) -> None:
+    """On ``listener`` (bound before Airflow was imported: a relay connecting meanwhile waits for
+    its answer), import what every triggerer imports, ``gc.freeze()``, then fork a triggerer per
+    request: from a peer that
+    holds at least this process's uid and capabilities (:func:`triggerer_fork.holds_caps`), for
+    a team with no other triggerer of this parent (the previous one killed and reaped first).
+    Its relay's signals go to the triggerer's process group; the relay gone, the group is killed;
+    the triggerer's exit code goes back to the relay. Its own SIGTERM (supervisord's stop):
+    SIGTERM to every triggerer, then exit (a triggerer whose parent is gone is killed:
+    ``PR_SET_PDEATHSIG``)."""
+    print(f"[platform_runtime] triggerer parent pid {os.getpid()}: importing Airflow once for every team's triggerer",
+          file=sys.stderr, flush=True)
+    import_triggerer_modules()
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _f: stopping.append(signum))
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, None)
+    triggerers: dict[str, tuple[int, socket.socket]] = {}  # team -> (pid, its relay's connection)
+    team_of: dict[int, str] = {}
+    print(f"[platform_runtime] triggerer parent pid {os.getpid()}: ready", file=sys.stderr, flush=True)
+    while not stopping:
+        for key, _ in sel.select(timeout=0.5):
+            if key.data is None:
+                request = take_triggerer_request(listener)
+                if request is None:
+                    continue
+                team, conn, fds = request
+                if team in triggerers:  # never two of one team: the previous one ends first
+                    pid, old = triggerers.pop(team)
+                    end_triggerer(pid, sel, old)
+                    team_of.pop(pid, None)
+                for stream in (sys.stdout, sys.stderr):
+                    with_suppressed(stream.flush)
+                gc.freeze()
+                parent = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    forked_triggerer(fds, parent, keep_alive=(sel, listener, conn, *(c for _p, c in triggerers.values())))
+                for fd in fds:
+                    os.close(fd)
+                with_suppressed(conn.send, f"pid:{pid}".encode())
+                triggerers[team] = (pid, conn)
+                team_of[pid] = team
+                sel.register(conn, selectors.EVENT_READ, pid)
+                print(f"[platform_runtime] team {team}: triggerer pid {pid} forked", file=sys.stderr, flush=True)
+            else:  # a relay forwards a signal, or is gone (its connection closed)
+                pid = key.data
+                if pid not in team_of or key.fileobj.fileno() == -1:  # ended in this turn already
+                    continue
+                try:
+                    data = key.fileobj.recv(16)
+                except OSError:
+                    data = b""
+                sig = int(data[4:]) if data.startswith(b"sig:") and data[4:].isdigit() else signal.SIGKILL
+                if sig not in (*FORWARDED_SIGNALS, signal.SIGKILL):
+                    sig = signal.SIGKILL
+                signal_group(pid, sig)
+                if sig == signal.SIGKILL:  # the relay is gone: so is its triggerer, answered to no one
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    team = team_of.get(pid)
+                    if team is not None and triggerers.get(team, (None,))[0] == pid:
+                        triggerers[team] = (pid, None)
+        reap_triggerers(triggerers, team_of, sel)
+    for pid, _conn in triggerers.values():
+        signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while triggerers and time.monotonic() < deadline:
+        reap_triggerers(triggerers, team_of, sel)
+        time.sleep(0.1)
+    for pid, conn in list(triggerers.values()):
+        end_triggerer(pid, sel, conn)
+
+
+# What a team triggerer imports once running, beyond the triggerer job itself (a real triggerer's
+# ``sys.modules`` against the parent's, Airflow 3.3.2: ~550 more modules): each entry pulls its
+# own dependencies (the log server's FastAPI/uvicorn, the migration check's alembic, OpenLineage's
+# client library, the in-process Execution API's tokens, requests, cryptography). No plugin module:
+# OpenLineage's plugin builds its listener, and caches its settings (the team's transport and
+# ingest key), when imported: each triggerer does that itself, in its own environment.
+TRIGGERER_IMPORTS = (
+    "airflow.__main__", "airflow.cli.cli_parser", "airflow.cli.commands.triggerer_command",
+    "airflow.cli.commands.dag_processor_command", "airflow.jobs.job", "airflow.jobs.triggerer_job_runner",
+    "airflow.models", "airflow.models.serialized_dag", "airflow.models.dagcode", "airflow.models.renderedtifields",
+    "airflow.models.pool", "airflow.models.errors", "airflow.models.dagwarning", "airflow.models.revoked_token",
+    "airflow.utils.db", "airflow.migrations.utils", "alembic.command", "alembic.autogenerate", "alembic.config",
+    "airflow.utils.serve_logs.log_server", "airflow.api_fastapi.auth.tokens", "airflow.dag_processing.manager",
+    "airflow.sdk.bases.sensor", "airflow.sdk.bases.hook", "airflow.sdk.lineage", "airflow.sdk.execution_time.cache",
+    "openlineage.client", "openlineage.client.transport.http", "openlineage.client.generated.base",
+    "requests", "charset_normalizer", "cryptography.fernet", "cryptography.x509", "email_validator",
+    "pygments.lexers.python", "pygments.formatters.terminal", "httpx2", "psycopg2", "setproctitle",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+)
+
+
+def import_triggerer_modules() -> None:
+    """What a team triggerer imports (:data:`TRIGGERER_IMPORTS`), once, shared by every fork;
+    modules only: no plugin, listener or provider is set up here (each triggerer does, in its
+    own environment). One that fails to import is left to the triggerer (it imports it itself)."""
+    import importlib
+
+    for name in TRIGGERER_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # an optional provider missing, a module moved in another version
+            print(f"[platform_runtime] triggerer parent: {name} not imported ({type(e).__name__}: {e})",
+                  file=sys.stderr, flush=True)
+    gc.collect()
+    gc.freeze()
+
+
+def take_triggerer_request(listener: socket.socket) -> tuple[str, socket.socket, list[int]] | None:
+    """(team, connection, its four fds) of a relay's request, or None: refused unless the peer
+    holds this process's uid and capabilities and names a team."""
+    from platform_runtime.triggerer_fork import REQUEST, holds_caps
+
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return None
+    fds: list[int] = []
+    try:
+        conn.settimeout(5)
+        if not holds_caps(conn):
+            raise PermissionError("the peer lacks this process's uid or capabilities")
+        msg, fds, _flags, _addr = socket.recv_fds(conn, 256, 4)
+        team = msg.removeprefix(REQUEST).decode(errors="replace")
+        if not msg.startswith(REQUEST) or len(fds) != 4 or not TEAM_NAME.fullmatch(team):
+            raise ConnectionError("not a triggerer request")
+        conn.settimeout(None)
+        return team, conn, fds
+    except OSError as e:
+        print(f"[platform_runtime] triggerer request refused ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
+        for fd in fds:
+            with_suppressed(os.close, fd)
+        conn.close()
+        return None
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """``sig`` to the triggerer's process group (what supervisord's stopasgroup/killasgroup did to
+    the program's), or to the triggerer alone while it has not led one yet."""
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        with_suppressed(os.kill, pid, sig)
+
+
+def end_triggerer(pid: int, sel, conn: socket.socket | None) -> None:
+    """Kill the triggerer's process group, reap it, its code to its relay (if still there)."""
+    signal_group(pid, signal.SIGKILL)
+    try:
+        _pid, raw = os.waitpid(pid, 0)
+    except ChildProcessError:
+        raw = None
+    if conn is not None:
+        if raw is not None:
+            code = os.waitstatus_to_exitcode(raw)
+            with_suppressed(conn.send, str(code if code >= 0 else 128 - code).encode())
+        with_suppressed(sel.unregister, conn)
+        conn.close()
+
+
+def reap_triggerers(triggerers: dict, team_of: dict, sel) -> None:
+    """Every ended triggerer: what is left of its process group killed, its code to its relay."""
+    while True:
+        try:
+            pid, raw = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        with_suppressed(os.killpg, pid, signal.SIGKILL)  # its trigger runner's relay, if still there
+        team = team_of.pop(pid, None)
+        if team is None or triggerers.get(team, (None,))[0] != pid:
+            continue
+        _pid, conn = triggerers.pop(team)
+        code = os.waitstatus_to_exitcode(raw)
+        print(f"[platform_runtime] team {team}: triggerer pid {pid} ended ({code})", file=sys.stderr, flush=True)
+        if conn is not None:
+            with_suppressed(conn.send, str(code if code >= 0 else 128 - code).encode())
+            with_suppressed(sel.unregister, conn)
+            conn.close()
+
+
+def forked_triggerer(fds: list[int], parent: int, keep_alive: tuple) -> None:
+    """In the parent's fork: become the relay's triggerer (its fds 0-2, its argv, environment,
+    working folder, umask, CPU group and cgroup, read from ``fds[3]``), then run Airflow's
+    ``triggerer`` command as the program did; never returns."""
+
+    def body() -> None:
+        for obj in keep_alive:
+            if obj is not None:
+                with_suppressed(obj.close)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+        with socket.socket(fileno=fds[3]) as payload_socket:
+            payload_socket.settimeout(30)
+            chunks = []
+            while chunk := payload_socket.recv(65536):
+                chunks.append(chunk)
+        import json
+
+        payload = json.loads(b"".join(chunks))
+        argv = payload["argv"]
+        if argv[1:1 + len(TRIGGERER_PREFIX)] != TRIGGERER_PREFIX:
+            raise SystemExit(f"platform_runtime: the triggerer parent runs only triggerers, not {argv[1:4]}")
+        from platform_runtime import autogroup
+
+        if payload.get("nice") is not None:  # a CPU group of its own, as launch.py gave the program
+            autogroup.new_group(int(payload["nice"]))
+        else:
+            os.setpgid(0, 0)  # a process group of its own: the parent signals it as a group
+        if payload.get("cgroup"):
+            try:
+                autogroup.join_cgroup(payload["cgroup"])
+            except OSError as e:
+                print(f"[platform_runtime] triggerer not in its team's cgroup ({e})", file=sys.stderr, flush=True)
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+            os.close(fd)
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(argv))  # before the environment changes: it finds its room by it
+        os.environ.clear()
+        os.environ.update(payload["env"])
+        os.chdir(payload["cwd"])
+        os.umask(int(payload["umask"]))
+        gc.enable()
+        main(argv[3:])
+
+    os._exit(exit_code_of(body))
 
 
 def main(argv: list[str]) -> None:

@@ -716,11 +716,11 @@ def test_no_platform_process_runs_as_root_and_team_code_never_as_the_platform(pl
         elif uid in tenant:  # team code: the team's own process, under its own component only
             team = tenant[uid]
             ok = r["caps"] == 0 and r["no_new_privs"] and name in (f"worker-{team}", f"flower-{team}",
-                                                                   f"triggerer-{team}", "dag-processor")
+                                                                   f"triggerer-{team}", "dag-processor", "triggerers")
         elif uid == pu.uid and name == "supervisord":
             ok = r["caps"] == SUPERVISOR_CAPS and r["no_new_privs"]
         elif uid == pu.uid:
-            switches = name == "dag-processor" or name.startswith("triggerer-")
+            switches = name in ("dag-processor", "triggerers") or name.startswith("triggerer-")
             ok = r["caps"] == (SWITCH_CAPS if switches else 0) and r["no_new_privs"]
         else:
             ok = False

@@ -111,6 +111,11 @@ def test_kinds_fold_the_team_in_and_name_what_each_child_is():
         "trigger runner (forked from the team's zygote)")
     assert child_kind("triggerer-<team>", ["python", "-I", "-S", "-c", "...", "5", "trigger-runner-relay"]) == (
         "triggerer-<team> runner relay")
+    # the team triggerers forked from the ``triggerers`` parent (setproctitle: one string), their runners' relays
+    forked = ["python -m platform_runtime.airflow_internals triggerer --team-name aurora --skip-serve-logs"]
+    assert child_kind("triggerers", forked) == "triggerer-<team>"
+    assert child_kind("triggerers", ["python", "-I", "-S", "-c", "...", "5", "trigger-runner-relay"]) == (
+        "triggerer-<team> runner relay")
     assert child_kind("postgres", ["postgres: airflow airflow 127.0.0.1 idle"]) == "postgres"
 
 
