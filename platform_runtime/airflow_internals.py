@@ -609,9 +609,11 @@ def listen_for_runners(home: str) -> socket.socket | None:
     return listener
 
 
-def take_runner_request(listener: socket.socket, platform_uid: int) -> tuple[socket.socket, list[int]] | None:
-    """A request from the team's triggerer (its connection and the four sockets it sent), or None:
-    refused unless the peer runs as the platform's uid and sends exactly a runner request."""
+def take_fd_request(listener: socket.socket, allowed, check, size: int, what: str):
+    """Accept one request carrying four fds: ``(conn, check(msg), fds)``, or None when refused:
+    ``allowed(conn)`` false (the peer's credentials, ``SO_PEERCRED``), or ``check(msg)`` raising
+    ``ConnectionError`` (not a request of this kind). A refused request's fds and connection are
+    closed. One way for the zygote's runner requests and the triggerer parent's."""
     try:
         conn, _ = listener.accept()
     except OSError:
@@ -619,18 +621,32 @@ def take_runner_request(listener: socket.socket, platform_uid: int) -> tuple[soc
     fds: list[int] = []
     try:
         conn.settimeout(5)
-        if peer_uid(conn) != platform_uid:
-            raise PermissionError("not the platform's triggerer")
-        msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 4)
-        if msg != RUNNER_REQUEST or len(fds) != 4:
-            raise ConnectionError("not a trigger-runner request")
+        if not allowed(conn):
+            raise PermissionError(f"the peer may not ask for a {what}")
+        msg, fds, _flags, _addr = socket.recv_fds(conn, size, 4)
+        if len(fds) != 4:
+            raise ConnectionError(f"not a {what} request")
+        value = check(msg)
         conn.settimeout(None)
-        return conn, fds
-    except OSError:
+        return conn, value, fds
+    except OSError as e:
+        print(f"[platform_runtime] {what} request refused ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
         for fd in fds:
             with_suppressed(os.close, fd)
         conn.close()
         return None
+
+
+def take_runner_request(listener: socket.socket, platform_uid: int) -> tuple[socket.socket, list[int]] | None:
+    """A request from the team's triggerer (its connection and the four sockets it sent), or None:
+    refused unless the peer runs as the platform's uid and sends exactly a runner request."""
+    def check(msg: bytes) -> bytes:
+        if msg != RUNNER_REQUEST:
+            raise ConnectionError("not a trigger-runner request")
+        return msg
+
+    taken = take_fd_request(listener, lambda conn: peer_uid(conn) == platform_uid, check, 64, "trigger-runner")
+    return None if taken is None else (taken[0], taken[2])
 
 
 def exit_code_of(body) -> int:
@@ -1069,27 +1085,14 @@ def take_triggerer_request(listener: socket.socket) -> tuple[str, socket.socket,
     holds this process's uid and capabilities and names a team."""
     from platform_runtime.triggerer_fork import REQUEST, holds_caps
 
-    try:
-        conn, _ = listener.accept()
-    except OSError:
-        return None
-    fds: list[int] = []
-    try:
-        conn.settimeout(5)
-        if not holds_caps(conn):
-            raise PermissionError("the peer lacks this process's uid or capabilities")
-        msg, fds, _flags, _addr = socket.recv_fds(conn, 256, 4)
+    def team_of(msg: bytes) -> str:
         team = msg.removeprefix(REQUEST).decode(errors="replace")
-        if not msg.startswith(REQUEST) or len(fds) != 4 or not TEAM_NAME.fullmatch(team):
+        if not msg.startswith(REQUEST) or not TEAM_NAME.fullmatch(team):
             raise ConnectionError("not a triggerer request")
-        conn.settimeout(None)
-        return team, conn, fds
-    except OSError as e:
-        print(f"[platform_runtime] triggerer request refused ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
-        for fd in fds:
-            with_suppressed(os.close, fd)
-        conn.close()
-        return None
+        return team
+
+    taken = take_fd_request(listener, holds_caps, team_of, 256, "triggerer")
+    return None if taken is None else (taken[1], taken[0], taken[2])
 
 
 def signal_group(pid: int, sig: int) -> None:
