@@ -1111,12 +1111,18 @@ def end_triggerer(pid: int, sel, conn: socket.socket | None) -> None:
         _pid, raw = os.waitpid(pid, 0)
     except ChildProcessError:
         raw = None
-    if conn is not None:
-        if raw is not None:
-            code = os.waitstatus_to_exitcode(raw)
-            with_suppressed(conn.send, str(code if code >= 0 else 128 - code).encode())
-        with_suppressed(sel.unregister, conn)
-        conn.close()
+    answer_relay(sel, conn, None if raw is None else os.waitstatus_to_exitcode(raw))
+
+
+def answer_relay(sel, conn: socket.socket | None, code: int | None) -> None:
+    """The triggerer's exit code (a signal as 128 + its number, as a shell says it) to its relay,
+    whose connection is then closed; ``code`` None: closed with no code (the relay exits 125)."""
+    if conn is None:
+        return
+    if code is not None:
+        with_suppressed(conn.send, str(code if code >= 0 else 128 - code).encode())
+    with_suppressed(sel.unregister, conn)
+    conn.close()
 
 
 def reap_triggerers(triggerers: dict, team_of: dict, sel) -> None:
@@ -1135,10 +1141,7 @@ def reap_triggerers(triggerers: dict, team_of: dict, sel) -> None:
         _pid, conn = triggerers.pop(team)
         code = os.waitstatus_to_exitcode(raw)
         print(f"[platform_runtime] team {team}: triggerer pid {pid} ended ({code})", file=sys.stderr, flush=True)
-        if conn is not None:
-            with_suppressed(conn.send, str(code if code >= 0 else 128 - code).encode())
-            with_suppressed(sel.unregister, conn)
-            conn.close()
+        answer_relay(sel, conn, code)
 
 
 def forked_triggerer(fds: list[int], parent: int, keep_alive: tuple) -> None:

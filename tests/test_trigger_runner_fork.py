@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -22,6 +21,7 @@ import pytest
 
 from platform_runtime.airflow_internals import runner_address, start_zygote
 from platform_runtime.team_env import team_env, team_python
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FALLBACK = 99  # the relay's code when it returned: no zygote took the request (the triggerer would exec one)
@@ -32,16 +32,6 @@ from platform_runtime.airflow_internals import relay_trigger_runner
 relay_trigger_runner(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))
 sys.exit({FALLBACK})
 """
-
-
-def wait_for(predicate, timeout: float = 60.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def listening(home: Path) -> bool:

@@ -21,20 +21,11 @@ import pytest
 
 from devplatform.ports import free_port
 from platform_runtime.triggerer_fork import address
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RELAY = ROOT / "platform_runtime" / "triggerer_fork.py"
 pytestmark = pytest.mark.timeout(600)
-
-
-def wait_for(predicate, timeout: float = 60.0, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def triggerer_argv(team: str, *extra: str) -> list[str]:
