@@ -356,7 +356,7 @@ def expire_raw_drops(run: Run, root=None, keep_days: int | None = None) -> dict:
     removed. Returns the files removed and, per day, the files kept because a reader has not processed it."""
     root = root or lake.lake_root()
     keep_days = raw_keep_days() if keep_days is None else keep_days
-    base = root / "raw" / "hm"
+    base = lake.hm_root(root)
     if not base.exists():
         return {"removed": [], "waiting": {}}
     lake.record_reads(base)  # the raw drops' folder, listed (its expired files removed below)

@@ -52,12 +52,17 @@ def day_str(day: date | datetime | str) -> str:
     return day if isinstance(day, str) else day.strftime("%Y-%m-%d")
 
 
+def hm_root(root: ObjectStoragePath) -> ObjectStoragePath:
+    """The H&M drops' folder: a ``dt=<day>`` folder per day, and ``images``."""
+    return root / "raw" / "hm"
+
+
 def hm_day(root: ObjectStoragePath, day: date | str) -> ObjectStoragePath:
-    return root / "raw" / "hm" / f"dt={day_str(day)}"
+    return hm_root(root) / f"dt={day_str(day)}"
 
 
 def images_dir(root: ObjectStoragePath) -> ObjectStoragePath:
-    return root / "raw" / "hm" / "images"
+    return hm_root(root) / "images"
 
 
 def image_path(root: ObjectStoragePath, article_id: str) -> ObjectStoragePath:
