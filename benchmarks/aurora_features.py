@@ -297,6 +297,19 @@ def run_group(path: str, group: str) -> dict:
             "frame": frame}
 
 
+@contextmanager
+def feature_bench_platform(what: str, users: int, days: int, rounds: int, data: str | None):
+    """The platform a feature benchmark runs on: the prepared data's copy (``data``) or freshly
+    generated history of ``users`` x ``days``; its heading printed."""
+    pgdata = _prepared_pgdata(data, users, days)
+    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
+        print(f"aurora {what}: {users:,} users, {days} days ending {END} ({where});"
+              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+        if not data:
+            load_generated(users, days)
+        yield where
+
+
 def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, data: str | None = None,
                         paths: list[str] | None = None, only: list[str] | None = None) -> list[dict]:
     """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
@@ -307,12 +320,7 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
     from domains.aurora.feature_store import FEATURE_GROUPS
 
     rows: list[dict] = []
-    pgdata = _prepared_pgdata(data, users, days)
-    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
-        print(f"aurora feature groups, old vs new vs bare: {users:,} users, {days} days ending {END} ({where});"
-              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-        if not data:
-            load_generated(users, days)
+    with feature_bench_platform("feature groups, old vs new vs bare", users, days, rounds, data):
         spawn = multiprocessing.get_context("spawn")
         print(f"  {'group':9s} {'path':4s} {'round':>5s} {'seconds':>8s} {'users':>8s} {'users/s':>8s}"
               f" {'RSS before':>11s} {'peak RSS':>9s}", flush=True)
@@ -432,12 +440,7 @@ def store_side_by_side(users: int = 100_000, days: int = 31, rounds: int = 3, da
     from domains.aurora.db import DATABASE
 
     rows: list[dict] = []
-    pgdata = _prepared_pgdata(data, users, days)
-    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-")), pgdata=pgdata) as where:
-        print(f"aurora update_feature_store, new vs bare: {users:,} users, {days} days ending {END} ({where});"
-              f" {rounds} interleaved round(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-        if not data:
-            load_generated(users, days)
+    with feature_bench_platform("update_feature_store, new vs bare", users, days, rounds, data):
         with closing(DATABASE.connect()) as conn:
             for group in feature_store.FEATURE_GROUPS:
                 try:
