@@ -36,9 +36,12 @@ PostgreSQL gets the rejections (by COPY) and the registry rows.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from bisect import bisect_left
 from contextlib import closing, contextmanager
 from datetime import timedelta
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +203,16 @@ FROM read_parquet({files}) GROUP BY customer_id, article_id, day"""
 # beyond its memory limit, an ordered one it does not (list_sort orders the days instead)
 PURCHASES_SQL = """
 SELECT customer_id, article_id, list_sort(list({{'day': day, 'items': items}})) AS purchases
-FROM read_parquet({files}) GROUP BY customer_id, article_id"""
+FROM read_parquet({files}){where} GROUP BY customer_id, article_id"""
 # a single partial holds one row per pair: no grouping
 ONE_DAY_SQL = """
-SELECT customer_id, article_id, [{{'day': day, 'items': items}}] AS purchases FROM read_parquet({files})"""
+SELECT customer_id, article_id, [{{'day': day, 'items': items}}] AS purchases FROM read_parquet({files}){where}"""
 # the previous matrix's purchases on the days it keeps, merged with the new days' (a full outer join on the pair)
 MERGE_SQL = """
 SELECT coalesce(o.customer_id, n.customer_id) AS customer_id, coalesce(o.article_id, n.article_id) AS article_id,
        CASE WHEN n.purchases IS NULL THEN o.purchases WHEN o.purchases IS NULL THEN n.purchases
             ELSE list_sort(list_concat(o.purchases, n.purchases)) END AS purchases
-FROM (SELECT customer_id, article_id, {kept} AS purchases FROM read_parquet('{base}')) o
+FROM (SELECT customer_id, article_id, {kept} AS purchases FROM read_parquet('{base}'){where}) o
 FULL OUTER JOIN ({added}) n ON o.customer_id = n.customer_id AND o.article_id = n.article_id"""
 # the reference: the matrix regrouped from every interactions file of the window (full_matrix_sql)
 REGROUP_SQL = """
@@ -260,27 +263,76 @@ def _base_matrix(cur, con, root, run: Run) -> tuple[Any, dict] | None:
     return (path, json.loads(meta[WINDOW_KEY])) if WINDOW_KEY in meta else None
 
 
-def _added_sql(files: list[str]) -> str:
-    return (ONE_DAY_SQL if len(files) == 1 else PURCHASES_SQL).format(files=files)
+# input rows (previous matrix + partials) per customer range of a matrix build (ECOMMERCE_ML_MATRIX_RANGE_ROWS
+# overrides, read when used): DuckDB's 512 MB holds the merge, the grouping of several days into lists and
+# the sort of about this many at 1x
+RANGE_ROWS = 6_000_000
 
 
-def _merged_pairs(con, base: str, keep: str, files: list[str], scratch: Path) -> str:
-    """The pairs of the previous matrix (``keep``: its purchases on the days it keeps) merged with the
-    added days' partials, one day at a time: each merge joins one partial, one row per pair, needing no
-    grouping. (Merging several days at once grouped them into lists on the join's build side, which ran
-    out of DuckDB's 512 MB at 1x with 5 days added: the build after missed or failed days.) Every merge
-    but the last is written to ``scratch`` (the one before it removed); the last is returned as a query."""
-    for i, added in enumerate(files[:-1]):
-        out = scratch / f"merged-{i}.parquet"
-        con.execute(f"COPY ({MERGE_SQL.format(kept=keep, base=base, added=ONE_DAY_SQL.format(files=[added]))})"
-                    f" TO '{out}' (FORMAT parquet)")
-        if i:
-            Path(base).unlink()
-        base, keep = str(out), "purchases"
-    return MERGE_SQL.format(kept=keep, base=base, added=ONE_DAY_SQL.format(files=[files[-1]]))
+def _customer_ranges(con, files: list[str], range_rows: int) -> list[str]:
+    """Split points on ``customer_id`` cutting the inputs (each sorted by customer and article) into
+    ranges of about ``range_rows`` input rows, from their row groups' first and last customers in the
+    Parquet footers (nothing else is read): a row group counts as below a point when it ends before
+    it, half when it straddles it. Empty when the inputs fit one range."""
+    groups = ingest.fetch(con, "SELECT coalesce(stats_min_value, stats_min), coalesce(stats_max_value, stats_max),"
+                          f" row_group_num_rows FROM parquet_metadata({files!r}) WHERE path_in_schema = 'customer_id'")
+    ends = {}
+    for side in (0, 1):
+        points = sorted((g[side], g[2]) for g in groups)
+        ends[side] = ([v for v, _ in points], list(accumulate((n for _, n in points), initial=0)))
+
+    def below(point: str) -> float:
+        return sum(sums[bisect_left(values, point)] for values, sums in ends.values()) / 2
+
+    cuts, last = [], 0.0
+    for point in sorted({g[0] for g in groups} | {g[1] for g in groups}):
+        if (rows := below(point)) - last >= range_rows:
+            cuts.append(point)
+            last = rows
+    return cuts
 
 
-def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incremental: bool = True) -> dict:
+def _where(low: str | None, high: str | None) -> str:
+    """The filter of the customer range [low, high) (None: unbounded)."""
+    terms = [f"customer_id {op} '{value.replace(chr(39), chr(39) * 2)}'"
+             for op, value in ((">=", low), ("<", high)) if value is not None]
+    return f" WHERE {' AND '.join(terms)}" if terms else ""
+
+
+def _pairs_sql(base: str | None, keep: str, files: list[str], where: str) -> str:
+    """The window's purchases per pair within one customer range: the previous matrix's kept days
+    merged with the added days' partials, or the partials alone (no usable previous matrix)."""
+    added = (ONE_DAY_SQL if len(files) == 1 else PURCHASES_SQL).format(files=files, where=where) if files else None
+    if base is None:
+        return added
+    if added is None:
+        return f"SELECT customer_id, article_id, {keep} AS purchases FROM read_parquet('{base}'){where}"
+    return MERGE_SQL.format(kept=keep, base=base, added=added, where=where)
+
+
+def _matrix_sql(con, day, base: str | None, keep: str, files: list[str], scratch: Path,
+                range_rows: int | None = None) -> tuple[str, int]:
+    """The matrix's query and its number of customer ranges: one query when the inputs fit one customer range; otherwise each range's
+    matrix (merge, grouping and sort of that range's customers only) written to ``scratch`` in
+    customer order and the query reads the parts in that order. (One query over every customer ran
+    out of DuckDB's 512 MB at 1x once the window held 25 days; a range's memory does not grow with
+    the window.)"""
+    range_rows = range_rows or int(os.environ.get("ECOMMERCE_ML_MATRIX_RANGE_ROWS") or RANGE_ROWS)
+    cuts = _customer_ranges(con, ([base] if base else []) + files, range_rows)
+    if not cuts:
+        return MATRIX_SQL.format(day=day, pairs=_pairs_sql(base, keep, files, "")), 1
+    bounds = [None, *cuts, None]
+    parts = []
+    for i, (low, high) in enumerate(pairwise(bounds)):
+        part = scratch / f"range-{i:04d}.parquet"
+        sql = MATRIX_SQL.format(day=day, pairs=_pairs_sql(base, keep, files, _where(low, high)))
+        con.execute(f"COPY ({sql}) TO '{part}' (FORMAT parquet)")
+        parts.append(str(part))
+    return f"SELECT * FROM read_parquet({parts!r})", len(parts)  # in list order: preserve_insertion_order is on
+
+
+def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incremental: bool = True,
+                 range_rows: int | None = None) -> dict:
     """The implicit-feedback matrix over the registered interaction days in the window: the previous
     matrix (:func:`_base_matrix`) with the days it should no longer hold filtered out and the window's
     other days (:func:`_day_pairs`) merged in; from every partial of the window when there is no usable
@@ -301,17 +353,12 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incrementa
         kept = sorted(v for v, name in window.items() if base and base[1].get(v) == name)
         added = [p for v, p in days if v not in kept]
         with _local_files(added) as files, _local_files([base[0]] if kept else []) as base_local, \
-                tempfile.TemporaryDirectory(prefix="ecommerce-ml-matrix-") as scratch_dir:
-            scratch = Path(scratch_dir)
-            if kept:
-                held = sorted(base[1])
-                keep = "purchases" if held == kept else \
-                    f"list_filter(purchases, lambda p: p.day IN ({', '.join(f'DATE {v!r}' for v in kept)}))"
-                pairs = _merged_pairs(con, base_local[0], keep, files, scratch) if files else \
-                    f"SELECT customer_id, article_id, {keep} AS purchases FROM read_parquet('{base_local[0]}')"
-            else:
-                pairs = _added_sql(files)
-            matrix = publish_parquet(con, MATRIX_SQL.format(day=run.day, pairs=pairs), root, MATRIX, run.day_version,
+                tempfile.TemporaryDirectory(prefix="ecommerce-ml-matrix-") as scratch:
+            keep = "purchases"
+            if kept and sorted(base[1]) != kept:
+                keep = f"list_filter(purchases, lambda p: p.day IN ({', '.join(f'DATE {v!r}' for v in kept)}))"
+            sql, ranges = _matrix_sql(con, run.day, base_local[0] if kept else None, keep, files, Path(scratch), range_rows)
+            matrix = publish_parquet(con, sql, root, MATRIX, run.day_version,
                                      "matrix", kv_metadata={WINDOW_KEY: json.dumps(window, sort_keys=True)})
         with conn.cursor() as cur:
             out = artifact_output(matrix, MATRIX)
@@ -322,7 +369,7 @@ def build_matrix(run: Run, root=None, window_days: int = WINDOW_DAYS, incrementa
     record_postgres_io(pg, outputs=["dataset_registry"])
     registry.emit_asset_events([out], run.day_version)
     return {"rows": matrix["rows"], "days": len(days), "path": matrix["path"],
-            "mode": "incremental" if kept else "full", "days_added": len(added), "days_kept": len(kept),
+            "mode": "incremental" if kept else "full", "days_added": len(added), "days_kept": len(kept), "ranges": ranges,
             "expired_files": removed}
 
 
@@ -341,8 +388,6 @@ ARTICLES_MIN_KEEP_DAYS = 8
 
 def raw_keep_days() -> int:
     """``ECOMMERCE_ML_RAW_KEEP_DAYS`` when set (read when used), else :data:`RAW_KEEP_DAYS`."""
-    import os
-
     days = int(os.environ.get("ECOMMERCE_ML_RAW_KEEP_DAYS") or RAW_KEEP_DAYS)
     if days < 1:
         raise ValueError(f"ECOMMERCE_ML_RAW_KEEP_DAYS={days}: keep at least the run's own day (1)")

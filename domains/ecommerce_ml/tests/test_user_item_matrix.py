@@ -50,15 +50,16 @@ def _assert_same(got: dict, want: dict) -> None:
             == (days, items, first, last), key
 
 
-def _run_day(ecom, day, window_days: int, incremental: bool = True, step: bool = True, matrix: bool = True) -> dict:
+def _run_day(ecom, day, window_days: int, incremental: bool = True, step: bool = True, matrix: bool = True,
+             range_rows: int | None = None) -> dict:
     from domains.ecommerce_ml import interactions
     from domains.ecommerce_ml.common import Run
 
     run = Run.for_day("ecommerce_ml_user_item_interactions", day, f"t-{day}")
     if step:
         interactions.load_interactions(run, interactions.build_interactions(run, ecom.root()), ecom.root())
-    return interactions.build_matrix(run, ecom.root(), window_days=window_days, incremental=incremental) \
-        if matrix else {}
+    return interactions.build_matrix(run, ecom.root(), window_days=window_days, incremental=incremental,
+                                     range_rows=range_rows) if matrix else {}
 
 
 def test_matrix_from_day_partials_equals_full_rebuild(ecom):
@@ -109,11 +110,10 @@ def test_matrix_from_day_partials_equals_full_rebuild(ecom):
     _assert_same(_matrix(_registered(ecom, "user_item_matrix", DAY)), _full(ecom, DAY, window))
 
 
-def test_matrix_after_missed_days_merges_each_missed_day_into_the_last_matrix(ecom):
+def test_matrix_after_missed_days_merges_the_missed_days_into_the_last_matrix(ecom):
     """The build after days without a matrix (a failed or skipped build) starts from the last matrix
-    and merges the missed days' partials with the new day's, one day at a time (each merge one
-    partial, no grouping: several days at once ran out of DuckDB's memory at 1x): the same matrix as
-    the full regroup, and as the build from every partial."""
+    and merges the missed days' partials with the new day's: the same matrix as the full regroup,
+    and as the build from every partial."""
     for day in DAYS:
         ecom.generate(day, scale=30, parts=("articles", "customers", "transactions"))
     window = 4
@@ -178,3 +178,32 @@ def test_partials_out_of_the_window_and_old_matrices_expire(ecom, monkeypatch):
     out = _run_day(ecom, old, window, step=False)
     assert out["mode"] == "full" and out["days_added"] == 2, out
     _assert_same(_matrix(_registered(ecom, "user_item_matrix", old)), _full(ecom, old, window))
+
+
+def test_matrix_built_in_customer_ranges_is_the_one_range_matrix(ecom):
+    """Inputs larger than a range (``range_rows`` input rows, cut at the inputs' row groups; 6 M at 1x,
+    where one query over every customer ran out of DuckDB's 512 MB once the window held 25 days) are
+    built one customer range at a time: several ranges here, and the very file the one-range build
+    writes, incremental (previous matrix merged with 2 missed days and the new one) and full alike."""
+    for day in DAYS:
+        ecom.generate(day, scale=30, parts=("articles", "customers", "transactions"))
+    window = 4
+    _run_day(ecom, DAYS[0], window)
+    for day in DAYS[1:3]:
+        _run_day(ecom, day, window, matrix=False)
+    one = _run_day(ecom, DAYS[3], window, range_rows=10**9)
+    assert (one["mode"], one["ranges"], one["days_added"]) == ("incremental", 1, 3), one
+    one_path = one["path"].removeprefix("file://")
+    ((rows,),) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{one_path}')").fetchall()
+    files = ecom.lake_files()
+    for incremental in (True, False):
+        # rebuild as another version: the file is content-addressed, so the same bytes give the same path
+        # range_rows=1: a cut at every input row group's first customer (one row group per file here)
+        ranged = _run_day(ecom, DAYS[3], window, incremental=incremental, step=False, range_rows=1)
+        assert ranged["ranges"] >= 3, ranged
+        assert ranged["mode"] == ("incremental" if incremental else "full")
+        assert ranged["path"].removeprefix("file://") == one_path, ranged
+    assert ecom.lake_files() == files
+    keys = [(r[0], r[1]) for r in duckdb.sql(f"SELECT customer_id, article_id FROM read_parquet('{one_path}')").fetchall()]
+    assert keys == sorted(keys) and len(keys) == len(set(keys)) == rows
+    _assert_same(_matrix(one_path), _full(ecom, DAYS[3], window))
