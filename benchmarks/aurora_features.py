@@ -1,15 +1,22 @@
 """Benchmark (not a test): aurora's feature engineering and predictions at scale.
 
-One process, on its own embedded PostgreSQL 18, domain Redis (ACL user ``aurora``) and Kafka
-stand-in, all on free ports: a generated dataset of USERS users and DAYS days is loaded, the
-three models are trained on a sample of users (not timed: ml_training_pipeline's job), then
-the task bodies of ``feature_engineering_pipeline`` and ``prediction_pipeline`` run one
-after the other, as their tasks would (the four feature groups, the feature store, the
-cohort, the three predictions, save + outbox, Redis cache, publish). For each step: wall
-time, rows out and rows/s, and the process's peak RSS so far (``ru_maxrss``: it only grows,
-so a step's figure is the peak of everything up to it).
+On its own embedded PostgreSQL 18, domain Redis (ACL user ``aurora``) and Kafka stand-in, all on
+free ports, over a generated dataset of USERS users and DAYS days (the three models trained on a
+sample of users, not timed: ml_training_pipeline's job), each task body of
+``feature_engineering_pipeline`` and ``prediction_pipeline`` runs side by side with a bare
+baseline doing the same work over the same tables, each path in a fresh child process (its peak
+RSS, ``VmHWM``, is the step's own), in interleaved rounds; every path of a step must produce the
+same result (checked), timings are only printed.
 
-``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
+``python -m benchmarks.aurora_features [USERS] [DAYS] [ROUNDS] [--rev REV] [--data FOLDER] [--paths old,new,bare]``
+(default 100000 31 3, REV ``BEFORE_REV``): the full run in one command (``main``): the four feature
+groups (after vs bare), the feature store (after vs bare), the three predictions, save + outbox,
+cache and publish (before = the task bodies at REV, after, bare), on the ``--prepare`` folder
+``--data`` or on one prepared first (outside any timing); then the closing note's tables
+(``side_by_side_table``: medians, after / bare, rows/s, peak RSS, load average, rounds).
+``tests/test_aurora_features_benchmark.py`` runs it at 300 users x 31 days. The modes below run
+one part of it (at 100,000 users the whole run takes about an hour; split across runs, rounds of
+one step stay interleaved in one run).
 
 ``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare] [--steps sleep,social]``
 (default 20000 31 1, every path, data generated): the four
@@ -71,7 +78,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
 import secrets
 import shutil
 import subprocess
@@ -98,10 +104,6 @@ TRAIN_SAMPLE_USERS = 3000
 BEFORE_REV = "02599bc"  # main before issue 25 item 4's last passes (the before of the full run)
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def proc_status_mb(field: str) -> float:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc: unlike ``ru_maxrss``,
     which a child keeps from its parent across ``exec``, these belong to this process's own memory."""
@@ -113,17 +115,6 @@ def proc_status_mb(field: str) -> float:
 
 def set_connection(conn_id: str, **fields) -> None:
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
-
-
-def step(results: list, name: str, fn, rows_of=lambda r: r):
-    t0 = time.perf_counter()
-    out = fn()
-    took = time.perf_counter() - t0
-    rows = rows_of(out)
-    results.append((name, took, rows, peak_mb()))
-    print(f"  {name:34s} {took:8.1f} s  {rows:>10,} rows  {rows / took if took else 0:>10,.0f} rows/s"
-          f"  peak RSS {peak_mb():8.0f} MB", flush=True)
-    return out
 
 
 @contextmanager
@@ -574,13 +565,6 @@ print("RESULT " + json.dumps(run(sys.argv[2], sys.argv[3])), flush=True)
 """
 
 
-def _vmhwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def child_step(path: str, what: str) -> dict:
     """In a fresh process (``path``'s tree first on ``sys.path``): reset what the step writes
     (untimed), then time one step of prediction_pipeline by ``path`` (old/new) or the bare baseline."""
@@ -643,7 +627,7 @@ def child_step(path: str, what: str) -> dict:
     else:
         rows = predictions.publish_events()["published"]
     took = time.perf_counter() - t0
-    peak = _vmhwm_mb()  # before the check reads anything
+    peak = proc_status_mb("VmHWM")  # before the check reads anything
     return {"seconds": took, "rows": int(rows), "peak_mb": peak, "check": _step_check(kind, target, prepared)}
 
 
