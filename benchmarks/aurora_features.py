@@ -75,6 +75,7 @@ round), then per step the medians, their ratios and each path's highest peak RSS
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -730,7 +731,7 @@ def _bare_run(kind: str, target: str, prepared) -> int:
     from domains.aurora.db import DATABASE
     from domains.aurora.features import prediction_window
     from domains.aurora.history import history_queries
-    from shared.db import copy_out, copy_rows
+    from shared.db import copy_rows
 
     as_of = AS_OF_PREDICTIONS
     if kind == "predict":
@@ -740,7 +741,11 @@ def _bare_run(kind: str, target: str, prepared) -> int:
             for i in range(0, len(users), predictions.CHUNK_USERS):
                 queries, params = history_queries(start, end, users[i:i + predictions.CHUNK_USERS])
                 for sql in queries.values():
-                    copy_out(cur, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params)
+                    # psycopg's own COPY iteration into a buffer (not the project's reader)
+                    with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                        buffer = io.BytesIO()
+                        for row in copy:
+                            buffer.write(row)
             conn.commit()
         for x in prepared["inputs"]:  # the model on the same input rows (built before the clock)
             prepared["values"].append(model.predict(x))
