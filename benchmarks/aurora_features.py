@@ -1025,8 +1025,9 @@ def main(users: int = 100_000, days: int = 31, rounds: int = 3, rev: str = BEFOR
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     for title, rows in tables.items():
+        before = f"before = {rev}; " if "old" in (paths or ("old",)) and title.startswith("prediction") else ""
         print(f"\n{title}, {users:,} users x {days} days, medians of {rounds} interleaved round(s)"
-              f" (before = {rev}; after / bare = bare s / after s):")
+              f" ({before}after / bare = bare s / after s):")
         print("\n".join(side_by_side_table(rows, "users" if title.startswith("feature") else "rows")), flush=True)
     return tables
 
