@@ -1,15 +1,22 @@
 """Benchmark (not a test): aurora's feature engineering and predictions at scale.
 
-One process, on its own embedded PostgreSQL 18, domain Redis (ACL user ``aurora``) and Kafka
-stand-in, all on free ports: a generated dataset of USERS users and DAYS days is loaded, the
-three models are trained on a sample of users (not timed: ml_training_pipeline's job), then
-the task bodies of ``feature_engineering_pipeline`` and ``prediction_pipeline`` run one
-after the other, as their tasks would (the four feature groups, the feature store, the
-cohort, the three predictions, save + outbox, Redis cache, publish). For each step: wall
-time, rows out and rows/s, and the process's peak RSS so far (``ru_maxrss``: it only grows,
-so a step's figure is the peak of everything up to it).
+On its own embedded PostgreSQL 18, domain Redis (ACL user ``aurora``) and Kafka stand-in, all on
+free ports, over a generated dataset of USERS users and DAYS days (the three models trained on a
+sample of users, not timed: ml_training_pipeline's job), each task body of
+``feature_engineering_pipeline`` and ``prediction_pipeline`` runs side by side with a bare
+baseline doing the same work over the same tables, each path in a fresh child process (its peak
+RSS, ``VmHWM``, is the step's own), in interleaved rounds; every path of a step must produce the
+same result (checked), timings are only printed.
 
-``python -m benchmarks.aurora_features [USERS] [DAYS]`` (default 100000 31).
+``python -m benchmarks.aurora_features [USERS] [DAYS] [ROUNDS] [--rev REV] [--data FOLDER] [--paths old,new,bare]``
+(default 100000 31 3, REV ``BEFORE_REV``): the full run in one command (``main``): the four feature
+groups (after vs bare), the feature store (after vs bare), the three predictions, save + outbox,
+cache and publish (before = the task bodies at REV, after, bare), on the ``--prepare`` folder
+``--data`` or on one prepared first (outside any timing); then the closing note's tables
+(``side_by_side_table``: medians, after / bare, rows/s, peak RSS, load average, rounds).
+``tests/test_aurora_features_benchmark.py`` runs it at 300 users x 31 days. The modes below run
+one part of it (at 100,000 users the whole run takes about an hour; split across runs, rounds of
+one step stay interleaved in one run).
 
 ``python -m benchmarks.aurora_features --groups [USERS] [DAYS] [ROUNDS] [--data FOLDER] [--paths old,new,bare] [--steps sleep,social]``
 (default 20000 31 1, every path, data generated): the four
@@ -68,10 +75,10 @@ round), then per step the medians, their ratios and each path's highest peak RSS
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
-import resource
 import secrets
 import shutil
 import subprocess
@@ -95,10 +102,7 @@ END = date(2026, 11, 30)
 AS_OF_FEATURES = pd.Timestamp("2026-11-30T06:00:00Z")
 AS_OF_PREDICTIONS = pd.Timestamp("2026-11-30T06:00:00Z")
 TRAIN_SAMPLE_USERS = 3000
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+BEFORE_REV = "02599bc"  # main before issue 25 item 4's last passes (the before of the full run)
 
 
 def proc_status_mb(field: str) -> float:
@@ -112,17 +116,6 @@ def proc_status_mb(field: str) -> float:
 
 def set_connection(conn_id: str, **fields) -> None:
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
-
-
-def step(results: list, name: str, fn, rows_of=lambda r: r):
-    t0 = time.perf_counter()
-    out = fn()
-    took = time.perf_counter() - t0
-    rows = rows_of(out)
-    results.append((name, took, rows, peak_mb()))
-    print(f"  {name:34s} {took:8.1f} s  {rows:>10,} rows  {rows / took if took else 0:>10,.0f} rows/s"
-          f"  peak RSS {peak_mb():8.0f} MB", flush=True)
-    return out
 
 
 @contextmanager
@@ -332,8 +325,8 @@ def groups_side_by_side(users: int = 20_000, days: int = 31, rounds: int = 1, da
                     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                         out = pool.submit(run_group, path, group).result()
                     frames[path] = out.pop("frame")
-                    row = {"group": group, "path": path, "round": r + 1, **out,
-                           "users_per_s": out["users"] / out["seconds"]}
+                    row = {"group": group, "step": group, "path": path, "round": r + 1, **out, "rows": out["users"],
+                           "users_per_s": out["users"] / out["seconds"], "load": os.getloadavg()[0]}
                     rows.append(row)
                     print(f"  {group:9s} {path:4s} {r + 1:5d} {row['seconds']:8.1f} {row['users']:8,}"
                           f" {row['users_per_s']:8,.0f} {row['rss_before_mb']:8,.0f} MB {row['peak_mb']:6,.0f} MB",
@@ -462,7 +455,8 @@ def store_side_by_side(users: int = 100_000, days: int = 31, rounds: int = 3, da
             for path in base[r % 2:] + base[:r % 2]:
                 with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                     out = pool.submit(run_store, path).result()
-                rows.append({"path": path, "round": r + 1, **out})
+                rows.append({"step": "update_feature_store", "path": path, "round": r + 1, **out, "rows": out["users"],
+                             "load": os.getloadavg()[0]})
                 print(f"  store {path:4s} {r + 1:5d} {out['seconds']:8.2f} s {out['users']:8,} users"
                       f" {out['users'] / out['seconds']:8,.0f} users/s  RSS before {out['rss_before_mb']:6,.0f} MB"
                       f"  peak RSS {out['peak_mb']:6,.0f} MB", flush=True)
@@ -572,13 +566,6 @@ print("RESULT " + json.dumps(run(sys.argv[2], sys.argv[3])), flush=True)
 """
 
 
-def _vmhwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def child_step(path: str, what: str) -> dict:
     """In a fresh process (``path``'s tree first on ``sys.path``): reset what the step writes
     (untimed), then time one step of prediction_pipeline by ``path`` (old/new) or the bare baseline."""
@@ -641,7 +628,63 @@ def child_step(path: str, what: str) -> dict:
     else:
         rows = predictions.publish_events()["published"]
     took = time.perf_counter() - t0
-    return {"seconds": took, "rows": int(rows), "peak_mb": _vmhwm_mb()}
+    peak = proc_status_mb("VmHWM")  # before the check reads anything
+    return {"seconds": took, "rows": int(rows), "peak_mb": peak, "check": _step_check(kind, target, prepared)}
+
+
+class _CapturedInputs:
+    """Stands in for a model in ``models.predict_from_features``: keeps each input frame (the
+    model's feature columns as floats) and predicts zeros, so the bare baseline gets the exact
+    rows the project's model call gets, built before its clock starts."""
+
+    def __init__(self, model) -> None:
+        self.model, self.name, self.version, self.inputs = model, model.name, model.version, []
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        self.inputs.append(frame[self.model.features].astype(float))
+        return np.zeros(len(frame))
+
+
+def _values_digest(user_id, horizon, value) -> str:
+    """The predictions as (user, horizon, value rounded to 6 decimals, as ``to_rows`` stores it),
+    sorted: the same text for the same predictions whatever the path."""
+    import hashlib
+
+    u, h = np.asarray(user_id, dtype="int64"), np.asarray(horizon, dtype="int64")
+    v = np.rint(np.round(np.asarray(value, dtype="float64"), 6) * 1e6).astype("int64")
+    order = np.lexsort((h, u))
+    digest = hashlib.sha256(u[order].tobytes() + h[order].tobytes() + v[order].tobytes()).hexdigest()[:16]
+    return f"{len(u)} rows, values {digest}"
+
+
+def _step_check(kind: str, target: str, prepared) -> str:
+    """After the clock: what the step produced, comparable across old, new and bare (the
+    predictions' values; the ``predictions`` rows and the outbox's event count after save)."""
+    from domains.aurora import predictions
+    from domains.aurora.db import DATABASE
+
+    if kind == "predict":
+        if prepared is not None:  # bare: its own model call's values
+            keys = pd.concat(prepared["keys"], ignore_index=True)
+            return _values_digest(keys["user_id"], keys["horizon_hours"], np.concatenate(prepared["values"]))
+        from domains.aurora.datasets import load_frame
+        from shared.runs import as_of_key
+
+        with closing(DATABASE.connect()) as conn:
+            rows = load_frame(conn, as_of_key("predictions", AS_OF_PREDICTIONS), f"predictions:{target}")
+            conn.commit()
+        return _values_digest(rows["user_id"], rows["horizon_hours"], rows["predicted_value"])
+    if kind == "save":
+        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*), md5(string_agg(concat_ws(',', user_id, target, target_date, horizon_hours,"
+                        " target_time, predicted_value, model_name, model_version, as_of), ';'"
+                        " ORDER BY user_id, target, target_date, horizon_hours)) FROM predictions")
+            n, digest = cur.fetchone()
+            cur.execute("SELECT count(*) FROM event_outbox WHERE topic = %s", (predictions.TOPIC,))
+            events = cur.fetchone()[0]
+            conn.commit()
+        return f"{n} rows, {digest}; {events} events"
+    return ""
 
 
 def _bare_prepare(conn, kind: str, target: str):
@@ -657,14 +700,17 @@ def _bare_prepare(conn, kind: str, target: str):
     if kind == "predict":
         model = registry.load_current(conn, target)
         start, end = prediction_window(as_of)
-        feats = []
+        capture = _CapturedInputs(model)
+        keys = []
         for i in range(0, len(users), predictions.CHUNK_USERS):
             ids = users[i:i + predictions.CHUNK_USERS]
             h = read_history(conn, start, end, ids)
-            frame = models.predict_from_features(target, user_features(h, end, ids), end, model,
-                                                 h if target == "energy" else None)
-            feats.append(frame)
-        return {"users": users, "model": model, "frames": feats}
+            # the model's input rows as the project builds them (its features, hour features,
+            # exercised_before), captured instead of predicted: the clock times the model call
+            out = models.predict_from_features(target, user_features(h, end, ids), end, capture,
+                                               h if target == "energy" else None)
+            keys.append(out.reindex(columns=["user_id", "horizon_hours"], fill_value=0))
+        return {"users": users, "model": model, "inputs": capture.inputs, "keys": keys, "values": []}
     if kind == "save":
         rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}")
                           for t in predictions.TARGETS], ignore_index=True).reindex(columns=predictions.COLUMNS)
@@ -674,9 +720,9 @@ def _bare_prepare(conn, kind: str, target: str):
         return rows
     if kind == "cache":
         return {"users": users}
-    with conn.cursor() as cur:
+    with conn.cursor() as cur:  # every waiting event, as publish_outbox sends it (any topic: the outbox is the domain's)
         cur.execute("SELECT event_id::text, topic, event_key, payload::text FROM event_outbox"
-                    " WHERE published_at IS NULL AND topic = %s ORDER BY id", (predictions.TOPIC,))
+                    " WHERE published_at IS NULL ORDER BY txid, id")
         return cur.fetchall()
 
 
@@ -685,25 +731,25 @@ def _bare_run(kind: str, target: str, prepared) -> int:
     from domains.aurora.db import DATABASE
     from domains.aurora.features import prediction_window
     from domains.aurora.history import history_queries
-    from shared.db import copy_out, copy_rows
+    from shared.db import copy_rows
 
     as_of = AS_OF_PREDICTIONS
     if kind == "predict":
         start, end = prediction_window(as_of)
-        users, model, frames = prepared["users"], prepared["model"], prepared["frames"]
-        rows = 0
+        users, model = prepared["users"], prepared["model"]
         with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
             for i in range(0, len(users), predictions.CHUNK_USERS):
                 queries, params = history_queries(start, end, users[i:i + predictions.CHUNK_USERS])
                 for sql in queries.values():
-                    copy_out(cur, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params)
+                    # psycopg's own COPY iteration into a buffer (not the project's reader)
+                    with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                        buffer = io.BytesIO()
+                        for row in copy:
+                            buffer.write(row)
             conn.commit()
-        from domains.aurora.models import TARGET_FEATURES
-        feature_rows = [f for f in frames]
-        for f in feature_rows:  # the model on the same number of rows (its features at hand)
-            x = pd.DataFrame(np.zeros((len(f), len(TARGET_FEATURES[target]))), columns=list(TARGET_FEATURES[target]))
-            rows += len(model.predict(x))
-        return rows
+        for x in prepared["inputs"]:  # the model on the same input rows (built before the clock)
+            prepared["values"].append(model.predict(x))
+        return sum(len(v) for v in prepared["values"])
     if kind == "save":
         with closing(DATABASE.connect()) as conn:
             with conn.cursor() as cur:
@@ -762,6 +808,68 @@ def _bare_run(kind: str, target: str, prepared) -> int:
     producer.flush(60)
     _json.dumps(acked)
     return acked[0]
+
+
+PATH_NAMES = {"old": "before", "new": "after", "bare": "bare"}
+
+
+def _summary(rows: list[dict]) -> dict[str, dict]:
+    """Per path of one step's rows (``path``, ``seconds``, ``rows``, ``peak_mb``): the median
+    seconds, the rounds, the rows, the highest peak RSS."""
+    out = {}
+    for path in ("old", "new", "bare"):
+        mine = [x for x in rows if x["path"] == path]
+        if mine:
+            out[path] = {"median": float(np.median([x["seconds"] for x in mine])),
+                         "rounds": [x["seconds"] for x in mine], "rows": mine[0]["rows"],
+                         "peak": max(x["peak_mb"] for x in mine)}
+    return out
+
+
+def _medians_line(rows: list[dict], _key: str = "step") -> str:
+    med = _summary(rows)
+    text = "medians: " + ", ".join(f"{PATH_NAMES[p]} {m['median']:.2f} s" for p, m in med.items())
+    if "new" in med and "bare" in med:
+        text += f"; after at {med['bare']['median'] / med['new']['median']:.2f}x of bare"
+    if "new" in med and "old" in med:
+        text += f" (before {med['bare']['median'] / med['old']['median']:.2f}x)" if "bare" in med else ""
+    return (text + "; peak RSS " + " / ".join(f"{PATH_NAMES[p]} {m['peak']:,.0f} MB" for p, m in med.items())
+            + f"; load average {os.getloadavg()[0]:.1f}")
+
+
+def _cell_of(med: dict):
+    def cell(path: str, what: str = "median", fmt: str = "{:.2f}") -> str:
+        return fmt.format(med[path][what]) if path in med else "–"
+    return cell
+
+
+def _ratio_of(med: dict):
+    def ratio(path: str) -> str:  # bare s / path s: the path's speed as a share of bare's
+        return f"{med['bare']['median'] / med[path]['median']:.2f}x" if path in med and "bare" in med else "–"
+    return ratio
+
+
+def side_by_side_table(rows: list[dict], unit: str = "rows") -> list[str]:
+    """The closing note's table (Markdown) of side-by-side rows (each with ``step``, ``path``,
+    ``round``, ``seconds``, ``rows``, ``peak_mb``, ``load``): per step the median seconds of
+    before (old), after (new) and bare, after's speed as a share of bare's (bare s / after s),
+    after's rows/s, each path's peak RSS, the load average over the step's rounds and the rounds."""
+    lines = [f"| step | before s | after s | bare s | after / bare | before / bare | after {unit}/s"
+             " | peak RSS before / after / bare MB | load | rounds after; bare |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for step in dict.fromkeys(x["step"] for x in rows):
+        mine = [x for x in rows if x["step"] == step]
+        med = _summary(mine)
+        cell = _cell_of(med)
+        ratio = _ratio_of(med)
+        loads = [x["load"] for x in mine]
+        rounds = "; ".join(" ".join(f"{s:.1f}" for s in med[p]["rounds"]) for p in ("new", "bare") if p in med)
+        rate = f"{med['new']['rows'] / med['new']['median']:,.0f}" if "new" in med else "–"
+        lines.append(f"| {step} ({mine[0]['rows']:,} {unit}) | {cell('old')} | {cell('new')} | {cell('bare')}"
+                     f" | {ratio('new')} | {ratio('old')} | {rate}"
+                     f" | {' / '.join(cell(p, 'peak', '{:,.0f}') for p in ('old', 'new', 'bare'))}"
+                     f" | {min(loads):.1f}-{max(loads):.1f} | {rounds} |")
+    return lines
 
 
 def _old_tree(rev: str) -> Path:
@@ -840,15 +948,20 @@ def prepare(folder: str, users: int = 100_000, days: int = 31) -> None:
 
 def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "main", rounds: int = 3,
                              data: str | None = None, steps: list[str] | None = None,
-                             first_round: int = 1) -> list[dict]:
+                             first_round: int = 1, paths: list[str] | None = None) -> list[dict]:
     """``data``: a folder made by ``--prepare`` (same USERS and DAYS; nothing generated here);
     ``steps``: only these (e.g. ``save,cache,publish``); ``first_round``: the number of the
     first round (the paths' order rotates with it), so that rounds split across several runs
-    interleave as one run's would."""
+    interleave as one run's would; ``paths``: only these of old, new, bare.
+
+    Every path of a step must produce the same (checked): the same number of rows, and for
+    ``predict`` the same values (user, horizon, value to 6 decimals; bare's from its own model
+    call), for ``save`` the same ``predictions`` rows and as many outbox events."""
     from domains.aurora import predictions
 
     pgdata = _prepared_pgdata(data, users, days)
-    old_tree = _old_tree(rev)
+    chosen = tuple(paths or ("old", "new", "bare"))
+    old_tree = _old_tree(rev) if "old" in chosen else None
     try:
         new_tree = Path(__file__).resolve().parent.parent
         rows: list[dict] = []
@@ -862,84 +975,67 @@ def predictions_side_by_side(users: int = 20_000, days: int = 31, rev: str = "ma
                   flush=True)
             steps = steps or [f"predict:{t}" for t in predictions.TARGETS] + ["save", "cache", "publish"]
             for what in steps:
-                base = ("bare", "old", "new") if what == "save" else ("old", "new", "bare")
+                base = tuple(p for p in (("bare", "old", "new") if what == "save" else ("old", "new", "bare"))
+                             if p in chosen)
                 for r in range(first_round - 1, first_round - 1 + rounds):
-                    order = base[r % 3:] + base[:r % 3]  # interleaved: each path first once in three rounds
+                    order = base[r % len(base):] + base[:r % len(base)]  # interleaved: each path first once
                     for path in order:
                         out = _run_child(old_tree if path == "old" else new_tree, path, what)
-                        row = {"step": what, "path": path, "round": r + 1, **out}
+                        row = {"step": what, "path": path, "round": r + 1, **out, "load": os.getloadavg()[0]}
                         rows.append(row)
                         print(f"  {what:24s} {path:4s} {r + 1:5d} {out['seconds']:8.2f} {out['rows']:9,} "
-                              f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB", flush=True)
-                med = {p: float(np.median([x["seconds"] for x in rows if x["step"] == what and x["path"] == p]))
-                       for p in base}
-                peak = {p: max(x["peak_mb"] for x in rows if x["step"] == what and x["path"] == p) for p in base}
-                n = next(x["rows"] for x in rows if x["step"] == what and x["path"] == "new")
-                print(f"  {what:24s} medians: old {med['old']:.2f} s, new {med['new']:.2f} s ({n / med['new']:,.0f} rows/s),"
-                      f" bare {med['bare']:.2f} s; new/old {med['old'] / med['new']:.2f}x faster; new at"
-                      f" {med['bare'] / med['new']:.2f}x of bare (old {med['bare'] / med['old']:.2f}x); peak RSS old"
-                      f" {peak['old']:,.0f} / new {peak['new']:,.0f} / bare {peak['bare']:,.0f} MB;"
-                      f" load average {os.getloadavg()[0]:.1f}", flush=True)
+                              f"{out['rows'] / out['seconds']:10,.0f} {out['peak_mb']:6,.0f} MB  {out['check']}",
+                              flush=True)
+                mine = [x for x in rows if x["step"] == what]
+                produced = {(x["rows"], x["check"]) for x in mine}
+                if len(produced) != 1:
+                    raise AssertionError(f"{what}: the paths produced different results: "
+                                         f"{sorted({(x['path'], x['rows'], x['check']) for x in mine})}")
+                print(f"  {what:24s} every path produced the same: {mine[0]['rows']:,} rows {mine[0]['check']}",
+                      flush=True)
+                print(f"  {what:24s} " + _medians_line(mine, "step"), flush=True)
     finally:
-        shutil.rmtree(old_tree, ignore_errors=True)
+        if old_tree is not None:
+            shutil.rmtree(old_tree, ignore_errors=True)
     return rows
 
 
-def main(users: int = 100_000, days: int = 31) -> None:
-    with aurora_platform(Path(tempfile.mkdtemp(prefix="aurora-bench-"))) as where:
-        from domains.aurora import feature_store, models, predictions, registry
-        from domains.aurora.db import DATABASE
-        from domains.aurora.features import training_sets
-        from domains.aurora.history import read_history
-
-        print(f"aurora benchmark: {users:,} users, {days} days ending {END} ({where})", flush=True)
-        load_generated(users, days)
-        t0 = time.perf_counter()
-        with closing(DATABASE.connect()) as conn:
-            as_of = pd.Timestamp(END, tz="UTC")
-            sample = list(range(1, min(users, TRAIN_SAMPLE_USERS) + 1))
-            sets = training_sets(read_history(conn, as_of - pd.Timedelta(days=days), as_of, sample))
-            for target in models.MODEL_NAMES:
-                entry = registry.train_target(conn, target, sets[target], "bench", as_of)
-                if not entry.is_current:
-                    raise SystemExit(f"{target}: the trained model was not promoted: {entry.decision}")
-        print(f"  models trained on {len(sample):,} users in {time.perf_counter() - t0:.0f} s (not timed below)",
-              flush=True)
-
-        results: list = []
-        t_all = time.perf_counter()
-        print("feature_engineering_pipeline", flush=True)
-        for group in feature_store.FEATURE_GROUPS:
-            step(results, f"compute_group({group})",
-                 lambda g=group: feature_store.compute_group(g, AS_OF_FEATURES), lambda r: r["users"])
-        step(results, "update_feature_store", lambda: feature_store.update_feature_store(AS_OF_FEATURES),
-             lambda r: r["users"])
-        t_features = time.perf_counter() - t_all
-        print("prediction_pipeline", flush=True)
-        t1 = time.perf_counter()
-        step(results, "get_active_users", lambda: predictions.select_users(AS_OF_PREDICTIONS), lambda r: r["users"])
-        for target in predictions.TARGETS:
-            step(results, f"predict_target({target})",
-                 lambda t=target: predictions.predict_target(t, AS_OF_PREDICTIONS), lambda r: r["rows"])
-        step(results, "save_predictions (+ outbox)", lambda: predictions.save_predictions(AS_OF_PREDICTIONS),
-             lambda r: r["rows"])
-        step(results, "cache_predictions", lambda: predictions.cache_predictions(AS_OF_PREDICTIONS),
-             lambda r: r["users"])
-        step(results, "publish_prediction_events", predictions.publish_events, lambda r: r["published"])
-        t_predictions = time.perf_counter() - t1
-        feature_users = next(r[2] for r in results if r[0] == "update_feature_store")
-        prediction_rows = next(r[2] for r in results if r[0].startswith("save_predictions"))
-        print(f"feature engineering: {t_features:.1f} s for {feature_users:,} users "
-              f"({feature_users / t_features:,.0f} users/s)")
-        print(f"predictions: {t_predictions:.1f} s for {prediction_rows:,} prediction rows "
-              f"({prediction_rows / t_predictions:,.0f} rows/s)")
-        print(f"peak RSS of the whole run: {peak_mb():,.0f} MB")
+def main(users: int = 100_000, days: int = 31, rounds: int = 3, rev: str = BEFORE_REV, data: str | None = None,
+         paths: list[str] | None = None) -> dict[str, list[dict]]:
+    """The whole benchmark in one command: every step of ``feature_engineering_pipeline`` and
+    ``prediction_pipeline`` side by side with its bare baseline on one dataset (``data``, a
+    ``--prepare`` folder; else one prepared here first, outside any timing, and deleted after):
+    the four feature groups (after vs bare; ``check_bare``), ``update_feature_store`` (after vs
+    bare; same rows and hash), the three predictions, save + outbox, cache and publish (before =
+    the task bodies at ``rev``, after, bare; the same rows and values on every path), ROUNDS
+    interleaved rounds each; then the tables (Markdown). ``paths``: the predictions' paths
+    (default old, new, bare)."""
+    folder = None
+    if not data:
+        folder = tempfile.mkdtemp(prefix="aurora-full-")
+        prepare(folder, users, days)
+        data = folder
+    try:
+        tables = {
+            "feature_engineering_pipeline": groups_side_by_side(users, days, rounds, data=data, paths=["new", "bare"])
+            + store_side_by_side(users, days, rounds, data=data),
+            "prediction_pipeline": predictions_side_by_side(users, days, rev, rounds, data=data, paths=paths),
+        }
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    for title, rows in tables.items():
+        before = f"before = {rev}; " if "old" in (paths or ("old",)) and title.startswith("prediction") else ""
+        print(f"\n{title}, {users:,} users x {days} days, medians of {rounds} interleaved round(s)"
+              f" ({before}after / bare = bare s / after s):")
+        print("\n".join(side_by_side_table(rows, "users" if title.startswith("feature") else "rows")), flush=True)
+    return tables
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     options = {}
-    for name in ("--data", "--steps", "--first-round", "--paths"):  # --predictions' (and --groups' --data), anywhere
+    for name in ("--data", "--steps", "--first-round", "--paths", "--rev"):  # options, anywhere
         if name in args:
             i = args.index(name)
             options[name[2:].replace("-", "_")] = args[i + 1]
@@ -958,9 +1054,13 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["--prepare"]:
         prepare(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
     elif sys.argv[1:2] == ["--predictions"]:
+        options.pop("rev", None)
+        if "paths" in options:
+            options["paths"] = options["paths"].split(",")
         predictions_side_by_side(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5], *(int(a) for a in sys.argv[5:6]),
                                  **options)
     elif sys.argv[1:2] == ["--reader"]:
         reader_side_by_side(*(int(a) for a in sys.argv[2:4]))
     else:
-        main(*(int(a) for a in sys.argv[1:3]))
+        main(*(int(a) for a in sys.argv[1:4]), rev=options.get("rev", BEFORE_REV), data=options.get("data"),
+             paths=options["paths"].split(",") if "paths" in options else None)

@@ -395,6 +395,21 @@ def _publish(conn: Any, producer: Any, kafka_conn_id: str, batch_size: int, prob
         conn.commit()
 
 
+def _read_ahead(conn: Any) -> Any:
+    """psycopg 3's pipeline mode on ``conn`` (``Connection.pipeline()``), in which a query is sent
+    at ``execute`` and its results read when asked for: the publisher's next batch is read by the
+    server while it produces the current one. A connection without it (psycopg2, a wrapper)
+    runs each query at ``execute``, as before."""
+    from contextlib import nullcontext
+
+    pipeline = getattr(conn, "pipeline", None)
+    if pipeline is None:
+        return nullcontext()
+    from psycopg import Pipeline
+
+    return pipeline() if Pipeline.is_supported() else nullcontext()
+
+
 def _publish_locked(conn: Any, producer: Any, batch_size: int, flush_timeout: float,
                     settle_timeout: float) -> PublishResult:
     """Batches read, produced and marked in a pipeline: batch k+1 is read from PostgreSQL and
@@ -424,37 +439,53 @@ def _publish_locked(conn: Any, producer: Any, batch_size: int, flush_timeout: fl
             _mark(conn, later, beyond, progress)
         return not failed
 
-    while True:
-        with conn.cursor() as cur:
-            cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (position[0], position[1], batch_size))
-            batch = cur.fetchall()
-        if batch:
-            settle_until = None
-            sent = _produce(producer, batch)
-            position = (batch[-1][1], batch[-1][0])
-            if inflight is not None and not resolve(inflight, sent):
-                break
-            inflight = sent
-            continue
-        if inflight is not None:
-            ok = resolve(inflight)
-            inflight = None
-            if not ok:
-                break
-        if beyond:
-            break
-        held = pending_count(conn)  # committed, but behind a transaction still running
-        conn.commit()
-        if not held:
-            break
-        settle_until = settle_until or time.monotonic() + settle_timeout
-        if time.monotonic() >= settle_until:
-            log.warning("%d event(s) were written by transactions that began after one still running "
-                        "(in this database, or not known to be elsewhere); sent now and marked one by one, the mark "
-                        "waits for that transaction to end", held)
-            beyond = True
-            continue
-        time.sleep(0.05)
+    def send_read() -> Any:
+        """The read of the batch above ``position``, sent (in pipeline mode the server runs it
+        while this thread goes on); its rows come with ``fetchall``."""
+        cur = conn.cursor()
+        cur.execute(_HELD_BATCH if beyond else _NEXT_BATCH, (position[0], position[1], batch_size))
+        return cur
+
+    with _read_ahead(conn):
+        reading = None
+        try:
+            while True:
+                cur, reading = (reading if reading is not None else send_read()), None
+                with cur:
+                    batch = cur.fetchall()
+                if batch:
+                    settle_until = None
+                    position = (batch[-1][1], batch[-1][0])
+                    # the next batch's read goes to the server now: PostgreSQL reads it while
+                    # this batch is handed to the producer and the batch before it is marked
+                    reading = send_read()
+                    sent = _produce(producer, batch)
+                    if inflight is not None and not resolve(inflight, sent):
+                        break
+                    inflight = sent
+                    continue
+                if inflight is not None:
+                    ok = resolve(inflight)
+                    inflight = None
+                    if not ok:
+                        break
+                if beyond:
+                    break
+                held = pending_count(conn)  # committed, but behind a transaction still running
+                conn.commit()
+                if not held:
+                    break
+                settle_until = settle_until or time.monotonic() + settle_timeout
+                if time.monotonic() >= settle_until:
+                    log.warning("%d event(s) were written by transactions that began after one still running "
+                                "(in this database, or not known to be elsewhere); sent now and marked one by one, the mark "
+                                "waits for that transaction to end", held)
+                    beyond = True
+                    continue
+                time.sleep(0.05)
+        finally:
+            if reading is not None:  # a read sent after the publish stopped: its rows are not used
+                reading.close()
     topics = frozenset(progress.topics)
     if progress.blocked:
         waiting = pending_count(conn)

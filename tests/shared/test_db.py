@@ -668,6 +668,29 @@ def test_copy_frame_of_a_large_result_equals_the_fetched_rows(dbf, driver):
     assert all(abs(a - float(r[3])) < 1e-12 for a, r in zip(x, fetched, strict=True) if r[3] is not None)
 
 
+def test_copy_reader_raises_the_servers_error_of_a_copy_that_fails_midway(dbf):
+    """A query failing after rows were sent (the end of the COPY read from libpq by the reader):
+    psycopg's error class for the SQLSTATE, after the rows before it; the connection usable after
+    a rollback. And the COPY's rows without an error: its row count reached, nothing left over."""
+    import psycopg
+
+    c = driver_conn(dbf, "psycopg")
+    try:
+        with c.cursor() as cur:
+            sql = "COPY (SELECT 100 / (n - 30000) FROM generate_series(1, 40000) n) TO STDOUT"
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                with shared.db.copy_reader(cur, sql) as stream:
+                    read = stream.read()
+            c.rollback()
+            with shared.db.copy_reader(cur, "COPY (SELECT n FROM generate_series(1, 50000) n) TO STDOUT") as stream:
+                read = stream.read()
+            assert read == b"".join(b"%d\n" % n for n in range(1, 50_001))
+            cur.execute("SELECT 3")
+            assert cur.fetchone()[0] == 3
+    finally:
+        c.close()
+
+
 def test_copy_reader_hands_blocks_of_the_size_asked_and_the_exact_bytes(dbf):
     """psycopg 3 gives one row per ``Copy.read()``; the reader joins them into blocks of the size
     asked (the last one shorter), splitting rows at block ends, and the bytes are COPY's own.
