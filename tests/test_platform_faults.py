@@ -463,12 +463,12 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
                          180, step=2)
     assert started, "the probes did not all start"
     proc = platform.proc(component)
-    relays = {n: platform.proc(n) for n in supervised_pids(platform) if n.startswith("triggerer-")}
-    forked = {}  # the parent's triggerer of each team, before the kill
+    relays, forked, relay_pids = {}, {}, {}  # the team programs (relays), their triggerers, before the kill
     if component == "triggerers":
+        relays = {n: platform.proc(n) for n in supervised_pids(platform) if n.startswith("triggerer-")}
         forked = {n: platform.triggerer_process(n.removeprefix("triggerer-")) for n in relays}
         assert all(forked.values()) and all(t.ppid() == proc.process().pid for t in forked.values()), forked
-    relay_pids = {n: r.process().pid for n, r in relays.items()}
+        relay_pids = {n: r.process().pid for n, r in relays.items()}
     old_pid = proc.kill(tree=component != "triggerers")  # the parent alone: its forks must die by themselves
     t0 = time.monotonic()
     if component == "dag-processor":
