@@ -21,8 +21,9 @@ measured once idle. ``--in-place`` (set-ups that differ only in what runs while 
 ``celery-after``): one cold platform per round, measured in one set-up, switched to the other
 (the team-less triggerer and the Flowers stopped, or started and settled) and measured again,
 the order alternated each round: half the starts, so 3 rounds fit one benchmark-lock hold.
-``--save FILE`` appends each round's figures to FILE (JSON lines) and ``--report FILE`` prints
-the medians over every round saved there (a long run split into one call per round).
+``--save FILE`` appends each round's figures to FILE (JSON lines) and ``--report [LABEL=]FILE ...``
+prints the medians over every round saved there (a long run split into one call per round; two
+checkouts' files side by side, e.g. ``before=main.jsonl after=branch.jsonl``).
 """
 
 from __future__ import annotations
@@ -451,11 +452,18 @@ def main() -> None:
                         help="with --memory-only: one platform per round, switched between the set-ups")
     parser.add_argument("--first-round", type=int, default=1, help="the number of the first round (sets its order)")
     parser.add_argument("--save", type=Path, help="append each round's figures to this file (JSON lines)")
-    parser.add_argument("--report", type=Path, help="only print the idle memory of the rounds saved in this file")
+    parser.add_argument("--report", nargs="+", metavar="[LABEL=]FILE",
+                        help="only print the idle memory of the rounds saved in these files (each set-up of a file "
+                             "under LABEL, side by side: e.g. before=main.jsonl after=branch.jsonl)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
     if args.report:
-        report_memory(load_rounds(args.report))
+        results = {}
+        for entry in args.report:
+            label, _, path = entry.rpartition("=")
+            for n, rounds in load_rounds(Path(path)).items():
+                results[f"{label} {n}".strip() if label else n] = rounds
+        report_memory(results)
         return
     names = args.setups.split(",")
     results: dict[str, list[dict]] = {n: [] for n in names}
