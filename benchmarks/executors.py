@@ -6,7 +6,8 @@ Set-ups: ``local`` (every task in the scheduler's LocalExecutor, the baseline), 
 ``celery-after`` (today's, ``devplatform/tenants.py`` ``WORKER_TUNING``). Each round starts
 every set-up in turn (the order rotated each round) as a whole platform on its own ports and
 state folder, cold (fresh database), and measures: start wall time; idle memory as PSS per
-process kind (``benchmarks/platform_memory.py``) 20 s after ready; a 6-task chain of no-op
+process kind (``benchmarks/platform_memory.py``) once idle (every trigger runner started, no parse
+in flight, the same processes in two samples 5 s apart; the count per kind printed); a 6-task chain of no-op
 tasks, trigger -> success (the first run after start reported apart, then 2 timed runs); the
 referral sync (``bullhorn_sync_optimized``) with no changes (after a first, loading sync),
 against referral's own stand-ins moved to free ports. Then it stops that platform. Medians over
@@ -15,13 +16,14 @@ the rounds; the timeline of one 6-task run per set-up (where each task's seconds
 ``python -m benchmarks.executors [--rounds 3] [--setups local,celery-before,celery-after]``
 
 Idle memory alone (``--memory-only``): per round, each set-up's platform started cold and
-measured once settled. ``--in-place`` (set-ups that differ only in what runs while idle,
+measured once idle. ``--in-place`` (set-ups that differ only in what runs while idle,
 ``PLATFORM_IDLE_SETTINGS``: ``celery-all-on``, every process started as before, against
 ``celery-after``): one cold platform per round, measured in one set-up, switched to the other
 (the team-less triggerer and the Flowers stopped, or started and settled) and measured again,
 the order alternated each round: half the starts, so 3 rounds fit one benchmark-lock hold.
-``--save FILE`` appends each round's figures to FILE (JSON lines) and ``--report FILE`` prints
-the medians over every round saved there (a long run split into one call per round).
+``--save FILE`` appends each round's figures to FILE (JSON lines) and ``--report [LABEL=]FILE ...``
+prints the medians over every round saved there (a long run split into one call per round; two
+checkouts' files side by side, e.g. ``before=main.jsonl after=branch.jsonl``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from benchmarks.platform_memory import Usage, memory_table, platform_usage, total
+from benchmarks.platform_memory import Usage, idle_usage, memory_table, platform_roots, total
 from devplatform.config import PlatformConfig
 from devplatform.paths import bundle_dir, domain_names
 from devplatform.platform import LocalPlatform
@@ -252,9 +254,9 @@ def timeline_table(title: str, tl: dict) -> str:
 
 
 def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
-    """Seconds until the platform idles as it will: every triggerer has started its trigger runner
-    (a child process, tens of seconds after the triggerers, which start once the platform is
-    ready), then 10 s more. Measured earlier, idle memory depends on how far that got."""
+    """Seconds until the platform runs what it will run idle: every triggerer has started its
+    trigger runner (a child process, tens of seconds after the triggerers, which start once the
+    platform is ready), then 10 s more. Its memory is then read idle (:func:`idle_memory`)."""
     t0 = time.monotonic()
     names = [c for c in p.airflow_components() if c.startswith("triggerer")]
     while time.monotonic() - t0 < timeout:
@@ -265,6 +267,16 @@ def wait_settled(p: LocalPlatform, timeout: float = 240) -> float:
         time.sleep(1)
     time.sleep(10)
     return time.monotonic() - t0
+
+
+def idle_memory(p: LocalPlatform) -> tuple[dict, dict]:
+    """The platform's memory per process kind once idle (``platform_memory.idle_usage``: no parse
+    in flight, the same processes in two consecutive samples): measured earlier, the dag-processor's
+    rows carried the parses in flight at that moment (~100 MiB between two rounds)."""
+    usage, how = idle_usage(lambda: platform_roots(p), p.config.domains)
+    print(f"[bench]   sampled {'idle' if how['idle'] else 'NOT idle (gave up)'} after {how['waited_s']:.0f} s, "
+          f"{how['refused']} sample(s) refused (parses in flight or processes changing)", flush=True)
+    return usage, how
 
 
 @contextmanager
@@ -294,9 +306,9 @@ def measure(setup: str, memory_only: bool = False) -> dict:
         p.start(wait_timeout=600)
         started = time.monotonic() - t0
         settled = wait_settled(p)
-        usage = platform_usage(p)
+        usage, how = idle_memory(p)
         if memory_only:
-            return {"start_s": started, "settled_s": settled, "usage": usage, "load": os.getloadavg()}
+            return {"start_s": started, "settled_s": settled, "usage": usage, "idle": how, "load": os.getloadavg()}
         pw = p.logins()["admin"]
         token = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": pw}, timeout=30)
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -346,7 +358,8 @@ def measure_in_place(order: list[str]) -> dict[str, dict]:
         started = time.monotonic() - t0
         for i, name in enumerate(order):
             settled = wait_settled(p) if i == 0 else switch_idle(p, SETUPS[name][2])
-            out[name] = {"start_s": started, "settled_s": settled, "usage": platform_usage(p), "load": os.getloadavg()}
+            usage, how = idle_memory(p)
+            out[name] = {"start_s": started, "settled_s": settled, "usage": usage, "idle": how, "load": os.getloadavg()}
         return out
 
 
@@ -414,8 +427,13 @@ def report(results: dict[str, list[dict]]) -> None:
 def report_memory(results: dict[str, list[dict]]) -> None:
     names = list(results)
     print(f"\nidle memory, {len(results[names[0]])} interleaved round(s), each platform alone, measured once every "
-          f"triggerer had started its trigger runner; 1-min load average after each: "
+          f"triggerer had started its trigger runner and then idle (no parse in flight, the same processes in two "
+          f"samples 5 s apart); 1-min load average after each: "
           f"{[round(r['load'][0], 1) for rs in results.values() for r in rs]}")
+    for n in names:
+        hows = [r.get("idle") for r in results[n]]
+        print(f"  {n}: sampled idle {[h['idle'] if h else 'not checked' for h in hows]}, after "
+              f"{[round(h['waited_s']) if h else None for h in hows]} s")
     for n in names:
         print(f"  {n}: PSS {[round(total(r['usage']).pss / 2**20) for r in results[n]]} MiB, median "
               f"{statistics.median([total(r['usage']).pss / 2**20 for r in results[n]]):.0f}; RSS summed median "
@@ -434,11 +452,18 @@ def main() -> None:
                         help="with --memory-only: one platform per round, switched between the set-ups")
     parser.add_argument("--first-round", type=int, default=1, help="the number of the first round (sets its order)")
     parser.add_argument("--save", type=Path, help="append each round's figures to this file (JSON lines)")
-    parser.add_argument("--report", type=Path, help="only print the idle memory of the rounds saved in this file")
+    parser.add_argument("--report", nargs="+", metavar="[LABEL=]FILE",
+                        help="only print the idle memory of the rounds saved in these files (each set-up of a file "
+                             "under LABEL, side by side: e.g. before=main.jsonl after=branch.jsonl)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each line as it is printed, also into a file
     if args.report:
-        report_memory(load_rounds(args.report))
+        results = {}
+        for entry in args.report:
+            label, _, path = entry.rpartition("=")
+            for n, rounds in load_rounds(Path(path)).items():
+                results[f"{label} {n}".strip() if label else n] = rounds
+        report_memory(results)
         return
     names = args.setups.split(",")
     results: dict[str, list[dict]] = {n: [] for n in names}

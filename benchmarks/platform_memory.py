@@ -13,6 +13,7 @@ Caveat, said where the figures are printed: a page shared with processes outside
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,15 +69,26 @@ def program_kind(program: str, teams: list[str]) -> str:
     return program
 
 
-def child_kind(parent_kind: str, cmdline: list[str]) -> str:
-    """The kind of a process started by a platform process (any depth below it)."""
+# What the dag-processor runs while it parses (none of it is there once parsing is idle): Airflow's
+# per-file child of the manager, and the fork of a team's zygote that parses the file as the team.
+PARSE_CHILD = "dag-processor child"
+PARSE_FORK = "dag-processor parse in flight (a zygote's fork)"
+PARSE_KINDS = frozenset({PARSE_CHILD, PARSE_FORK})
+ZYGOTE = "dag-processor parse zygote (per team)"
+
+
+def child_kind(parent_kind: str, cmdline: list[str], parent: str | None = None) -> str:
+    """The kind of a process started by a platform process (any depth below it); ``parent`` the
+    kind of the process that started it (a zygote's parse fork keeps the zygote's command line)."""
     text = " ".join(cmdline)
     if parent_kind == "worker-<team>":
         return "worker-<team> pool process" if "ForkPoolWorker" in text else "worker-<team> other child"
     if parent_kind == "dag-processor":
         if "trigger-runner" in text:  # a team's trigger runner, forked from its parse zygote
             return "trigger runner (forked from the team's zygote)"
-        return "dag-processor parse zygote (per team)" if " zygote" in text else "dag-processor child"
+        if " zygote" in text:
+            return PARSE_FORK if parent == ZYGOTE else ZYGOTE
+        return PARSE_CHILD
     if parent_kind == "triggerers":  # the parent of the team triggerers (platform_runtime/triggerer_fork.py)
         if "trigger-runner-relay" in text or "trigger-runner" in text:
             return child_kind("triggerer-<team>", cmdline)
@@ -88,29 +100,42 @@ def child_kind(parent_kind: str, cmdline: list[str]) -> str:
     return f"{parent_kind} child"
 
 
-def tree_usage(roots: dict[str, int], teams: list[str]) -> dict[str, Usage]:
-    """{kind: Usage} of the processes under ``roots`` ({program name: pid}): each root and its
+def census(roots: dict[str, int], teams: list[str]) -> dict[int, str]:
+    """{pid: kind} of the processes under ``roots`` ({program name: pid}): each root and its
     descendants down to (not into) another root, so each process is counted once, under the
     nearest root (supervisord's programs under their own names, not supervisord's)."""
-    kinds: dict[str, Usage] = {}
+    out: dict[int, str] = {}
     root_pids = set(roots.values())
     for program, pid in roots.items():
         kind = program_kind(program, teams)
-        todo: list[tuple[int, str | None]] = [(pid, kind)]
+        todo: list[tuple[int, str | None, str | None]] = [(pid, kind, None)]
         while todo:
-            current, k = todo.pop()
+            current, k, parent = todo.pop()
             try:
                 proc = psutil.Process(current)
-                k = k or child_kind(kind, proc.cmdline())
+                k = k or child_kind(kind, proc.cmdline(), parent)
                 if current == pid and kind == "triggerer-<team>" and "triggerer_fork.py" in " ".join(proc.cmdline()):
                     k = "triggerer-<team> program (relay)"  # its triggerer is the parent's child
-                todo += [(c.pid, None) for c in proc.children() if c.pid not in root_pids]
+                todo += [(c.pid, None, k) for c in proc.children() if c.pid not in root_pids]
             except psutil.NoSuchProcess:
                 continue
-            rollup = smaps_rollup(current)
-            if rollup is not None:
-                kinds.setdefault(k, Usage()).add(current, rollup)
+            out[current] = k
+    return out
+
+
+def usage_of(processes: dict[int, str]) -> dict[str, Usage]:
+    """{kind: Usage} of a :func:`census` (a process gone meanwhile is left out)."""
+    kinds: dict[str, Usage] = {}
+    for pid, kind in processes.items():
+        rollup = smaps_rollup(pid)
+        if rollup is not None:
+            kinds.setdefault(kind, Usage()).add(pid, rollup)
     return kinds
+
+
+def tree_usage(roots: dict[str, int], teams: list[str]) -> dict[str, Usage]:
+    """{kind: Usage} of the processes under ``roots`` (:func:`census`)."""
+    return usage_of(census(roots, teams))
 
 
 def platform_roots(p) -> dict[str, int]:
@@ -134,6 +159,35 @@ def platform_roots(p) -> dict[str, int]:
 def platform_usage(p) -> dict[str, Usage]:
     """The running platform's processes by kind."""
     return tree_usage(platform_roots(p), p.config.domains)
+
+
+def parsing(processes: dict[int, str]) -> int:
+    """How many of a census's processes are parses in flight."""
+    return sum(kind in PARSE_KINDS for kind in processes.values())
+
+
+def idle_usage(roots, teams: list[str], timeout: float = 300, interval: float = 5.0) -> tuple[dict[str, Usage], dict]:
+    """The processes under ``roots()`` ({program: pid}, read anew each time: supervisord restarts
+    programs) by kind, sampled idle: no parse in flight (no per-file child of the dag-processor,
+    no zygote's parse fork) and the same processes in two consecutive censuses ``interval``
+    seconds apart, and still the same ones once their memory is read (a parse started
+    meanwhile: sampled again). ``(usage, how)``: ``how`` says how long it took, how many samples
+    were refused, and whether it gave up after ``timeout`` seconds (``idle`` False: the last
+    sample as it was, parses in flight included)."""
+    t0 = time.monotonic()
+    refused = 0
+    previous = census(roots(), teams)
+    while True:
+        time.sleep(interval)
+        now = census(roots(), teams)
+        if now == previous and not parsing(now):
+            usage = usage_of(now)
+            if census(roots(), teams) == now and sum(u.count for u in usage.values()) == len(now):
+                return usage, {"idle": True, "waited_s": time.monotonic() - t0, "refused": refused}
+        refused += 1
+        if time.monotonic() - t0 > timeout:
+            return usage_of(now), {"idle": False, "waited_s": time.monotonic() - t0, "refused": refused}
+        previous = now
 
 
 def total(usage: dict[str, Usage]) -> Usage:

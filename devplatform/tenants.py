@@ -57,10 +57,13 @@ WORKER_TUNING = {
     # (88 MiB PSS per team idle).
     "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
 }
-# Idle, a team's worker keeps one pool process (each 54 MiB PSS idle) and forks more, up to its
-# concurrency, the moment a task message finds every pool process busy (Celery's autoscaler runs
-# on each task message); one idle for 30 s is stopped. Prefetch stays concurrency x 1.
-MIN_POOL_PROCESSES = 1
+# Idle, a team's worker keeps no pool process (one kept idle took ~21 MiB of its own per team,
+# ~104 MiB for five: issue 25) and forks one, up to its concurrency, the moment a task message
+# finds every pool process busy (Celery's autoscaler runs on each task message, in the worker's
+# consumer: the fork of an already-imported worker, not a fresh interpreter); one idle for 30 s is
+# stopped. The cost: the first task after 30 s idle waits for that fork. Prefetch stays
+# concurrency x 1.
+MIN_POOL_PROCESSES = 0
 
 
 def worker_concurrency(team: str) -> int:

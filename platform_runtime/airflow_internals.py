@@ -1076,6 +1076,12 @@ def import_triggerer_modules() -> None:
         except Exception as e:  # an optional provider missing, a module moved in another version
             print(f"[platform_runtime] triggerer parent: {name} not imported ({type(e).__name__}: {e})",
                   file=sys.stderr, flush=True)
+    # SQLAlchemy configures the ORM's mappers (every model's relationships) on a triggerer's
+    # first query: done here once, shared by every fork (~5 MiB each otherwise; no database
+    # connection, no team setting: the models only).
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
     gc.collect()
     gc.freeze()
 

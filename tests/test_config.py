@@ -168,7 +168,7 @@ def test_worker_settings_switch_between_tuned_and_previous(monkeypatch, tmp_path
     previous = TeamRuntime(PlatformConfig(state=tmp_path), "referral")
     n = worker_concurrency("referral")
     cmd = tuned.worker_command()
-    assert cmd[cmd.index("--autoscale") + 1] == f"{n},1" and cmd[cmd.index("--concurrency") + 1] == str(n)
+    assert cmd[cmd.index("--autoscale") + 1] == f"{n},0" and cmd[cmd.index("--concurrency") + 1] == str(n)
     assert "--autoscale" not in previous.worker_command()
     env, old = tuned.worker_env(), previous.worker_env()
     assert {k: env[k] for k in WORKER_TUNING} == WORKER_TUNING and not set(WORKER_TUNING) & set(old)

@@ -440,7 +440,8 @@ after_restart()
 
 
 @FAILS_UNPROTECTED
-@pytest.mark.parametrize("component", ["scheduler", "triggerer-hss_workflow", "api-server", "dag-processor"])
+@pytest.mark.parametrize("component", ["scheduler", "triggerer-hss_workflow", "triggerers", "api-server",
+                                       "dag-processor"])
 def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(platform, user, component):
     """SIGKILL of an Airflow component (its whole process tree: the triggerer's trigger runner,
     the dag-processor's parse zygotes) while a slow task and a deferred task of every team are
@@ -448,7 +449,11 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
     resumes in the restarted triggerer; a task in flight while the api-server is away reports its
     state once it is back, and the scheduler never fails it meanwhile: the heartbeat timeout is
     above the task's Execution API retry budget), each output written once; the alert mailed.
-    After the dag-processor's restart a new DAG file is parsed."""
+    After the dag-processor's restart a new DAG file is parsed. ``triggerers`` (the team
+    triggerers' parent, ``platform_runtime/triggerer_fork.py``): the parent alone is killed, not
+    its tree; its triggerers die with it (``PR_SET_PDEATHSIG``), so their relays (the
+    ``triggerer-<team>`` programs) exit and supervisord restarts every one of them, each asking the
+    restarted parent for a new triggerer."""
     row = {"fault": f"SIGKILL {component}", "outcome": "FAIL", "seconds": 0.0, "detail": ""}
     ROWS.append(row)
     runs = {"fault_probe": trigger_probes(user, seconds=30), "defer_probe": trigger_probes(user, 45, "defer_probe")}
@@ -458,7 +463,13 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
                          180, step=2)
     assert started, "the probes did not all start"
     proc = platform.proc(component)
-    old_pid = proc.kill()
+    relays, forked, relay_pids = {}, {}, {}  # the team programs (relays), their triggerers, before the kill
+    if component == "triggerers":
+        relays = {n: platform.proc(n) for n in supervised_pids(platform) if n.startswith("triggerer-")}
+        forked = {n: platform.triggerer_process(n.removeprefix("triggerer-")) for n in relays}
+        assert all(forked.values()) and all(t.ppid() == proc.process().pid for t in forked.values()), forked
+        relay_pids = {n: r.process().pid for n, r in relays.items()}
+    old_pid = proc.kill(tree=component != "triggerers")  # the parent alone: its forks must die by themselves
     t0 = time.monotonic()
     if component == "dag-processor":
         for team in TEAMS:  # a DAG file changed while it was down
@@ -466,6 +477,14 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
             path.write_text(NEW_DAG.format(team=team))
             os.chmod(path, 0o644)
     try:
+        if component == "triggerers":
+            died = wait_until(lambda: all(not t.is_running() or t.status() == psutil.STATUS_ZOMBIE
+                                          for t in forked.values()), 30, step=0.5)
+            assert died, "a team triggerer outlived its parent"
+            respawned = wait_until(lambda: all((r.info() or {}).get("statename") == "RUNNING"
+                                               and (r.info() or {}).get("pid") != relay_pids[n] for n, r in relays.items()),
+                                   120, step=1)
+            assert respawned, {n: r.info() for n, r in relays.items()}
         outage = ""
         if component == "api-server" and not UNPROTECTED:  # how long the tasks in flight could not reach it
             back = wait_until(platform.api_healthy, RUN_TIMEOUT)
@@ -492,6 +511,10 @@ def test_a_platform_component_sigkilled_is_restarted_and_every_run_finishes(plat
     assert info.get("statename") == "RUNNING" and info.get("pid") != old_pid, info
     sv_log = (platform.supervisor.log_dir / "supervisord.log").read_text()
     assert f"exited: {component} (terminated by SIGKILL; not expected)" in sv_log
+    if component == "triggerers":  # every team's triggerer again a fork of the restarted parent
+        again = {n: platform.triggerer_process(n.removeprefix("triggerer-")) for n in relays}
+        assert all(t and t.ppid() == info["pid"] for t in again.values()), again
+        row["detail"] += f"; {len(relays)} team triggerers died with it, their relays restarted"
     mails = wait_until(lambda: alert_mails(platform, f"{component} exited unexpectedly"), 30)
     assert mails, [m["Subject"] for m in read_mailbox(platform.config.mail_dir)]
     row["outcome"] = "pass"

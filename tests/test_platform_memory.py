@@ -12,7 +12,10 @@ import psutil
 import pytest
 
 from benchmarks.platform_memory import (
+    PARSE_FORK,
+    ZYGOTE,
     child_kind,
+    idle_usage,
     memory_table,
     parse_smaps_rollup,
     program_kind,
@@ -130,3 +133,62 @@ def test_memory_table_prints_every_kind_of_every_column_and_the_totals(forker):
     assert f"{CHILDREN:>6d}" in row
     totals = next(line for line in lines if line.startswith("total "))
     assert f"{1 + CHILDREN:>6d}" in totals
+
+
+# A dag-processor (root) with a team's zygote (a child whose command line says " zygote"), which
+# forks a "parse" (same command line) every PARSE_EVERY seconds, each living PARSE_SECONDS; after
+# PARSES of them it forks no more.
+ZYGOTE_SCRIPT = """
+import os, sys, time
+parses, every, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+for _ in range(parses):
+    if os.fork() == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    time.sleep(every)
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+time.sleep(600)
+"""
+
+
+def dag_processor(parses: int, every: float, seconds: float) -> subprocess.Popen:
+    """A root process running one zygote that forks ``parses`` parses."""
+    code = ("import subprocess, sys, time\n"
+            f"subprocess.Popen([sys.executable, '-c', {ZYGOTE_SCRIPT!r}, '{parses}', '{every}', '{seconds}', 'zygote'])\n"
+            "time.sleep(600)\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        child.kill()
+    proc.kill()
+    proc.wait()
+
+
+def test_idle_usage_waits_until_no_parse_is_in_flight_and_the_processes_are_stable():
+    proc = dag_processor(parses=4, every=1.0, seconds=0.8)
+    try:
+        t0 = time.monotonic()
+        usage, how = idle_usage(lambda: {"dag-processor": proc.pid}, [], timeout=30, interval=0.5)
+        waited = time.monotonic() - t0
+        assert how["idle"] and how["refused"] >= 1
+        assert set(usage) == {"dag-processor", ZYGOTE}, usage.keys()  # no parse fork measured
+        assert usage[ZYGOTE].count == 1 and usage["dag-processor"].count == 1
+        assert waited >= 3  # not before the last of the 4 parses (one a second) had ended
+    finally:
+        kill_tree(proc)
+
+
+def test_idle_usage_gives_up_and_says_so_when_parses_never_stop():
+    proc = dag_processor(parses=1000, every=0.2, seconds=0.5)  # always one or more parses in flight
+    try:
+        usage, how = idle_usage(lambda: {"dag-processor": proc.pid}, [], timeout=3, interval=0.5)
+        assert not how["idle"] and how["refused"] >= 4
+        assert usage[PARSE_FORK].count >= 1
+    finally:
+        kill_tree(proc)

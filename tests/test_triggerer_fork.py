@@ -227,3 +227,51 @@ def test_a_peer_without_the_parents_capabilities_gets_no_triggerer(tmp_path, pla
     assert "not forked by the parent" in text and "forked by the parent (pid" not in text, text
     assert "refused" in log.read_text()
     assert not triggerers_of(proc.pid, teams[0])
+
+
+def test_the_parent_killed_its_triggerers_die_and_their_relays_exit(tmp_path, platform_env, parent, teams):
+    """SIGKILL of the parent alone (an OOM kill, a crash): each triggerer dies with it
+    (``PR_SET_PDEATHSIG``), with its trigger runner's group, and each relay exits (125: no code
+    came back), so that supervisord restarts the team's program, which asks the new parent."""
+    proc, log = parent
+    relays = {t: Relay(tmp_path, t, triggerer_argv(t, "--skip-serve-logs"), platform_env) for t in teams[:2]}
+    try:
+        trig = {t: wait_for(lambda t=t: triggerers_of(proc.pid, t), 120) for t in relays}
+        assert all(trig.values()), {t: r.text() for t, r in relays.items()}
+        time.sleep(3)  # each has started Airflow's triggerer job
+        groups = {t: [p, *p.children(recursive=True)] for t, (p,) in trig.items()}
+        proc.send_signal(signal.SIGKILL)  # the parent alone, not its process group
+        proc.wait(10)
+        for t, group in groups.items():
+            assert wait_for(lambda g=group: all(gone(p) for p in g), 15), f"team {t}'s triggerer outlived its parent"
+        for relay in relays.values():
+            assert relay.proc.wait(15) == 125, relay.text()
+    finally:
+        for r in relays.values():
+            r.close()
+
+
+def test_with_no_parent_listening_the_relay_execs_the_triggerer_itself(tmp_path, platform_env, teams):
+    """No ``triggerers`` parent (not started, another host, restarting for longer than
+    CONNECT_SECONDS): the relay waits that long, then becomes the team's triggerer (the same
+    process execs the argv: today's fresh triggerer, with the program's environment)."""
+    from platform_runtime.triggerer_fork import CONNECT_SECONDS
+
+    team = teams[1]
+    argv = triggerer_argv(team, "--skip-serve-logs")
+    relay = Relay(tmp_path, team, argv, platform_env)
+    try:
+        time.sleep(CONNECT_SECONDS / 2)
+        me = psutil.Process(relay.proc.pid)
+        assert str(RELAY) in me.cmdline() and relay.proc.poll() is None  # still waiting for a parent
+        t0 = time.monotonic()
+        assert wait_for(lambda: me.cmdline() == argv, CONNECT_SECONDS + 30), (me.cmdline(), relay.text())
+        assert time.monotonic() - t0 >= CONNECT_SECONDS / 2 - 2  # not before the wait was over
+        assert "no triggerer parent listening" in relay.text()
+        # it runs Airflow's triggerer: its job starts the team's trigger runner (a child process)
+        assert wait_for(lambda: me.children(recursive=True), 120), relay.text()
+        assert relay.proc.poll() is None, relay.text()
+        relay.proc.send_signal(signal.SIGTERM)
+        assert relay.proc.wait(60) in (0, -signal.SIGTERM), relay.text()
+    finally:
+        relay.close()
