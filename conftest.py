@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     pg = PgServer(tmp / "pgdata", free_port())
     pg.start()
     pg.wait_ready()
+    no_fsync(pg)
     password = secrets.token_urlsafe(16)
     pg.ensure_database("airflow", "airflow", password)
     home = tmp / "airflow-home"
@@ -79,6 +81,35 @@ def pytest_configure(config: pytest.Config) -> None:
         check=True, capture_output=True, text=True, env=dict(os.environ),
     )
     _STATE.update(tmp=tmp, pg=pg)
+
+
+def no_fsync(pg: PgServer) -> None:
+    """The session's PostgreSQL, deleted with the session, flushes nothing to disk (PostgreSQL's
+    ``fsync = off``): that guards against an OS crash only, which no test is about, and each of the
+    hundreds of databases the tests create and drop (``domain_db``) and each commit of a
+    ``dag.test()`` otherwise waits for the disk of a machine the tests share. The platforms the
+    live tests start keep the platform's own ``fsync = on``."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg.admin_dsn())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER SYSTEM SET fsync = off")
+            cur.execute("SELECT pg_reload_conf()")
+        for _ in range(100):  # the reload is asynchronous: a new session sees it once the postmaster has read it
+            fresh = psycopg2.connect(pg.admin_dsn())
+            try:
+                with fresh.cursor() as cur:
+                    cur.execute("SHOW fsync")
+                    if cur.fetchone()[0] == "off":
+                        return
+            finally:
+                fresh.close()
+            time.sleep(0.05)
+        raise RuntimeError("PostgreSQL did not take fsync = off")
+    finally:
+        conn.close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -131,6 +131,12 @@ EXECUTOR_PROBES = {"celery": {"local": "LocalExecutor", "global": "platform_runt
                    "local": {}}
 
 
+# The test platforms' development data (the settings' placeholders): aurora's generated app data
+# (local.data), 500 users instead of make start's 2,000, so that ml_training_pipeline trains in
+# about a minute on two cores and a platform that runs no aurora DAG starts sooner
+DEV_DATA = {"AURORA_DEV_USERS": "500"}
+
+
 def make_platform(executor: str = "celery", max_task_retry_delay: int | None = None,
                   plant: dict[str, str] | None = None, **config) -> LocalPlatform:
     """A platform of its own under a fresh folder that team users may traverse (mode 0711).
@@ -216,9 +222,7 @@ def running_platform(executor: str = "celery", **kw) -> Iterator[LocalPlatform]:
     # A global connection in the starter's environment must not leak into the platform
     # (every team could read it): the cross-team probe of test_isolation.py would then succeed.
     stray = {f"AIRFLOW_CONN_{t.upper()}_POSTGRES": '{"conn_type": "postgres", "host": "leak"}' for t in TEAMS}
-    # aurora's generated app data (local.data): 500 users instead of make start's 2,000, so that
-    # ml_training_pipeline trains in about a minute on two cores
-    env["AURORA_DEV_USERS"] = "500"
+    env.update(DEV_DATA)
     p.standin_specs = lambda: []  # served here, on free ports
     p.standins = {}
     with mock.patch.dict(os.environ, {**stray, **env}):

@@ -10,16 +10,18 @@ which runs first (its name sorts first); this module's last tests stop it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import requests
 
 from devplatform.supervisor import LISTENER
-from tests.live_platform import TEAMS, make_platform
+from tests.live_platform import DEV_DATA, TEAMS, make_platform
 
 
 @pytest.fixture(scope="module")
@@ -855,7 +857,8 @@ def test_the_same_probe_succeeds_on_the_old_local_executor_set_up():
     platform_env = p.env
     p.env = lambda: {**platform_env(), "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180"}
     try:
-        p.start(wait_timeout=400)
+        with mock.patch.dict(os.environ, DEV_DATA):  # the development data of the session's platform
+            p.start(wait_timeout=400)
         logins = p.logins()
         r = requests.post(f"{p.config.api_url}/auth/token", json={"username": "admin", "password": logins["admin"]}, timeout=10)
         runs = trigger_attack_probes(p, {"admin": r.json()["access_token"]})

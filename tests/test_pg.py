@@ -84,3 +84,18 @@ def test_the_superuser_logs_in_over_the_socket_only_as_a_mapped_os_user(pg):
         pg.reload()
         time.sleep(0.5)
     psycopg2.connect(pg.admin_dsn()).close()
+
+
+def test_the_sessions_database_skips_fsync_and_the_platforms_settings_keep_it(pg):
+    """The session's throw-away PostgreSQL runs with ``fsync = off`` (conftest.py ``no_fsync``,
+    PostgreSQL's ``ALTER SYSTEM``, i.e. postgresql.auto.conf); the settings file the platform
+    writes for every server it starts (``make start``, the live tests' platforms) still says on."""
+    conn = psycopg2.connect(pg.admin_dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW fsync")
+            assert cur.fetchone()[0] == "off"
+    finally:
+        conn.close()
+    assert "fsync = on" in (pg.datadir / "postgresql.conf").read_text().splitlines()
+    assert "fsync = 'off'" in (pg.datadir / "postgresql.auto.conf").read_text()

@@ -133,7 +133,10 @@ def env():
     # PostgreSQL runs as its own user: the state folder must be reachable (pytest's tmp is 0700)
     state = Path(tempfile.mkdtemp(prefix="looklyy-wait-platform-"))
     os.chmod(state, 0o755)
-    cfg = PlatformConfig(state=state, parallelism=4, executor="celery")  # the looklyy team's Celery worker
+    # the looklyy team alone (its Celery worker, Redis, triggerer, bundle), as `PLATFORM_DOMAINS=looklyy
+    # make start` runs it: the other teams' processes and local data (aurora's generated users,
+    # ecommerce_ml's lake) take no part in the wait and only made the start and the stop slower
+    cfg = PlatformConfig(state=state, parallelism=4, executor="celery", domains=["looklyy"])
     n = len(cfg.domains)
     ports = free_ports(6 + 2 * n)
     pg, airflow_api, smtp, worker_log, api_port = ports[:5]  # api_port: the Looklyy stand-in
@@ -145,7 +148,8 @@ def env():
     # Read by the settings' placeholders (the team's looklyy_api connection) and by the
     # `apply-settings` subprocess, which builds its own PlatformConfig from the environment.
     pinned = {"LOOKLYY_API_URL": f"http://127.0.0.1:{api_port}", "LOOKLYY_API_KEY": KEY,
-              "PLATFORM_STATE_DIR": str(state), "PLATFORM_PG_PORT": str(cfg.pg_port)}
+              "PLATFORM_STATE_DIR": str(state), "PLATFORM_PG_PORT": str(cfg.pg_port),
+              "PLATFORM_DOMAINS": ",".join(cfg.domains)}
     saved = {k: os.environ.get(k) for k in pinned}
     os.environ.update(pinned)
     p = LocalPlatform(cfg, quiet=True)
