@@ -27,7 +27,8 @@ built incrementally from the previous one: its Parquet footer names the day part
 days that left the window (or whose interactions changed) are filtered out of each pair's
 ``purchases`` and the days new to it merged in, so a day reads one matrix and one partial instead
 of the window's 90; without a usable previous matrix it is built from every partial of the window.
-Everything runs in DuckDB with a memory limit over the files. The day's cleaned interactions are
+Everything runs in DuckDB with a memory limit over the files; a large matrix is built one customer
+range at a time (:func:`_matrix_sql`), so its memory does not grow with the window. The day's cleaned interactions are
 kept in the lake only (the registered artifact is the system of record; migration 0006 dropped the
 PostgreSQL copy): :func:`open_interactions` gives a DuckDB view over a range of days.
 PostgreSQL gets the rejections (by COPY) and the registry rows.
