@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -91,25 +91,21 @@ def no_fsync(pg: PgServer) -> None:
     live tests start keep the platform's own ``fsync = on``."""
     import psycopg2
 
-    conn = psycopg2.connect(pg.admin_dsn())
-    conn.autocommit = True
-    try:
+    from tests.waiting import wait_for
+
+    def show_fsync() -> str:
+        with closing(psycopg2.connect(pg.admin_dsn())) as conn, conn.cursor() as cur:
+            cur.execute("SHOW fsync")
+            return cur.fetchone()[0]
+
+    with closing(psycopg2.connect(pg.admin_dsn())) as conn:
+        conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ALTER SYSTEM SET fsync = off")
-            cur.execute("SELECT pg_reload_conf()")
-        for _ in range(100):  # the reload is asynchronous: a new session sees it once the postmaster has read it
-            fresh = psycopg2.connect(pg.admin_dsn())
-            try:
-                with fresh.cursor() as cur:
-                    cur.execute("SHOW fsync")
-                    if cur.fetchone()[0] == "off":
-                        return
-            finally:
-                fresh.close()
-            time.sleep(0.05)
+    pg.reload()
+    # the reload is asynchronous: a new session sees it once the postmaster has read it
+    if not wait_for(lambda: show_fsync() == "off", timeout=5, step=0.05):
         raise RuntimeError("PostgreSQL did not take fsync = off")
-    finally:
-        conn.close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
