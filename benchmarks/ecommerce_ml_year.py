@@ -23,7 +23,8 @@ rerun: the same work, the content unchanged), the matrix of the last day built i
 the day before's (``build_matrix``), the same matrix from every partial of the window
 (``incremental=False``) and regrouped from every interactions file of the window (the rebuild
 before the partials), and what the domain's users run on the last day over the window:
-the recommendation training read (the matrix file into arrays), similar products (articles bought
+the recommendation training read (``interactions.open_matrix``: the matrix by customer range as codes
+and weights, one popularity pass), similar products (articles bought
 by the buyers of the best seller, over the window) and customer features (RFM per customer over
 the window).
 """
@@ -140,27 +141,18 @@ def _timed(kind: str, day: str, root) -> dict:
                         " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
             rows = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}/m.parquet')").fetchone()[0]
             return {"seconds": time.perf_counter() - t0, "rows": rows, "days": len(files)}
-    if kind == "training_read":  # the matrix into a recommender's arrays: integer row/column codes and weights
-        from contextlib import closing
+    if kind == "training_read":  # the matrix as a recommender's input: integer codes and weights, by customer range
+        import numpy as np
 
-        from domains.ecommerce_ml.db import DATABASE
-
-        with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT path FROM dataset_registry WHERE dataset = 'user_item_matrix' AND kind = 'artifact'"
-                        " AND version = %s", (day,))
-            path = cur.fetchone()[0].removeprefix("file://")
-        # (the 64-character customer ids as Python strings took 2.4 GB for 7.2 M pairs at 0.1x: codes instead,
-        # 16 bytes a pair; the id lists are what maps a code back)
-        with ingest.duckdb_session() as con:
-            t0 = time.perf_counter()
-            con.execute(f"CREATE VIEW m AS SELECT customer_id, article_id, weight FROM read_parquet('{path}')")
-            con.execute("CREATE TABLE c AS SELECT customer_id, (row_number() OVER (ORDER BY customer_id) - 1)::INTEGER"
-                        " AS ci FROM (SELECT DISTINCT customer_id FROM m)")
-            con.execute("CREATE TABLE a AS SELECT article_id, (row_number() OVER (ORDER BY article_id) - 1)::INTEGER"
-                        " AS ai FROM (SELECT DISTINCT article_id FROM m)")
-            arrays = con.execute("SELECT ci, ai, weight FROM m JOIN c USING (customer_id) JOIN a USING (article_id)"
-                                 ).fetchnumpy()
-            return {"seconds": time.perf_counter() - t0, "rows": len(arrays["weight"])}
+        t0 = time.perf_counter()
+        with interactions.open_matrix(day, root) as matrix:
+            # what one pass of training needs per batch; here each article's summed weight (a popularity model)
+            popularity, rows, customers = np.zeros(len(matrix.articles)), 0, 0
+            for batch in matrix.batches():
+                popularity += np.bincount(batch.article, weights=batch.weight, minlength=len(popularity))
+                rows, customers = rows + len(batch.weight), customers + len(batch.customers)
+        return {"seconds": time.perf_counter() - t0, "rows": rows, "customers": customers,
+                "articles": len(popularity), "batches_weight": round(float(popularity.sum()), 3)}
     first = (date.fromisoformat(day) - timedelta(days=89)).isoformat()
     t0 = time.perf_counter()
     with interactions.open_interactions(first, day, root) as con:

@@ -41,6 +41,7 @@ import os
 import tempfile
 from bisect import bisect_left
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import accumulate, pairwise
 from pathlib import Path
@@ -182,6 +183,72 @@ def open_interactions(first, last, root=None):
         con.execute(f"CREATE VIEW interactions AS SELECT {', '.join(INTERACTION_COLUMNS)} FROM read_parquet({local!r})")
         yield con
 
+
+
+@dataclass(frozen=True)
+class MatrixBatch:
+    """One customer range of a matrix as a recommender's input: the pair ``i`` is customer
+    ``first_customer + customer[i]``'s purchase of article ``article[i]`` (an index into the matrix's
+    ``articles``) with ``weight[i]``; ``customers`` are the range's customer ids, in code order
+    (``customers[customer[i]]`` is the pair's customer)."""
+
+    first_customer: int
+    customers: Any
+    customer: Any
+    article: Any
+    weight: Any
+
+
+class TrainingMatrix:
+    """A matrix file read for training: ``articles`` (every article id of the matrix, sorted; an
+    article's code is its index) and :meth:`batches`, the pairs one customer range at a time, so the
+    reader's memory does not grow with the matrix (a pair is 16 bytes in the batch's arrays)."""
+
+    def __init__(self, con, path: str, range_rows: int) -> None:
+        self._con, self._path, self._range_rows = con, path, range_rows
+        con.execute(f"CREATE OR REPLACE TEMP TABLE matrix_articles AS SELECT article_id,"
+                    f" (row_number() OVER (ORDER BY article_id) - 1)::INTEGER AS ai"
+                    f" FROM (SELECT DISTINCT article_id FROM read_parquet('{path}'))")
+        self.articles = con.execute("SELECT article_id FROM matrix_articles ORDER BY ai").fetchnumpy()["article_id"]
+
+    def batches(self):
+        """The pairs by customer range (cut at the file's row groups, about ``range_rows`` pairs each;
+        a customer's pairs are never split), in the file's order: customer, then article."""
+        con, path = self._con, self._path
+        bounds = [None, *_customer_ranges(con, [path], self._range_rows), None]
+        first = 0
+        for low, high in pairwise(bounds):
+            where = _where(low, high)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE matrix_customers AS SELECT customer_id,"
+                        f" (row_number() OVER (ORDER BY customer_id) - 1)::INTEGER AS ci"
+                        f" FROM (SELECT DISTINCT customer_id FROM read_parquet('{path}'){where})")
+            customers = con.execute("SELECT customer_id FROM matrix_customers ORDER BY ci").fetchnumpy()["customer_id"]
+            pairs = con.execute(f"SELECT c.ci, a.ai, m.weight FROM (SELECT * FROM read_parquet('{path}'){where}) m"
+                                " JOIN matrix_customers c USING (customer_id) JOIN matrix_articles a USING (article_id)"
+                                " ORDER BY c.ci, a.ai").fetchnumpy()
+            if len(customers):
+                yield MatrixBatch(first, customers, pairs["ci"], pairs["ai"], pairs["weight"])
+            first += len(customers)
+
+
+@contextmanager
+def open_matrix(day, root=None, range_rows: int | None = None):
+    """The registered user-item matrix of ``day`` as a :class:`TrainingMatrix` (recommendation
+    training's input), read one customer range of about ``range_rows`` pairs at a time (default
+    ``ECOMMERCE_ML_MATRIX_RANGE_ROWS`` or :data:`RANGE_ROWS`, read when used)::
+
+        with open_matrix("2024-06-03") as matrix:
+            for batch in matrix.batches():
+                model.partial_fit(batch.first_customer + batch.customer, batch.article, batch.weight)
+    """
+    root = root or lake.lake_root()
+    range_rows = range_rows or int(os.environ.get("ECOMMERCE_ML_MATRIX_RANGE_ROWS") or RANGE_ROWS)
+    with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
+        found = registered_paths(cur, MATRIX, str(day), str(day))
+    if not found:
+        raise FileNotFoundError(f"no registered {MATRIX} for {day}: run build_matrix first")
+    with ingest.duckdb_session() as con, _local_files([lake_path(root, found[0][1])]) as (local,):
+        yield TrainingMatrix(con, local, range_rows)
 
 # the matrix's columns from each pair's purchases in the window (a list of {day, items}, oldest first);
 # both builds, from the day partials or from the previous matrix, derive them here

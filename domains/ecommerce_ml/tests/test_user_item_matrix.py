@@ -207,3 +207,44 @@ def test_matrix_built_in_customer_ranges_is_the_one_range_matrix(ecom):
     keys = [(r[0], r[1]) for r in duckdb.sql(f"SELECT customer_id, article_id FROM read_parquet('{one_path}')").fetchall()]
     assert keys == sorted(keys) and len(keys) == len(set(keys)) == rows
     _assert_same(_matrix(one_path), _full(ecom, DAYS[3], window))
+
+
+def test_training_read_by_customer_range_gives_the_matrix_pairs_as_codes(ecom):
+    """``open_matrix`` (recommendation training's input) reads the registered matrix one customer range
+    at a time: integer codes and weights per batch, a customer's pairs never split across batches, and
+    together exactly the file's pairs in its order, the same as one batch of everything."""
+    import pytest
+
+    from domains.ecommerce_ml import interactions
+
+    for day in DAYS[:2]:
+        ecom.generate(day, scale=30, parts=("articles", "customers", "transactions"))
+        _run_day(ecom, day, 2)
+    path = _registered(ecom, "user_item_matrix", DAYS[1])
+    want = duckdb.sql(f"SELECT customer_id, article_id, weight FROM read_parquet('{path}')").fetchall()
+    # small row groups, as a 1x matrix has hundreds of them (the ranges are cut at row groups)
+    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{path}')) TO '{path}.tmp' (FORMAT parquet, ROW_GROUP_SIZE 200)")
+    os.replace(f"{path}.tmp", path)
+
+    def read(range_rows: int) -> tuple[list, list]:
+        with interactions.open_matrix(DAYS[1], ecom.root(), range_rows=range_rows) as matrix:
+            articles = list(matrix.articles)
+            batches = list(matrix.batches())
+        got, seen = [], 0
+        for b in batches:
+            assert b.first_customer == seen and len(b.customer) == len(b.article) == len(b.weight)
+            assert sorted(set(b.customer.tolist())) == list(range(len(b.customers)))  # every code used
+            seen += len(b.customers)
+            got += [(b.customers[c], articles[a], w) for c, a, w in zip(b.customer, b.article, b.weight, strict=True)]
+        customers = [c for b in batches for c in b.customers]
+        assert customers == sorted(set(customers)) and articles == sorted(set(articles))
+        return batches, got
+
+    batches, got = read(500)
+    assert len(batches) >= 3, len(batches)
+    assert got == want
+    one, got_one = read(10**9)
+    assert len(one) == 1 and got_one == want
+    with pytest.raises(FileNotFoundError, match="no registered user_item_matrix for"):
+        with interactions.open_matrix(DAY, ecom.root()):
+            pass
