@@ -46,7 +46,7 @@ SOURCE = "aurora/prediction_pipeline"
 KAFKA_CONN_ID = "aurora_kafka"
 KEY_PREFIX = "aurora:predictions:"
 CACHE_TTL_SECONDS = 36 * 3600  # until well after the next daily run
-CHUNK_USERS = 10_000  # users per chunk (predict, save, cache): chunk_users()
+CHUNK_USERS = 2_500  # users per chunk (predict, save, cache): chunk_users(); a chunk of 2,500 users reads ~0.5 M rows
 CHUNK_ENV = "AURORA_PREDICTION_CHUNK_USERS"
 COLUMNS = ["user_id", "target", "target_date", "horizon_hours", "target_time", "predicted_value", "model_name",
            "model_version", "as_of"]
@@ -89,7 +89,7 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
     if target == "energy":
         out["target_date"] = as_of.date()
         out["horizon_hours"] = frame["horizon_hours"].astype(int).to_numpy()
-        out["target_time"] = pd.to_datetime(frame["target_time"], utc=True).to_numpy()
+        out["target_time"] = pd.to_datetime(frame["target_time"], utc=True).array  # no Timestamp per row
     else:
         out["target_date"] = pd.to_datetime(frame["target_date"]).dt.date.to_numpy()
         out["horizon_hours"] = 0  # a daily target: no target_time (NULL)
