@@ -204,31 +204,37 @@ def _typed(rows: pd.DataFrame) -> pd.DataFrame:
 def save_predictions(as_of) -> dict:
     """Task body: the three targets' rows upserted and their events added, committed together,
     one chunk of users at a time: part i of each target (the same users when the predict steps
-    used the same chunk size) read, upserted, its events added, then dropped before part i + 1."""
+    used the same chunk size) read, its events added, its rows sent
+    (:func:`shared.db.bulk_upsert_frames`: COPY straight into an empty table, else one merge at the
+    end), then dropped before part i + 1 is read."""
     from itertools import zip_longest
 
     from domains.aurora.datasets import load_parts
     from domains.aurora.db import DATABASE, record_tables
-    from shared.db import bulk_upsert
+    from shared.db import bulk_upsert_frames
     from shared.outbox import add_events
 
     key = as_of_key("predictions", as_of)
-    n = inserted = updated = added = 0
+    counts = {"rows": 0, "events": 0}
     with closing(DATABASE.connect()) as conn:
-        for parts in zip_longest(*(load_parts(conn, key, f"predictions:{t}") for t in TARGETS)):
-            rows = pd.concat([p for p in parts if p is not None and not p.empty], ignore_index=True)
-            if rows.empty:
-                continue
-            rows = _typed(rows)
-            result = bulk_upsert(conn, "predictions", COLUMNS, rows, key=KEY, commit=False)
-            with conn.cursor() as cur:  # the events streamed from the chunk's rows
-                added += add_events(cur, events_for(rows), source=SOURCE)
-            n, inserted, updated = n + len(rows), inserted + result.inserted, updated + result.updated
-            del rows, parts
+        def chunks():
+            for parts in zip_longest(*(load_parts(conn, key, f"predictions:{t}") for t in TARGETS)):
+                rows = pd.concat([p for p in parts if p is not None and not p.empty], ignore_index=True)
+                if rows.empty:
+                    continue
+                rows = _typed(rows)
+                with conn.cursor() as cur:  # the chunk's events, streamed from its rows
+                    counts["events"] += add_events(cur, events_for(rows), source=SOURCE)
+                counts["rows"] += len(rows)
+                yield rows
+
+        # a part's users are in no other part: the chunks share no key
+        result = bulk_upsert_frames(conn, "predictions", COLUMNS, chunks(), key=KEY, commit=False)
         conn.commit()
     record_tables(inputs=["training_datasets"], outputs=["predictions", "event_outbox"])
-    log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox", n, inserted, updated, added)
-    return {"rows": n, "inserted": inserted, "updated": updated, "events": added}
+    log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",
+             counts["rows"], result.inserted, result.updated, counts["events"])
+    return {"rows": counts["rows"], "inserted": result.inserted, "updated": result.updated, "events": counts["events"]}
 
 
 # -- 4. Redis -----------------------------------------------------------------------------------------
