@@ -61,8 +61,9 @@ same work without the project's code around it), each step and path in a fresh c
 (seconds, rows, ``VmHWM``), ROUNDS interleaved rounds per step (the paths' order rotated each
 round), then per step the medians, their ratios and each path's highest peak RSS:
 
-- predict_target(t): bare = the same history queries (``history.history_queries``) as plain
-  ``COPY ... TO STDOUT`` into a buffer + one call of the model on the cohort's feature rows
+- predict_target(t): bare = the same history queries (``history.history_queries``, in the project's
+  chunks of users: ``predictions.chunk_users()``, ``AURORA_PREDICTION_CHUNK_USERS``) as plain
+  ``COPY ... TO STDOUT`` into a buffer + one call of the model per chunk on its feature rows
   (features computed before the clock starts);
 - save_predictions: bare = in one transaction, ``COPY`` of the same rows into ``predictions`` and
   the outbox rows built by one ``INSERT ... SELECT ... GROUP BY`` (``jsonb_agg``) over them;
