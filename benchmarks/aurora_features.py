@@ -61,8 +61,9 @@ same work without the project's code around it), each step and path in a fresh c
 (seconds, rows, ``VmHWM``), ROUNDS interleaved rounds per step (the paths' order rotated each
 round), then per step the medians, their ratios and each path's highest peak RSS:
 
-- predict_target(t): bare = the same history queries (``history.history_queries``) as plain
-  ``COPY ... TO STDOUT`` into a buffer + one call of the model on the cohort's feature rows
+- predict_target(t): bare = the same history queries (``history.history_queries``, in the project's
+  chunks of users: ``predictions.chunk_users()``, ``AURORA_PREDICTION_CHUNK_USERS``) as plain
+  ``COPY ... TO STDOUT`` into a buffer + one call of the model per chunk on its feature rows
   (features computed before the clock starts);
 - save_predictions: bare = in one transaction, ``COPY`` of the same rows into ``predictions`` and
   the outbox rows built by one ``INSERT ... SELECT ... GROUP BY`` (``jsonb_agg``) over them;
@@ -667,11 +668,8 @@ def _step_check(kind: str, target: str, prepared) -> str:
         if prepared is not None:  # bare: its own model call's values
             keys = pd.concat(prepared["keys"], ignore_index=True)
             return _values_digest(keys["user_id"], keys["horizon_hours"], np.concatenate(prepared["values"]))
-        from domains.aurora.datasets import load_frame
-        from shared.runs import as_of_key
-
         with closing(DATABASE.connect()) as conn:
-            rows = load_frame(conn, as_of_key("predictions", AS_OF_PREDICTIONS), f"predictions:{target}")
+            rows = _stored_predictions(conn, [target])
             conn.commit()
         return _values_digest(rows["user_id"], rows["horizon_hours"], rows["predicted_value"])
     if kind == "save":
@@ -687,13 +685,25 @@ def _step_check(kind: str, target: str, prepared) -> str:
     return ""
 
 
+def _stored_predictions(conn, targets) -> pd.DataFrame:
+    """The predictions the predict steps stored for ``targets``, whole: in parts (this tree's
+    ``datasets.load_parts``) or as one frame (a tree before it, whose ``predict_target`` stored
+    ``predictions:<target>`` whole). Imported from the running path's tree."""
+    from domains.aurora import datasets
+    from shared.runs import as_of_key
+
+    key = as_of_key("predictions", AS_OF_PREDICTIONS)
+    load = getattr(datasets, "load_parts", None)
+    frames = [f for t in targets for f in (load(conn, key, f"predictions:{t}") if load
+                                           else [datasets.load_frame(conn, key, f"predictions:{t}")])]
+    return pd.concat(frames, ignore_index=True)
+
+
 def _bare_prepare(conn, kind: str, target: str):
     """What a bare baseline gets before the clock starts."""
     from domains.aurora import models, predictions, registry
-    from domains.aurora.datasets import load_frame
     from domains.aurora.features import prediction_window, user_features
     from domains.aurora.history import read_history
-    from shared.runs import as_of_key
 
     as_of = AS_OF_PREDICTIONS
     users = predictions.cohort(conn, as_of)
@@ -702,8 +712,9 @@ def _bare_prepare(conn, kind: str, target: str):
         start, end = prediction_window(as_of)
         capture = _CapturedInputs(model)
         keys = []
-        for i in range(0, len(users), predictions.CHUNK_USERS):
-            ids = users[i:i + predictions.CHUNK_USERS]
+        chunk = predictions.chunk_users()  # the project's chunks of users
+        for i in range(0, len(users), chunk):
+            ids = users[i:i + chunk]
             h = read_history(conn, start, end, ids)
             # the model's input rows as the project builds them (its features, hour features,
             # exercised_before), captured instead of predicted: the clock times the model call
@@ -712,8 +723,7 @@ def _bare_prepare(conn, kind: str, target: str):
             keys.append(out.reindex(columns=["user_id", "horizon_hours"], fill_value=0))
         return {"users": users, "model": model, "inputs": capture.inputs, "keys": keys, "values": []}
     if kind == "save":
-        rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}")
-                          for t in predictions.TARGETS], ignore_index=True).reindex(columns=predictions.COLUMNS)
+        rows = _stored_predictions(conn, predictions.TARGETS).reindex(columns=predictions.COLUMNS)
         rows["target_time"] = pd.to_datetime(rows["target_time"], utc=True)
         for col in ("user_id", "horizon_hours", "model_version"):
             rows[col] = rows[col].astype("int64")
@@ -738,8 +748,9 @@ def _bare_run(kind: str, target: str, prepared) -> int:
         start, end = prediction_window(as_of)
         users, model = prepared["users"], prepared["model"]
         with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
-            for i in range(0, len(users), predictions.CHUNK_USERS):
-                queries, params = history_queries(start, end, users[i:i + predictions.CHUNK_USERS])
+            chunk = predictions.chunk_users()
+            for i in range(0, len(users), chunk):
+                queries, params = history_queries(start, end, users[i:i + chunk])
                 for sql in queries.values():
                     # psycopg's own COPY iteration into a buffer (not the project's reader)
                     with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
@@ -939,9 +950,16 @@ def prepare(folder: str, users: int = 100_000, days: int = 31) -> None:
         print(f"preparing {users:,} users x {days} days in {folder_path} ({where})", flush=True)
         prepare_predictions_data(users, days)
         from domains.aurora import predictions
+        from domains.aurora.datasets import save_frame
+        from domains.aurora.db import DATABASE
+        from shared.runs import as_of_key
 
-        for target in predictions.TARGETS:  # save's input, as predict_target leaves it
+        for target in predictions.TARGETS:  # save's input, as predict_target leaves it (in parts)
             predictions.predict_target(target, AS_OF_PREDICTIONS)
+        with closing(DATABASE.connect()) as conn:  # and whole, as a tree before the parts stored it (--rev)
+            for target in predictions.TARGETS:
+                save_frame(conn, as_of_key("predictions", AS_OF_PREDICTIONS), f"predictions:{target}",
+                           AS_OF_PREDICTIONS.to_pydatetime(), _stored_predictions(conn, [target]))
         (folder_path / "prepared.json").write_text(json.dumps({"users": users, "days": days}))
     print(f"prepared: {folder_path}", flush=True)
 

@@ -468,20 +468,23 @@ def frame_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _load_into_empty(conn: Any, table: str, columns: Sequence[str], frame: pd.DataFrame) -> bool:
-    """An initial load (the table is empty) needs no merge: COPY straight in.
-
-    The table is locked against other writers (readers go on) and checked again under the
-    lock, so a concurrent load cannot slip in between the check and the COPY.
-    """
+def _empty_and_locked(conn: Any, table: str) -> bool:
+    """Is ``table`` empty? If so it is locked against other writers (readers go on) and checked
+    again under the lock, so a concurrent load cannot slip in between the check and a COPY."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_qualified(table)})")
         if not cur.fetchone()[0]:
             return False
         cur.execute(f"LOCK TABLE {_qualified(table)} IN SHARE ROW EXCLUSIVE MODE")
         cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_qualified(table)})")
-        if not cur.fetchone()[0]:
-            return False
+        return bool(cur.fetchone()[0])
+
+
+def _load_into_empty(conn: Any, table: str, columns: Sequence[str], frame: pd.DataFrame) -> bool:
+    """An initial load (the table is empty) needs no merge: COPY straight in."""
+    if not _empty_and_locked(conn, table):
+        return False
+    with conn.cursor() as cur:
         copy_rows(cur, table, columns, frame)
     return True
 
@@ -517,9 +520,6 @@ def bulk_upsert(
     the load can commit together with other writes (e.g. a watermark).
     """
     update = [c for c in (update if update is not None else columns) if c not in key]
-    tmp = "_upsert_" + hashlib.sha1(table.encode()).hexdigest()[:10]
-    cols = ", ".join(_ident(c) for c in columns)
-    keys = ", ".join(_ident(c) for c in key)
     is_frame = hasattr(rows, "drop_duplicates")
     if is_frame:  # vectorised de-duplication; the merge below then needs no sort
         rows = rows.drop_duplicates(subset=list(key), keep="last")
@@ -528,33 +528,83 @@ def bulk_upsert(
                 conn.commit()
             return UpsertResult(len(rows), 0)
     with conn.cursor() as cur:
-        _roomy_temp_buffers(cur)
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {_qualified(table)} INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
-        if not is_frame:
-            cur.execute(f"ALTER TABLE {tmp} ADD COLUMN IF NOT EXISTS _ord bigserial")
+        tmp = _staging_table(cur, table, ordered=not is_frame)
         copy_rows(cur, tmp, columns, rows)
-        if update:
-            sets = ", ".join(f"{_ident(c)} = EXCLUDED.{_ident(c)}" for c in update)
-            action = f"DO UPDATE SET {sets}"
-            if only_changed:
-                old = ", ".join(f"t.{_ident(c)}" for c in update)
-                new = ", ".join(f"EXCLUDED.{_ident(c)}" for c in update)
-                action += f" WHERE ({old}) IS DISTINCT FROM ({new})"
-        else:
-            action = "DO NOTHING"
-        source = (
-            f"SELECT {cols} FROM {tmp}" if is_frame
-            else f"SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _ord DESC"
-        )
-        cur.execute(
-            f"WITH ins AS (INSERT INTO {_qualified(table)} AS t ({cols}) {source}"
-            f" ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted)"
-            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
-        )
-        inserted, updated = cur.fetchone()
-        cur.execute(f"DROP TABLE {tmp}")
+        inserted, updated = _merge(cur, table, tmp, columns, key, update, only_changed, ordered=not is_frame)
     if commit:
         conn.commit()
     return UpsertResult(int(inserted), int(updated))
+
+
+def _staging_table(cur: Any, table: str, ordered: bool) -> str:
+    """A temporary table like ``table`` (dropped at commit) to COPY a load into; ``ordered``: with
+    a ``_ord`` column numbering the rows as they come (for "the last one wins")."""
+    tmp = "_upsert_" + hashlib.sha1(table.encode()).hexdigest()[:10]
+    _roomy_temp_buffers(cur)
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {_qualified(table)} INCLUDING DEFAULTS) ON COMMIT DROP")
+    if ordered:
+        cur.execute(f"ALTER TABLE {tmp} ADD COLUMN IF NOT EXISTS _ord bigserial")
+    return tmp
+
+
+def _merge(cur: Any, table: str, tmp: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str],
+           only_changed: bool, ordered: bool) -> tuple[int, int]:
+    """``INSERT ... ON CONFLICT`` of the staging table's rows into ``table`` (then the staging table
+    dropped): (inserted, updated). ``ordered``: the last row of a key wins (``_ord``), else the
+    staged keys must be distinct."""
+    cols = ", ".join(_ident(c) for c in columns)
+    keys = ", ".join(_ident(c) for c in key)
+    if update:
+        sets = ", ".join(f"{_ident(c)} = EXCLUDED.{_ident(c)}" for c in update)
+        action = f"DO UPDATE SET {sets}"
+        if only_changed:
+            old = ", ".join(f"t.{_ident(c)}" for c in update)
+            new = ", ".join(f"EXCLUDED.{_ident(c)}" for c in update)
+            action += f" WHERE ({old}) IS DISTINCT FROM ({new})"
+    else:
+        action = "DO NOTHING"
+    source = (f"SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _ord DESC" if ordered
+              else f"SELECT {cols} FROM {tmp}")
+    cur.execute(
+        f"WITH ins AS (INSERT INTO {_qualified(table)} AS t ({cols}) {source}"
+        f" ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted)"
+        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
+    )
+    inserted, updated = cur.fetchone()
+    cur.execute(f"DROP TABLE {tmp}")
+    return int(inserted), int(updated)
+
+
+def bulk_upsert_frames(
+    conn: Any,
+    table: str,
+    columns: Sequence[str],
+    frames: Iterable[pd.DataFrame],
+    key: Sequence[str],
+    *,
+    update: Sequence[str] | None = None,
+    only_changed: bool = True,
+    commit: bool = True,
+) -> UpsertResult:
+    """:func:`bulk_upsert` of DataFrames that come one at a time (chunks: a generator's frame is
+    sent, then dropped, before the next is made), in one transaction and one merge.
+
+    Into an empty table every frame is copied straight in (locked as :func:`bulk_upsert` does);
+    otherwise every frame is copied into one staging table and merged once at the end. Each
+    frame is de-duplicated by ``key`` (the last row wins); a key in two frames fails (a unique
+    violation, or ``ON CONFLICT`` affecting a row twice): chunks must not share keys (e.g.
+    chunks of users). ``update``, ``only_changed``, ``commit``: as :func:`bulk_upsert`."""
+    update = [c for c in (update if update is not None else columns) if c not in key]
+    empty = _empty_and_locked(conn, table)
+    n = 0
+    with conn.cursor() as cur:
+        tmp = None if empty else _staging_table(cur, table, ordered=False)
+        for frame in frames:
+            frame = frame.drop_duplicates(subset=list(key), keep="last")
+            copy_rows(cur, table if empty else tmp, columns, frame)
+            n += len(frame)
+        inserted, updated = (n, 0) if empty else _merge(cur, table, tmp, columns, key, update, only_changed,
+                                                        ordered=False)
+    if commit:
+        conn.commit()
+    return UpsertResult(inserted, updated)

@@ -1,6 +1,9 @@
 """A run's intermediate data (ml_training_pipeline's snapshot and feature sets), kept in
 PostgreSQL between tasks (``training_datasets``), so any worker can run the next task.
 
+A large frame is stored in parts (:func:`save_parts`, :func:`load_parts`): one part written (or
+read) and dropped before the next, so memory holds one part whatever the frame's size.
+
 Frames are stored as compressed numpy archives without pickles: numbers as they are,
 timestamps as UTC nanoseconds, dates as days, text as unicode arrays (missing text: None).
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -84,6 +88,42 @@ def load_frame(conn, run_key: str, name: str) -> pd.DataFrame:
     if row is None:
         raise LookupError(f"no dataset {name!r} for run {run_key!r}: run the upstream task first")
     return frame_from_bytes(row[0])
+
+
+def part_name(name: str, index: int) -> str:
+    """The name part ``index`` of ``name`` is stored under (``<name>#<index>``, in order as text)."""
+    return f"{name}#{index:06d}"
+
+
+def save_parts(conn, run_key: str, name: str, as_of, frames: Iterable[pd.DataFrame], commit: bool = True) -> int:
+    """Store each frame of ``frames`` as one part of ``name`` (:func:`part_name`), as it comes: a
+    generator's frame is written, then dropped, before the next is made. Replaces every part a
+    previous try stored, in one transaction; the part count (``<name>#parts``, a one-row frame)
+    is written last, so :func:`load_parts` tells "no parts" from "not run". Returns the rows."""
+    prefix = f"{name}#"
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM training_datasets WHERE run_key = %s AND starts_with(name, %s)", (run_key, prefix))
+    rows = parts = 0
+    for frame in frames:
+        save_frame(conn, run_key, part_name(name, parts), as_of, frame, commit=False)
+        rows, parts = rows + len(frame), parts + 1
+    save_frame(conn, run_key, f"{prefix}parts", as_of, pd.DataFrame({"parts": [parts], "rows": [rows]}), commit=False)
+    if commit:
+        conn.commit()
+    return rows
+
+
+def load_parts(conn, run_key: str, name: str) -> Iterator[pd.DataFrame]:
+    """The parts :func:`save_parts` stored, in order, each read when the previous one is done
+    with; a frame stored whole (:func:`save_frame`, e.g. by an earlier version) as one part.
+    ``LookupError`` when neither is there."""
+    try:
+        count = int(load_frame(conn, run_key, f"{name}#parts")["parts"].iloc[0])
+    except LookupError:
+        yield load_frame(conn, run_key, name)
+        return
+    for i in range(count):
+        yield load_frame(conn, run_key, part_name(name, i))
 
 
 def prune(conn, keep_run_key: str, keep_days: int = KEEP_DAYS, commit: bool = True) -> int:

@@ -353,16 +353,18 @@ def user_features(h: History, as_of=None, user_ids=None, features: Iterable[str]
 
 
 def exercised_before(h: History, user_ids: np.ndarray, times: pd.Series) -> np.ndarray:
-    """Per (user, time): was there a workout earlier on that time's day (known in ``h``)?"""
+    """Per (user, time): was there a workout earlier on that time's day (known in ``h``)?
+
+    Times stay datetime arrays throughout (``Series.array``): ``to_numpy()`` of a time-zone-aware
+    column makes one ``Timestamp`` object per row."""
     ex = h.exercise[["user_id", "started_at"]].copy()
+    if ex.empty:
+        return np.zeros(len(times), dtype=float)
     ex["day"] = ex["started_at"].dt.normalize()
     first = ex.groupby(["user_id", "day"])["started_at"].min()
-    key = pd.MultiIndex.from_arrays([np.asarray(user_ids), times.dt.normalize().to_numpy()])
-    first_at = first.reindex(key).to_numpy()
-    out = np.zeros(len(times), dtype=float)
-    has = ~pd.isna(first_at)
-    out[has] = (pd.DatetimeIndex(first_at[has]) < pd.DatetimeIndex(times.to_numpy()[has])).astype(float)
-    return out
+    key = pd.MultiIndex.from_arrays([np.asarray(user_ids), times.dt.normalize().array])
+    first_at = first.reindex(key).array  # NaT where no workout that day: never earlier than a time
+    return np.asarray(first_at < times.array, dtype=float)
 
 
 def add_hour_features(frame: pd.DataFrame, times: pd.Series) -> pd.DataFrame:

@@ -257,7 +257,7 @@ def predict_from_features(target: str, features: pd.DataFrame, as_of, model: Mod
         frame = add_hour_features(frame, times)
         frame["exercised_before"] = (exercised_before(history, frame["user_id"].to_numpy(), times)
                                      if history is not None else 0.0)
-        out = pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "target_time": times.to_numpy(),
+        out = pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "target_time": times.array,
                             "horizon_hours": np.tile(steps, len(users)), col: model.predict(frame)})
     else:
         out = pd.DataFrame({"user_id": users, "target_date": as_of.date(), col: model.predict(features)})

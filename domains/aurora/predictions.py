@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from contextlib import closing
 
 import numpy as np
@@ -45,7 +46,8 @@ SOURCE = "aurora/prediction_pipeline"
 KAFKA_CONN_ID = "aurora_kafka"
 KEY_PREFIX = "aurora:predictions:"
 CACHE_TTL_SECONDS = 36 * 3600  # until well after the next daily run
-CHUNK_USERS = 10_000
+CHUNK_USERS = 2_500  # users per chunk (predict, save, cache): chunk_users(); a chunk of 2,500 users reads ~0.5 M rows
+CHUNK_ENV = "AURORA_PREDICTION_CHUNK_USERS"
 COLUMNS = ["user_id", "target", "target_date", "horizon_hours", "target_time", "predicted_value", "model_name",
            "model_version", "as_of"]
 KEY = ["user_id", "target", "target_date", "horizon_hours"]
@@ -87,7 +89,7 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
     if target == "energy":
         out["target_date"] = as_of.date()
         out["horizon_hours"] = frame["horizon_hours"].astype(int).to_numpy()
-        out["target_time"] = pd.to_datetime(frame["target_time"], utc=True).to_numpy()
+        out["target_time"] = pd.to_datetime(frame["target_time"], utc=True).array  # no Timestamp per row
     else:
         out["target_date"] = pd.to_datetime(frame["target_date"]).dt.date.to_numpy()
         out["horizon_hours"] = 0  # a daily target: no target_time (NULL)
@@ -98,25 +100,42 @@ def to_rows(target: str, frame: pd.DataFrame, as_of) -> pd.DataFrame:
     return out[[c for c in COLUMNS if c in out.columns]]
 
 
-def predict_target(target: str, as_of, chunk: int = CHUNK_USERS) -> dict:
-    """Task body: the target's predictions for the cohort with the current model."""
+def chunk_users(chunk: int | None = None) -> int:
+    """Users per chunk of the predict, save and cache steps: ``chunk`` when given, else the
+    environment's ``AURORA_PREDICTION_CHUNK_USERS`` (read here, when a step starts), else
+    ``CHUNK_USERS``. Memory holds one chunk's history, predictions and events at a time."""
+    value = int(chunk or os.environ.get(CHUNK_ENV) or CHUNK_USERS)
+    if value < 1:
+        raise ValueError(f"{CHUNK_ENV} / chunk must be a positive number of users, not {value}")
+    return value
+
+
+def predict_target(target: str, as_of, chunk: int | None = None) -> dict:
+    """Task body: the target's predictions for the cohort with the current model, ``chunk``
+    users at a time (:func:`chunk_users`): a chunk's history read, predicted and stored as one
+    part of ``predictions:<target>`` (:func:`domains.aurora.datasets.save_parts`, one
+    transaction on a second connection) before the next chunk is read."""
     from domains.aurora import models, registry
-    from domains.aurora.datasets import save_frame
+    from domains.aurora.datasets import save_parts
     from domains.aurora.db import DATABASE, HISTORY_TABLES, record_tables
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
-    with closing(DATABASE.connect()) as conn:
+    chunk = chunk_users(chunk)
+    when = utc_timestamp(as_of)
+    with closing(DATABASE.connect()) as conn, closing(DATABASE.connect()) as out:
         users = cohort(conn, as_of)
         model = registry.load_current(conn, target)  # NoCurrentModel: train first (clear message)
-        parts = [to_rows(target, models.predict(conn, target, utc_timestamp(as_of), users[i:i + chunk], model=model), as_of)
-                 for i in range(0, len(users), chunk)]
-        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-        save_frame(conn, as_of_key("predictions", as_of), f"predictions:{target}", utc_timestamp(as_of).to_pydatetime(), rows)
+        conn.commit()
+        # read_history runs each chunk's reads in a read-only transaction of its own on ``conn``;
+        # the parts go into one transaction on ``out``, committed once every part is written
+        parts = (to_rows(target, models.predict(conn, target, when, users[i:i + chunk], model=model), as_of)
+                 for i in range(0, len(users), chunk))
+        rows = save_parts(out, as_of_key("predictions", as_of), f"predictions:{target}", when.to_pydatetime(), parts)
     record_tables(inputs=["training_datasets", "model_registry", *HISTORY_TABLES.values()], outputs=["training_datasets"])
-    log.info("%s: %d prediction row(s) for %d user(s) with %s v%s", target, len(rows), len(users), model.name,
-             model.version)
-    return {"target": target, "users": len(users), "rows": len(rows), "model_name": model.name,
+    log.info("%s: %d prediction row(s) for %d user(s) in chunks of %d with %s v%s", target, rows, len(users), chunk,
+             model.name, model.version)
+    return {"target": target, "users": len(users), "rows": rows, "model_name": model.name,
             "model_version": model.version}
 
 
@@ -173,46 +192,55 @@ def events_for(rows: pd.DataFrame):
         yield Event(TOPIC, EVENT_TYPE, str(uid), data, dedup_key=f"{uid}|{target}|{day}|{digest}")
 
 
-def chunked_events(rows: pd.DataFrame, chunk: int = CHUNK_USERS):
-    """:func:`events_for` of ``rows``, ``chunk`` users at a time (users in ascending order): the
-    same events in the same order, with only one chunk's texts in memory at a time."""
-    users = np.unique(rows["user_id"].to_numpy())
-    for i in range(0, len(users), chunk):
-        low, high = users[i], users[min(i + chunk, len(users)) - 1]
-        ids = rows["user_id"].to_numpy()
-        yield from events_for(rows[(ids >= low) & (ids <= high)])
+def _typed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Stored ``predictions`` rows (numbers come back as floats) with their table's types."""
+    rows = rows.reindex(columns=COLUMNS)
+    rows["target_time"] = pd.to_datetime(rows["target_time"], utc=True)
+    for col in ("user_id", "horizon_hours", "model_version"):
+        rows[col] = rows[col].astype("int64")
+    return rows
 
 
 def save_predictions(as_of) -> dict:
-    """Task body: the three targets' rows upserted and their events added, committed together."""
-    from domains.aurora.datasets import load_frame
+    """Task body: the three targets' rows upserted and their events added, committed together,
+    one chunk of users at a time: part i of each target (the same users when the predict steps
+    used the same chunk size) read, its events added, its rows sent
+    (:func:`shared.db.bulk_upsert_frames`: COPY straight into an empty table, else one merge at the
+    end), then dropped before part i + 1 is read."""
+    from itertools import zip_longest
+
+    from domains.aurora.datasets import load_parts
     from domains.aurora.db import DATABASE, record_tables
-    from shared.db import bulk_upsert
+    from shared.db import bulk_upsert_frames
     from shared.outbox import add_events
 
+    key = as_of_key("predictions", as_of)
+    counts = {"rows": 0, "events": 0}
     with closing(DATABASE.connect()) as conn:
-        rows = pd.concat([load_frame(conn, as_of_key("predictions", as_of), f"predictions:{t}") for t in TARGETS], ignore_index=True)
-        if rows.empty:
-            conn.commit()
-            return {"rows": 0, "inserted": 0, "updated": 0, "events": 0}
-        rows = rows.reindex(columns=COLUMNS)
-        rows["target_time"] = pd.to_datetime(rows["target_time"], utc=True)
-        for col in ("user_id", "horizon_hours", "model_version"):  # stored as numbers: back to integers
-            rows[col] = rows[col].astype("int64")
-        result = bulk_upsert(conn, "predictions", COLUMNS, rows, key=KEY, commit=False)
-        with conn.cursor() as cur:  # streamed: one chunk of users' events in memory at a time
-            added = add_events(cur, chunked_events(rows), source=SOURCE)
+        def chunks():
+            for parts in zip_longest(*(load_parts(conn, key, f"predictions:{t}") for t in TARGETS)):
+                rows = pd.concat([p for p in parts if p is not None and not p.empty], ignore_index=True)
+                if rows.empty:
+                    continue
+                rows = _typed(rows)
+                with conn.cursor() as cur:  # the chunk's events, streamed from its rows
+                    counts["events"] += add_events(cur, events_for(rows), source=SOURCE)
+                counts["rows"] += len(rows)
+                yield rows
+
+        # a part's users are in no other part: the chunks share no key
+        result = bulk_upsert_frames(conn, "predictions", COLUMNS, chunks(), key=KEY, commit=False)
         conn.commit()
     record_tables(inputs=["training_datasets"], outputs=["predictions", "event_outbox"])
     log.info("predictions: %d row(s), %d new, %d updated; %d new event(s) in the outbox",
-             len(rows), result.inserted, result.updated, added)
-    return {"rows": len(rows), "inserted": result.inserted, "updated": result.updated, "events": added}
+             counts["rows"], result.inserted, result.updated, counts["events"])
+    return {"rows": counts["rows"], "inserted": result.inserted, "updated": result.updated, "events": counts["events"]}
 
 
 # -- 4. Redis -----------------------------------------------------------------------------------------
-def cache_predictions(as_of, chunk: int = CHUNK_USERS) -> dict:
+def cache_predictions(as_of, chunk: int | None = None) -> dict:
     """Task body: per cohort user one hash of the day's predictions (as saved in PostgreSQL),
-    ``chunk`` users at a time: their rows read (:func:`cached_hashes`) and written to Redis before
+    ``chunk`` users at a time (:func:`chunk_users`): their rows read (:func:`cached_hashes`) and written to Redis before
     the next chunk is read, so memory stays that of one chunk."""
     from domains.aurora.db import DATABASE
     from shared.redis_store import connect, replace_hashes
@@ -221,7 +249,7 @@ def cache_predictions(as_of, chunk: int = CHUNK_USERS) -> dict:
     client = connect(REDIS_CONN_ID)  # fails clearly before any work when Redis is down
     with closing(DATABASE.connect()) as conn:
         users = cohort(conn, as_of)
-        written = replace_hashes(client, cached_hashes(conn, as_of, users, chunk), ttl=CACHE_TTL_SECONDS)
+        written = replace_hashes(client, cached_hashes(conn, as_of, users, chunk_users(chunk)), ttl=CACHE_TTL_SECONDS)
         conn.commit()
     log.info("cached the predictions of %d user(s) in Redis (TTL %d s)", written, CACHE_TTL_SECONDS)
     return {"users": written, "ttl_seconds": CACHE_TTL_SECONDS}

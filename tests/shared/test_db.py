@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 import shared.db
-from shared.db import DomainDatabase, bulk_upsert, migrate
+from shared.db import DomainDatabase, bulk_upsert, bulk_upsert_frames, migrate
 
 
 @pytest.fixture
@@ -454,6 +454,43 @@ def test_dataframe_into_an_empty_table_is_copied_then_merged_after(conn, migrati
     r = bulk_upsert(conn, "people", ["id", "name"], pd.DataFrame({"id": [2, 3], "name": ["B", "c"]}), key=["id"])
     assert (r.inserted, r.updated) == (1, 1)
     assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "a"), (2, "B"), (3, "c")]
+
+
+def test_frames_one_at_a_time_into_an_empty_table_then_merged_once(conn, migrations):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    made = []
+
+    def frames(chunks):
+        for chunk in chunks:  # each frame made when the previous one was sent
+            made.append(len(chunk))
+            yield pd.DataFrame(chunk, columns=["id", "name"])
+
+    r = bulk_upsert_frames(conn, "people", ["id", "name"], frames([[(1, "a"), (2, "b"), (2, "b2")], [(3, "c")]]),
+                           key=["id"])  # straight COPY of each, de-duplicated per frame
+    assert (r.inserted, r.updated, made) == (3, 0, [3, 1])
+    assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "a"), (2, "b2"), (3, "c")]
+    r = bulk_upsert_frames(conn, "people", ["id", "name"], frames([[(1, "a"), (2, "B")], [(3, "c"), (4, "d")]]),
+                           key=["id"])  # not empty: staged, one merge; unchanged rows left alone
+    assert (r.inserted, r.updated) == (1, 1)
+    assert rows(conn, "SELECT id, name FROM people ORDER BY id") == [(1, "a"), (2, "B"), (3, "c"), (4, "d")]
+    r = bulk_upsert_frames(conn, "people", ["id", "name"], frames([]), key=["id"])  # no frames: nothing changes
+    assert (r.inserted, r.updated) == (0, 0) and len(rows(conn)) == 4
+
+
+@pytest.mark.parametrize("first", [[], [(9, "x")]], ids=["empty table", "merge"])
+def test_frames_sharing_a_key_fail_and_write_nothing(conn, migrations, first):
+    import pandas as pd
+
+    migrate(conn, migrations)
+    if first:
+        bulk_upsert(conn, "people", ["id", "name"], first, key=["id"])
+    frames = (pd.DataFrame(c, columns=["id", "name"]) for c in ([(1, "a")], [(1, "again")]))
+    with pytest.raises(psycopg2.Error):
+        bulk_upsert_frames(conn, "people", ["id", "name"], frames, key=["id"])
+    conn.rollback()
+    assert rows(conn, "SELECT id, name FROM people ORDER BY id") == first
 
 
 def test_dataframe_input(conn, migrations):

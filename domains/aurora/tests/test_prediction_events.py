@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from domains.aurora.predictions import EVENT_TYPE, TOPIC, chunked_events, events_for
+from domains.aurora.predictions import EVENT_TYPE, TOPIC, events_for
 
 
 def old_events_for(rows: pd.DataFrame):
@@ -71,9 +71,3 @@ def test_events_for_equals_the_per_group_loop():
 def test_events_for_no_rows():
     assert list(events_for(sample_rows().iloc[:0])) == []
 
-
-def test_chunked_events_equal_events_for_the_whole_frame():
-    rows = sample_rows()
-    whole = [(e.event_id, e.key, e.data) for e in events_for(rows)]
-    assert [(e.event_id, e.key, e.data) for e in chunked_events(rows, chunk=7)] == whole  # 40 users: 6 chunks
-    assert [(e.event_id, e.key, e.data) for e in chunked_events(rows, chunk=1000)] == whole
