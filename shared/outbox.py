@@ -274,36 +274,49 @@ def _producer(kafka_conn_id: str) -> Any:
 
 
 class _InFlight:
-    """One batch produced to Kafka and not resolved yet: per row 1 once acknowledged, the errors
-    by row, and how many deliveries are still to come (the delivery callbacks run in this
-    thread, inside ``poll``/``flush``)."""
+    """One batch produced to Kafka and not resolved yet. Its delivery reports come to
+    :meth:`record` (one bound method for the whole batch, called by the client inside
+    ``poll``/``flush`` in this thread): a success only counts; a failure keeps the message's
+    value (the row's payload, which holds its event id: unique per row) and its error; ``left``:
+    the reports still to come. (A delivery report carries the message's value and key, not its
+    headers.)"""
 
-    __slots__ = ("rows", "acked", "errors", "left")
+    __slots__ = ("rows", "errors", "left")
 
     def __init__(self, rows: list[tuple]) -> None:
         self.rows = rows
-        self.acked = bytearray(len(rows))
-        self.errors: dict[int, str] = {}
+        self.errors: dict[bytes | None, str] = {}  # failed message's value -> error
         self.left = len(rows)
 
-    def record(self, err: Any, i: int) -> None:
-        if err is None:
-            self.acked[i] = 1
-        else:
-            self.errors[i] = str(err)
+    def record(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors[msg.value()] = str(err)
         self.left -= 1
+
+    def acked(self) -> bytearray:
+        """Per row 1 once acknowledged: with every report in, all rows but those whose payload
+        failed. A report missing (the broker never answered and the purge's report did not come
+        either) or a failure without its value: no row of the batch counts as acknowledged, all
+        are sent again (at least once)."""
+        if self.left or None in self.errors:
+            return bytearray(len(self.rows))
+        if not self.errors:
+            return bytearray(b"\x01") * len(self.rows)
+        failed = self.errors
+        return bytearray(0 if r[5].encode() in failed else 1 for r in self.rows)
 
 
 def _produce(producer: Any, rows: list[tuple]) -> _InFlight:
-    """Hand ``rows`` to the producer (no wait for the broker): their deliveries come later."""
+    """Hand ``rows`` to the producer (no wait for the broker): their deliveries come later.
+    No per-row Python beyond the call: the batch's one callback, the row's own texts (the client
+    sends str values, keys and headers as UTF-8)."""
     flight = _InFlight(rows)
     record = flight.record
     produce = producer.produce
-    for i, (_, _, eid, topic, key, payload) in enumerate(rows):
+    for _, _, eid, topic, key, payload in rows:
         while True:
-            try:  # text as it is: the client sends str values, keys and headers as UTF-8
-                produce(topic, value=payload, key=key, headers=[("event_id", eid)],
-                        on_delivery=lambda err, msg, i=i: record(err, i))
+            try:
+                produce(topic, payload, key, headers=[("event_id", eid)], on_delivery=record)
                 break
             except BufferError:  # local queue full: let deliveries drain, then go on
                 producer.poll(0.5)
@@ -342,7 +355,7 @@ def _mark(conn: Any, flight: _InFlight, beyond: bool, progress: _Progress) -> li
     """In one transaction: move the mark past the acknowledged run at the batch's start (unless
     a row before it failed, or the batch lies past the horizon), mark later acknowledged rows
     one by one (``published_at``), count an attempt on the rest. Returns the failed rows' ids."""
-    rows, acked = flight.rows, flight.acked
+    rows, acked = flight.rows, flight.acked()
     run = 0 if (beyond or progress.blocked) else acked.find(0)  # the run that moves the mark
     run = len(rows) if run < 0 else run
     with conn.cursor() as cur:
@@ -361,7 +374,8 @@ def _mark(conn: Any, flight: _InFlight, beyond: bool, progress: _Progress) -> li
             progress.blocked, progress.error = True, error
     conn.commit()
     progress.published += run + len(holes)
-    progress.topics.update(rows[i][3] for i in range(len(rows)) if acked[i])
+    progress.topics.update({r[3] for r in rows} if run == len(rows)
+                           else {rows[i][3] for i in range(len(rows)) if acked[i]})
     return failed
 
 

@@ -12,7 +12,7 @@ from contextlib import closing
 import pytest
 
 from domains.aurora.db import DATABASE
-from shared.outbox import Event, add_events, pending_count, publish_outbox
+from shared.outbox import Event, add_events, event_id, pending_count, publish_outbox
 from tests.event_consumer import DedupConsumer
 
 TOPIC = "aurora.test_events"
@@ -373,3 +373,41 @@ def test_another_databases_long_transaction_does_not_hold_the_outbox_back(db, do
     assert (result.published, result.waiting) == (50, 0)
     assert marked_one_by_one == 0 and mark_at_the_end  # the mark itself moved past them
     assert took < 20  # not held back for settle_timeout
+
+
+def test_a_batch_knows_its_failed_rows_from_the_delivery_reports_of_its_one_callback(kafka_broker):
+    """One callback per batch (``_InFlight.record``): a success only counts, a failure names its
+    row by the message's value (the row's payload, holding its event id). Real reports from the stand-in: a batch flushed is
+    acknowledged whole; a batch purged before it went out (librdkafka's own failure reports) has
+    every row failed, by its id; a batch with a report still missing counts no row as acknowledged."""
+    from airflow.sdk import BaseHook
+    from confluent_kafka import Producer
+
+    from shared.outbox import _InFlight, _produce
+
+    def rows(start: int, n: int) -> list[tuple]:  # as the publisher reads them: id, txid, event id, topic, key, payload
+        return [(i, "1", event_id(TOPIC, f"fact-{i}"), TOPIC, f"user-{i % 3}",
+                 f'{{"event_id": "{event_id(TOPIC, f"fact-{i}")}", "data": {{"n": {i}}}}}')
+                for i in range(start, start + n)]
+
+    # the connection's producer, lingering 10 s: a batch waits for flush (which sends at once) or purge
+    producer = Producer({**BaseHook.get_connection("aurora_kafka").extra_dejson, "linger.ms": 10_000,
+                         "message.timeout.ms": 60_000})
+    try:
+        sent = _produce(producer, rows(0, 50))
+        assert producer.flush(30) == 0
+        assert sent.left == 0 and not sent.errors and sent.acked() == bytearray([1]) * 50
+        purged = _produce(producer, rows(50, 7))
+        producer.purge()  # not sent yet (linger): each message gets a failure report
+        producer.flush(5)
+        assert purged.left == 0
+        assert sorted(purged.errors) == sorted(r[5].encode() for r in rows(50, 7))
+        assert all("PURGE" in e.upper() for e in purged.errors.values())
+        assert purged.acked() == bytearray(7)
+    finally:
+        producer.purge()
+        producer.close()
+    missing = _InFlight(rows(60, 3))  # three rows produced, two successes reported, one report never came
+    missing.record(None, None)
+    missing.record(None, None)
+    assert missing.left == 1 and missing.acked() == bytearray(3)
