@@ -483,7 +483,9 @@ def check_prediction_pipeline(cur, run: Run) -> list[str]:
     cur.execute("SELECT target, count(*) FROM predictions WHERE as_of = %s GROUP BY target", (as_of,))
     stored = dict(cur.fetchall())
     for target in AURORA_TARGETS:
-        expected = written[as_of].get(f"predictions:{target}")
+        # stored in parts, one per chunk of users (``predictions:<target>#000000``...; datasets.save_parts)
+        parts = [rows for name, rows in written[as_of].items() if re.fullmatch(rf"predictions:{target}#\d{{6}}", name)]
+        expected = sum(parts) if f"predictions:{target}#parts" in written[as_of] else None
         if expected is None:
             problems.append(f"aurora.training_datasets: no {target} predictions computed during the run")
         elif stored.get(target, 0) < expected or (written[as_of]["cohort"] and not expected):
