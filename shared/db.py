@@ -480,15 +480,6 @@ def _empty_and_locked(conn: Any, table: str) -> bool:
         return bool(cur.fetchone()[0])
 
 
-def _load_into_empty(conn: Any, table: str, columns: Sequence[str], frame: pd.DataFrame) -> bool:
-    """An initial load (the table is empty) needs no merge: COPY straight in."""
-    if not _empty_and_locked(conn, table):
-        return False
-    with conn.cursor() as cur:
-        copy_rows(cur, table, columns, frame)
-    return True
-
-
 def _roomy_temp_buffers(cur: Any) -> None:
     """Keep the staging table in memory (possible until the session first uses a temp table)."""
     cur.execute("SAVEPOINT temp_buffers")
@@ -519,18 +510,14 @@ def bulk_upsert(
     one load: the last one wins. ``commit=False`` leaves the transaction to the caller, so
     the load can commit together with other writes (e.g. a watermark).
     """
+    if hasattr(rows, "drop_duplicates"):  # a DataFrame: de-duplicated vectorised, so the merge needs no sort
+        return bulk_upsert_frames(conn, table, columns, [rows], key, update=update, only_changed=only_changed,
+                                  commit=commit)
     update = [c for c in (update if update is not None else columns) if c not in key]
-    is_frame = hasattr(rows, "drop_duplicates")
-    if is_frame:  # vectorised de-duplication; the merge below then needs no sort
-        rows = rows.drop_duplicates(subset=list(key), keep="last")
-        if _load_into_empty(conn, table, columns, rows):
-            if commit:
-                conn.commit()
-            return UpsertResult(len(rows), 0)
     with conn.cursor() as cur:
-        tmp = _staging_table(cur, table, ordered=not is_frame)
+        tmp = _staging_table(cur, table, ordered=True)
         copy_rows(cur, tmp, columns, rows)
-        inserted, updated = _merge(cur, table, tmp, columns, key, update, only_changed, ordered=not is_frame)
+        inserted, updated = _merge(cur, table, tmp, columns, key, update, only_changed, ordered=True)
     if commit:
         conn.commit()
     return UpsertResult(int(inserted), int(updated))
