@@ -30,7 +30,8 @@ of the window's 90; without a usable previous matrix it is built from every part
 Everything runs in DuckDB with a memory limit over the files; a large matrix is built one customer
 range at a time (:func:`_matrix_sql`), so its memory does not grow with the window. The day's cleaned interactions are
 kept in the lake only (the registered artifact is the system of record; migration 0006 dropped the
-PostgreSQL copy): :func:`open_interactions` gives a DuckDB view over a range of days.
+PostgreSQL copy): :func:`open_interactions` gives a DuckDB view over a range of days, and
+:func:`open_matrix` a day's matrix as training input, one customer range at a time.
 PostgreSQL gets the rejections (by COPY) and the registry rows.
 """
 
@@ -184,7 +185,6 @@ def open_interactions(first, last, root=None):
         yield con
 
 
-
 @dataclass(frozen=True)
 class MatrixBatch:
     """One customer range of a matrix as a recommender's input: the pair ``i`` is customer
@@ -243,13 +243,14 @@ def open_matrix(day, root=None, range_rows: int | None = None):
                 model.partial_fit(batch.first_customer + batch.customer, batch.article, batch.weight)
     """
     root = root or lake.lake_root()
-    range_rows = range_rows or int(os.environ.get("ECOMMERCE_ML_MATRIX_RANGE_ROWS") or RANGE_ROWS)
+    range_rows = _range_rows(range_rows)
     with closing(DATABASE.connect()) as conn, conn.cursor() as cur:
         found = registered_paths(cur, MATRIX, str(day), str(day))
     if not found:
         raise FileNotFoundError(f"no registered {MATRIX} for {day}: run build_matrix first")
     with ingest.duckdb_session() as con, _local_files([lake_path(root, found[0][1])]) as (local,):
         yield TrainingMatrix(con, local, range_rows)
+
 
 # the matrix's columns from each pair's purchases in the window (a list of {day, items}, oldest first);
 # both builds, from the day partials or from the previous matrix, derive them here
@@ -338,6 +339,12 @@ def _base_matrix(cur, con, root, run: Run) -> tuple[Any, dict] | None:
 RANGE_ROWS = 6_000_000
 
 
+def _range_rows(range_rows: int | None = None) -> int:
+    """Rows per customer range: ``range_rows``, else ``ECOMMERCE_ML_MATRIX_RANGE_ROWS`` (read here,
+    when used), else :data:`RANGE_ROWS`."""
+    return range_rows or int(os.environ.get("ECOMMERCE_ML_MATRIX_RANGE_ROWS") or RANGE_ROWS)
+
+
 def _customer_ranges(con, files: list[str], range_rows: int) -> list[str]:
     """Split points on ``customer_id`` cutting the inputs (each sorted by customer and article) into
     ranges of about ``range_rows`` input rows, from their row groups' first and last customers in the
@@ -386,7 +393,7 @@ def _matrix_sql(con, day, base: str | None, keep: str, files: list[str], scratch
     customer order and the query reads the parts in that order. (One query over every customer ran
     out of DuckDB's 512 MB at 1x once the window held 25 days; a range's memory does not grow with
     the window.)"""
-    range_rows = range_rows or int(os.environ.get("ECOMMERCE_ML_MATRIX_RANGE_ROWS") or RANGE_ROWS)
+    range_rows = _range_rows(range_rows)
     cuts = _customer_ranges(con, ([base] if base else []) + files, range_rows)
     if not cuts:
         return MATRIX_SQL.format(day=day, pairs=_pairs_sql(base, keep, files, "")), 1
